@@ -1,0 +1,394 @@
+-- Enqueueing: add_jobs (the set-based core), add_job, remove_job, and their
+-- private helpers.
+
+-- Flags are stored as a set: {"a": true, "b": true}; none (NULL or empty) is NULL.
+CREATE FUNCTION errands._flags(flags text[]) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN cardinality(flags) > 0
+                THEN (SELECT jsonb_object_agg(f, true) FROM unnest(flags) f) END
+$$;
+
+-- A text value quoted for an error message, shortened when long.
+CREATE FUNCTION errands._describe(value text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN value IS NULL THEN 'NULL'
+        WHEN length(value) > 40
+            THEN format('%s... (%s characters)', quote_literal(left(value, 40)), length(value))
+        ELSE format('%s (%s characters)', quote_literal(value), length(value))
+    END
+$$;
+
+-- One job row as the public view shows it.
+CREATE FUNCTION errands._job_view(j errands._jobs) RETURNS errands.jobs
+LANGUAGE sql STABLE AS $$
+    SELECT j.id,
+           (SELECT q.queue_name FROM errands._queues q WHERE q.id = j.job_queue_id),
+           (SELECT t.identifier FROM errands._tasks t WHERE t.id = j.task_id),
+           j.payload, j.priority::integer, j.run_at, j.attempts::integer,
+           j.max_attempts::integer, j.last_error, j.created_at, j.updated_at, j.key,
+           j.locked_at, j.locked_by, j.revision, j.flags
+$$;
+
+CREATE FUNCTION errands._notify() RETURNS void
+LANGUAGE sql AS $$
+    -- A constant payload: PostgreSQL folds identical notifications of one
+    -- transaction into one, so a statement that adds many jobs wakes
+    -- listeners once.
+    SELECT pg_notify('errands:jobs', '')
+$$;
+
+-- Raise 22023 naming the first bad spec's bad field; return when all are fine.
+CREATE FUNCTION errands._validate_specs(specs errands.job_spec[]) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    s record;
+    v_where text;
+    v_problem text;
+BEGIN
+    SELECT u.*, u.ordinality AS ord INTO s
+    FROM unnest(specs) WITH ORDINALITY u
+    WHERE u.identifier IS NULL
+       OR length(u.identifier) NOT BETWEEN 1 AND 128
+       OR length(u.queue_name) NOT BETWEEN 1 AND 128
+       OR length(u.job_key) NOT BETWEEN 1 AND 512
+       OR u.max_attempts NOT BETWEEN 1 AND 32767
+       OR u.priority NOT BETWEEN -32768 AND 32767
+       OR array_position(u.flags, NULL) IS NOT NULL
+    ORDER BY u.ordinality
+    LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    v_where := CASE WHEN cardinality(specs) > 1 THEN format(' (spec %s)', s.ord) ELSE '' END;
+    v_problem := CASE
+        WHEN s.identifier IS NULL THEN 'identifier must not be NULL'
+        WHEN length(s.identifier) NOT BETWEEN 1 AND 128 THEN
+            format('identifier must be 1 to 128 characters, got %s', errands._describe(s.identifier))
+        WHEN length(s.queue_name) NOT BETWEEN 1 AND 128 THEN
+            format('queue_name must be 1 to 128 characters, got %s', errands._describe(s.queue_name))
+        WHEN length(s.job_key) NOT BETWEEN 1 AND 512 THEN
+            format('job_key must be 1 to 512 characters, got %s', errands._describe(s.job_key))
+        WHEN s.max_attempts NOT BETWEEN 1 AND 32767 THEN
+            format('max_attempts must be between 1 and 32767, got %s', s.max_attempts)
+        WHEN s.priority NOT BETWEEN -32768 AND 32767 THEN
+            format('priority must be between -32768 and 32767, got %s', s.priority)
+        ELSE format('flags must not contain NULL, got %s', s.flags)
+    END;
+    RAISE EXCEPTION 'errands: %', v_problem || v_where USING ERRCODE = '22023';
+END
+$$;
+
+-- Create the task and queue rows a set of specs refers to.
+CREATE FUNCTION errands._ensure_tasks_and_queues(specs errands.job_spec[]) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO errands._tasks (identifier)
+    SELECT DISTINCT s.identifier FROM unnest(specs) s
+    WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t WHERE t.identifier = s.identifier)
+    ON CONFLICT DO NOTHING;
+    INSERT INTO errands._queues (queue_name)
+    SELECT DISTINCT s.queue_name FROM unnest(specs) s
+    WHERE s.queue_name IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM errands._queues q WHERE q.queue_name = s.queue_name)
+    ON CONFLICT DO NOTHING;
+$$;
+
+-- All the specs of one add_jobs call that share a job key, folded into one:
+-- the last spec wins; when it and the specs just before it are arrays, their
+-- elements are concatenated; merge says whether every spec of the key was an
+-- array, i.e. whether the result still appends to an existing array job.
+CREATE TYPE errands._keyed_spec AS (
+    key text,
+    identifier text,
+    queue_name text,
+    payload json,
+    merge boolean,
+    priority smallint,
+    run_at timestamptz,
+    max_attempts smallint,
+    flags jsonb,
+    ord bigint
+);
+
+CREATE FUNCTION errands.add_jobs(
+    specs errands.job_spec[],
+    job_key_preserve_run_at boolean DEFAULT false
+) RETURNS SETOF errands.jobs
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now timestamptz := now();
+    v_keyed errands._keyed_spec[];
+    v_pending text[];
+    v_done text[];
+    v_rounds int := 0;
+    v_ords bigint[];
+    v_ids bigint[];
+BEGIN
+    IF specs IS NULL OR cardinality(specs) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM errands._validate_specs(specs);
+    PERFORM errands._ensure_tasks_and_queues(specs);
+
+    IF NOT EXISTS (SELECT 1 FROM unnest(specs) s WHERE s.job_key IS NOT NULL) THEN
+        -- Fast path, no keys: one INSERT, rows returned straight from it.
+        IF EXISTS (SELECT 1 FROM unnest(specs) s WHERE coalesce(s.run_at, v_now) <= v_now) THEN
+            PERFORM errands._notify();
+        END IF;
+        RETURN QUERY
+        WITH src AS MATERIALIZED (
+            -- nextval runs after the sort, so ids follow input order.
+            SELECT nextval('errands._jobs_id_seq'::regclass) AS id, s.ordinality AS ord,
+                   s.identifier, s.queue_name, s.payload, s.priority, s.run_at,
+                   s.max_attempts, s.flags, t.id AS task_id, q.id AS queue_id
+            FROM unnest(specs) WITH ORDINALITY s
+            JOIN errands._tasks t ON t.identifier = s.identifier
+            LEFT JOIN errands._queues q ON q.queue_name = s.queue_name
+            ORDER BY s.ordinality
+        ), ins AS (
+            INSERT INTO errands._jobs (id, task_id, job_queue_id, payload, priority, run_at,
+                                       max_attempts, flags, created_at, updated_at)
+            SELECT src.id, src.task_id, src.queue_id, coalesce(src.payload, '{}'::json),
+                   coalesce(src.priority, 0), coalesce(src.run_at, v_now),
+                   coalesce(src.max_attempts, 25), errands._flags(src.flags), v_now, v_now
+            FROM src
+            RETURNING *
+        )
+        SELECT ins.id, src.queue_name, src.identifier, ins.payload, ins.priority::integer,
+               ins.run_at, ins.attempts::integer, ins.max_attempts::integer, ins.last_error,
+               ins.created_at, ins.updated_at, ins.key, ins.locked_at, ins.locked_by,
+               ins.revision, ins.flags
+        FROM ins JOIN src ON src.id = ins.id
+        ORDER BY src.ord;
+        RETURN;
+    END IF;
+
+    -- Keyed specs: fold duplicates of a key into one (Graphile fails with
+    -- 21000 on them).
+    WITH k AS (
+        SELECT s.*, s.ordinality AS ord FROM unnest(specs) WITH ORDINALITY s
+        WHERE s.job_key IS NOT NULL
+    ), g AS (
+        SELECT k.job_key, max(k.ord) AS last_ord, count(*) AS n,
+               max(k.ord) FILTER (WHERE k.payload IS NULL OR json_typeof(k.payload) <> 'array')
+                   AS last_plain_ord
+        FROM k GROUP BY k.job_key
+    )
+    SELECT array_agg(ROW(
+               g.job_key, l.identifier, l.queue_name,
+               CASE WHEN g.n = 1 OR g.last_plain_ord = g.last_ord
+                    THEN coalesce(l.payload, '{}'::json)
+                    ELSE coalesce((SELECT json_agg(e.value ORDER BY k2.ord, e.ordinality)
+                                   FROM k k2, json_array_elements(k2.payload) WITH ORDINALITY e
+                                   WHERE k2.job_key = g.job_key
+                                     AND k2.ord > coalesce(g.last_plain_ord, 0)),
+                                  '[]'::json)
+               END,
+               g.last_plain_ord IS NULL,
+               coalesce(l.priority, 0), coalesce(l.run_at, v_now), coalesce(l.max_attempts, 25),
+               errands._flags(l.flags), l.ord)::errands._keyed_spec ORDER BY g.job_key),
+           array_agg(g.job_key ORDER BY g.job_key)
+    INTO v_keyed, v_pending
+    FROM g JOIN k l ON l.job_key = g.job_key AND l.ord = g.last_ord;
+
+    -- Retry until every key is written: a keyed row can be locked by a worker
+    -- or inserted by another session between our statements (Graphile's #580
+    -- returns an all-NULL row then).
+    LOOP
+        v_rounds := v_rounds + 1;
+        IF v_rounds > 100 THEN
+            RAISE EXCEPTION 'errands: add_jobs could not settle job keys %', v_pending
+                USING ERRCODE = '40001';
+        END IF;
+        -- Lock the existing rows in key order (no deadlock between two
+        -- add_jobs calls); this waits for a fetch that is locking them.
+        PERFORM 1 FROM errands._jobs j WHERE j.key = ANY(v_pending) ORDER BY j.key FOR UPDATE;
+        -- A running or permanently failed job gives up its key and never
+        -- retries; a new job takes the key.
+        UPDATE errands._jobs j
+        SET key = NULL, attempts = j.max_attempts, updated_at = v_now
+        WHERE j.key = ANY(v_pending) AND NOT j.is_available;
+
+        WITH todo AS (
+            SELECT k.*, t.id AS task_id, q.id AS queue_id
+            FROM unnest(v_keyed) k
+            JOIN errands._tasks t ON t.identifier = k.identifier
+            LEFT JOIN errands._queues q ON q.queue_name = k.queue_name
+            WHERE k.key = ANY(v_pending)
+        ), upd AS (
+            UPDATE errands._jobs j
+            SET task_id = todo.task_id,
+                job_queue_id = todo.queue_id,
+                payload = CASE WHEN todo.merge AND json_typeof(j.payload) = 'array'
+                               THEN (j.payload::jsonb || todo.payload::jsonb)::json
+                               ELSE todo.payload END,
+                priority = todo.priority,
+                max_attempts = todo.max_attempts,
+                flags = todo.flags,
+                run_at = CASE WHEN job_key_preserve_run_at AND j.attempts = 0
+                              THEN j.run_at ELSE todo.run_at END,
+                attempts = 0,
+                last_error = NULL,
+                revision = j.revision + 1,
+                updated_at = v_now
+            FROM todo
+            WHERE j.key = todo.key AND j.is_available
+            RETURNING j.key
+        ), ins AS (
+            INSERT INTO errands._jobs (task_id, job_queue_id, payload, priority, run_at,
+                                       max_attempts, flags, key, created_at, updated_at)
+            SELECT todo.task_id, todo.queue_id, todo.payload, todo.priority, todo.run_at,
+                   todo.max_attempts, todo.flags, todo.key, v_now, v_now
+            FROM todo
+            WHERE NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.key = todo.key)
+            ORDER BY todo.ord
+            ON CONFLICT (key) DO NOTHING
+            RETURNING key
+        )
+        SELECT array_agg(x.key) INTO v_done
+        FROM (SELECT upd.key FROM upd UNION ALL SELECT ins.key FROM ins) x;
+
+        v_pending := ARRAY(SELECT p FROM unnest(v_pending) p
+                           WHERE p <> ALL (coalesce(v_done, '{}'::text[])));
+        EXIT WHEN cardinality(v_pending) = 0;
+    END LOOP;
+
+    -- Specs without a key.
+    WITH src AS MATERIALIZED (
+        SELECT nextval('errands._jobs_id_seq'::regclass) AS id, s.ordinality AS ord,
+               s.payload, s.priority, s.run_at, s.max_attempts, s.flags,
+               t.id AS task_id, q.id AS queue_id
+        FROM unnest(specs) WITH ORDINALITY s
+        JOIN errands._tasks t ON t.identifier = s.identifier
+        LEFT JOIN errands._queues q ON q.queue_name = s.queue_name
+        WHERE s.job_key IS NULL
+        ORDER BY s.ordinality
+    ), ins AS (
+        INSERT INTO errands._jobs (id, task_id, job_queue_id, payload, priority, run_at,
+                                   max_attempts, flags, created_at, updated_at)
+        SELECT src.id, src.task_id, src.queue_id, coalesce(src.payload, '{}'::json),
+               coalesce(src.priority, 0), coalesce(src.run_at, v_now),
+               coalesce(src.max_attempts, 25), errands._flags(src.flags), v_now, v_now
+        FROM src
+        RETURNING id
+    )
+    SELECT array_agg(src.ord), array_agg(src.id) INTO v_ords, v_ids
+    FROM src JOIN ins ON ins.id = src.id;
+
+    -- One row per spec, in input order; specs sharing a key share the row.
+    SELECT array_agg(coalesce(u.id, j.id) ORDER BY s.ordinality) INTO v_ids
+    FROM unnest(specs) WITH ORDINALITY s
+    LEFT JOIN unnest(v_ords, v_ids) u(ord, id) ON u.ord = s.ordinality
+    LEFT JOIN errands._jobs j ON j.key = s.job_key;
+
+    IF EXISTS (SELECT 1 FROM unnest(v_ids) x(id) JOIN errands._jobs j ON j.id = x.id
+               WHERE j.run_at <= v_now AND j.is_available) THEN
+        PERFORM errands._notify();
+    END IF;
+
+    RETURN QUERY
+    SELECT v.* FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
+    JOIN errands.jobs v ON v.id = x.id
+    ORDER BY x.ord;
+END
+$$;
+
+COMMENT ON FUNCTION errands.add_jobs(errands.job_spec[], boolean) IS
+'Adds many jobs in one statement and returns one row per spec, in input order.
+Specs with a job_key follow add_job''s replace mode (preserve_run_at when
+job_key_preserve_run_at is true); specs sharing a key in one call fold into one
+job (the later spec wins; array payloads concatenate). Notifies errands:jobs once
+when a job is runnable now.';
+
+CREATE FUNCTION errands.add_job(
+    identifier text,
+    payload json DEFAULT NULL,
+    queue_name text DEFAULT NULL,
+    run_at timestamptz DEFAULT NULL,
+    max_attempts integer DEFAULT NULL,
+    job_key text DEFAULT NULL,
+    priority integer DEFAULT NULL,
+    flags text[] DEFAULT NULL,
+    job_key_mode text DEFAULT 'replace'
+) RETURNS errands.jobs
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_spec errands.job_spec := ROW(add_job.identifier, add_job.payload, add_job.queue_name,
+                                   add_job.run_at, add_job.max_attempts, add_job.job_key,
+                                   add_job.priority, add_job.flags);
+    v_mode text := coalesce(add_job.job_key_mode, 'replace');
+    v_result errands.jobs;
+    v_row errands._jobs;
+    v_now timestamptz := now();
+BEGIN
+    IF v_mode NOT IN ('replace', 'preserve_run_at', 'unsafe_dedupe') THEN
+        RAISE EXCEPTION 'errands: invalid job_key_mode %; expected replace, preserve_run_at or unsafe_dedupe',
+            quote_literal(v_mode) USING ERRCODE = '22023';
+    END IF;
+    IF add_job.job_key IS NULL OR v_mode <> 'unsafe_dedupe' THEN
+        SELECT * INTO v_result
+        FROM errands.add_jobs(ARRAY[v_spec], v_mode = 'preserve_run_at');
+        RETURN v_result;
+    END IF;
+
+    -- unsafe_dedupe: a job with this key, in any state, absorbs the call.
+    PERFORM errands._validate_specs(ARRAY[v_spec]);
+    PERFORM errands._ensure_tasks_and_queues(ARRAY[v_spec]);
+    INSERT INTO errands._jobs AS j (task_id, job_queue_id, payload, priority, run_at,
+                                    max_attempts, flags, key, created_at, updated_at)
+    SELECT t.id,
+           (SELECT q.id FROM errands._queues q WHERE q.queue_name = add_job.queue_name),
+           coalesce(add_job.payload, '{}'::json), coalesce(add_job.priority, 0),
+           coalesce(add_job.run_at, v_now), coalesce(add_job.max_attempts, 25),
+           errands._flags(add_job.flags), add_job.job_key, v_now, v_now
+    FROM errands._tasks t WHERE t.identifier = add_job.identifier
+    ON CONFLICT (key) DO UPDATE SET revision = j.revision + 1, updated_at = v_now
+    RETURNING j.* INTO v_row;
+    IF v_row.revision = 0 AND v_row.run_at <= v_now THEN
+        PERFORM errands._notify();
+    END IF;
+    RETURN errands._job_view(v_row);
+END
+$$;
+
+COMMENT ON FUNCTION errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text) IS
+'Adds one job (Graphile Worker''s add_job). Defaults: payload {}, run_at now(),
+max_attempts 25, priority 0. With a job_key, job_key_mode decides: replace
+updates a pending job with the key in place (every attribute, attempts reset,
+revision + 1), preserve_run_at does the same but keeps run_at of a job that has
+not been tried, unsafe_dedupe only bumps revision of any job holding the key.
+A running or permanently failed job with the key loses it and a new job is
+inserted. Array payloads of the same key concatenate (batch jobs).';
+
+-- A lock older than this belongs to a worker presumed dead: admin functions
+-- may touch the job (Graphile's 4 hours; heartbeats rescue far sooner).
+CREATE FUNCTION errands._stale_lock_age() RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT interval '4 hours' $$;
+
+CREATE FUNCTION errands.remove_job(job_key text) RETURNS errands.jobs
+LANGUAGE plpgsql STRICT AS $$
+DECLARE
+    v_row errands._jobs;
+BEGIN
+    -- FOR UPDATE waits for a fetch that is locking the job right now.
+    SELECT * INTO v_row FROM errands._jobs j WHERE j.key = remove_job.job_key FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF v_row.locked_at IS NULL OR v_row.locked_at < now() - errands._stale_lock_age() THEN
+        DELETE FROM errands._jobs j WHERE j.id = v_row.id;
+    ELSE
+        -- Running: it cannot be stopped, so it loses its key and will not retry.
+        UPDATE errands._jobs j
+        SET key = NULL, attempts = j.max_attempts, updated_at = now()
+        WHERE j.id = v_row.id
+        RETURNING j.* INTO v_row;
+    END IF;
+    RETURN errands._job_view(v_row);
+END
+$$;
+
+COMMENT ON FUNCTION errands.remove_job(text) IS
+'Deletes the job holding job_key when it is not running and returns it. A running
+job instead loses its key and gets attempts = max_attempts, so it will not be
+retried. Returns NULL when no job has the key.';

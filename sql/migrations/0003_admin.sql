@@ -1,0 +1,136 @@
+-- Administration (Graphile Worker's WorkerUtils functions) and cleanup.
+-- complete/fail/reschedule leave running jobs alone unless their lock is stale.
+
+CREATE FUNCTION errands.complete_jobs(job_ids bigint[]) RETURNS SETOF errands.jobs
+LANGUAGE sql AS $$
+    WITH d AS (
+        DELETE FROM errands._jobs j
+        WHERE j.id = ANY(job_ids)
+          AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
+        RETURNING j
+    )
+    SELECT v.* FROM d, LATERAL errands._job_view(d.j) v ORDER BY v.id
+$$;
+COMMENT ON FUNCTION errands.complete_jobs(bigint[]) IS
+'Marks the listed jobs as done (deletes them) and returns them. Running jobs are
+skipped unless their lock is stale (older than 4 hours).';
+
+CREATE FUNCTION errands.permanently_fail_jobs(job_ids bigint[], error_message text DEFAULT NULL)
+RETURNS SETOF errands.jobs
+LANGUAGE sql AS $$
+    WITH u AS (
+        UPDATE errands._jobs j
+        SET last_error = coalesce(error_message, 'Manually marked as failed'),
+            attempts = j.max_attempts,
+            updated_at = now()
+        WHERE j.id = ANY(job_ids)
+          AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
+        RETURNING j
+    )
+    SELECT v.* FROM u, LATERAL errands._job_view(u.j) v ORDER BY v.id
+$$;
+COMMENT ON FUNCTION errands.permanently_fail_jobs(bigint[], text) IS
+'Fails the listed jobs for good (attempts = max_attempts, last_error = the message
+or "Manually marked as failed") and returns them. Running jobs are skipped unless
+their lock is stale.';
+
+CREATE FUNCTION errands.reschedule_jobs(
+    job_ids bigint[],
+    run_at timestamptz DEFAULT NULL,
+    priority integer DEFAULT NULL,
+    attempts integer DEFAULT NULL,
+    max_attempts integer DEFAULT NULL
+) RETURNS SETOF errands.jobs
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF reschedule_jobs.priority NOT BETWEEN -32768 AND 32767 THEN
+        RAISE EXCEPTION 'errands: priority must be between -32768 and 32767, got %',
+            reschedule_jobs.priority USING ERRCODE = '22023';
+    END IF;
+    IF reschedule_jobs.attempts NOT BETWEEN 0 AND 32767 THEN
+        RAISE EXCEPTION 'errands: attempts must be between 0 and 32767, got %',
+            reschedule_jobs.attempts USING ERRCODE = '22023';
+    END IF;
+    IF reschedule_jobs.max_attempts NOT BETWEEN 1 AND 32767 THEN
+        RAISE EXCEPTION 'errands: max_attempts must be between 1 and 32767, got %',
+            reschedule_jobs.max_attempts USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH u AS (
+        UPDATE errands._jobs j
+        SET run_at = coalesce(reschedule_jobs.run_at, j.run_at),
+            priority = coalesce(reschedule_jobs.priority, j.priority),
+            attempts = coalesce(reschedule_jobs.attempts, j.attempts),
+            max_attempts = coalesce(reschedule_jobs.max_attempts, j.max_attempts),
+            updated_at = now()
+        WHERE j.id = ANY(reschedule_jobs.job_ids)
+          AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
+        RETURNING j
+    )
+    SELECT v.* FROM u, LATERAL errands._job_view(u.j) v ORDER BY v.id;
+    IF EXISTS (SELECT 1 FROM errands._jobs j
+               WHERE j.id = ANY(reschedule_jobs.job_ids) AND j.is_available
+                 AND j.run_at <= now()) THEN
+        PERFORM errands._notify();
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION errands.reschedule_jobs(bigint[], timestamptz, integer, integer, integer) IS
+'Changes run_at, priority, attempts and/or max_attempts (each NULL argument leaves
+its column alone) of the listed jobs and returns them. Running jobs are skipped
+unless their lock is stale. last_error is kept.';
+
+CREATE FUNCTION errands.force_unlock_workers(worker_ids text[]) RETURNS void
+LANGUAGE sql AS $$
+    UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
+    WHERE j.locked_by = ANY(worker_ids);
+    UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+    WHERE q.locked_by = ANY(worker_ids);
+$$;
+COMMENT ON FUNCTION errands.force_unlock_workers(text[]) IS
+'Unlocks every job and queue locked by the listed workers (use it for workers you
+know are dead). attempts is unchanged, so the interrupted try counts.';
+
+CREATE FUNCTION errands.cleanup(
+    tasks text[] DEFAULT ARRAY['GC_JOB_QUEUES'],
+    task_identifiers_to_keep text[] DEFAULT '{}'
+) RETURNS TABLE (task text, deleted bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_task text;
+    v_count bigint;
+BEGIN
+    SELECT t INTO v_task FROM unnest(cleanup.tasks) t
+    WHERE t IS NULL OR t NOT IN ('DELETE_PERMAFAILED_JOBS', 'GC_JOB_QUEUES', 'GC_TASK_IDENTIFIERS')
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'errands: unknown cleanup task %; expected DELETE_PERMAFAILED_JOBS, GC_JOB_QUEUES or GC_TASK_IDENTIFIERS',
+            coalesce(quote_literal(v_task), 'NULL') USING ERRCODE = '22023';
+    END IF;
+    -- Jobs first, so the garbage collection below sees their rows gone.
+    IF 'DELETE_PERMAFAILED_JOBS' = ANY(cleanup.tasks) THEN
+        DELETE FROM errands._jobs j WHERE j.locked_at IS NULL AND j.attempts >= j.max_attempts;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        task := 'DELETE_PERMAFAILED_JOBS'; deleted := v_count; RETURN NEXT;
+    END IF;
+    IF 'GC_JOB_QUEUES' = ANY(cleanup.tasks) THEN
+        DELETE FROM errands._queues q
+        WHERE q.locked_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.job_queue_id = q.id);
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        task := 'GC_JOB_QUEUES'; deleted := v_count; RETURN NEXT;
+    END IF;
+    IF 'GC_TASK_IDENTIFIERS' = ANY(cleanup.tasks) THEN
+        DELETE FROM errands._tasks t
+        WHERE t.identifier <> ALL (coalesce(cleanup.task_identifiers_to_keep, '{}'))
+          AND NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.task_id = t.id);
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        task := 'GC_TASK_IDENTIFIERS'; deleted := v_count; RETURN NEXT;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION errands.cleanup(text[], text[]) IS
+'Housekeeping; returns a row per task run with the number of rows deleted.
+DELETE_PERMAFAILED_JOBS deletes permanently failed jobs; GC_JOB_QUEUES deletes
+unlocked queues no job uses; GC_TASK_IDENTIFIERS deletes task identifiers no job
+uses except task_identifiers_to_keep (pass the ones running workers know).';

@@ -1,0 +1,218 @@
+-- Worker-facing functions: the only statements a worker runs against jobs.
+-- Each takes the caller's worker id; complete, fail and return touch only jobs
+-- that worker has locked, so a worker that lost its lock cannot clobber a job.
+
+CREATE FUNCTION errands.get_jobs(
+    worker_id text,
+    task_identifiers text[],
+    job_count integer DEFAULT 1,
+    forbidden_flags text[] DEFAULT NULL
+) RETURNS SETOF errands.jobs
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_task_ids integer[];
+    v_forbidden text[] := CASE WHEN cardinality(get_jobs.forbidden_flags) > 0
+                               THEN get_jobs.forbidden_flags END;
+    v_now timestamptz := now();
+BEGIN
+    IF get_jobs.worker_id IS NULL OR get_jobs.worker_id = '' THEN
+        RAISE EXCEPTION 'errands: worker_id must not be empty, got %',
+            errands._describe(get_jobs.worker_id) USING ERRCODE = '22023';
+    END IF;
+    IF get_jobs.job_count IS NULL OR get_jobs.job_count < 1 THEN
+        RAISE EXCEPTION 'errands: job_count must be at least 1, got %',
+            coalesce(get_jobs.job_count::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    SELECT array_agg(t.id) INTO v_task_ids
+    FROM errands._tasks t WHERE t.identifier = ANY(get_jobs.task_identifiers);
+    IF v_task_ids IS NULL THEN
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+    WITH candidates AS MATERIALIZED (
+        SELECT c.id, c.job_queue_id FROM (
+            -- Jobs without a queue: the first job_count due jobs of each task,
+            -- row-locked as they are read so concurrent fetchers skip past them.
+            SELECT u.id, u.job_queue_id, u.priority, u.run_at
+            FROM unnest(v_task_ids) AS tid(task_id)
+            CROSS JOIN LATERAL (
+                SELECT j.id, j.job_queue_id, j.priority, j.run_at
+                FROM errands._jobs j
+                WHERE j.task_id = tid.task_id
+                  AND j.is_available AND j.job_queue_id IS NULL
+                  AND j.run_at <= v_now
+                  AND (v_forbidden IS NULL OR j.flags IS NULL OR NOT j.flags ?| v_forbidden)
+                ORDER BY j.priority, j.run_at, j.id
+                LIMIT get_jobs.job_count
+                FOR UPDATE SKIP LOCKED
+            ) u
+            UNION ALL
+            -- Named queues: only the head job of a queue nothing else runs
+            -- from; never two jobs of one queue in a batch (Graphile's #621).
+            SELECT h.id, h.job_queue_id, h.priority, h.run_at
+            FROM errands._queues q
+            CROSS JOIN LATERAL (
+                SELECT j.id, j.job_queue_id, j.priority, j.run_at
+                FROM errands._jobs j
+                WHERE j.job_queue_id = q.id
+                  AND j.is_available AND j.run_at <= v_now
+                  AND j.task_id = ANY(v_task_ids)
+                  AND (v_forbidden IS NULL OR j.flags IS NULL OR NOT j.flags ?| v_forbidden)
+                ORDER BY j.priority, j.run_at, j.id
+                LIMIT 1
+            ) h
+            WHERE q.locked_at IS NULL
+        ) c
+        ORDER BY c.priority, c.run_at, c.id
+        LIMIT get_jobs.job_count
+    ), queues AS MATERIALIZED (
+        -- Lock the chosen queues; a queue another fetch holds is skipped, and
+        -- one locked since our snapshot fails the locked_at recheck.
+        SELECT q.id FROM errands._queues q
+        WHERE q.id IN (SELECT c.job_queue_id FROM candidates c)
+          AND q.locked_at IS NULL
+        FOR UPDATE SKIP LOCKED
+    ), chosen AS MATERIALIZED (
+        SELECT j.id FROM errands._jobs j
+        WHERE j.id IN (SELECT c.id FROM candidates c)
+          AND j.is_available
+          AND (j.job_queue_id IS NULL OR j.job_queue_id IN (SELECT queues.id FROM queues))
+        FOR UPDATE SKIP LOCKED
+    ), locked_jobs AS (
+        UPDATE errands._jobs j
+        SET attempts = j.attempts + 1, locked_at = v_now, locked_by = get_jobs.worker_id
+        FROM chosen WHERE j.id = chosen.id
+        RETURNING j.*
+    ), locked_queues AS (
+        UPDATE errands._queues q
+        SET locked_at = v_now, locked_by = get_jobs.worker_id
+        WHERE q.id IN (SELECT lj.job_queue_id FROM locked_jobs lj)
+        RETURNING q.id, q.queue_name
+    )
+    SELECT lj.id, lq.queue_name, t.identifier, lj.payload, lj.priority::integer, lj.run_at,
+           lj.attempts::integer, lj.max_attempts::integer, lj.last_error, lj.created_at,
+           lj.updated_at, lj.key, lj.locked_at, lj.locked_by, lj.revision, lj.flags
+    FROM locked_jobs lj
+    JOIN errands._tasks t ON t.id = lj.task_id
+    LEFT JOIN locked_queues lq ON lq.id = lj.job_queue_id
+    ORDER BY lj.priority, lj.run_at, lj.id;
+END
+$$;
+COMMENT ON FUNCTION errands.get_jobs(text, text[], integer, text[]) IS
+'Worker API. Locks and returns up to job_count runnable jobs (due, not running,
+attempts left, task in task_identifiers, no forbidden flag) in priority, run_at,
+id order, with attempts + 1 and locked_by = worker_id. A named queue yields at
+most its head job, and none while one of its jobs runs.';
+
+CREATE FUNCTION errands.worker_complete_jobs(worker_id text, job_ids bigint[])
+RETURNS SETOF bigint
+LANGUAGE sql AS $$
+    WITH done AS (
+        DELETE FROM errands._jobs j
+        WHERE j.id = ANY(job_ids) AND j.locked_by = worker_id
+        RETURNING j.id, j.job_queue_id
+    ), unlocked AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.id IN (SELECT done.job_queue_id FROM done) AND q.locked_by = worker_id
+    )
+    SELECT done.id FROM done
+$$;
+COMMENT ON FUNCTION errands.worker_complete_jobs(text, bigint[]) IS
+'Worker API. Deletes the listed jobs that worker_id has locked (it finished them)
+and unlocks their queues. Returns the ids it completed: a job missing from the
+result was no longer this worker''s (its lock was taken away) and may run again.';
+
+CREATE FUNCTION errands.worker_fail_jobs(
+    worker_id text,
+    job_ids bigint[],
+    error_messages text[],
+    payloads json[] DEFAULT NULL
+) RETURNS SETOF errands.jobs
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF cardinality(worker_fail_jobs.job_ids) IS DISTINCT FROM cardinality(worker_fail_jobs.error_messages)
+       OR (worker_fail_jobs.payloads IS NOT NULL
+           AND cardinality(worker_fail_jobs.payloads) <> cardinality(worker_fail_jobs.job_ids)) THEN
+        RAISE EXCEPTION 'errands: worker_fail_jobs needs one error message (and payload, if any) per job: % ids, % messages, % payloads',
+            cardinality(worker_fail_jobs.job_ids), cardinality(worker_fail_jobs.error_messages),
+            coalesce(cardinality(worker_fail_jobs.payloads)::text, 'no')
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH f AS (
+        SELECT * FROM unnest(worker_fail_jobs.job_ids, worker_fail_jobs.error_messages,
+                             worker_fail_jobs.payloads) AS f(id, message, payload)
+    ), failed AS (
+        UPDATE errands._jobs j
+        SET last_error = f.message,
+            -- Exponential backoff: e^attempts seconds, capped at e^10 (~6 h).
+            run_at = greatest(now(), j.run_at) + exp(least(j.attempts, 10)) * interval '1 second',
+            locked_at = NULL,
+            locked_by = NULL,
+            payload = coalesce(f.payload, j.payload)
+        FROM f
+        WHERE j.id = f.id AND j.locked_by = worker_fail_jobs.worker_id
+        RETURNING j.*
+    ), unlocked AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.id IN (SELECT failed.job_queue_id FROM failed)
+          AND q.locked_by = worker_fail_jobs.worker_id
+    )
+    SELECT failed.id, q.queue_name, t.identifier, failed.payload, failed.priority::integer,
+           failed.run_at, failed.attempts::integer, failed.max_attempts::integer,
+           failed.last_error, failed.created_at, failed.updated_at, failed.key,
+           failed.locked_at, failed.locked_by, failed.revision, failed.flags
+    FROM failed
+    JOIN errands._tasks t ON t.id = failed.task_id
+    LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
+    ORDER BY failed.id;
+END
+$$;
+COMMENT ON FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[]) IS
+'Worker API. Records a failed try of each listed job that worker_id has locked:
+last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
+10)) seconds, lock and queue released; a non-NULL payload replaces the job''s
+(batch jobs keep only their failed items). Returns the failed jobs; those with
+attempts >= max_attempts will not run again.';
+
+CREATE FUNCTION errands.worker_return_jobs(worker_id text, job_ids bigint[])
+RETURNS SETOF bigint
+LANGUAGE sql AS $$
+    WITH returned AS (
+        UPDATE errands._jobs j
+        SET attempts = greatest(0, j.attempts - 1), locked_at = NULL, locked_by = NULL
+        WHERE j.id = ANY(job_ids) AND j.locked_by = worker_id
+        RETURNING j.id, j.job_queue_id
+    ), unlocked AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.id IN (SELECT returned.job_queue_id FROM returned) AND q.locked_by = worker_id
+    )
+    SELECT returned.id FROM returned
+$$;
+COMMENT ON FUNCTION errands.worker_return_jobs(text, bigint[]) IS
+'Worker API. Hands back jobs worker_id fetched but never started (shutdown): the
+lock is released and the attempt it took is given back. Returns their ids.';
+
+CREATE FUNCTION errands.reset_locked(older_than interval DEFAULT interval '4 hours')
+RETURNS integer
+LANGUAGE sql AS $$
+    WITH jobs AS (
+        UPDATE errands._jobs j
+        SET locked_at = NULL,
+            locked_by = NULL,
+            run_at = greatest(j.run_at, now()),
+            last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
+                                j.locked_by, j.locked_at)
+        WHERE j.locked_at < now() - older_than
+        RETURNING j.id
+    ), queues AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.locked_at < now() - older_than
+    )
+    SELECT count(*)::integer FROM jobs
+$$;
+COMMENT ON FUNCTION errands.reset_locked(interval) IS
+'Rescues jobs whose lock is older than older_than (their worker died): they become
+runnable at once with the interrupted try counted, and stale queue locks are
+released. Returns the number of jobs rescued.';
