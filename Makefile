@@ -1,0 +1,77 @@
+# Errands build / test entry points.  GNU make.
+#
+#   make test         system deps (PostgreSQL server + pgTAP), venv, lint, mypy, pytest
+#   make lint         ruff + mypy --strict
+#   make install-sql  regenerate sql/install.sql from sql/migrations/*.sql
+#   make clean        remove the virtualenv and caches
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Highest PostgreSQL major version installed (Debian layout); 15 when none is.
+ifndef PG_VERSION
+PG_VERSION := $(or $(shell ls -1 /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | cut -d/ -f5 | sort -n | tail -1),15)
+endif
+PG_BINDIR := /usr/lib/postgresql/$(PG_VERSION)/bin
+PGTAP_CONTROL := /usr/share/postgresql/$(PG_VERSION)/extension/pgtap.control
+
+LINT_PATHS := python_client tests_py pgtap conftest.py
+
+.PHONY: test lint pytest install-sql system-deps venv demo clean
+
+test: system-deps lint pytest
+
+# --- system packages ---------------------------------------------------------
+system-deps:
+	@missing=""; \
+	[ -x "$(PG_BINDIR)/pg_ctl" ] || missing="$$missing postgresql-$(PG_VERSION)"; \
+	[ -f "$(PGTAP_CONTROL)" ] || missing="$$missing postgresql-$(PG_VERSION)-pgtap"; \
+	command -v pg_prove >/dev/null || missing="$$missing pgtap"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "error: missing system packages:$$missing" >&2; \
+	    echo "       install them with: sudo apt-get install$$missing" >&2; \
+	    exit 1; \
+	  fi; \
+	  echo "installing system packages:$$missing"; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# --- virtualenv -----------------------------------------------------------------
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(VPY)
+	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
+	  | sed '/^WARNING: Location .* is ignored/d'
+	@touch $@
+
+venv: $(STAMP)
+
+# --- checks -------------------------------------------------------------------
+lint: $(STAMP)
+	$(VENV)/bin/ruff check -q $(LINT_PATHS)
+	$(VENV)/bin/mypy --strict --no-error-summary python_client/errands
+
+pytest: $(STAMP)
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+# --- generated files ------------------------------------------------------------
+install-sql: $(STAMP)
+	$(VPY) -m errands._install > sql/install.sql.tmp
+	@mv sql/install.sql.tmp sql/install.sql
+	@echo "wrote sql/install.sql"
+
+demo:
+	@echo "make demo: not yet implemented (issue 3)"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""Test infrastructure: throwaway PostgreSQL cluster and pgTAP runner for pytest."""
