@@ -756,15 +756,32 @@ BEGIN
             SELECT u.id, u.job_queue_id, u.priority, u.run_at
             FROM unnest(v_task_ids) AS tid(task_id)
             CROSS JOIN LATERAL (
-                SELECT j.id, j.job_queue_id, j.priority, j.run_at
-                FROM errands._jobs j
-                WHERE j.task_id = tid.task_id
-                  AND j.is_available AND j.job_queue_id IS NULL
-                  AND j.run_at <= v_now
-                  AND (v_forbidden IS NULL OR j.flags IS NULL OR NOT j.flags ?| v_forbidden)
-                ORDER BY j.priority, j.run_at, j.id
+                -- One index probe per distinct priority of the task (a loose
+                -- index scan); with the priority fixed, run_at <= now ends the
+                -- range scan, so future-scheduled jobs are never walked.
+                WITH RECURSIVE prio(p) AS (
+                    SELECT min(j.priority) FROM errands._jobs j
+                    WHERE j.task_id = tid.task_id AND j.is_available AND j.job_queue_id IS NULL
+                    UNION ALL
+                    SELECT (SELECT min(j.priority) FROM errands._jobs j
+                            WHERE j.task_id = tid.task_id AND j.is_available
+                              AND j.job_queue_id IS NULL AND j.priority > prio.p)
+                    FROM prio WHERE prio.p IS NOT NULL
+                )
+                SELECT d.id, d.job_queue_id, d.priority, d.run_at
+                FROM prio CROSS JOIN LATERAL (
+                    SELECT j.id, j.job_queue_id, j.priority, j.run_at
+                    FROM errands._jobs j
+                    WHERE j.task_id = tid.task_id AND j.priority = prio.p
+                      AND j.is_available AND j.job_queue_id IS NULL
+                      AND j.run_at <= v_now
+                      AND (v_forbidden IS NULL OR j.flags IS NULL OR NOT j.flags ?| v_forbidden)
+                    ORDER BY j.run_at, j.id
+                    LIMIT get_jobs.job_count
+                    FOR UPDATE SKIP LOCKED
+                ) d
+                ORDER BY d.priority, d.run_at, d.id
                 LIMIT get_jobs.job_count
-                FOR UPDATE SKIP LOCKED
             ) u
             UNION ALL
             -- Named queues: only the head job of a queue nothing else runs

@@ -1,0 +1,223 @@
+"""Query plans of the fetch and of a keyed add_job, captured with auto_explain.
+
+Two databases with the same runnable jobs (100 unqueued and 15 in 3 named queues, all
+for task 'work'); one of them also holds 1,200,000 rows no fetch should look at:
+500,000 future-scheduled and 500,000 permanently failed jobs of task 'work', and
+200,000 runnable jobs of a task no worker asks for. The statements inside
+errands.get_jobs are planned and run through auto_explain (log_analyze, log_buffers,
+nested statements, sent to the client as NOTICEs); their plans are printed (pytest -s)
+and the shared buffers they touch are compared between the two databases.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+
+AUTO_EXPLAIN = [
+    "LOAD 'auto_explain'",
+    "SET auto_explain.log_min_duration = 0",
+    "SET auto_explain.log_nested_statements = on",
+    "SET auto_explain.log_analyze = on",
+    "SET auto_explain.log_buffers = on",
+    "SET auto_explain.log_level = notice",
+    "SET client_min_messages = notice",
+]
+
+RUNNABLE = """
+SELECT count(*) FROM errands.add_jobs(ARRAY(
+    SELECT ROW('work', json_build_object('i', g), NULL, now() - interval '1 minute',
+               NULL, NULL, NULL, NULL)::errands.job_spec
+    FROM generate_series(1, 100) g));
+SELECT count(*) FROM errands.add_jobs(ARRAY(
+    SELECT ROW('work', json_build_object('q', g), 'queue' || g % 3, now() - interval '1 minute',
+               NULL, NULL, NULL, NULL)::errands.job_spec
+    FROM generate_series(1, 15) g));
+SELECT errands.add_job('unasked', run_at => now() + interval '1 year');
+"""
+
+EXTRA_ROWS = """
+INSERT INTO errands._jobs (task_id, run_at, attempts, max_attempts)
+SELECT t.id,
+       CASE WHEN g % 2 = 0 THEN now() + interval '1 hour' + g * interval '1 second'
+            ELSE now() - interval '1 day' END,
+       CASE WHEN g % 2 = 0 THEN 0 ELSE 25 END,
+       25
+FROM errands._tasks t, generate_series(1, 1000000) g
+WHERE t.identifier = 'work';
+INSERT INTO errands._jobs (task_id, run_at)
+SELECT t.id, now() - interval '1 hour'
+FROM errands._tasks t, generate_series(1, 200000) g
+WHERE t.identifier = 'unasked';
+"""
+
+_BUFFERS_RE = re.compile(r"Buffers: shared(?: hit=(\d+))?(?: read=(\d+))?")
+_TOP_NODE_RE = re.compile(r"^\S.*\(cost=")
+
+
+@dataclass
+class Plan:
+    """One statement's auto_explain output."""
+
+    query: str
+    plan: str
+
+    @property
+    def top_buffers(self) -> int:
+        """shared hit + read of the top plan node (0 when it lists none)."""
+        lines = self.plan.splitlines()
+        for line in lines[1:]:
+            if line.startswith(("  ->", "  CTE ")) or not line.startswith("  "):
+                break
+            match = _BUFFERS_RE.search(line)
+            if match:
+                return sum(int(g or 0) for g in match.groups())
+        return 0
+
+    def __str__(self) -> str:
+        return f"Query Text: {self.query.strip()}\n{self.plan}"
+
+
+def parse_notice(message: str) -> Plan | None:
+    if "Query Text:" not in message:
+        return None
+    body = message.split("Query Text:", 1)[1]
+    lines = body.splitlines()
+    for i, line in enumerate(lines):
+        if i > 0 and _TOP_NODE_RE.match(line):
+            return Plan(query="\n".join(lines[:i]), plan="\n".join(lines[i:]))
+    return None
+
+
+class Explainer:
+    """A connection whose statements (and the statements nested in them) are explained."""
+
+    def __init__(self, dsn: str) -> None:
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.notices: list[str] = []
+        self.conn.add_notice_handler(lambda diag: self.notices.append(diag.message_primary or ""))
+        for statement in AUTO_EXPLAIN:
+            self.conn.execute(statement)
+
+    def plans(self, sql: str, setup: str | None = None) -> list[Plan]:
+        """Plans of the statements run by ``sql`` (not ``sql`` itself), then roll back."""
+        with self.conn.transaction(force_rollback=True):
+            if setup is not None:
+                self.conn.execute(setup).fetchall()
+            self.notices.clear()
+            self.conn.execute(sql).fetchall()
+        plans = [p for p in map(parse_notice, self.notices) if p is not None]
+        return [p for p in plans if p.query.strip() != sql.strip()]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def jobs_plans(plans: list[Plan]) -> list[Plan]:
+    """The statements that read errands._jobs."""
+    return [p for p in plans if re.search(r"\bon _jobs\b", p.plan)]
+
+
+@dataclass
+class Databases:
+    base: Explainer
+    big: Explainer
+
+
+@pytest.fixture(scope="module")
+def databases(
+    database_factory: Callable[..., AbstractContextManager[str]], errands_template: str
+) -> Iterator[Databases]:
+    with (
+        database_factory(template=errands_template, prefix="plan_base") as base_dsn,
+        database_factory(template=errands_template, prefix="plan_big") as big_dsn,
+    ):
+        for dsn, extra in ((base_dsn, False), (big_dsn, True)):
+            with psycopg.connect(dsn, autocommit=True) as c:
+                c.execute(RUNNABLE)
+                if extra:
+                    c.execute(EXTRA_ROWS)
+                c.execute("VACUUM ANALYZE errands._jobs")
+                c.execute("ANALYZE errands._queues")
+                c.execute("ANALYZE errands._tasks")
+        dbs = Databases(Explainer(base_dsn), Explainer(big_dsn))
+        try:
+            yield dbs
+        finally:
+            dbs.base.close()
+            dbs.big.close()
+
+
+def compare_fetch(
+    dbs: Databases, sql: str, setup: str | None = None
+) -> tuple[int, int, list[Plan]]:
+    """(buffers without, buffers with the extra rows, plans with them) of a fetch."""
+    results = []
+    for explainer in (dbs.base, dbs.big):
+        explainer.plans(sql, setup)  # warm up: plpgsql compiled, hint bits set
+        plans = jobs_plans(explainer.plans(sql, setup))
+        assert plans, f"no plan of a statement reading _jobs was captured for {sql}"
+        results.append((sum(p.top_buffers for p in plans), plans))
+    (base_buffers, _), (big_buffers, big_plans) = results
+    print(f"\n=== {sql}\n=== buffers: {base_buffers} without, {big_buffers} with 1.2M extra rows")
+    for plan in big_plans:
+        print(plan)
+    return base_buffers, big_buffers, big_plans
+
+
+def assert_flat(base: int, big: int) -> None:
+    assert big <= 2 * base + 20, (
+        f"the fetch touched {big} shared buffers with 1.2M extra rows, {base} without:"
+        " its cost grows with jobs it does not return"
+    )
+
+
+def test_fetch_from_a_backlog_is_an_index_scan_with_flat_cost(databases: Databases) -> None:
+    base, big, plans = compare_fetch(databases, "SELECT * FROM errands.get_jobs('w', '{work}', 10)")
+    text = "\n".join(p.plan for p in plans)
+    assert "Seq Scan on _jobs" not in text
+    assert "jobs_fetch_unqueued" in text
+    assert base > 0
+    assert_flat(base, big)
+
+
+def test_idle_poll_is_an_index_scan_with_flat_cost(databases: Databases) -> None:
+    """The most common fetch: a worker polls and nothing is due.
+
+    All due jobs are taken first (in the same, rolled-back, transaction); then the poll
+    must not walk the 500,000 future-scheduled jobs of the task it asks for.
+    """
+    base, big, plans = compare_fetch(
+        databases,
+        "SELECT * FROM errands.get_jobs('idle', '{work}', 10)",
+        setup="SELECT count(*) FROM errands.get_jobs('drain', '{work}', 1000)",
+    )
+    text = "\n".join(p.plan for p in plans)
+    assert "Seq Scan on _jobs" not in text
+    assert "jobs_fetch_unqueued" in text
+    assert_flat(base, big)
+
+
+def test_add_job_with_key_uses_the_key_index(databases: Databases) -> None:
+    explainer = databases.big
+    for label, setup in (
+        ("new key", None),
+        ("existing key", "SELECT errands.add_job('work', job_key => 'plan-key')"),
+    ):
+        plans = jobs_plans(
+            explainer.plans(
+                "SELECT * FROM errands.add_job('work', '{\"x\": 1}', job_key => 'plan-key')", setup
+            )
+        )
+        print(f"\n=== add_job with a job_key ({label}): {len(plans)} statements read _jobs")
+        for plan in plans:
+            print(plan)
+        text = "\n".join(p.plan for p in plans)
+        assert plans
+        assert "Seq Scan on _jobs" not in text, label
+        assert re.search(r"Index (Only )?Scan using _jobs_key_key on _jobs", text), label
