@@ -70,7 +70,11 @@ install-sql: $(STAMP)
 	@echo "wrote sql/install.sql"
 
 demo:
-	@echo "make demo: not yet implemented (issue 3)"
+	@$(MAKE) -s --no-print-directory venv
+	@command -v pg_ctl >/dev/null || [ -x "$(PG_BINDIR)/pg_ctl" ] \
+	  || $(MAKE) --no-print-directory system-deps
+	@env -u DATABASE_URL -u PGHOST -u PGDATABASE PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
+	  examples/demo.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

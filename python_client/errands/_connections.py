@@ -1,0 +1,111 @@
+"""Where the worker gets database connections from.
+
+* :class:`ConnectionSource` -- async connections for fetching, reporting and
+  ``helpers.connection()``: a pool (:class:`PoolSource`) or one shared connection
+  (:class:`SingleConnectionSource`, used by ``testing.run_task_list_once``);
+* :class:`SyncConnections` -- a lazily opened blocking pool for sync tasks
+  (``helpers.sync_connection()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from typing import Any, Protocol
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+
+class ConnectionSource(Protocol):
+    """Hands out async connections; each use commits at exit (or is autocommit)."""
+
+    def connection(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]: ...
+
+
+class PoolSource:
+    """Connections from an :class:`AsyncConnectionPool`."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self.pool = pool
+
+    def connection(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        return self.pool.connection()
+
+
+class SingleConnectionSource:
+    """One connection shared in turn; every use runs in ``conn.transaction()``."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self.conn = conn
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        async with self._lock, self.conn.transaction():
+            yield self.conn
+
+
+def connection_params(
+    conninfo: str, kwargs: Mapping[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """``(conninfo, kwargs)`` for opening more connections like the given ones (autocommit)."""
+    return conninfo, {**(kwargs or {}), "autocommit": True}
+
+
+def params_of_pool(pool: AsyncConnectionPool[Any]) -> tuple[str, dict[str, Any]]:
+    if not isinstance(pool.conninfo, str):
+        raise TypeError(
+            "errands: the worker opens its LISTEN connection with the pool's conninfo, "
+            "which must be a string"
+        )
+    if pool.kwargs is not None and not isinstance(pool.kwargs, Mapping):
+        raise TypeError("errands: the pool's kwargs must be a mapping")
+    return connection_params(pool.conninfo, pool.kwargs)
+
+
+def params_of_connection(conn: psycopg.AsyncConnection[Any] | psycopg.Connection[Any]) -> str:
+    """A conninfo string reaching the same database as ``conn`` (password included)."""
+    password = conn.info.password
+    return make_conninfo(conn.info.dsn, **({"password": password} if password else {}))
+
+
+class SyncConnections:
+    """A blocking :class:`ConnectionPool`, opened on first use (by a sync task's thread)."""
+
+    def __init__(self, conninfo: str, kwargs: Mapping[str, Any], max_size: int) -> None:
+        self._conninfo = conninfo
+        self._kwargs = dict(kwargs)
+        self._max_size = max_size
+        self._pool: ConnectionPool[Any] | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("errands: the worker has stopped; no more connections")
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self._conninfo,
+                    kwargs=self._kwargs,
+                    min_size=0,
+                    max_size=self._max_size,
+                    open=True,
+                    name="errands-sync",
+                )
+            pool = self._pool
+        with pool.connection() as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Close the pool (blocking; call it in a thread from async code)."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close(timeout=5.0)

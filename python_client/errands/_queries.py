@@ -1,0 +1,75 @@
+"""The SQL text of every statement the Python client runs, defined once.
+
+All job state changes are calls to the ``errands.*`` SQL functions; Python only
+passes arguments.  Parameters are cast explicitly so that function resolution
+never depends on how psycopg chose to type a Python value.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from psycopg import sql
+
+#: The NOTIFY channel ``add_jobs`` signals when a job is runnable now.
+CHANNEL: Final = "errands:jobs"
+
+LISTEN: Final = sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL))
+
+# --- enqueueing ----------------------------------------------------------------------
+
+ADD_JOB: Final = sql.SQL(
+    "SELECT * FROM errands.add_job("
+    "identifier => %(identifier)s::text, payload => %(payload)s::json, "
+    "queue_name => %(queue_name)s::text, run_at => %(run_at)s::timestamptz, "
+    "max_attempts => %(max_attempts)s::int, job_key => %(job_key)s::text, "
+    "priority => %(priority)s::int, flags => %(flags)s::text[], "
+    "job_key_mode => %(job_key_mode)s::text)"
+)
+
+# Specs travel as one JSON array of objects (keys = job_spec fields), expanded
+# server-side; WITH ORDINALITY keeps the caller's order.
+ADD_JOBS: Final = sql.SQL(
+    "SELECT * FROM errands.add_jobs("
+    "ARRAY(SELECT ROW(s.identifier, s.payload, s.queue_name, s.run_at, s.max_attempts,"
+    " s.job_key, s.priority, s.flags)::errands.job_spec"
+    " FROM json_populate_recordset(NULL::errands.job_spec, %(specs)s::json)"
+    " WITH ORDINALITY AS s ORDER BY s.ordinality),"
+    " %(preserve_run_at)s::boolean)"
+)
+
+# --- administration (WorkerUtils) -------------------------------------------------
+
+REMOVE_JOB: Final = sql.SQL("SELECT * FROM errands.remove_job(%(job_key)s::text)")
+COMPLETE_JOBS: Final = sql.SQL("SELECT * FROM errands.complete_jobs(%(ids)s::bigint[])")
+PERMANENTLY_FAIL_JOBS: Final = sql.SQL(
+    "SELECT * FROM errands.permanently_fail_jobs(%(ids)s::bigint[], %(message)s::text)"
+)
+RESCHEDULE_JOBS: Final = sql.SQL(
+    "SELECT * FROM errands.reschedule_jobs(%(ids)s::bigint[], "
+    "run_at => %(run_at)s::timestamptz, priority => %(priority)s::int, "
+    "attempts => %(attempts)s::int, max_attempts => %(max_attempts)s::int)"
+)
+FORCE_UNLOCK_WORKERS: Final = sql.SQL("SELECT errands.force_unlock_workers(%(worker_ids)s::text[])")
+CLEANUP: Final = sql.SQL(
+    "SELECT task, deleted FROM errands.cleanup(%(tasks)s::text[], %(keep)s::text[])"
+)
+
+# --- the worker --------------------------------------------------------------------
+
+GET_JOBS: Final = sql.SQL(
+    "SELECT * FROM errands.get_jobs(%(worker_id)s::text, %(tasks)s::text[], "
+    "%(count)s::int, %(forbidden)s::text[])"
+)
+WORKER_COMPLETE_JOBS: Final = sql.SQL(
+    "SELECT * FROM errands.worker_complete_jobs(%(worker_id)s::text, %(ids)s::bigint[])"
+)
+# Replacement payloads are sent as JSON text (NULL = keep the job's payload).
+WORKER_FAIL_JOBS: Final = sql.SQL(
+    "SELECT * FROM errands.worker_fail_jobs(%(worker_id)s::text, %(ids)s::bigint[], "
+    "%(messages)s::text[], %(payloads)s::text[]::json[])"
+)
+WORKER_RETURN_JOBS: Final = sql.SQL(
+    "SELECT * FROM errands.worker_return_jobs(%(worker_id)s::text, %(ids)s::bigint[])"
+)
+RESET_LOCKED: Final = sql.SQL("SELECT errands.reset_locked(%(older_than)s::interval)")

@@ -1,0 +1,169 @@
+"""Batched reporting of job outcomes: one ``worker_complete_jobs`` statement (and one
+``worker_fail_jobs``) for all the jobs that finished while the previous flush ran.
+
+A flush starts on the next loop iteration after the first outcome arrives (so
+jobs finishing in the same iteration share it) and takes up to ``max_batch``
+outcomes of each kind; outcomes arriving during a flush go into the next one.
+A failed flush is retried with exponential backoff until it succeeds; once the
+reporter is closing, it gives up after ``give_up_after`` seconds and logs every
+job it could not report (they stay locked until ``reset_locked`` frees them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.rows import dict_row
+
+from errands import _queries as q
+from errands._connections import ConnectionSource
+from errands.job import Job
+
+logger = logging.getLogger("errands.worker")
+
+
+class ReportError(Exception):
+    """The outcome of a job could not be written to the database."""
+
+
+@dataclass
+class _Fail:
+    job_id: int
+    message: str
+    payload: str | None
+    future: asyncio.Future[Job | None]
+
+
+class Reporter:
+    """Collects outcomes; :meth:`complete` and :meth:`fail` return futures that
+    resolve once the outcome is in the database."""
+
+    def __init__(
+        self,
+        source: ConnectionSource,
+        worker_id: str,
+        *,
+        on_error: Callable[[BaseException, list[int]], None] | None = None,
+        max_batch: int = 100,
+        give_up_after: float = 10.0,
+    ) -> None:
+        self._source = source
+        self._worker_id = worker_id
+        self._on_error = on_error
+        self._max_batch = max_batch
+        self._give_up_after = give_up_after
+        self._completes: list[tuple[int, asyncio.Future[bool]]] = []
+        self._fails: list[_Fail] = []
+        self._wakeup = asyncio.Event()
+        self._closing_since: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="errands-reporter")
+
+    @property
+    def idle(self) -> bool:
+        return not self._completes and not self._fails
+
+    def complete(self, job_id: int) -> asyncio.Future[bool]:
+        """Resolves to ``True``, or ``False`` when the job's lock was lost."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._completes.append((job_id, future))
+        self._wakeup.set()
+        return future
+
+    def fail(self, job_id: int, message: str, payload: Any = None) -> asyncio.Future[Job | None]:
+        """Resolves to the failed job's row, or ``None`` when its lock was lost.
+        ``payload`` (unless ``None``) replaces the job's payload."""
+        future: asyncio.Future[Job | None] = asyncio.get_running_loop().create_future()
+        encoded = json.dumps(payload) if payload is not None else None
+        self._fails.append(_Fail(job_id, message, encoded, future))
+        self._wakeup.set()
+        return future
+
+    async def close(self) -> None:
+        """Flush what is pending (retrying for up to ``give_up_after`` s), then stop."""
+        self._closing_since = time.monotonic()
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if self.idle:
+                if self._closing_since is not None:
+                    return
+                continue
+            await asyncio.sleep(0)  # let jobs finishing in this iteration join the batch
+            completes = self._completes[: self._max_batch]
+            del self._completes[: self._max_batch]
+            fails = self._fails[: self._max_batch]
+            del self._fails[: self._max_batch]
+            if completes:
+                await self._retry(self._flush_completes, completes, [i for i, _ in completes])
+            if fails:
+                await self._retry(self._flush_fails, fails, [f.job_id for f in fails])
+            self._wakeup.set()  # more may have arrived; also re-checks closing
+
+    async def _retry(self, flush: Callable[[Any], Any], batch: Any, ids: list[int]) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await flush(batch)
+                return
+            except Exception as exc:
+                if self._on_error is not None:
+                    self._on_error(exc, ids)
+                closing = self._closing_since
+                if closing is not None and time.monotonic() - closing > self._give_up_after:
+                    logger.error(
+                        "errands: could not record the outcome of jobs %s (%s); they stay "
+                        "locked by %s until reset_locked or force_unlock_workers frees them",
+                        ids, exc, self._worker_id,
+                    )  # fmt: skip
+                    for item in batch:
+                        future = item[1] if isinstance(item, tuple) else item.future
+                        if not future.done():
+                            future.set_exception(ReportError(str(exc)))
+                    return
+                logger.warning(
+                    "errands: recording the outcome of %d job(s) failed (%s: %s); "
+                    "retrying in %.2f s", len(ids), type(exc).__name__, exc, delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _flush_completes(self, batch: list[tuple[int, asyncio.Future[bool]]]) -> None:
+        async with self._source.connection() as conn:
+            cur = await conn.execute(
+                q.WORKER_COMPLETE_JOBS,
+                {"worker_id": self._worker_id, "ids": [job_id for job_id, _ in batch]},
+            )
+            done = {row[0] for row in await cur.fetchall()}
+        for job_id, future in batch:
+            if not future.done():
+                future.set_result(job_id in done)
+
+    async def _flush_fails(self, batch: list[_Fail]) -> None:
+        payloads = [f.payload for f in batch]
+        params = {
+            "worker_id": self._worker_id,
+            "ids": [f.job_id for f in batch],
+            "messages": [f.message for f in batch],
+            "payloads": payloads if any(p is not None for p in payloads) else None,
+        }
+        async with self._source.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(q.WORKER_FAIL_JOBS, params)
+            rows = {row["id"]: Job.from_row(row) for row in await cur.fetchall()}
+        for f in batch:
+            if not f.future.done():
+                f.future.set_result(rows.get(f.job_id))

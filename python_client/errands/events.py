@@ -1,0 +1,108 @@
+"""A small hooks API: subscribe callbacks to named worker events.
+
+Event names (after Graphile Worker's):
+
+* ``worker:start`` / ``worker:stop`` -- a worker began / finished (``stop`` carries
+  ``error`` when it crashed);
+* ``worker:shutdown`` -- graceful shutdown began (``data["signal"]`` when a signal
+  caused it); ``worker:shutdown:force`` -- running jobs are being aborted;
+* ``worker:fetch:error``, ``worker:report:error``, ``worker:sweep``,
+  ``worker:sweep:error``, ``worker:return`` (fetched jobs handed back at shutdown,
+  ``data["job_ids"]``);
+* ``job:start``, ``job:success``, ``job:error`` (this try failed; ``error``),
+  ``job:failed`` (after ``job:error`` when no attempt is left), ``job:complete``
+  (the outcome is recorded in the database; ``error`` is ``None`` on success),
+  ``job:lock_lost`` (the job's lock was taken away before the outcome was recorded);
+* ``pool:listen:connecting`` / ``:success`` / ``:error`` / ``:notification``.
+
+Callbacks take one :class:`Event` and may be sync or async.  An exception in a
+callback is logged and otherwise ignored.  Async callbacks run as tasks that the
+worker waits for when it stops.  Subscribe to ``"*"`` to get every event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+from errands.job import Job
+
+logger = logging.getLogger("errands.events")
+
+WILDCARD = "*"
+
+
+@dataclass(frozen=True)
+class Event:
+    """What happened: ``name`` plus whichever of the other fields apply."""
+
+    name: str
+    worker_id: str
+    job: Job | None = None
+    error: BaseException | None = None
+    duration: float | None = None
+    """Seconds the task ran (``job:success``, ``job:error``, ``job:complete``)."""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+Callback = Callable[[Event], "Awaitable[None] | None"]
+
+
+class Events:
+    """Named event callbacks; one instance may be shared by several workers."""
+
+    def __init__(self) -> None:
+        self._callbacks: dict[str, list[Callback]] = {}
+        self._pending: set[asyncio.Task[None]] = set()
+
+    @overload
+    def on(self, name: str) -> Callable[[Callback], Callback]: ...
+    @overload
+    def on(self, name: str, callback: Callback) -> Callback: ...
+    def on(
+        self, name: str, callback: Callback | None = None
+    ) -> Callback | Callable[[Callback], Callback]:
+        """Subscribe ``callback`` to ``name`` (``"*"`` = all); usable as a decorator."""
+        if callback is None:
+
+            def decorator(fn: Callback) -> Callback:
+                self._callbacks.setdefault(name, []).append(fn)
+                return fn
+
+            return decorator
+        self._callbacks.setdefault(name, []).append(callback)
+        return callback
+
+    def off(self, name: str, callback: Callback) -> None:
+        """Unsubscribe ``callback`` from ``name`` (no error when it was not subscribed)."""
+        callbacks = self._callbacks.get(name, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
+
+    def emit(self, event: Event) -> None:
+        """Call every callback of ``event.name`` (and ``"*"``) now, in subscription order."""
+        for callback in (*self._callbacks.get(event.name, ()), *self._callbacks.get(WILDCARD, ())):
+            try:
+                result = callback(event)
+                if inspect.isawaitable(result):
+                    task = asyncio.ensure_future(self._guard(result, callback, event))
+                    self._pending.add(task)
+                    task.add_done_callback(self._pending.discard)
+            except Exception:
+                logger.exception("errands: %s callback %r failed", event.name, callback)
+
+    @staticmethod
+    async def _guard(result: Awaitable[None], callback: Callback, event: Event) -> None:
+        try:
+            await result
+        except Exception:
+            logger.exception("errands: %s callback %r failed", event.name, callback)
+
+    async def drain(self) -> None:
+        """Wait for the async callbacks started so far."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)

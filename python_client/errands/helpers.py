@@ -1,0 +1,178 @@
+"""What a task gets besides its payload: :class:`Helpers`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterable, MutableMapping, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from errands._connections import ConnectionSource, SyncConnections
+from errands.enqueue import add_job, add_job_async, add_jobs, add_jobs_async
+from errands.job import Job, JobKeyMode, SpecLike
+
+job_logger = logging.getLogger("errands.job")
+
+
+class AbortSignal:
+    """Set when the worker gives up waiting for running jobs at shutdown.
+
+    Shared by all jobs of a worker (pool-wide, like Graphile's ``abortSignal``).
+    Sync tasks (in threads) poll :meth:`is_set` or block in :meth:`wait`; async
+    tasks ``await signal.wait_async()``.  Shortly after it is set, async tasks are
+    cancelled and jobs still running are failed with "worker shutdown".
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._lock = threading.Lock()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until set (sync tasks); returns whether it is set."""
+        return self._event.wait(timeout)
+
+    async def wait_async(self) -> None:
+        """Wait until set (async tasks)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._event.is_set():
+                return
+            future: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((loop, future))
+        await future
+
+    def set(self) -> None:
+        """Set the signal (the worker does this; safe from any thread)."""
+        with self._lock:
+            self._event.set()
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            loop.call_soon_threadsafe(_resolve, future)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class JobLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Logger whose messages start with ``[task #id]`` and carry ``job_id``,
+    ``task_identifier`` and ``attempt`` as record attributes (for JSON logs)."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        extra = self.extra or {}
+        kwargs["extra"] = {**extra, **(kwargs.get("extra") or {})}
+        return f"[{extra.get('task_identifier')} #{extra.get('job_id')}] {msg}", kwargs
+
+
+class Helpers:
+    """Passed to every task as its second argument.
+
+    * ``job`` -- the :class:`~errands.job.Job` being run (``attempts`` is 1-based);
+    * ``logger`` -- a logger tagged with the job (see :class:`JobLogger`);
+    * ``abort`` -- the worker's :class:`AbortSignal` (set at the shutdown timeout);
+    * ``connection()`` -- for **async** tasks: ``async with helpers.connection() as
+      conn`` borrows a connection of the worker's pool (autocommit unless you open
+      ``conn.transaction()``; committed at block exit otherwise);
+    * ``sync_connection()`` -- for **sync** tasks (they run in threads): ``with
+      helpers.sync_connection() as conn`` borrows a blocking connection from a small
+      pool opened on first use;
+    * ``add_job`` / ``add_jobs`` (async) and ``add_job_sync`` / ``add_jobs_sync``
+      (sync tasks): enqueue more jobs, with the parameters of ``errands.add_job``.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        *,
+        source: ConnectionSource,
+        sync_connections: SyncConnections,
+        abort: AbortSignal,
+        worker_id: str,
+    ) -> None:
+        self.job = job
+        self.worker_id = worker_id
+        self.abort = abort
+        self.logger = JobLogger(
+            job_logger,
+            {"job_id": job.id, "task_identifier": job.task_identifier, "attempt": job.attempts},
+        )
+        self._source = source
+        self._sync = sync_connections
+
+    def connection(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        """``async with helpers.connection() as conn``: a pool connection (async tasks)."""
+        return self._source.connection()
+
+    def sync_connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """``with helpers.sync_connection() as conn``: a blocking connection (sync tasks)."""
+        return self._sync.connection()
+
+    async def add_job(
+        self,
+        identifier: str,
+        payload: Any = None,
+        *,
+        queue_name: str | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        job_key: str | None = None,
+        priority: int | None = None,
+        flags: Sequence[str] | None = None,
+        job_key_mode: JobKeyMode | None = None,
+    ) -> Job:
+        """Add a job (see :func:`errands.add_job`)."""
+        async with self.connection() as conn:
+            return await add_job_async(
+                conn, identifier, payload, queue_name=queue_name, run_at=run_at,
+                max_attempts=max_attempts, job_key=job_key, priority=priority, flags=flags,
+                job_key_mode=job_key_mode,
+            )  # fmt: skip
+
+    async def add_jobs(
+        self, specs: Iterable[SpecLike], *, job_key_preserve_run_at: bool = False
+    ) -> list[Job]:
+        """Add many jobs in one statement (see :func:`errands.add_jobs`)."""
+        async with self.connection() as conn:
+            return await add_jobs_async(
+                conn, specs, job_key_preserve_run_at=job_key_preserve_run_at
+            )
+
+    def add_job_sync(
+        self,
+        identifier: str,
+        payload: Any = None,
+        *,
+        queue_name: str | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        job_key: str | None = None,
+        priority: int | None = None,
+        flags: Sequence[str] | None = None,
+        job_key_mode: JobKeyMode | None = None,
+    ) -> Job:
+        """:meth:`add_job` for sync tasks."""
+        with self.sync_connection() as conn:
+            return add_job(
+                conn, identifier, payload, queue_name=queue_name, run_at=run_at,
+                max_attempts=max_attempts, job_key=job_key, priority=priority, flags=flags,
+                job_key_mode=job_key_mode,
+            )  # fmt: skip
+
+    def add_jobs_sync(
+        self, specs: Iterable[SpecLike], *, job_key_preserve_run_at: bool = False
+    ) -> list[Job]:
+        """:meth:`add_jobs` for sync tasks."""
+        with self.sync_connection() as conn:
+            return add_jobs(conn, specs, job_key_preserve_run_at=job_key_preserve_run_at)

@@ -1,0 +1,109 @@
+"""Typed views of job rows (:class:`Job`) and of job specifications (:class:`JobSpec`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+JobKeyMode = Literal["replace", "preserve_run_at", "unsafe_dedupe"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the ``errands.jobs`` view.
+
+    ``attempts`` counts the try in progress while a worker runs the job (it is
+    incremented when the job is fetched), so inside a task it is 1-based.
+    ``flags`` is the job's set of flags (empty when it has none).
+    """
+
+    id: int
+    task_identifier: str
+    payload: Any
+    queue_name: str | None
+    priority: int
+    run_at: datetime
+    attempts: int
+    max_attempts: int
+    key: str | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    locked_at: datetime | None
+    locked_by: str | None
+    revision: int
+    flags: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        """Build a job from a ``dict_row`` of ``errands.jobs`` (or a function returning it)."""
+        if row["id"] is None:
+            raise ValueError("errands: expected a job row, got an empty (NULL) row")
+        flags = row.get("flags")
+        return cls(
+            id=row["id"],
+            task_identifier=row["task_identifier"],
+            payload=row["payload"],
+            queue_name=row["queue_name"],
+            priority=row["priority"],
+            run_at=row["run_at"],
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            key=row["key"],
+            last_error=row["last_error"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            locked_at=row["locked_at"],
+            locked_by=row["locked_by"],
+            revision=row["revision"],
+            flags=frozenset(flags) if flags else frozenset(),
+        )
+
+    @property
+    def has_attempts_left(self) -> bool:
+        """Whether a failure of this try would be retried."""
+        return self.attempts < self.max_attempts
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job for ``add_jobs`` (the ``errands.job_spec`` type); ``None`` = SQL default."""
+
+    identifier: str
+    payload: Any = None
+    queue_name: str | None = None
+    run_at: datetime | None = None
+    max_attempts: int | None = None
+    job_key: str | None = None
+    priority: int | None = None
+    flags: Sequence[str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as a JSON object for ``json_populate_recordset``."""
+        return {
+            "identifier": self.identifier,
+            "payload": self.payload,
+            "queue_name": self.queue_name,
+            "run_at": self.run_at.isoformat() if self.run_at is not None else None,
+            "max_attempts": self.max_attempts,
+            "job_key": self.job_key,
+            "priority": self.priority,
+            "flags": list(self.flags) if self.flags is not None else None,
+        }
+
+
+SpecLike = JobSpec | Mapping[str, Any]
+"""A :class:`JobSpec` or a mapping with the same keys (``identifier`` required)."""
+
+
+def specs_json(specs: Iterable[SpecLike]) -> str:
+    """Serialise specs into the JSON array ``ADD_JOBS`` expects."""
+    out: list[dict[str, Any]] = []
+    for spec in specs:
+        if not isinstance(spec, JobSpec):
+            spec = JobSpec(**spec)
+        out.append(spec.to_json())
+    return json.dumps(out)

@@ -1,0 +1,275 @@
+"""Entry points: :func:`run` (continuous), :func:`run_once`, :func:`run_sync`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import signal
+import sys
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from errands._connections import PoolSource, params_of_pool
+from errands.events import Events
+from errands.logs import attach_job_logging
+from errands.tasks import TaskSource, load_tasks
+from errands.worker import ForbiddenFlags, Worker
+
+HANDLED_SIGNALS = ("SIGINT", "SIGTERM")
+
+
+class Runner:
+    """A running worker.  ``await runner.stop()`` shuts it down gracefully;
+    ``await runner.wait()`` waits until it has stopped (and re-raises a crash)."""
+
+    def __init__(self, worker: Worker, owned_pool: AsyncConnectionPool[Any] | None) -> None:
+        self.worker = worker
+        self._owned_pool = owned_pool
+        self._signals: list[int] = []
+        self._previous: dict[int, Any] = {}  # handlers replaced by signal.signal()
+        self._finished: asyncio.Task[None] = asyncio.create_task(self._finish())
+
+    @property
+    def events(self) -> Events:
+        return self.worker.events
+
+    @property
+    def worker_id(self) -> str:
+        return self.worker.worker_id
+
+    async def stop(self, *, force: bool = False) -> None:
+        """Shut down (gracefully, or at once with ``force``) and wait until done."""
+        if force:
+            self.worker.force_stop()
+        else:
+            self.worker.request_stop()
+        await self.wait()
+
+    async def wait(self) -> None:
+        """Wait until the worker has stopped and its pool is closed."""
+        await asyncio.shield(self._finished)
+
+    async def __aenter__(self) -> Runner:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _finish(self) -> None:
+        try:
+            await self.worker.wait()
+        finally:
+            self._remove_signal_handlers()
+            if self._owned_pool is not None:
+                await self._owned_pool.close()
+
+    # --- signals -----------------------------------------------------------------------
+
+    def handle_signals(self) -> None:
+        """SIGINT/SIGTERM: the first starts a graceful shutdown, the second forces it."""
+        loop = asyncio.get_running_loop()
+        for name in HANDLED_SIGNALS:
+            signum = getattr(signal, name)
+            try:
+                loop.add_signal_handler(signum, self._on_signal, name)
+                self._signals.append(signum)
+            except (NotImplementedError, RuntimeError, ValueError):  # Windows, or a thread
+                with contextlib.suppress(ValueError):
+                    handler = functools.partial(self._on_signal_threadsafe, loop, name)
+                    self._previous[signum] = signal.signal(signum, handler)
+
+    def _on_signal_threadsafe(
+        self, loop: asyncio.AbstractEventLoop, name: str, _signum: int, _frame: object
+    ) -> None:
+        loop.call_soon_threadsafe(self._on_signal, name)
+
+    def _on_signal(self, name: str) -> None:
+        if self.worker.done:
+            return
+        if self.worker.stopping:
+            self.worker.force_stop()
+        else:
+            self.worker.request_stop(signal=name)
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in self._signals:
+            loop.remove_signal_handler(signum)
+        self._signals.clear()
+        for signum, previous in self._previous.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signum, previous)
+        self._previous.clear()
+
+
+async def _pool_for(
+    conninfo_or_pool: str | AsyncConnectionPool[Any], concurrency: int, max_pool_size: int | None
+) -> tuple[AsyncConnectionPool[Any], bool]:
+    if isinstance(conninfo_or_pool, AsyncConnectionPool):
+        return conninfo_or_pool, False
+    size = max_pool_size or concurrency + 2
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        conninfo_or_pool,
+        min_size=min(2, size),
+        max_size=size,
+        kwargs={"autocommit": True},
+        open=False,
+        name="errands",
+    )
+    try:
+        await pool.open(wait=True, timeout=15.0)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool, True
+
+
+async def _start(
+    conninfo_or_pool: str | AsyncConnectionPool[Any],
+    tasks: TaskSource,
+    *,
+    continuous: bool,
+    concurrency: int,
+    poll_interval: float,
+    forbidden_flags: ForbiddenFlags,
+    shutdown_timeout: float,
+    install: bool,
+    events: Events | None,
+    crontab: object,
+    worker_id: str | None,
+    log_jobs: bool,
+    quiet: bool,
+    max_pool_size: int | None,
+) -> Runner:
+    if crontab is not None:
+        raise NotImplementedError("errands: crontab is not supported yet")
+    registry = load_tasks(tasks)
+    events = events if events is not None else Events()
+    if log_jobs:
+        attach_job_logging(events, quiet=quiet)
+    pool, owned = await _pool_for(conninfo_or_pool, concurrency, max_pool_size)
+    try:
+        if install:
+            from errands._install import install_async  # lazily: see errands/__init__.py
+
+            async with pool.connection() as conn:
+                await install_async(conn)
+        conninfo, kwargs = params_of_pool(pool)
+        worker = Worker(
+            PoolSource(pool), registry, conninfo=conninfo, connect_kwargs=kwargs,
+            concurrency=concurrency, poll_interval=poll_interval,
+            forbidden_flags=forbidden_flags, shutdown_timeout=shutdown_timeout, events=events,
+            continuous=continuous, worker_id=worker_id,
+        )  # fmt: skip
+        await worker.start()
+    except BaseException:
+        if owned:
+            await pool.close()
+        raise
+    return Runner(worker, pool if owned else None)
+
+
+async def run(
+    conninfo_or_pool: str | AsyncConnectionPool[Any],
+    tasks: TaskSource,
+    *,
+    concurrency: int = 10,
+    poll_interval: float = 2.0,
+    forbidden_flags: ForbiddenFlags = None,
+    shutdown_timeout: float = 30.0,
+    install: bool = True,
+    events: Events | None = None,
+    handle_signals: bool = False,
+    crontab: object = None,
+    worker_id: str | None = None,
+    log_jobs: bool = True,
+    quiet: bool = False,
+    max_pool_size: int | None = None,
+) -> Runner:
+    """Start a continuous worker and return its :class:`Runner` once it is listening.
+
+    :param conninfo_or_pool: a libpq connection string (the worker opens and closes a
+        pool of ``max_pool_size`` connections, default ``concurrency + 2``) or your own
+        :class:`AsyncConnectionPool` (left open).  One more connection is used for LISTEN.
+    :param tasks: anything :func:`errands.tasks.load_tasks` accepts.
+    :param concurrency: jobs run at the same time (async tasks, and sync tasks in threads).
+    :param poll_interval: seconds between polls for jobs that became due (new jobs are
+        announced by NOTIFY and start at once).
+    :param forbidden_flags: skip jobs with any of these flags; a list, or a sync or
+        async function called before every fetch.
+    :param shutdown_timeout: seconds :meth:`Runner.stop` waits for running jobs before
+        aborting them (they fail with "worker shutdown" and are retried).
+    :param install: install/upgrade the errands schema first.
+    :param events: an :class:`Events` to emit to (``runner.events`` otherwise).
+    :param handle_signals: SIGINT/SIGTERM stop the worker gracefully; a second one forces.
+    :param crontab: not supported yet (raises :class:`NotImplementedError`).
+    :param log_jobs: log one line per job outcome (``errands.worker`` logger);
+        ``quiet`` leaves out successes.
+    """
+    runner = await _start(
+        conninfo_or_pool, tasks, continuous=True, concurrency=concurrency,
+        poll_interval=poll_interval, forbidden_flags=forbidden_flags,
+        shutdown_timeout=shutdown_timeout, install=install, events=events, crontab=crontab,
+        worker_id=worker_id, log_jobs=log_jobs, quiet=quiet, max_pool_size=max_pool_size,
+    )  # fmt: skip
+    if handle_signals:
+        runner.handle_signals()
+    return runner
+
+
+async def run_once(
+    conninfo_or_pool: str | AsyncConnectionPool[Any],
+    tasks: TaskSource,
+    *,
+    concurrency: int = 10,
+    forbidden_flags: ForbiddenFlags = None,
+    shutdown_timeout: float = 30.0,
+    install: bool = True,
+    events: Events | None = None,
+    handle_signals: bool = False,
+    worker_id: str | None = None,
+    log_jobs: bool = True,
+    quiet: bool = False,
+    max_pool_size: int | None = None,
+) -> None:
+    """Run every job that is runnable now (and those that become runnable by these
+    jobs finishing, e.g. the next job of a named queue), then return.  No LISTEN.
+    Parameters as for :func:`run`."""
+    runner = await _start(
+        conninfo_or_pool, tasks, continuous=False, concurrency=concurrency, poll_interval=1.0,
+        forbidden_flags=forbidden_flags, shutdown_timeout=shutdown_timeout, install=install,
+        events=events, crontab=None, worker_id=worker_id, log_jobs=log_jobs, quiet=quiet,
+        max_pool_size=max_pool_size,
+    )  # fmt: skip
+    if handle_signals:
+        runner.handle_signals()
+    await runner.wait()
+
+
+def run_sync(
+    conninfo_or_pool: str,
+    tasks: TaskSource,
+    *,
+    once: bool = False,
+    handle_signals: bool = True,
+    **options: Any,
+) -> None:
+    """Run a worker in a new event loop until it stops (for code without a loop).
+
+    ``once=True`` runs :func:`run_once`; otherwise :func:`run` until SIGINT/SIGTERM
+    (handled when ``handle_signals``: the first signal shuts down gracefully, the
+    second forces).  Other keyword arguments go to :func:`run` / :func:`run_once`.
+    """
+
+    async def main() -> None:
+        if once:
+            await run_once(conninfo_or_pool, tasks, handle_signals=handle_signals, **options)
+        else:
+            runner = await run(conninfo_or_pool, tasks, handle_signals=handle_signals, **options)
+            await runner.wait()
+
+    if sys.platform == "win32":  # psycopg's async mode needs the selector loop there
+        asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())  # type: ignore[attr-defined]
+    asyncio.run(main())

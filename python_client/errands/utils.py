@@ -1,0 +1,265 @@
+"""Administration from Python: :class:`WorkerUtils` (async) and :class:`SyncWorkerUtils`.
+
+Both wrap the ``errands.*`` SQL functions one to one::
+
+    async with WorkerUtils(dsn) as utils:
+        job = await utils.add_job("emails.send", {"to": "a@example.com"})
+        await utils.reschedule_jobs([job.id], run_at=datetime.now(timezone.utc))
+
+    with SyncWorkerUtils(dsn) as utils:
+        utils.complete_jobs([job.id])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from errands import _queries as q
+from errands.enqueue import add_job_params, add_jobs_params
+from errands.job import Job, JobKeyMode, SpecLike
+
+DEFAULT_CLEANUP = ("GC_JOB_QUEUES",)
+
+
+def _jobs(rows: Iterable[dict[str, Any]]) -> list[Job]:
+    return [Job.from_row(row) for row in rows if row["id"] is not None]
+
+
+def _reschedule_params(
+    ids: Iterable[int],
+    run_at: datetime | None,
+    priority: int | None,
+    attempts: int | None,
+    max_attempts: int | None,
+) -> dict[str, Any]:
+    return {
+        "ids": list(ids), "run_at": run_at, "priority": priority, "attempts": attempts,
+        "max_attempts": max_attempts,
+    }  # fmt: skip
+
+
+def _cleanup_params(tasks: Iterable[str], keep: Iterable[str]) -> dict[str, Any]:
+    return {"tasks": list(tasks), "keep": list(keep)}
+
+
+class WorkerUtils:
+    """Async administration helpers over a small pool (or your own pool, left open)."""
+
+    def __init__(self, conninfo_or_pool: str | AsyncConnectionPool[Any], *, max_size: int = 4):
+        given = conninfo_or_pool if isinstance(conninfo_or_pool, AsyncConnectionPool) else None
+        self._given = given
+        self._conninfo = conninfo_or_pool if isinstance(conninfo_or_pool, str) else None
+        self._max_size = max_size
+        self._pool: AsyncConnectionPool[Any] | None = self._given
+        self._lock = asyncio.Lock()
+
+    async def _get_pool(self) -> AsyncConnectionPool[Any]:
+        async with self._lock:
+            if self._pool is None:
+                pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+                    self._conninfo or "", min_size=1, max_size=self._max_size,
+                    kwargs={"autocommit": True}, open=False, name="errands-utils",
+                )  # fmt: skip
+                await pool.open(wait=True, timeout=15.0)
+                self._pool = pool
+            return self._pool
+
+    async def _rows(
+        self, query: sql.SQL | sql.Composed, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        pool = await self._get_pool()
+        async with pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(query, params)
+            return await cur.fetchall() if cur.description else []
+
+    async def close(self) -> None:
+        """Close the pool this object opened (not one you passed in)."""
+        if self._pool is not None and self._pool is not self._given:
+            await self._pool.close()
+        self._pool = self._given
+
+    async def __aenter__(self) -> WorkerUtils:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def install(self) -> None:
+        """Install or upgrade the errands schema."""
+        from errands._install import install_async  # lazily: see errands/__init__.py
+
+        pool = await self._get_pool()
+        async with pool.connection() as conn:
+            await install_async(conn)
+
+    async def add_job(
+        self,
+        identifier: str,
+        payload: Any = None,
+        *,
+        queue_name: str | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        job_key: str | None = None,
+        priority: int | None = None,
+        flags: Sequence[str] | None = None,
+        job_key_mode: JobKeyMode | None = None,
+    ) -> Job:
+        """``errands.add_job`` (see :func:`errands.add_job`)."""
+        params = add_job_params(
+            identifier, payload, queue_name=queue_name, run_at=run_at,
+            max_attempts=max_attempts, job_key=job_key, priority=priority, flags=flags,
+            job_key_mode=job_key_mode,
+        )  # fmt: skip
+        return _jobs(await self._rows(q.ADD_JOB, params))[0]
+
+    async def add_jobs(
+        self, specs: Iterable[SpecLike], *, job_key_preserve_run_at: bool = False
+    ) -> list[Job]:
+        """``errands.add_jobs``: one job per spec, in order."""
+        return _jobs(await self._rows(q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at)))
+
+    async def remove_job(self, job_key: str) -> Job | None:
+        """Delete the job holding ``job_key`` (a running one just loses its key)."""
+        jobs = _jobs(await self._rows(q.REMOVE_JOB, {"job_key": job_key}))
+        return jobs[0] if jobs else None
+
+    async def complete_jobs(self, ids: Iterable[int]) -> list[Job]:
+        return _jobs(await self._rows(q.COMPLETE_JOBS, {"ids": list(ids)}))
+
+    async def permanently_fail_jobs(
+        self, ids: Iterable[int], message: str | None = None
+    ) -> list[Job]:
+        params = {"ids": list(ids), "message": message}
+        return _jobs(await self._rows(q.PERMANENTLY_FAIL_JOBS, params))
+
+    async def reschedule_jobs(
+        self,
+        ids: Iterable[int],
+        *,
+        run_at: datetime | None = None,
+        priority: int | None = None,
+        attempts: int | None = None,
+        max_attempts: int | None = None,
+    ) -> list[Job]:
+        params = _reschedule_params(ids, run_at, priority, attempts, max_attempts)
+        return _jobs(await self._rows(q.RESCHEDULE_JOBS, params))
+
+    async def force_unlock_workers(self, worker_ids: Iterable[str]) -> None:
+        await self._rows(q.FORCE_UNLOCK_WORKERS, {"worker_ids": list(worker_ids)})
+
+    async def cleanup(
+        self,
+        tasks: Iterable[str] = DEFAULT_CLEANUP,
+        *,
+        task_identifiers_to_keep: Iterable[str] = (),
+    ) -> dict[str, int]:
+        """Run cleanup tasks (``DELETE_PERMAFAILED_JOBS``, ``GC_JOB_QUEUES``,
+        ``GC_TASK_IDENTIFIERS``); returns rows deleted per task."""
+        rows = await self._rows(q.CLEANUP, _cleanup_params(tasks, task_identifiers_to_keep))
+        return {row["task"]: row["deleted"] for row in rows}
+
+
+class SyncWorkerUtils:
+    """Blocking :class:`WorkerUtils` over one connection (thread-safe; opened lazily)."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()
+
+    def _rows(self, query: sql.SQL | sql.Composed, params: dict[str, Any]) -> list[dict[str, Any]]:
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self._conninfo, autocommit=True)
+            with self._conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(query, params)
+                return cur.fetchall() if cur.description else []
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> SyncWorkerUtils:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def install(self) -> None:
+        """Install or upgrade the errands schema."""
+        from errands._install import install  # lazily: see errands/__init__.py
+
+        with psycopg.connect(self._conninfo, autocommit=True) as conn:
+            install(conn)
+
+    def add_job(
+        self,
+        identifier: str,
+        payload: Any = None,
+        *,
+        queue_name: str | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        job_key: str | None = None,
+        priority: int | None = None,
+        flags: Sequence[str] | None = None,
+        job_key_mode: JobKeyMode | None = None,
+    ) -> Job:
+        params = add_job_params(
+            identifier, payload, queue_name=queue_name, run_at=run_at,
+            max_attempts=max_attempts, job_key=job_key, priority=priority, flags=flags,
+            job_key_mode=job_key_mode,
+        )  # fmt: skip
+        return _jobs(self._rows(q.ADD_JOB, params))[0]
+
+    def add_jobs(
+        self, specs: Iterable[SpecLike], *, job_key_preserve_run_at: bool = False
+    ) -> list[Job]:
+        return _jobs(self._rows(q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at)))
+
+    def remove_job(self, job_key: str) -> Job | None:
+        jobs = _jobs(self._rows(q.REMOVE_JOB, {"job_key": job_key}))
+        return jobs[0] if jobs else None
+
+    def complete_jobs(self, ids: Iterable[int]) -> list[Job]:
+        return _jobs(self._rows(q.COMPLETE_JOBS, {"ids": list(ids)}))
+
+    def permanently_fail_jobs(self, ids: Iterable[int], message: str | None = None) -> list[Job]:
+        return _jobs(self._rows(q.PERMANENTLY_FAIL_JOBS, {"ids": list(ids), "message": message}))
+
+    def reschedule_jobs(
+        self,
+        ids: Iterable[int],
+        *,
+        run_at: datetime | None = None,
+        priority: int | None = None,
+        attempts: int | None = None,
+        max_attempts: int | None = None,
+    ) -> list[Job]:
+        params = _reschedule_params(ids, run_at, priority, attempts, max_attempts)
+        return _jobs(self._rows(q.RESCHEDULE_JOBS, params))
+
+    def force_unlock_workers(self, worker_ids: Iterable[str]) -> None:
+        self._rows(q.FORCE_UNLOCK_WORKERS, {"worker_ids": list(worker_ids)})
+
+    def cleanup(
+        self,
+        tasks: Iterable[str] = DEFAULT_CLEANUP,
+        *,
+        task_identifiers_to_keep: Iterable[str] = (),
+    ) -> dict[str, int]:
+        rows = self._rows(q.CLEANUP, _cleanup_params(tasks, task_identifiers_to_keep))
+        return {row["task"]: row["deleted"] for row in rows}

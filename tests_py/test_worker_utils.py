@@ -1,0 +1,179 @@
+"""Enqueueing on the caller's connection, WorkerUtils, and errands.testing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import psycopg
+import pytest
+from worker_support import job, jobs
+
+import errands
+from errands import Helpers, JobSpec, task
+from errands.testing import errands_run_once, run_task_list_once, run_task_list_once_async
+
+__all__ = ["errands_run_once"]  # the fixture, used below
+
+
+class Rollback(Exception):
+    pass
+
+
+def test_add_job_follows_the_callers_transaction(conn: psycopg.Connection[Any]) -> None:
+    with pytest.raises(Rollback), conn.transaction():
+        added = errands.add_job(conn, "t", {"a": 1})
+        assert added.id and added.payload == {"a": 1}
+        assert len(jobs(conn)) == 1
+        raise Rollback
+    assert jobs(conn) == []
+
+    with conn.transaction():
+        added = errands.add_job(
+            conn, "t", [1], queue_name="q", max_attempts=3, job_key="k", priority=-2,
+            flags=["x", "y"],
+        )  # fmt: skip
+    assert (added.task_identifier, added.queue_name, added.max_attempts) == ("t", "q", 3)
+    assert (added.key, added.priority, added.flags) == ("k", -2, frozenset({"x", "y"}))
+    assert added.attempts == 0 and added.locked_by is None
+    assert [j["id"] for j in jobs(conn)] == [added.id]
+
+
+def test_add_jobs_on_the_callers_connection(conn: psycopg.Connection[Any]) -> None:
+    run_at = datetime.now(timezone.utc) + timedelta(minutes=5)
+    added = errands.add_jobs(
+        conn,
+        [
+            JobSpec("a", {"n": 1}, run_at=run_at, flags=["f"]),
+            {"identifier": "b", "payload": [1, 2], "queue_name": "q", "priority": 3},
+            JobSpec("c"),
+        ],
+    )
+    assert [j.task_identifier for j in added] == ["a", "b", "c"]
+    assert added[0].run_at == run_at and added[0].flags == frozenset({"f"})
+    assert (added[1].payload, added[1].queue_name, added[1].priority) == ([1, 2], "q", 3)
+    assert added[2].payload == {}
+
+
+def test_async_add_job_follows_the_callers_transaction(
+    db: str, conn: psycopg.Connection[Any]
+) -> None:
+    async def main() -> None:
+        async with await psycopg.AsyncConnection.connect(db) as aconn:
+            await errands.add_job_async(aconn, "t", {"rolled": "back"})
+            await errands.add_jobs_async(aconn, [JobSpec("t")])
+            await aconn.rollback()
+            kept = await errands.add_job_async(aconn, "t", {"kept": True})
+            await aconn.commit()
+            assert [j["id"] for j in jobs(conn)] == [kept.id]
+
+    asyncio.run(main())
+
+
+def test_worker_utils(db: str, conn: psycopg.Connection[Any]) -> None:
+    async def main() -> None:
+        async with errands.WorkerUtils(db) as utils:
+            await utils.install()  # idempotent
+            a = await utils.add_job("t", {"n": 1}, job_key="key-a")
+            b, c, d = await utils.add_jobs([JobSpec("t"), JobSpec("t"), {"identifier": "u"}])
+            assert (await utils.add_job("t", {"n": 2}, job_key="key-a")).id == a.id
+
+            removed = await utils.remove_job("key-a")
+            assert removed is not None and removed.id == a.id
+            assert await utils.remove_job("no-such-key") is None
+
+            assert [j.id for j in await utils.complete_jobs([b.id])] == [b.id]
+            (failed,) = await utils.permanently_fail_jobs([c.id], "gave up")
+            assert (failed.attempts, failed.last_error) == (failed.max_attempts, "gave up")
+
+            when = datetime.now(timezone.utc) + timedelta(hours=2)
+            (moved,) = await utils.reschedule_jobs([d.id], run_at=when, priority=5, attempts=2)
+            assert (moved.run_at, moved.priority, moved.attempts) == (when, 5, 2)
+
+            # A job locked by a (dead) worker is released by force_unlock_workers.
+            await utils.reschedule_jobs([d.id], run_at=datetime.now(timezone.utc))
+            conn.execute("SELECT errands.get_jobs('dead-worker', '{u}', 1)")
+            assert job(conn, d.id)["locked_by"] == "dead-worker"  # type: ignore[index]
+            await utils.force_unlock_workers(["dead-worker"])
+            assert job(conn, d.id)["locked_by"] is None  # type: ignore[index]
+
+            deleted = await utils.cleanup(
+                ["DELETE_PERMAFAILED_JOBS", "GC_JOB_QUEUES", "GC_TASK_IDENTIFIERS"],
+                task_identifiers_to_keep=["t"],
+            )
+            assert deleted == {
+                "DELETE_PERMAFAILED_JOBS": 1, "GC_JOB_QUEUES": 0, "GC_TASK_IDENTIFIERS": 0,
+            }  # fmt: skip
+            assert [j["id"] for j in jobs(conn)] == [d.id]
+
+    asyncio.run(main())
+
+
+def test_sync_worker_utils(db: str, conn: psycopg.Connection[Any]) -> None:
+    with errands.SyncWorkerUtils(db) as utils:
+        utils.install()
+        a = utils.add_job("t", job_key="k")
+        (b,) = utils.add_jobs([JobSpec("t", queue_name="q")])
+        assert utils.remove_job("k") is not None
+        (failed,) = utils.permanently_fail_jobs([b.id])
+        assert failed.last_error == "Manually marked as failed"
+        (resched,) = utils.reschedule_jobs([b.id], attempts=0)
+        assert resched.attempts == 0
+        assert [j.id for j in utils.complete_jobs([b.id])] == [b.id]
+        utils.force_unlock_workers(["nobody"])
+        assert utils.cleanup() == {"GC_JOB_QUEUES": 1}
+        assert job(conn, a.id) is None and jobs(conn) == []
+
+
+def test_run_task_list_once(conn: psycopg.Connection[Any]) -> None:
+    order: list[str] = []
+
+    @task
+    def step(payload: Any, helpers: Helpers) -> None:
+        order.append(payload["name"])
+        if payload["name"] == "b":
+            helpers.add_job_sync("step", {"name": "added"}, queue_name="serial")
+
+    for name in ("a", "b", "c"):
+        errands.add_job(conn, "step", {"name": name}, queue_name="serial")
+    run_task_list_once(conn, [step])
+    assert order == ["a", "b", "c", "added"]
+    assert jobs(conn) == []
+
+
+def test_run_task_list_once_async_uses_the_given_connection(db: str) -> None:
+    ran: list[int] = []
+
+    @task
+    async def t(payload: Any, helpers: Helpers) -> None:
+        ran.append(helpers.job.id)
+
+    async def main() -> None:
+        async with await psycopg.AsyncConnection.connect(db) as aconn:
+            # Not committed: only this connection sees the job.
+            added = await errands.add_job_async(aconn, "t")
+            await run_task_list_once_async(aconn, [t])
+            assert ran == [added.id]
+            cur = await aconn.execute("SELECT count(*) FROM errands.jobs")
+            assert await cur.fetchone() == (0,)
+            await aconn.rollback()
+
+    asyncio.run(main())
+
+
+@pytest.fixture
+def errands_conninfo(db: str) -> str:
+    return db
+
+
+def test_errands_run_once_fixture(errands_run_once: Any, conn: psycopg.Connection[Any]) -> None:
+    ran: list[Any] = []
+
+    @task
+    async def fixture_task(payload: Any, helpers: Helpers) -> None:
+        ran.append(payload)
+
+    errands.add_job(conn, "fixture_task", {"via": "fixture"})
+    errands_run_once([fixture_task])
+    assert ran == [{"via": "fixture"}]
