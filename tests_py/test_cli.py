@@ -17,7 +17,10 @@ from typing import Any
 import psycopg
 from typer.testing import CliRunner, Result
 
+from errands._install import migration_files
 from errands.cli import app
+
+LATEST = migration_files()[-1][0]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_TASKS = ROOT / "examples" / "tasks.py"
@@ -73,10 +76,11 @@ def errands_process(
 
 
 def test_install(empty_db: str) -> None:
-    assert ok(cli("install", "-c", empty_db)).strip() == "errands schema installed (version 4)"
+    expected = f"errands schema installed (version {LATEST})"
+    assert ok(cli("install", "-c", empty_db)).strip() == expected
     assert ok(cli("install", "--connection", empty_db)).startswith("errands schema installed")
     with psycopg.connect(empty_db) as conn:
-        assert conn.execute("SELECT count(*) FROM errands.migrations").fetchone() == (4,)
+        assert conn.execute("SELECT count(*) FROM errands.migrations").fetchone() == (LATEST,)
 
 
 def test_database_url_is_used_without_c(db: str) -> None:
@@ -317,8 +321,8 @@ def test_worker_errors(tmp_path: Path) -> None:
         "no @task functions found",
     )
     assert_error(
-        cli("worker", "--tasks", str(EXAMPLE_TASKS), "--crontab", "crontab", "-c", UNREACHABLE),
-        "cron is not supported yet",
+        cli("worker", "--tasks", str(EXAMPLE_TASKS), "--crontab", "no-crontab", "-c", UNREACHABLE),
+        "cannot read crontab 'no-crontab'",
     )
     assert_error(
         cli("worker", "--tasks", str(EXAMPLE_TASKS), "--once", "-c", UNREACHABLE),
@@ -372,7 +376,7 @@ def test_worker_installs_the_schema_and_logs_json(empty_db: str, tmp_path: Path)
     records = [json.loads(line) for line in run.stderr.splitlines()]
     assert {r["logger"] for r in records} >= {"errands.worker"}
     with psycopg.connect(empty_db) as conn:
-        assert conn.execute("SELECT max(id) FROM errands.migrations").fetchone() == (4,)
+        assert conn.execute("SELECT max(id) FROM errands.migrations").fetchone() == (LATEST,)
 
 
 def test_worker_no_install_does_not_install(empty_db: str, tmp_path: Path) -> None:

@@ -285,6 +285,6 @@ def test_lost_lock_is_reported(db: str, conn: psycopg.Connection[Any]) -> None:
     assert (row["id"], row["locked_by"], row["attempts"]) == (j.id, None, 1)
 
 
-def test_crontab_is_not_supported_yet(db: str) -> None:
-    with pytest.raises(NotImplementedError):
-        asyncio.run(errands.run(db, [], crontab="* * * * * task"))
+def test_bad_crontab_fails_the_start(db: str) -> None:  # cron itself: test_cron.py
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="crontab line 1"):
+        asyncio.run(errands.run(db, {"task": lambda payload, helpers: None}, crontab="* * * * *"))

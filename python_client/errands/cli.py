@@ -92,6 +92,16 @@ class CliError(Exception):
     """An error reported as ``errands: <message>`` on stderr."""
 
 
+#: Each item of a crontab with its next run times (NULL run_at: it never runs).
+CRON_NEXT_RUNS: Final = sql.SQL(
+    """
+SELECT p.line_number, p.id, p.task, p.options, n.run_at
+FROM errands.parse_crontab(%(crontab)s) p
+LEFT JOIN errands.cron_next_runs(%(crontab)s, now(), %(n)s) n ON n.id = p.id
+ORDER BY p.line_number, n.run_at
+"""
+)
+
 # --- the app ---------------------------------------------------------------------
 
 app = typer.Typer(
@@ -109,6 +119,8 @@ db_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(db_app, name="db")
+cron_app = typer.Typer(help="Recurring jobs (crontab files).", no_args_is_help=True)
+app.add_typer(cron_app, name="cron")
 
 
 def _print_version(value: bool) -> None:
@@ -297,7 +309,12 @@ def worker_cmd(
         typer.Option("--forbidden-flag", metavar="F", help="Skip jobs with this flag. Repeatable."),
     ] = None,
     crontab: Annotated[
-        Path | None, typer.Option("--crontab", metavar="FILE", help="Not supported yet.")
+        Path | None,
+        typer.Option(
+            "--crontab",
+            metavar="FILE",
+            help="Recurring jobs (default: ./crontab when it exists; see `errands cron check`).",
+        ),
     ] = None,
     shutdown_timeout: Annotated[
         float,
@@ -320,8 +337,16 @@ def worker_cmd(
     connection: Connection = None,
 ) -> None:
     """Run a worker: fetch jobs and run them with the given tasks."""
+    crontab_text: str | None = None
+    if crontab is None and not once and Path("crontab").is_file():
+        crontab = Path("crontab")
     if crontab is not None:
-        _fail("cron is not supported yet (--crontab)")
+        if once:
+            _fail("--crontab needs a continuous worker (not --once)")
+        try:
+            crontab_text = crontab.read_text(encoding="utf-8")
+        except OSError as exc:
+            _fail(f"cannot read crontab {str(crontab)!r}: {exc.strerror or exc}")
     registry = _load_tasks(tasks)
     dsn = resolve_conninfo(connection)
     with _connect(dsn):  # fail fast, in one line, when the database is unreachable
@@ -329,6 +354,8 @@ def worker_cmd(
     _configure_logging(quiet=quiet, log_format=log_format)
 
     options: dict[str, Any] = {} if once else {"poll_interval": poll_interval}
+    if crontab_text is not None:
+        options["crontab"] = crontab_text
     run_sync(
         dsn,
         registry,
@@ -570,6 +597,45 @@ def cleanup_cmd(
         rows = conn.execute(_queries.CLEANUP, {"tasks": tasks, "keep": keep or []}).fetchall()
     for r in rows:
         typer.echo(f"{r['task']}: deleted {r['deleted']}")
+
+
+# --- recurring jobs ---------------------------------------------------------------------
+
+
+@cron_app.command("check")
+@_handle_errors
+def cron_check_cmd(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="The crontab file.")],
+    count: Annotated[
+        int, typer.Option("--count", "-n", min=1, max=1000, help="Run times per item.")
+    ] = 5,
+    connection: Connection = None,
+) -> None:
+    """Check a crontab file: print each item's next run times, or the first error."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot read crontab {str(file)!r}: {exc.strerror or exc}")
+    with _connect(resolve_conninfo(connection)) as conn:
+        try:
+            rows = conn.execute(CRON_NEXT_RUNS, {"crontab": text, "n": count}).fetchall()
+        except psycopg.errors.InvalidParameterValue as exc:
+            message = _one_line(exc.diag.message_primary or str(exc))
+            _fail(f"{file}: {message.removeprefix('errands: ')}")
+    if not rows:
+        typer.echo(f"{file}: no items")
+        return
+    current = None
+    for row in rows:
+        if row["id"] != current:
+            current = row["id"]
+            options = row["options"]
+            extra = "".join(f" {k}={v}" for k, v in options.items() if k not in ("id",))
+            typer.echo(f"line {row['line_number']}: {row['id']} (task {row['task']}){extra}")
+        if row["run_at"] is None:
+            typer.echo("  never runs")
+        else:
+            typer.echo(f"  {row['run_at'].isoformat()}")
 
 
 # --- the embedded database ------------------------------------------------------------

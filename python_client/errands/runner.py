@@ -12,6 +12,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from errands._connections import PoolSource, params_of_pool
+from errands._cron import CronScheduler, CrontabSource
 from errands.events import Events
 from errands.logs import attach_job_logging
 from errands.tasks import TaskSource, load_tasks
@@ -24,9 +25,15 @@ class Runner:
     """A running worker.  ``await runner.stop()`` shuts it down gracefully;
     ``await runner.wait()`` waits until it has stopped (and re-raises a crash)."""
 
-    def __init__(self, worker: Worker, owned_pool: AsyncConnectionPool[Any] | None) -> None:
+    def __init__(
+        self,
+        worker: Worker,
+        owned_pool: AsyncConnectionPool[Any] | None,
+        cron: CronScheduler | None = None,
+    ) -> None:
         self.worker = worker
         self._owned_pool = owned_pool
+        self.cron = cron
         self._signals: list[int] = []
         self._previous: dict[int, Any] = {}  # handlers replaced by signal.signal()
         self._finished: asyncio.Task[None] = asyncio.create_task(self._finish())
@@ -61,6 +68,8 @@ class Runner:
         try:
             await self.worker.wait()
         finally:
+            if self.cron is not None:
+                await self.cron.stop()
             self._remove_signal_handlers()
             if self._owned_pool is not None:
                 await self._owned_pool.close()
@@ -137,14 +146,12 @@ async def _start(
     shutdown_timeout: float,
     install: bool,
     events: Events | None,
-    crontab: object,
+    crontab: CrontabSource | None,
     worker_id: str | None,
     log_jobs: bool,
     quiet: bool,
     max_pool_size: int | None,
 ) -> Runner:
-    if crontab is not None:
-        raise NotImplementedError("errands: crontab is not supported yet")
     registry = load_tasks(tasks)
     events = events if events is not None else Events()
     if log_jobs:
@@ -156,6 +163,9 @@ async def _start(
 
             async with pool.connection() as conn:
                 await install_async(conn)
+        cron = CronScheduler(pool, crontab) if crontab is not None else None
+        if cron is not None:
+            await cron.set_crontab()  # a bad crontab fails the start
         conninfo, kwargs = params_of_pool(pool)
         worker = Worker(
             PoolSource(pool), registry, conninfo=conninfo, connect_kwargs=kwargs,
@@ -164,11 +174,13 @@ async def _start(
             continuous=continuous, worker_id=worker_id,
         )  # fmt: skip
         await worker.start()
+        if cron is not None:
+            await cron.start()
     except BaseException:
         if owned:
             await pool.close()
         raise
-    return Runner(worker, pool if owned else None)
+    return Runner(worker, pool if owned else None, cron)
 
 
 async def run(
@@ -182,7 +194,7 @@ async def run(
     install: bool = True,
     events: Events | None = None,
     handle_signals: bool = False,
-    crontab: object = None,
+    crontab: CrontabSource | None = None,
     worker_id: str | None = None,
     log_jobs: bool = True,
     quiet: bool = False,
@@ -204,7 +216,9 @@ async def run(
     :param install: install/upgrade the errands schema first.
     :param events: an :class:`Events` to emit to (``runner.events`` otherwise).
     :param handle_signals: SIGINT/SIGTERM stop the worker gracefully; a second one forces.
-    :param crontab: not supported yet (raises :class:`NotImplementedError`).
+    :param crontab: recurring jobs: crontab text or a file path (see docs/cron.md).
+        Stored with ``errands.set_crontab`` at start; ``errands.cron_tick()`` runs at
+        the top of every minute.
     :param log_jobs: log one line per job outcome (``errands.worker`` logger);
         ``quiet`` leaves out successes.
     """
