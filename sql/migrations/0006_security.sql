@@ -1,0 +1,198 @@
+-- Privileges: nothing in schema errands is open to PUBLIC; two role helpers
+-- grant what a web (enqueue-only) role and a worker role need. The public
+-- functions run as their owner (SECURITY DEFINER) with a fixed search_path,
+-- so a caller's search_path cannot shadow what they call. Payload size limit.
+
+-- PostgreSQL grants EXECUTE on new functions to PUBLIC: take it back.
+-- A per-schema ALTER DEFAULT PRIVILEGES ... REVOKE cannot undo that built-in
+-- grant (PostgreSQL only lets it undo per-schema GRANTs), and the global form
+-- would change the installing role's defaults in every schema; so every later
+-- migration that creates functions must end with the REVOKE below (the
+-- security tests check that no errands function is executable by PUBLIC).
+REVOKE ALL ON SCHEMA errands FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA errands FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA errands FROM PUBLIC;
+
+-- Payload size limit: errands.max_payload_bytes (bytes of the payload's JSON
+-- text), default 1 MiB; 0 or less turns the check off.
+CREATE FUNCTION errands._max_payload_bytes() RETURNS bigint
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_setting text := nullif(btrim(current_setting('errands.max_payload_bytes', true)), '');
+BEGIN
+    IF v_setting IS NULL THEN
+        RETURN 1048576;
+    END IF;
+    IF v_setting !~ '^[+-]?[0-9]{1,18}$' THEN
+        RAISE EXCEPTION 'errands: setting errands.max_payload_bytes must be a whole number of bytes, got %',
+            errands._describe(v_setting) USING ERRCODE = '22023';
+    END IF;
+    RETURN v_setting::bigint;
+END
+$$;
+
+-- Raise 22023 naming the first bad spec's bad field; return when all are fine.
+-- (0002's checks and messages, plus the payload size limit.)
+CREATE OR REPLACE FUNCTION errands._validate_specs(specs errands.job_spec[]) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    s record;
+    v_where text;
+    v_problem text;
+    v_limit bigint := errands._max_payload_bytes();
+BEGIN
+    IF v_limit <= 0 THEN
+        v_limit := NULL;
+    END IF;
+    SELECT u.*, u.ordinality AS ord,
+           CASE WHEN v_limit IS NOT NULL THEN octet_length(u.payload::text) END AS payload_bytes
+    INTO s
+    FROM unnest(specs) WITH ORDINALITY u
+    WHERE u.identifier IS NULL
+       OR length(u.identifier) NOT BETWEEN 1 AND 128
+       OR length(u.queue_name) NOT BETWEEN 1 AND 128
+       OR length(u.job_key) NOT BETWEEN 1 AND 512
+       OR u.max_attempts NOT BETWEEN 1 AND 32767
+       OR u.priority NOT BETWEEN -32768 AND 32767
+       OR array_position(u.flags, NULL) IS NOT NULL
+       OR octet_length(u.payload::text) > v_limit
+    ORDER BY u.ordinality
+    LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    v_where := CASE WHEN cardinality(specs) > 1 THEN format(' (spec %s)', s.ord) ELSE '' END;
+    v_problem := CASE
+        WHEN s.identifier IS NULL THEN 'identifier must not be NULL'
+        WHEN length(s.identifier) NOT BETWEEN 1 AND 128 THEN
+            format('identifier must be 1 to 128 characters, got %s', errands._describe(s.identifier))
+        WHEN length(s.queue_name) NOT BETWEEN 1 AND 128 THEN
+            format('queue_name must be 1 to 128 characters, got %s', errands._describe(s.queue_name))
+        WHEN length(s.job_key) NOT BETWEEN 1 AND 512 THEN
+            format('job_key must be 1 to 512 characters, got %s', errands._describe(s.job_key))
+        WHEN s.max_attempts NOT BETWEEN 1 AND 32767 THEN
+            format('max_attempts must be between 1 and 32767, got %s', s.max_attempts)
+        WHEN s.priority NOT BETWEEN -32768 AND 32767 THEN
+            format('priority must be between -32768 and 32767, got %s', s.priority)
+        WHEN array_position(s.flags, NULL) IS NOT NULL THEN
+            format('flags must not contain NULL, got %s', s.flags)
+        ELSE format('payload must be at most %s bytes (errands.max_payload_bytes), got %s bytes',
+                    v_limit, s.payload_bytes)
+    END;
+    RAISE EXCEPTION 'errands: %', v_problem || v_where USING ERRCODE = '22023';
+END
+$$;
+
+-- The public API runs as its owner with a search_path the caller cannot
+-- change: every reference in these bodies is schema-qualified or pg_catalog's.
+ALTER FUNCTION errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text)
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION errands.add_jobs(errands.job_spec[], boolean)
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION errands.remove_job(text)
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION errands.complete_jobs(bigint[])
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION errands.permanently_fail_jobs(bigint[], text)
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION errands.reschedule_jobs(bigint[], timestamptz, integer, integer, integer)
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION errands.force_unlock_workers(text[])
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION errands.cleanup(text[], text[])
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION errands.get_jobs(text, text[], integer, text[])
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION errands.worker_complete_jobs(text, bigint[])
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[])
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION errands.worker_return_jobs(text, bigint[])
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION errands.reset_locked(interval)
+    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+-- The same for the other public functions earlier migrations made (cron's).
+DO $security_definer$
+DECLARE
+    v_fn regprocedure;
+BEGIN
+    FOR v_fn IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+        WHERE p.pronamespace = 'errands'::regnamespace
+          AND p.prokind = 'f'
+          AND left(p.proname, 1) <> '_'
+          AND NOT p.prosecdef
+        ORDER BY p.oid
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pg_temp', v_fn);
+    END LOOP;
+END
+$security_definer$;
+
+-- Role helpers. They run as the caller (who must own the schema or be a
+-- superuser) and only GRANT; role names go through regrole and %I.
+CREATE FUNCTION errands.grant_enqueue(role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_fn text;
+    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = grant_enqueue.role);
+BEGIN
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_enqueue needs a role, got NULL' USING ERRCODE = '22023';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
+    FOREACH v_fn IN ARRAY ARRAY[
+        'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text)',
+        'errands.add_jobs(errands.job_spec[], boolean)',
+        'errands.remove_job(text)'
+    ] LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I',
+                       v_fn::regprocedure, v_name);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION errands.grant_enqueue(regrole) IS
+'Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
+schema errands and EXECUTE on add_job, add_jobs and remove_job. The role cannot
+read jobs or payloads, fetch, complete, fail or reschedule jobs. Run it as the
+owner of the errands schema or a superuser.';
+
+CREATE FUNCTION errands.grant_worker(role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_fn regprocedure;
+    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = grant_worker.role);
+BEGIN
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_worker needs a role, got NULL' USING ERRCODE = '22023';
+    END IF;
+    PERFORM errands.grant_enqueue(grant_worker.role);
+    -- The worker, admin and cleanup functions by name, and the cron functions
+    -- (public functions whose name contains cron) when cron is installed.
+    FOR v_fn IN
+        SELECT p.oid::regprocedure FROM pg_proc p
+        WHERE p.pronamespace = 'errands'::regnamespace
+          AND p.prokind = 'f'
+          AND (p.proname = ANY (ARRAY['get_jobs', 'worker_complete_jobs', 'worker_fail_jobs',
+                                      'worker_return_jobs', 'reset_locked', 'complete_jobs',
+                                      'permanently_fail_jobs', 'reschedule_jobs',
+                                      'force_unlock_workers', 'cleanup']::name[])
+               OR (left(p.proname, 1) <> '_' AND strpos(p.proname, 'cron') > 0))
+        ORDER BY p.oid
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn, v_name);
+    END LOOP;
+    EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
+END
+$$;
+COMMENT ON FUNCTION errands.grant_worker(regrole) IS
+'Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
+on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
+worker_return_jobs, reset_locked), the admin functions (complete_jobs,
+permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup, the cron
+functions if cron is installed when it runs, and SELECT on the errands.jobs view (never on the private tables). Run it again after an
+upgrade adds functions. Run it as the owner of the errands schema or a superuser.';
+
+-- Functions created above got the built-in PUBLIC grant: take it back.
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
