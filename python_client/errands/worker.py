@@ -10,7 +10,8 @@ The worker fetches again at once when that call filled every free slot or a
 notification arrived meanwhile; otherwise it waits for a notification (continuous
 mode: one dedicated LISTEN connection on ``errands:jobs``), for ``poll_interval``
 (jobs becoming due, retries), or for a finished job of a named queue (its queue
-is free again).  A job's slot is freed once its outcome is in the database.
+is free again).  A job's slot is freed when its task ends (for a job of a named
+queue, once its outcome is in the database, which frees the queue).
 
 Run-once mode (``continuous=False``) does not listen: it fetches until a fetch
 finds nothing while no job is running, then stops.
@@ -140,6 +141,8 @@ class Worker:
         self._sync = SyncConnections(conninfo, self._connect_kwargs, concurrency)
         self._reporter = Reporter(source, self.worker_id, on_error=self._on_report_error)
         self._running: dict[int, _Running] = {}
+        # Tasks of jobs whose slot is free but whose outcome is still being written.
+        self._recording: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._want_fetch = True
         self._stopping = False
@@ -330,12 +333,26 @@ class Worker:
             if rec.settled:
                 return
             rec.settled = True
-            await self._record(job, error, replacement, time.perf_counter() - rec.started)
+            duration = time.perf_counter() - rec.started
+            if job.queue_name is None:
+                # Free the slot now: the reporter owns the outcome (the job stays
+                # locked until its batch is written), so the next fetch overlaps
+                # the flush. A queued job keeps its slot: its queue stays locked
+                # until the outcome is written.
+                self._release(rec)
+            await self._record(job, error, replacement, duration)
         finally:
-            self._running.pop(job.id, None)
-            if not self.continuous or job.queue_name is not None:
-                self._want_fetch = True  # its queue is free / more may be runnable now
-            self._wakeup.set()
+            self._release(rec)
+
+    def _release(self, rec: _Running) -> None:
+        if self._running.pop(rec.job.id, None) is None:
+            return
+        if rec.task is not None and not rec.task.done():
+            self._recording.add(rec.task)
+            rec.task.add_done_callback(self._recording.discard)
+        if not self.continuous or rec.job.queue_name is not None:
+            self._want_fetch = True  # its queue is free / more may be runnable now
+        self._wakeup.set()
 
     async def _record(
         self, job: Job, error: BaseException | None, replacement: Any, duration: float
@@ -370,6 +387,8 @@ class Worker:
         if self._running:
             await self._abort_running()
         await self._reporter.close()
+        # Jobs released before their outcome was written: close() flushed it.
+        await asyncio.gather(*self._recording, return_exceptions=True)
         self._threads.shutdown()
         await asyncio.to_thread(self._sync.close)
 
