@@ -3,6 +3,7 @@
 #   make test         system deps (PostgreSQL server + pgTAP), venv, lint, mypy, pytest
 #   make lint         ruff + mypy --strict
 #   make install-sql  regenerate sql/install.sql from sql/migrations/*.sql
+#   make bench        benchmark (bench/run.py, own durable cluster); bench-quick < 2 min
 #   make clean        remove the virtualenv and caches
 
 SHELL := /bin/bash
@@ -20,10 +21,12 @@ PG_VERSION := $(or $(shell ls -1 /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | 
 endif
 PG_BINDIR := /usr/lib/postgresql/$(PG_VERSION)/bin
 PGTAP_CONTROL := /usr/share/postgresql/$(PG_VERSION)/extension/pgtap.control
+# Optional (the pg_cron test skips without it): installed only when root.
+PGCRON_CONTROL := /usr/share/postgresql/$(PG_VERSION)/extension/pg_cron.control
 
-LINT_PATHS := python_client tests_py pgtap conftest.py
+LINT_PATHS := python_client tests_py pgtap conftest.py bench examples
 
-.PHONY: test lint pytest install-sql system-deps venv demo clean
+.PHONY: test lint pytest install-sql system-deps venv demo clean bench bench-quick
 
 test: system-deps lint pytest
 
@@ -33,6 +36,9 @@ system-deps:
 	[ -x "$(PG_BINDIR)/pg_ctl" ] || missing="$$missing postgresql-$(PG_VERSION)"; \
 	[ -f "$(PGTAP_CONTROL)" ] || missing="$$missing postgresql-$(PG_VERSION)-pgtap"; \
 	command -v pg_prove >/dev/null || missing="$$missing pgtap"; \
+	if [ "$$(id -u)" -eq 0 ] && [ ! -f "$(PGCRON_CONTROL)" ]; then \
+	  missing="$$missing postgresql-$(PG_VERSION)-cron"; \
+	fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" -ne 0 ]; then \
 	    echo "error: missing system packages:$$missing" >&2; \
@@ -75,6 +81,13 @@ demo:
 	  || $(MAKE) --no-print-directory system-deps
 	@env -u DATABASE_URL -u PGHOST -u PGDATABASE PATH="$(CURDIR)/$(VENV)/bin:$$PATH" \
 	  examples/demo.sh
+
+# --- benchmark (bench/README.md) ---------------------------------------------------
+bench: system-deps $(STAMP)
+	$(VPY) bench/run.py $(BENCH_ARGS)
+
+bench-quick: system-deps $(STAMP)
+	$(VPY) bench/run.py --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -1,0 +1,26 @@
+"""Tasks for the benchmark (loaded by the worker with ``--tasks bench/tasks.py``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import IO, Any
+
+from errands import Helpers, task
+
+_latency_out: IO[str] | None = None
+
+
+@task
+async def noop(payload: Any, helpers: Helpers) -> None:
+    """Does nothing: W1/W4 measure the queue, not the task."""
+
+
+@task
+async def latency(payload: Any, helpers: Helpers) -> None:
+    """W2: record start - enqueue time (ms) to ``$BENCH_LATENCY_FILE``."""
+    start = time.time()
+    global _latency_out
+    if _latency_out is None:
+        _latency_out = open(os.environ["BENCH_LATENCY_FILE"], "a", buffering=1)  # noqa: SIM115
+    _latency_out.write(f"{(start - float(payload['t'])) * 1000.0:.4f}\n")

@@ -1,0 +1,57 @@
+"""A worker process for the benchmark: what ``errands worker`` does, plus counting.
+
+``python bench/worker.py DSN CONCURRENCY once|continuous`` runs the tasks of
+bench/tasks.py like ``errands worker -c DSN --tasks bench/tasks.py -j N --quiet
+[--once]`` and, at exit, prints one JSON line on stdout: the number of
+``job:complete`` events without error, with error, and the number of distinct job
+ids completed (so a job run twice shows as completions > distinct).  In continuous
+mode it prints ``READY`` once it is listening and stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import errands
+from errands import Event, Events
+
+TASKS = str(Path(__file__).resolve().parent / "tasks.py")
+
+
+async def main(dsn: str, concurrency: int, mode: str) -> None:
+    events = Events()
+    ok = 0
+    failed = 0
+    ids: set[int] = set()
+
+    def on_complete(event: Event) -> None:
+        nonlocal ok, failed
+        if event.error is None:
+            ok += 1
+        else:
+            failed += 1
+        if event.job is not None:
+            ids.add(event.job.id)
+
+    events.on("job:complete", on_complete)
+    registry = errands.load_tasks([TASKS])
+    if mode == "once":
+        await errands.run_once(
+            dsn, registry, concurrency=concurrency, events=events, quiet=True, handle_signals=True
+        )
+    else:
+        runner = await errands.run(
+            dsn, registry, concurrency=concurrency, events=events, quiet=True,
+            handle_signals=True, poll_interval=2.0,
+        )  # fmt: skip
+        print("READY", flush=True)
+        await runner.wait()
+    print(json.dumps({"ok": ok, "failed": failed, "distinct": len(ids)}), flush=True)
+
+
+if __name__ == "__main__":
+    errands.configure_logging(level=30)
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
