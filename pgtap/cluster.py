@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import pwd
 import re
 import shutil
 import socket
@@ -31,6 +30,8 @@ from urllib.parse import quote
 
 from mirakuru.exceptions import AlreadyRunning
 from pytest_postgresql.executors import PostgreSQLExecutor
+
+from errands._embedded import ensure_os_user
 
 TEST_OS_USER = "errands-test"
 SUPERUSER = "postgres"
@@ -112,35 +113,6 @@ def _scratch_parent() -> str | None:
     return "/tmp" if os.geteuid() == 0 else None
 
 
-def _ensure_os_user(name: str) -> pwd.struct_passwd:
-    """Create the unprivileged system user ``name`` if it does not exist (root only)."""
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        pass
-    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-    result = subprocess.run(
-        [
-            useradd,
-            "--system",
-            "--no-create-home",
-            "--home-dir",
-            "/nonexistent",
-            "--shell",
-            "/usr/sbin/nologin",
-            "--user-group",
-            name,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    try:  # a concurrent run may have created it meanwhile
-        return pwd.getpwnam(name)
-    except KeyError:
-        raise RuntimeError(f"could not create system user {name!r}: {result.stderr}") from None
-
-
 class PgCluster:
     """A PostgreSQL cluster in a temporary directory, started and stopped by pg_ctl."""
 
@@ -162,7 +134,7 @@ class PgCluster:
 
     def _prepare_root(self) -> None:
         runuser = shutil.which("runuser") or "/usr/sbin/runuser"
-        pw = _ensure_os_user(TEST_OS_USER)
+        pw = ensure_os_user(TEST_OS_USER)
         self.basedir.chmod(0o711)  # root-owned: errands-test may only traverse it
         os.chown(self.rundir, pw.pw_uid, pw.pw_gid)
         bin_dir = self.basedir / "bin"

@@ -205,6 +205,24 @@ LANGUAGE sql AS $$
     SELECT pg_notify('errands:jobs', '')
 $$;
 
+-- Payload size limit: errands.max_payload_bytes (bytes of the payload's JSON
+-- text), default 1 MiB; 0 or less turns the check off.
+CREATE FUNCTION errands._max_payload_bytes() RETURNS bigint
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_setting text := nullif(btrim(current_setting('errands.max_payload_bytes', true)), '');
+BEGIN
+    IF v_setting IS NULL THEN
+        RETURN 1048576;
+    END IF;
+    IF v_setting !~ '^[+-]?[0-9]{1,18}$' THEN
+        RAISE EXCEPTION 'errands: setting errands.max_payload_bytes must be a whole number of bytes, got %',
+            errands._describe(v_setting) USING ERRCODE = '22023';
+    END IF;
+    RETURN v_setting::bigint;
+END
+$$;
+
 -- Raise 22023 naming the first bad spec's bad field; return when all are fine.
 CREATE FUNCTION errands._validate_specs(specs errands.job_spec[]) RETURNS void
 LANGUAGE plpgsql STABLE AS $$
@@ -212,8 +230,14 @@ DECLARE
     s record;
     v_where text;
     v_problem text;
+    v_limit bigint := errands._max_payload_bytes();
 BEGIN
-    SELECT u.*, u.ordinality AS ord INTO s
+    IF v_limit <= 0 THEN
+        v_limit := NULL;
+    END IF;
+    SELECT u.*, u.ordinality AS ord,
+           CASE WHEN v_limit IS NOT NULL THEN octet_length(u.payload::text) END AS payload_bytes
+    INTO s
     FROM unnest(specs) WITH ORDINALITY u
     WHERE u.identifier IS NULL
        OR length(u.identifier) NOT BETWEEN 1 AND 128
@@ -222,6 +246,7 @@ BEGIN
        OR u.max_attempts NOT BETWEEN 1 AND 32767
        OR u.priority NOT BETWEEN -32768 AND 32767
        OR array_position(u.flags, NULL) IS NOT NULL
+       OR octet_length(u.payload::text) > v_limit
     ORDER BY u.ordinality
     LIMIT 1;
     IF NOT FOUND THEN
@@ -240,7 +265,10 @@ BEGIN
             format('max_attempts must be between 1 and 32767, got %s', s.max_attempts)
         WHEN s.priority NOT BETWEEN -32768 AND 32767 THEN
             format('priority must be between -32768 and 32767, got %s', s.priority)
-        ELSE format('flags must not contain NULL, got %s', s.flags)
+        WHEN array_position(s.flags, NULL) IS NOT NULL THEN
+            format('flags must not contain NULL, got %s', s.flags)
+        ELSE format('payload must be at most %s bytes (errands.max_payload_bytes), got %s bytes',
+                    v_limit, s.payload_bytes)
     END;
     RAISE EXCEPTION 'errands: %', v_problem || v_where USING ERRCODE = '22023';
 END
@@ -1472,7 +1500,7 @@ BEGIN
 -- Privileges: nothing in schema errands is open to PUBLIC; two role helpers
 -- grant what a web (enqueue-only) role and a worker role need. The public
 -- functions run as their owner (SECURITY DEFINER) with a fixed search_path,
--- so a caller's search_path cannot shadow what they call. Payload size limit.
+-- so a caller's search_path cannot shadow what they call.
 
 -- PostgreSQL grants EXECUTE on new functions to PUBLIC: take it back.
 -- A per-schema ALTER DEFAULT PRIVILEGES ... REVOKE cannot undo that built-in
@@ -1484,76 +1512,6 @@ REVOKE ALL ON SCHEMA errands FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA errands FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA errands FROM PUBLIC;
-
--- Payload size limit: errands.max_payload_bytes (bytes of the payload's JSON
--- text), default 1 MiB; 0 or less turns the check off.
-CREATE FUNCTION errands._max_payload_bytes() RETURNS bigint
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v_setting text := nullif(btrim(current_setting('errands.max_payload_bytes', true)), '');
-BEGIN
-    IF v_setting IS NULL THEN
-        RETURN 1048576;
-    END IF;
-    IF v_setting !~ '^[+-]?[0-9]{1,18}$' THEN
-        RAISE EXCEPTION 'errands: setting errands.max_payload_bytes must be a whole number of bytes, got %',
-            errands._describe(v_setting) USING ERRCODE = '22023';
-    END IF;
-    RETURN v_setting::bigint;
-END
-$$;
-
--- Raise 22023 naming the first bad spec's bad field; return when all are fine.
--- (0002's checks and messages, plus the payload size limit.)
-CREATE OR REPLACE FUNCTION errands._validate_specs(specs errands.job_spec[]) RETURNS void
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    s record;
-    v_where text;
-    v_problem text;
-    v_limit bigint := errands._max_payload_bytes();
-BEGIN
-    IF v_limit <= 0 THEN
-        v_limit := NULL;
-    END IF;
-    SELECT u.*, u.ordinality AS ord,
-           CASE WHEN v_limit IS NOT NULL THEN octet_length(u.payload::text) END AS payload_bytes
-    INTO s
-    FROM unnest(specs) WITH ORDINALITY u
-    WHERE u.identifier IS NULL
-       OR length(u.identifier) NOT BETWEEN 1 AND 128
-       OR length(u.queue_name) NOT BETWEEN 1 AND 128
-       OR length(u.job_key) NOT BETWEEN 1 AND 512
-       OR u.max_attempts NOT BETWEEN 1 AND 32767
-       OR u.priority NOT BETWEEN -32768 AND 32767
-       OR array_position(u.flags, NULL) IS NOT NULL
-       OR octet_length(u.payload::text) > v_limit
-    ORDER BY u.ordinality
-    LIMIT 1;
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-    v_where := CASE WHEN cardinality(specs) > 1 THEN format(' (spec %s)', s.ord) ELSE '' END;
-    v_problem := CASE
-        WHEN s.identifier IS NULL THEN 'identifier must not be NULL'
-        WHEN length(s.identifier) NOT BETWEEN 1 AND 128 THEN
-            format('identifier must be 1 to 128 characters, got %s', errands._describe(s.identifier))
-        WHEN length(s.queue_name) NOT BETWEEN 1 AND 128 THEN
-            format('queue_name must be 1 to 128 characters, got %s', errands._describe(s.queue_name))
-        WHEN length(s.job_key) NOT BETWEEN 1 AND 512 THEN
-            format('job_key must be 1 to 512 characters, got %s', errands._describe(s.job_key))
-        WHEN s.max_attempts NOT BETWEEN 1 AND 32767 THEN
-            format('max_attempts must be between 1 and 32767, got %s', s.max_attempts)
-        WHEN s.priority NOT BETWEEN -32768 AND 32767 THEN
-            format('priority must be between -32768 and 32767, got %s', s.priority)
-        WHEN array_position(s.flags, NULL) IS NOT NULL THEN
-            format('flags must not contain NULL, got %s', s.flags)
-        ELSE format('payload must be at most %s bytes (errands.max_payload_bytes), got %s bytes',
-                    v_limit, s.payload_bytes)
-    END;
-    RAISE EXCEPTION 'errands: %', v_problem || v_where USING ERRCODE = '22023';
-END
-$$;
 
 -- The public API runs as its owner with a search_path the caller cannot
 -- change: every reference in these bodies is schema-qualified or pg_catalog's.

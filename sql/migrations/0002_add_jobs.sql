@@ -38,6 +38,24 @@ LANGUAGE sql AS $$
     SELECT pg_notify('errands:jobs', '')
 $$;
 
+-- Payload size limit: errands.max_payload_bytes (bytes of the payload's JSON
+-- text), default 1 MiB; 0 or less turns the check off.
+CREATE FUNCTION errands._max_payload_bytes() RETURNS bigint
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_setting text := nullif(btrim(current_setting('errands.max_payload_bytes', true)), '');
+BEGIN
+    IF v_setting IS NULL THEN
+        RETURN 1048576;
+    END IF;
+    IF v_setting !~ '^[+-]?[0-9]{1,18}$' THEN
+        RAISE EXCEPTION 'errands: setting errands.max_payload_bytes must be a whole number of bytes, got %',
+            errands._describe(v_setting) USING ERRCODE = '22023';
+    END IF;
+    RETURN v_setting::bigint;
+END
+$$;
+
 -- Raise 22023 naming the first bad spec's bad field; return when all are fine.
 CREATE FUNCTION errands._validate_specs(specs errands.job_spec[]) RETURNS void
 LANGUAGE plpgsql STABLE AS $$
@@ -45,8 +63,14 @@ DECLARE
     s record;
     v_where text;
     v_problem text;
+    v_limit bigint := errands._max_payload_bytes();
 BEGIN
-    SELECT u.*, u.ordinality AS ord INTO s
+    IF v_limit <= 0 THEN
+        v_limit := NULL;
+    END IF;
+    SELECT u.*, u.ordinality AS ord,
+           CASE WHEN v_limit IS NOT NULL THEN octet_length(u.payload::text) END AS payload_bytes
+    INTO s
     FROM unnest(specs) WITH ORDINALITY u
     WHERE u.identifier IS NULL
        OR length(u.identifier) NOT BETWEEN 1 AND 128
@@ -55,6 +79,7 @@ BEGIN
        OR u.max_attempts NOT BETWEEN 1 AND 32767
        OR u.priority NOT BETWEEN -32768 AND 32767
        OR array_position(u.flags, NULL) IS NOT NULL
+       OR octet_length(u.payload::text) > v_limit
     ORDER BY u.ordinality
     LIMIT 1;
     IF NOT FOUND THEN
@@ -73,7 +98,10 @@ BEGIN
             format('max_attempts must be between 1 and 32767, got %s', s.max_attempts)
         WHEN s.priority NOT BETWEEN -32768 AND 32767 THEN
             format('priority must be between -32768 and 32767, got %s', s.priority)
-        ELSE format('flags must not contain NULL, got %s', s.flags)
+        WHEN array_position(s.flags, NULL) IS NOT NULL THEN
+            format('flags must not contain NULL, got %s', s.flags)
+        ELSE format('payload must be at most %s bytes (errands.max_payload_bytes), got %s bytes',
+                    v_limit, s.payload_bytes)
     END;
     RAISE EXCEPTION 'errands: %', v_problem || v_where USING ERRCODE = '22023';
 END
