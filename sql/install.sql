@@ -186,15 +186,22 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     END
 $$;
 
--- One job row as the public view shows it.
+-- One job row as the public view shows it. (PL/pgSQL, not SQL: a SQL
+-- function is planned again on every call, PL/pgSQL caches its plans.)
 CREATE FUNCTION errands._job_view(j errands._jobs) RETURNS errands.jobs
-LANGUAGE sql STABLE AS $$
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v errands.jobs;
+BEGIN
     SELECT j.id,
            (SELECT q.queue_name FROM errands._queues q WHERE q.id = j.job_queue_id),
            (SELECT t.identifier FROM errands._tasks t WHERE t.id = j.task_id),
            j.payload, j.priority::integer, j.run_at, j.attempts::integer,
            j.max_attempts::integer, j.last_error, j.created_at, j.updated_at, j.key,
            j.locked_at, j.locked_by, j.revision, j.flags
+    INTO v;
+    RETURN v;
+END
 $$;
 
 CREATE FUNCTION errands._notify() RETURNS void
@@ -274,18 +281,28 @@ BEGIN
 END
 $$;
 
--- Create the task and queue rows a set of specs refers to.
+-- Create the task and queue rows a set of specs refers to. The INSERTs run
+-- only when a row is missing: even an INSERT of nothing costs ~0.1 ms.
 CREATE FUNCTION errands._ensure_tasks_and_queues(specs errands.job_spec[]) RETURNS void
-LANGUAGE sql AS $$
-    INSERT INTO errands._tasks (identifier)
-    SELECT DISTINCT s.identifier FROM unnest(specs) s
-    WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t WHERE t.identifier = s.identifier)
-    ON CONFLICT DO NOTHING;
-    INSERT INTO errands._queues (queue_name)
-    SELECT DISTINCT s.queue_name FROM unnest(specs) s
-    WHERE s.queue_name IS NOT NULL
-      AND NOT EXISTS (SELECT 1 FROM errands._queues q WHERE q.queue_name = s.queue_name)
-    ON CONFLICT DO NOTHING;
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM unnest(specs) s
+               WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t WHERE t.identifier = s.identifier)) THEN
+        INSERT INTO errands._tasks (identifier)
+        SELECT DISTINCT s.identifier FROM unnest(specs) s
+        WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t WHERE t.identifier = s.identifier)
+        ON CONFLICT DO NOTHING;
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(specs) s
+               WHERE s.queue_name IS NOT NULL
+                 AND NOT EXISTS (SELECT 1 FROM errands._queues q WHERE q.queue_name = s.queue_name)) THEN
+        INSERT INTO errands._queues (queue_name)
+        SELECT DISTINCT s.queue_name FROM unnest(specs) s
+        WHERE s.queue_name IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM errands._queues q WHERE q.queue_name = s.queue_name)
+        ON CONFLICT DO NOTHING;
+    END IF;
+END
 $$;
 
 -- All the specs of one add_jobs call that share a job key, folded into one:
@@ -525,28 +542,40 @@ DECLARE
     v_result errands.jobs;
     v_row errands._jobs;
     v_now timestamptz := now();
+    v_task_id integer;
+    v_queue_id integer;
 BEGIN
     IF v_mode NOT IN ('replace', 'preserve_run_at', 'unsafe_dedupe') THEN
         RAISE EXCEPTION 'errands: invalid job_key_mode %; expected replace, preserve_run_at or unsafe_dedupe',
             quote_literal(v_mode) USING ERRCODE = '22023';
     END IF;
-    IF add_job.job_key IS NULL OR v_mode <> 'unsafe_dedupe' THEN
+    IF add_job.job_key IS NOT NULL AND v_mode <> 'unsafe_dedupe' THEN
+        -- The job-key decision table lives in add_jobs.
         SELECT * INTO v_result
         FROM errands.add_jobs(ARRAY[v_spec], v_mode = 'preserve_run_at');
         RETURN v_result;
     END IF;
 
-    -- unsafe_dedupe: a job with this key, in any state, absorbs the call.
+    -- No key: one plain INSERT (the common case, kept short). unsafe_dedupe:
+    -- a job with this key, in any state, absorbs the call.
     PERFORM errands._validate_specs(ARRAY[v_spec]);
-    PERFORM errands._ensure_tasks_and_queues(ARRAY[v_spec]);
+    -- Look the task and queue up first; only a missing one costs an INSERT.
+    SELECT t.id INTO v_task_id FROM errands._tasks t WHERE t.identifier = add_job.identifier;
+    IF add_job.queue_name IS NOT NULL THEN
+        SELECT q.id INTO v_queue_id FROM errands._queues q WHERE q.queue_name = add_job.queue_name;
+    END IF;
+    IF v_task_id IS NULL OR (add_job.queue_name IS NOT NULL AND v_queue_id IS NULL) THEN
+        PERFORM errands._ensure_tasks_and_queues(ARRAY[v_spec]);
+        SELECT t.id INTO v_task_id FROM errands._tasks t WHERE t.identifier = add_job.identifier;
+        SELECT q.id INTO v_queue_id FROM errands._queues q WHERE q.queue_name = add_job.queue_name;
+    END IF;
     INSERT INTO errands._jobs AS j (task_id, job_queue_id, payload, priority, run_at,
                                     max_attempts, flags, key, created_at, updated_at)
-    SELECT t.id,
-           (SELECT q.id FROM errands._queues q WHERE q.queue_name = add_job.queue_name),
-           coalesce(add_job.payload, '{}'::json), coalesce(add_job.priority, 0),
-           coalesce(add_job.run_at, v_now), coalesce(add_job.max_attempts, 25),
-           errands._flags(add_job.flags), add_job.job_key, v_now, v_now
-    FROM errands._tasks t WHERE t.identifier = add_job.identifier
+    VALUES (v_task_id, v_queue_id,
+            coalesce(add_job.payload, '{}'::json), coalesce(add_job.priority, 0),
+            coalesce(add_job.run_at, v_now), coalesce(add_job.max_attempts, 25),
+            CASE WHEN cardinality(add_job.flags) > 0 THEN errands._flags(add_job.flags) END,
+            add_job.job_key, v_now, v_now)
     ON CONFLICT (key) DO UPDATE SET revision = j.revision + 1, updated_at = v_now
     RETURNING j.* INTO v_row;
     IF v_row.revision = 0 AND v_row.run_at <= v_now THEN
