@@ -51,7 +51,8 @@ CREATE TABLE errands._jobs (
 -- Fetching: one index per kind of job, both partial on is_available so
 -- permanently failed and running jobs never enter the scan. task_id leads the
 -- unqueued index so a backlog for a task no worker knows costs nothing
--- (Graphile's #333); scheduled jobs sort after due ones of the same priority.
+-- (Graphile's #333). get_jobs probes it once per (task, distinct priority), so
+-- within a priority run_at <= now() ends the range before any scheduled job.
 CREATE INDEX jobs_fetch_unqueued ON errands._jobs (task_id, priority, run_at, id)
     WHERE is_available AND job_queue_id IS NULL;
 -- The head of each named queue is one probe of this index.
