@@ -42,6 +42,7 @@ from typing import Any, TypeAlias
 import psycopg
 from psycopg.rows import dict_row
 
+from errands import _heartbeat
 from errands import _queries as q
 from errands._connections import ConnectionSource, SyncConnections
 from errands._reporter import Reporter, ReportError
@@ -117,6 +118,8 @@ class Worker:
         events: Events | None = None,
         continuous: bool = True,
         worker_id: str | None = None,
+        heartbeat_interval: float = 5.0,
+        heartbeat_timeout: float = 30.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"errands: concurrency must be at least 1, got {concurrency}")
@@ -130,6 +133,8 @@ class Worker:
         self.poll_interval = poll_interval
         self.shutdown_timeout = shutdown_timeout
         self.continuous = continuous
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
         self._source = source
         self._tasks = tasks
         self._identifiers = tasks.identifiers
@@ -151,6 +156,9 @@ class Worker:
         self._main: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
         self._listen_conn: psycopg.AsyncConnection[Any] | None = None
+        # Crashed-worker rescue (errands._heartbeat): continuous mode only.
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._registered = False
 
     # --- public ------------------------------------------------------------------------
 
@@ -173,6 +181,15 @@ class Worker:
         if self.continuous:
             self._background.append(asyncio.create_task(self._listen_loop(), name="errands-listen"))
             self._background.append(asyncio.create_task(self._sweep_loop(), name="errands-sweep"))
+            self._heartbeat_task = asyncio.create_task(
+                _heartbeat.heartbeat_loop(
+                    self._source, self.worker_id,
+                    heartbeat_interval=self.heartbeat_interval,
+                    heartbeat_timeout=self.heartbeat_timeout,
+                    emit=self._emit, on_rescued=lambda _count: self._nudge(),
+                ),
+                name="errands-heartbeat",
+            )  # fmt: skip
         self._emit(
             "worker:start", data={"tasks": self._identifiers, "concurrency": self.concurrency}
         )
@@ -381,14 +398,21 @@ class Worker:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        if self._listen_conn is not None:
-            await self._listen_conn.close()
+        # The LISTEN connection holds the worker's advisory lock and the heartbeat
+        # keeps running: other workers must not rescue the jobs still finishing.
         await self._wait_running()
         if self._running:
             await self._abort_running()
         await self._reporter.close()
         # Jobs released before their outcome was written: close() flushed it.
         await asyncio.gather(*self._recording, return_exceptions=True)
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+        if self._registered:
+            await _heartbeat.unregister(self._source, self.worker_id)
+        if self._listen_conn is not None:
+            await self._listen_conn.close()
         self._threads.shutdown()
         await asyncio.to_thread(self._sync.close)
 
@@ -447,6 +471,9 @@ class Worker:
         except BaseException:
             await conn.close()
             raise
+        # The advisory lock lives with this connection: take it on every (re)connect.
+        if await _heartbeat.register(conn, self.worker_id):
+            self._registered = True
         self._emit("pool:listen:success")
         return conn
 
