@@ -30,6 +30,7 @@ from psycopg.rows import dict_row
 from errands import __version__, _embedded, _queries, load_tasks, run_sync
 from errands._install import install
 from errands.logs import configure_logging
+from errands.runner import install_if_needed
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -349,8 +350,11 @@ def worker_cmd(
             _fail(f"cannot read crontab {str(crontab)!r}: {exc.strerror or exc}")
     registry = _load_tasks(tasks)
     dsn = resolve_conninfo(connection)
-    with _connect(dsn):  # fail fast, in one line, when the database is unreachable
-        pass
+    # Fails fast, in one line, when the database is unreachable; the same connection
+    # installs/upgrades the schema (skipped when it is current) so the worker need not.
+    with _connect(dsn) as conn:
+        if not no_install:
+            install_if_needed(conn)
     _configure_logging(quiet=quiet, log_format=log_format)
 
     options: dict[str, Any] = {} if once else {"poll_interval": poll_interval}
@@ -363,7 +367,7 @@ def worker_cmd(
         concurrency=jobs,
         forbidden_flags=forbidden_flag or None,
         shutdown_timeout=shutdown_timeout,
-        install=not no_install,
+        install=False,
         quiet=quiet,
         **options,
     )

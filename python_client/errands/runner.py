@@ -113,15 +113,64 @@ class Runner:
         self._previous.clear()
 
 
+# Quick check before the installer: the schema is current when the applied migration ids
+# are exactly the packaged ones.  Neither query fails when the schema is missing (so they
+# are safe inside a caller's transaction).
+_HAS_MIGRATIONS_SQL = "SELECT to_regclass('errands.migrations') IS NOT NULL"
+_APPLIED_IDS_SQL = "SELECT string_agg(id::text, ',' ORDER BY id) FROM errands.migrations"
+
+
+def _first(row: Any) -> Any:
+    if row is None:
+        return None
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]
+
+
+def _packaged_ids() -> str:
+    from errands._install import migration_files  # lazily: see errands/__init__.py
+
+    return ",".join(str(mid) for mid, _, _ in migration_files())
+
+
+async def install_if_needed_async(conn: Any) -> None:
+    """:func:`errands.install_async`, skipped when the schema is current.
+
+    Anything else (missing, older, newer: install.sql raises the error for a newer
+    schema, or ids that differ) runs the full installer."""
+    if _first(await (await conn.execute(_HAS_MIGRATIONS_SQL)).fetchone()):
+        applied = _first(await (await conn.execute(_APPLIED_IDS_SQL)).fetchone())
+        if applied is not None and applied == _packaged_ids():
+            return
+    from errands._install import install_async  # lazily: see errands/__init__.py
+
+    await install_async(conn)
+
+
+def install_if_needed(conn: Any) -> None:
+    """Sync variant of :func:`install_if_needed_async` (for the CLI)."""
+    if _first(conn.execute(_HAS_MIGRATIONS_SQL).fetchone()):
+        applied = _first(conn.execute(_APPLIED_IDS_SQL).fetchone())
+        if applied is not None and applied == _packaged_ids():
+            return
+    from errands._install import install  # lazily: see errands/__init__.py
+
+    install(conn)
+
+
 async def _pool_for(
-    conninfo_or_pool: str | AsyncConnectionPool[Any], concurrency: int, max_pool_size: int | None
+    conninfo_or_pool: str | AsyncConnectionPool[Any],
+    concurrency: int,
+    max_pool_size: int | None,
+    *,
+    continuous: bool = True,
 ) -> tuple[AsyncConnectionPool[Any], bool]:
     if isinstance(conninfo_or_pool, AsyncConnectionPool):
         return conninfo_or_pool, False
     size = max_pool_size or concurrency + 2
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         conninfo_or_pool,
-        min_size=min(2, size),
+        # run-once: wait for one connection only; the pool grows on demand.
+        min_size=min(2 if continuous else 1, size),
         max_size=size,
         kwargs={"autocommit": True},
         open=False,
@@ -156,13 +205,13 @@ async def _start(
     events = events if events is not None else Events()
     if log_jobs:
         attach_job_logging(events, quiet=quiet)
-    pool, owned = await _pool_for(conninfo_or_pool, concurrency, max_pool_size)
+    pool, owned = await _pool_for(
+        conninfo_or_pool, concurrency, max_pool_size, continuous=continuous
+    )
     try:
         if install:
-            from errands._install import install_async  # lazily: see errands/__init__.py
-
             async with pool.connection() as conn:
-                await install_async(conn)
+                await install_if_needed_async(conn)
         cron = CronScheduler(pool, crontab) if crontab is not None else None
         if cron is not None:
             await cron.set_crontab()  # a bad crontab fails the start
