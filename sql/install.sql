@@ -26,12 +26,12 @@ DECLARE
     db_version integer;
 BEGIN
     SELECT max(id) INTO db_version FROM errands.migrations;
-    IF db_version > 7 THEN
+    IF db_version > 8 THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0001',
             MESSAGE = format('errands: database schema is at version %s but these '
                              'install files only know up to version %s; '
-                             'upgrade the errands package', db_version, 7);
+                             'upgrade the errands package', db_version, 8);
     END IF;
 END
 $errands_version_check$;
@@ -1866,5 +1866,34 @@ $errands_m0007$;
     END IF;
 END
 $errands_install_m0007$;
+
+-- Migration 0008_workers_view.sql
+DO $errands_install_m0008$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 8) THEN
+        EXECUTE $errands_m0008$
+-- What `errands workers` shows: every registered worker, whether it is alive,
+-- and the jobs it has locked.
+
+CREATE VIEW errands.workers AS
+SELECT w.id,
+       w.host,
+       w.pid,
+       w.started_at,
+       w.last_heartbeat,
+       CASE WHEN NOT errands._worker_lock_held(w.id) THEN 'dead'
+            WHEN w.last_heartbeat < now() - interval '30 seconds' THEN 'hung'
+            ELSE 'alive' END AS state,
+       coalesce((SELECT array_agg(j.id ORDER BY j.id) FROM errands._jobs j
+                 WHERE j.locked_by = w.id), '{}') AS running_job_ids
+FROM errands._workers w;
+COMMENT ON VIEW errands.workers IS
+    'Registered workers: state alive, hung (heartbeat older than 30 s) or dead (no session holds its lock; rescue_workers() will release its jobs), and the ids of the jobs it has locked.';
+REVOKE ALL ON errands.workers FROM PUBLIC;
+$errands_m0008$;
+        INSERT INTO errands.migrations (id, name) VALUES (8, 'workers_view');
+    END IF;
+END
+$errands_install_m0008$;
 
 COMMIT;

@@ -409,3 +409,26 @@ def test_version_and_usage_errors() -> None:
     assert cli("nonsense-command").exit_code == 2
     assert cli().exit_code in (0, 2)  # no command: help
     assert "Usage" in cli().output
+
+
+# --- workers ------------------------------------------------------------------------------
+
+
+def test_workers_lists_state_and_running_jobs(db: str) -> None:
+    assert ok(cli("workers", "-c", db)).strip() == "no workers"
+    with psycopg.connect(db, autocommit=True) as alive:
+        # A live worker holds the advisory lock on its id in some session.
+        alive.execute("SELECT pg_advisory_lock(errands._worker_lock_key('w-alive'))")
+        alive.execute("SELECT errands.register_worker('w-alive', 'host-a', 11)")
+        alive.execute("SELECT errands.register_worker('w-dead', 'host-b', 22)")
+        alive.execute("SELECT errands.add_job('t')")
+        (job_id,) = alive.execute("SELECT id FROM errands.get_jobs('w-alive', '{t}', 1)").fetchone()
+        table = ok(cli("workers", "-c", db))
+        lines = {line.split()[0]: line for line in table.splitlines()[1:]}
+        assert "alive" in lines["w-alive"] and str(job_id) in lines["w-alive"]
+        assert "host-a:11" in lines["w-alive"]
+        assert "dead" in lines["w-dead"]
+        rows = [json.loads(line) for line in ok(cli("workers", "--json", "-c", db)).splitlines()]
+        by_id = {r["id"]: r for r in rows}
+        assert by_id["w-alive"]["running_job_ids"] == [job_id]
+        assert by_id["w-dead"]["state"] == "dead" and by_id["w-dead"]["running_job_ids"] == []

@@ -94,6 +94,10 @@ class CliError(Exception):
 
 
 #: Each item of a crontab with its next run times (NULL run_at: it never runs).
+WORKERS: Final = sql.SQL(
+    "SELECT id, host, pid, started_at, last_heartbeat, state, running_job_ids"
+    " FROM errands.workers ORDER BY started_at, id"
+)
 CRON_NEXT_RUNS: Final = sql.SQL(
     """
 SELECT p.line_number, p.id, p.task, p.options, n.run_at
@@ -601,6 +605,38 @@ def cleanup_cmd(
         rows = conn.execute(_queries.CLEANUP, {"tasks": tasks, "keep": keep or []}).fetchall()
     for r in rows:
         typer.echo(f"{r['task']}: deleted {r['deleted']}")
+
+
+@app.command("workers")
+@_handle_errors
+def workers_cmd(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line, every column.")
+    ] = False,
+    connection: Connection = None,
+) -> None:
+    """List registered workers: alive, hung or dead, and the jobs each has locked."""
+    with _connect(resolve_conninfo(connection)) as conn:
+        rows = conn.execute(WORKERS).fetchall()
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row, default=_json_default))
+    elif not rows:
+        typer.echo("no workers")
+    else:
+        table = [
+            [
+                r["id"],
+                f"{r['host'] or ''}:{r['pid'] or ''}",
+                r["state"],
+                _format_time(r["started_at"]),
+                _format_time(r["last_heartbeat"]),
+                " ".join(str(i) for i in r["running_job_ids"]),
+            ]
+            for r in rows
+        ]
+        headers = ["ID", "HOST:PID", "STATE", "STARTED", "HEARTBEAT", "RUNNING JOBS"]
+        typer.echo(_table(headers, table))
 
 
 # --- recurring jobs ---------------------------------------------------------------------
