@@ -107,7 +107,10 @@ BEGIN
           AND (p.proname = ANY (ARRAY['get_jobs', 'worker_complete_jobs', 'worker_fail_jobs',
                                       'worker_return_jobs', 'reset_locked', 'complete_jobs',
                                       'permanently_fail_jobs', 'reschedule_jobs',
-                                      'force_unlock_workers', 'cleanup']::name[])
+                                      'force_unlock_workers', 'cleanup',
+                                      -- crashed-worker rescue (0007)
+                                      'register_worker', 'heartbeat', 'rescue_workers',
+                                      'unregister_worker']::name[])
                OR (left(p.proname, 1) <> '_' AND strpos(p.proname, 'cron') > 0))
         ORDER BY p.oid
     LOOP
@@ -119,10 +122,12 @@ $$;
 COMMENT ON FUNCTION errands.grant_worker(regrole) IS
 'Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
 on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
-worker_return_jobs, reset_locked), the admin functions (complete_jobs,
-permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup, the cron
-functions if cron is installed when it runs, and SELECT on the errands.jobs view (never on the private tables). Run it again after an
-upgrade adds functions. Run it as the owner of the errands schema or a superuser.';
+worker_return_jobs, reset_locked, register_worker, heartbeat, rescue_workers,
+unregister_worker), the admin functions (complete_jobs, permanently_fail_jobs,
+reschedule_jobs, force_unlock_workers), cleanup, the cron functions if cron is
+installed when it runs, and SELECT on the errands.jobs view (never on the private
+tables). Run it again after an upgrade adds functions. Run it as the owner of the
+errands schema or a superuser.';
 
 -- Functions created above got the built-in PUBLIC grant: take it back.
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
