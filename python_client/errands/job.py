@@ -6,7 +6,11 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from psycopg._cursor_base import BaseCursor
+    from psycopg.rows import RowMaker
 
 JobKeyMode = Literal["replace", "preserve_run_at", "unsafe_dedupe"]
 
@@ -61,6 +65,31 @@ class Job:
             revision=row["revision"],
             flags=frozenset(flags) if flags else frozenset(),
         )
+
+    @classmethod
+    def row_factory(cls, cursor: BaseCursor[Any, Any]) -> RowMaker[Job]:
+        """A psycopg row factory building jobs straight from ``errands.jobs`` rows.
+
+        The worker fetches hundreds of jobs per call: this skips the intermediate
+        dict and the frozen dataclass's per-field ``__setattr__`` (same result as
+        :meth:`from_row`)."""
+        if cursor.description is None:
+            raise ValueError("errands: expected a result with job rows")
+        names = [column.name for column in cursor.description]
+        flags_at = names.index("flags") if "flags" in names else None
+        new = object.__new__
+
+        def make(values: Sequence[Any]) -> Job:
+            if values[0] is None:
+                raise ValueError("errands: expected a job row, got an empty (NULL) row")
+            job: Job = new(cls)
+            attrs = job.__dict__
+            attrs.update(zip(names, values, strict=True))
+            flags = values[flags_at] if flags_at is not None else None
+            attrs["flags"] = frozenset(flags) if flags else frozenset()
+            return job
+
+        return make
 
     @property
     def has_attempts_left(self) -> bool:

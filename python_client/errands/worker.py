@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import psycopg
-from psycopg.rows import dict_row
 
 from errands import _heartbeat
 from errands import _queries as q
@@ -366,9 +365,9 @@ class Worker:
             "forbidden": await self._forbidden_flags(),
         }
         async with self._source.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
+            cur = conn.cursor(row_factory=Job.row_factory)
             await cur.execute(q.GET_JOBS, params)
-            return [Job.from_row(row) for row in await cur.fetchall()]
+            return await cur.fetchall()
 
     async def _return_jobs(self, jobs: list[Job]) -> None:
         if not jobs:
