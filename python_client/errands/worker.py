@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import math
 import random
 import secrets
 import time
@@ -46,6 +45,7 @@ from errands import _heartbeat
 from errands import _queries as q
 from errands._connections import ConnectionSource, SyncConnections
 from errands._reporter import Reporter, ReportError
+from errands._retry import Backoff, Outage, is_connection_error, retry_transient
 from errands._threads import DaemonThreadPool
 from errands.events import Event, Events
 from errands.helpers import AbortSignal, Helpers
@@ -66,6 +66,10 @@ ABORT_GRACE = 0.5
 """Seconds between setting the abort signal and cancelling/failing running jobs."""
 SWEEP_INTERVAL = (480.0, 600.0)
 """Seconds between two ``reset_locked`` sweeps (random in this range)."""
+LISTEN_KEEPALIVES: Mapping[str, Any] = {
+    "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+}  # fmt: skip
+"""libpq TCP keepalive settings of the LISTEN connection (the caller's win)."""
 
 
 class WorkerShutdown(Exception):
@@ -127,6 +131,7 @@ class Worker:
             raise ValueError(f"errands: poll_interval must be positive, got {poll_interval}")
         if len(tasks) == 0:
             raise ValueError("errands: no tasks to run")
+        _heartbeat.check_heartbeat(heartbeat_interval, heartbeat_timeout)
         self.worker_id = worker_id or new_worker_id()
         self.events = events if events is not None else Events()
         self.concurrency = concurrency
@@ -144,7 +149,12 @@ class Worker:
         self._abort = AbortSignal()
         self._threads = DaemonThreadPool(concurrency)
         self._sync = SyncConnections(conninfo, self._connect_kwargs, concurrency)
-        self._reporter = Reporter(source, self.worker_id, on_error=self._on_report_error)
+        # Database faults (errands._retry): one warning per outage, backoff.
+        self._outage = Outage(self.worker_id)
+        self._fetch_backoff = Backoff()
+        self._reporter = Reporter(
+            source, self.worker_id, on_error=self._on_report_error, outage=self._outage
+        )
         self._running: dict[int, _Running] = {}
         # Tasks of jobs whose slot is free but whose outcome is still being written.
         self._recording: set[asyncio.Task[None]] = set()
@@ -159,6 +169,8 @@ class Worker:
         # Crashed-worker rescue (errands._heartbeat): continuous mode only.
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._registered = False
+        self._lock_held = False  # the advisory lock, on the live LISTEN connection
+        self._lock_lost = asyncio.Event()  # wakes the heartbeat loop
 
     # --- public ------------------------------------------------------------------------
 
@@ -187,6 +199,8 @@ class Worker:
                     heartbeat_interval=self.heartbeat_interval,
                     heartbeat_timeout=self.heartbeat_timeout,
                     emit=self._emit, on_rescued=lambda _count: self._nudge(),
+                    outage=self._outage, lock_held=lambda: self._lock_held,
+                    wake=self._lock_lost,
                 ),
                 name="errands-heartbeat",
             )  # fmt: skip
@@ -254,9 +268,17 @@ class Worker:
                     if not self.continuous:
                         raise
                     self._emit("worker:fetch:error", error=exc)
-                    logger.warning("errands: fetching jobs failed: %s", error_message(exc))
-                    next_poll = time.monotonic() + self.poll_interval
+                    self._outage.failed("fetch", exc, "fetching jobs")
+                    # Connection lost: back off (a LISTEN reconnect nudges a fetch).
+                    delay = (
+                        self._fetch_backoff.next_delay()
+                        if is_connection_error(exc)
+                        else self.poll_interval
+                    )
+                    next_poll = time.monotonic() + delay
                     continue
+                self._fetch_backoff.reset()
+                self._outage.recovered("fetch")
                 next_poll = time.monotonic() + self.poll_interval
                 if self.stopping:  # a property: mypy must not assume it is still False
                     await self._return_jobs(jobs)
@@ -289,10 +311,14 @@ class Worker:
             "count": count,
             "forbidden": await self._forbidden_flags(),
         }
-        async with self._source.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(q.GET_JOBS, params)
-            return [Job.from_row(row) for row in await cur.fetchall()]
+
+        async def fetch() -> list[Job]:
+            async with self._source.connection() as conn:
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(q.GET_JOBS, params)
+                return [Job.from_row(row) for row in await cur.fetchall()]
+
+        return await retry_transient(fetch, "get_jobs")
 
     async def _return_jobs(self, jobs: list[Job]) -> None:
         if not jobs:
@@ -465,43 +491,56 @@ class Worker:
 
     async def _connect_listener(self) -> psycopg.AsyncConnection[Any]:
         self._emit("pool:listen:connecting")
-        conn = await psycopg.AsyncConnection.connect(self._conninfo, **self._connect_kwargs)
+        # TCP keepalives (unless the caller set them) so that a silently dropped
+        # network ends the LISTEN connection in ~25 s instead of hours.
+        kwargs = {**LISTEN_KEEPALIVES, **self._connect_kwargs}
+        conn = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
         try:
             await conn.execute(q.LISTEN)
+            # The advisory lock lives with this connection: take it again on every
+            # reconnect, at once, so that rescue_workers sees this worker alive.
+            held = await _heartbeat.register(conn, self.worker_id)
         except BaseException:
             await conn.close()
             raise
-        # The advisory lock lives with this connection: take it on every (re)connect.
-        if await _heartbeat.register(conn, self.worker_id):
+        if held:
             self._registered = True
+        self._lock_held = held
         self._emit("pool:listen:success")
         return conn
 
     async def _listen_loop(self) -> None:
-        attempt = 0
+        backoff = Backoff()
         while True:
             try:
                 if self._listen_conn is None:
                     self._listen_conn = await self._connect_listener()
-                    attempt = 0
-                    self._nudge()  # notifications may have been missed meanwhile
+                    backoff.reset()
+                    self._outage.recovered("listen")
+                    self._nudge()  # catch up: notifications may have been missed meanwhile
                 async for _ in self._listen_conn.notifies():
                     self._nudge()
                     self._emit("pool:listen:notification")
                 raise psycopg.OperationalError("the LISTEN connection stopped")
             except Exception as exc:
+                # The advisory lock went with the connection: heartbeat at once (and
+                # often, until it is back) so that rescue_workers leaves our jobs alone.
+                self._lock_held = False
+                self._lock_lost.set()
                 self._emit("pool:listen:error", error=exc)
-                logger.warning("errands: LISTEN connection failed: %s", error_message(exc))
+                self._outage.failed("listen", exc, "LISTEN connection")
                 if self._listen_conn is not None:
                     conn, self._listen_conn = self._listen_conn, None
                     await conn.close()
-                attempt += 1
-                await asyncio.sleep(min(60.0, 0.05 * math.exp(attempt)) * random.uniform(0.5, 1))
+                await asyncio.sleep(backoff.next_delay())
 
     async def _sweep(self) -> None:
-        async with self._source.connection() as conn:
-            cur = await conn.execute(q.RESET_LOCKED, {"older_than": STALE_LOCK_AGE})
-            row = await cur.fetchone()
+        async def sweep() -> Any:
+            async with self._source.connection() as conn:
+                cur = await conn.execute(q.RESET_LOCKED, {"older_than": STALE_LOCK_AGE})
+                return await cur.fetchone()
+
+        row = await retry_transient(sweep, "reset_locked")
         self._emit("worker:sweep", data={"count": row[0] if row else 0})
 
     async def _sweep_loop(self) -> None:
@@ -511,7 +550,7 @@ class Worker:
                 await self._sweep()
             except Exception as exc:
                 self._emit("worker:sweep:error", error=exc)
-                logger.warning("errands: reset_locked failed: %s", error_message(exc))
+                self._outage.failed("sweep", exc, "reset_locked", hold=False)
 
     def _on_report_error(self, error: BaseException, job_ids: list[int]) -> None:
         self._emit("worker:report:error", error=error, data={"job_ids": job_ids})
