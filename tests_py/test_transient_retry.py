@@ -32,11 +32,13 @@ def rr_db(db: str) -> Iterator[str]:
 
 def _wait_for_lock_wait(conn: psycopg.Connection[Any]) -> None:
     wait_until(
-        lambda: conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock'"
-        ).fetchone()
-        == (1,),
+        lambda: (
+            conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            ).fetchone()
+            == (1,)
+        ),
         10,
         "a statement waiting for the row lock",
     )

@@ -57,7 +57,8 @@ SELECT is(errands.rescue_workers(), 0, 'a free lock with a heartbeat under 1.5 s
 -- Heartbeat from before the server started: the worker may still reconnect (0009).
 UPDATE errands._workers SET last_heartbeat = pg_postmaster_start_time() - interval '1 second'
 WHERE id = 'w-dead';
-SELECT is(errands.rescue_workers(), 0, 'a free lock with a heartbeat from before the server started: no rescue');
+SELECT is(errands.rescue_workers(now() - pg_postmaster_start_time() + interval '1 minute'), 0,
+          'a free lock with a heartbeat from before the server started: no rescue (until the timeout)');
 UPDATE errands._workers SET last_heartbeat = now() - interval '1.6 seconds' WHERE id = 'w-dead';
 SELECT is(errands.rescue_workers(), 2, 'rescue_workers: the dead worker''s 2 jobs (its lock is free)');
 SELECT is(pg_temp.job_state(pg_temp.id('dead1')), '(1,)', 'dead worker''s job unlocked, attempt kept');

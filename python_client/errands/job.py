@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 JobKeyMode = Literal["replace", "preserve_run_at", "unsafe_dedupe"]
@@ -36,6 +36,8 @@ class Job:
     locked_by: str | None
     revision: int
     flags: frozenset[str] = field(default_factory=frozenset)
+    timeout: float | None = None
+    """This job's own task timeout in seconds (``add_job(..., timeout=)``), if any."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -60,12 +62,21 @@ class Job:
             locked_by=row["locked_by"],
             revision=row["revision"],
             flags=frozenset(flags) if flags else frozenset(),
+            timeout=_seconds(row.get("timeout")),
         )
 
     @property
     def has_attempts_left(self) -> bool:
         """Whether a failure of this try would be retried."""
         return self.attempts < self.max_attempts
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)
 
 
 @dataclass(frozen=True)

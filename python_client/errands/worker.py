@@ -76,6 +76,11 @@ class WorkerShutdown(Exception):
     """The error recorded for jobs still running when the worker stopped."""
 
 
+class TaskTimeout(Exception):
+    """The error recorded for a try that ran longer than its timeout (the job's own,
+    else ``@task(timeout=...)``)."""
+
+
 class BatchFailure(Exception):
     """Some items of a batch job failed; ``errors`` holds one exception per failed item."""
 
@@ -362,7 +367,13 @@ class Worker:
                     rec.inner = asyncio.ensure_future(info.fn(job.payload, helpers))
                 else:
                     rec.inner = self._threads.run(info.fn, job.payload, helpers)
-                await asyncio.wait({rec.inner})
+                limit = job.timeout if job.timeout is not None else info.timeout
+                done, _ = await asyncio.wait({rec.inner}, timeout=limit)
+                if not done:
+                    await _give_up(rec.inner)
+                    if not info.is_async:
+                        self._threads.add_thread()  # the abandoned thread is still busy
+                    raise TaskTimeout(f"task exceeded its {limit} s timeout")
                 result = rec.inner.result()
                 if inspect.isawaitable(result):
                     result = await result
@@ -565,6 +576,15 @@ class Worker:
         data: Mapping[str, Any] | None = None,
     ) -> None:
         self.events.emit(Event(name, self.worker_id, job, error, duration, data or {}))
+
+
+async def _give_up(inner: asyncio.Future[Any]) -> None:
+    """A timed-out try: cancel an async task (a moment to clean up); a sync task's
+    thread cannot be stopped: its result is abandoned and it finishes on its own."""
+    inner.cancel()
+    await asyncio.wait({inner}, timeout=ABORT_GRACE)
+    if inner.done() and not inner.cancelled():
+        inner.exception()  # retrieved: no "exception was never retrieved" warning
 
 
 async def _batch_outcome(
