@@ -9,6 +9,7 @@ never the shared session cluster."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -245,3 +246,33 @@ def test_job_across_lost_connection_is_not_rescued_by_another_worker(
                 w.stop()
             finally:
                 w.kill()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--heartbeat-interval", "0"], "--heartbeat-interval must be positive, got 0.0"),
+        (
+            ["--heartbeat-interval", "5", "--heartbeat-timeout", "3"],
+            "--heartbeat-timeout must be greater than --heartbeat-interval (5.0), got 3.0",
+        ),
+    ],
+)
+def test_bad_heartbeat_options_are_refused(args: list[str], message: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    done = subprocess.run(
+        [ERRANDS, "worker", "--tasks", TASKS, "-c", "postgresql://nowhere.invalid/x", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_bad_heartbeat_arguments_are_refused_by_run() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"heartbeat_timeout must be greater than heartbeat_interval \(10\), got 10",
+    ):
+        asyncio.run(errands.run("postgresql://nowhere.invalid/x", TASKS, heartbeat_interval=10,
+                                heartbeat_timeout=10))  # fmt: skip
