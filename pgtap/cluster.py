@@ -179,6 +179,19 @@ class PgCluster:
             return self
         raise RuntimeError(f"could not find a free port for PostgreSQL: {last_error}")
 
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every session is ended (clients see 57P01 and a
+        closed connection), the server is down for a moment, then accepts again on
+        the same port with the same options (from postmaster.opts)."""
+        if self._executor is None:
+            raise RuntimeError("the cluster is not running")
+        subprocess.run(
+            [self.pg_ctl, "restart", "-D", str(self.datadir), "-m", "fast", "-w",
+             "-l", str(self.logfile)],
+            check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, timeout=120,
+        )  # fmt: skip
+
     def stop(self) -> None:
         try:
             if self._executor is not None:

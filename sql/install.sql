@@ -26,12 +26,12 @@ DECLARE
     db_version integer;
 BEGIN
     SELECT max(id) INTO db_version FROM errands.migrations;
-    IF db_version > 9 THEN
+    IF db_version > 10 THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0001',
             MESSAGE = format('errands: database schema is at version %s but these '
                              'install files only know up to version %s; '
-                             'upgrade the errands package', db_version, 9);
+                             'upgrade the errands package', db_version, 10);
     END IF;
 END
 $errands_version_check$;
@@ -1860,11 +1860,70 @@ $errands_m0008$;
 END
 $errands_install_m0008$;
 
--- Migration 0009_fetch_batches.sql
+-- Migration 0009_faults.sql
 DO $errands_install_m0009$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 9) THEN
         EXECUTE $errands_m0009$
+-- Surviving faults.
+--
+-- rescue_workers: a worker whose advisory lock no session holds is declared dead
+-- only when (a) its heartbeat is older than 1.5 s -- a live worker whose LISTEN
+-- connection (which holds the lock) is reconnecting heartbeats every 0.25 s
+-- until it has the lock again -- and (b) it has heartbeated since the server
+-- started: after a PostgreSQL restart every lock is gone, and a worker that has
+-- not reconnected yet is not known dead; it is then rescued only by the
+-- heartbeat timeout. The rest is 0007's function unchanged.
+
+CREATE OR REPLACE FUNCTION errands.rescue_workers(heartbeat_timeout interval DEFAULT interval '30 seconds')
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dead text[];
+    v_count integer := 0;
+BEGIN
+    -- Skip rows another rescue is handling; a worker just registering is
+    -- visible only once its transaction committed (and its lock is held).
+    WITH dead AS (
+        SELECT w.id FROM errands._workers w
+        WHERE (w.last_heartbeat < now() - interval '1.5 seconds'
+               AND w.last_heartbeat >= pg_catalog.pg_postmaster_start_time()
+               AND NOT errands._worker_lock_held(w.id))
+           OR w.last_heartbeat < now() - coalesce(rescue_workers.heartbeat_timeout, interval '30 seconds')
+        FOR UPDATE SKIP LOCKED
+    ), gone AS (
+        DELETE FROM errands._workers w USING dead WHERE w.id = dead.id
+        RETURNING w.id
+    )
+    SELECT array_agg(gone.id) INTO v_dead FROM gone;
+    IF v_dead IS NOT NULL THEN
+        v_count := errands._release_workers(v_dead, 'died');
+    END IF;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION errands.rescue_workers(interval) IS
+'Worker API (every live worker calls it every few seconds; also fit for pg_cron).
+Declares dead each registered worker whose advisory lock no session holds (its
+process or connection is gone) and whose last heartbeat is older than 1.5 s but
+newer than the server''s start (after a restart, workers get until
+heartbeat_timeout to reconnect), or whose last heartbeat is older than
+heartbeat_timeout; deletes its row, and makes the jobs it had locked runnable at
+once (run_at = greatest(run_at, now()), the interrupted try counted, last_error
+says the worker died) and unlocks its queues. Returns the number of jobs rescued.';
+
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
+$errands_m0009$;
+        INSERT INTO errands.migrations (id, name) VALUES (9, 'faults');
+    END IF;
+END
+$errands_install_m0009$;
+
+-- Migration 0010_fetch_batches.sql
+DO $errands_install_m0010$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 10) THEN
+        EXECUTE $errands_m0010$
 -- get_jobs for large batches (the worker's local queue asks for hundreds of jobs).
 --
 -- 0004 chose, locked and updated the jobs in one statement whose later steps
@@ -2097,10 +2156,10 @@ END
 $$;
 
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
-$errands_m0009$;
-        INSERT INTO errands.migrations (id, name) VALUES (9, 'fetch_batches');
+$errands_m0010$;
+        INSERT INTO errands.migrations (id, name) VALUES (10, 'fetch_batches');
     END IF;
 END
-$errands_install_m0009$;
+$errands_install_m0010$;
 
 COMMIT;

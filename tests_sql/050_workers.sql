@@ -1,7 +1,11 @@
 -- Crashed-worker rescue: register_worker, heartbeat, rescue_workers (dead by a
 -- released advisory lock or a stale heartbeat), unregister_worker.
+-- A free lock proves death only 1.5 s after the server started (0009): wait 2 s.
+DO $$ BEGIN
+    PERFORM pg_sleep(greatest(0, 2.0 - extract(epoch FROM clock_timestamp() - pg_postmaster_start_time())));
+END $$;
 BEGIN;
-SELECT plan(23);
+SELECT plan(25);
 
 CREATE FUNCTION pg_temp.job_state(job_id bigint) RETURNS text LANGUAGE sql STABLE AS $f$
     SELECT (attempts, locked_by)::text FROM errands._jobs WHERE id = job_id
@@ -48,6 +52,14 @@ UPDATE errands._queues SET locked_at = now() - interval '5 hours',
 WHERE queue_name IN ('q_dead', 'q_alive', 'q_stale');
 UPDATE errands._jobs SET run_at = now() + interval '1 hour' WHERE key = 'dead2';
 
+-- Lock free but heartbeat fresh (< 1.5 s): a live worker reconnecting (0009).
+SELECT is(errands.rescue_workers(), 0, 'a free lock with a heartbeat under 1.5 s old: no rescue');
+-- Heartbeat from before the server started: the worker may still reconnect (0009).
+UPDATE errands._workers SET last_heartbeat = pg_postmaster_start_time() - interval '1 second'
+WHERE id = 'w-dead';
+SELECT is(errands.rescue_workers(now() - pg_postmaster_start_time() + interval '1 minute'), 0,
+          'a free lock with a heartbeat from before the server started: no rescue (until the timeout)');
+UPDATE errands._workers SET last_heartbeat = now() - interval '1.6 seconds' WHERE id = 'w-dead';
 SELECT is(errands.rescue_workers(), 2, 'rescue_workers: the dead worker''s 2 jobs (its lock is free)');
 SELECT is(pg_temp.job_state(pg_temp.id('dead1')), '(1,)', 'dead worker''s job unlocked, attempt kept');
 SELECT is(pg_temp.job_state(pg_temp.id('dead2')), '(1,)', 'dead worker''s other job unlocked, attempt kept');

@@ -12,7 +12,7 @@ from errands.logs import JsonFormatter, attach_job_logging, configure_logging
 from errands.runner import Runner, run, run_once, run_sync
 from errands.tasks import TaskRegistry, load_tasks, task
 from errands.utils import SyncWorkerUtils, WorkerUtils
-from errands.worker import BatchFailure, Worker, WorkerShutdown
+from errands.worker import BatchFailure, TaskTimeout, Worker, WorkerShutdown
 
 if TYPE_CHECKING:
     from errands._install import install, install_async, render_install_sql
@@ -31,6 +31,7 @@ __all__ = [
     "Runner",
     "SyncWorkerUtils",
     "TaskRegistry",
+    "TaskTimeout",
     "Worker",
     "WorkerShutdown",
     "WorkerUtils",

@@ -13,6 +13,7 @@ open (after ``heartbeat_timeout``).  A clean stop calls ``unregister_worker``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -23,12 +24,17 @@ from typing import Any, Final
 import psycopg
 
 from errands._connections import ConnectionSource
+from errands._retry import Outage, is_connection_error, retry_transient
 from errands.logs import error_message
 
 logger = logging.getLogger("errands.worker")
 
 RESCUE_INTERVAL: Final = 2.0
 """Seconds between two ``rescue_workers`` calls of one worker."""
+LOCKLESS_HEARTBEAT_INTERVAL: Final = 0.25
+"""Seconds between heartbeats while the worker's advisory lock is lost (its LISTEN
+connection is reconnecting): ``rescue_workers`` spares a worker without its lock
+whose heartbeat is fresher than 1.5 s (migration 0009)."""
 
 TRY_LOCK: Final = "SELECT pg_try_advisory_lock(hashtextextended(%(worker_id)s, 0))"
 REGISTER: Final = "SELECT errands.register_worker(%(worker_id)s, %(host)s, %(pid)s)"
@@ -37,6 +43,17 @@ RESCUE: Final = "SELECT errands.rescue_workers(%(timeout)s * interval '1 second'
 UNREGISTER: Final = "SELECT errands.unregister_worker(%(worker_id)s)"
 
 Emit = Callable[..., None]
+
+
+def check_heartbeat(interval: float, timeout: float) -> None:
+    """Refuse bad heartbeat settings: ``interval`` > 0 and ``timeout`` > ``interval``."""
+    if not interval > 0:
+        raise ValueError(f"errands: heartbeat_interval must be positive, got {interval}")
+    if not timeout > interval:
+        raise ValueError(
+            "errands: heartbeat_timeout must be greater than heartbeat_interval "
+            f"({interval}), got {timeout}"
+        )
 
 
 async def register(conn: psycopg.AsyncConnection[Any], worker_id: str) -> bool:
@@ -56,6 +73,8 @@ async def register(conn: psycopg.AsyncConnection[Any], worker_id: str) -> bool:
             REGISTER, {"worker_id": worker_id, "host": socket.gethostname(), "pid": os.getpid()}
         )
     except psycopg.Error as exc:
+        if is_connection_error(exc):
+            raise  # the caller reconnects
         logger.warning("errands: could not register worker %s: %s", worker_id, error_message(exc))
         return False
     return True
@@ -77,45 +96,74 @@ async def heartbeat_loop(
     heartbeat_timeout: float,
     emit: Emit,
     on_rescued: Callable[[int], None],
+    outage: Outage | None = None,
+    lock_held: Callable[[], bool] = lambda: True,
+    wake: asyncio.Event | None = None,
 ) -> None:
     """Heartbeat every ``heartbeat_interval`` s and rescue dead workers every
-    :data:`RESCUE_INTERVAL` s, until cancelled."""
+    :data:`RESCUE_INTERVAL` s, until cancelled.
+
+    While ``lock_held()`` is false (the LISTEN connection that holds the advisory
+    lock is reconnecting) it heartbeats every :data:`LOCKLESS_HEARTBEAT_INTERVAL` s
+    instead, and does not rescue (it cannot tell itself from a dead worker);
+    ``wake`` (set when the lock is lost) makes it beat at once.  Connection
+    failures go to ``outage`` (one warning per outage)."""
+    outage = outage if outage is not None else Outage(worker_id)
+    wake = wake if wake is not None else asyncio.Event()
     next_beat = time.monotonic() + heartbeat_interval
     next_rescue = time.monotonic()
     while True:
         now = time.monotonic()
+        held = lock_held()
+        if wake.is_set():
+            wake.clear()
+            next_beat = now
         if now >= next_beat:
-            next_beat = now + heartbeat_interval
+            next_beat = now + (heartbeat_interval if held else LOCKLESS_HEARTBEAT_INTERVAL)
             try:
-                async with source.connection() as conn:
-                    cur = await conn.execute(HEARTBEAT, {"worker_id": worker_id})
-                    row = await cur.fetchone()
-                    if not (row and row[0]):
-                        # Declared dead (e.g. a long stall): its jobs were
-                        # rescued; register again to be seen as alive.
-                        logger.warning("errands: worker %s was declared dead", worker_id)
-                        await conn.execute(
-                            REGISTER,
-                            {
-                                "worker_id": worker_id,
-                                "host": socket.gethostname(),
-                                "pid": os.getpid(),
-                            },
-                        )
+                await retry_transient(lambda: _beat(source, worker_id), "heartbeat")
+                outage.recovered("heartbeat")
             except Exception as exc:
                 emit("worker:heartbeat:error", error=exc)
-                logger.warning("errands: heartbeat failed: %s", error_message(exc))
-        if now >= next_rescue:
+                outage.failed("heartbeat", exc)
+                if is_connection_error(exc):
+                    next_beat = now + LOCKLESS_HEARTBEAT_INTERVAL
+        if now >= next_rescue and held:
             next_rescue = now + RESCUE_INTERVAL
             try:
-                async with source.connection() as conn:
-                    cur = await conn.execute(RESCUE, {"timeout": heartbeat_timeout})
-                    row = await cur.fetchone()
+                row = await retry_transient(
+                    lambda: _fetchone(source, RESCUE, {"timeout": heartbeat_timeout}),
+                    "rescue_workers",
+                )
+                outage.recovered("rescue")
                 count = int(row[0]) if row else 0
                 if count:
                     emit("worker:rescue", data={"count": count})
                     on_rescued(count)
             except Exception as exc:
                 emit("worker:rescue:error", error=exc)
-                logger.warning("errands: rescue_workers failed: %s", error_message(exc))
-        await asyncio.sleep(max(0.0, min(next_beat, next_rescue) - time.monotonic()))
+                outage.failed("rescue", exc, "rescue_workers")
+        wake_at = min(next_beat, next_rescue) if held else next_beat
+        delay = max(0.0, wake_at - time.monotonic())
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(wake.wait(), delay)
+
+
+async def _beat(source: ConnectionSource, worker_id: str) -> None:
+    async with source.connection() as conn:
+        cur = await conn.execute(HEARTBEAT, {"worker_id": worker_id})
+        row = await cur.fetchone()
+        if not (row and row[0]):
+            # Declared dead (e.g. a long stall): its jobs were rescued; register
+            # again to be seen as alive.
+            logger.warning("errands: worker %s was declared dead", worker_id)
+            await conn.execute(
+                REGISTER,
+                {"worker_id": worker_id, "host": socket.gethostname(), "pid": os.getpid()},
+            )
+
+
+async def _fetchone(source: ConnectionSource, query: str, params: dict[str, Any]) -> Any:
+    async with source.connection() as conn:
+        cur = await conn.execute(query, params)
+        return await cur.fetchone()

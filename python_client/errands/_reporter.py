@@ -4,9 +4,12 @@
 A flush starts on the next loop iteration after the first outcome arrives (so
 jobs finishing in the same iteration share it) and takes up to ``max_batch``
 outcomes of each kind; outcomes arriving during a flush go into the next one.
-A failed flush is retried with exponential backoff until it succeeds; once the
-reporter is closing, it gives up after ``give_up_after`` seconds and logs every
-job it could not report (they stay locked until ``reset_locked`` frees them).
+A failed flush is retried with capped exponential backoff and jitter until it
+succeeds (a lost connection is one warning per outage, see errands._retry; a job
+whose lock was lost meanwhile resolves as such); serialization failures and
+deadlocks are retried at once; once the reporter is closing, it gives up after
+``give_up_after`` seconds and logs every job it could not report (they stay
+locked until ``reset_locked`` frees them).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from psycopg.rows import dict_row
 
 from errands import _queries as q
 from errands._connections import ConnectionSource
+from errands._retry import Backoff, Outage, retry_transient
 from errands.job import Job
 
 logger = logging.getLogger("errands.worker")
@@ -52,7 +56,9 @@ class Reporter:
         on_error: Callable[[BaseException, list[int]], None] | None = None,
         max_batch: int = 1000,
         give_up_after: float = 10.0,
+        outage: Outage | None = None,
     ) -> None:
+        self._outage = outage if outage is not None else Outage(worker_id, logger)
         self._source = source
         self._worker_id = worker_id
         self._on_error = on_error
@@ -114,10 +120,11 @@ class Reporter:
             self._wakeup.set()  # more may have arrived; also re-checks closing
 
     async def _retry(self, flush: Callable[[Any], Any], batch: Any, ids: list[int]) -> None:
-        delay = 0.05
+        backoff = Backoff(base=0.05, cap=5.0)
         while True:
             try:
-                await flush(batch)
+                await retry_transient(lambda: flush(batch), "recording job outcomes")
+                self._outage.recovered("report")
                 return
             except Exception as exc:
                 if self._on_error is not None:
@@ -134,12 +141,8 @@ class Reporter:
                         if not future.done():
                             future.set_exception(ReportError(str(exc)))
                     return
-                logger.warning(
-                    "errands: recording the outcome of %d job(s) failed (%s: %s); "
-                    "retrying in %.2f s", len(ids), type(exc).__name__, exc, delay,
-                )  # fmt: skip
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                self._outage.failed("report", exc, f"recording the outcome of {len(ids)} job(s)")
+                await asyncio.sleep(backoff.next_delay())
 
     async def _flush_completes(self, batch: list[tuple[int, asyncio.Future[bool]]]) -> None:
         async with self._source.connection() as conn:

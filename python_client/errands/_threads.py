@@ -68,6 +68,12 @@ class DaemonThreadPool:
             with self._lock:
                 self._idle += 1
 
+    def add_thread(self) -> None:
+        """Allow one more thread: a call was abandoned (a timed-out sync task) and its
+        thread stays busy until the call returns, so the other slots keep one each."""
+        with self._lock:
+            self._size += 1
+
     def shutdown(self) -> None:
         """Let idle threads exit; busy (abandoned) ones exit when their call returns."""
         self._shutdown = True

@@ -28,6 +28,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from errands import __version__, _embedded, _queries, load_tasks, run_sync
+from errands._heartbeat import check_heartbeat
 from errands._install import install
 from errands.logs import configure_logging
 from errands.runner import install_if_needed
@@ -330,6 +331,21 @@ def worker_cmd(
             help="On SIGINT/SIGTERM, seconds to let running jobs finish.",
         ),
     ] = 30.0,
+    heartbeat_interval: Annotated[
+        float,
+        typer.Option(
+            "--heartbeat-interval", metavar="S", help="Seconds between two heartbeats (> 0)."
+        ),
+    ] = 5.0,
+    heartbeat_timeout: Annotated[
+        float,
+        typer.Option(
+            "--heartbeat-timeout",
+            metavar="S",
+            help="Declare a worker dead after this many seconds without a heartbeat "
+            "(> --heartbeat-interval).",
+        ),
+    ] = 30.0,
     no_install: Annotated[
         bool, typer.Option("--no-install", help="Do not install/upgrade the schema first.")
     ] = False,
@@ -352,6 +368,10 @@ def worker_cmd(
             crontab_text = crontab.read_text(encoding="utf-8")
         except OSError as exc:
             _fail(f"cannot read crontab {str(crontab)!r}: {exc.strerror or exc}")
+    try:
+        check_heartbeat(heartbeat_interval, heartbeat_timeout)
+    except ValueError as exc:
+        _fail(str(exc).removeprefix("errands: ").replace("heartbeat_", "--heartbeat-"))
     registry = _load_tasks(tasks)
     dsn = resolve_conninfo(connection)
     # Fails fast, in one line, when the database is unreachable; the same connection
@@ -361,7 +381,15 @@ def worker_cmd(
             install_if_needed(conn)
     _configure_logging(quiet=quiet, log_format=log_format)
 
-    options: dict[str, Any] = {} if once else {"poll_interval": poll_interval}
+    options: dict[str, Any] = (
+        {}
+        if once
+        else {
+            "poll_interval": poll_interval,
+            "heartbeat_interval": heartbeat_interval,
+            "heartbeat_timeout": heartbeat_timeout,
+        }
+    )
     if crontab_text is not None:
         options["crontab"] = crontab_text
     run_sync(
@@ -410,6 +438,9 @@ def _configure_logging(*, quiet: bool, log_format: LogFormat) -> None:
             json_format=log_format is LogFormat.json,
         )
     )
+    # psycopg_pool warns on every failed (re)connection and discarded connection;
+    # the worker logs an outage once itself (errands._retry.Outage).
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 @app.command("add")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -40,6 +40,8 @@ class Job:
     locked_by: str | None
     revision: int
     flags: frozenset[str] = field(default_factory=frozenset)
+    timeout: float | None = None
+    """This job's own task timeout in seconds (``add_job(..., timeout=)``), if any."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -64,6 +66,7 @@ class Job:
             locked_by=row["locked_by"],
             revision=row["revision"],
             flags=frozenset(flags) if flags else frozenset(),
+            timeout=_seconds(row.get("timeout")),
         )
 
     @classmethod
@@ -77,6 +80,7 @@ class Job:
             raise ValueError("errands: expected a result with job rows")
         names = [column.name for column in cursor.description]
         flags_at = names.index("flags") if "flags" in names else None
+        timeout_at = names.index("timeout") if "timeout" in names else None
         new = object.__new__
 
         def make(values: Sequence[Any]) -> Job:
@@ -87,6 +91,8 @@ class Job:
             attrs.update(zip(names, values, strict=True))
             flags = values[flags_at] if flags_at is not None else None
             attrs["flags"] = frozenset(flags) if flags else frozenset()
+            if timeout_at is not None:
+                attrs["timeout"] = _seconds(values[timeout_at])
             return job
 
         return make
@@ -95,6 +101,14 @@ class Job:
     def has_attempts_left(self) -> bool:
         """Whether a failure of this try would be retried."""
         return self.attempts < self.max_attempts
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)
 
 
 @dataclass(frozen=True)

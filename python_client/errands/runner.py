@@ -13,6 +13,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from errands._connections import PoolSource, params_of_pool
 from errands._cron import CronScheduler, CrontabSource
+from errands._heartbeat import check_heartbeat
+from errands._retry import connection_alive
 from errands.events import Events
 from errands.logs import attach_job_logging
 from errands.tasks import TaskSource, load_tasks
@@ -175,6 +177,8 @@ async def _pool_for(
         kwargs={"autocommit": True},
         open=False,
         name="errands",
+        # Discard connections the server closed (restart, pg_terminate_backend).
+        check=connection_alive,
     )
     try:
         await pool.open(wait=True, timeout=15.0)
@@ -200,6 +204,8 @@ async def _start(
     log_jobs: bool,
     quiet: bool,
     max_pool_size: int | None,
+    heartbeat_interval: float = 5.0,
+    heartbeat_timeout: float = 30.0,
 ) -> Runner:
     registry = load_tasks(tasks)
     events = events if events is not None else Events()
@@ -221,6 +227,7 @@ async def _start(
             concurrency=concurrency, poll_interval=poll_interval,
             forbidden_flags=forbidden_flags, shutdown_timeout=shutdown_timeout, events=events,
             continuous=continuous, worker_id=worker_id,
+            heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout,
         )  # fmt: skip
         await worker.start()
         if cron is not None:
@@ -248,6 +255,8 @@ async def run(
     log_jobs: bool = True,
     quiet: bool = False,
     max_pool_size: int | None = None,
+    heartbeat_interval: float = 5.0,
+    heartbeat_timeout: float = 30.0,
 ) -> Runner:
     """Start a continuous worker and return its :class:`Runner` once it is listening.
 
@@ -270,12 +279,17 @@ async def run(
         the top of every minute.
     :param log_jobs: log one line per job outcome (``errands.worker`` logger);
         ``quiet`` leaves out successes.
+    :param heartbeat_interval: seconds between two heartbeats of this worker (> 0).
+    :param heartbeat_timeout: a registered worker whose heartbeat is older than this
+        is declared dead and its jobs run again (must exceed ``heartbeat_interval``).
     """
+    check_heartbeat(heartbeat_interval, heartbeat_timeout)  # before connecting
     runner = await _start(
         conninfo_or_pool, tasks, continuous=True, concurrency=concurrency,
         poll_interval=poll_interval, forbidden_flags=forbidden_flags,
         shutdown_timeout=shutdown_timeout, install=install, events=events, crontab=crontab,
         worker_id=worker_id, log_jobs=log_jobs, quiet=quiet, max_pool_size=max_pool_size,
+        heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout,
     )  # fmt: skip
     if handle_signals:
         runner.handle_signals()

@@ -10,6 +10,9 @@ A task is a function ``(payload, helpers)``, sync or async::
     @task("emails.send")        # an explicit identifier
     def send_email(payload, helpers): ...
 
+    @task(timeout=30)           # fail a try that runs longer than 30 s
+    async def fetch_feed(payload, helpers): ...
+
 Async tasks run on the worker's event loop; sync tasks run in the worker's thread
 pool (one thread per concurrency slot), so they may block.
 """
@@ -36,29 +39,52 @@ TaskFunction = Callable[[Any, "Helpers"], Any]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ATTR = "__errands_task__"
+_TIMEOUT_ATTR = "__errands_timeout__"
 
 
 @overload
 def task(fn: F, /) -> F: ...
 @overload
-def task(identifier: str | None = None, /) -> Callable[[F], F]: ...
-def task(arg: Any = None, /) -> Any:
-    """Mark a function as a task: ``@task``, ``@task()`` or ``@task("identifier")``.
+def task(identifier: str | None = None, /, *, timeout: float | None = None) -> Callable[[F], F]: ...
+def task(arg: Any = None, /, *, timeout: float | None = None) -> Any:
+    """Mark a function as a task: ``@task``, ``@task()``, ``@task("identifier")``,
+    ``@task(timeout=30)`` or ``@task("identifier", timeout=30)``.
 
     The function is returned unchanged (it stays callable and testable); it gets an
-    ``__errands_task__`` attribute holding its identifier.
+    ``__errands_task__`` attribute holding its identifier (and ``__errands_timeout__``).
+
+    ``timeout`` (seconds, > 0): a try running longer fails with ``TaskTimeout`` and is
+    retried like any failure; an async task is cancelled, a sync task's thread is left
+    to finish on its own (Python cannot stop a thread).  A job's own ``timeout``
+    (``add_job(..., timeout=)``) overrides it.
     """
     if callable(arg):
         setattr(arg, _ATTR, arg.__name__)
         return arg
     if arg is not None and (not isinstance(arg, str) or not 1 <= len(arg) <= 128):
         raise ValueError(f"errands: a task identifier must be 1 to 128 characters, got {arg!r}")
+    check_timeout(timeout)
 
     def decorator(fn: F) -> F:
         setattr(fn, _ATTR, arg if arg is not None else fn.__name__)
+        setattr(fn, _TIMEOUT_ATTR, timeout)
         return fn
 
     return decorator
+
+
+def check_timeout(timeout: float | None) -> None:
+    """A task timeout is ``None`` or a positive number of seconds."""
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ValueError(f"errands: timeout must be a positive number of seconds, got {timeout!r}")
+
+
+def task_timeout(fn: Callable[..., Any]) -> float | None:
+    """The ``timeout`` given by ``@task``, or ``None``."""
+    value = getattr(fn, _TIMEOUT_ATTR, None)
+    return float(value) if isinstance(value, int | float) else None
 
 
 def task_identifier(fn: Callable[..., Any]) -> str | None:
@@ -92,6 +118,8 @@ class TaskInfo:
     identifier: str
     fn: TaskFunction
     is_async: bool
+    timeout: float | None = None
+    """Seconds a try may run (``@task(timeout=...)``); ``None``: no limit."""
 
 
 class TaskRegistry:
@@ -117,7 +145,7 @@ class TaskRegistry:
                 f"errands: duplicate task identifier {ident!r}: "
                 f"{describe(existing.fn)} and {describe(fn)}"
             )
-        self._tasks[ident] = TaskInfo(ident, fn, is_async_callable(fn))
+        self._tasks[ident] = TaskInfo(ident, fn, is_async_callable(fn), task_timeout(fn))
 
     def load(self, source: TaskSource) -> TaskRegistry:
         """Add the tasks of ``source`` (see :func:`load_tasks`); returns ``self``."""

@@ -1,6 +1,7 @@
 """Administration from Python: :class:`WorkerUtils` (async) and :class:`SyncWorkerUtils`.
 
-Both wrap the ``errands.*`` SQL functions one to one::
+Both wrap the ``errands.*`` SQL functions one to one (each call is one statement,
+run again when it fails with a serialization failure or deadlock)::
 
     async with WorkerUtils(dsn) as utils:
         job = await utils.add_job("emails.send", {"to": "a@example.com"})
@@ -24,6 +25,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from errands import _queries as q
+from errands._retry import retry_transient, retry_transient_sync
 from errands.enqueue import add_job_params, add_jobs_params
 from errands.job import Job, JobKeyMode, SpecLike
 
@@ -77,10 +79,15 @@ class WorkerUtils:
         self, query: sql.SQL | sql.Composed, params: dict[str, Any]
     ) -> list[dict[str, Any]]:
         pool = await self._get_pool()
-        async with pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(query, params)
-            return await cur.fetchall() if cur.description else []
+
+        async def run() -> list[dict[str, Any]]:
+            async with pool.connection() as conn:
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(query, params)
+                return await cur.fetchall() if cur.description else []
+
+        # One statement in autocommit: rerun on a serialization failure or deadlock.
+        return await retry_transient(run)
 
     async def close(self) -> None:
         """Close the pool this object opened (not one you passed in)."""
@@ -182,9 +189,15 @@ class SyncWorkerUtils:
         with self._lock:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(self._conninfo, autocommit=True)
-            with self._conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(query, params)
-                return cur.fetchall() if cur.description else []
+            conn = self._conn
+
+            def run() -> list[dict[str, Any]]:
+                with conn.cursor(row_factory=dict_row) as cur:
+                    cur.execute(query, params)
+                    return cur.fetchall() if cur.description else []
+
+            # One statement in autocommit: rerun on a serialization failure or deadlock.
+            return retry_transient_sync(run)
 
     def close(self) -> None:
         with self._lock:

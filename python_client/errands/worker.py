@@ -32,7 +32,6 @@ import contextlib
 import functools
 import inspect
 import logging
-import math
 import random
 import secrets
 import time
@@ -47,6 +46,7 @@ from errands import _heartbeat
 from errands import _queries as q
 from errands._connections import ConnectionSource, SyncConnections
 from errands._reporter import Reporter, ReportError
+from errands._retry import Backoff, Outage, is_connection_error, retry_transient
 from errands._threads import DaemonThreadPool
 from errands.events import Event, Events
 from errands.helpers import AbortSignal, Helpers
@@ -73,10 +73,19 @@ PREFETCH_WINDOW = 0.1
 """Seconds of work (at the recent task durations) the local queue aims to hold."""
 LOCAL_QUEUE_TTL = 5.0
 """Buffered jobs not started for this many seconds (every slot busy) are handed back."""
+LISTEN_KEEPALIVES: Mapping[str, Any] = {
+    "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+}  # fmt: skip
+"""libpq TCP keepalive settings of the LISTEN connection (the caller's win)."""
 
 
 class WorkerShutdown(Exception):
     """The error recorded for jobs still running when the worker stopped."""
+
+
+class TaskTimeout(Exception):
+    """The error recorded for a try that ran longer than its timeout (the job's own,
+    else ``@task(timeout=...)``)."""
 
 
 class BatchFailure(Exception):
@@ -139,6 +148,7 @@ class Worker:
             raise ValueError(
                 f"errands: local_queue_size must not be negative, got {local_queue_size}"
             )
+        _heartbeat.check_heartbeat(heartbeat_interval, heartbeat_timeout)
         self.local_queue_size = local_queue_size
         self.worker_id = worker_id or new_worker_id()
         self.events = events if events is not None else Events()
@@ -157,7 +167,12 @@ class Worker:
         self._abort = AbortSignal()
         self._threads = DaemonThreadPool(concurrency)
         self._sync = SyncConnections(conninfo, self._connect_kwargs, concurrency)
-        self._reporter = Reporter(source, self.worker_id, on_error=self._on_report_error)
+        # Database faults (errands._retry): one warning per outage, backoff.
+        self._outage = Outage(self.worker_id)
+        self._fetch_backoff = Backoff()
+        self._reporter = Reporter(
+            source, self.worker_id, on_error=self._on_report_error, outage=self._outage
+        )
         self._running: dict[int, _Running] = {}
         # The local queue: jobs fetched (locked, attempt counted) but not started.
         self._buffer: deque[Job] = deque()
@@ -181,6 +196,8 @@ class Worker:
         # Crashed-worker rescue (errands._heartbeat): continuous mode only.
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._registered = False
+        self._lock_held = False  # the advisory lock, on the live LISTEN connection
+        self._lock_lost = asyncio.Event()  # wakes the heartbeat loop
 
     # --- public ------------------------------------------------------------------------
 
@@ -209,6 +226,8 @@ class Worker:
                     heartbeat_interval=self.heartbeat_interval,
                     heartbeat_timeout=self.heartbeat_timeout,
                     emit=self._emit, on_rescued=lambda _count: self._nudge(),
+                    outage=self._outage, lock_held=lambda: self._lock_held,
+                    wake=self._lock_lost,
                 ),
                 name="errands-heartbeat",
             )  # fmt: skip
@@ -264,17 +283,25 @@ class Worker:
 
     async def _fetch_loop(self) -> None:
         next_poll = 0.0
+        retry_at = 0.0  # after a failed fetch: no fetch before this (backoff)
         while not self._stopping:
             self._wakeup.clear()
             self._dispatch()
+            now = time.monotonic()
             if self._fetch_error is not None:
                 error, self._fetch_error = self._fetch_error, None
                 if not self.continuous:
                     raise error
                 self._emit("worker:fetch:error", error=error)
-                logger.warning("errands: fetching jobs failed: %s", error_message(error))
-            now = time.monotonic()
-            if self._fetching is None:
+                self._outage.failed("fetch", error, "fetching jobs")
+                # Connection lost: back off (a LISTEN reconnect nudges a fetch).
+                delay = (
+                    self._fetch_backoff.next_delay()
+                    if is_connection_error(error)
+                    else self.poll_interval
+                )
+                retry_at = next_poll = now + delay
+            if self._fetching is None and now >= retry_at:
                 size = self._fetch_size()
                 if size > 0 and (self._want_fetch or (self.continuous and now >= next_poll)):
                     self._want_fetch = False
@@ -285,7 +312,7 @@ class Worker:
                     return  # run-once: the last fetch found nothing and nothing runs
             deadline: float | None = None
             if self.continuous and self._fetching is None and self._fetch_size() > 0:
-                deadline = next_poll
+                deadline = max(next_poll, retry_at)
             if self._buffer and len(self._running) >= self.concurrency:
                 expires = self._last_dispatch + LOCAL_QUEUE_TTL
                 if now >= expires:
@@ -325,6 +352,8 @@ class Worker:
     async def _fetch_into_buffer(self, count: int) -> None:
         try:
             jobs = await self._fetch(count)
+            self._fetch_backoff.reset()
+            self._outage.recovered("fetch")
         except Exception as exc:
             self._fetch_error = exc
             jobs = []
@@ -364,10 +393,14 @@ class Worker:
             "count": count,
             "forbidden": await self._forbidden_flags(),
         }
-        async with self._source.connection() as conn:
-            cur = conn.cursor(row_factory=Job.row_factory)
-            await cur.execute(q.GET_JOBS, params)
-            return await cur.fetchall()
+
+        async def fetch() -> list[Job]:
+            async with self._source.connection() as conn:
+                cur = conn.cursor(row_factory=Job.row_factory)
+                await cur.execute(q.GET_JOBS, params)
+                return await cur.fetchall()
+
+        return await retry_transient(fetch, "get_jobs")
 
     async def _return_jobs(self, jobs: list[Job]) -> None:
         if not jobs:
@@ -407,14 +440,23 @@ class Worker:
                     job, source=self._source, sync_connections=self._sync, abort=self._abort,
                     worker_id=self.worker_id,
                 )  # fmt: skip
-                if info.is_async:
+                limit = job.timeout if job.timeout is not None else info.timeout
+                if info.is_async and limit is None:
                     # Awaited in this task: a forced shutdown cancels the task itself.
                     result = await info.fn(job.payload, helpers)
                 else:
-                    rec.inner = self._threads.run(info.fn, job.payload, helpers)
-                    # wait(), not await: cancelling this task must not cancel the
-                    # thread's future (the outcome is decided by _abort_running).
-                    await asyncio.wait({rec.inner})
+                    if info.is_async:
+                        rec.inner = asyncio.ensure_future(info.fn(job.payload, helpers))
+                    else:
+                        rec.inner = self._threads.run(info.fn, job.payload, helpers)
+                    # wait(), not await: cancelling this task must not cancel the inner
+                    # future (the outcome is then decided by _abort_running).
+                    done, _ = await asyncio.wait({rec.inner}, timeout=limit)
+                    if not done:
+                        await _give_up(rec.inner)
+                        if not info.is_async:
+                            self._threads.add_thread()  # the abandoned thread is still busy
+                        raise TaskTimeout(f"task exceeded its {limit} s timeout")
                     result = rec.inner.result()
                 if inspect.isawaitable(result):
                     result = await result
@@ -579,43 +621,56 @@ class Worker:
 
     async def _connect_listener(self) -> psycopg.AsyncConnection[Any]:
         self._emit("pool:listen:connecting")
-        conn = await psycopg.AsyncConnection.connect(self._conninfo, **self._connect_kwargs)
+        # TCP keepalives (unless the caller set them) so that a silently dropped
+        # network ends the LISTEN connection in ~25 s instead of hours.
+        kwargs = {**LISTEN_KEEPALIVES, **self._connect_kwargs}
+        conn = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
         try:
             await conn.execute(q.LISTEN)
+            # The advisory lock lives with this connection: take it again on every
+            # reconnect, at once, so that rescue_workers sees this worker alive.
+            held = await _heartbeat.register(conn, self.worker_id)
         except BaseException:
             await conn.close()
             raise
-        # The advisory lock lives with this connection: take it on every (re)connect.
-        if await _heartbeat.register(conn, self.worker_id):
+        if held:
             self._registered = True
+        self._lock_held = held
         self._emit("pool:listen:success")
         return conn
 
     async def _listen_loop(self) -> None:
-        attempt = 0
+        backoff = Backoff()
         while True:
             try:
                 if self._listen_conn is None:
                     self._listen_conn = await self._connect_listener()
-                    attempt = 0
-                    self._nudge()  # notifications may have been missed meanwhile
+                    backoff.reset()
+                    self._outage.recovered("listen")
+                    self._nudge()  # catch up: notifications may have been missed meanwhile
                 async for _ in self._listen_conn.notifies():
                     self._nudge()
                     self._emit("pool:listen:notification")
                 raise psycopg.OperationalError("the LISTEN connection stopped")
             except Exception as exc:
+                # The advisory lock went with the connection: heartbeat at once (and
+                # often, until it is back) so that rescue_workers leaves our jobs alone.
+                self._lock_held = False
+                self._lock_lost.set()
                 self._emit("pool:listen:error", error=exc)
-                logger.warning("errands: LISTEN connection failed: %s", error_message(exc))
+                self._outage.failed("listen", exc, "LISTEN connection")
                 if self._listen_conn is not None:
                     conn, self._listen_conn = self._listen_conn, None
                     await conn.close()
-                attempt += 1
-                await asyncio.sleep(min(60.0, 0.05 * math.exp(attempt)) * random.uniform(0.5, 1))
+                await asyncio.sleep(backoff.next_delay())
 
     async def _sweep(self) -> None:
-        async with self._source.connection() as conn:
-            cur = await conn.execute(q.RESET_LOCKED, {"older_than": STALE_LOCK_AGE})
-            row = await cur.fetchone()
+        async def sweep() -> Any:
+            async with self._source.connection() as conn:
+                cur = await conn.execute(q.RESET_LOCKED, {"older_than": STALE_LOCK_AGE})
+                return await cur.fetchone()
+
+        row = await retry_transient(sweep, "reset_locked")
         self._emit("worker:sweep", data={"count": row[0] if row else 0})
 
     async def _sweep_loop(self) -> None:
@@ -625,7 +680,7 @@ class Worker:
                 await self._sweep()
             except Exception as exc:
                 self._emit("worker:sweep:error", error=exc)
-                logger.warning("errands: reset_locked failed: %s", error_message(exc))
+                self._outage.failed("sweep", exc, "reset_locked", hold=False)
 
     def _on_report_error(self, error: BaseException, job_ids: list[int]) -> None:
         self._emit("worker:report:error", error=error, data={"job_ids": job_ids})
@@ -641,6 +696,15 @@ class Worker:
     ) -> None:
         if self.events.wants(name):
             self.events.emit(Event(name, self.worker_id, job, error, duration, data or {}))
+
+
+async def _give_up(inner: asyncio.Future[Any]) -> None:
+    """A timed-out try: cancel an async task (a moment to clean up); a sync task's
+    thread cannot be stopped: its result is abandoned and it finishes on its own."""
+    inner.cancel()
+    await asyncio.wait({inner}, timeout=ABORT_GRACE)
+    if inner.done() and not inner.cancelled():
+        inner.exception()  # retrieved: no "exception was never retrieved" warning
 
 
 async def _batch_outcome(
