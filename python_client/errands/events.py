@@ -83,6 +83,10 @@ class Events:
         if callback in callbacks:
             callbacks.remove(callback)
 
+    def wants(self, name: str) -> bool:
+        """Whether emitting ``name`` would call anything (lets hot paths skip building events)."""
+        return bool(self._callbacks.get(name)) or bool(self._callbacks.get(WILDCARD))
+
     def emit(self, event: Event) -> None:
         """Call every callback of ``event.name`` (and ``"*"``) now, in subscription order."""
         for callback in (*self._callbacks.get(event.name, ()), *self._callbacks.get(WILDCARD, ())):

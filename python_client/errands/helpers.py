@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Iterable, MutableMapping, Sequence
@@ -104,12 +105,17 @@ class Helpers:
         self.job = job
         self.worker_id = worker_id
         self.abort = abort
-        self.logger = JobLogger(
+        self._source = source
+        self._sync = sync_connections
+
+    @functools.cached_property
+    def logger(self) -> JobLogger:
+        """A logger tagged with the job (built on first use: most tasks never log)."""
+        job = self.job
+        return JobLogger(
             job_logger,
             {"job_id": job.id, "task_identifier": job.task_identifier, "attempt": job.attempts},
         )
-        self._source = source
-        self._sync = sync_connections
 
     def connection(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
         """``async with helpers.connection() as conn``: a pool connection (async tasks)."""

@@ -66,7 +66,7 @@ def attach_job_logging(
     log = log or logger
 
     def on_success(event: Event) -> None:
-        if not quiet and event.job is not None and log.isEnabledFor(logging.INFO):
+        if event.job is not None and log.isEnabledFor(logging.INFO):
             log.info(
                 "%s succeeded in %.1f ms", _describe(event.job), (event.duration or 0) * 1000,
                 extra=_extra(event),
@@ -123,7 +123,8 @@ def attach_job_logging(
     if getattr(events, "_errands_job_logging", False):
         return  # already attached (an Events object reused for several runs)
     setattr(events, "_errands_job_logging", True)  # noqa: B010
-    events.on("job:success", on_success)
+    if not quiet:
+        events.on("job:success", on_success)
     events.on("job:error", on_error)
     events.on("job:failed", on_failed)
     events.on("job:lock_lost", on_lock_lost)

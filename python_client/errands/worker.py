@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import math
 import random
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -66,6 +68,12 @@ ABORT_GRACE = 0.5
 """Seconds between setting the abort signal and cancelling/failing running jobs."""
 SWEEP_INTERVAL = (480.0, 600.0)
 """Seconds between two ``reset_locked`` sweeps (random in this range)."""
+LOCAL_QUEUE_SIZE = 500
+"""Default most jobs a worker holds fetched (locked) but not yet started."""
+PREFETCH_WINDOW = 0.1
+"""Seconds of work (at the recent task durations) the local queue aims to hold."""
+LOCAL_QUEUE_TTL = 5.0
+"""Buffered jobs not started for this many seconds (every slot busy) are handed back."""
 
 
 class WorkerShutdown(Exception):
@@ -120,6 +128,7 @@ class Worker:
         worker_id: str | None = None,
         heartbeat_interval: float = 5.0,
         heartbeat_timeout: float = 30.0,
+        local_queue_size: int = LOCAL_QUEUE_SIZE,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"errands: concurrency must be at least 1, got {concurrency}")
@@ -127,6 +136,11 @@ class Worker:
             raise ValueError(f"errands: poll_interval must be positive, got {poll_interval}")
         if len(tasks) == 0:
             raise ValueError("errands: no tasks to run")
+        if local_queue_size < 0:
+            raise ValueError(
+                f"errands: local_queue_size must not be negative, got {local_queue_size}"
+            )
+        self.local_queue_size = local_queue_size
         self.worker_id = worker_id or new_worker_id()
         self.events = events if events is not None else Events()
         self.concurrency = concurrency
@@ -146,6 +160,12 @@ class Worker:
         self._sync = SyncConnections(conninfo, self._connect_kwargs, concurrency)
         self._reporter = Reporter(source, self.worker_id, on_error=self._on_report_error)
         self._running: dict[int, _Running] = {}
+        # The local queue: jobs fetched (locked, attempt counted) but not started.
+        self._buffer: deque[Job] = deque()
+        self._last_dispatch = 0.0
+        self._fetching: asyncio.Task[None] | None = None
+        self._fetch_error: Exception | None = None
+        self._avg_duration: float | None = None
         # Tasks of jobs whose slot is free but whose outcome is still being written.
         self._recording: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
@@ -244,35 +264,82 @@ class Worker:
         next_poll = 0.0
         while not self._stopping:
             self._wakeup.clear()
-            free = self.concurrency - len(self._running)
+            self._dispatch()
+            if self._fetch_error is not None:
+                error, self._fetch_error = self._fetch_error, None
+                if not self.continuous:
+                    raise error
+                self._emit("worker:fetch:error", error=error)
+                logger.warning("errands: fetching jobs failed: %s", error_message(error))
             now = time.monotonic()
-            if free > 0 and (self._want_fetch or (self.continuous and now >= next_poll)):
-                self._want_fetch = False
-                try:
-                    jobs = await self._fetch(free)
-                except Exception as exc:
-                    if not self.continuous:
-                        raise
-                    self._emit("worker:fetch:error", error=exc)
-                    logger.warning("errands: fetching jobs failed: %s", error_message(exc))
-                    next_poll = time.monotonic() + self.poll_interval
+            if self._fetching is None:
+                size = self._fetch_size()
+                if size > 0 and (self._want_fetch or (self.continuous and now >= next_poll)):
+                    self._want_fetch = False
+                    next_poll = now + self.poll_interval
+                    self._fetching = asyncio.create_task(self._fetch_into_buffer(size))
                     continue
-                next_poll = time.monotonic() + self.poll_interval
-                if self.stopping:  # a property: mypy must not assume it is still False
-                    await self._return_jobs(jobs)
-                    return
-                for job in jobs:
-                    self._start_job(job)
-                if len(jobs) >= free:
-                    self._want_fetch = True
-                if not self.continuous and not self._running and not self._want_fetch:
-                    return
-                continue
-            if not self.continuous and not self._running and not self._want_fetch:
-                return
-            timeout = max(0.0, next_poll - now) if self.continuous and free > 0 else None
+                if not self.continuous and not self._running and not self._buffer:
+                    return  # run-once: the last fetch found nothing and nothing runs
+            deadline: float | None = None
+            if self.continuous and self._fetching is None and self._fetch_size() > 0:
+                deadline = next_poll
+            if self._buffer and len(self._running) >= self.concurrency:
+                expires = self._last_dispatch + LOCAL_QUEUE_TTL
+                if now >= expires:
+                    await self._return_buffer()
+                    continue
+                deadline = expires if deadline is None else min(deadline, expires)
+            timeout = None if deadline is None else max(0.0, deadline - now)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def _dispatch(self) -> None:
+        """Start buffered jobs in the free slots."""
+        buffer = self._buffer
+        if buffer and len(self._running) < self.concurrency:
+            self._last_dispatch = time.monotonic()
+            while buffer and len(self._running) < self.concurrency:
+                self._start_job(buffer.popleft())
+
+    def _fetch_size(self) -> int:
+        """How many jobs the next fetch asks for: the free slots plus enough to keep
+        about :data:`PREFETCH_WINDOW` seconds of work buffered (judged from recent
+        task durations, at most ``local_queue_size``).  The buffer is refilled only
+        once it is half empty, so fetches stay large."""
+        target = 0
+        if self.local_queue_size and self._avg_duration is not None:
+            per_job = max(self._avg_duration, 1e-6)
+            target = min(self.local_queue_size, int(self.concurrency * PREFETCH_WINDOW / per_job))
+        if self._buffer:  # then every slot is busy (see _dispatch)
+            held = len(self._buffer)
+            return target - held if held <= target // 2 else 0
+        return self.concurrency - len(self._running) + target
+
+    async def _fetch_into_buffer(self, count: int) -> None:
+        try:
+            jobs = await self._fetch(count)
+        except Exception as exc:
+            self._fetch_error = exc
+            jobs = []
+        finally:
+            self._fetching = None
+            self._wakeup.set()
+        if self._stopping:
+            await self._return_jobs(jobs)
+            return
+        if jobs:
+            if not self._buffer:
+                self._last_dispatch = time.monotonic()
+            self._buffer.extend(jobs)
+        if len(jobs) >= count:
+            self._want_fetch = True  # there may be more
+
+    async def _return_buffer(self) -> None:
+        """Hand back the jobs fetched but not started (their lock and attempt)."""
+        jobs = list(self._buffer)
+        self._buffer.clear()
+        await self._return_jobs(jobs)
 
     async def _forbidden_flags(self) -> list[str] | None:
         value: Any = self._forbidden
@@ -333,14 +400,18 @@ class Worker:
                     worker_id=self.worker_id,
                 )  # fmt: skip
                 if info.is_async:
-                    rec.inner = asyncio.ensure_future(info.fn(job.payload, helpers))
+                    # Awaited in this task: a forced shutdown cancels the task itself.
+                    result = await info.fn(job.payload, helpers)
                 else:
                     rec.inner = self._threads.run(info.fn, job.payload, helpers)
-                await asyncio.wait({rec.inner})
-                result = rec.inner.result()
+                    # wait(), not await: cancelling this task must not cancel the
+                    # thread's future (the outcome is decided by _abort_running).
+                    await asyncio.wait({rec.inner})
+                    result = rec.inner.result()
                 if inspect.isawaitable(result):
                     result = await result
-                error, replacement = await _batch_outcome(job.payload, result)
+                if isinstance(job.payload, list) and isinstance(result, (list, tuple)):
+                    error, replacement = await _batch_outcome(job.payload, result)
             except asyncio.CancelledError as exc:
                 if rec.settled:
                     return
@@ -351,25 +422,43 @@ class Worker:
                 return
             rec.settled = True
             duration = time.perf_counter() - rec.started
+            avg = self._avg_duration
+            self._avg_duration = duration if avg is None else avg + 0.1 * (duration - avg)
             if job.queue_name is None:
                 # Free the slot now: the reporter owns the outcome (the job stays
-                # locked until its batch is written), so the next fetch overlaps
+                # locked until its batch is written), so the next job overlaps
                 # the flush. A queued job keeps its slot: its queue stays locked
                 # until the outcome is written.
+                if error is None:
+                    self._release(rec, recording=False)
+                    self._emit("job:success", job=job, duration=duration)
+                    self._reporter.complete(job.id).add_done_callback(
+                        functools.partial(self._completed, job, duration)
+                    )
+                    return
                 self._release(rec)
             await self._record(job, error, replacement, duration)
         finally:
             self._release(rec)
 
-    def _release(self, rec: _Running) -> None:
+    def _release(self, rec: _Running, *, recording: bool = True) -> None:
+        """Free ``rec``'s slot; ``recording``: its task goes on to write the outcome."""
         if self._running.pop(rec.job.id, None) is None:
             return
-        if rec.task is not None and not rec.task.done():
+        if recording and rec.task is not None and not rec.task.done():
             self._recording.add(rec.task)
             rec.task.add_done_callback(self._recording.discard)
         if not self.continuous or rec.job.queue_name is not None:
             self._want_fetch = True  # its queue is free / more may be runnable now
         self._wakeup.set()
+
+    def _completed(self, job: Job, duration: float, written: asyncio.Future[bool]) -> None:
+        """The reporter wrote (or gave up on) the completion of a job without a queue."""
+        if written.cancelled() or written.exception() is not None:
+            return  # logged by the reporter
+        if not written.result():
+            self._emit("job:lock_lost", job=job)
+        self._emit("job:complete", job=job, duration=duration)
 
     async def _record(
         self, job: Job, error: BaseException | None, replacement: Any, duration: float
@@ -398,12 +487,16 @@ class Worker:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self._fetching is not None:  # it hands its jobs back itself (stopping)
+            await asyncio.gather(self._fetching, return_exceptions=True)
+        await self._return_buffer()
         # The LISTEN connection holds the worker's advisory lock and the heartbeat
         # keeps running: other workers must not rescue the jobs still finishing.
         await self._wait_running()
         if self._running:
             await self._abort_running()
         await self._reporter.close()
+        await asyncio.sleep(0)  # run the completion callbacks close() scheduled
         # Jobs released before their outcome was written: close() flushed it.
         await asyncio.gather(*self._recording, return_exceptions=True)
         if self._heartbeat_task is not None:
@@ -443,6 +536,8 @@ class Worker:
             rec.settled = True
             if rec.inner is not None:
                 rec.inner.cancel()
+            elif rec.task is not None:
+                rec.task.cancel()
         now = time.perf_counter()
         await asyncio.gather(
             *(
@@ -525,7 +620,8 @@ class Worker:
         duration: float | None = None,
         data: Mapping[str, Any] | None = None,
     ) -> None:
-        self.events.emit(Event(name, self.worker_id, job, error, duration, data or {}))
+        if self.events.wants(name):
+            self.events.emit(Event(name, self.worker_id, job, error, duration, data or {}))
 
 
 async def _batch_outcome(
