@@ -130,6 +130,8 @@ class Options:
     seed: int | None = None
     keep_logs: bool = False
     timing_checks: bool = True
+    extra_sql: str | None = None
+    """A SQL file run after installing errands (to try a schema change under chaos)."""
     """Whether the rescue delay targets count for the verdict (not in make test)."""
 
 
@@ -253,7 +255,8 @@ class Chaos:
         self.restarts: list[tuple[float, float]] = []  # (down at, up at)
         self.terminated: list[tuple[float, str]] = []  # (at, worker id)
         self.conn_events: list[tuple[float, str]] = []  # (at, worker id): connections cut
-        self.unexpected_exits: list[str] = []
+        # (at, worker id, exit code, whether it had started)
+        self.unexpected_exits: list[tuple[float, str, int, bool]] = []
         self.all_worker_ids: list[str] = []
         self.cut: dict[str, Any] | None = None
         self.added = 0
@@ -315,6 +318,9 @@ class Chaos:
             admin.execute(f"CREATE DATABASE {DB}")
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             errands.install(conn)
+            if opts.extra_sql:
+                conn.execute(Path(opts.extra_sql).read_text())
+                self.report.say(f"applied --extra-sql {opts.extra_sql}")
             conn.execute(RESULTS_TABLE)
             conn.execute(ADDED_TABLE)
         for i in range(opts.workers):
@@ -483,7 +489,8 @@ class Chaos:
             for slot in self.slots:
                 if slot.proc is not None and slot.proc.poll() is not None:
                     code = slot.proc.returncode
-                    self.unexpected_exits.append(f"{slot.worker_id} exited with code {code}")
+                    ready = slot.is_ready(self.logdir)
+                    self.unexpected_exits.append((time.time(), slot.worker_id, code, ready))
                     print(f"  {slot.worker_id} exited with code {code}; restarting", flush=True)
                     self.start_worker(slot)
             kills_left = opts.max_kills is None or len(self.kills) < opts.max_kills
@@ -714,12 +721,28 @@ class Chaos:
             f"{w}: {ln}" for w, lines in logs.items() for ln in lines
             if "crashed" in ln or "never retrieved" in ln or "Exception in callback" in ln
         ]  # fmt: skip
+        # A worker starting while PostgreSQL restarts may fail to connect and exit
+        # (its supervisor, this harness, starts it again): reported, not a failure.
+        at_start = [
+            e for e in self.unexpected_exits
+            if not e[3] and any(down - 5 <= e[0] <= up + 15 for down, up in self.restarts)
+        ]  # fmt: skip
+        exits = [
+            f"{w} exited with code {code}" + ("" if ready else " before it was ready")
+            for at, w, code, ready in self.unexpected_exits
+            if (at, w, code, ready) not in at_start
+        ]
+        if at_start:
+            rep.say(
+                f"{len(at_start)} worker(s) failed to start during a PostgreSQL restart "
+                f"(connection refused at start, exit code {at_start[0][2]}) and were started again"
+            )
         rep.check(
-            not self.unexpected_exits and not crashes,
-            f"no worker exited or crashed by itself ({len(self.unexpected_exits)} exits, "
-            f"{len(crashes)} crash/traceback lines)",
+            not exits and not crashes,
+            f"no running worker exited or crashed by itself ({len(exits)} exits, "
+            f"{len(crashes)} crash lines)",
         )
-        for line in (self.unexpected_exits + crashes)[:10]:
+        for line in (exits + crashes)[:10]:
             rep.say("      " + line)
         lost = sum(1 for lines in logs.values() for ln in lines if LOCK_LOST_RE.search(ln))
         warnings = sum(1 for lines in logs.values() for ln in lines if " WARNING " in ln)
@@ -769,14 +792,13 @@ class Chaos:
         assert self.cut is not None
         cut_id: str = self.cut["worker_id"]
         locked: dict[int, int] = self.cut["locked"]
-        rerun_elsewhere = {
-            j for j, attempt in locked.items()
-            if any(t[0] > attempt and t[1] != cut_id for t in starts.get(j, []))
+        rerun = {
+            j for j, attempt in locked.items() if any(t[0] > attempt for t in starts.get(j, []))
         }  # fmt: skip
-        delays = [
-            min(t[2] for t in starts[j] if t[0] > locked[j]) - self.cut["at"]
-            for j in rerun_elsewhere
-        ]
+        rerun_by = Counter(
+            min((t for t in starts[j] if t[0] > locked[j]), key=lambda t: t[2])[1] for j in rerun
+        )
+        delays = [min(t[2] for t in starts[j] if t[0] > locked[j]) - self.cut["at"] for j in rerun]
         refused = {int(m.group(1)) for ln in logs.get(cut_id, []) if (m := LOCK_LOST_RE.search(ln))}
         completed_late = {
             j for j in locked
@@ -789,8 +811,10 @@ class Chaos:
             f"with {len(locked)} jobs locked"
         )
         rep.check(
-            bool(locked) and rerun_elsewhere == set(locked),
-            f"the cut host's jobs ran again on other workers ({len(rerun_elsewhere)}/{len(locked)})"
+            bool(locked) and rerun == set(locked),
+            f"the cut host's jobs were rescued and ran again ({len(rerun)}/{len(locked)}; by "
+            + ", ".join(f"{w} {n}" for w, n in rerun_by.most_common())
+            + ")"
             + (
                 f"; rescue delay max {max(delays):.2f} s, p50 {statistics.median(delays):.2f} s"
                 if delays
@@ -829,6 +853,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--timeout", type=float, default=d.timeout, help="give up after (s)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--keep-logs", action="store_true")
+    p.add_argument("--extra-sql", help="SQL file run after installing errands")
     a = p.parse_args(argv)
     return Options(
         jobs=a.jobs, workers=a.workers, concurrency=a.concurrency,
@@ -837,7 +862,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         terminate_count=a.terminate_count, queues=a.queues, max_ms=a.max_ms, chunk=a.chunk,
         netns=a.netns, heartbeat_interval=a.heartbeat_interval,
         heartbeat_timeout=a.heartbeat_timeout, timeout=a.timeout, seed=a.seed,
-        keep_logs=a.keep_logs,
+        keep_logs=a.keep_logs, extra_sql=a.extra_sql,
     )  # fmt: skip
 
 
