@@ -77,9 +77,14 @@ async def heartbeat_loop(
     heartbeat_timeout: float,
     emit: Emit,
     on_rescued: Callable[[int], None],
+    lock_held: Callable[[], bool] = lambda: True,
 ) -> None:
     """Heartbeat every ``heartbeat_interval`` s and rescue dead workers every
-    :data:`RESCUE_INTERVAL` s, until cancelled."""
+    :data:`RESCUE_INTERVAL` s, until cancelled.  A worker declared dead registers
+    again only while ``lock_held()`` (its LISTEN connection, which holds the
+    advisory lock, is up; otherwise the reconnect registers it): a row without
+    the lock would be declared dead again by the next rescue, releasing the jobs
+    fetched in between while they run."""
     next_beat = time.monotonic() + heartbeat_interval
     next_rescue = time.monotonic()
     while True:
@@ -90,7 +95,7 @@ async def heartbeat_loop(
                 async with source.connection() as conn:
                     cur = await conn.execute(HEARTBEAT, {"worker_id": worker_id})
                     row = await cur.fetchone()
-                    if not (row and row[0]):
+                    if not (row and row[0]) and lock_held():
                         # Declared dead (e.g. a long stall): its jobs were
                         # rescued; register again to be seen as alive.
                         logger.warning("errands: worker %s was declared dead", worker_id)

@@ -207,6 +207,7 @@ class Worker:
                     heartbeat_interval=self.heartbeat_interval,
                     heartbeat_timeout=self.heartbeat_timeout,
                     emit=self._emit, on_rescued=lambda _count: self._nudge(),
+                    lock_held=lambda: self._listen_conn is not None,
                 ),
                 name="errands-heartbeat",
             )  # fmt: skip
@@ -297,6 +298,8 @@ class Worker:
     def _dispatch(self) -> None:
         """Start buffered jobs in the free slots."""
         buffer = self._buffer
+        if self._lock_lost():
+            return  # held until the LISTEN connection is back (see _listen_loop)
         if buffer and len(self._running) < self.concurrency:
             self._last_dispatch = time.monotonic()
             while buffer and len(self._running) < self.concurrency:
@@ -349,7 +352,16 @@ class Worker:
                 value = await value
         return list(value) if value else None
 
+    def _lock_lost(self) -> bool:
+        """Whether the worker runs without its LISTEN connection, which holds its
+        advisory lock: other workers may then declare it dead at any moment and
+        release its jobs and queues, so it must neither fetch nor start jobs (they
+        would run twice, and a named queue could run two jobs at once)."""
+        return self.continuous and self._main is not None and self._listen_conn is None
+
     async def _fetch(self, count: int) -> list[Job]:
+        if self._lock_lost():
+            return []
         params = {
             "worker_id": self.worker_id,
             "tasks": self._identifiers,
@@ -579,6 +591,9 @@ class Worker:
                 if self._listen_conn is None:
                     self._listen_conn = await self._connect_listener()
                     attempt = 0
+                    # Jobs buffered while the lock was lost may have been rescued
+                    # meanwhile: hand back those still ours (SQL skips the others).
+                    await self._return_buffer()
                     self._nudge()  # notifications may have been missed meanwhile
                 async for _ in self._listen_conn.notifies():
                     self._nudge()
