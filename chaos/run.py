@@ -770,7 +770,7 @@ class Chaos:
         """Why a try of ``worker`` begun at ``started`` was followed by another try
         at ``next_started``: the first event that hit that worker in between (a
         connection cut up to 10 s before the start counts: a pooled connection may
-        be found dead only when the task uses it)."""
+        be found dead only when the task uses it, if nothing hit it after the start)."""
         events: list[tuple[float, str]] = []
         events += [
             (k.at, "worker SIGKILLed")
@@ -785,7 +785,10 @@ class Chaos:
         cut = self.cut
         if cut is not None and cut["worker_id"] == worker:
             events += [(cut["at"], "link cut")] if started - 10 <= cut["at"] <= next_started else []
-        return min(events)[1] if events else "unexplained"
+        after = [e for e in events if e[0] >= started]
+        if after:
+            return min(after)[1]
+        return max(events)[1] if events else "unexplained"
 
     def verdict_cut(
         self,
