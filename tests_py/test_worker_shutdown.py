@@ -98,6 +98,8 @@ def test_shutdown_timeout_aborts_and_fails_running_jobs(
     events = Events()
     forced: list[list[int]] = []
     events.on("worker:shutdown:force", lambda e: forced.append(list(e.data["job_ids"])))
+    started: list[int] = []
+    events.on("job:start", lambda e: started.append(e.job.id if e.job else 0))
 
     @task
     async def waits_for_abort(payload: Any, helpers: Helpers) -> None:
@@ -124,7 +126,8 @@ def test_shutdown_timeout_aborts_and_fails_running_jobs(
             errands.add_job(conn, name).id
             for name in ("waits_for_abort", "sync_waits_for_abort", "short")
         ]
-        while not all(row["locked_by"] for row in jobs(conn)):
+        # Started, not merely locked: a fetched job is locked before it starts.
+        while len(started) < 3:
             await asyncio.sleep(0.02)
         assert len(ids) == 3
         t0 = time.monotonic()

@@ -50,7 +50,7 @@ class Reporter:
         worker_id: str,
         *,
         on_error: Callable[[BaseException, list[int]], None] | None = None,
-        max_batch: int = 100,
+        max_batch: int = 1000,
         give_up_after: float = 10.0,
     ) -> None:
         self._source = source

@@ -166,6 +166,9 @@ class Worker:
         self._fetching: asyncio.Task[None] | None = None
         self._fetch_error: Exception | None = None
         self._avg_duration: float | None = None
+        # Set when buffered jobs expired unstarted: fetch only for free slots until
+        # a slot frees, or the worker would fetch the same jobs again and again.
+        self._hold_prefetch = False
         # Tasks of jobs whose slot is free but whose outcome is still being written.
         self._recording: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
@@ -291,16 +294,18 @@ class Worker:
                     await self._return_buffer()
                     continue
                 deadline = expires if deadline is None else min(deadline, expires)
-            timeout = None if deadline is None else max(0.0, deadline - now)
+            if deadline is None:
+                await self._wakeup.wait()
+                continue
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                await asyncio.wait_for(self._wakeup.wait(), max(0.0, deadline - now))
 
     def _dispatch(self) -> None:
         """Start buffered jobs in the free slots."""
         buffer = self._buffer
         if self._lock_lost():
             return  # held until the LISTEN connection is back (see _listen_loop)
-        if buffer and len(self._running) < self.concurrency:
+        if buffer and len(self._running) < self.concurrency and not self._stopping:
             self._last_dispatch = time.monotonic()
             while buffer and len(self._running) < self.concurrency:
                 self._start_job(buffer.popleft())
@@ -308,15 +313,17 @@ class Worker:
     def _fetch_size(self) -> int:
         """How many jobs the next fetch asks for: the free slots plus enough to keep
         about :data:`PREFETCH_WINDOW` seconds of work buffered (judged from recent
-        task durations, at most ``local_queue_size``).  The buffer is refilled only
-        once it is half empty, so fetches stay large."""
+        task durations, at most ``local_queue_size``).  The buffer is topped up as
+        soon as a quarter of it (at least ``concurrency`` jobs) is missing, so a
+        fetch is nearly always in flight while the worker is busy, yet each one
+        stays large."""
         target = 0
-        if self.local_queue_size and self._avg_duration is not None:
+        if self.local_queue_size and self._avg_duration is not None and not self._hold_prefetch:
             per_job = max(self._avg_duration, 1e-6)
             target = min(self.local_queue_size, int(self.concurrency * PREFETCH_WINDOW / per_job))
         if self._buffer:  # then every slot is busy (see _dispatch)
-            held = len(self._buffer)
-            return target - held if held <= target // 2 else 0
+            missing = target - len(self._buffer)
+            return missing if missing >= max(self.concurrency, target // 4) else 0
         return self.concurrency - len(self._running) + target
 
     async def _fetch_into_buffer(self, count: int) -> None:
@@ -335,6 +342,7 @@ class Worker:
             if not self._buffer:
                 self._last_dispatch = time.monotonic()
             self._buffer.extend(jobs)
+            self._dispatch()
         if len(jobs) >= count:
             self._want_fetch = True  # there may be more
 
@@ -342,6 +350,7 @@ class Worker:
         """Hand back the jobs fetched but not started (their lock and attempt)."""
         jobs = list(self._buffer)
         self._buffer.clear()
+        self._hold_prefetch = True
         await self._return_jobs(jobs)
 
     async def _forbidden_flags(self) -> list[str] | None:
@@ -457,12 +466,23 @@ class Worker:
         """Free ``rec``'s slot; ``recording``: its task goes on to write the outcome."""
         if self._running.pop(rec.job.id, None) is None:
             return
+        self._hold_prefetch = False
         if recording and rec.task is not None and not rec.task.done():
             self._recording.add(rec.task)
             rec.task.add_done_callback(self._recording.discard)
-        if not self.continuous or rec.job.queue_name is not None:
-            self._want_fetch = True  # its queue is free / more may be runnable now
-        self._wakeup.set()
+        if rec.job.queue_name is not None:
+            self._want_fetch = True  # its queue is free: its next job may run now
+        if self._buffer and not self._stopping:
+            self._dispatch()  # the next buffered job takes the slot at once
+        elif not self.continuous:
+            self._want_fetch = True  # run-once: fetch until a fetch finds nothing
+        # Wake the fetch loop only when there is something for it to decide.
+        if (
+            self._want_fetch
+            or self._stopping
+            or (self._fetching is None and self._fetch_size() > 0)
+        ):
+            self._wakeup.set()
 
     def _completed(self, job: Job, duration: float, written: asyncio.Future[bool]) -> None:
         """The reporter wrote (or gave up on) the completion of a job without a queue."""
@@ -593,7 +613,8 @@ class Worker:
                     attempt = 0
                     # Jobs buffered while the lock was lost may have been rescued
                     # meanwhile: hand back those still ours (SQL skips the others).
-                    await self._return_buffer()
+                    if self._buffer:
+                        await self._return_buffer()
                     self._nudge()  # notifications may have been missed meanwhile
                 async for _ in self._listen_conn.notifies():
                     self._nudge()
