@@ -4,6 +4,7 @@
 #   make lint         ruff + mypy --strict
 #   make install-sql  regenerate sql/install.sql from sql/migrations/*.sql
 #   make bench        benchmark (bench/run.py, own durable cluster); bench-quick < 2 min
+#   make chaos        chaos test (chaos/run.py): kills, PG restarts, cut links; CHAOS_ARGS=--help
 #   make clean        remove the virtualenv and caches
 
 SHELL := /bin/bash
@@ -24,9 +25,9 @@ PGTAP_CONTROL := /usr/share/postgresql/$(PG_VERSION)/extension/pgtap.control
 # Optional (the pg_cron test skips without it): installed only when root.
 PGCRON_CONTROL := /usr/share/postgresql/$(PG_VERSION)/extension/pg_cron.control
 
-LINT_PATHS := python_client tests_py pgtap conftest.py bench examples
+LINT_PATHS := python_client tests_py pgtap conftest.py bench examples chaos
 
-.PHONY: test lint pytest install-sql system-deps venv demo clean bench bench-quick
+.PHONY: test lint pytest install-sql system-deps venv demo clean bench bench-quick chaos
 
 test: system-deps lint pytest
 
@@ -88,6 +89,16 @@ bench: system-deps $(STAMP)
 
 bench-quick: system-deps $(STAMP)
 	$(VPY) bench/run.py --quick $(BENCH_ARGS)
+
+# --- chaos test (chaos/run.py) ------------------------------------------------------
+# iproute2 (`ip netns`) for the network-partition part, installed when root.
+chaos: system-deps $(STAMP)
+	@if [ "$$(id -u)" -eq 0 ] && ! command -v ip >/dev/null; then \
+	  echo "installing system packages: iproute2"; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 >/dev/null; \
+	fi
+	$(VPY) chaos/run.py $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -107,7 +107,10 @@ async def heartbeat_loop(
     lock is reconnecting) it heartbeats every :data:`LOCKLESS_HEARTBEAT_INTERVAL` s
     instead, and does not rescue (it cannot tell itself from a dead worker);
     ``wake`` (set when the lock is lost) makes it beat at once.  Connection
-    failures go to ``outage`` (one warning per outage)."""
+    failures go to ``outage`` (one warning per outage).  A worker declared dead
+    registers again only while ``lock_held()`` (otherwise the reconnect registers
+    it): a row without the lock would be declared dead again by the next rescue,
+    releasing the jobs fetched in between while they run."""
     outage = outage if outage is not None else Outage(worker_id)
     wake = wake if wake is not None else asyncio.Event()
     next_beat = time.monotonic() + heartbeat_interval
@@ -121,7 +124,7 @@ async def heartbeat_loop(
         if now >= next_beat:
             next_beat = now + (heartbeat_interval if held else LOCKLESS_HEARTBEAT_INTERVAL)
             try:
-                await retry_transient(lambda: _beat(source, worker_id), "heartbeat")
+                await retry_transient(lambda: _beat(source, worker_id, lock_held), "heartbeat")
                 outage.recovered("heartbeat")
             except Exception as exc:
                 emit("worker:heartbeat:error", error=exc)
@@ -149,11 +152,11 @@ async def heartbeat_loop(
             await asyncio.wait_for(wake.wait(), delay)
 
 
-async def _beat(source: ConnectionSource, worker_id: str) -> None:
+async def _beat(source: ConnectionSource, worker_id: str, lock_held: Callable[[], bool]) -> None:
     async with source.connection() as conn:
         cur = await conn.execute(HEARTBEAT, {"worker_id": worker_id})
         row = await cur.fetchone()
-        if not (row and row[0]):
+        if not (row and row[0]) and lock_held():
             # Declared dead (e.g. a long stall): its jobs were rescued; register
             # again to be seen as alive.
             logger.warning("errands: worker %s was declared dead", worker_id)

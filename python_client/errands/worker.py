@@ -328,7 +328,12 @@ class Worker:
     def _dispatch(self) -> None:
         """Start buffered jobs in the free slots."""
         buffer = self._buffer
-        if buffer and len(self._running) < self.concurrency and not self._stopping:
+        if (
+            buffer
+            and len(self._running) < self.concurrency
+            and not self._stopping
+            and not self._without_lock()  # held until the LISTEN connection is back
+        ):
             self._last_dispatch = time.monotonic()
             while buffer and len(self._running) < self.concurrency:
                 self._start_job(buffer.popleft())
@@ -386,7 +391,16 @@ class Worker:
                 value = await value
         return list(value) if value else None
 
+    def _without_lock(self) -> bool:
+        """Whether the worker runs without its LISTEN connection, which holds its
+        advisory lock: other workers may then declare it dead at any moment and
+        release its jobs and queues, so it must neither fetch nor start jobs (they
+        would run twice, and a named queue could run two jobs at once)."""
+        return self.continuous and self._main is not None and self._listen_conn is None
+
     async def _fetch(self, count: int) -> list[Job]:
+        if self._without_lock():
+            return []
         params = {
             "worker_id": self.worker_id,
             "tasks": self._identifiers,
@@ -647,6 +661,10 @@ class Worker:
                     self._listen_conn = await self._connect_listener()
                     backoff.reset()
                     self._outage.recovered("listen")
+                    # Jobs buffered while the lock was lost may have been rescued
+                    # meanwhile: hand back those still ours (SQL skips the others).
+                    if self._buffer:
+                        await self._return_buffer()
                     self._nudge()  # catch up: notifications may have been missed meanwhile
                 async for _ in self._listen_conn.notifies():
                     self._nudge()

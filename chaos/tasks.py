@@ -1,0 +1,51 @@
+"""The chaos test's task (see chaos/run.py).
+
+``chaos_job`` sleeps a small random time, then records its execution with one
+plain INSERT on its own pooled connection: job id, this attempt, the worker that
+ran it, start and end (wall clock, so runs in different processes compare), and
+the previous try's ``last_error`` (why an earlier attempt did not finish: a dead
+worker, a lost connection ...).  The row is written whether or not the worker
+later manages to record the job's completion, so a job that ran to completion
+twice has two rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+from errands import Helpers, task
+
+RESULTS_TABLE = """
+CREATE TABLE IF NOT EXISTS chaos_results (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id bigint NOT NULL,
+    attempt int NOT NULL,
+    worker_id text NOT NULL,
+    queue_name text,
+    started double precision NOT NULL,
+    ended double precision NOT NULL,
+    prev_error text
+)
+"""
+
+INSERT = (
+    "INSERT INTO chaos_results (job_id, attempt, worker_id, queue_name, started, ended, "
+    "prev_error) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+@task
+async def chaos_job(payload: dict[str, Any], helpers: Helpers) -> None:
+    job = helpers.job
+    started = time.time()
+    await asyncio.sleep(random.uniform(0, float(payload.get("max_ms", 20))) / 1000)
+    ended = time.time()
+    async with helpers.connection() as conn:
+        await conn.execute(
+            INSERT,
+            [job.id, job.attempts, helpers.worker_id, job.queue_name, started, ended,
+             job.last_error],
+        )  # fmt: skip
