@@ -465,22 +465,26 @@ def _once_finds_nothing(
     import psycopg
 
     from errands import _queries as q
+    from errands._retry import retry_transient_sync
     from errands.events import Event, Events
     from errands.logs import attach_job_logging
 
     worker_id = f"worker-{os.urandom(9).hex()}"  # as errands.worker.new_worker_id()
-    found = False
-    with conn.transaction() as tx:
-        swept = conn.execute(q.RESET_LOCKED, {"older_than": q.STALE_LOCK_AGE}).fetchone()
-        params = {
-            "worker_id": worker_id,
-            "tasks": registry.identifiers,
-            "count": 1,
-            "forbidden": forbidden,
-        }
-        if conn.execute(q.GET_JOBS, params).fetchone() is not None:
-            found = True
-            raise psycopg.Rollback(tx)
+    params = {"worker_id": worker_id, "tasks": registry.identifiers, "count": 1,
+              "forbidden": forbidden}  # fmt: skip
+
+    def probe() -> tuple[dict[str, Any] | None, bool]:
+        found = False
+        with conn.transaction() as tx:
+            swept = conn.execute(q.RESET_LOCKED, {"older_than": q.STALE_LOCK_AGE}).fetchone()
+            if conn.execute(q.GET_JOBS, params).fetchone() is not None:
+                found = True
+                raise psycopg.Rollback(tx)
+        return swept, found
+
+    # Like the worker's sweep: a deadlock/serialization failure (with another
+    # worker's sweep) just runs again.
+    swept, found = retry_transient_sync(probe, "the --once sweep and fetch")
     if found:
         return False
     events = Events()
