@@ -13,11 +13,13 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 from psycopg.conninfo import make_conninfo
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+if TYPE_CHECKING:  # psycopg_pool is imported where a pool is made (not by `import errands`)
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 
 class ConnectionSource(Protocol):
@@ -90,6 +92,8 @@ class SyncConnections:
             if self._closed:
                 raise RuntimeError("errands: the worker has stopped; no more connections")
             if self._pool is None:
+                from psycopg_pool import ConnectionPool
+
                 self._pool = ConnectionPool(
                     self._conninfo,
                     kwargs=self._kwargs,

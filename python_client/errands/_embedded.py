@@ -37,8 +37,6 @@ from functools import cache
 from pathlib import Path
 from typing import Final
 
-import psycopg
-
 OS_USER: Final = "errands"
 """The OS user the server runs as when Errands runs as root."""
 DB_USER: Final = "errands"
@@ -217,6 +215,8 @@ class Embedded:
             )
 
     def _create_database(self) -> None:
+        import psycopg  # lazily: `errands db status/stop` and the CLI's start-up need not
+
         try:
             with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=10) as c:
                 exists = c.execute(

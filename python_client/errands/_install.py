@@ -19,9 +19,10 @@ import sys
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import psycopg
+if TYPE_CHECKING:
+    import psycopg
 
 Migration = tuple[int, str, str]
 """(id, name, sql text) of one migration file."""
@@ -76,29 +77,34 @@ def _parse_files(entries: Iterable[tuple[str, str]]) -> list[Migration]:
     return [migrations[mid] for mid in sorted(migrations)]
 
 
+def _migration_entries() -> list[Any]:
+    """The ``*.sql`` files of the migrations directory (Traversables or Paths)."""
+    packaged = _packaged_dir()
+    if packaged.is_dir():
+        return [entry for entry in packaged.iterdir() if entry.name.endswith(".sql")]
+    checkout = _checkout_dir()
+    if checkout.is_dir():
+        return list(checkout.glob("*.sql"))
+    raise FileNotFoundError(
+        "errands: no migrations found: neither the packaged errands/sql/migrations "
+        f"nor the checkout directory {checkout.resolve()} exists"
+    )
+
+
 def migration_files() -> list[tuple[int, str, str]]:
     """All migrations as ``(id, name, sql)``, ordered by id.
 
     Read from the package data (``errands/sql/migrations``) when installed from a
     wheel, else from the repository checkout's ``sql/migrations``.
     """
-    packaged = _packaged_dir()
-    if packaged.is_dir():
-        entries = [
-            (entry.name, entry.read_text(encoding="utf-8"))
-            for entry in packaged.iterdir()
-            if entry.name.endswith(".sql")
-        ]
-        return _parse_files(entries)
-    checkout = _checkout_dir()
-    if checkout.is_dir():
-        return _parse_files(
-            (path.name, path.read_text(encoding="utf-8")) for path in checkout.glob("*.sql")
-        )
-    raise FileNotFoundError(
-        "errands: no migrations found: neither the packaged errands/sql/migrations "
-        f"nor the checkout directory {checkout.resolve()} exists"
+    return _parse_files(
+        (entry.name, entry.read_text(encoding="utf-8")) for entry in _migration_entries()
     )
+
+
+def migration_ids() -> list[int]:
+    """The ids of :func:`migration_files`, ordered, from the file names alone."""
+    return [mid for mid, _, _ in _parse_files((e.name, "") for e in _migration_entries())]
 
 
 def _literal(value: str) -> str:
@@ -188,6 +194,44 @@ async def install_async(conn: psycopg.AsyncConnection[Any]) -> None:
     query = render_install_sql(transaction=False).encode(conn.info.encoding)
     async with conn.transaction():
         await conn.execute(query)
+
+
+# Quick check before the installer: the schema is current when the applied migration ids
+# are exactly the packaged ones.  Neither query fails when the schema is missing (so they
+# are safe inside a caller's transaction).
+_HAS_MIGRATIONS_SQL: Final = "SELECT to_regclass('errands.migrations') IS NOT NULL"
+_APPLIED_IDS_SQL: Final = "SELECT string_agg(id::text, ',' ORDER BY id) FROM errands.migrations"
+
+
+def _first(row: Any) -> Any:
+    if row is None:
+        return None
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]
+
+
+def _packaged_ids() -> str:
+    return ",".join(str(mid) for mid in migration_ids())
+
+
+def install_if_needed(conn: psycopg.Connection[Any]) -> None:
+    """:func:`install`, skipped when the schema is current (two cheap queries).
+
+    Anything else (missing, older, newer: install.sql raises the error for a newer
+    schema, or ids that differ) runs the full installer."""
+    if _first(conn.execute(_HAS_MIGRATIONS_SQL).fetchone()):
+        applied = _first(conn.execute(_APPLIED_IDS_SQL).fetchone())
+        if applied is not None and applied == _packaged_ids():
+            return
+    install(conn)
+
+
+async def install_if_needed_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Async variant of :func:`install_if_needed`."""
+    if _first(await (await conn.execute(_HAS_MIGRATIONS_SQL)).fetchone()):
+        applied = _first(await (await conn.execute(_APPLIED_IDS_SQL)).fetchone())
+        if applied is not None and applied == _packaged_ids():
+            return
+    await install_async(conn)
 
 
 def main() -> None:

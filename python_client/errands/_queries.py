@@ -73,3 +73,5 @@ WORKER_RETURN_JOBS: Final = sql.SQL(
     "SELECT * FROM errands.worker_return_jobs(%(worker_id)s::text, %(ids)s::bigint[])"
 )
 RESET_LOCKED: Final = sql.SQL("SELECT errands.reset_locked(%(older_than)s::interval)")
+#: ``older_than`` of the worker's sweep: locks older than this are presumed dead.
+STALE_LOCK_AGE: Final = "4 hours"

@@ -27,7 +27,6 @@ from typing import Any, Final, TypeVar
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.pq import ConnStatus
-from psycopg_pool import PoolTimeout
 
 from errands.logs import error_message
 
@@ -80,6 +79,8 @@ def is_connection_error(exc: BaseException) -> bool:
         # connection is lost", connection refused).
         state = exc.sqlstate
         return state is None or state.startswith(("08", "57P"))
+    from psycopg_pool import PoolTimeout  # here: the CLI imports this module, not the pool
+
     return isinstance(exc, PoolTimeout | OSError)
 
 

@@ -6,9 +6,17 @@ or ``PGHOST`` is set, else the embedded one in ``./.errands/`` (see
 :mod:`errands._embedded`), started on demand.
 
 Errors are one line on stderr (``errands: ...``) and a non-zero exit status.
+
+Start-up time matters here (``errands worker --once`` from cron, CI steps): the
+module imports only typer and the standard library at the top; psycopg, the worker
+machinery (asyncio, psycopg_pool) and the embedded-database code are imported by the
+commands that use them.  ``worker --once`` on an empty queue decides that there is
+nothing to do on its one synchronous connection and exits without starting a worker.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typer reads every command's signature
+# on every run, and evaluating string annotations costs ~20 ms there; annotations
+# naming modules imported only for type checking are quoted instead.
 
 import functools
 import json
@@ -20,18 +28,16 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Final, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, ParamSpec, TypeVar
 
-import psycopg
 import typer
-from psycopg import sql
-from psycopg.rows import dict_row
 
-from errands import __version__, _embedded, _queries, load_tasks, run_sync
-from errands._heartbeat import check_heartbeat
-from errands._install import install
-from errands.logs import configure_logging
-from errands.runner import install_if_needed
+from errands import __version__
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from errands.tasks import TaskRegistry
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,8 +50,7 @@ EXIT_NOT_RUNNING: Final = 3
 
 #: The jobs of ``errands.jobs`` with their state, filtered; the one definition of
 #: the states `errands jobs` shows (see sql/migrations/0001_schema.sql).
-JOBS_WITH_STATE: Final = sql.SQL(
-    """
+JOBS_WITH_STATE: Final = """
 SELECT j.*
 FROM (
     SELECT v.*,
@@ -64,14 +69,13 @@ WHERE (%(state)s::text IS NULL OR j.state = %(state)s::text)
 ORDER BY j.id
 LIMIT %(limit)s::bigint
 """
-)
 
 #: `errands retry`: due now, with a fresh set of attempts.
-RETRY_JOBS: Final = sql.SQL(
+RETRY_JOBS: Final = (
     "SELECT id FROM errands.reschedule_jobs(%(ids)s::bigint[], run_at => now(), attempts => 0)"
 )
 
-SCHEMA_VERSION: Final = sql.SQL("SELECT max(id) FROM errands.migrations")
+SCHEMA_VERSION: Final = "SELECT max(id) FROM errands.migrations"
 
 # SQLSTATEs meaning "the errands schema is not there": add a hint.
 _MISSING_SCHEMA: Final = {"3F000", "42P01", "42883"}
@@ -95,18 +99,16 @@ class CliError(Exception):
 
 
 #: Each item of a crontab with its next run times (NULL run_at: it never runs).
-WORKERS: Final = sql.SQL(
+WORKERS: Final = (
     "SELECT id, host, pid, started_at, last_heartbeat, state, running_job_ids"
     " FROM errands.workers ORDER BY started_at, id"
 )
-CRON_NEXT_RUNS: Final = sql.SQL(
-    """
+CRON_NEXT_RUNS: Final = """
 SELECT p.line_number, p.id, p.task, p.options, n.run_at
 FROM errands.parse_crontab(%(crontab)s) p
 LEFT JOIN errands.cron_next_runs(%(crontab)s, now(), %(n)s) n ON n.id = p.id
 ORDER BY p.line_number, n.run_at
 """
-)
 
 # --- the app ---------------------------------------------------------------------
 
@@ -168,12 +170,29 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _sql_error_message(exc: psycopg.Error) -> str:
+def _sql_error_message(exc: "psycopg.Error") -> str:
     primary = exc.diag.message_primary or str(exc)
     message = f"error {exc.sqlstate}: {_one_line(primary)}" if exc.sqlstate else _one_line(primary)
     if exc.sqlstate in _MISSING_SCHEMA and "errands" in primary:
         message += " (is the errands schema installed? run `errands install`)"
     return message
+
+
+def _expected_error_message(exc: Exception) -> str | None:
+    """The one-line message of an expected failure; ``None`` for anything else.
+
+    psycopg and errands._embedded are imported by the commands that use them: an
+    exception of theirs cannot exist unless they were (looked up in sys.modules so
+    that other failures do not import them)."""
+    if isinstance(exc, CliError):
+        return str(exc)
+    embedded = sys.modules.get("errands._embedded")
+    if embedded is not None and isinstance(exc, embedded.EmbeddedError):
+        return str(exc)
+    pg = sys.modules.get("psycopg")
+    if pg is not None and isinstance(exc, pg.Error):
+        return _sql_error_message(exc)
+    return None
 
 
 def _handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -183,12 +202,12 @@ def _handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except (CliError, _embedded.EmbeddedError) as exc:
-            message = str(exc)
-        except psycopg.Error as exc:
-            message = _sql_error_message(exc)
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
+        except Exception as exc:
+            message = _expected_error_message(exc)
+            if message is None:
+                raise
         typer.echo(f"errands: {message}", err=True)
         raise typer.Exit(EXIT_ERROR)
 
@@ -210,9 +229,13 @@ def resolve_conninfo(connection: str | None) -> str:
     elif os.environ.get("PGDATABASE") or os.environ.get("PGHOST"):
         dsn = ""  # libpq reads the PG* variables
     else:
+        from errands import _embedded
+
         emb = _embedded.ensure_started()
         typer.echo(f"errands: using embedded database {emb.describe()}", err=True)
         return emb.url()
+    import psycopg
+
     try:
         psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
@@ -221,7 +244,10 @@ def resolve_conninfo(connection: str | None) -> str:
 
 
 @contextmanager
-def _connect(dsn: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+def _connect(dsn: str) -> "Iterator[psycopg.Connection[dict[str, Any]]]":
+    import psycopg
+    from psycopg.rows import dict_row
+
     try:
         conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row, connect_timeout=10)
     except psycopg.Error as exc:
@@ -280,6 +306,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 @_handle_errors
 def install_cmd(connection: Connection = None) -> None:
     """Create or upgrade the errands schema."""
+    from errands._install import install
+
     with _connect(resolve_conninfo(connection)) as conn:
         install(conn)
         row = conn.execute(SCHEMA_VERSION).fetchone()
@@ -368,18 +396,30 @@ def worker_cmd(
             crontab_text = crontab.read_text(encoding="utf-8")
         except OSError as exc:
             _fail(f"cannot read crontab {str(crontab)!r}: {exc.strerror or exc}")
+    from errands._heartbeat import check_heartbeat
+
     try:
         check_heartbeat(heartbeat_interval, heartbeat_timeout)
     except ValueError as exc:
         _fail(str(exc).removeprefix("errands: ").replace("heartbeat_", "--heartbeat-"))
     registry = _load_tasks(tasks)
     dsn = resolve_conninfo(connection)
+    forbidden = forbidden_flag or None
     # Fails fast, in one line, when the database is unreachable; the same connection
-    # installs/upgrades the schema (skipped when it is current) so the worker need not.
+    # installs/upgrades the schema (skipped when it is current) so the worker need not,
+    # and with --once finds out whether there is anything to run at all.
     with _connect(dsn) as conn:
         if not no_install:
+            from errands._install import install_if_needed
+
             install_if_needed(conn)
-    _configure_logging(quiet=quiet, log_format=log_format)
+        _configure_logging(quiet=quiet, log_format=log_format)
+        if once and _once_finds_nothing(
+            conn, registry, concurrency=jobs, forbidden=forbidden, quiet=quiet
+        ):
+            return
+
+    from errands.runner import run_sync
 
     options: dict[str, Any] = (
         {}
@@ -397,7 +437,7 @@ def worker_cmd(
         registry,
         once=once,
         concurrency=jobs,
-        forbidden_flags=forbidden_flag or None,
+        forbidden_flags=forbidden,
         shutdown_timeout=shutdown_timeout,
         install=False,
         quiet=quiet,
@@ -405,10 +445,64 @@ def worker_cmd(
     )
 
 
-def _load_tasks(specs: Sequence[str]) -> Any:
+def _once_finds_nothing(
+    conn: "psycopg.Connection[dict[str, Any]]",
+    registry: "TaskRegistry",
+    *,
+    concurrency: int,
+    forbidden: list[str] | None,
+    quiet: bool,
+) -> bool:
+    """`worker --once`: whether no job is runnable now, found on the CLI's connection.
+
+    Runs what a run-once worker starts with, its stale-lock sweep and its first fetch
+    (``get_jobs`` for one job), in one transaction.  A job found: everything is rolled
+    back (the job is neither locked nor charged an attempt) and the caller starts the
+    worker, which sweeps and fetches again.  Nothing found: the sweep is committed and
+    the same log lines as a worker that found nothing are written (started, stopped).
+    Saves an empty run the worker's imports, event loop and connection pool.
+    """
+    import psycopg
+
+    from errands import _queries as q
+    from errands._retry import retry_transient_sync
+    from errands.events import Event, Events
+    from errands.logs import attach_job_logging
+
+    worker_id = f"worker-{os.urandom(9).hex()}"  # as errands.worker.new_worker_id()
+    params = {"worker_id": worker_id, "tasks": registry.identifiers, "count": 1,
+              "forbidden": forbidden}  # fmt: skip
+
+    def probe() -> tuple[dict[str, Any] | None, bool]:
+        found = False
+        with conn.transaction() as tx:
+            swept = conn.execute(q.RESET_LOCKED, {"older_than": q.STALE_LOCK_AGE}).fetchone()
+            if conn.execute(q.GET_JOBS, params).fetchone() is not None:
+                found = True
+                raise psycopg.Rollback(tx)
+        return swept, found
+
+    # Like the worker's sweep: a deadlock/serialization failure (with another
+    # worker's sweep) just runs again.
+    swept, found = retry_transient_sync(probe, "the --once sweep and fetch")
+    if found:
+        return False
+    events = Events()
+    attach_job_logging(events, quiet=quiet)
+    count = next(iter(swept.values())) if swept else 0
+    events.emit(Event("worker:sweep", worker_id, data={"count": count}))
+    data = {"tasks": registry.identifiers, "concurrency": concurrency}
+    events.emit(Event("worker:start", worker_id, data=data))
+    events.emit(Event("worker:stop", worker_id))
+    return True
+
+
+def _load_tasks(specs: Sequence[str]) -> "TaskRegistry":
     # Like `python -m`: modules in the current directory are importable.
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
+    from errands.tasks import load_tasks
+
     try:
         registry = load_tasks(list(specs))
     except ModuleNotFoundError as exc:
@@ -429,6 +523,8 @@ _log_handlers: list[logging.Handler] = []
 
 def _configure_logging(*, quiet: bool, log_format: LogFormat) -> None:
     """Worker logs to stderr; replaces the handler of an earlier call (tests)."""
+    from errands.logs import configure_logging
+
     errands_logger = logging.getLogger("errands")
     while _log_handlers:
         errands_logger.removeHandler(_log_handlers.pop())
@@ -489,6 +585,8 @@ def add_cmd(
         except ValueError as exc:
             _fail(f"invalid --payload JSON: {exc}")
     when = _parse_time(run_at) if run_at is not None else None
+    from errands import _queries
+
     with _connect(resolve_conninfo(connection)) as conn:
         row = conn.execute(
             _queries.ADD_JOB,
@@ -601,6 +699,8 @@ def remove_cmd(
     connection: Connection = None,
 ) -> None:
     """Remove the job with this job key; prints it as JSON."""
+    from errands import _queries
+
     with _connect(resolve_conninfo(connection)) as conn:
         row = conn.execute(_queries.REMOVE_JOB, {"job_key": key}).fetchone()
     if row is None or row["id"] is None:
@@ -632,6 +732,8 @@ def cleanup_cmd(
 ) -> None:
     """Housekeeping: delete dead jobs, unused queues and task identifiers."""
     tasks = [t.upper() for t in task] if task else ["GC_JOB_QUEUES"]
+    from errands import _queries
+
     with _connect(resolve_conninfo(connection)) as conn:
         rows = conn.execute(_queries.CLEANUP, {"tasks": tasks, "keep": keep or []}).fetchall()
     for r in rows:
@@ -687,6 +789,8 @@ def cron_check_cmd(
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         _fail(f"cannot read crontab {str(file)!r}: {exc.strerror or exc}")
+    import psycopg
+
     with _connect(resolve_conninfo(connection)) as conn:
         try:
             rows = conn.execute(CRON_NEXT_RUNS, {"crontab": text, "n": count}).fetchall()
@@ -716,6 +820,8 @@ def cron_check_cmd(
 @_handle_errors
 def db_start() -> None:
     """Initialise (first time) and start the embedded database."""
+    from errands import _embedded
+
     emb = _embedded.ensure_started()
     typer.echo(f"embedded database running: {emb.describe()}")
 
@@ -724,6 +830,8 @@ def db_start() -> None:
 @_handle_errors
 def db_stop() -> None:
     """Stop the embedded database."""
+    from errands import _embedded
+
     emb = _embedded.load()
     if emb is not None and emb.stop():
         typer.echo("embedded database stopped")
@@ -735,6 +843,8 @@ def db_stop() -> None:
 @_handle_errors
 def db_status() -> None:
     """Show the embedded database; exit status 3 when it is not running."""
+    from errands import _embedded
+
     emb = _embedded.load()
     if emb is None or not emb.is_initialised():
         typer.echo("embedded database: not initialised (errands db start creates it)")
@@ -754,6 +864,8 @@ def db_status() -> None:
 @_handle_errors
 def db_url() -> None:
     """Print the embedded database's URL (starting it if needed)."""
+    from errands import _embedded
+
     typer.echo(_embedded.ensure_started().url())
 
 

@@ -9,13 +9,15 @@ import threading
 from collections.abc import Iterable, MutableMapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from errands._connections import ConnectionSource, SyncConnections
 from errands.enqueue import add_job, add_job_async, add_jobs, add_jobs_async
 from errands.job import Job, JobKeyMode, SpecLike
+
+if TYPE_CHECKING:
+    from errands._connections import ConnectionSource, SyncConnections
 
 job_logger = logging.getLogger("errands.job")
 

@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from errands._connections import PoolSource, params_of_pool
 from errands._cron import CronScheduler, CrontabSource
 from errands._heartbeat import check_heartbeat
+from errands._install import install_if_needed_async
 from errands._retry import connection_alive
 from errands.events import Events
 from errands.logs import attach_job_logging
@@ -113,50 +114,6 @@ class Runner:
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(signum, previous)
         self._previous.clear()
-
-
-# Quick check before the installer: the schema is current when the applied migration ids
-# are exactly the packaged ones.  Neither query fails when the schema is missing (so they
-# are safe inside a caller's transaction).
-_HAS_MIGRATIONS_SQL = "SELECT to_regclass('errands.migrations') IS NOT NULL"
-_APPLIED_IDS_SQL = "SELECT string_agg(id::text, ',' ORDER BY id) FROM errands.migrations"
-
-
-def _first(row: Any) -> Any:
-    if row is None:
-        return None
-    return next(iter(row.values())) if isinstance(row, dict) else row[0]
-
-
-def _packaged_ids() -> str:
-    from errands._install import migration_files  # lazily: see errands/__init__.py
-
-    return ",".join(str(mid) for mid, _, _ in migration_files())
-
-
-async def install_if_needed_async(conn: Any) -> None:
-    """:func:`errands.install_async`, skipped when the schema is current.
-
-    Anything else (missing, older, newer: install.sql raises the error for a newer
-    schema, or ids that differ) runs the full installer."""
-    if _first(await (await conn.execute(_HAS_MIGRATIONS_SQL)).fetchone()):
-        applied = _first(await (await conn.execute(_APPLIED_IDS_SQL)).fetchone())
-        if applied is not None and applied == _packaged_ids():
-            return
-    from errands._install import install_async  # lazily: see errands/__init__.py
-
-    await install_async(conn)
-
-
-def install_if_needed(conn: Any) -> None:
-    """Sync variant of :func:`install_if_needed_async` (for the CLI)."""
-    if _first(conn.execute(_HAS_MIGRATIONS_SQL).fetchone()):
-        applied = _first(conn.execute(_APPLIED_IDS_SQL).fetchone())
-        if applied is not None and applied == _packaged_ids():
-            return
-    from errands._install import install  # lazily: see errands/__init__.py
-
-    install(conn)
 
 
 async def _pool_for(

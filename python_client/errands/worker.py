@@ -62,7 +62,7 @@ ForbiddenFlags: TypeAlias = (
 """Flags a fetched job must not have: a list, or a (sync or async) function
 returning one, called before every fetch."""
 
-STALE_LOCK_AGE = "4 hours"
+STALE_LOCK_AGE = q.STALE_LOCK_AGE
 ABORT_GRACE = 0.5
 """Seconds between setting the abort signal and cancelling/failing running jobs."""
 SWEEP_INTERVAL = (480.0, 600.0)
