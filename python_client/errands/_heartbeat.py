@@ -8,6 +8,11 @@ live worker calls every :data:`RESCUE_INTERVAL` seconds) sees at once that a
 killed worker is gone and makes its jobs runnable again.  ``heartbeat`` every
 ``heartbeat_interval`` seconds catches a worker that hangs with its connection
 open (after ``heartbeat_timeout``).  A clean stop calls ``unregister_worker``.
+
+A worker without a LISTEN connection (``listen=False``, for PgBouncer in
+transaction pooling mode, migration 0011) holds no session lock: it registers
+with ``session_lock => false`` (:func:`register_sessionless`) and is declared
+dead only by heartbeat timeout.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ RESCUE_INTERVAL: Final = 2.0
 
 TRY_LOCK: Final = "SELECT pg_try_advisory_lock(hashtextextended(%(worker_id)s, 0))"
 REGISTER: Final = "SELECT errands.register_worker(%(worker_id)s, %(host)s, %(pid)s)"
+REGISTER_SESSIONLESS: Final = (
+    "SELECT errands.register_worker(%(worker_id)s, %(host)s, %(pid)s, false)"
+)
 HEARTBEAT: Final = "SELECT errands.heartbeat(%(worker_id)s)"
 RESCUE: Final = "SELECT errands.rescue_workers(%(timeout)s * interval '1 second')"
 UNREGISTER: Final = "SELECT errands.unregister_worker(%(worker_id)s)"
@@ -61,6 +69,22 @@ async def register(conn: psycopg.AsyncConnection[Any], worker_id: str) -> bool:
     return True
 
 
+async def register_sessionless(source: ConnectionSource, worker_id: str) -> bool:
+    """Register without an advisory lock (``session_lock => false``): the worker is
+    rescued only by heartbeat timeout.  Returns False (and logs) on failure."""
+    try:
+        async with source.connection() as conn:
+            await conn.execute(REGISTER_SESSIONLESS, _identity(worker_id))
+    except psycopg.Error as exc:
+        logger.warning("errands: could not register worker %s: %s", worker_id, error_message(exc))
+        return False
+    return True
+
+
+def _identity(worker_id: str) -> dict[str, Any]:
+    return {"worker_id": worker_id, "host": socket.gethostname(), "pid": os.getpid()}
+
+
 async def unregister(source: ConnectionSource, worker_id: str) -> None:
     try:
         async with source.connection() as conn:
@@ -77,9 +101,11 @@ async def heartbeat_loop(
     heartbeat_timeout: float,
     emit: Emit,
     on_rescued: Callable[[int], None],
+    session_lock: bool = True,
 ) -> None:
     """Heartbeat every ``heartbeat_interval`` s and rescue dead workers every
-    :data:`RESCUE_INTERVAL` s, until cancelled."""
+    :data:`RESCUE_INTERVAL` s, until cancelled.  ``session_lock``: how the worker
+    registered (a declared-dead worker registers again the same way)."""
     next_beat = time.monotonic() + heartbeat_interval
     next_rescue = time.monotonic()
     while True:
@@ -95,12 +121,8 @@ async def heartbeat_loop(
                         # rescued; register again to be seen as alive.
                         logger.warning("errands: worker %s was declared dead", worker_id)
                         await conn.execute(
-                            REGISTER,
-                            {
-                                "worker_id": worker_id,
-                                "host": socket.gethostname(),
-                                "pid": os.getpid(),
-                            },
+                            REGISTER if session_lock else REGISTER_SESSIONLESS,
+                            _identity(worker_id),
                         )
             except Exception as exc:
                 emit("worker:heartbeat:error", error=exc)

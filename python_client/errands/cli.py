@@ -339,6 +339,22 @@ def worker_cmd(
     log_format: Annotated[
         LogFormat, typer.Option("--log-format", case_sensitive=False, help="Log line format.")
     ] = LogFormat.text,
+    no_listen: Annotated[
+        bool,
+        typer.Option(
+            "--no-listen",
+            help="No LISTEN connection, no session state: find jobs by polling "
+            "(PgBouncer in transaction pooling mode).",
+        ),
+    ] = False,
+    no_prepare: Annotated[
+        bool,
+        typer.Option(
+            "--no-prepare",
+            help="No server-side prepared statements (PgBouncer in transaction pooling mode; "
+            "also ERRANDS_PREPARE=0).",
+        ),
+    ] = False,
     connection: Connection = None,
 ) -> None:
     """Run a worker: fetch jobs and run them with the given tasks."""
@@ -352,6 +368,12 @@ def worker_cmd(
             crontab_text = crontab.read_text(encoding="utf-8")
         except OSError as exc:
             _fail(f"cannot read crontab {str(crontab)!r}: {exc.strerror or exc}")
+    from errands._connections import prepare_enabled
+
+    try:
+        prepare = prepare_enabled(False if no_prepare else None)
+    except ValueError as exc:
+        _fail(str(exc).removeprefix("errands: "))
     registry = _load_tasks(tasks)
     dsn = resolve_conninfo(connection)
     # Fails fast, in one line, when the database is unreachable; the same connection
@@ -362,6 +384,9 @@ def worker_cmd(
     _configure_logging(quiet=quiet, log_format=log_format)
 
     options: dict[str, Any] = {} if once else {"poll_interval": poll_interval}
+    if no_listen and not once:
+        options["listen"] = False
+    options["prepare"] = prepare
     if crontab_text is not None:
         options["crontab"] = crontab_text
     run_sync(

@@ -16,6 +16,11 @@ queue, once its outcome is in the database, which frees the queue).
 Run-once mode (``continuous=False``) does not listen: it fetches until a fetch
 finds nothing while no job is running, then stops.
 
+``listen=False`` (continuous mode, for PgBouncer in transaction pooling mode): no
+LISTEN connection and no session state at all; jobs are found by polling every
+``poll_interval``, and the worker registers without the session advisory lock
+(``errands._heartbeat.register_sessionless``), so only its heartbeat keeps it alive.
+
 Shutdown (:meth:`Worker.request_stop`): stop fetching (jobs an in-flight fetch
 returns are handed back with ``worker_return_jobs``); wait up to
 ``shutdown_timeout`` for running jobs; then set the abort signal, cancel async
@@ -120,6 +125,7 @@ class Worker:
         worker_id: str | None = None,
         heartbeat_interval: float = 5.0,
         heartbeat_timeout: float = 30.0,
+        listen: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"errands: concurrency must be at least 1, got {concurrency}")
@@ -133,6 +139,7 @@ class Worker:
         self.poll_interval = poll_interval
         self.shutdown_timeout = shutdown_timeout
         self.continuous = continuous
+        self.listen = listen
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self._source = source
@@ -175,11 +182,16 @@ class Worker:
         if self._main is not None:
             raise RuntimeError("errands: worker already started")
         await self._sweep()
-        if self.continuous:
+        if self.continuous and self.listen:
             self._listen_conn = await self._connect_listener()
+        elif self.continuous:  # no session to hold a lock on: heartbeat-only liveness
+            self._registered = await _heartbeat.register_sessionless(self._source, self.worker_id)
         self._reporter.start()
         if self.continuous:
-            self._background.append(asyncio.create_task(self._listen_loop(), name="errands-listen"))
+            if self.listen:
+                self._background.append(
+                    asyncio.create_task(self._listen_loop(), name="errands-listen")
+                )
             self._background.append(asyncio.create_task(self._sweep_loop(), name="errands-sweep"))
             self._heartbeat_task = asyncio.create_task(
                 _heartbeat.heartbeat_loop(
@@ -187,6 +199,7 @@ class Worker:
                     heartbeat_interval=self.heartbeat_interval,
                     heartbeat_timeout=self.heartbeat_timeout,
                     emit=self._emit, on_rescued=lambda _count: self._nudge(),
+                    session_lock=self.listen,
                 ),
                 name="errands-heartbeat",
             )  # fmt: skip
