@@ -1872,6 +1872,8 @@ BEGIN
 -- connection other clients then use. It registers with session_lock => false,
 -- heartbeats as usual, and is declared dead only when its heartbeat is older than
 -- rescue_workers' heartbeat_timeout.
+--
+-- Also: parse_crontab refuses every payload jsonb cannot take with 22023 (below).
 
 ALTER TABLE errands._workers ADD COLUMN session_lock boolean NOT NULL DEFAULT true;
 
@@ -1982,6 +1984,100 @@ BEGIN
     END LOOP;
 END
 $grant$;
+
+-- parse_crontab: a payload jsonb cannot hold (a \u0000 escape: 22P05) or nested
+-- deeper than max_stack_depth allows (54001) is a bad crontab line too (22023
+-- naming the line), like any other invalid JSON payload (found by
+-- tests_py/test_hostile_crontab.py). Otherwise unchanged from 0005_cron.sql.
+CREATE OR REPLACE FUNCTION errands.parse_crontab(crontab text)
+RETURNS TABLE (line_number integer, id text, task text, minutes integer[], hours integer[],
+               days_of_month integer[], months integer[], days_of_week integer[],
+               options jsonb, payload jsonb)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_lines text[] := regexp_split_to_array(coalesce(crontab, ''), '\r?\n');
+    v_n integer;
+    v_line text;
+    v_rest text;
+    v_fields text[];
+    v_m text[];
+    v_opts text;
+    v_msg text;
+    v_ids text[] := '{}';
+BEGIN
+    IF crontab IS NULL THEN
+        RAISE EXCEPTION 'errands: crontab is NULL' USING ERRCODE = '22023';
+    END IF;
+    FOR v_n IN 1 .. cardinality(v_lines) LOOP
+        v_line := btrim(v_lines[v_n], E' \t');
+        CONTINUE WHEN v_line = '' OR left(v_line, 1) = '#';
+        BEGIN
+            line_number := v_n;
+            IF left(v_line, 1) = '@' THEN
+                v_m := regexp_match(v_line, '^(@[a-z]+)(?:\s+(.*))?$');
+                v_fields := CASE v_m[1]
+                    WHEN '@yearly' THEN '{0,0,1,1,*}' WHEN '@annually' THEN '{0,0,1,1,*}'
+                    WHEN '@monthly' THEN '{0,0,1,*,*}' WHEN '@weekly' THEN '{0,0,*,*,0}'
+                    WHEN '@daily' THEN '{0,0,*,*,*}' WHEN '@midnight' THEN '{0,0,*,*,*}'
+                    WHEN '@hourly' THEN '{0,*,*,*,*}' END;
+                IF v_m IS NULL OR v_fields IS NULL THEN
+                    PERFORM errands._cron_bad(format('unknown macro %s (expected @hourly, @daily, @weekly, @monthly or @yearly)',
+                                                     quote_literal(split_part(v_line, ' ', 1))));
+                END IF;
+                v_rest := coalesce(v_m[2], '');
+            ELSE
+                v_m := regexp_match(v_line, '^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)(?:\s+(.*))?$');
+                IF v_m IS NULL THEN
+                    PERFORM errands._cron_bad('too few fields (expected MIN HOUR DOM MONTH DOW task)');
+                END IF;
+                v_fields := v_m[1:5];
+                v_rest := coalesce(v_m[6], '');
+            END IF;
+            -- task [?options] [{payload}]
+            v_m := regexp_match(v_rest, '^(\S+)(?:\s+(\?\S*))?(?:\s+(.*))?$');
+            IF v_m IS NULL THEN
+                PERFORM errands._cron_bad('too few fields: no task identifier');
+            END IF;
+            task := v_m[1];
+            IF left(task, 1) IN ('?', '{') OR length(task) > 128 THEN
+                PERFORM errands._cron_bad(format('bad task identifier %s', errands._describe(task)));
+            END IF;
+            v_opts := substr(v_m[2], 2);
+            IF v_m[3] IS NOT NULL AND left(v_m[3], 1) <> '{' THEN
+                PERFORM errands._cron_bad(format('unexpected %s after the task identifier (expected ?options or a {json} payload)',
+                                                 quote_literal(v_m[3])));
+            END IF;
+            BEGIN
+                payload := coalesce(v_m[3], '{}')::jsonb;
+            EXCEPTION WHEN invalid_text_representation OR untranslatable_character
+                           OR statement_too_complex THEN
+                PERFORM errands._cron_bad(format('invalid JSON payload %s', errands._describe(v_m[3])));
+            END;
+            IF jsonb_typeof(payload) <> 'object' THEN
+                PERFORM errands._cron_bad('the payload must be a JSON object');
+            END IF;
+            minutes := errands._cron_field(v_fields[1], 'minute', 0, 59, NULL);
+            hours := errands._cron_field(v_fields[2], 'hour', 0, 23, NULL);
+            days_of_month := errands._cron_field(v_fields[3], 'day of month', 1, 31, NULL);
+            months := errands._cron_field(v_fields[4], 'month', 1, 12,
+                '{jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec}');
+            days_of_week := errands._cron_field(v_fields[5], 'day of week', 0, 7,
+                '{sun,mon,tue,wed,thu,fri,sat}');
+            options := errands._cron_options(v_opts, task);
+            id := options->>'id';
+            IF id = ANY(v_ids) THEN
+                PERFORM errands._cron_bad(format('duplicate id %s (use ?id=... to tell items apart)', quote_literal(id)));
+            END IF;
+            v_ids := v_ids || id;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+            RAISE EXCEPTION 'errands: crontab line %: %: %', v_n, v_msg, quote_literal(v_line)
+                USING ERRCODE = '22023';
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
 
 -- Functions created above got the built-in PUBLIC grant: take it back.
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;

@@ -482,8 +482,12 @@ def add_cmd(
             parsed_payload = json.loads(payload)
         except ValueError as exc:
             _fail(f"invalid --payload JSON: {exc}")
+        except RecursionError:
+            _fail("invalid --payload JSON: nested too deeply")
     when = _parse_time(run_at) if run_at is not None else None
-    with _connect(resolve_conninfo(connection)) as conn:
+    # One transaction: a job whose row cannot be read back (e.g. a run_at before
+    # year 1 in UTC) is not left behind by a failed command.
+    with _connect(resolve_conninfo(connection)) as conn, conn.transaction():
         row = conn.execute(
             _queries.ADD_JOB,
             {
@@ -509,9 +513,9 @@ def _parse_time(text: str) -> datetime:
         value = value[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        return parsed if parsed.tzinfo is not None else parsed.astimezone()
+    except (ValueError, OverflowError):
         _fail(f"invalid --run-at {text!r}: expected an ISO 8601 time, e.g. 2030-01-31T09:00:00Z")
-    return parsed if parsed.tzinfo is not None else parsed.astimezone()
 
 
 @app.command("jobs")
