@@ -1988,12 +1988,14 @@ $grant$;
 -- parse_crontab: a payload jsonb cannot hold (a \u0000 escape: 22P05) or nested
 -- deeper than max_stack_depth allows (54001) is a bad crontab line too (22023
 -- naming the line), like any other invalid JSON payload (found by
--- tests_py/test_hostile_crontab.py). Otherwise unchanged from 0005_cron.sql.
+-- tests_py/test_hostile_crontab.py). Otherwise unchanged from 0005_cron.sql (with the
+-- SECURITY DEFINER and search_path 0006_security.sql gave it: CREATE OR REPLACE
+-- drops them).
 CREATE OR REPLACE FUNCTION errands.parse_crontab(crontab text)
 RETURNS TABLE (line_number integer, id text, task text, minutes integer[], hours integer[],
                days_of_month integer[], months integer[], days_of_week integer[],
                options jsonb, payload jsonb)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_lines text[] := regexp_split_to_array(coalesce(crontab, ''), '\r?\n');
     v_n integer;

@@ -28,7 +28,7 @@ from errands.cli import app
 DatabaseFactory = Callable[..., AbstractContextManager[str]]
 
 SETTINGS = settings(
-    max_examples=40,
+    max_examples=30,
     deadline=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
