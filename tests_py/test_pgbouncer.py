@@ -528,3 +528,29 @@ def _pid_of(conn: psycopg.Connection[Any], worker_id: str) -> str:
     row = conn.execute("SELECT pid FROM errands.workers WHERE id = %s", [worker_id]).fetchone()
     assert row is not None
     return str(row[0])
+
+
+def test_upgrade_grants_the_sessionless_register_worker(empty_db: str) -> None:
+    """A role given grant_worker before migration 0011 may call the new
+    register_worker(..., session_lock) after the upgrade."""
+    from psycopg import sql
+
+    from errands._install import migration_files, render_install_sql
+
+    before = [m for m in migration_files() if m[0] < 11]
+    role = f"{psycopg.conninfo.conninfo_to_dict(empty_db)['dbname']}_w"
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(render_install_sql(transaction=False, migrations=before).encode())
+        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+        try:
+            conn.execute("SELECT errands.grant_worker(%s::regrole)", [role])
+            errands.install(conn)
+            row = conn.execute(
+                "SELECT has_function_privilege(%s,"
+                " 'errands.register_worker(text, text, integer, boolean)', 'EXECUTE')",
+                [role],
+            ).fetchone()
+            assert row == (True,)
+        finally:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
