@@ -24,6 +24,10 @@ PG_BINDIR := /usr/lib/postgresql/$(PG_VERSION)/bin
 PGTAP_CONTROL := /usr/share/postgresql/$(PG_VERSION)/extension/pgtap.control
 # Optional (the pg_cron test skips without it): installed only when root.
 PGCRON_CONTROL := /usr/share/postgresql/$(PG_VERSION)/extension/pg_cron.control
+# Optional (tests_py/test_pgbouncer.py skips without it): installed only when root.
+# The tests start their own pgbouncer on a free port; a system pgbouncer service the
+# package may start (port 6432) is not used.
+PGBOUNCER_BIN := /usr/sbin/pgbouncer
 
 LINT_PATHS := python_client tests_py pgtap conftest.py bench examples chaos
 
@@ -39,6 +43,9 @@ system-deps:
 	command -v pg_prove >/dev/null || missing="$$missing pgtap"; \
 	if [ "$$(id -u)" -eq 0 ] && [ ! -f "$(PGCRON_CONTROL)" ]; then \
 	  missing="$$missing postgresql-$(PG_VERSION)-cron"; \
+	fi; \
+	if [ "$$(id -u)" -eq 0 ] && [ ! -x "$(PGBOUNCER_BIN)" ]; then \
+	  missing="$$missing pgbouncer"; \
 	fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" -ne 0 ]; then \

@@ -80,7 +80,8 @@ def test_install(empty_db: str) -> None:
     assert ok(cli("install", "-c", empty_db)).strip() == expected
     assert ok(cli("install", "--connection", empty_db)).startswith("errands schema installed")
     with psycopg.connect(empty_db) as conn:
-        assert conn.execute("SELECT count(*) FROM errands.migrations").fetchone() == (LATEST,)
+        (count,) = conn.execute("SELECT count(*) FROM errands.migrations").fetchone() or (0,)
+    assert count == len(migration_files())  # numbers may have gaps
 
 
 def test_database_url_is_used_without_c(db: str) -> None:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
@@ -49,6 +50,46 @@ class SingleConnectionSource:
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         async with self._lock, self.conn.transaction():
             yield self.conn
+
+
+PREPARE_ENV = "ERRANDS_PREPARE"
+"""Environment variable: ``0`` (or ``false``/``no``/``off``) turns off server-side
+prepared statements in every connection errands opens (see :func:`prepare_enabled`)."""
+
+
+def prepare_enabled(prepare: bool | None = None) -> bool:
+    """Whether errands may use server-side prepared statements.
+
+    ``prepare`` when given, else ``$ERRANDS_PREPARE`` (default on).  psycopg prepares
+    a statement on the server after it ran ``prepare_threshold`` (5) times on a
+    connection; behind PgBouncer in transaction pooling mode (before PgBouncer 1.21,
+    or with ``max_prepared_statements = 0``) the next transaction may run on another
+    server connection, where the statement does not exist (or has another one's name).
+    """
+    if prepare is not None:
+        return prepare
+    value = os.environ.get(PREPARE_ENV, "").strip().lower()
+    if value in ("", "1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"errands: {PREPARE_ENV} must be 0 or 1, got {value!r}")
+
+
+def connect_kwargs(prepare: bool | None = None) -> dict[str, Any]:
+    """Keyword arguments of the connections errands opens: autocommit, and
+    ``prepare_threshold=None`` (never prepare) when prepared statements are off."""
+    kwargs: dict[str, Any] = {"autocommit": True}
+    if not prepare_enabled(prepare):
+        kwargs["prepare_threshold"] = None
+    return kwargs
+
+
+def execute_prepare(prepare: bool | None = None) -> bool | None:
+    """The ``prepare`` argument of ``cursor.execute`` on a caller's connection:
+    ``False`` (never) when prepared statements are off, else ``None`` (psycopg
+    decides, following the connection's ``prepare_threshold``)."""
+    return None if prepare_enabled(prepare) else False
 
 
 def connection_params(

@@ -8,6 +8,11 @@ live worker calls every :data:`RESCUE_INTERVAL` seconds) sees at once that a
 killed worker is gone and makes its jobs runnable again.  ``heartbeat`` every
 ``heartbeat_interval`` seconds catches a worker that hangs with its connection
 open (after ``heartbeat_timeout``).  A clean stop calls ``unregister_worker``.
+
+A worker without a LISTEN connection (``listen=False``, for PgBouncer in
+transaction pooling mode, migration 0011) holds no session lock: it registers
+with ``session_lock => false`` (:func:`register_sessionless`) and is declared
+dead only by heartbeat timeout.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ whose heartbeat is fresher than 1.5 s (migration 0009)."""
 
 TRY_LOCK: Final = "SELECT pg_try_advisory_lock(hashtextextended(%(worker_id)s, 0))"
 REGISTER: Final = "SELECT errands.register_worker(%(worker_id)s, %(host)s, %(pid)s)"
+REGISTER_SESSIONLESS: Final = (
+    "SELECT errands.register_worker(%(worker_id)s, %(host)s, %(pid)s, false)"
+)
 HEARTBEAT: Final = "SELECT errands.heartbeat(%(worker_id)s)"
 RESCUE: Final = "SELECT errands.rescue_workers(%(timeout)s * interval '1 second')"
 UNREGISTER: Final = "SELECT errands.unregister_worker(%(worker_id)s)"
@@ -80,6 +88,22 @@ async def register(conn: psycopg.AsyncConnection[Any], worker_id: str) -> bool:
     return True
 
 
+async def register_sessionless(source: ConnectionSource, worker_id: str) -> bool:
+    """Register without an advisory lock (``session_lock => false``): the worker is
+    rescued only by heartbeat timeout.  Returns False (and logs) on failure."""
+    try:
+        async with source.connection() as conn:
+            await conn.execute(REGISTER_SESSIONLESS, _identity(worker_id))
+    except psycopg.Error as exc:
+        logger.warning("errands: could not register worker %s: %s", worker_id, error_message(exc))
+        return False
+    return True
+
+
+def _identity(worker_id: str) -> dict[str, Any]:
+    return {"worker_id": worker_id, "host": socket.gethostname(), "pid": os.getpid()}
+
+
 async def unregister(source: ConnectionSource, worker_id: str) -> None:
     try:
         async with source.connection() as conn:
@@ -99,6 +123,7 @@ async def heartbeat_loop(
     outage: Outage | None = None,
     lock_held: Callable[[], bool] = lambda: True,
     wake: asyncio.Event | None = None,
+    session_lock: bool = True,
 ) -> None:
     """Heartbeat every ``heartbeat_interval`` s and rescue dead workers every
     :data:`RESCUE_INTERVAL` s, until cancelled.
@@ -110,7 +135,9 @@ async def heartbeat_loop(
     failures go to ``outage`` (one warning per outage).  A worker declared dead
     registers again only while ``lock_held()`` (otherwise the reconnect registers
     it): a row without the lock would be declared dead again by the next rescue,
-    releasing the jobs fetched in between while they run."""
+    releasing the jobs fetched in between while they run.  ``session_lock``: how
+    the worker registered (a declared-dead worker registers again the same way;
+    a worker without a session lock passes a ``lock_held`` that is always true)."""
     outage = outage if outage is not None else Outage(worker_id)
     wake = wake if wake is not None else asyncio.Event()
     next_beat = time.monotonic() + heartbeat_interval
@@ -124,7 +151,9 @@ async def heartbeat_loop(
         if now >= next_beat:
             next_beat = now + (heartbeat_interval if held else LOCKLESS_HEARTBEAT_INTERVAL)
             try:
-                await retry_transient(lambda: _beat(source, worker_id, lock_held), "heartbeat")
+                await retry_transient(
+                    lambda: _beat(source, worker_id, lock_held, session_lock), "heartbeat"
+                )
                 outage.recovered("heartbeat")
             except Exception as exc:
                 emit("worker:heartbeat:error", error=exc)
@@ -152,7 +181,9 @@ async def heartbeat_loop(
             await asyncio.wait_for(wake.wait(), delay)
 
 
-async def _beat(source: ConnectionSource, worker_id: str, lock_held: Callable[[], bool]) -> None:
+async def _beat(
+    source: ConnectionSource, worker_id: str, lock_held: Callable[[], bool], session_lock: bool
+) -> None:
     async with source.connection() as conn:
         cur = await conn.execute(HEARTBEAT, {"worker_id": worker_id})
         row = await cur.fetchone()
@@ -161,8 +192,7 @@ async def _beat(source: ConnectionSource, worker_id: str, lock_held: Callable[[]
             # again to be seen as alive.
             logger.warning("errands: worker %s was declared dead", worker_id)
             await conn.execute(
-                REGISTER,
-                {"worker_id": worker_id, "host": socket.gethostname(), "pid": os.getpid()},
+                REGISTER if session_lock else REGISTER_SESSIONLESS, _identity(worker_id)
             )
 
 

@@ -383,6 +383,22 @@ def worker_cmd(
     log_format: Annotated[
         LogFormat, typer.Option("--log-format", case_sensitive=False, help="Log line format.")
     ] = LogFormat.text,
+    no_listen: Annotated[
+        bool,
+        typer.Option(
+            "--no-listen",
+            help="No LISTEN connection, no session state: find jobs by polling "
+            "(PgBouncer in transaction pooling mode).",
+        ),
+    ] = False,
+    no_prepare: Annotated[
+        bool,
+        typer.Option(
+            "--no-prepare",
+            help="No server-side prepared statements (PgBouncer in transaction pooling mode; "
+            "also ERRANDS_PREPARE=0).",
+        ),
+    ] = False,
     connection: Connection = None,
 ) -> None:
     """Run a worker: fetch jobs and run them with the given tasks."""
@@ -402,6 +418,12 @@ def worker_cmd(
         check_heartbeat(heartbeat_interval, heartbeat_timeout)
     except ValueError as exc:
         _fail(str(exc).removeprefix("errands: ").replace("heartbeat_", "--heartbeat-"))
+    from errands._connections import prepare_enabled
+
+    try:
+        prepare = prepare_enabled(False if no_prepare else None)
+    except ValueError as exc:
+        _fail(str(exc).removeprefix("errands: "))
     registry = _load_tasks(tasks)
     dsn = resolve_conninfo(connection)
     forbidden = forbidden_flag or None
@@ -430,6 +452,9 @@ def worker_cmd(
             "heartbeat_timeout": heartbeat_timeout,
         }
     )
+    if no_listen and not once:
+        options["listen"] = False
+    options["prepare"] = prepare
     if crontab_text is not None:
         options["crontab"] = crontab_text
     run_sync(
@@ -584,10 +609,14 @@ def add_cmd(
             parsed_payload = json.loads(payload)
         except ValueError as exc:
             _fail(f"invalid --payload JSON: {exc}")
+        except RecursionError:
+            _fail("invalid --payload JSON: nested too deeply")
     when = _parse_time(run_at) if run_at is not None else None
     from errands import _queries
 
-    with _connect(resolve_conninfo(connection)) as conn:
+    # One transaction: a job whose row cannot be read back (e.g. a run_at before
+    # year 1 in UTC) is not left behind by a failed command.
+    with _connect(resolve_conninfo(connection)) as conn, conn.transaction():
         row = conn.execute(
             _queries.ADD_JOB,
             {
@@ -613,9 +642,9 @@ def _parse_time(text: str) -> datetime:
         value = value[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        return parsed if parsed.tzinfo is not None else parsed.astimezone()
+    except (ValueError, OverflowError):
         _fail(f"invalid --run-at {text!r}: expected an ISO 8601 time, e.g. 2030-01-31T09:00:00Z")
-    return parsed if parsed.tzinfo is not None else parsed.astimezone()
 
 
 @app.command("jobs")

@@ -5,6 +5,11 @@ transaction back and the job was never there; commit it and workers are woken
 (NOTIFY is delivered at commit).  Use :func:`add_job` / :func:`add_jobs` with a
 :class:`psycopg.Connection` and :func:`add_job_async` / :func:`add_jobs_async`
 with a :class:`psycopg.AsyncConnection`.
+
+With ``ERRANDS_PREPARE=0`` these never use server-side prepared statements
+(PgBouncer in transaction pooling mode); otherwise psycopg follows the
+connection's ``prepare_threshold`` (connect with ``prepare_threshold=None`` to
+turn preparing off for that connection).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Json
 
 from errands import _queries as q
+from errands._connections import execute_prepare
 from errands.job import Job, JobKeyMode, SpecLike, specs_json
 
 
@@ -75,7 +81,7 @@ def add_job(
         job_key=job_key, priority=priority, flags=flags, job_key_mode=job_key_mode,
     )  # fmt: skip
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(q.ADD_JOB, params)
+        cur.execute(q.ADD_JOB, params, prepare=execute_prepare())
         row = cur.fetchone()
     assert row is not None
     return Job.from_row(row)
@@ -89,7 +95,9 @@ def add_jobs(
 ) -> list[Job]:
     """Add many jobs in one statement (``errands.add_jobs``); one job per spec, in order."""
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at))
+        cur.execute(
+            q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at), prepare=execute_prepare()
+        )
         return [Job.from_row(row) for row in cur.fetchall()]
 
 
@@ -112,7 +120,7 @@ async def add_job_async(
         job_key=job_key, priority=priority, flags=flags, job_key_mode=job_key_mode,
     )  # fmt: skip
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(q.ADD_JOB, params)
+        await cur.execute(q.ADD_JOB, params, prepare=execute_prepare())
         row = await cur.fetchone()
     assert row is not None
     return Job.from_row(row)
@@ -126,5 +134,7 @@ async def add_jobs_async(
 ) -> list[Job]:
     """:func:`add_jobs` for an :class:`psycopg.AsyncConnection`."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at))
+        await cur.execute(
+            q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at), prepare=execute_prepare()
+        )
         return [Job.from_row(row) for row in await cur.fetchall()]

@@ -11,7 +11,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from errands._connections import PoolSource, params_of_pool
+from errands._connections import PoolSource, connect_kwargs, params_of_pool
 from errands._cron import CronScheduler, CrontabSource
 from errands._heartbeat import check_heartbeat
 from errands._install import install_if_needed_async
@@ -122,6 +122,7 @@ async def _pool_for(
     max_pool_size: int | None,
     *,
     continuous: bool = True,
+    prepare: bool | None = None,
 ) -> tuple[AsyncConnectionPool[Any], bool]:
     if isinstance(conninfo_or_pool, AsyncConnectionPool):
         return conninfo_or_pool, False
@@ -131,7 +132,7 @@ async def _pool_for(
         # run-once: wait for one connection only; the pool grows on demand.
         min_size=min(2 if continuous else 1, size),
         max_size=size,
-        kwargs={"autocommit": True},
+        kwargs=connect_kwargs(prepare),
         open=False,
         name="errands",
         # Discard connections the server closed (restart, pg_terminate_backend).
@@ -163,13 +164,15 @@ async def _start(
     max_pool_size: int | None,
     heartbeat_interval: float = 5.0,
     heartbeat_timeout: float = 30.0,
+    listen: bool = True,
+    prepare: bool | None = None,
 ) -> Runner:
     registry = load_tasks(tasks)
     events = events if events is not None else Events()
     if log_jobs:
         attach_job_logging(events, quiet=quiet)
     pool, owned = await _pool_for(
-        conninfo_or_pool, concurrency, max_pool_size, continuous=continuous
+        conninfo_or_pool, concurrency, max_pool_size, continuous=continuous, prepare=prepare
     )
     try:
         if install:
@@ -183,7 +186,7 @@ async def _start(
             PoolSource(pool), registry, conninfo=conninfo, connect_kwargs=kwargs,
             concurrency=concurrency, poll_interval=poll_interval,
             forbidden_flags=forbidden_flags, shutdown_timeout=shutdown_timeout, events=events,
-            continuous=continuous, worker_id=worker_id,
+            continuous=continuous, worker_id=worker_id, listen=listen,
             heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout,
         )  # fmt: skip
         await worker.start()
@@ -214,6 +217,8 @@ async def run(
     max_pool_size: int | None = None,
     heartbeat_interval: float = 5.0,
     heartbeat_timeout: float = 30.0,
+    listen: bool = True,
+    prepare: bool | None = None,
 ) -> Runner:
     """Start a continuous worker and return its :class:`Runner` once it is listening.
 
@@ -239,6 +244,14 @@ async def run(
     :param heartbeat_interval: seconds between two heartbeats of this worker (> 0).
     :param heartbeat_timeout: a registered worker whose heartbeat is older than this
         is declared dead and its jobs run again (must exceed ``heartbeat_interval``).
+    :param listen: ``False``: no LISTEN connection and no session state (for PgBouncer
+        in transaction pooling mode): new jobs are found by polling every
+        ``poll_interval``, and a crashed worker is rescued after its heartbeat times out
+        (30 s) instead of at once.
+    :param prepare: ``False``: no server-side prepared statements (PgBouncer in
+        transaction pooling mode before 1.21); default ``$ERRANDS_PREPARE`` (on).  Only
+        for the pool the worker opens itself: give your own pool
+        ``kwargs={"prepare_threshold": None}``.
     """
     check_heartbeat(heartbeat_interval, heartbeat_timeout)  # before connecting
     runner = await _start(
@@ -247,6 +260,7 @@ async def run(
         shutdown_timeout=shutdown_timeout, install=install, events=events, crontab=crontab,
         worker_id=worker_id, log_jobs=log_jobs, quiet=quiet, max_pool_size=max_pool_size,
         heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout,
+        listen=listen, prepare=prepare,
     )  # fmt: skip
     if handle_signals:
         runner.handle_signals()
@@ -267,6 +281,7 @@ async def run_once(
     log_jobs: bool = True,
     quiet: bool = False,
     max_pool_size: int | None = None,
+    prepare: bool | None = None,
 ) -> None:
     """Run every job that is runnable now (and those that become runnable by these
     jobs finishing, e.g. the next job of a named queue), then return.  No LISTEN.
@@ -275,7 +290,7 @@ async def run_once(
         conninfo_or_pool, tasks, continuous=False, concurrency=concurrency, poll_interval=1.0,
         forbidden_flags=forbidden_flags, shutdown_timeout=shutdown_timeout, install=install,
         events=events, crontab=None, worker_id=worker_id, log_jobs=log_jobs, quiet=quiet,
-        max_pool_size=max_pool_size,
+        max_pool_size=max_pool_size, prepare=prepare,
     )  # fmt: skip
     if handle_signals:
         runner.handle_signals()

@@ -25,6 +25,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from errands import _queries as q
+from errands._connections import connect_kwargs
 from errands._retry import retry_transient, retry_transient_sync
 from errands.enqueue import add_job_params, add_jobs_params
 from errands.job import Job, JobKeyMode, SpecLike
@@ -56,11 +57,20 @@ def _cleanup_params(tasks: Iterable[str], keep: Iterable[str]) -> dict[str, Any]
 class WorkerUtils:
     """Async administration helpers over a small pool (or your own pool, left open)."""
 
-    def __init__(self, conninfo_or_pool: str | AsyncConnectionPool[Any], *, max_size: int = 4):
+    def __init__(
+        self,
+        conninfo_or_pool: str | AsyncConnectionPool[Any],
+        *,
+        max_size: int = 4,
+        prepare: bool | None = None,
+    ):
+        """``prepare=False``: no server-side prepared statements on the pool this object
+        opens (PgBouncer in transaction pooling mode); default ``$ERRANDS_PREPARE``."""
         given = conninfo_or_pool if isinstance(conninfo_or_pool, AsyncConnectionPool) else None
         self._given = given
         self._conninfo = conninfo_or_pool if isinstance(conninfo_or_pool, str) else None
         self._max_size = max_size
+        self._kwargs = connect_kwargs(prepare)
         self._pool: AsyncConnectionPool[Any] | None = self._given
         self._lock = asyncio.Lock()
 
@@ -69,7 +79,7 @@ class WorkerUtils:
             if self._pool is None:
                 pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                     self._conninfo or "", min_size=1, max_size=self._max_size,
-                    kwargs={"autocommit": True}, open=False, name="errands-utils",
+                    kwargs=self._kwargs, open=False, name="errands-utils",
                 )  # fmt: skip
                 await pool.open(wait=True, timeout=15.0)
                 self._pool = pool
@@ -180,15 +190,16 @@ class WorkerUtils:
 class SyncWorkerUtils:
     """Blocking :class:`WorkerUtils` over one connection (thread-safe; opened lazily)."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, *, prepare: bool | None = None) -> None:
         self._conninfo = conninfo
+        self._kwargs = connect_kwargs(prepare)
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
 
     def _rows(self, query: sql.SQL | sql.Composed, params: dict[str, Any]) -> list[dict[str, Any]]:
         with self._lock:
             if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(self._conninfo, autocommit=True)
+                self._conn = psycopg.connect(self._conninfo, **self._kwargs)
             conn = self._conn
 
             def run() -> list[dict[str, Any]]:
@@ -215,7 +226,7 @@ class SyncWorkerUtils:
         """Install or upgrade the errands schema."""
         from errands._install import install  # lazily: see errands/__init__.py
 
-        with psycopg.connect(self._conninfo, autocommit=True) as conn:
+        with psycopg.connect(self._conninfo, **self._kwargs) as conn:
             install(conn)
 
     def add_job(

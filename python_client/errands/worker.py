@@ -16,6 +16,11 @@ queue, once its outcome is in the database, which frees the queue).
 Run-once mode (``continuous=False``) does not listen: it fetches until a fetch
 finds nothing while no job is running, then stops.
 
+``listen=False`` (continuous mode, for PgBouncer in transaction pooling mode): no
+LISTEN connection and no session state at all; jobs are found by polling every
+``poll_interval``, and the worker registers without the session advisory lock
+(``errands._heartbeat.register_sessionless``), so only its heartbeat keeps it alive.
+
 Shutdown (:meth:`Worker.request_stop`): stop fetching (jobs an in-flight fetch
 returns are handed back with ``worker_return_jobs``); wait up to
 ``shutdown_timeout`` for running jobs; then set the abort signal, cancel async
@@ -137,6 +142,7 @@ class Worker:
         heartbeat_interval: float = 5.0,
         heartbeat_timeout: float = 30.0,
         local_queue_size: int = LOCAL_QUEUE_SIZE,
+        listen: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"errands: concurrency must be at least 1, got {concurrency}")
@@ -156,6 +162,7 @@ class Worker:
         self.poll_interval = poll_interval
         self.shutdown_timeout = shutdown_timeout
         self.continuous = continuous
+        self.listen = listen
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_timeout = heartbeat_timeout
         self._source = source
@@ -214,11 +221,16 @@ class Worker:
         if self._main is not None:
             raise RuntimeError("errands: worker already started")
         await self._sweep()
-        if self.continuous:
+        if self.continuous and self.listen:
             self._listen_conn = await self._connect_listener()
+        elif self.continuous:  # no session to hold a lock on: heartbeat-only liveness
+            self._registered = await _heartbeat.register_sessionless(self._source, self.worker_id)
         self._reporter.start()
         if self.continuous:
-            self._background.append(asyncio.create_task(self._listen_loop(), name="errands-listen"))
+            if self.listen:
+                self._background.append(
+                    asyncio.create_task(self._listen_loop(), name="errands-listen")
+                )
             self._background.append(asyncio.create_task(self._sweep_loop(), name="errands-sweep"))
             self._heartbeat_task = asyncio.create_task(
                 _heartbeat.heartbeat_loop(
@@ -226,8 +238,9 @@ class Worker:
                     heartbeat_interval=self.heartbeat_interval,
                     heartbeat_timeout=self.heartbeat_timeout,
                     emit=self._emit, on_rescued=lambda _count: self._nudge(),
-                    outage=self._outage, lock_held=lambda: self._lock_held,
-                    wake=self._lock_lost,
+                    outage=self._outage,
+                    lock_held=(lambda: self._lock_held) if self.listen else (lambda: True),
+                    wake=self._lock_lost, session_lock=self.listen,
                 ),
                 name="errands-heartbeat",
             )  # fmt: skip
@@ -396,7 +409,9 @@ class Worker:
         advisory lock: other workers may then declare it dead at any moment and
         release its jobs and queues, so it must neither fetch nor start jobs (they
         would run twice, and a named queue could run two jobs at once)."""
-        return self.continuous and self._main is not None and self._listen_conn is None
+        return (
+            self.continuous and self.listen and self._main is not None and self._listen_conn is None
+        )
 
     async def _fetch(self, count: int) -> list[Job]:
         if self._without_lock():
