@@ -704,6 +704,20 @@ class Chaos:
                 f"rescue (jobs unlocked) after SIGKILL: max {max(unlocks):.2f} s, p50 "
                 f"{statistics.median(unlocks):.2f} s over {len(unlocks)} kills with jobs locked"
             )
+        # Slow rescues, with how long after PostgreSQL came back they happened: a
+        # worker killed before it heartbeated on the restarted server is rescued by
+        # the heartbeat timeout only (rescue_workers cannot tell it from one
+        # still reconnecting).
+        for kill in self.kills:
+            if kill.unlocked_after is not None and kill.unlocked_after > 5.0:
+                ups = [up for _, up in self.restarts if up <= kill.at]
+                since = (
+                    f"{kill.at - ups[-1]:.1f} s after a PostgreSQL restart"
+                    if ups
+                    else ("no PostgreSQL restart before it")
+                )
+                rep.say(f"      slow: {kill.worker_id} unlocked after "
+                        f"{kill.unlocked_after:.2f} s ({since})")  # fmt: skip
         if delays:
             p50 = statistics.median(delays)
             rep.check(

@@ -34,7 +34,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 import errands
-from tests_py.worker_support import MARKS_TABLE, finish, wait_until
+from tests_py.worker_support import MARKS_TABLE, finish, kill, locked_by, wait_until
 
 PGBOUNCER_CANDIDATES = ("pgbouncer", "/usr/sbin/pgbouncer")
 OS_USER = "errands-test"  # pgbouncer refuses to run as root (as pgtap/cluster.py's pg_ctl)
@@ -388,20 +388,6 @@ def _marks(conn: psycopg.Connection[Any], what: str) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in rows]
 
 
-def _locked_by(conn: psycopg.Connection[Any], job_id: int) -> str | None:
-    row = conn.execute("SELECT locked_by FROM errands.jobs WHERE id = %s", [job_id]).fetchone()
-    assert row is not None
-    value: str | None = row[0]
-    return value
-
-
-def _kill(*procs: subprocess.Popen[str]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-
-
 def test_worker_through_session_pooling(
     db: str, conn: psycopg.Connection[Any], session_bouncer: PgBouncer, tmp_path: Path
 ) -> None:
@@ -436,7 +422,7 @@ def test_worker_through_session_pooling(
         victim.send_signal(signal.SIGKILL)
         victim.communicate()
         wait_until(
-            lambda: _locked_by(conn, long_id) not in (victim_id,),
+            lambda: locked_by(conn, long_id) not in (victim_id,),
             timeout=15,
             what="the rescue of the SIGKILLed worker's job",
         )
@@ -451,7 +437,7 @@ def test_worker_through_session_pooling(
         assert code == 0, err
         rescuer = None
     finally:
-        _kill(victim, *([rescuer] if rescuer else []))
+        kill(victim, *([rescuer] if rescuer else []))
 
 
 def test_no_listen_worker_through_transaction_pooling(
@@ -489,26 +475,26 @@ def test_no_listen_worker_through_transaction_pooling(
         ).fetchone()
         assert row is not None
         long_id: int = row[0]
-        wait_until(lambda: _marks(conn, "started")[-1:] == [("long", _locked_by(conn, long_id))],
+        wait_until(lambda: _marks(conn, "started")[-1:] == [("long", locked_by(conn, long_id))],
                    what="the long job to start")  # fmt: skip
-        victim_id = _locked_by(conn, long_id)
+        victim_id = locked_by(conn, long_id)
         assert victim_id is not None
         time.sleep(2.5)  # > the rescue interval: without a session lock it is still alive
         assert _workers(conn)[victim_id] == ("alive", False)
-        assert _locked_by(conn, long_id) == victim_id
+        assert locked_by(conn, long_id) == victim_id
 
         victim = next(p for p in procs if str(p.pid) == _pid_of(conn, victim_id))
         victim.send_signal(signal.SIGKILL)
         victim.communicate()
         time.sleep(2.5)
         # Nothing tells a SIGKILLed sessionless worker from a live one but its heartbeat.
-        assert _locked_by(conn, long_id) == victim_id
+        assert locked_by(conn, long_id) == victim_id
         conn.execute(
             "UPDATE errands._workers SET last_heartbeat = now() - interval '1 minute'"
             " WHERE id = %s",
             [victim_id],
         )  # as if 30 s passed without a heartbeat
-        wait_until(lambda: _locked_by(conn, long_id) != victim_id, timeout=15, what="the rescue")
+        wait_until(lambda: locked_by(conn, long_id) != victim_id, timeout=15, what="the rescue")
         wait_until(
             lambda: len([m for m in _marks(conn, "started") if m[0] == "long"]) == 2,
             timeout=15,
@@ -521,7 +507,7 @@ def test_no_listen_worker_through_transaction_pooling(
         assert code == 0, err
         assert _workers(conn) == {}
     finally:
-        _kill(*procs)
+        kill(*procs)
 
 
 def _pid_of(conn: psycopg.Connection[Any], worker_id: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from tests_py.worker_support import MARKS_TABLE, finish, start_worker, wait_until
+from tests_py.worker_support import MARKS_TABLE, finish, kill, locked_by, start_worker, wait_until
 
 
 def _started_by(conn: psycopg.Connection[Any], label: str) -> list[str]:
@@ -21,23 +21,7 @@ def _started_by(conn: psycopg.Connection[Any], label: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _locked_by(conn: psycopg.Connection[Any], job_id: int) -> str | None:
-    row = conn.execute("SELECT locked_by FROM errands._jobs WHERE id = %s", [job_id]).fetchone()
-    assert row is not None
-    value: str | None = row[0]
-    return value
-
-
-def _kill(*procs: subprocess.Popen[str]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-
-
-def test_sigkilled_workers_job_runs_again_within_5s(
-    db: str, conn: psycopg.Connection[Any]
-) -> None:
+def test_sigkilled_workers_job_runs_again_within_5s(db: str, conn: psycopg.Connection[Any]) -> None:
     conn.execute(MARKS_TABLE)
     victim = start_worker(db, "--poll-interval", "0.2")
     rescuer: subprocess.Popen[str] | None = None
@@ -56,13 +40,13 @@ def test_sigkilled_workers_job_runs_again_within_5s(
         rescuer = start_worker(db, "--poll-interval", "0.2", "--shutdown-timeout", "1")
         # The rescuer's sweeps (every 2 s) must leave a live worker's job alone.
         time.sleep(2.5)
-        assert _locked_by(conn, job_id) == victim_id
+        assert locked_by(conn, job_id) == victim_id
 
         victim.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         victim.communicate()
         wait_until(
-            lambda: _locked_by(conn, job_id) != victim_id, timeout=10, what="the job's rescue"
+            lambda: locked_by(conn, job_id) != victim_id, timeout=10, what="the job's rescue"
         )
         rescued = time.monotonic() - killed
         wait_until(lambda: len(_started_by(conn, "long")) == 2, timeout=10, what="a rerun")
@@ -87,4 +71,4 @@ def test_sigkilled_workers_job_runs_again_within_5s(
         assert code == 0, err
         assert conn.execute("SELECT count(*) FROM errands._workers").fetchone() == (0,)
     finally:
-        _kill(victim, *([rescuer] if rescuer is not None else []))
+        kill(victim, *([rescuer] if rescuer is not None else []))

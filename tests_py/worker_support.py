@@ -109,3 +109,19 @@ CREATE TABLE marks (
     at timestamptz NOT NULL DEFAULT clock_timestamp()
 )
 """
+
+
+def locked_by(conn: psycopg.Connection[Any], job_id: int) -> str | None:
+    """The worker holding ``job_id`` (None: not locked)."""
+    row = conn.execute("SELECT locked_by FROM errands._jobs WHERE id = %s", [job_id]).fetchone()
+    assert row is not None
+    value: str | None = row[0]
+    return value
+
+
+def kill(*procs: subprocess.Popen[str]) -> None:
+    """SIGKILL the worker processes still running and reap them."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

@@ -158,26 +158,8 @@ most its head job, and none while one of its jobs runs.';
 -- done here), the UPDATE took 33 instead of 48 us per job in a batch of 500.
 DROP INDEX errands.jobs_locked;
 
--- The workers view looked up each worker's jobs by locked_by (that index);
--- now one pass over the locked jobs serves every worker.
-CREATE OR REPLACE VIEW errands.workers AS
-WITH running AS (
-    SELECT j.locked_by, array_agg(j.id ORDER BY j.id) AS ids
-    FROM errands._jobs j
-    WHERE j.locked_by IS NOT NULL
-    GROUP BY j.locked_by
-)
-SELECT w.id,
-       w.host,
-       w.pid,
-       w.started_at,
-       w.last_heartbeat,
-       CASE WHEN NOT errands._worker_lock_held(w.id) THEN 'dead'
-            WHEN w.last_heartbeat < now() - interval '30 seconds' THEN 'hung'
-            ELSE 'alive' END AS state,
-       coalesce(r.ids, '{}') AS running_job_ids
-FROM errands._workers w
-LEFT JOIN running r ON r.locked_by = w.id;
+-- (The workers view, which looked each worker's jobs up by locked_by, is
+-- replaced in 0012_sessionless_workers.sql by one pass over the locked jobs.)
 
 -- Completing and returning jobs: 0004 wrote them in LANGUAGE sql, which (not
 -- being inlinable) plans its statement on every call: ~0.8 ms for a DELETE
