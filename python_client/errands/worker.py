@@ -182,7 +182,11 @@ class Worker:
         )
         self._running: dict[int, _Running] = {}
         # The local queue: jobs fetched (locked, attempt counted) but not started.
-        self._buffer: deque[Job] = deque()
+        self._buffer: deque[tuple[Job, float]] = deque()  # (job, monotonic fetch start)
+        # A buffered job older than this is never started but handed back: by then
+        # the worker may have been cut off long enough to be declared dead, and its
+        # jobs and queues given to others (below the heartbeat timeout).
+        self._buffer_ttl = min(LOCAL_QUEUE_TTL, heartbeat_timeout / 2)
         self._last_dispatch = 0.0
         self._fetching: asyncio.Task[None] | None = None
         self._fetch_error: Exception | None = None
@@ -327,7 +331,7 @@ class Worker:
             if self.continuous and self._fetching is None and self._fetch_size() > 0:
                 deadline = max(next_poll, retry_at)
             if self._buffer and len(self._running) >= self.concurrency:
-                expires = self._last_dispatch + LOCAL_QUEUE_TTL
+                expires = self._last_dispatch + self._buffer_ttl
                 if now >= expires:
                     await self._return_buffer()
                     continue
@@ -347,9 +351,19 @@ class Worker:
             and not self._stopping
             and not self._without_lock()  # held until the LISTEN connection is back
         ):
-            self._last_dispatch = time.monotonic()
+            now = self._last_dispatch = time.monotonic()
+            stale: list[Job] = []
             while buffer and len(self._running) < self.concurrency:
-                self._start_job(buffer.popleft())
+                job, fetched = buffer.popleft()
+                if now - fetched > self._buffer_ttl:
+                    stale.append(job)
+                else:
+                    self._start_job(job)
+            if stale:
+                self._hold_prefetch = True
+                task = asyncio.create_task(self._return_jobs(stale))
+                self._recording.add(task)  # awaited at shutdown like outcomes
+                task.add_done_callback(self._recording.discard)
 
     def _fetch_size(self) -> int:
         """How many jobs the next fetch asks for: the free slots plus enough to keep
@@ -368,6 +382,7 @@ class Worker:
         return self.concurrency - len(self._running) + target
 
     async def _fetch_into_buffer(self, count: int) -> None:
+        started = time.monotonic()
         try:
             jobs = await self._fetch(count)
             self._fetch_backoff.reset()
@@ -384,14 +399,14 @@ class Worker:
         if jobs:
             if not self._buffer:
                 self._last_dispatch = time.monotonic()
-            self._buffer.extend(jobs)
+            self._buffer.extend((job, started) for job in jobs)
             self._dispatch()
         if len(jobs) >= count:
             self._want_fetch = True  # there may be more
 
     async def _return_buffer(self) -> None:
         """Hand back the jobs fetched but not started (their lock and attempt)."""
-        jobs = list(self._buffer)
+        jobs = [job for job, _ in self._buffer]
         self._buffer.clear()
         self._hold_prefetch = True
         await self._return_jobs(jobs)
