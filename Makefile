@@ -4,6 +4,7 @@
 #   make lint         ruff + mypy --strict
 #   make install-sql  regenerate sql/install.sql from sql/migrations/*.sql
 #   make bench        benchmark (bench/run.py, own durable cluster); bench-quick < 2 min
+#                     PEERS=1: Graphile Worker, PgQueuer, Procrastinate side by side
 #   make clean        remove the virtualenv and caches
 
 SHELL := /bin/bash
@@ -83,11 +84,15 @@ demo:
 	  examples/demo.sh
 
 # --- benchmark (bench/README.md) ---------------------------------------------------
+# PEERS=1 adds --peers: bench/run.py installs Graphile Worker (npm ci in bench/peers/graphile)
+# and PgQueuer + Procrastinate (bench/peers/.venv) on first use.
+BENCH_PEERS := $(if $(filter 1 yes true,$(PEERS)),--peers)
+
 bench: system-deps $(STAMP)
-	$(VPY) bench/run.py $(BENCH_ARGS)
+	$(VPY) bench/run.py $(BENCH_PEERS) $(BENCH_ARGS)
 
 bench-quick: system-deps $(STAMP)
-	$(VPY) bench/run.py --quick $(BENCH_ARGS)
+	$(VPY) bench/run.py --quick $(BENCH_PEERS) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
