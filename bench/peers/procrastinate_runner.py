@@ -69,7 +69,17 @@ async def once(dsn: str, concurrency: int) -> None:
         await app.run_worker_async(
             concurrency=concurrency, wait=False, install_signal_handlers=False
         )
-    print(json.dumps({"ok": ok, "failed": 0, "distinct": len(ids)}), flush=True)
+    out = {"ok": ok, "failed": 0, "distinct": len(ids), "vmhwm_mb": vmhwm_mb()}
+    print(json.dumps(out), flush=True)
+
+
+def vmhwm_mb() -> float:
+    """Peak RSS of this process (VmHWM), MB: see bench/worker.py."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
 
 
 def main() -> None:

@@ -64,8 +64,19 @@ function counter() {
   return { events, state };
 }
 
+// Peak RSS (VmHWM, MB) of this process; see bench/worker.py for why not rusage.
+function vmhwmMb() {
+  const m = /^VmHWM:\s+(\d+)/m.exec(fs.readFileSync("/proc/self/status", "utf8"));
+  return m ? parseInt(m[1], 10) / 1024 : 0;
+}
+
 function report(state) {
-  const out = { ok: state.ok, failed: state.failed, distinct: state.ids.size };
+  const out = {
+    ok: state.ok,
+    failed: state.failed,
+    distinct: state.ids.size,
+    vmhwm_mb: vmhwmMb(),
+  };
   process.stdout.write(JSON.stringify(out) + "\n");
 }
 
