@@ -4,6 +4,7 @@
 #   make lint         ruff + mypy --strict
 #   make install-sql  regenerate sql/install.sql from sql/migrations/*.sql
 #   make bench        benchmark (bench/run.py, own durable cluster); bench-quick < 2 min
+#                     PEERS=1: Graphile Worker, PgQueuer, Procrastinate side by side
 #   make chaos        chaos test (chaos/run.py): kills, PG restarts, cut links; CHAOS_ARGS=--help
 #   make clean        remove the virtualenv and caches
 
@@ -91,11 +92,15 @@ demo:
 	  examples/demo.sh
 
 # --- benchmark (bench/README.md) ---------------------------------------------------
+# PEERS=1 adds --peers: bench/run.py installs Graphile Worker (npm ci in bench/peers/graphile)
+# and PgQueuer + Procrastinate (bench/peers/.venv) on first use.
+BENCH_PEERS := $(if $(filter 1 yes true,$(PEERS)),--peers)
+
 bench: system-deps $(STAMP)
-	$(VPY) bench/run.py $(BENCH_ARGS)
+	$(VPY) bench/run.py $(BENCH_PEERS) $(BENCH_ARGS)
 
 bench-quick: system-deps $(STAMP)
-	$(VPY) bench/run.py --quick $(BENCH_ARGS)
+	$(VPY) bench/run.py --quick $(BENCH_PEERS) $(BENCH_ARGS)
 
 # --- chaos test (chaos/run.py) ------------------------------------------------------
 # iproute2 (`ip netns`) for the network-partition part, installed when root.

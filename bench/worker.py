@@ -3,8 +3,8 @@
 ``python bench/worker.py DSN CONCURRENCY once|continuous`` runs the tasks of
 bench/tasks.py like ``errands worker -c DSN --tasks bench/tasks.py -j N --quiet
 [--once]`` and, at exit, prints one JSON line on stdout: the number of
-``job:complete`` events without error, with error, and the number of distinct job
-ids completed (so a job run twice shows as completions > distinct).  In continuous
+``job:complete`` events without error, with error, the number of distinct job
+ids completed (so a job run twice shows as completions > distinct) and its peak RSS.  In continuous
 mode it prints ``READY`` once it is listening and stops on SIGTERM.
 """
 
@@ -49,7 +49,20 @@ async def main(dsn: str, concurrency: int, mode: str) -> None:
         )  # fmt: skip
         print("READY", flush=True)
         await runner.wait()
-    print(json.dumps({"ok": ok, "failed": failed, "distinct": len(ids)}), flush=True)
+    out = {"ok": ok, "failed": failed, "distinct": len(ids), "vmhwm_mb": vmhwm_mb()}
+    print(json.dumps(out), flush=True)
+
+
+def vmhwm_mb() -> float:
+    """This process's peak RSS (VmHWM), MB.
+
+    Not ``wait4``'s ru_maxrss: Linux folds the forking parent's RSS into the child's
+    ru_maxrss at exec, so a big bench/run.py would show up as the worker's size.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
 
 
 if __name__ == "__main__":
