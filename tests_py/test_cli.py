@@ -138,7 +138,7 @@ def test_add_with_every_option(db: str) -> None:
         db, "send_email", "--payload", '{"to": "ada@example.com"}', "--queue", "mail",
         "--run-at", "2031-02-03T04:05:06Z", "--max-attempts", "3", "--job-key", "k1",
         "--job-key-mode", "preserve_run_at", "--priority", "-5", "--flag", "slow",
-        "--flag", "big",
+        "--flag", "big", "--timeout", "2.5",
     )  # fmt: skip
     assert job["task_identifier"] == "send_email"
     assert job["payload"] == {"to": "ada@example.com"}
@@ -148,6 +148,7 @@ def test_add_with_every_option(db: str) -> None:
     )
     assert (job["max_attempts"], job["key"], job["priority"]) == (3, "k1", -5)
     assert job["flags"] == ["big", "slow"]
+    assert job["timeout"] == 2.5  # seconds
     with psycopg.connect(db) as conn:
         row = conn.execute("SELECT payload, key FROM errands.jobs WHERE id = %s", [job["id"]])
         assert row.fetchone() == ({"to": "ada@example.com"}, "k1")
@@ -181,6 +182,11 @@ def test_add_errors(db: str) -> None:
         cli("add", "x", "--priority", "40000", "-c", db),
         "error 22023: errands: priority must be between -32768 and 32767, got 40000",
     )
+    assert_error(
+        cli("add", "x", "--timeout", "0", "-c", db),
+        "error 22023: errands: timeout must be positive, got 00:00:00",
+    )
+    assert_error(cli("add", "x", "--timeout", "inf", "-c", db), "invalid --timeout")
     assert listed(db) == []
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -104,3 +105,36 @@ def test_bad_timeout_is_refused(bad: Any) -> None:
         ValueError, match=f"timeout must be a positive number of seconds, got {bad!r}"
     ):
         task(timeout=bad)
+
+
+def test_a_jobs_own_timeout_overrides_the_tasks(db: str, conn: psycopg.Connection[Any]) -> None:
+    seen: list[Any] = []
+
+    @task  # no timeout of its own: the job's applies
+    async def slow(payload: Any, helpers: Helpers) -> None:
+        seen.append(helpers.job.timeout)
+        await asyncio.sleep(30)
+
+    @task(timeout=0.2)  # the job allows more
+    async def patient(payload: Any, helpers: Helpers) -> None:
+        await asyncio.sleep(0.6)
+        seen.append("patient done")
+
+    errands.add_job(conn, "slow", {}, timeout=0.3)
+    errands.add_job(conn, "patient", {}, timeout=timedelta(seconds=5))
+    started = time.monotonic()
+    run_once(db, [slow, patient])
+    assert time.monotonic() - started < 20
+    assert sorted(map(str, seen)) == ["0.3", "patient done"]
+    [job] = jobs(conn)
+    assert job["task_identifier"] == "slow"
+    assert job["last_error"] == "TaskTimeout: task exceeded its 0.3 s timeout"
+    assert job["timeout"] == timedelta(seconds=0.3)
+
+
+def test_a_bad_job_timeout_is_refused_and_nothing_is_written(
+    db: str, conn: psycopg.Connection[Any]
+) -> None:
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="timeout must be positive"):
+        errands.add_job(conn, "slow", {}, timeout=0)
+    assert jobs(conn) == []

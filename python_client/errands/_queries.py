@@ -24,7 +24,7 @@ ADD_JOB: Final = sql.SQL(
     "queue_name => %(queue_name)s::text, run_at => %(run_at)s::timestamptz, "
     "max_attempts => %(max_attempts)s::int, job_key => %(job_key)s::text, "
     "priority => %(priority)s::int, flags => %(flags)s::text[], "
-    "job_key_mode => %(job_key_mode)s::text)"
+    "job_key_mode => %(job_key_mode)s::text, timeout => %(timeout)s::interval)"
 )
 
 # Specs travel as one JSON array of objects (keys = job_spec fields), expanded

@@ -25,7 +25,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, ParamSpec, TypeVar
@@ -264,6 +264,8 @@ def _json_default(value: object) -> Any:
         return value.isoformat()
     if isinstance(value, set | frozenset):
         return sorted(value)
+    if isinstance(value, timedelta):
+        return value.total_seconds()
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
@@ -600,6 +602,14 @@ def add_cmd(
         list[str] | None,
         typer.Option("--flag", "-f", help="A flag workers can forbid. Repeatable."),
     ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            help="Each try of this job may run this long (overrides the task's timeout).",
+        ),
+    ] = None,
     connection: Connection = None,
 ) -> None:
     """Add a job; prints it as JSON."""
@@ -612,6 +622,12 @@ def add_cmd(
         except RecursionError:
             _fail("invalid --payload JSON: nested too deeply")
     when = _parse_time(run_at) if run_at is not None else None
+    limit: timedelta | None = None
+    if timeout is not None:
+        try:
+            limit = timedelta(seconds=timeout)
+        except (OverflowError, ValueError):
+            _fail(f"invalid --timeout {timeout!r}: expected a number of seconds")
     from errands import _queries
 
     # One transaction: a job whose row cannot be read back (e.g. a run_at before
@@ -629,6 +645,7 @@ def add_cmd(
                 "priority": priority,
                 "flags": flag or None,
                 "job_key_mode": job_key_mode,
+                "timeout": limit,
             },
         ).fetchone()
     if row is None or row["id"] is None:

@@ -15,7 +15,7 @@ turn preparing off for that connection).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -38,6 +38,7 @@ def add_job_params(
     priority: int | None = None,
     flags: Sequence[str] | None = None,
     job_key_mode: JobKeyMode | None = None,
+    timeout: float | timedelta | None = None,
 ) -> dict[str, Any]:
     """The parameters of :data:`errands._queries.ADD_JOB`."""
     return {
@@ -50,6 +51,7 @@ def add_job_params(
         "priority": priority,
         "flags": list(flags) if flags is not None else None,
         "job_key_mode": job_key_mode,
+        "timeout": timedelta(seconds=timeout) if isinstance(timeout, (int, float)) else timeout,
     }
 
 
@@ -70,6 +72,7 @@ def add_job(
     priority: int | None = None,
     flags: Sequence[str] | None = None,
     job_key_mode: JobKeyMode | None = None,
+    timeout: float | timedelta | None = None,
 ) -> Job:
     """Add one job through ``conn``, in its current transaction (``errands.add_job``).
 
@@ -79,6 +82,7 @@ def add_job(
     params = add_job_params(
         identifier, payload, queue_name=queue_name, run_at=run_at, max_attempts=max_attempts,
         job_key=job_key, priority=priority, flags=flags, job_key_mode=job_key_mode,
+        timeout=timeout,
     )  # fmt: skip
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(q.ADD_JOB, params, prepare=execute_prepare())
@@ -113,11 +117,13 @@ async def add_job_async(
     priority: int | None = None,
     flags: Sequence[str] | None = None,
     job_key_mode: JobKeyMode | None = None,
+    timeout: float | timedelta | None = None,
 ) -> Job:
     """:func:`add_job` for an :class:`psycopg.AsyncConnection`."""
     params = add_job_params(
         identifier, payload, queue_name=queue_name, run_at=run_at, max_attempts=max_attempts,
         job_key=job_key, priority=priority, flags=flags, job_key_mode=job_key_mode,
+        timeout=timeout,
     )  # fmt: skip
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(q.ADD_JOB, params, prepare=execute_prepare())

@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Iterable, MutableMapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -139,6 +139,7 @@ class Helpers:
         priority: int | None = None,
         flags: Sequence[str] | None = None,
         job_key_mode: JobKeyMode | None = None,
+        timeout: float | timedelta | None = None,
     ) -> Job:
         """Add a job (see :func:`errands.add_job`)."""
         async with self.connection() as conn:
@@ -146,6 +147,7 @@ class Helpers:
                 conn, identifier, payload, queue_name=queue_name, run_at=run_at,
                 max_attempts=max_attempts, job_key=job_key, priority=priority, flags=flags,
                 job_key_mode=job_key_mode,
+                timeout=timeout,
             )  # fmt: skip
 
     async def add_jobs(
@@ -169,6 +171,7 @@ class Helpers:
         priority: int | None = None,
         flags: Sequence[str] | None = None,
         job_key_mode: JobKeyMode | None = None,
+        timeout: float | timedelta | None = None,
     ) -> Job:
         """:meth:`add_job` for sync tasks."""
         with self.sync_connection() as conn:
@@ -176,6 +179,7 @@ class Helpers:
                 conn, identifier, payload, queue_name=queue_name, run_at=run_at,
                 max_attempts=max_attempts, job_key=job_key, priority=priority, flags=flags,
                 job_key_mode=job_key_mode,
+                timeout=timeout,
             )  # fmt: skip
 
     def add_jobs_sync(

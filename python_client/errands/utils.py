@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -131,12 +131,14 @@ class WorkerUtils:
         priority: int | None = None,
         flags: Sequence[str] | None = None,
         job_key_mode: JobKeyMode | None = None,
+        timeout: float | timedelta | None = None,
     ) -> Job:
         """``errands.add_job`` (see :func:`errands.add_job`)."""
         params = add_job_params(
             identifier, payload, queue_name=queue_name, run_at=run_at,
             max_attempts=max_attempts, job_key=job_key, priority=priority, flags=flags,
             job_key_mode=job_key_mode,
+            timeout=timeout,
         )  # fmt: skip
         return _jobs(await self._rows(q.ADD_JOB, params))[0]
 
@@ -241,11 +243,13 @@ class SyncWorkerUtils:
         priority: int | None = None,
         flags: Sequence[str] | None = None,
         job_key_mode: JobKeyMode | None = None,
+        timeout: float | timedelta | None = None,
     ) -> Job:
         params = add_job_params(
             identifier, payload, queue_name=queue_name, run_at=run_at,
             max_attempts=max_attempts, job_key=job_key, priority=priority, flags=flags,
             job_key_mode=job_key_mode,
+            timeout=timeout,
         )  # fmt: skip
         return _jobs(self._rows(q.ADD_JOB, params))[0]
 
