@@ -502,7 +502,7 @@ class Worker:
                             self._threads.add_thread()  # the abandoned thread is still busy
                         raise TaskTimeout(f"task exceeded its {limit} s timeout")
                     result = rec.inner.result()
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     result = await result
                 if isinstance(job.payload, list) and isinstance(result, (list, tuple)):
                     error, replacement = await _batch_outcome(job.payload, result)
@@ -526,8 +526,8 @@ class Worker:
                 if error is None:
                     self._release(rec, recording=False)
                     self._emit("job:success", job=job, duration=duration)
-                    self._reporter.complete(job.id).add_done_callback(
-                        functools.partial(self._completed, job, duration)
+                    self._reporter.complete_then(
+                        job.id, functools.partial(self._completed, job, duration)
                     )
                     return
                 self._release(rec)
@@ -557,11 +557,11 @@ class Worker:
         ):
             self._wakeup.set()
 
-    def _completed(self, job: Job, duration: float, written: asyncio.Future[bool]) -> None:
+    def _completed(self, job: Job, duration: float, written: bool | None) -> None:
         """The reporter wrote (or gave up on) the completion of a job without a queue."""
-        if written.cancelled() or written.exception() is not None:
+        if written is None:
             return  # logged by the reporter
-        if not written.result():
+        if not written:
             self._emit("job:lock_lost", job=job)
         self._emit("job:complete", job=job, duration=duration)
 
@@ -601,7 +601,6 @@ class Worker:
         if self._running:
             await self._abort_running()
         await self._reporter.close()
-        await asyncio.sleep(0)  # run the completion callbacks close() scheduled
         # Jobs released before their outcome was written: close() flushed it.
         await asyncio.gather(*self._recording, return_exceptions=True)
         if self._heartbeat_task is not None:
