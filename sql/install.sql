@@ -2460,6 +2460,14 @@ BEGIN
 ALTER TABLE errands._jobs ADD COLUMN timeout interval
     CONSTRAINT jobs_timeout_positive CHECK (timeout > interval '0');
 
+-- Also (add_job and add_jobs are restated below anyway): job keys are unique
+-- through a partial index. The UNIQUE constraint indexed every job, keyless
+-- ones included, so each insert and each lock (an UPDATE that cannot be HOT)
+-- wrote an entry for a NULL key nobody looks up. The ON CONFLICT clauses name
+-- the index predicate so the partial index is their arbiter.
+ALTER TABLE errands._jobs DROP CONSTRAINT _jobs_key_key;
+CREATE UNIQUE INDEX jobs_key ON errands._jobs (key) WHERE key IS NOT NULL;
+
 CREATE OR REPLACE VIEW errands.jobs AS
 SELECT j.id,
        q.queue_name,
@@ -2641,7 +2649,7 @@ BEGIN
             FROM todo
             WHERE NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.key = todo.key)
             ORDER BY todo.ord
-            ON CONFLICT (key) DO NOTHING
+            ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
             RETURNING key
         )
         SELECT array_agg(x.key) INTO v_done
@@ -2769,7 +2777,7 @@ BEGIN
             coalesce(add_job.run_at, v_now), coalesce(add_job.max_attempts, 25),
             CASE WHEN cardinality(add_job.flags) > 0 THEN errands._flags(add_job.flags) END,
             add_job.job_key, v_now, v_now, add_job.timeout)
-    ON CONFLICT (key) DO UPDATE SET revision = j.revision + 1, updated_at = v_now
+    ON CONFLICT (key) WHERE key IS NOT NULL DO UPDATE SET revision = j.revision + 1, updated_at = v_now
     RETURNING j.* INTO v_row;
     IF v_row.revision = 0 AND v_row.run_at <= v_now THEN
         PERFORM errands._notify();
