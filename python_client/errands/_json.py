@@ -1,4 +1,4 @@
-"""Decoding the JSON payloads of fetched jobs.
+"""Decoding the JSON payloads of fetched jobs, and cursors returning jobs.
 
 Payloads are stored as ``json`` (kept as given, like Graphile Worker).
 psycopg's own JSON loaders copy the value to ``bytes`` and call
@@ -11,12 +11,15 @@ as such and parsing the ``str`` gives the same value in ~2 us.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, overload
 
+import psycopg
 from psycopg import DataError
 from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import Loader
 from psycopg.pq import Format
+
+from errands.job import Job
 
 _decode = json.JSONDecoder().decode
 
@@ -51,3 +54,18 @@ def register(context: AdaptContext) -> None:
     adapters.register_loader("json", JsonBinaryLoader)
     adapters.register_loader("jsonb", JsonLoader)
     adapters.register_loader("jsonb", JsonbBinaryLoader)
+
+
+@overload
+def job_cursor(conn: psycopg.AsyncConnection[Any]) -> psycopg.AsyncCursor[Job]: ...
+@overload
+def job_cursor(conn: psycopg.Connection[Any]) -> psycopg.Cursor[Job]: ...
+def job_cursor(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
+) -> psycopg.Cursor[Job] | psycopg.AsyncCursor[Job]:
+    """A cursor turning ``errands.jobs`` rows into :class:`Job` objects: binary rows,
+    :meth:`Job.row_factory` and the loaders above (the fastest way psycopg offers:
+    the worker fetches hundreds of jobs per call, ``add_jobs`` returns one per spec)."""
+    cur = conn.cursor(row_factory=Job.row_factory, binary=True)
+    register(cur)
+    return cur

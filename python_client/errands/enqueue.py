@@ -24,6 +24,7 @@ from psycopg.types.json import Json
 
 from errands import _queries as q
 from errands._connections import execute_prepare
+from errands._json import job_cursor
 from errands.job import Job, JobKeyMode, SpecLike, specs_json
 
 
@@ -98,11 +99,11 @@ def add_jobs(
     job_key_preserve_run_at: bool = False,
 ) -> list[Job]:
     """Add many jobs in one statement (``errands.add_jobs``); one job per spec, in order."""
-    with conn.cursor(row_factory=dict_row) as cur:
+    with job_cursor(conn) as cur:
         cur.execute(
             q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at), prepare=execute_prepare()
         )
-        return [Job.from_row(row) for row in cur.fetchall()]
+        return cur.fetchall()
 
 
 async def add_job_async(
@@ -139,8 +140,8 @@ async def add_jobs_async(
     job_key_preserve_run_at: bool = False,
 ) -> list[Job]:
     """:func:`add_jobs` for an :class:`psycopg.AsyncConnection`."""
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with job_cursor(conn) as cur:
         await cur.execute(
             q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at), prepare=execute_prepare()
         )
-        return [Job.from_row(row) for row in await cur.fetchall()]
+        return await cur.fetchall()
