@@ -125,28 +125,47 @@ class JobSpec:
     flags: Sequence[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The spec as a JSON object for ``json_populate_recordset``."""
-        return {
-            "identifier": self.identifier,
-            "payload": self.payload,
-            "queue_name": self.queue_name,
-            "run_at": self.run_at.isoformat() if self.run_at is not None else None,
-            "max_attempts": self.max_attempts,
-            "job_key": self.job_key,
-            "priority": self.priority,
-            "flags": list(self.flags) if self.flags is not None else None,
-        }
+        """The spec as a JSON object for ``json_populate_recordset``; fields left
+        ``None`` are left out (the same NULL to the server, and for a bulk call of
+        plain specs a sixth of the text to send and parse)."""
+        out: dict[str, Any] = {"identifier": self.identifier}
+        if self.payload is not None:
+            out["payload"] = self.payload
+        if self.queue_name is not None:
+            out["queue_name"] = self.queue_name
+        if self.run_at is not None:
+            out["run_at"] = self.run_at.isoformat()
+        if self.max_attempts is not None:
+            out["max_attempts"] = self.max_attempts
+        if self.job_key is not None:
+            out["job_key"] = self.job_key
+        if self.priority is not None:
+            out["priority"] = self.priority
+        if self.flags is not None:
+            out["flags"] = list(self.flags)
+        return out
 
 
 SpecLike = JobSpec | Mapping[str, Any]
 """A :class:`JobSpec` or a mapping with the same keys (``identifier`` required)."""
 
 
+# Spec keys whose JSON form is the value itself (not run_at, not flags).
+_PLAIN_SPEC_KEYS = frozenset(
+    ["identifier", "payload", "queue_name", "max_attempts", "job_key", "priority"]
+)
+
+
 def specs_json(specs: Iterable[SpecLike]) -> str:
     """Serialise specs into the JSON array ``ADD_JOBS`` expects."""
     out: list[dict[str, Any]] = []
     for spec in specs:
-        if not isinstance(spec, JobSpec):
-            spec = JobSpec(**spec)
-        out.append(spec.to_json())
+        if isinstance(spec, JobSpec):
+            out.append(spec.to_json())
+        elif type(spec) is dict and "identifier" in spec and spec.keys() <= _PLAIN_SPEC_KEYS:
+            # What JobSpec(**spec).to_json() gives, without building the
+            # dataclass (most of the client's time in a big bulk call).
+            out.append({k: v for k, v in spec.items() if v is not None})
+        else:
+            out.append(JobSpec(**spec).to_json())
     return json.dumps(out)
