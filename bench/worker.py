@@ -2,9 +2,10 @@
 
 ``python bench/worker.py DSN CONCURRENCY once|continuous`` runs the tasks of
 bench/tasks.py like ``errands worker -c DSN --tasks bench/tasks.py -j N --quiet
-[--once]`` and, at exit, prints one JSON line on stdout: the number of
-``job:complete`` events without error, with error, the number of distinct job
-ids completed (so a job run twice shows as completions > distinct) and its peak RSS.  In continuous
+[--once]`` (with the CLI's garbage-collector tuning, ``gc_tuning=True``) and, at
+exit, prints one JSON line on stdout: the number of ``job:complete`` events
+without error, with error, the number of distinct job ids completed (so a job
+run twice shows as completions > distinct) and its peak RSS.  In continuous
 mode it prints ``READY`` once it is listening and stops on SIGTERM.
 """
 
@@ -40,12 +41,13 @@ async def main(dsn: str, concurrency: int, mode: str) -> None:
     registry = errands.load_tasks([TASKS])
     if mode == "once":
         await errands.run_once(
-            dsn, registry, concurrency=concurrency, events=events, quiet=True, handle_signals=True
-        )
+            dsn, registry, concurrency=concurrency, events=events, quiet=True,
+            handle_signals=True, gc_tuning=True,
+        )  # fmt: skip
     else:
         runner = await errands.run(
             dsn, registry, concurrency=concurrency, events=events, quiet=True,
-            handle_signals=True, poll_interval=2.0,
+            handle_signals=True, poll_interval=2.0, gc_tuning=True,
         )  # fmt: skip
         print("READY", flush=True)
         await runner.wait()

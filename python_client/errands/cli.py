@@ -457,6 +457,7 @@ def worker_cmd(
     if no_listen and not once:
         options["listen"] = False
     options["prepare"] = prepare
+    options["gc_tuning"] = True  # this process only runs the worker (errands._gc)
     if crontab_text is not None:
         options["crontab"] = crontab_text
     run_sync(
