@@ -92,7 +92,7 @@ class Events:
         for callback in (*self._callbacks.get(event.name, ()), *self._callbacks.get(WILDCARD, ())):
             try:
                 result = callback(event)
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     task = asyncio.ensure_future(self._guard(result, callback, event))
                     self._pending.add(task)
                     task.add_done_callback(self._pending.discard)

@@ -82,16 +82,18 @@ class Job:
         flags_at = names.index("flags") if "flags" in names else None
         timeout_at = names.index("timeout") if "timeout" in names else None
         new = object.__new__
+        no_flags: frozenset[str] = frozenset()
 
         def make(values: Sequence[Any]) -> Job:
             if values[0] is None:
                 raise ValueError("errands: expected a job row, got an empty (NULL) row")
             job: Job = new(cls)
             attrs = job.__dict__
-            attrs.update(zip(names, values, strict=True))
+            # psycopg gives one value per column: no strict zip check per row
+            attrs.update(zip(names, values, strict=False))
             flags = values[flags_at] if flags_at is not None else None
-            attrs["flags"] = frozenset(flags) if flags else frozenset()
-            if timeout_at is not None:
+            attrs["flags"] = frozenset(flags) if flags else no_flags
+            if timeout_at is not None and values[timeout_at] is not None:
                 attrs["timeout"] = _seconds(values[timeout_at])
             return job
 
