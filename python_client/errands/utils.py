@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -26,11 +26,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from errands import _queries as q
 from errands._connections import connect_kwargs
+from errands._json import job_cursor
 from errands._retry import retry_transient, retry_transient_sync
 from errands.enqueue import add_job_params, add_jobs_params
 from errands.job import Job, JobKeyMode, SpecLike
 
 DEFAULT_CLEANUP = ("GC_JOB_QUEUES",)
+
+T = TypeVar("T")
 
 
 def _jobs(rows: Iterable[dict[str, Any]]) -> list[Job]:
@@ -88,11 +91,22 @@ class WorkerUtils:
     async def _rows(
         self, query: sql.SQL | sql.Composed, params: dict[str, Any]
     ) -> list[dict[str, Any]]:
+        return await self._run(query, params, lambda conn: conn.cursor(row_factory=dict_row))
+
+    async def _job_rows(self, query: sql.SQL | sql.Composed, params: dict[str, Any]) -> list[Job]:
+        return await self._run(query, params, job_cursor)
+
+    async def _run(
+        self,
+        query: sql.SQL | sql.Composed,
+        params: dict[str, Any],
+        cursor: Callable[[psycopg.AsyncConnection[Any]], psycopg.AsyncCursor[T]],
+    ) -> list[T]:
         pool = await self._get_pool()
 
-        async def run() -> list[dict[str, Any]]:
+        async def run() -> list[T]:
             async with pool.connection() as conn:
-                cur = conn.cursor(row_factory=dict_row)
+                cur = cursor(conn)
                 await cur.execute(query, params)
                 return await cur.fetchall() if cur.description else []
 
@@ -146,7 +160,7 @@ class WorkerUtils:
         self, specs: Iterable[SpecLike], *, job_key_preserve_run_at: bool = False
     ) -> list[Job]:
         """``errands.add_jobs``: one job per spec, in order."""
-        return _jobs(await self._rows(q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at)))
+        return await self._job_rows(q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at))
 
     async def remove_job(self, job_key: str) -> Job | None:
         """Delete the job holding ``job_key`` (a running one just loses its key)."""
@@ -199,13 +213,24 @@ class SyncWorkerUtils:
         self._lock = threading.Lock()
 
     def _rows(self, query: sql.SQL | sql.Composed, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._run(query, params, lambda conn: conn.cursor(row_factory=dict_row))
+
+    def _job_rows(self, query: sql.SQL | sql.Composed, params: dict[str, Any]) -> list[Job]:
+        return self._run(query, params, job_cursor)
+
+    def _run(
+        self,
+        query: sql.SQL | sql.Composed,
+        params: dict[str, Any],
+        cursor: Callable[[psycopg.Connection[Any]], psycopg.Cursor[T]],
+    ) -> list[T]:
         with self._lock:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(self._conninfo, **self._kwargs)
             conn = self._conn
 
-            def run() -> list[dict[str, Any]]:
-                with conn.cursor(row_factory=dict_row) as cur:
+            def run() -> list[T]:
+                with cursor(conn) as cur:
                     cur.execute(query, params)
                     return cur.fetchall() if cur.description else []
 
@@ -256,7 +281,7 @@ class SyncWorkerUtils:
     def add_jobs(
         self, specs: Iterable[SpecLike], *, job_key_preserve_run_at: bool = False
     ) -> list[Job]:
-        return _jobs(self._rows(q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at)))
+        return self._job_rows(q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at))
 
     def remove_job(self, job_key: str) -> Job | None:
         jobs = _jobs(self._rows(q.REMOVE_JOB, {"job_key": job_key}))
