@@ -11,7 +11,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from errands._connections import PoolSource, connect_kwargs, params_of_pool
+from errands._connections import PoolSource, connect_kwargs, params_of_pool, utc_by_its_name
 from errands._cron import CronScheduler, CrontabSource
 from errands._heartbeat import check_heartbeat
 from errands._install import install_if_needed_async
@@ -137,6 +137,7 @@ async def _pool_for(
         name="errands",
         # Discard connections the server closed (restart, pg_terminate_backend).
         check=connection_alive,
+        configure=utc_by_its_name,
     )
     try:
         await pool.open(wait=True, timeout=15.0)
