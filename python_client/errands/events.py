@@ -48,6 +48,25 @@ class Event:
     """Seconds the task ran (``job:success``, ``job:error``, ``job:complete``)."""
     data: Mapping[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def fast(
+        cls,
+        name: str,
+        worker_id: str,
+        job: Job | None,
+        error: BaseException | None,
+        duration: float | None,
+        data: Mapping[str, Any],
+    ) -> Event:
+        """The same event as ``Event(...)`` with every field given, built without the
+        frozen dataclass's per-field ``object.__setattr__`` (the worker emits one or
+        more per job: 2.1 -> 1.1 us)."""
+        event: Event = object.__new__(cls)
+        event.__dict__.update(
+            name=name, worker_id=worker_id, job=job, error=error, duration=duration, data=data
+        )
+        return event
+
 
 Callback = Callable[[Event], "Awaitable[None] | None"]
 

@@ -42,7 +42,6 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 import psycopg
@@ -112,14 +111,19 @@ def new_worker_id() -> str:
     return "worker-" + secrets.token_hex(9)
 
 
-@dataclass(eq=False)
 class _Running:
-    job: Job
-    started: float = field(default_factory=time.perf_counter)
-    task: asyncio.Task[None] | None = None
-    inner: asyncio.Future[Any] | None = None
-    settled: bool = False
-    """The outcome has been decided (by the job itself or by a forced shutdown)."""
+    """A job in a slot (one per job: a plain class with slots, cheaper to make than a
+    dataclass)."""
+
+    __slots__ = ("inner", "job", "settled", "started", "task")
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.started = time.perf_counter()
+        self.task: asyncio.Task[None] | None = None
+        self.inner: asyncio.Future[Any] | None = None
+        self.settled = False
+        """The outcome has been decided (by the job itself or by a forced shutdown)."""
 
 
 class Worker:
@@ -741,7 +745,7 @@ class Worker:
         data: Mapping[str, Any] | None = None,
     ) -> None:
         if self.events.wants(name):
-            self.events.emit(Event(name, self.worker_id, job, error, duration, data or {}))
+            self.events.emit(Event.fast(name, self.worker_id, job, error, duration, data or {}))
 
 
 async def _give_up(inner: asyncio.Future[Any]) -> None:
