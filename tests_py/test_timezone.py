@@ -23,7 +23,9 @@ def _seen(db: str, zone: str) -> tuple[str, Any, Any]:
             sql.Identifier(name), sql.Literal(zone)))  # fmt: skip
     with psycopg.connect(db, autocommit=True) as conn:
         added = errands.add_job(conn, "look_at_time")
+        errands.add_job(conn, "look_at_time_sync")
     seen: list[tuple[str, Any]] = []
+    seen_sync: list[str] = []
 
     @task
     async def look_at_time(payload: Any, helpers: Helpers) -> None:
@@ -33,8 +35,16 @@ def _seen(db: str, zone: str) -> tuple[str, Any, Any]:
         assert row is not None
         seen.append((row[0], helpers.job.run_at))
 
-    asyncio.run(errands.run_once(db, [look_at_time]))
+    @task
+    def look_at_time_sync(payload: Any, helpers: Helpers) -> None:
+        with helpers.sync_connection() as conn:
+            row = conn.execute("SHOW TimeZone").fetchone()
+        assert row is not None
+        seen_sync.append(row[0])
+
+    asyncio.run(errands.run_once(db, [look_at_time, look_at_time_sync]))
     assert len(seen) == 1
+    assert seen_sync == [seen[0][0]]  # sync tasks see the same zone
     return seen[0][0], seen[0][1], added.run_at
 
 

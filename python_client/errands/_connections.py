@@ -116,6 +116,13 @@ async def utc_by_its_name(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute("SET TimeZone TO 'UTC'")
 
 
+def utc_by_its_name_sync(conn: psycopg.Connection[Any]) -> None:
+    """:func:`utc_by_its_name` for the blocking pool of sync tasks, so that
+    ``helpers.sync_connection()`` sees the same zone as ``helpers.connection()``."""
+    if conn.info.parameter_status("TimeZone") in UTC_ALIASES:
+        conn.execute("SET TimeZone TO 'UTC'")
+
+
 def connection_params(
     conninfo: str, kwargs: Mapping[str, Any] | None = None
 ) -> tuple[str, dict[str, Any]]:
@@ -166,6 +173,7 @@ class SyncConnections:
                     max_size=self._max_size,
                     open=True,
                     name="errands-sync",
+                    configure=utc_by_its_name_sync,
                 )
             pool = self._pool
         with pool.connection() as conn:
