@@ -1,31 +1,5 @@
--- Recurring jobs (cron): crontab parser, stored schedule per source, the tick
--- that enqueues due jobs, and a next-runs preview.
---
--- Time zone rule (tz option, default UTC; PostgreSQL's time zone database):
--- every UTC minute m is mapped to its local wall-clock minute L(m) and fires
--- when L(m) matches the item.  Local minutes skipped by a spring-forward gap
--- fire once, at the first UTC minute after the gap (local 03:00 for a skipped
--- 02:30).  Local minutes repeated by a fall-back fire only on their first
--- occurrence.  So a matching local time fires exactly once per local day.
-
-CREATE TABLE errands._crontab_items (
-    id text PRIMARY KEY,
-    source text NOT NULL,
-    line_number integer NOT NULL,
-    task text NOT NULL,
-    minutes integer[] NOT NULL,
-    hours integer[] NOT NULL,
-    days_of_month integer[] NOT NULL,
-    months integer[] NOT NULL,
-    days_of_week integer[] NOT NULL,
-    options jsonb NOT NULL,
-    payload jsonb NOT NULL
-);
-CREATE INDEX crontab_items_source ON errands._crontab_items (source);
-ALTER TABLE errands._crontab_items ENABLE ROW LEVEL SECURITY;
-
 -- Raise the 22023 "bad crontab" error used by the parser helpers.
-CREATE FUNCTION errands._cron_bad(problem text) RETURNS void
+CREATE OR REPLACE FUNCTION errands._cron_bad(problem text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     RAISE EXCEPTION '%', problem USING ERRCODE = '22023';
@@ -34,7 +8,7 @@ $$;
 
 -- One field of a cron line as the sorted set of values it allows.
 -- names: value names (lower case) for lo, lo + 1, ...; NULL when none.
-CREATE FUNCTION errands._cron_field(spec text, field text, lo integer, hi integer, names text[])
+CREATE OR REPLACE FUNCTION errands._cron_field(spec text, field text, lo integer, hi integer, names text[])
 RETURNS integer[]
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
@@ -119,7 +93,7 @@ END
 $$;
 
 -- A fill period like 1d, 4w3d2h1m, 30s as an interval (NULL if malformed).
-CREATE FUNCTION errands._cron_period(spec text) RETURNS interval
+CREATE OR REPLACE FUNCTION errands._cron_period(spec text) RETURNS interval
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN spec ~ '^([0-9]{1,6}w)?([0-9]{1,6}d)?([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?$'
                      AND spec <> ''
@@ -133,7 +107,7 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- The ?a=b&c=d options of a line as a normalised jsonb object.
-CREATE FUNCTION errands._cron_options(spec text, task text) RETURNS jsonb
+CREATE OR REPLACE FUNCTION errands._cron_options(spec text, task text) RETURNS jsonb
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_opts jsonb := '{}';
@@ -193,11 +167,11 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION errands.parse_crontab(crontab text)
+CREATE OR REPLACE FUNCTION errands.parse_crontab(crontab text)
 RETURNS TABLE (line_number integer, id text, task text, minutes integer[], hours integer[],
                days_of_month integer[], months integer[], days_of_week integer[],
                options jsonb, payload jsonb)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_lines text[] := regexp_split_to_array(coalesce(crontab, ''), '\r?\n');
     v_n integer;
@@ -253,7 +227,8 @@ BEGIN
             END IF;
             BEGIN
                 payload := coalesce(v_m[3], '{}')::jsonb;
-            EXCEPTION WHEN invalid_text_representation THEN
+            EXCEPTION WHEN invalid_text_representation OR untranslatable_character
+                           OR statement_too_complex THEN
                 PERFORM errands._cron_bad(format('invalid JSON payload %s', errands._describe(v_m[3])));
             END;
             IF jsonb_typeof(payload) <> 'object' THEN
@@ -290,7 +265,7 @@ payload. Raises SQLSTATE 22023 naming the line number, the problem and the line.
 
 -- Does the local wall-clock time l match the fields?  Classic cron: when both
 -- day of month and day of week are restricted, either may match.
-CREATE FUNCTION errands._cron_wall_match(l timestamp, minutes integer[], hours integer[],
+CREATE OR REPLACE FUNCTION errands._cron_wall_match(l timestamp, minutes integer[], hours integer[],
                                           doms integer[], months integer[], dows integer[])
 RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -304,7 +279,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- Is the UTC minute m due for the fields in time zone tz (rule at the top)?
-CREATE FUNCTION errands._cron_due(m timestamptz, minutes integer[], hours integer[],
+CREATE OR REPLACE FUNCTION errands._cron_due(m timestamptz, minutes integer[], hours integer[],
                                   doms integer[], months integer[], dows integer[], tz text)
 RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
@@ -320,9 +295,11 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
                  - (m AT TIME ZONE tz - m AT TIME ZONE 'UTC') AS d) x
 $$;
 
-CREATE FUNCTION errands.set_crontab(crontab text, source text DEFAULT 'default')
+CREATE OR REPLACE FUNCTION errands.set_crontab(crontab text, source text DEFAULT 'default')
 RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     v_source text := set_crontab.source;
     v_clash record;
@@ -373,9 +350,11 @@ items of the crontab text: adds, updates and removes items; other sources are
 untouched. Raises 22023 on a bad crontab or an id another source uses. Returns
 the number of items.';
 
-CREATE FUNCTION errands.cron_tick(now timestamptz DEFAULT now())
+CREATE OR REPLACE FUNCTION errands.cron_tick(now timestamptz DEFAULT now())
 RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     v_now timestamptz := date_trunc('minute', cron_tick.now);
     v_item errands._crontab_items;
@@ -433,10 +412,12 @@ the current minute without fill) nor before they were first seen. Safe to call
 concurrently and repeatedly (one job per item and minute; a clock going back
 schedules nothing). Returns the number of jobs enqueued.';
 
-CREATE FUNCTION errands.cron_next_runs(crontab text, after timestamptz DEFAULT now(),
+CREATE OR REPLACE FUNCTION errands.cron_next_runs(crontab text, after timestamptz DEFAULT now(),
                                        n integer DEFAULT 5)
 RETURNS TABLE (id text, task text, run_at timestamptz)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     v_item record;
     v_tz text;

@@ -1,10 +1,6 @@
--- get_jobs for large batches (the worker's local queue asks for hundreds of jobs).
---
--- 0004 chose, locked and updated the jobs in one statement whose later steps
--- joined the candidates back to _jobs with IN (subquery); for a batch of 500 the
--- planner switched to hash joins over a sequential scan of the whole table
--- (67 ms for 500 jobs out of 30,000; it grows with the table). Here the steps
--- carry ids in arrays, so each is an index probe per id whatever the batch size.
+-- Worker-facing functions: the only statements a worker runs against jobs.
+-- Each takes the caller's worker id; complete, fail and return touch only jobs
+-- that worker has locked, so a worker that lost its lock cannot clobber a job.
 
 CREATE OR REPLACE FUNCTION errands.get_jobs(
     worker_id text,
@@ -13,7 +9,6 @@ CREATE OR REPLACE FUNCTION errands.get_jobs(
     forbidden_flags text[] DEFAULT NULL
 ) RETURNS SETOF errands.jobs
 LANGUAGE plpgsql
--- CREATE OR REPLACE resets these attributes: restate what 0006 set.
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- Planning the candidate query costs ~1 ms, several times its execution for a
 -- small batch, and PL/pgSQL kept re-planning it (custom plans). Its generic
@@ -137,7 +132,7 @@ BEGIN
     )
     SELECT tk.id, q.queue_name, t.identifier, tk.payload, tk.priority::integer, tk.run_at,
            tk.attempts::integer, tk.max_attempts::integer, tk.last_error, tk.created_at,
-           tk.updated_at, tk.key, tk.locked_at, tk.locked_by, tk.revision, tk.flags
+           tk.updated_at, tk.key, tk.locked_at, tk.locked_by, tk.revision, tk.flags, tk.timeout
     FROM taken tk
     JOIN errands._tasks t ON t.id = tk.task_id
     LEFT JOIN errands._queues q ON q.id = tk.job_queue_id
@@ -150,20 +145,9 @@ attempts left, task in task_identifiers, no forbidden flag) in priority, run_at,
 id order, with attempts + 1 and locked_by = worker_id. A named queue yields at
 most its head job, and none while one of its jobs runs.';
 
--- Taking a job is an UPDATE that cannot be HOT (is_available, in the fetch
--- indexes' predicates, changes), so it inserts into every index whose predicate
--- the locked row meets. jobs_locked was one of them, for lookups that are rare
--- (rescuing a dead worker, the stale-lock sweep, listing workers) and are fine
--- with one sequential scan. Without it (and with the key index made partial, not
--- done here), the UPDATE took 33 instead of 48 us per job in a batch of 500.
-DROP INDEX errands.jobs_locked;
-
--- (The workers view, which looked each worker's jobs up by locked_by, is
--- replaced in 0012_sessionless_workers.sql by one pass over the locked jobs.)
-
--- Completing and returning jobs: 0004 wrote them in LANGUAGE sql, which (not
--- being inlinable) plans its statement on every call: ~0.8 ms for a DELETE
--- that takes ~0.08 ms. PL/pgSQL plans once per session.
+-- Completing and returning jobs are PL/pgSQL, not SQL: a SQL function that is not
+-- inlined plans its statement on every call (~0.8 ms for a DELETE that takes
+-- ~0.08 ms); PL/pgSQL plans once per session.
 CREATE OR REPLACE FUNCTION errands.worker_complete_jobs(worker_id text, job_ids bigint[])
 RETURNS SETOF bigint
 LANGUAGE plpgsql
@@ -186,6 +170,65 @@ BEGIN
     SELECT done.id FROM done;
 END
 $$;
+COMMENT ON FUNCTION errands.worker_complete_jobs(text, bigint[]) IS
+'Worker API. Deletes the listed jobs that worker_id has locked (it finished them)
+and unlocks their queues. Returns the ids it completed: a job missing from the
+result was no longer this worker''s (its lock was taken away) and may run again.';
+
+CREATE OR REPLACE FUNCTION errands.worker_fail_jobs(
+    worker_id text,
+    job_ids bigint[],
+    error_messages text[],
+    payloads json[] DEFAULT NULL
+) RETURNS SETOF errands.jobs
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF cardinality(worker_fail_jobs.job_ids) IS DISTINCT FROM cardinality(worker_fail_jobs.error_messages)
+       OR (worker_fail_jobs.payloads IS NOT NULL
+           AND cardinality(worker_fail_jobs.payloads) <> cardinality(worker_fail_jobs.job_ids)) THEN
+        RAISE EXCEPTION 'errands: worker_fail_jobs needs one error message (and payload, if any) per job: % ids, % messages, % payloads',
+            cardinality(worker_fail_jobs.job_ids), cardinality(worker_fail_jobs.error_messages),
+            coalesce(cardinality(worker_fail_jobs.payloads)::text, 'no')
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH f AS (
+        SELECT * FROM unnest(worker_fail_jobs.job_ids, worker_fail_jobs.error_messages,
+                             worker_fail_jobs.payloads) AS f(id, message, payload)
+    ), failed AS (
+        UPDATE errands._jobs j
+        SET last_error = f.message,
+            -- Exponential backoff: e^attempts seconds, capped at e^10 (~6 h).
+            run_at = greatest(now(), j.run_at) + exp(least(j.attempts, 10)) * interval '1 second',
+            locked_at = NULL,
+            locked_by = NULL,
+            payload = coalesce(f.payload, j.payload)
+        FROM f
+        WHERE j.id = f.id AND j.locked_by = worker_fail_jobs.worker_id
+        RETURNING j.*
+    ), unlocked AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.id IN (SELECT failed.job_queue_id FROM failed)
+          AND q.locked_by = worker_fail_jobs.worker_id
+    )
+    SELECT failed.id, q.queue_name, t.identifier, failed.payload, failed.priority::integer,
+           failed.run_at, failed.attempts::integer, failed.max_attempts::integer,
+           failed.last_error, failed.created_at, failed.updated_at, failed.key,
+           failed.locked_at, failed.locked_by, failed.revision, failed.flags, failed.timeout
+    FROM failed
+    JOIN errands._tasks t ON t.id = failed.task_id
+    LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
+    ORDER BY failed.id;
+END
+$$;
+COMMENT ON FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[]) IS
+'Worker API. Records a failed try of each listed job that worker_id has locked:
+last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
+10)) seconds, lock and queue released; a non-NULL payload replaces the job''s
+(batch jobs keep only their failed items). Returns the failed jobs; those with
+attempts >= max_attempts will not run again.';
 
 CREATE OR REPLACE FUNCTION errands.worker_return_jobs(worker_id text, job_ids bigint[])
 RETURNS SETOF bigint
@@ -210,5 +253,31 @@ BEGIN
     SELECT returned.id FROM returned;
 END
 $$;
+COMMENT ON FUNCTION errands.worker_return_jobs(text, bigint[]) IS
+'Worker API. Hands back jobs worker_id fetched but never started (shutdown): the
+lock is released and the attempt it took is given back. Returns their ids.';
 
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
+CREATE OR REPLACE FUNCTION errands.reset_locked(older_than interval DEFAULT interval '4 hours')
+RETURNS integer
+LANGUAGE sql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH jobs AS (
+        UPDATE errands._jobs j
+        SET locked_at = NULL,
+            locked_by = NULL,
+            run_at = greatest(j.run_at, now()),
+            last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
+                                j.locked_by, j.locked_at)
+        WHERE j.locked_at < now() - older_than
+        RETURNING j.id
+    ), queues AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.locked_at < now() - older_than
+    )
+    SELECT count(*)::integer FROM jobs
+$$;
+COMMENT ON FUNCTION errands.reset_locked(interval) IS
+'Rescues jobs whose lock is older than older_than (their worker died): they become
+runnable at once with the interrupted try counted, and stale queue locks are
+released. Returns the number of jobs rescued.';

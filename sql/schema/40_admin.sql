@@ -1,8 +1,10 @@
 -- Administration (Graphile Worker's WorkerUtils functions) and cleanup.
 -- complete/fail/reschedule leave running jobs alone unless their lock is stale.
 
-CREATE FUNCTION errands.complete_jobs(job_ids bigint[]) RETURNS SETOF errands.jobs
-LANGUAGE sql AS $$
+CREATE OR REPLACE FUNCTION errands.complete_jobs(job_ids bigint[]) RETURNS SETOF errands.jobs
+LANGUAGE sql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
     WITH d AS (
         DELETE FROM errands._jobs j
         WHERE j.id = ANY(job_ids)
@@ -15,9 +17,11 @@ COMMENT ON FUNCTION errands.complete_jobs(bigint[]) IS
 'Marks the listed jobs as done (deletes them) and returns them. Running jobs are
 skipped unless their lock is stale (older than 4 hours).';
 
-CREATE FUNCTION errands.permanently_fail_jobs(job_ids bigint[], error_message text DEFAULT NULL)
+CREATE OR REPLACE FUNCTION errands.permanently_fail_jobs(job_ids bigint[], error_message text DEFAULT NULL)
 RETURNS SETOF errands.jobs
-LANGUAGE sql AS $$
+LANGUAGE sql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
     WITH u AS (
         UPDATE errands._jobs j
         SET last_error = coalesce(error_message, 'Manually marked as failed'),
@@ -34,14 +38,16 @@ COMMENT ON FUNCTION errands.permanently_fail_jobs(bigint[], text) IS
 or "Manually marked as failed") and returns them. Running jobs are skipped unless
 their lock is stale.';
 
-CREATE FUNCTION errands.reschedule_jobs(
+CREATE OR REPLACE FUNCTION errands.reschedule_jobs(
     job_ids bigint[],
     run_at timestamptz DEFAULT NULL,
     priority integer DEFAULT NULL,
     attempts integer DEFAULT NULL,
     max_attempts integer DEFAULT NULL
 ) RETURNS SETOF errands.jobs
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
 BEGIN
     IF reschedule_jobs.priority NOT BETWEEN -32768 AND 32767 THEN
         RAISE EXCEPTION 'errands: priority must be between -32768 and 32767, got %',
@@ -80,8 +86,10 @@ COMMENT ON FUNCTION errands.reschedule_jobs(bigint[], timestamptz, integer, inte
 its column alone) of the listed jobs and returns them. Running jobs are skipped
 unless their lock is stale. last_error is kept.';
 
-CREATE FUNCTION errands.force_unlock_workers(worker_ids text[]) RETURNS void
-LANGUAGE sql AS $$
+CREATE OR REPLACE FUNCTION errands.force_unlock_workers(worker_ids text[]) RETURNS void
+LANGUAGE sql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
     UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
     WHERE j.locked_by = ANY(worker_ids);
     UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -91,11 +99,13 @@ COMMENT ON FUNCTION errands.force_unlock_workers(text[]) IS
 'Unlocks every job and queue locked by the listed workers (use it for workers you
 know are dead). attempts is unchanged, so the interrupted try counts.';
 
-CREATE FUNCTION errands.cleanup(
+CREATE OR REPLACE FUNCTION errands.cleanup(
     tasks text[] DEFAULT ARRAY['GC_JOB_QUEUES'],
     task_identifiers_to_keep text[] DEFAULT '{}'
 ) RETURNS TABLE (task text, deleted bigint)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     v_task text;
     v_count bigint;

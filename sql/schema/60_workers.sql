@@ -1,25 +1,5 @@
--- Crashed-worker rescue. Each live worker registers a row in errands._workers,
--- heartbeats it every few seconds, and holds a session-level advisory lock on
--- errands._worker_lock_key(worker_id) on its LISTEN connection for as long as it
--- runs. errands.rescue_workers (called by every live worker every few seconds,
--- or from pg_cron) declares a worker dead when no session holds its advisory
--- lock (its process or connection died: detected at once) or when its last
--- heartbeat is older than heartbeat_timeout (it hangs), and makes the jobs it
--- had locked runnable again. A worker whose lock is held and whose heartbeat
--- is fresh is never touched, however long its jobs run.
-
-CREATE TABLE errands._workers (
-    id text PRIMARY KEY
-        CONSTRAINT workers_id_length CHECK (length(id) BETWEEN 1 AND 512),
-    host text,
-    pid integer,
-    started_at timestamptz NOT NULL DEFAULT now(),
-    last_heartbeat timestamptz NOT NULL DEFAULT now()
-);
-ALTER TABLE errands._workers ENABLE ROW LEVEL SECURITY;
-
 -- The advisory lock key of a worker: pg_advisory_lock(errands._worker_lock_key(id)).
-CREATE FUNCTION errands._worker_lock_key(worker_id text) RETURNS bigint
+CREATE OR REPLACE FUNCTION errands._worker_lock_key(worker_id text) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT pg_catalog.hashtextextended(worker_id, 0)
 $$;
@@ -27,7 +7,7 @@ $$;
 -- Whether some session of this database holds a worker's advisory lock. The
 -- bigint form of pg_advisory_lock shows in pg_locks as classid = high 32 bits,
 -- objid = low 32 bits, objsubid = 1. Any session counts, including the caller's.
-CREATE FUNCTION errands._worker_lock_held(worker_id text) RETURNS boolean
+CREATE OR REPLACE FUNCTION errands._worker_lock_held(worker_id text) RETURNS boolean
 LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
     SELECT EXISTS (
         SELECT 1 FROM pg_catalog.pg_locks l,
@@ -43,8 +23,9 @@ LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- Unlocks the jobs and queues locked by the given workers: a crashed try counts
--- as an attempt, the job is runnable at once (no backoff). Returns the job count.
-CREATE FUNCTION errands._release_workers(worker_ids text[], reason text) RETURNS integer
+-- as an attempt, the job is runnable at once (no backoff) and keeps its place in
+-- the queue (a locked job's run_at is never in the future). Returns the job count.
+CREATE OR REPLACE FUNCTION errands._release_workers(worker_ids text[], reason text) RETURNS integer
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_count integer;
@@ -53,7 +34,6 @@ BEGIN
         UPDATE errands._jobs j
         SET locked_at = NULL,
             locked_by = NULL,
-            run_at = greatest(j.run_at, now()),
             updated_at = now(),
             last_error = format('errands: worker %s %s while running this job (locked since %s)',
                                 j.locked_by, reason, j.locked_at)
@@ -71,18 +51,42 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION errands.register_worker(worker_id text, host text DEFAULT NULL, pid integer DEFAULT NULL)
+CREATE OR REPLACE FUNCTION errands.register_worker(worker_id text, host text, pid integer,
+                                        session_lock boolean)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF register_worker.worker_id IS NULL OR register_worker.worker_id = '' THEN
         RAISE EXCEPTION 'errands: worker_id must not be empty' USING ERRCODE = '22023';
     END IF;
-    INSERT INTO errands._workers AS w (id, host, pid, started_at, last_heartbeat)
-    VALUES (register_worker.worker_id, register_worker.host, register_worker.pid, now(), now())
+    IF register_worker.session_lock IS NULL THEN
+        RAISE EXCEPTION 'errands: session_lock must be true or false, got NULL'
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO errands._workers AS w (id, host, pid, started_at, last_heartbeat, session_lock)
+    VALUES (register_worker.worker_id, register_worker.host, register_worker.pid, now(), now(),
+            register_worker.session_lock)
     ON CONFLICT (id) DO UPDATE
-        SET host = EXCLUDED.host, pid = EXCLUDED.pid, last_heartbeat = now();
+        SET host = EXCLUDED.host, pid = EXCLUDED.pid, last_heartbeat = now(),
+            session_lock = EXCLUDED.session_lock;
 END
+$$;
+COMMENT ON FUNCTION errands.register_worker(text, text, integer, boolean) IS
+'Worker API. Records (or refreshes) a live worker like register_worker(worker_id,
+host, pid). session_lock => true: the worker holds the session-level advisory lock
+pg_advisory_lock(hashtextextended(worker_id, 0)) on a connection that lives as long
+as it does, and rescue_workers declares it dead as soon as no session holds that
+lock. session_lock => false (a worker behind a transaction-pooling PgBouncer, which
+cannot keep a session): it is declared dead only when its heartbeat is older than
+rescue_workers'' heartbeat_timeout.';
+
+-- The three-argument form registers a worker that holds a session lock.
+CREATE OR REPLACE FUNCTION errands.register_worker(worker_id text, host text DEFAULT NULL,
+                                                   pid integer DEFAULT NULL)
+RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT errands.register_worker(register_worker.worker_id, register_worker.host,
+                                   register_worker.pid, true)
 $$;
 COMMENT ON FUNCTION errands.register_worker(text, text, integer) IS
 'Worker API. Records (or refreshes) a live worker: id, host, pid, started_at and
@@ -91,7 +95,7 @@ session-level advisory lock pg_advisory_lock(hashtextextended(worker_id, 0)) on 
 connection that lives as long as it does; rescue_workers treats a worker whose
 lock no session holds as dead.';
 
-CREATE FUNCTION errands.heartbeat(worker_id text) RETURNS boolean
+CREATE OR REPLACE FUNCTION errands.heartbeat(worker_id text) RETURNS boolean
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     WITH hb AS (
         UPDATE errands._workers w SET last_heartbeat = now()
@@ -104,7 +108,7 @@ COMMENT ON FUNCTION errands.heartbeat(text) IS
 'Worker API. Sets the worker''s last_heartbeat to now(). Returns false when the
 worker is not registered (it was declared dead: register again).';
 
-CREATE FUNCTION errands.rescue_workers(heartbeat_timeout interval DEFAULT interval '30 seconds')
+CREATE OR REPLACE FUNCTION errands.rescue_workers(heartbeat_timeout interval DEFAULT interval '30 seconds')
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -115,7 +119,10 @@ BEGIN
     -- visible only once its transaction committed (and its lock is held).
     WITH dead AS (
         SELECT w.id FROM errands._workers w
-        WHERE NOT errands._worker_lock_held(w.id)
+        WHERE (w.session_lock
+               AND w.last_heartbeat < now() - interval '1.5 seconds'
+               AND w.last_heartbeat >= pg_catalog.pg_postmaster_start_time()
+               AND NOT errands._worker_lock_held(w.id))
            OR w.last_heartbeat < now() - coalesce(rescue_workers.heartbeat_timeout, interval '30 seconds')
         FOR UPDATE SKIP LOCKED
     ), gone AS (
@@ -131,13 +138,16 @@ END
 $$;
 COMMENT ON FUNCTION errands.rescue_workers(interval) IS
 'Worker API (every live worker calls it every few seconds; also fit for pg_cron).
-Declares dead each registered worker whose advisory lock no session holds (its
-process or connection is gone) or whose last heartbeat is older than
-heartbeat_timeout, deletes its row, and makes the jobs it had locked runnable at
-once (run_at = greatest(run_at, now()), the interrupted try counted, last_error
-says the worker died) and unlocks its queues. Returns the number of jobs rescued.';
+Declares dead each registered worker that holds a session lock (session_lock) whose
+advisory lock no session holds (its process or connection is gone) and whose last
+heartbeat is older than 1.5 s but newer than the server''s start (after a restart,
+workers get until heartbeat_timeout to reconnect), and each worker whose last
+heartbeat is older than heartbeat_timeout; deletes its row, makes the jobs it had
+locked runnable at once (keeping their place: run_at unchanged, the interrupted try
+counted, last_error says the worker died) and unlocks its queues. Returns the
+number of jobs rescued.';
 
-CREATE FUNCTION errands.unregister_worker(worker_id text) RETURNS integer
+CREATE OR REPLACE FUNCTION errands.unregister_worker(worker_id text) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     DELETE FROM errands._workers w WHERE w.id = unregister_worker.worker_id;
@@ -149,6 +159,26 @@ COMMENT ON FUNCTION errands.unregister_worker(text) IS
 queue it still has locked (normally none) as rescue_workers would. Returns the
 number of jobs released.';
 
-REVOKE ALL ON errands._workers FROM PUBLIC;
--- Functions created above got the built-in PUBLIC grant: take it back.
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
+-- What `errands workers` shows: every registered worker, whether it is alive,
+-- and the jobs it has locked.
+CREATE OR REPLACE VIEW errands.workers AS
+WITH running AS (
+    SELECT j.locked_by, array_agg(j.id ORDER BY j.id) AS ids
+    FROM errands._jobs j
+    WHERE j.locked_by IS NOT NULL
+    GROUP BY j.locked_by
+)
+SELECT w.id,
+       w.host,
+       w.pid,
+       w.started_at,
+       w.last_heartbeat,
+       CASE WHEN w.session_lock AND NOT errands._worker_lock_held(w.id) THEN 'dead'
+            WHEN w.last_heartbeat < now() - interval '30 seconds' THEN 'hung'
+            ELSE 'alive' END AS state,
+       coalesce(r.ids, '{}') AS running_job_ids,
+       w.session_lock
+FROM errands._workers w
+LEFT JOIN running r ON r.locked_by = w.id;
+COMMENT ON VIEW errands.workers IS
+    'Registered workers: state alive, hung (heartbeat older than 30 s) or dead (it holds a session lock (session_lock) and no session holds it any more; rescue_workers() will release its jobs), the ids of the jobs it has locked, and whether it holds a session lock (false: a worker behind a transaction-pooling PgBouncer, rescued by heartbeat timeout only).';

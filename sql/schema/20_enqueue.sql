@@ -1,43 +1,7 @@
 -- Enqueueing: add_jobs (the set-based core), add_job, remove_job, and their
 -- private helpers.
 
--- Flags are stored as a set: {"a": true, "b": true}; none (NULL or empty) is NULL.
-CREATE FUNCTION errands._flags(flags text[]) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN cardinality(flags) > 0
-                THEN (SELECT jsonb_object_agg(f, true) FROM unnest(flags) f) END
-$$;
-
--- A text value quoted for an error message, shortened when long.
-CREATE FUNCTION errands._describe(value text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE
-        WHEN value IS NULL THEN 'NULL'
-        WHEN length(value) > 40
-            THEN format('%s... (%s characters)', quote_literal(left(value, 40)), length(value))
-        ELSE format('%s (%s characters)', quote_literal(value), length(value))
-    END
-$$;
-
--- One job row as the public view shows it. (PL/pgSQL, not SQL: a SQL
--- function is planned again on every call, PL/pgSQL caches its plans.)
-CREATE FUNCTION errands._job_view(j errands._jobs) RETURNS errands.jobs
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v errands.jobs;
-BEGIN
-    SELECT j.id,
-           (SELECT q.queue_name FROM errands._queues q WHERE q.id = j.job_queue_id),
-           (SELECT t.identifier FROM errands._tasks t WHERE t.id = j.task_id),
-           j.payload, j.priority::integer, j.run_at, j.attempts::integer,
-           j.max_attempts::integer, j.last_error, j.created_at, j.updated_at, j.key,
-           j.locked_at, j.locked_by, j.revision, j.flags
-    INTO v;
-    RETURN v;
-END
-$$;
-
-CREATE FUNCTION errands._notify() RETURNS void
+CREATE OR REPLACE FUNCTION errands._notify() RETURNS void
 LANGUAGE sql AS $$
     -- A constant payload: PostgreSQL folds identical notifications of one
     -- transaction into one, so a statement that adds many jobs wakes
@@ -47,7 +11,7 @@ $$;
 
 -- Payload size limit: errands.max_payload_bytes (bytes of the payload's JSON
 -- text), default 1 MiB; 0 or less turns the check off.
-CREATE FUNCTION errands._max_payload_bytes() RETURNS bigint
+CREATE OR REPLACE FUNCTION errands._max_payload_bytes() RETURNS bigint
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_setting text := nullif(btrim(current_setting('errands.max_payload_bytes', true)), '');
@@ -63,8 +27,27 @@ BEGIN
 END
 $$;
 
+-- Whether a spec breaks a rule of _validate_specs (NULL counts as fine, as in a
+-- WHERE clause); max_payload_bytes NULL: no size limit. add_job checks its
+-- scalar arguments with it (the planner inlines it) and pays for _validate_specs,
+-- which names the bad field, only when one fails.
+CREATE OR REPLACE FUNCTION errands._spec_is_bad(
+    identifier text, queue_name text, job_key text, max_attempts integer,
+    priority integer, flags text[], payload json, max_payload_bytes bigint
+) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT identifier IS NULL
+        OR length(identifier) NOT BETWEEN 1 AND 128
+        OR length(queue_name) NOT BETWEEN 1 AND 128
+        OR length(job_key) NOT BETWEEN 1 AND 512
+        OR max_attempts NOT BETWEEN 1 AND 32767
+        OR priority NOT BETWEEN -32768 AND 32767
+        OR array_position(flags, NULL) IS NOT NULL
+        OR octet_length(payload::text) > max_payload_bytes
+$$;
+
 -- Raise 22023 naming the first bad spec's bad field; return when all are fine.
-CREATE FUNCTION errands._validate_specs(specs errands.job_spec[]) RETURNS void
+CREATE OR REPLACE FUNCTION errands._validate_specs(specs errands.job_spec[]) RETURNS void
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     s record;
@@ -79,14 +62,8 @@ BEGIN
            CASE WHEN v_limit IS NOT NULL THEN octet_length(u.payload::text) END AS payload_bytes
     INTO s
     FROM unnest(specs) WITH ORDINALITY u
-    WHERE u.identifier IS NULL
-       OR length(u.identifier) NOT BETWEEN 1 AND 128
-       OR length(u.queue_name) NOT BETWEEN 1 AND 128
-       OR length(u.job_key) NOT BETWEEN 1 AND 512
-       OR u.max_attempts NOT BETWEEN 1 AND 32767
-       OR u.priority NOT BETWEEN -32768 AND 32767
-       OR array_position(u.flags, NULL) IS NOT NULL
-       OR octet_length(u.payload::text) > v_limit
+    WHERE errands._spec_is_bad(u.identifier, u.queue_name, u.job_key, u.max_attempts,
+                               u.priority, u.flags, u.payload, v_limit)
     ORDER BY u.ordinality
     LIMIT 1;
     IF NOT FOUND THEN
@@ -114,48 +91,45 @@ BEGIN
 END
 $$;
 
--- Create the task and queue rows a set of specs refers to. The INSERTs run
--- only when a row is missing: even an INSERT of nothing costs ~0.1 ms.
-CREATE FUNCTION errands._ensure_tasks_and_queues(specs errands.job_spec[]) RETURNS void
+-- Create the task and queue rows a set of specs refers to. The specs are grouped
+-- by (identifier, queue_name) first and only the distinct names are checked; the
+-- INSERTs run only when a row is missing: even an INSERT of nothing costs ~0.1 ms.
+CREATE OR REPLACE FUNCTION errands._ensure_tasks_and_queues(specs errands.job_spec[])
+RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_tasks text[];
+    v_queues text[];
 BEGIN
-    IF EXISTS (SELECT 1 FROM unnest(specs) s
-               WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t WHERE t.identifier = s.identifier)) THEN
+    SELECT array_agg(d.identifier),
+           array_agg(d.queue_name) FILTER (WHERE d.queue_name IS NOT NULL)
+    INTO v_tasks, v_queues
+    FROM (SELECT s.identifier, s.queue_name FROM unnest(specs) s GROUP BY 1, 2) d;
+    -- The INSERTs run only when a name is missing: even an INSERT of nothing
+    -- costs ~0.1 ms.
+    IF EXISTS (SELECT 1 FROM unnest(v_tasks) n(identifier)
+               WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t
+                                 WHERE t.identifier = n.identifier)) THEN
         INSERT INTO errands._tasks (identifier)
-        SELECT DISTINCT s.identifier FROM unnest(specs) s
-        WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t WHERE t.identifier = s.identifier)
+        SELECT DISTINCT n.identifier FROM unnest(v_tasks) n(identifier)
+        WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t WHERE t.identifier = n.identifier)
         ON CONFLICT DO NOTHING;
     END IF;
-    IF EXISTS (SELECT 1 FROM unnest(specs) s
-               WHERE s.queue_name IS NOT NULL
-                 AND NOT EXISTS (SELECT 1 FROM errands._queues q WHERE q.queue_name = s.queue_name)) THEN
+    IF EXISTS (SELECT 1 FROM unnest(v_queues) n(queue_name)
+               WHERE NOT EXISTS (SELECT 1 FROM errands._queues q
+                                 WHERE q.queue_name = n.queue_name)) THEN
         INSERT INTO errands._queues (queue_name)
-        SELECT DISTINCT s.queue_name FROM unnest(specs) s
-        WHERE s.queue_name IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM errands._queues q WHERE q.queue_name = s.queue_name)
+        SELECT DISTINCT n.queue_name FROM unnest(v_queues) n(queue_name)
+        WHERE NOT EXISTS (SELECT 1 FROM errands._queues q WHERE q.queue_name = n.queue_name)
         ON CONFLICT DO NOTHING;
     END IF;
 END
 $$;
 
--- All the specs of one add_jobs call that share a job key, folded into one:
--- the last spec wins; when it and the specs just before it are arrays, their
--- elements are concatenated; merge says whether every spec of the key was an
--- array, i.e. whether the result still appends to an existing array job.
-CREATE TYPE errands._keyed_spec AS (
-    key text,
-    identifier text,
-    queue_name text,
-    payload json,
-    merge boolean,
-    priority smallint,
-    run_at timestamptz,
-    max_attempts smallint,
-    flags jsonb,
-    ord bigint
-);
-
-CREATE FUNCTION errands.add_jobs(
+-- Keyed specs go through the job-key decision table; the bulk path (no keys) is
+-- one INSERT ... SELECT ... RETURNING whose rows are returned ordered by id, with
+-- work_mem raised for the call so that the returned rows stay in memory.
+CREATE OR REPLACE FUNCTION errands.add_jobs(
     specs errands.job_spec[],
     job_key_preserve_run_at boolean DEFAULT false
 ) RETURNS SETOF errands.jobs
@@ -163,6 +137,10 @@ LANGUAGE plpgsql
 -- Row estimates for big spec arrays are poor and push the plan over the JIT
 -- thresholds: JIT made a 20,000-spec call take 1,340 ms instead of 678 ms.
 SET jit = off
+-- The returned rows are collected before the caller reads them: 100,000 jobs
+-- (~20 MB) spilled to temporary files at the default 4 MB.
+SET work_mem = '64MB'
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now timestamptz := now();
@@ -184,34 +162,32 @@ BEGIN
         IF EXISTS (SELECT 1 FROM unnest(specs) s WHERE coalesce(s.run_at, v_now) <= v_now) THEN
             PERFORM errands._notify();
         END IF;
+        -- The identity default numbers the rows as the ordered SELECT feeds
+        -- them, so ids follow input order and ORDER BY id returns them so.
         RETURN QUERY
-        WITH src AS MATERIALIZED (
-            -- nextval runs after the sort, so ids follow input order.
-            SELECT nextval('errands._jobs_id_seq'::regclass) AS id, s.ordinality AS ord,
-                   s.identifier, s.queue_name, s.payload, s.priority, s.run_at,
-                   s.max_attempts, s.flags, t.id AS task_id, q.id AS queue_id
+        WITH ins AS (
+            INSERT INTO errands._jobs (task_id, job_queue_id, payload, priority, run_at,
+                                       max_attempts, flags, created_at, updated_at)
+            SELECT t.id, q.id, coalesce(s.payload, '{}'::json),
+                   coalesce(s.priority, 0), coalesce(s.run_at, v_now),
+                   coalesce(s.max_attempts, 25),
+                   -- skip the (not inlined) call for the usual flag-less job
+                   CASE WHEN cardinality(s.flags) > 0 THEN errands._flags(s.flags) END,
+                   v_now, v_now
             FROM unnest(specs) WITH ORDINALITY s
             JOIN errands._tasks t ON t.identifier = s.identifier
             LEFT JOIN errands._queues q ON q.queue_name = s.queue_name
             ORDER BY s.ordinality
-        ), ins AS (
-            INSERT INTO errands._jobs (id, task_id, job_queue_id, payload, priority, run_at,
-                                       max_attempts, flags, created_at, updated_at)
-            SELECT src.id, src.task_id, src.queue_id, coalesce(src.payload, '{}'::json),
-                   coalesce(src.priority, 0), coalesce(src.run_at, v_now),
-                   coalesce(src.max_attempts, 25),
-                   -- skip the (not inlined) call for the usual flag-less job
-                   CASE WHEN cardinality(src.flags) > 0 THEN errands._flags(src.flags) END,
-                   v_now, v_now
-            FROM src
             RETURNING *
         )
-        SELECT ins.id, src.queue_name, src.identifier, ins.payload, ins.priority::integer,
+        SELECT ins.id, q.queue_name, t.identifier, ins.payload, ins.priority::integer,
                ins.run_at, ins.attempts::integer, ins.max_attempts::integer, ins.last_error,
                ins.created_at, ins.updated_at, ins.key, ins.locked_at, ins.locked_by,
-               ins.revision, ins.flags
-        FROM ins JOIN src ON src.id = ins.id
-        ORDER BY src.ord;
+               ins.revision, ins.flags, ins.timeout
+        FROM ins
+        JOIN errands._tasks t ON t.id = ins.task_id
+        LEFT JOIN errands._queues q ON q.id = ins.job_queue_id
+        ORDER BY ins.id;
         RETURN;
     END IF;
 
@@ -281,6 +257,7 @@ BEGIN
                               THEN j.run_at ELSE todo.run_at END,
                 attempts = 0,
                 last_error = NULL,
+                timeout = NULL,
                 revision = j.revision + 1,
                 updated_at = v_now
             FROM todo
@@ -294,7 +271,7 @@ BEGIN
             FROM todo
             WHERE NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.key = todo.key)
             ORDER BY todo.ord
-            ON CONFLICT (key) DO NOTHING
+            ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
             RETURNING key
         )
         SELECT array_agg(x.key) INTO v_done
@@ -347,7 +324,6 @@ BEGIN
     ORDER BY x.ord;
 END
 $$;
-
 COMMENT ON FUNCTION errands.add_jobs(errands.job_spec[], boolean) IS
 'Adds many jobs in one statement and returns one row per spec, in input order.
 Specs with a job_key follow add_job''s replace mode (preserve_run_at when
@@ -355,7 +331,11 @@ job_key_preserve_run_at is true); specs sharing a key in one call fold into one
 job (the later spec wins; array payloads concatenate). Notifies errands:jobs once
 when a job is runnable now.';
 
-CREATE FUNCTION errands.add_job(
+-- With a job key add_job goes through add_jobs (the job-key decision table lives
+-- there); without one it is a single INSERT whose arguments are checked on the
+-- scalars first (_spec_is_bad), and whose row is built from the inserted row and
+-- the arguments (no lookup of the task and queue names).
+CREATE OR REPLACE FUNCTION errands.add_job(
     identifier text,
     payload json DEFAULT NULL,
     queue_name text DEFAULT NULL,
@@ -364,76 +344,110 @@ CREATE FUNCTION errands.add_job(
     job_key text DEFAULT NULL,
     priority integer DEFAULT NULL,
     flags text[] DEFAULT NULL,
-    job_key_mode text DEFAULT 'replace'
+    job_key_mode text DEFAULT 'replace',
+    timeout interval DEFAULT NULL
 ) RETURNS errands.jobs
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
-    v_spec errands.job_spec := ROW(add_job.identifier, add_job.payload, add_job.queue_name,
-                                   add_job.run_at, add_job.max_attempts, add_job.job_key,
-                                   add_job.priority, add_job.flags);
     v_mode text := coalesce(add_job.job_key_mode, 'replace');
     v_result errands.jobs;
     v_row errands._jobs;
     v_now timestamptz := now();
     v_task_id integer;
     v_queue_id integer;
+    v_limit bigint;
 BEGIN
     IF v_mode NOT IN ('replace', 'preserve_run_at', 'unsafe_dedupe') THEN
         RAISE EXCEPTION 'errands: invalid job_key_mode %; expected replace, preserve_run_at or unsafe_dedupe',
             quote_literal(v_mode) USING ERRCODE = '22023';
     END IF;
+    IF add_job.timeout <= interval '0' THEN
+        RAISE EXCEPTION 'errands: timeout must be positive, got %', add_job.timeout
+            USING ERRCODE = '22023';
+    END IF;
     IF add_job.job_key IS NOT NULL AND v_mode <> 'unsafe_dedupe' THEN
-        -- The job-key decision table lives in add_jobs.
+        -- The job-key decision table lives in add_jobs (which clears timeout
+        -- on a replace, like every attribute it is not given).
         SELECT * INTO v_result
-        FROM errands.add_jobs(ARRAY[v_spec], v_mode = 'preserve_run_at');
+        FROM errands.add_jobs(ARRAY[ROW(add_job.identifier, add_job.payload,
+                                         add_job.queue_name, add_job.run_at,
+                                         add_job.max_attempts, add_job.job_key,
+                                         add_job.priority, add_job.flags)::errands.job_spec],
+                              v_mode = 'preserve_run_at');
+        IF add_job.timeout IS NOT NULL THEN
+            UPDATE errands._jobs j SET timeout = add_job.timeout
+            WHERE j.id = v_result.id
+            RETURNING j.* INTO v_row;
+            RETURN errands._job_view(v_row);
+        END IF;
         RETURN v_result;
     END IF;
 
     -- No key: one plain INSERT (the common case, kept short). unsafe_dedupe:
     -- a job with this key, in any state, absorbs the call.
-    PERFORM errands._validate_specs(ARRAY[v_spec]);
+    -- _validate_specs' conditions on the scalars: only a call that fails them
+    -- pays for the spec array and the query that names the problem.
+    v_limit := errands._max_payload_bytes();
+    IF errands._spec_is_bad(add_job.identifier, add_job.queue_name, add_job.job_key,
+                            add_job.max_attempts, add_job.priority, add_job.flags,
+                            add_job.payload, CASE WHEN v_limit > 0 THEN v_limit END)
+    THEN
+        PERFORM errands._validate_specs(ARRAY[ROW(add_job.identifier, add_job.payload,
+            add_job.queue_name, add_job.run_at, add_job.max_attempts, add_job.job_key,
+            add_job.priority, add_job.flags)::errands.job_spec]);
+    END IF;
     -- Look the task and queue up first; only a missing one costs an INSERT.
     SELECT t.id INTO v_task_id FROM errands._tasks t WHERE t.identifier = add_job.identifier;
     IF add_job.queue_name IS NOT NULL THEN
         SELECT q.id INTO v_queue_id FROM errands._queues q WHERE q.queue_name = add_job.queue_name;
     END IF;
     IF v_task_id IS NULL OR (add_job.queue_name IS NOT NULL AND v_queue_id IS NULL) THEN
-        PERFORM errands._ensure_tasks_and_queues(ARRAY[v_spec]);
+        PERFORM errands._ensure_tasks_and_queues(ARRAY[ROW(add_job.identifier, NULL,
+            add_job.queue_name, NULL, NULL, NULL, NULL, NULL)::errands.job_spec]);
         SELECT t.id INTO v_task_id FROM errands._tasks t WHERE t.identifier = add_job.identifier;
         SELECT q.id INTO v_queue_id FROM errands._queues q WHERE q.queue_name = add_job.queue_name;
     END IF;
     INSERT INTO errands._jobs AS j (task_id, job_queue_id, payload, priority, run_at,
-                                    max_attempts, flags, key, created_at, updated_at)
+                                    max_attempts, flags, key, created_at, updated_at, timeout)
     VALUES (v_task_id, v_queue_id,
             coalesce(add_job.payload, '{}'::json), coalesce(add_job.priority, 0),
             coalesce(add_job.run_at, v_now), coalesce(add_job.max_attempts, 25),
             CASE WHEN cardinality(add_job.flags) > 0 THEN errands._flags(add_job.flags) END,
-            add_job.job_key, v_now, v_now)
-    ON CONFLICT (key) DO UPDATE SET revision = j.revision + 1, updated_at = v_now
+            add_job.job_key, v_now, v_now, add_job.timeout)
+    ON CONFLICT (key) WHERE key IS NOT NULL DO UPDATE SET revision = j.revision + 1, updated_at = v_now
     RETURNING j.* INTO v_row;
     IF v_row.revision = 0 AND v_row.run_at <= v_now THEN
         PERFORM errands._notify();
     END IF;
+    IF v_row.task_id = v_task_id AND v_row.job_queue_id IS NOT DISTINCT FROM v_queue_id THEN
+        -- Our task and queue (not another job's, as an unsafe_dedupe match may
+        -- be): the names are the arguments, no lookup needed.
+        RETURN ROW(v_row.id, add_job.queue_name, add_job.identifier, v_row.payload,
+                   v_row.priority, v_row.run_at, v_row.attempts, v_row.max_attempts,
+                   v_row.last_error, v_row.created_at, v_row.updated_at, v_row.key,
+                   v_row.locked_at, v_row.locked_by, v_row.revision, v_row.flags,
+                   v_row.timeout)::errands.jobs;
+    END IF;
     RETURN errands._job_view(v_row);
 END
 $$;
-
-COMMENT ON FUNCTION errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text) IS
+COMMENT ON FUNCTION errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval) IS
 'Adds one job (Graphile Worker''s add_job). Defaults: payload {}, run_at now(),
 max_attempts 25, priority 0. With a job_key, job_key_mode decides: replace
 updates a pending job with the key in place (every attribute, attempts reset,
 revision + 1), preserve_run_at does the same but keeps run_at of a job that has
 not been tried, unsafe_dedupe only bumps revision of any job holding the key.
 A running or permanently failed job with the key loses it and a new job is
-inserted. Array payloads of the same key concatenate (batch jobs).';
+inserted. Array payloads of the same key concatenate (batch jobs). timeout
+(errands only, positive): each try of this job may run that long (overrides the
+task''s timeout).';
 
--- A lock older than this belongs to a worker presumed dead: admin functions
--- may touch the job (Graphile's 4 hours; heartbeats rescue far sooner).
-CREATE FUNCTION errands._stale_lock_age() RETURNS interval
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT interval '4 hours' $$;
-
-CREATE FUNCTION errands.remove_job(job_key text) RETURNS errands.jobs
-LANGUAGE plpgsql STRICT AS $$
+CREATE OR REPLACE FUNCTION errands.remove_job(job_key text) RETURNS errands.jobs
+LANGUAGE plpgsql STRICT
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     v_row errands._jobs;
 BEGIN
@@ -454,7 +468,6 @@ BEGIN
     RETURN errands._job_view(v_row);
 END
 $$;
-
 COMMENT ON FUNCTION errands.remove_job(text) IS
 'Deletes the job holding job_key when it is not running and returns it. A running
 job instead loses its key and gets attempts = max_attempts, so it will not be

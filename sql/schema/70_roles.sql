@@ -1,0 +1,68 @@
+-- Role helpers. They run as the caller (who must own the schema or be a
+-- superuser) and only GRANT; role names go through regrole and %I.
+CREATE OR REPLACE FUNCTION errands.grant_enqueue(role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_fn text;
+    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = grant_enqueue.role);
+BEGIN
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_enqueue needs a role, got NULL' USING ERRCODE = '22023';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
+    FOREACH v_fn IN ARRAY ARRAY[
+        'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval)',
+        'errands.add_jobs(errands.job_spec[], boolean)',
+        'errands.remove_job(text)'
+    ] LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I',
+                       v_fn::regprocedure, v_name);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION errands.grant_enqueue(regrole) IS
+'Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
+schema errands and EXECUTE on add_job, add_jobs and remove_job. The role cannot
+read jobs or payloads, fetch, complete, fail or reschedule jobs. Run it as the
+owner of the errands schema or a superuser.';
+
+CREATE OR REPLACE FUNCTION errands.grant_worker(role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_fn regprocedure;
+    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = grant_worker.role);
+BEGIN
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_worker needs a role, got NULL' USING ERRCODE = '22023';
+    END IF;
+    PERFORM errands.grant_enqueue(grant_worker.role);
+    -- The worker, admin and cleanup functions by name, and the cron functions
+    -- (public functions whose name contains cron) when cron is installed.
+    FOR v_fn IN
+        SELECT p.oid::regprocedure FROM pg_proc p
+        WHERE p.pronamespace = 'errands'::regnamespace
+          AND p.prokind = 'f'
+          AND (p.proname = ANY (ARRAY['get_jobs', 'worker_complete_jobs', 'worker_fail_jobs',
+                                      'worker_return_jobs', 'reset_locked', 'complete_jobs',
+                                      'permanently_fail_jobs', 'reschedule_jobs',
+                                      'force_unlock_workers', 'cleanup',
+                                      -- crashed-worker rescue (0007)
+                                      'register_worker', 'heartbeat', 'rescue_workers',
+                                      'unregister_worker']::name[])
+               OR (left(p.proname, 1) <> '_' AND strpos(p.proname, 'cron') > 0))
+        ORDER BY p.oid
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn, v_name);
+    END LOOP;
+    EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
+END
+$$;
+COMMENT ON FUNCTION errands.grant_worker(regrole) IS
+'Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
+on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
+worker_return_jobs, reset_locked, register_worker, heartbeat, rescue_workers,
+unregister_worker), the admin functions (complete_jobs, permanently_fail_jobs,
+reschedule_jobs, force_unlock_workers), cleanup, the cron functions if cron is
+installed when it runs, and SELECT on the errands.jobs view (never on the private
+tables). Run it again after an upgrade adds functions. Run it as the owner of the
+errands schema or a superuser.';
