@@ -2,7 +2,8 @@
 #
 #   make test         system deps (PostgreSQL server + pgTAP), venv, lint, mypy, pytest
 #   make lint         ruff + mypy --strict
-#   make install-sql  regenerate sql/install.sql from sql/migrations/*.sql
+#   make install-sql  regenerate sql/install.sql from sql/migrations/ and sql/schema/
+#   make schema-snapshot  regenerate sql/schema.snapshot.sql (catalogue of a fresh install)
 #   make bench        benchmark (bench/run.py, own durable cluster); bench-quick < 2 min
 #                     PEERS=1: Graphile Worker, PgQueuer, Procrastinate side by side
 #   make chaos        chaos test (chaos/run.py): kills, PG restarts, cut links; CHAOS_ARGS=--help
@@ -32,7 +33,7 @@ PGBOUNCER_BIN := /usr/sbin/pgbouncer
 
 LINT_PATHS := python_client tests_py pgtap conftest.py bench examples chaos
 
-.PHONY: test lint pytest install-sql system-deps venv demo clean bench bench-quick chaos
+.PHONY: test lint pytest install-sql schema-snapshot system-deps venv demo clean bench bench-quick chaos
 
 test: system-deps lint pytest
 
@@ -83,6 +84,11 @@ install-sql: $(STAMP)
 	$(VPY) -m errands._install > sql/install.sql.tmp
 	@mv sql/install.sql.tmp sql/install.sql
 	@echo "wrote sql/install.sql"
+
+schema-snapshot: $(STAMP)
+	$(VPY) -m pgtap.snapshot > sql/schema.snapshot.sql.tmp
+	@mv sql/schema.snapshot.sql.tmp sql/schema.snapshot.sql
+	@echo "wrote sql/schema.snapshot.sql"
 
 demo:
 	@$(MAKE) -s --no-print-directory venv

@@ -1,11 +1,13 @@
 -- Errands database schema installer.
 --
 -- GENERATED FILE, DO NOT EDIT: regenerate with `make install-sql`
--- (python -m errands._install > sql/install.sql) from sql/migrations/*.sql.
+-- (python -m errands._install > sql/install.sql) from sql/migrations/*.sql
+-- and sql/schema/*.sql.
 --
 -- Usage: psql -v ON_ERROR_STOP=1 -f sql/install.sql "$DATABASE_URL"
 -- Safe to run repeatedly and concurrently: applied migrations are recorded in
--- errands.migrations and skipped.
+-- errands.migrations and skipped; the definitions run again only when a
+-- migration ran or their hash (errands.definitions) differs.
 
 BEGIN;
 
@@ -18,6 +20,13 @@ CREATE TABLE IF NOT EXISTS errands.migrations (
     id integer PRIMARY KEY,
     name text NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- One row: the hash of the definitions (sql/schema/) last installed.
+CREATE TABLE IF NOT EXISTS errands.definitions (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    hash text NOT NULL,
+    installed_at timestamptz NOT NULL DEFAULT now()
 );
 
 -- Refuse to touch a schema newer than these files.
@@ -36,21 +45,36 @@ BEGIN
 END
 $errands_version_check$;
 
--- Migration 0001_schema.sql
-DO $errands_install_m0001$
+-- A database with migration 16 has every migration up to it (the old
+-- installer applied them in one transaction); one with only earlier ids is
+-- too old for these files.
+DO $errands_baseline_check$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 1) THEN
-        EXECUTE $errands_m0001$
--- Errands core schema: private tables, the public job_spec type and jobs view.
+    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 16)
+       AND EXISTS (SELECT 1 FROM errands.migrations WHERE id < 16) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'P0001',
+            MESSAGE = format('errands: database schema is at version %s, older than '
+                             'version 16 these install files start from',
+                             (SELECT max(id) FROM errands.migrations));
+    END IF;
+END
+$errands_baseline_check$;
+
+-- Migration 0016_baseline.sql
+DO $errands_install_m0016$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 16) THEN
+        EXECUTE $errands_m0016$
+-- Baseline: the tables, indexes and types of schema version 16. Functions and
+-- views are not here: they live in sql/schema/ and are (re)created by the
+-- installer after the migrations.
 --
--- Job state machine (there is no state column; the state follows from the row):
---   scheduled      unlocked, attempts < max_attempts, run_at > now()
---   pending        unlocked, attempts < max_attempts, run_at <= now()
---   running        locked_at/locked_by set (attempts already counts this try)
---   retrying       unlocked, 0 < attempts < max_attempts, last_error set
---   failed         attempts >= max_attempts (permanently; kept until cleanup)
---   completed      the row is deleted
--- A named queue row is locked exactly while one of its jobs is running.
+-- Job state follows from the row (errands.jobs computes it as its state column):
+-- running while locked, failed once attempts reach max_attempts, retrying after
+-- a failed try, scheduled while run_at is in the future, pending otherwise; a
+-- completed job is deleted. A named queue row is locked exactly while one of
+-- its jobs is running.
 
 CREATE TABLE errands._tasks (
     id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -81,14 +105,17 @@ CREATE TABLE errands._jobs (
     last_error text,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
-    key text UNIQUE
+    key text
         CONSTRAINT jobs_key_length CHECK (length(key) BETWEEN 1 AND 512),
     locked_at timestamptz,
     locked_by text,
     revision integer NOT NULL DEFAULT 0,
     flags jsonb,
     is_available boolean NOT NULL
-        GENERATED ALWAYS AS (locked_at IS NULL AND attempts < max_attempts) STORED
+        GENERATED ALWAYS AS (locked_at IS NULL AND attempts < max_attempts) STORED,
+    -- A job's own limit for each try; overrides the task's @task(timeout=...).
+    timeout interval
+        CONSTRAINT jobs_timeout_positive CHECK (timeout > interval '0')
 );
 
 -- Fetching: one index per kind of job, both partial on is_available so
@@ -101,8 +128,12 @@ CREATE INDEX jobs_fetch_unqueued ON errands._jobs (task_id, priority, run_at, id
 -- The head of each named queue is one probe of this index.
 CREATE INDEX jobs_fetch_queued ON errands._jobs (job_queue_id, priority, run_at, id)
     WHERE is_available AND job_queue_id IS NOT NULL;
--- Crash recovery and force_unlock_workers look jobs up by their lock.
-CREATE INDEX jobs_locked ON errands._jobs (locked_by, locked_at) WHERE locked_at IS NOT NULL;
+-- Job keys are unique through a partial index: keyless jobs write no entry on
+-- insert or lock. The ON CONFLICT clauses name the predicate so that this index
+-- is their arbiter. There is deliberately no index on locked_by: taking a job
+-- is an UPDATE that cannot be HOT, and the lookups by lock (rescue, stale-lock
+-- sweep, listing workers) are rare and fine with one sequential scan.
+CREATE UNIQUE INDEX jobs_key ON errands._jobs (key) WHERE key IS NOT NULL;
 
 CREATE TABLE errands._known_crontabs (
     identifier text PRIMARY KEY,
@@ -110,16 +141,50 @@ CREATE TABLE errands._known_crontabs (
     last_execution timestamptz
 );
 
+-- One row per parsed crontab line, by source (set_crontab replaces a source's lines).
+CREATE TABLE errands._crontab_items (
+    id text PRIMARY KEY,
+    source text NOT NULL,
+    line_number integer NOT NULL,
+    task text NOT NULL,
+    minutes integer[] NOT NULL,
+    hours integer[] NOT NULL,
+    days_of_month integer[] NOT NULL,
+    months integer[] NOT NULL,
+    days_of_week integer[] NOT NULL,
+    options jsonb NOT NULL,
+    payload jsonb NOT NULL
+);
+CREATE INDEX crontab_items_source ON errands._crontab_items (source);
+
+-- Registered workers (register_worker, heartbeat, rescue_workers). session_lock:
+-- the worker holds a session-level advisory lock on errands._worker_lock_key(id);
+-- false for a worker behind a transaction-pooling PgBouncer, which is rescued by
+-- heartbeat timeout only.
+CREATE TABLE errands._workers (
+    id text PRIMARY KEY
+        CONSTRAINT workers_id_length CHECK (length(id) BETWEEN 1 AND 512),
+    host text,
+    pid integer,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    last_heartbeat timestamptz NOT NULL DEFAULT now(),
+    session_lock boolean NOT NULL DEFAULT true
+);
+
 -- Only the owner (and superusers) read the private tables directly.
 ALTER TABLE errands._tasks ENABLE ROW LEVEL SECURITY;
 ALTER TABLE errands._queues ENABLE ROW LEVEL SECURITY;
 ALTER TABLE errands._jobs ENABLE ROW LEVEL SECURITY;
 ALTER TABLE errands._known_crontabs ENABLE ROW LEVEL SECURITY;
+ALTER TABLE errands._crontab_items ENABLE ROW LEVEL SECURITY;
+ALTER TABLE errands._workers ENABLE ROW LEVEL SECURITY;
 
 -- Busy queue tables churn: vacuum them early so dead tuples do not pile up.
 ALTER TABLE errands._jobs SET (autovacuum_vacuum_scale_factor = 0.01,
                                autovacuum_analyze_scale_factor = 0.02);
 
+-- Graphile Worker's job_spec, unchanged so that ROW(...)::job_spec casts written
+-- for it keep working (which is why it has no timeout field).
 CREATE TYPE errands.job_spec AS (
     identifier text,
     payload json,
@@ -130,10 +195,51 @@ CREATE TYPE errands.job_spec AS (
     priority integer,
     flags text[]
 );
+
+-- All the specs of one add_jobs call that share a job key, folded into one:
+-- the last spec wins; when it and the specs just before it are arrays, their
+-- elements are concatenated; merge says whether every spec of the key was an
+-- array, i.e. whether the result still appends to an existing array job.
+CREATE TYPE errands._keyed_spec AS (
+    key text,
+    identifier text,
+    queue_name text,
+    payload json,
+    merge boolean,
+    priority smallint,
+    run_at timestamptz,
+    max_attempts smallint,
+    flags jsonb,
+    ord bigint
+);
+$errands_m0016$;
+        INSERT INTO errands.migrations (id, name) VALUES (16, 'baseline');
+        PERFORM set_config('errands.install_migrated', 'on', true);
+    END IF;
+END
+$errands_install_m0016$;
+
+-- Definitions (sql/schema/*.sql) and the security pass: skipped when no
+-- migration ran and the recorded hash is theirs.
+DO $errands_install_definitions$
+BEGIN
+    IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'bc1631df0aea342e6980b3cae3a88fe05977a4f6f740093f6416b73fb87c3c3e') THEN
+        RETURN;
+    END IF;
+    EXECUTE $errands_definitions$
+-- sql/schema/10_jobs.sql
+-- The public job row: the errands.jobs view and the helpers that build its rows.
+
 COMMENT ON TYPE errands.job_spec IS
     'One job for errands.add_jobs: NULL fields take add_job''s defaults.';
 
-CREATE VIEW errands.jobs AS
+-- A lock older than this belongs to a worker presumed dead: admin functions
+-- may touch the job (Graphile's 4 hours; heartbeats rescue far sooner).
+CREATE OR REPLACE FUNCTION errands._stale_lock_age() RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT interval '4 hours' $$;
+
+CREATE OR REPLACE VIEW errands.jobs AS
 SELECT j.id,
        q.queue_name,
        t.identifier AS task_identifier,
@@ -149,47 +255,16 @@ SELECT j.id,
        j.locked_at,
        j.locked_by,
        j.revision,
-       j.flags
+       j.flags,
+       j.timeout
 FROM errands._jobs j
 JOIN errands._tasks t ON t.id = j.task_id
 LEFT JOIN errands._queues q ON q.id = j.job_queue_id;
 COMMENT ON VIEW errands.jobs IS
     'Read-only view of every job that has not completed (completed jobs are deleted).';
-$errands_m0001$;
-        INSERT INTO errands.migrations (id, name) VALUES (1, 'schema');
-    END IF;
-END
-$errands_install_m0001$;
 
--- Migration 0002_add_jobs.sql
-DO $errands_install_m0002$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 2) THEN
-        EXECUTE $errands_m0002$
--- Enqueueing: add_jobs (the set-based core), add_job, remove_job, and their
--- private helpers.
-
--- Flags are stored as a set: {"a": true, "b": true}; none (NULL or empty) is NULL.
-CREATE FUNCTION errands._flags(flags text[]) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN cardinality(flags) > 0
-                THEN (SELECT jsonb_object_agg(f, true) FROM unnest(flags) f) END
-$$;
-
--- A text value quoted for an error message, shortened when long.
-CREATE FUNCTION errands._describe(value text) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE
-        WHEN value IS NULL THEN 'NULL'
-        WHEN length(value) > 40
-            THEN format('%s... (%s characters)', quote_literal(left(value, 40)), length(value))
-        ELSE format('%s (%s characters)', quote_literal(value), length(value))
-    END
-$$;
-
--- One job row as the public view shows it. (PL/pgSQL, not SQL: a SQL
--- function is planned again on every call, PL/pgSQL caches its plans.)
-CREATE FUNCTION errands._job_view(j errands._jobs) RETURNS errands.jobs
+-- One job row as the public view shows it, the task and queue names looked up.
+CREATE OR REPLACE FUNCTION errands._job_view(j errands._jobs) RETURNS errands.jobs
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v errands.jobs;
@@ -199,13 +274,34 @@ BEGIN
            (SELECT t.identifier FROM errands._tasks t WHERE t.id = j.task_id),
            j.payload, j.priority::integer, j.run_at, j.attempts::integer,
            j.max_attempts::integer, j.last_error, j.created_at, j.updated_at, j.key,
-           j.locked_at, j.locked_by, j.revision, j.flags
+           j.locked_at, j.locked_by, j.revision, j.flags, j.timeout
     INTO v;
     RETURN v;
 END
 $$;
 
-CREATE FUNCTION errands._notify() RETURNS void
+-- Flags are stored as a set: {"a": true, "b": true}; none (NULL or empty) is NULL.
+CREATE OR REPLACE FUNCTION errands._flags(flags text[]) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN cardinality(flags) > 0
+                THEN (SELECT jsonb_object_agg(f, true) FROM unnest(flags) f) END
+$$;
+
+-- A text value quoted for an error message, shortened when long.
+CREATE OR REPLACE FUNCTION errands._describe(value text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN value IS NULL THEN 'NULL'
+        WHEN length(value) > 40
+            THEN format('%s... (%s characters)', quote_literal(left(value, 40)), length(value))
+        ELSE format('%s (%s characters)', quote_literal(value), length(value))
+    END
+$$;
+-- sql/schema/20_enqueue.sql
+-- Enqueueing: add_jobs (the set-based core), add_job, remove_job, and their
+-- private helpers.
+
+CREATE OR REPLACE FUNCTION errands._notify() RETURNS void
 LANGUAGE sql AS $$
     -- A constant payload: PostgreSQL folds identical notifications of one
     -- transaction into one, so a statement that adds many jobs wakes
@@ -215,7 +311,7 @@ $$;
 
 -- Payload size limit: errands.max_payload_bytes (bytes of the payload's JSON
 -- text), default 1 MiB; 0 or less turns the check off.
-CREATE FUNCTION errands._max_payload_bytes() RETURNS bigint
+CREATE OR REPLACE FUNCTION errands._max_payload_bytes() RETURNS bigint
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_setting text := nullif(btrim(current_setting('errands.max_payload_bytes', true)), '');
@@ -231,8 +327,27 @@ BEGIN
 END
 $$;
 
+-- Whether a spec breaks a rule of _validate_specs (NULL counts as fine, as in a
+-- WHERE clause); max_payload_bytes NULL: no size limit. add_job checks its
+-- scalar arguments with it (the planner inlines it) and pays for _validate_specs,
+-- which names the bad field, only when one fails.
+CREATE OR REPLACE FUNCTION errands._spec_is_bad(
+    identifier text, queue_name text, job_key text, max_attempts integer,
+    priority integer, flags text[], payload json, max_payload_bytes bigint
+) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT identifier IS NULL
+        OR length(identifier) NOT BETWEEN 1 AND 128
+        OR length(queue_name) NOT BETWEEN 1 AND 128
+        OR length(job_key) NOT BETWEEN 1 AND 512
+        OR max_attempts NOT BETWEEN 1 AND 32767
+        OR priority NOT BETWEEN -32768 AND 32767
+        OR array_position(flags, NULL) IS NOT NULL
+        OR octet_length(payload::text) > max_payload_bytes
+$$;
+
 -- Raise 22023 naming the first bad spec's bad field; return when all are fine.
-CREATE FUNCTION errands._validate_specs(specs errands.job_spec[]) RETURNS void
+CREATE OR REPLACE FUNCTION errands._validate_specs(specs errands.job_spec[]) RETURNS void
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     s record;
@@ -247,14 +362,8 @@ BEGIN
            CASE WHEN v_limit IS NOT NULL THEN octet_length(u.payload::text) END AS payload_bytes
     INTO s
     FROM unnest(specs) WITH ORDINALITY u
-    WHERE u.identifier IS NULL
-       OR length(u.identifier) NOT BETWEEN 1 AND 128
-       OR length(u.queue_name) NOT BETWEEN 1 AND 128
-       OR length(u.job_key) NOT BETWEEN 1 AND 512
-       OR u.max_attempts NOT BETWEEN 1 AND 32767
-       OR u.priority NOT BETWEEN -32768 AND 32767
-       OR array_position(u.flags, NULL) IS NOT NULL
-       OR octet_length(u.payload::text) > v_limit
+    WHERE errands._spec_is_bad(u.identifier, u.queue_name, u.job_key, u.max_attempts,
+                               u.priority, u.flags, u.payload, v_limit)
     ORDER BY u.ordinality
     LIMIT 1;
     IF NOT FOUND THEN
@@ -282,2776 +391,44 @@ BEGIN
 END
 $$;
 
--- Create the task and queue rows a set of specs refers to. The INSERTs run
--- only when a row is missing: even an INSERT of nothing costs ~0.1 ms.
-CREATE FUNCTION errands._ensure_tasks_and_queues(specs errands.job_spec[]) RETURNS void
+-- Create the task and queue rows a set of specs refers to. The specs are grouped
+-- by (identifier, queue_name) first and only the distinct names are checked; the
+-- INSERTs run only when a row is missing: even an INSERT of nothing costs ~0.1 ms.
+CREATE OR REPLACE FUNCTION errands._ensure_tasks_and_queues(specs errands.job_spec[])
+RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_tasks text[];
+    v_queues text[];
 BEGIN
-    IF EXISTS (SELECT 1 FROM unnest(specs) s
-               WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t WHERE t.identifier = s.identifier)) THEN
+    SELECT array_agg(d.identifier),
+           array_agg(d.queue_name) FILTER (WHERE d.queue_name IS NOT NULL)
+    INTO v_tasks, v_queues
+    FROM (SELECT s.identifier, s.queue_name FROM unnest(specs) s GROUP BY 1, 2) d;
+    -- The INSERTs run only when a name is missing: even an INSERT of nothing
+    -- costs ~0.1 ms.
+    IF EXISTS (SELECT 1 FROM unnest(v_tasks) n(identifier)
+               WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t
+                                 WHERE t.identifier = n.identifier)) THEN
         INSERT INTO errands._tasks (identifier)
-        SELECT DISTINCT s.identifier FROM unnest(specs) s
-        WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t WHERE t.identifier = s.identifier)
+        SELECT DISTINCT n.identifier FROM unnest(v_tasks) n(identifier)
+        WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t WHERE t.identifier = n.identifier)
         ON CONFLICT DO NOTHING;
     END IF;
-    IF EXISTS (SELECT 1 FROM unnest(specs) s
-               WHERE s.queue_name IS NOT NULL
-                 AND NOT EXISTS (SELECT 1 FROM errands._queues q WHERE q.queue_name = s.queue_name)) THEN
+    IF EXISTS (SELECT 1 FROM unnest(v_queues) n(queue_name)
+               WHERE NOT EXISTS (SELECT 1 FROM errands._queues q
+                                 WHERE q.queue_name = n.queue_name)) THEN
         INSERT INTO errands._queues (queue_name)
-        SELECT DISTINCT s.queue_name FROM unnest(specs) s
-        WHERE s.queue_name IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM errands._queues q WHERE q.queue_name = s.queue_name)
+        SELECT DISTINCT n.queue_name FROM unnest(v_queues) n(queue_name)
+        WHERE NOT EXISTS (SELECT 1 FROM errands._queues q WHERE q.queue_name = n.queue_name)
         ON CONFLICT DO NOTHING;
     END IF;
 END
 $$;
 
--- All the specs of one add_jobs call that share a job key, folded into one:
--- the last spec wins; when it and the specs just before it are arrays, their
--- elements are concatenated; merge says whether every spec of the key was an
--- array, i.e. whether the result still appends to an existing array job.
-CREATE TYPE errands._keyed_spec AS (
-    key text,
-    identifier text,
-    queue_name text,
-    payload json,
-    merge boolean,
-    priority smallint,
-    run_at timestamptz,
-    max_attempts smallint,
-    flags jsonb,
-    ord bigint
-);
-
-CREATE FUNCTION errands.add_jobs(
-    specs errands.job_spec[],
-    job_key_preserve_run_at boolean DEFAULT false
-) RETURNS SETOF errands.jobs
-LANGUAGE plpgsql
--- Row estimates for big spec arrays are poor and push the plan over the JIT
--- thresholds: JIT made a 20,000-spec call take 1,340 ms instead of 678 ms.
-SET jit = off
-AS $$
-DECLARE
-    v_now timestamptz := now();
-    v_keyed errands._keyed_spec[];
-    v_pending text[];
-    v_done text[];
-    v_rounds int := 0;
-    v_ords bigint[];
-    v_ids bigint[];
-BEGIN
-    IF specs IS NULL OR cardinality(specs) = 0 THEN
-        RETURN;
-    END IF;
-    PERFORM errands._validate_specs(specs);
-    PERFORM errands._ensure_tasks_and_queues(specs);
-
-    IF NOT EXISTS (SELECT 1 FROM unnest(specs) s WHERE s.job_key IS NOT NULL) THEN
-        -- Fast path, no keys: one INSERT, rows returned straight from it.
-        IF EXISTS (SELECT 1 FROM unnest(specs) s WHERE coalesce(s.run_at, v_now) <= v_now) THEN
-            PERFORM errands._notify();
-        END IF;
-        RETURN QUERY
-        WITH src AS MATERIALIZED (
-            -- nextval runs after the sort, so ids follow input order.
-            SELECT nextval('errands._jobs_id_seq'::regclass) AS id, s.ordinality AS ord,
-                   s.identifier, s.queue_name, s.payload, s.priority, s.run_at,
-                   s.max_attempts, s.flags, t.id AS task_id, q.id AS queue_id
-            FROM unnest(specs) WITH ORDINALITY s
-            JOIN errands._tasks t ON t.identifier = s.identifier
-            LEFT JOIN errands._queues q ON q.queue_name = s.queue_name
-            ORDER BY s.ordinality
-        ), ins AS (
-            INSERT INTO errands._jobs (id, task_id, job_queue_id, payload, priority, run_at,
-                                       max_attempts, flags, created_at, updated_at)
-            SELECT src.id, src.task_id, src.queue_id, coalesce(src.payload, '{}'::json),
-                   coalesce(src.priority, 0), coalesce(src.run_at, v_now),
-                   coalesce(src.max_attempts, 25),
-                   -- skip the (not inlined) call for the usual flag-less job
-                   CASE WHEN cardinality(src.flags) > 0 THEN errands._flags(src.flags) END,
-                   v_now, v_now
-            FROM src
-            RETURNING *
-        )
-        SELECT ins.id, src.queue_name, src.identifier, ins.payload, ins.priority::integer,
-               ins.run_at, ins.attempts::integer, ins.max_attempts::integer, ins.last_error,
-               ins.created_at, ins.updated_at, ins.key, ins.locked_at, ins.locked_by,
-               ins.revision, ins.flags
-        FROM ins JOIN src ON src.id = ins.id
-        ORDER BY src.ord;
-        RETURN;
-    END IF;
-
-    -- Keyed specs: fold duplicates of a key into one (Graphile fails with
-    -- 21000 on them).
-    WITH k AS (
-        SELECT s.*, s.ordinality AS ord FROM unnest(specs) WITH ORDINALITY s
-        WHERE s.job_key IS NOT NULL
-    ), g AS (
-        SELECT k.job_key, max(k.ord) AS last_ord, count(*) AS n,
-               max(k.ord) FILTER (WHERE k.payload IS NULL OR json_typeof(k.payload) <> 'array')
-                   AS last_plain_ord
-        FROM k GROUP BY k.job_key
-    )
-    SELECT array_agg(ROW(
-               g.job_key, l.identifier, l.queue_name,
-               CASE WHEN g.n = 1 OR g.last_plain_ord = g.last_ord
-                    THEN coalesce(l.payload, '{}'::json)
-                    ELSE coalesce((SELECT json_agg(e.value ORDER BY k2.ord, e.ordinality)
-                                   FROM k k2, json_array_elements(k2.payload) WITH ORDINALITY e
-                                   WHERE k2.job_key = g.job_key
-                                     AND k2.ord > coalesce(g.last_plain_ord, 0)),
-                                  '[]'::json)
-               END,
-               g.last_plain_ord IS NULL,
-               coalesce(l.priority, 0), coalesce(l.run_at, v_now), coalesce(l.max_attempts, 25),
-               errands._flags(l.flags), l.ord)::errands._keyed_spec ORDER BY g.job_key),
-           array_agg(g.job_key ORDER BY g.job_key)
-    INTO v_keyed, v_pending
-    FROM g JOIN k l ON l.job_key = g.job_key AND l.ord = g.last_ord;
-
-    -- Retry until every key is written: a keyed row can be locked by a worker
-    -- or inserted by another session between our statements (Graphile's #580
-    -- returns an all-NULL row then).
-    LOOP
-        v_rounds := v_rounds + 1;
-        IF v_rounds > 100 THEN
-            RAISE EXCEPTION 'errands: add_jobs could not settle job keys %', v_pending
-                USING ERRCODE = '40001';
-        END IF;
-        -- Lock the existing rows in key order (no deadlock between two
-        -- add_jobs calls); this waits for a fetch that is locking them.
-        PERFORM 1 FROM errands._jobs j WHERE j.key = ANY(v_pending) ORDER BY j.key FOR UPDATE;
-        -- A running or permanently failed job gives up its key and never
-        -- retries; a new job takes the key.
-        UPDATE errands._jobs j
-        SET key = NULL, attempts = j.max_attempts, updated_at = v_now
-        WHERE j.key = ANY(v_pending) AND NOT j.is_available;
-
-        WITH todo AS (
-            SELECT k.*, t.id AS task_id, q.id AS queue_id
-            FROM unnest(v_keyed) k
-            JOIN errands._tasks t ON t.identifier = k.identifier
-            LEFT JOIN errands._queues q ON q.queue_name = k.queue_name
-            WHERE k.key = ANY(v_pending)
-        ), upd AS (
-            UPDATE errands._jobs j
-            SET task_id = todo.task_id,
-                job_queue_id = todo.queue_id,
-                payload = CASE WHEN todo.merge AND json_typeof(j.payload) = 'array'
-                               THEN (j.payload::jsonb || todo.payload::jsonb)::json
-                               ELSE todo.payload END,
-                priority = todo.priority,
-                max_attempts = todo.max_attempts,
-                flags = todo.flags,
-                run_at = CASE WHEN job_key_preserve_run_at AND j.attempts = 0
-                              THEN j.run_at ELSE todo.run_at END,
-                attempts = 0,
-                last_error = NULL,
-                revision = j.revision + 1,
-                updated_at = v_now
-            FROM todo
-            WHERE j.key = todo.key AND j.is_available
-            RETURNING j.key
-        ), ins AS (
-            INSERT INTO errands._jobs (task_id, job_queue_id, payload, priority, run_at,
-                                       max_attempts, flags, key, created_at, updated_at)
-            SELECT todo.task_id, todo.queue_id, todo.payload, todo.priority, todo.run_at,
-                   todo.max_attempts, todo.flags, todo.key, v_now, v_now
-            FROM todo
-            WHERE NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.key = todo.key)
-            ORDER BY todo.ord
-            ON CONFLICT (key) DO NOTHING
-            RETURNING key
-        )
-        SELECT array_agg(x.key) INTO v_done
-        FROM (SELECT upd.key FROM upd UNION ALL SELECT ins.key FROM ins) x;
-
-        v_pending := ARRAY(SELECT p FROM unnest(v_pending) p
-                           WHERE p <> ALL (coalesce(v_done, '{}'::text[])));
-        EXIT WHEN cardinality(v_pending) = 0;
-    END LOOP;
-
-    -- Specs without a key.
-    WITH src AS MATERIALIZED (
-        SELECT nextval('errands._jobs_id_seq'::regclass) AS id, s.ordinality AS ord,
-               s.payload, s.priority, s.run_at, s.max_attempts, s.flags,
-               t.id AS task_id, q.id AS queue_id
-        FROM unnest(specs) WITH ORDINALITY s
-        JOIN errands._tasks t ON t.identifier = s.identifier
-        LEFT JOIN errands._queues q ON q.queue_name = s.queue_name
-        WHERE s.job_key IS NULL
-        ORDER BY s.ordinality
-    ), ins AS (
-        INSERT INTO errands._jobs (id, task_id, job_queue_id, payload, priority, run_at,
-                                   max_attempts, flags, created_at, updated_at)
-        SELECT src.id, src.task_id, src.queue_id, coalesce(src.payload, '{}'::json),
-               coalesce(src.priority, 0), coalesce(src.run_at, v_now),
-               coalesce(src.max_attempts, 25),
-                   -- skip the (not inlined) call for the usual flag-less job
-                   CASE WHEN cardinality(src.flags) > 0 THEN errands._flags(src.flags) END,
-                   v_now, v_now
-        FROM src
-        RETURNING id
-    )
-    SELECT array_agg(src.ord), array_agg(src.id) INTO v_ords, v_ids
-    FROM src JOIN ins ON ins.id = src.id;
-
-    -- One row per spec, in input order; specs sharing a key share the row.
-    SELECT array_agg(coalesce(u.id, j.id) ORDER BY s.ordinality) INTO v_ids
-    FROM unnest(specs) WITH ORDINALITY s
-    LEFT JOIN unnest(v_ords, v_ids) u(ord, id) ON u.ord = s.ordinality
-    LEFT JOIN errands._jobs j ON j.key = s.job_key;
-
-    IF EXISTS (SELECT 1 FROM unnest(v_ids) x(id) JOIN errands._jobs j ON j.id = x.id
-               WHERE j.run_at <= v_now AND j.is_available) THEN
-        PERFORM errands._notify();
-    END IF;
-
-    RETURN QUERY
-    SELECT v.* FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
-    JOIN errands.jobs v ON v.id = x.id
-    ORDER BY x.ord;
-END
-$$;
-
-COMMENT ON FUNCTION errands.add_jobs(errands.job_spec[], boolean) IS
-'Adds many jobs in one statement and returns one row per spec, in input order.
-Specs with a job_key follow add_job''s replace mode (preserve_run_at when
-job_key_preserve_run_at is true); specs sharing a key in one call fold into one
-job (the later spec wins; array payloads concatenate). Notifies errands:jobs once
-when a job is runnable now.';
-
-CREATE FUNCTION errands.add_job(
-    identifier text,
-    payload json DEFAULT NULL,
-    queue_name text DEFAULT NULL,
-    run_at timestamptz DEFAULT NULL,
-    max_attempts integer DEFAULT NULL,
-    job_key text DEFAULT NULL,
-    priority integer DEFAULT NULL,
-    flags text[] DEFAULT NULL,
-    job_key_mode text DEFAULT 'replace'
-) RETURNS errands.jobs
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_spec errands.job_spec := ROW(add_job.identifier, add_job.payload, add_job.queue_name,
-                                   add_job.run_at, add_job.max_attempts, add_job.job_key,
-                                   add_job.priority, add_job.flags);
-    v_mode text := coalesce(add_job.job_key_mode, 'replace');
-    v_result errands.jobs;
-    v_row errands._jobs;
-    v_now timestamptz := now();
-    v_task_id integer;
-    v_queue_id integer;
-BEGIN
-    IF v_mode NOT IN ('replace', 'preserve_run_at', 'unsafe_dedupe') THEN
-        RAISE EXCEPTION 'errands: invalid job_key_mode %; expected replace, preserve_run_at or unsafe_dedupe',
-            quote_literal(v_mode) USING ERRCODE = '22023';
-    END IF;
-    IF add_job.job_key IS NOT NULL AND v_mode <> 'unsafe_dedupe' THEN
-        -- The job-key decision table lives in add_jobs.
-        SELECT * INTO v_result
-        FROM errands.add_jobs(ARRAY[v_spec], v_mode = 'preserve_run_at');
-        RETURN v_result;
-    END IF;
-
-    -- No key: one plain INSERT (the common case, kept short). unsafe_dedupe:
-    -- a job with this key, in any state, absorbs the call.
-    PERFORM errands._validate_specs(ARRAY[v_spec]);
-    -- Look the task and queue up first; only a missing one costs an INSERT.
-    SELECT t.id INTO v_task_id FROM errands._tasks t WHERE t.identifier = add_job.identifier;
-    IF add_job.queue_name IS NOT NULL THEN
-        SELECT q.id INTO v_queue_id FROM errands._queues q WHERE q.queue_name = add_job.queue_name;
-    END IF;
-    IF v_task_id IS NULL OR (add_job.queue_name IS NOT NULL AND v_queue_id IS NULL) THEN
-        PERFORM errands._ensure_tasks_and_queues(ARRAY[v_spec]);
-        SELECT t.id INTO v_task_id FROM errands._tasks t WHERE t.identifier = add_job.identifier;
-        SELECT q.id INTO v_queue_id FROM errands._queues q WHERE q.queue_name = add_job.queue_name;
-    END IF;
-    INSERT INTO errands._jobs AS j (task_id, job_queue_id, payload, priority, run_at,
-                                    max_attempts, flags, key, created_at, updated_at)
-    VALUES (v_task_id, v_queue_id,
-            coalesce(add_job.payload, '{}'::json), coalesce(add_job.priority, 0),
-            coalesce(add_job.run_at, v_now), coalesce(add_job.max_attempts, 25),
-            CASE WHEN cardinality(add_job.flags) > 0 THEN errands._flags(add_job.flags) END,
-            add_job.job_key, v_now, v_now)
-    ON CONFLICT (key) DO UPDATE SET revision = j.revision + 1, updated_at = v_now
-    RETURNING j.* INTO v_row;
-    IF v_row.revision = 0 AND v_row.run_at <= v_now THEN
-        PERFORM errands._notify();
-    END IF;
-    RETURN errands._job_view(v_row);
-END
-$$;
-
-COMMENT ON FUNCTION errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text) IS
-'Adds one job (Graphile Worker''s add_job). Defaults: payload {}, run_at now(),
-max_attempts 25, priority 0. With a job_key, job_key_mode decides: replace
-updates a pending job with the key in place (every attribute, attempts reset,
-revision + 1), preserve_run_at does the same but keeps run_at of a job that has
-not been tried, unsafe_dedupe only bumps revision of any job holding the key.
-A running or permanently failed job with the key loses it and a new job is
-inserted. Array payloads of the same key concatenate (batch jobs).';
-
--- A lock older than this belongs to a worker presumed dead: admin functions
--- may touch the job (Graphile's 4 hours; heartbeats rescue far sooner).
-CREATE FUNCTION errands._stale_lock_age() RETURNS interval
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT interval '4 hours' $$;
-
-CREATE FUNCTION errands.remove_job(job_key text) RETURNS errands.jobs
-LANGUAGE plpgsql STRICT AS $$
-DECLARE
-    v_row errands._jobs;
-BEGIN
-    -- FOR UPDATE waits for a fetch that is locking the job right now.
-    SELECT * INTO v_row FROM errands._jobs j WHERE j.key = remove_job.job_key FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    IF v_row.locked_at IS NULL OR v_row.locked_at < now() - errands._stale_lock_age() THEN
-        DELETE FROM errands._jobs j WHERE j.id = v_row.id;
-    ELSE
-        -- Running: it cannot be stopped, so it loses its key and will not retry.
-        UPDATE errands._jobs j
-        SET key = NULL, attempts = j.max_attempts, updated_at = now()
-        WHERE j.id = v_row.id
-        RETURNING j.* INTO v_row;
-    END IF;
-    RETURN errands._job_view(v_row);
-END
-$$;
-
-COMMENT ON FUNCTION errands.remove_job(text) IS
-'Deletes the job holding job_key when it is not running and returns it. A running
-job instead loses its key and gets attempts = max_attempts, so it will not be
-retried. Returns NULL when no job has the key.';
-$errands_m0002$;
-        INSERT INTO errands.migrations (id, name) VALUES (2, 'add_jobs');
-    END IF;
-END
-$errands_install_m0002$;
-
--- Migration 0003_admin.sql
-DO $errands_install_m0003$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 3) THEN
-        EXECUTE $errands_m0003$
--- Administration (Graphile Worker's WorkerUtils functions) and cleanup.
--- complete/fail/reschedule leave running jobs alone unless their lock is stale.
-
-CREATE FUNCTION errands.complete_jobs(job_ids bigint[]) RETURNS SETOF errands.jobs
-LANGUAGE sql AS $$
-    WITH d AS (
-        DELETE FROM errands._jobs j
-        WHERE j.id = ANY(job_ids)
-          AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
-        RETURNING j
-    )
-    SELECT v.* FROM d, LATERAL errands._job_view(d.j) v ORDER BY v.id
-$$;
-COMMENT ON FUNCTION errands.complete_jobs(bigint[]) IS
-'Marks the listed jobs as done (deletes them) and returns them. Running jobs are
-skipped unless their lock is stale (older than 4 hours).';
-
-CREATE FUNCTION errands.permanently_fail_jobs(job_ids bigint[], error_message text DEFAULT NULL)
-RETURNS SETOF errands.jobs
-LANGUAGE sql AS $$
-    WITH u AS (
-        UPDATE errands._jobs j
-        SET last_error = coalesce(error_message, 'Manually marked as failed'),
-            attempts = j.max_attempts,
-            updated_at = now()
-        WHERE j.id = ANY(job_ids)
-          AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
-        RETURNING j
-    )
-    SELECT v.* FROM u, LATERAL errands._job_view(u.j) v ORDER BY v.id
-$$;
-COMMENT ON FUNCTION errands.permanently_fail_jobs(bigint[], text) IS
-'Fails the listed jobs for good (attempts = max_attempts, last_error = the message
-or "Manually marked as failed") and returns them. Running jobs are skipped unless
-their lock is stale.';
-
-CREATE FUNCTION errands.reschedule_jobs(
-    job_ids bigint[],
-    run_at timestamptz DEFAULT NULL,
-    priority integer DEFAULT NULL,
-    attempts integer DEFAULT NULL,
-    max_attempts integer DEFAULT NULL
-) RETURNS SETOF errands.jobs
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF reschedule_jobs.priority NOT BETWEEN -32768 AND 32767 THEN
-        RAISE EXCEPTION 'errands: priority must be between -32768 and 32767, got %',
-            reschedule_jobs.priority USING ERRCODE = '22023';
-    END IF;
-    IF reschedule_jobs.attempts NOT BETWEEN 0 AND 32767 THEN
-        RAISE EXCEPTION 'errands: attempts must be between 0 and 32767, got %',
-            reschedule_jobs.attempts USING ERRCODE = '22023';
-    END IF;
-    IF reschedule_jobs.max_attempts NOT BETWEEN 1 AND 32767 THEN
-        RAISE EXCEPTION 'errands: max_attempts must be between 1 and 32767, got %',
-            reschedule_jobs.max_attempts USING ERRCODE = '22023';
-    END IF;
-    RETURN QUERY
-    WITH u AS (
-        UPDATE errands._jobs j
-        SET run_at = coalesce(reschedule_jobs.run_at, j.run_at),
-            priority = coalesce(reschedule_jobs.priority, j.priority),
-            attempts = coalesce(reschedule_jobs.attempts, j.attempts),
-            max_attempts = coalesce(reschedule_jobs.max_attempts, j.max_attempts),
-            updated_at = now()
-        WHERE j.id = ANY(reschedule_jobs.job_ids)
-          AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
-        RETURNING j
-    )
-    SELECT v.* FROM u, LATERAL errands._job_view(u.j) v ORDER BY v.id;
-    IF EXISTS (SELECT 1 FROM errands._jobs j
-               WHERE j.id = ANY(reschedule_jobs.job_ids) AND j.is_available
-                 AND j.run_at <= now()) THEN
-        PERFORM errands._notify();
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION errands.reschedule_jobs(bigint[], timestamptz, integer, integer, integer) IS
-'Changes run_at, priority, attempts and/or max_attempts (each NULL argument leaves
-its column alone) of the listed jobs and returns them. Running jobs are skipped
-unless their lock is stale. last_error is kept.';
-
-CREATE FUNCTION errands.force_unlock_workers(worker_ids text[]) RETURNS void
-LANGUAGE sql AS $$
-    UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
-    WHERE j.locked_by = ANY(worker_ids);
-    UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-    WHERE q.locked_by = ANY(worker_ids);
-$$;
-COMMENT ON FUNCTION errands.force_unlock_workers(text[]) IS
-'Unlocks every job and queue locked by the listed workers (use it for workers you
-know are dead). attempts is unchanged, so the interrupted try counts.';
-
-CREATE FUNCTION errands.cleanup(
-    tasks text[] DEFAULT ARRAY['GC_JOB_QUEUES'],
-    task_identifiers_to_keep text[] DEFAULT '{}'
-) RETURNS TABLE (task text, deleted bigint)
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_task text;
-    v_count bigint;
-BEGIN
-    SELECT t INTO v_task FROM unnest(cleanup.tasks) t
-    WHERE t IS NULL OR t NOT IN ('DELETE_PERMAFAILED_JOBS', 'GC_JOB_QUEUES', 'GC_TASK_IDENTIFIERS')
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'errands: unknown cleanup task %; expected DELETE_PERMAFAILED_JOBS, GC_JOB_QUEUES or GC_TASK_IDENTIFIERS',
-            coalesce(quote_literal(v_task), 'NULL') USING ERRCODE = '22023';
-    END IF;
-    -- Jobs first, so the garbage collection below sees their rows gone.
-    IF 'DELETE_PERMAFAILED_JOBS' = ANY(cleanup.tasks) THEN
-        DELETE FROM errands._jobs j WHERE j.locked_at IS NULL AND j.attempts >= j.max_attempts;
-        GET DIAGNOSTICS v_count = ROW_COUNT;
-        task := 'DELETE_PERMAFAILED_JOBS'; deleted := v_count; RETURN NEXT;
-    END IF;
-    IF 'GC_JOB_QUEUES' = ANY(cleanup.tasks) THEN
-        DELETE FROM errands._queues q
-        WHERE q.locked_at IS NULL
-          AND NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.job_queue_id = q.id);
-        GET DIAGNOSTICS v_count = ROW_COUNT;
-        task := 'GC_JOB_QUEUES'; deleted := v_count; RETURN NEXT;
-    END IF;
-    IF 'GC_TASK_IDENTIFIERS' = ANY(cleanup.tasks) THEN
-        DELETE FROM errands._tasks t
-        WHERE t.identifier <> ALL (coalesce(cleanup.task_identifiers_to_keep, '{}'))
-          AND NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.task_id = t.id);
-        GET DIAGNOSTICS v_count = ROW_COUNT;
-        task := 'GC_TASK_IDENTIFIERS'; deleted := v_count; RETURN NEXT;
-    END IF;
-END
-$$;
-COMMENT ON FUNCTION errands.cleanup(text[], text[]) IS
-'Housekeeping; returns a row per task run with the number of rows deleted.
-DELETE_PERMAFAILED_JOBS deletes permanently failed jobs; GC_JOB_QUEUES deletes
-unlocked queues no job uses; GC_TASK_IDENTIFIERS deletes task identifiers no job
-uses except task_identifiers_to_keep (pass the ones running workers know).';
-$errands_m0003$;
-        INSERT INTO errands.migrations (id, name) VALUES (3, 'admin');
-    END IF;
-END
-$errands_install_m0003$;
-
--- Migration 0004_worker.sql
-DO $errands_install_m0004$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 4) THEN
-        EXECUTE $errands_m0004$
--- Worker-facing functions: the only statements a worker runs against jobs.
--- Each takes the caller's worker id; complete, fail and return touch only jobs
--- that worker has locked, so a worker that lost its lock cannot clobber a job.
-
-CREATE FUNCTION errands.get_jobs(
-    worker_id text,
-    task_identifiers text[],
-    job_count integer DEFAULT 1,
-    forbidden_flags text[] DEFAULT NULL
-) RETURNS SETOF errands.jobs
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_task_ids integer[];
-    v_forbidden text[] := CASE WHEN cardinality(get_jobs.forbidden_flags) > 0
-                               THEN get_jobs.forbidden_flags END;
-    v_now timestamptz := now();
-BEGIN
-    IF get_jobs.worker_id IS NULL OR get_jobs.worker_id = '' THEN
-        RAISE EXCEPTION 'errands: worker_id must not be empty, got %',
-            errands._describe(get_jobs.worker_id) USING ERRCODE = '22023';
-    END IF;
-    IF get_jobs.job_count IS NULL OR get_jobs.job_count < 1 THEN
-        RAISE EXCEPTION 'errands: job_count must be at least 1, got %',
-            coalesce(get_jobs.job_count::text, 'NULL') USING ERRCODE = '22023';
-    END IF;
-    SELECT array_agg(t.id) INTO v_task_ids
-    FROM errands._tasks t WHERE t.identifier = ANY(get_jobs.task_identifiers);
-    IF v_task_ids IS NULL THEN
-        RETURN;
-    END IF;
-
-    RETURN QUERY
-    WITH candidates AS MATERIALIZED (
-        SELECT c.id, c.job_queue_id FROM (
-            -- Jobs without a queue: the first job_count due jobs of each task,
-            -- row-locked as they are read so concurrent fetchers skip past them.
-            SELECT u.id, u.job_queue_id, u.priority, u.run_at
-            FROM unnest(v_task_ids) AS tid(task_id)
-            CROSS JOIN LATERAL (
-                -- One index probe per distinct priority of the task (a loose
-                -- index scan); with the priority fixed, run_at <= now ends the
-                -- range scan, so future-scheduled jobs are never walked.
-                WITH RECURSIVE prio(p) AS (
-                    SELECT min(j.priority) FROM errands._jobs j
-                    WHERE j.task_id = tid.task_id AND j.is_available AND j.job_queue_id IS NULL
-                    UNION ALL
-                    SELECT (SELECT min(j.priority) FROM errands._jobs j
-                            WHERE j.task_id = tid.task_id AND j.is_available
-                              AND j.job_queue_id IS NULL AND j.priority > prio.p)
-                    FROM prio WHERE prio.p IS NOT NULL
-                )
-                SELECT d.id, d.job_queue_id, d.priority, d.run_at
-                FROM prio CROSS JOIN LATERAL (
-                    SELECT j.id, j.job_queue_id, j.priority, j.run_at
-                    FROM errands._jobs j
-                    WHERE j.task_id = tid.task_id AND j.priority = prio.p
-                      AND j.is_available AND j.job_queue_id IS NULL
-                      AND j.run_at <= v_now
-                      AND (v_forbidden IS NULL OR j.flags IS NULL OR NOT j.flags ?| v_forbidden)
-                    ORDER BY j.run_at, j.id
-                    LIMIT get_jobs.job_count
-                    FOR UPDATE SKIP LOCKED
-                ) d
-                ORDER BY d.priority, d.run_at, d.id
-                LIMIT get_jobs.job_count
-            ) u
-            UNION ALL
-            -- Named queues: only the head job of a queue nothing else runs
-            -- from; never two jobs of one queue in a batch (Graphile's #621).
-            SELECT h.id, h.job_queue_id, h.priority, h.run_at
-            FROM errands._queues q
-            CROSS JOIN LATERAL (
-                SELECT j.id, j.job_queue_id, j.priority, j.run_at
-                FROM errands._jobs j
-                WHERE j.job_queue_id = q.id
-                  AND j.is_available AND j.run_at <= v_now
-                  AND j.task_id = ANY(v_task_ids)
-                  AND (v_forbidden IS NULL OR j.flags IS NULL OR NOT j.flags ?| v_forbidden)
-                ORDER BY j.priority, j.run_at, j.id
-                LIMIT 1
-            ) h
-            WHERE q.locked_at IS NULL
-        ) c
-        ORDER BY c.priority, c.run_at, c.id
-        LIMIT get_jobs.job_count
-    ), queues AS MATERIALIZED (
-        -- Lock the chosen queues; a queue another fetch holds is skipped, and
-        -- one locked since our snapshot fails the locked_at recheck.
-        SELECT q.id FROM errands._queues q
-        WHERE q.id IN (SELECT c.job_queue_id FROM candidates c)
-          AND q.locked_at IS NULL
-        FOR UPDATE SKIP LOCKED
-    ), chosen AS MATERIALIZED (
-        SELECT j.id FROM errands._jobs j
-        WHERE j.id IN (SELECT c.id FROM candidates c)
-          AND j.is_available
-          AND (j.job_queue_id IS NULL OR j.job_queue_id IN (SELECT queues.id FROM queues))
-        FOR UPDATE SKIP LOCKED
-    ), locked_jobs AS (
-        UPDATE errands._jobs j
-        SET attempts = j.attempts + 1, locked_at = v_now, locked_by = get_jobs.worker_id
-        FROM chosen WHERE j.id = chosen.id
-        RETURNING j.*
-    ), locked_queues AS (
-        UPDATE errands._queues q
-        SET locked_at = v_now, locked_by = get_jobs.worker_id
-        WHERE q.id IN (SELECT lj.job_queue_id FROM locked_jobs lj)
-        RETURNING q.id, q.queue_name
-    )
-    SELECT lj.id, lq.queue_name, t.identifier, lj.payload, lj.priority::integer, lj.run_at,
-           lj.attempts::integer, lj.max_attempts::integer, lj.last_error, lj.created_at,
-           lj.updated_at, lj.key, lj.locked_at, lj.locked_by, lj.revision, lj.flags
-    FROM locked_jobs lj
-    JOIN errands._tasks t ON t.id = lj.task_id
-    LEFT JOIN locked_queues lq ON lq.id = lj.job_queue_id
-    ORDER BY lj.priority, lj.run_at, lj.id;
-END
-$$;
-COMMENT ON FUNCTION errands.get_jobs(text, text[], integer, text[]) IS
-'Worker API. Locks and returns up to job_count runnable jobs (due, not running,
-attempts left, task in task_identifiers, no forbidden flag) in priority, run_at,
-id order, with attempts + 1 and locked_by = worker_id. A named queue yields at
-most its head job, and none while one of its jobs runs.';
-
-CREATE FUNCTION errands.worker_complete_jobs(worker_id text, job_ids bigint[])
-RETURNS SETOF bigint
-LANGUAGE sql AS $$
-    WITH done AS (
-        DELETE FROM errands._jobs j
-        WHERE j.id = ANY(job_ids) AND j.locked_by = worker_id
-        RETURNING j.id, j.job_queue_id
-    ), unlocked AS (
-        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.id IN (SELECT done.job_queue_id FROM done) AND q.locked_by = worker_id
-    )
-    SELECT done.id FROM done
-$$;
-COMMENT ON FUNCTION errands.worker_complete_jobs(text, bigint[]) IS
-'Worker API. Deletes the listed jobs that worker_id has locked (it finished them)
-and unlocks their queues. Returns the ids it completed: a job missing from the
-result was no longer this worker''s (its lock was taken away) and may run again.';
-
-CREATE FUNCTION errands.worker_fail_jobs(
-    worker_id text,
-    job_ids bigint[],
-    error_messages text[],
-    payloads json[] DEFAULT NULL
-) RETURNS SETOF errands.jobs
-LANGUAGE plpgsql AS $$
-BEGIN
-    IF cardinality(worker_fail_jobs.job_ids) IS DISTINCT FROM cardinality(worker_fail_jobs.error_messages)
-       OR (worker_fail_jobs.payloads IS NOT NULL
-           AND cardinality(worker_fail_jobs.payloads) <> cardinality(worker_fail_jobs.job_ids)) THEN
-        RAISE EXCEPTION 'errands: worker_fail_jobs needs one error message (and payload, if any) per job: % ids, % messages, % payloads',
-            cardinality(worker_fail_jobs.job_ids), cardinality(worker_fail_jobs.error_messages),
-            coalesce(cardinality(worker_fail_jobs.payloads)::text, 'no')
-            USING ERRCODE = '22023';
-    END IF;
-    RETURN QUERY
-    WITH f AS (
-        SELECT * FROM unnest(worker_fail_jobs.job_ids, worker_fail_jobs.error_messages,
-                             worker_fail_jobs.payloads) AS f(id, message, payload)
-    ), failed AS (
-        UPDATE errands._jobs j
-        SET last_error = f.message,
-            -- Exponential backoff: e^attempts seconds, capped at e^10 (~6 h).
-            run_at = greatest(now(), j.run_at) + exp(least(j.attempts, 10)) * interval '1 second',
-            locked_at = NULL,
-            locked_by = NULL,
-            payload = coalesce(f.payload, j.payload)
-        FROM f
-        WHERE j.id = f.id AND j.locked_by = worker_fail_jobs.worker_id
-        RETURNING j.*
-    ), unlocked AS (
-        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.id IN (SELECT failed.job_queue_id FROM failed)
-          AND q.locked_by = worker_fail_jobs.worker_id
-    )
-    SELECT failed.id, q.queue_name, t.identifier, failed.payload, failed.priority::integer,
-           failed.run_at, failed.attempts::integer, failed.max_attempts::integer,
-           failed.last_error, failed.created_at, failed.updated_at, failed.key,
-           failed.locked_at, failed.locked_by, failed.revision, failed.flags
-    FROM failed
-    JOIN errands._tasks t ON t.id = failed.task_id
-    LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
-    ORDER BY failed.id;
-END
-$$;
-COMMENT ON FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[]) IS
-'Worker API. Records a failed try of each listed job that worker_id has locked:
-last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
-10)) seconds, lock and queue released; a non-NULL payload replaces the job''s
-(batch jobs keep only their failed items). Returns the failed jobs; those with
-attempts >= max_attempts will not run again.';
-
-CREATE FUNCTION errands.worker_return_jobs(worker_id text, job_ids bigint[])
-RETURNS SETOF bigint
-LANGUAGE sql AS $$
-    WITH returned AS (
-        UPDATE errands._jobs j
-        SET attempts = greatest(0, j.attempts - 1), locked_at = NULL, locked_by = NULL
-        WHERE j.id = ANY(job_ids) AND j.locked_by = worker_id
-        RETURNING j.id, j.job_queue_id
-    ), unlocked AS (
-        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.id IN (SELECT returned.job_queue_id FROM returned) AND q.locked_by = worker_id
-    )
-    SELECT returned.id FROM returned
-$$;
-COMMENT ON FUNCTION errands.worker_return_jobs(text, bigint[]) IS
-'Worker API. Hands back jobs worker_id fetched but never started (shutdown): the
-lock is released and the attempt it took is given back. Returns their ids.';
-
-CREATE FUNCTION errands.reset_locked(older_than interval DEFAULT interval '4 hours')
-RETURNS integer
-LANGUAGE sql AS $$
-    WITH jobs AS (
-        UPDATE errands._jobs j
-        SET locked_at = NULL,
-            locked_by = NULL,
-            run_at = greatest(j.run_at, now()),
-            last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
-                                j.locked_by, j.locked_at)
-        WHERE j.locked_at < now() - older_than
-        RETURNING j.id
-    ), queues AS (
-        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.locked_at < now() - older_than
-    )
-    SELECT count(*)::integer FROM jobs
-$$;
-COMMENT ON FUNCTION errands.reset_locked(interval) IS
-'Rescues jobs whose lock is older than older_than (their worker died): they become
-runnable at once with the interrupted try counted, and stale queue locks are
-released. Returns the number of jobs rescued.';
-$errands_m0004$;
-        INSERT INTO errands.migrations (id, name) VALUES (4, 'worker');
-    END IF;
-END
-$errands_install_m0004$;
-
--- Migration 0005_cron.sql
-DO $errands_install_m0005$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 5) THEN
-        EXECUTE $errands_m0005$
--- Recurring jobs (cron): crontab parser, stored schedule per source, the tick
--- that enqueues due jobs, and a next-runs preview.
---
--- Time zone rule (tz option, default UTC; PostgreSQL's time zone database):
--- every UTC minute m is mapped to its local wall-clock minute L(m) and fires
--- when L(m) matches the item.  Local minutes skipped by a spring-forward gap
--- fire once, at the first UTC minute after the gap (local 03:00 for a skipped
--- 02:30).  Local minutes repeated by a fall-back fire only on their first
--- occurrence.  So a matching local time fires exactly once per local day.
-
-CREATE TABLE errands._crontab_items (
-    id text PRIMARY KEY,
-    source text NOT NULL,
-    line_number integer NOT NULL,
-    task text NOT NULL,
-    minutes integer[] NOT NULL,
-    hours integer[] NOT NULL,
-    days_of_month integer[] NOT NULL,
-    months integer[] NOT NULL,
-    days_of_week integer[] NOT NULL,
-    options jsonb NOT NULL,
-    payload jsonb NOT NULL
-);
-CREATE INDEX crontab_items_source ON errands._crontab_items (source);
-ALTER TABLE errands._crontab_items ENABLE ROW LEVEL SECURITY;
-
--- Raise the 22023 "bad crontab" error used by the parser helpers.
-CREATE FUNCTION errands._cron_bad(problem text) RETURNS void
-LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN
-    RAISE EXCEPTION '%', problem USING ERRCODE = '22023';
-END
-$$;
-
--- One field of a cron line as the sorted set of values it allows.
--- names: value names (lower case) for lo, lo + 1, ...; NULL when none.
-CREATE FUNCTION errands._cron_field(spec text, field text, lo integer, hi integer, names text[])
-RETURNS integer[]
-LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE
-    v_part text;
-    v_base text;
-    v_step integer;
-    v_a integer;
-    v_b integer;
-    v_tok text;
-    v_val integer;
-    v_vals integer[] := '{}';
-    v_ends integer[];
-    v_i integer;
-BEGIN
-    FOREACH v_part IN ARRAY string_to_array(spec, ',') LOOP
-        IF v_part = '' THEN
-            PERFORM errands._cron_bad(format('%s field %s has an empty list item', field, quote_literal(spec)));
-        END IF;
-        v_step := 1;
-        v_base := v_part;
-        IF v_part LIKE '%/%' THEN
-            IF v_part ~ '/.*/' THEN
-                PERFORM errands._cron_bad(format('%s field item %s has more than one /', field, quote_literal(v_part)));
-            END IF;
-            v_base := split_part(v_part, '/', 1);
-            v_tok := split_part(v_part, '/', 2);
-            IF v_tok !~ '^[0-9]{1,6}$' THEN
-                PERFORM errands._cron_bad(format('%s field: bad step %s in %s', field, quote_literal(v_tok), quote_literal(v_part)));
-            END IF;
-            v_step := v_tok::integer;
-            IF v_step = 0 THEN
-                PERFORM errands._cron_bad(format('%s field: zero step in %s', field, quote_literal(v_part)));
-            END IF;
-        END IF;
-        IF v_base = '*' THEN
-            v_a := lo;
-            v_b := CASE WHEN field = 'day of week' THEN 6 ELSE hi END;
-        ELSE
-            IF v_base ~ '^[^-]+-[^-]+$' THEN
-                v_tok := v_base;
-            ELSIF v_base ~ '-' OR v_base = '' THEN
-                PERFORM errands._cron_bad(format('%s field: bad range %s', field, quote_literal(v_part)));
-            END IF;
-            v_ends := '{}';
-            FOREACH v_tok IN ARRAY string_to_array(v_base, '-') LOOP
-                IF v_tok ~ '^[0-9]{1,6}$' THEN
-                    v_val := v_tok::integer;
-                ELSE
-                    v_i := array_position(names, lower(v_tok));
-                    IF v_i IS NULL THEN
-                        PERFORM errands._cron_bad(format('%s field: bad value %s', field, quote_literal(v_tok)));
-                    END IF;
-                    v_val := lo + v_i - 1;
-                END IF;
-                IF v_val NOT BETWEEN lo AND hi THEN
-                    PERFORM errands._cron_bad(format('%s value %s out of range %s-%s', field, v_val, lo, hi));
-                END IF;
-                v_ends := v_ends || v_val;
-            END LOOP;
-            v_a := v_ends[1];
-            IF cardinality(v_ends) = 2 THEN
-                v_b := v_ends[2];
-            ELSIF v_step > 1 THEN
-                v_b := hi;  -- N/S means N-max/S
-            ELSE
-                v_b := v_a;
-            END IF;
-            IF v_a > v_b AND v_b = 0 AND field = 'day of week' THEN
-                v_b := 7;  -- sat-sun, 5-0: Sunday ends a weekday range as 7
-            END IF;
-            IF v_a > v_b THEN
-                PERFORM errands._cron_bad(format('%s field: range %s is backwards', field, quote_literal(v_base)));
-            END IF;
-        END IF;
-        v_vals := v_vals || ARRAY(SELECT generate_series(v_a, v_b, v_step));
-    END LOOP;
-    IF field = 'day of week' THEN
-        v_vals := array_replace(v_vals, 7, 0);
-    END IF;
-    RETURN ARRAY(SELECT DISTINCT v FROM unnest(v_vals) v ORDER BY v);
-END
-$$;
-
--- A fill period like 1d, 4w3d2h1m, 30s as an interval (NULL if malformed).
-CREATE FUNCTION errands._cron_period(spec text) RETURNS interval
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN spec ~ '^([0-9]{1,6}w)?([0-9]{1,6}d)?([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?$'
-                     AND spec <> ''
-           THEN make_interval(
-                    weeks => coalesce(substring(spec FROM '([0-9]+)w')::int, 0),
-                    days => coalesce(substring(spec FROM '([0-9]+)d')::int, 0),
-                    hours => coalesce(substring(spec FROM '([0-9]+)h')::int, 0),
-                    mins => coalesce(substring(spec FROM '([0-9]+)m')::int, 0),
-                    secs => coalesce(substring(spec FROM '([0-9]+)s')::int, 0))
-           END
-$$;
-
--- The ?a=b&c=d options of a line as a normalised jsonb object.
-CREATE FUNCTION errands._cron_options(spec text, task text) RETURNS jsonb
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v_opts jsonb := '{}';
-    v_pair text;
-    v_key text;
-    v_val text;
-BEGIN
-    IF spec IS NOT NULL AND spec <> '' THEN
-        FOREACH v_pair IN ARRAY string_to_array(spec, '&') LOOP
-            IF v_pair !~ '^[^=]+=[^=]*$' THEN
-                PERFORM errands._cron_bad(format('bad option %s (expected key=value)', quote_literal(v_pair)));
-            END IF;
-            v_key := split_part(v_pair, '=', 1);
-            v_val := split_part(v_pair, '=', 2);
-            IF v_key NOT IN ('id', 'fill', 'max', 'queue', 'priority', 'jobKey', 'jobKeyMode', 'tz') THEN
-                PERFORM errands._cron_bad(format('bad option key %s (expected id, fill, max, queue, priority, jobKey, jobKeyMode or tz)',
-                                                 quote_literal(v_key)));
-            END IF;
-            IF v_opts ? v_key THEN
-                PERFORM errands._cron_bad(format('option %s given twice', quote_literal(v_key)));
-            END IF;
-            IF v_val = '' THEN
-                PERFORM errands._cron_bad(format('option %s has an empty value', quote_literal(v_key)));
-            END IF;
-            CASE v_key
-            WHEN 'fill' THEN
-                IF errands._cron_period(v_val) IS NULL THEN
-                    PERFORM errands._cron_bad(format('bad fill period %s (expected e.g. 1d or 4w3d2h1m)', quote_literal(v_val)));
-                END IF;
-            WHEN 'max' THEN
-                IF v_val !~ '^[0-9]{1,5}$' OR v_val::int NOT BETWEEN 1 AND 32767 THEN
-                    PERFORM errands._cron_bad(format('bad max %s (expected 1-32767)', quote_literal(v_val)));
-                END IF;
-            WHEN 'priority' THEN
-                IF v_val !~ '^-?[0-9]{1,5}$' OR v_val::int NOT BETWEEN -32768 AND 32767 THEN
-                    PERFORM errands._cron_bad(format('bad priority %s (expected -32768-32767)', quote_literal(v_val)));
-                END IF;
-            WHEN 'jobKeyMode' THEN
-                IF v_val NOT IN ('replace', 'preserve_run_at') THEN
-                    PERFORM errands._cron_bad(format('bad jobKeyMode %s (expected replace or preserve_run_at)', quote_literal(v_val)));
-                END IF;
-            WHEN 'tz' THEN
-                BEGIN
-                    PERFORM now() AT TIME ZONE v_val;
-                EXCEPTION WHEN invalid_parameter_value THEN
-                    PERFORM errands._cron_bad(format('unknown time zone %s', quote_literal(v_val)));
-                END;
-            ELSE
-                IF length(v_val) > 128 AND v_key <> 'jobKey' OR length(v_val) > 512 THEN
-                    PERFORM errands._cron_bad(format('option %s value is too long', quote_literal(v_key)));
-                END IF;
-            END CASE;
-            v_opts := v_opts || jsonb_build_object(v_key, v_val);
-        END LOOP;
-    END IF;
-    RETURN jsonb_build_object('id', task, 'tz', 'UTC') || v_opts;
-END
-$$;
-
-CREATE FUNCTION errands.parse_crontab(crontab text)
-RETURNS TABLE (line_number integer, id text, task text, minutes integer[], hours integer[],
-               days_of_month integer[], months integer[], days_of_week integer[],
-               options jsonb, payload jsonb)
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v_lines text[] := regexp_split_to_array(coalesce(crontab, ''), '\r?\n');
-    v_n integer;
-    v_line text;
-    v_rest text;
-    v_fields text[];
-    v_m text[];
-    v_opts text;
-    v_msg text;
-    v_ids text[] := '{}';
-BEGIN
-    IF crontab IS NULL THEN
-        RAISE EXCEPTION 'errands: crontab is NULL' USING ERRCODE = '22023';
-    END IF;
-    FOR v_n IN 1 .. cardinality(v_lines) LOOP
-        v_line := btrim(v_lines[v_n], E' \t');
-        CONTINUE WHEN v_line = '' OR left(v_line, 1) = '#';
-        BEGIN
-            line_number := v_n;
-            IF left(v_line, 1) = '@' THEN
-                v_m := regexp_match(v_line, '^(@[a-z]+)(?:\s+(.*))?$');
-                v_fields := CASE v_m[1]
-                    WHEN '@yearly' THEN '{0,0,1,1,*}' WHEN '@annually' THEN '{0,0,1,1,*}'
-                    WHEN '@monthly' THEN '{0,0,1,*,*}' WHEN '@weekly' THEN '{0,0,*,*,0}'
-                    WHEN '@daily' THEN '{0,0,*,*,*}' WHEN '@midnight' THEN '{0,0,*,*,*}'
-                    WHEN '@hourly' THEN '{0,*,*,*,*}' END;
-                IF v_m IS NULL OR v_fields IS NULL THEN
-                    PERFORM errands._cron_bad(format('unknown macro %s (expected @hourly, @daily, @weekly, @monthly or @yearly)',
-                                                     quote_literal(split_part(v_line, ' ', 1))));
-                END IF;
-                v_rest := coalesce(v_m[2], '');
-            ELSE
-                v_m := regexp_match(v_line, '^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)(?:\s+(.*))?$');
-                IF v_m IS NULL THEN
-                    PERFORM errands._cron_bad('too few fields (expected MIN HOUR DOM MONTH DOW task)');
-                END IF;
-                v_fields := v_m[1:5];
-                v_rest := coalesce(v_m[6], '');
-            END IF;
-            -- task [?options] [{payload}]
-            v_m := regexp_match(v_rest, '^(\S+)(?:\s+(\?\S*))?(?:\s+(.*))?$');
-            IF v_m IS NULL THEN
-                PERFORM errands._cron_bad('too few fields: no task identifier');
-            END IF;
-            task := v_m[1];
-            IF left(task, 1) IN ('?', '{') OR length(task) > 128 THEN
-                PERFORM errands._cron_bad(format('bad task identifier %s', errands._describe(task)));
-            END IF;
-            v_opts := substr(v_m[2], 2);
-            IF v_m[3] IS NOT NULL AND left(v_m[3], 1) <> '{' THEN
-                PERFORM errands._cron_bad(format('unexpected %s after the task identifier (expected ?options or a {json} payload)',
-                                                 quote_literal(v_m[3])));
-            END IF;
-            BEGIN
-                payload := coalesce(v_m[3], '{}')::jsonb;
-            EXCEPTION WHEN invalid_text_representation THEN
-                PERFORM errands._cron_bad(format('invalid JSON payload %s', errands._describe(v_m[3])));
-            END;
-            IF jsonb_typeof(payload) <> 'object' THEN
-                PERFORM errands._cron_bad('the payload must be a JSON object');
-            END IF;
-            minutes := errands._cron_field(v_fields[1], 'minute', 0, 59, NULL);
-            hours := errands._cron_field(v_fields[2], 'hour', 0, 23, NULL);
-            days_of_month := errands._cron_field(v_fields[3], 'day of month', 1, 31, NULL);
-            months := errands._cron_field(v_fields[4], 'month', 1, 12,
-                '{jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec}');
-            days_of_week := errands._cron_field(v_fields[5], 'day of week', 0, 7,
-                '{sun,mon,tue,wed,thu,fri,sat}');
-            options := errands._cron_options(v_opts, task);
-            id := options->>'id';
-            IF id = ANY(v_ids) THEN
-                PERFORM errands._cron_bad(format('duplicate id %s (use ?id=... to tell items apart)', quote_literal(id)));
-            END IF;
-            v_ids := v_ids || id;
-        EXCEPTION WHEN invalid_parameter_value THEN
-            GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
-            RAISE EXCEPTION 'errands: crontab line %: %: %', v_n, v_msg, quote_literal(v_line)
-                USING ERRCODE = '22023';
-        END;
-        RETURN NEXT;
-    END LOOP;
-END
-$$;
-COMMENT ON FUNCTION errands.parse_crontab(text) IS
-'Parses a crontab (Graphile Worker format plus A-B/N steps, month and weekday
-names, @hourly/@daily/@weekly/@monthly/@yearly and the tz option): one row per
-item with its id, task, the allowed minutes, hours, days of month, months and
-days of week (0-6, Sunday = 0), options (jsonb: id, tz and the given ones) and
-payload. Raises SQLSTATE 22023 naming the line number, the problem and the line.';
-
--- Does the local wall-clock time l match the fields?  Classic cron: when both
--- day of month and day of week are restricted, either may match.
-CREATE FUNCTION errands._cron_wall_match(l timestamp, minutes integer[], hours integer[],
-                                          doms integer[], months integer[], dows integer[])
-RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT extract(minute FROM l)::int = ANY(minutes)
-       AND extract(hour FROM l)::int = ANY(hours)
-       AND extract(month FROM l)::int = ANY(months)
-       AND CASE WHEN cardinality(doms) < 31 AND cardinality(dows) < 7
-                THEN extract(day FROM l)::int = ANY(doms) OR extract(dow FROM l)::int = ANY(dows)
-                ELSE extract(day FROM l)::int = ANY(doms) AND extract(dow FROM l)::int = ANY(dows)
-           END
-$$;
-
--- Is the UTC minute m due for the fields in time zone tz (rule at the top)?
-CREATE FUNCTION errands._cron_due(m timestamptz, minutes integer[], hours integer[],
-                                  doms integer[], months integer[], dows integer[], tz text)
-RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT (errands._cron_wall_match(l, minutes, hours, doms, months, dows)
-            AND NOT (d > interval '0' AND (m - d) AT TIME ZONE tz = l))
-        OR (l - p > interval '1 minute'
-            AND EXISTS (SELECT 1 FROM generate_series(p + interval '1 minute', l - interval '1 minute',
-                                                      interval '1 minute') g
-                        WHERE errands._cron_wall_match(g, minutes, hours, doms, months, dows)))
-    FROM (SELECT m AT TIME ZONE tz AS l,
-                 (m - interval '1 minute') AT TIME ZONE tz AS p,
-                 ((m - interval '6 hours') AT TIME ZONE tz - (m - interval '6 hours') AT TIME ZONE 'UTC')
-                 - (m AT TIME ZONE tz - m AT TIME ZONE 'UTC') AS d) x
-$$;
-
-CREATE FUNCTION errands.set_crontab(crontab text, source text DEFAULT 'default')
-RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_source text := set_crontab.source;
-    v_clash record;
-    v_count integer;
-BEGIN
-    IF v_source IS NULL OR length(v_source) NOT BETWEEN 1 AND 128 THEN
-        RAISE EXCEPTION 'errands: invalid crontab source %', errands._describe(v_source)
-            USING ERRCODE = '22023';
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('errands:set_crontab'));
-    CREATE TEMP TABLE IF NOT EXISTS pg_temp._errands_crontab_new
-        (LIKE errands._crontab_items) ON COMMIT DROP;
-    DELETE FROM pg_temp._errands_crontab_new;
-    INSERT INTO pg_temp._errands_crontab_new
-    SELECT p.id, v_source, p.line_number, p.task, p.minutes, p.hours, p.days_of_month,
-           p.months, p.days_of_week, p.options, p.payload
-    FROM errands.parse_crontab(crontab) p;
-    SELECT n.id, i.source INTO v_clash
-    FROM pg_temp._errands_crontab_new n JOIN errands._crontab_items i USING (id)
-    WHERE i.source <> v_source LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'errands: crontab id % is already used by source %',
-            quote_literal(v_clash.id), quote_literal(v_clash.source) USING ERRCODE = '22023';
-    END IF;
-    DELETE FROM errands._crontab_items i
-    WHERE i.source = v_source
-      AND NOT EXISTS (SELECT 1 FROM pg_temp._errands_crontab_new n WHERE n.id = i.id);
-    INSERT INTO errands._crontab_items AS i
-    SELECT * FROM pg_temp._errands_crontab_new
-    ON CONFLICT (id) DO UPDATE
-    SET line_number = excluded.line_number, task = excluded.task, minutes = excluded.minutes,
-        hours = excluded.hours, days_of_month = excluded.days_of_month, months = excluded.months,
-        days_of_week = excluded.days_of_week, options = excluded.options, payload = excluded.payload
-    WHERE (i.line_number, i.task, i.minutes, i.hours, i.days_of_month, i.months, i.days_of_week,
-           i.options, i.payload)
-          IS DISTINCT FROM
-          (excluded.line_number, excluded.task, excluded.minutes, excluded.hours,
-           excluded.days_of_month, excluded.months, excluded.days_of_week, excluded.options,
-           excluded.payload);
-    SELECT count(*) INTO v_count FROM pg_temp._errands_crontab_new;
-    DROP TABLE pg_temp._errands_crontab_new;
-    RETURN v_count;
-END
-$$;
-COMMENT ON FUNCTION errands.set_crontab(text, text) IS
-'Makes the stored schedule of one source (default ''default'') exactly the
-items of the crontab text: adds, updates and removes items; other sources are
-untouched. Raises 22023 on a bad crontab or an id another source uses. Returns
-the number of items.';
-
-CREATE FUNCTION errands.cron_tick(now timestamptz DEFAULT now())
-RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_now timestamptz := date_trunc('minute', cron_tick.now);
-    v_item errands._crontab_items;
-    v_known errands._known_crontabs;
-    v_lo timestamptz;
-    v_m timestamptz;
-    v_count integer := 0;
-BEGIN
-    IF v_now IS NULL OR NOT isfinite(v_now) THEN
-        RAISE EXCEPTION 'errands: invalid cron_tick time %', coalesce(cron_tick.now::text, 'NULL')
-            USING ERRCODE = '22023';
-    END IF;
-    FOR v_item IN SELECT * FROM errands._crontab_items ORDER BY id LOOP
-        INSERT INTO errands._known_crontabs (identifier, known_since, last_execution)
-        VALUES (v_item.id, v_now, NULL)
-        ON CONFLICT (identifier) DO NOTHING;
-        SELECT * INTO v_known FROM errands._known_crontabs
-        WHERE identifier = v_item.id FOR UPDATE;
-        -- A clock that goes backwards (or a repeated tick) schedules nothing.
-        CONTINUE WHEN v_known.last_execution >= v_now;
-        v_lo := greatest(v_known.last_execution,
-                         v_known.known_since - interval '1 minute',
-                         v_now - greatest(coalesce(errands._cron_period(v_item.options->>'fill'),
-                                                   interval '0'),
-                                          interval '1 minute'));
-        FOR v_m IN
-            SELECT g FROM generate_series(v_lo + interval '1 minute', v_now, interval '1 minute') g
-            WHERE errands._cron_due(g, v_item.minutes, v_item.hours, v_item.days_of_month,
-                                    v_item.months, v_item.days_of_week, v_item.options->>'tz')
-            ORDER BY g
-        LOOP
-            PERFORM errands.add_job(
-                identifier => v_item.task,
-                payload => (v_item.payload || jsonb_build_object('_cron', jsonb_build_object(
-                    'ts', to_char(v_m AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                    'backfilled', v_m < v_now)))::json,
-                queue_name => v_item.options->>'queue',
-                run_at => v_m,
-                max_attempts => (v_item.options->>'max')::integer,
-                job_key => v_item.options->>'jobKey',
-                priority => (v_item.options->>'priority')::integer,
-                job_key_mode => coalesce(v_item.options->>'jobKeyMode', 'replace'));
-            v_count := v_count + 1;
-        END LOOP;
-        UPDATE errands._known_crontabs SET last_execution = v_now WHERE identifier = v_item.id;
-    END LOOP;
-    RETURN v_count;
-END
-$$;
-COMMENT ON FUNCTION errands.cron_tick(timestamptz) IS
-'Enqueues the due jobs of every stored crontab item for the minutes in
-(last execution, now]: run_at is the scheduled minute and the payload gets
-_cron: {ts, backfilled}. Items never backfill more than their fill period (only
-the current minute without fill) nor before they were first seen. Safe to call
-concurrently and repeatedly (one job per item and minute; a clock going back
-schedules nothing). Returns the number of jobs enqueued.';
-
-CREATE FUNCTION errands.cron_next_runs(crontab text, after timestamptz DEFAULT now(),
-                                       n integer DEFAULT 5)
-RETURNS TABLE (id text, task text, run_at timestamptz)
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v_item record;
-    v_tz text;
-    v_day date;
-    v_found integer;
-    v_m timestamptz;
-    v_after timestamptz := date_trunc('minute', cron_next_runs.after);
-BEGIN
-    IF v_after IS NULL OR NOT isfinite(v_after) OR n IS NULL OR n NOT BETWEEN 1 AND 1000 THEN
-        RAISE EXCEPTION 'errands: invalid cron_next_runs arguments (after %, n %)',
-            coalesce(cron_next_runs.after::text, 'NULL'), coalesce(n::text, 'NULL')
-            USING ERRCODE = '22023';
-    END IF;
-    FOR v_item IN SELECT * FROM errands.parse_crontab(crontab) ORDER BY line_number LOOP
-        v_tz := v_item.options->>'tz';
-        v_found := 0;
-        v_day := (v_after AT TIME ZONE v_tz)::date;
-        -- Day by day (at most 50 years), minute by minute within matching days.
-        WHILE v_found < n AND v_day < (v_after AT TIME ZONE v_tz)::date + 18300 LOOP
-            IF errands._cron_wall_match(v_day::timestamp, '{0}', '{0}', v_item.days_of_month,
-                                        v_item.months, v_item.days_of_week) THEN
-                FOR v_m IN
-                    SELECT g FROM generate_series(
-                        greatest(v_day::timestamp AT TIME ZONE v_tz, v_after + interval '1 minute'),
-                        (v_day + 1)::timestamp AT TIME ZONE v_tz - interval '1 minute',
-                        interval '1 minute') g
-                    WHERE errands._cron_due(g, v_item.minutes, v_item.hours, v_item.days_of_month,
-                                            v_item.months, v_item.days_of_week, v_tz)
-                    ORDER BY g LIMIT n - v_found
-                LOOP
-                    id := v_item.id;
-                    task := v_item.task;
-                    run_at := v_m;
-                    v_found := v_found + 1;
-                    RETURN NEXT;
-                END LOOP;
-            END IF;
-            v_day := v_day + 1;
-        END LOOP;
-    END LOOP;
-END
-$$;
-COMMENT ON FUNCTION errands.cron_next_runs(text, timestamptz, integer) IS
-'Previews a crontab: for each item (in file order) its next n (default 5) run
-times after the given time, as cron_tick would schedule them. Raises 22023 on a
-bad crontab like parse_crontab.';
-$errands_m0005$;
-        INSERT INTO errands.migrations (id, name) VALUES (5, 'cron');
-    END IF;
-END
-$errands_install_m0005$;
-
--- Migration 0006_security.sql
-DO $errands_install_m0006$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 6) THEN
-        EXECUTE $errands_m0006$
--- Privileges: nothing in schema errands is open to PUBLIC; two role helpers
--- grant what a web (enqueue-only) role and a worker role need. The public
--- functions run as their owner (SECURITY DEFINER) with a fixed search_path,
--- so a caller's search_path cannot shadow what they call.
-
--- PostgreSQL grants EXECUTE on new functions to PUBLIC: take it back.
--- A per-schema ALTER DEFAULT PRIVILEGES ... REVOKE cannot undo that built-in
--- grant (PostgreSQL only lets it undo per-schema GRANTs), and the global form
--- would change the installing role's defaults in every schema; so every later
--- migration that creates functions must end with the REVOKE below (the
--- security tests check that no errands function is executable by PUBLIC).
-REVOKE ALL ON SCHEMA errands FROM PUBLIC;
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
-REVOKE ALL ON ALL TABLES IN SCHEMA errands FROM PUBLIC;
-REVOKE ALL ON ALL SEQUENCES IN SCHEMA errands FROM PUBLIC;
-
--- The public API runs as its owner with a search_path the caller cannot
--- change: every reference in these bodies is schema-qualified or pg_catalog's.
-ALTER FUNCTION errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text)
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION errands.add_jobs(errands.job_spec[], boolean)
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION errands.remove_job(text)
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION errands.complete_jobs(bigint[])
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION errands.permanently_fail_jobs(bigint[], text)
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION errands.reschedule_jobs(bigint[], timestamptz, integer, integer, integer)
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION errands.force_unlock_workers(text[])
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION errands.cleanup(text[], text[])
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION errands.get_jobs(text, text[], integer, text[])
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION errands.worker_complete_jobs(text, bigint[])
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[])
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION errands.worker_return_jobs(text, bigint[])
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION errands.reset_locked(interval)
-    SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
--- The same for the other public functions earlier migrations made (cron's).
-DO $security_definer$
-DECLARE
-    v_fn regprocedure;
-BEGIN
-    FOR v_fn IN
-        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
-        WHERE p.pronamespace = 'errands'::regnamespace
-          AND p.prokind = 'f'
-          AND left(p.proname, 1) <> '_'
-          AND NOT p.prosecdef
-        ORDER BY p.oid
-    LOOP
-        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pg_temp', v_fn);
-    END LOOP;
-END
-$security_definer$;
-
--- Role helpers. They run as the caller (who must own the schema or be a
--- superuser) and only GRANT; role names go through regrole and %I.
-CREATE FUNCTION errands.grant_enqueue(role regrole) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_fn text;
-    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = grant_enqueue.role);
-BEGIN
-    IF v_name IS NULL THEN
-        RAISE EXCEPTION 'errands: grant_enqueue needs a role, got NULL' USING ERRCODE = '22023';
-    END IF;
-    EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
-    FOREACH v_fn IN ARRAY ARRAY[
-        'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text)',
-        'errands.add_jobs(errands.job_spec[], boolean)',
-        'errands.remove_job(text)'
-    ] LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I',
-                       v_fn::regprocedure, v_name);
-    END LOOP;
-END
-$$;
-COMMENT ON FUNCTION errands.grant_enqueue(regrole) IS
-'Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
-schema errands and EXECUTE on add_job, add_jobs and remove_job. The role cannot
-read jobs or payloads, fetch, complete, fail or reschedule jobs. Run it as the
-owner of the errands schema or a superuser.';
-
-CREATE FUNCTION errands.grant_worker(role regrole) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_fn regprocedure;
-    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = grant_worker.role);
-BEGIN
-    IF v_name IS NULL THEN
-        RAISE EXCEPTION 'errands: grant_worker needs a role, got NULL' USING ERRCODE = '22023';
-    END IF;
-    PERFORM errands.grant_enqueue(grant_worker.role);
-    -- The worker, admin and cleanup functions by name, and the cron functions
-    -- (public functions whose name contains cron) when cron is installed.
-    FOR v_fn IN
-        SELECT p.oid::regprocedure FROM pg_proc p
-        WHERE p.pronamespace = 'errands'::regnamespace
-          AND p.prokind = 'f'
-          AND (p.proname = ANY (ARRAY['get_jobs', 'worker_complete_jobs', 'worker_fail_jobs',
-                                      'worker_return_jobs', 'reset_locked', 'complete_jobs',
-                                      'permanently_fail_jobs', 'reschedule_jobs',
-                                      'force_unlock_workers', 'cleanup',
-                                      -- crashed-worker rescue (0007)
-                                      'register_worker', 'heartbeat', 'rescue_workers',
-                                      'unregister_worker']::name[])
-               OR (left(p.proname, 1) <> '_' AND strpos(p.proname, 'cron') > 0))
-        ORDER BY p.oid
-    LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn, v_name);
-    END LOOP;
-    EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
-END
-$$;
-COMMENT ON FUNCTION errands.grant_worker(regrole) IS
-'Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
-on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
-worker_return_jobs, reset_locked, register_worker, heartbeat, rescue_workers,
-unregister_worker), the admin functions (complete_jobs, permanently_fail_jobs,
-reschedule_jobs, force_unlock_workers), cleanup, the cron functions if cron is
-installed when it runs, and SELECT on the errands.jobs view (never on the private
-tables). Run it again after an upgrade adds functions. Run it as the owner of the
-errands schema or a superuser.';
-
--- Functions created above got the built-in PUBLIC grant: take it back.
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
-$errands_m0006$;
-        INSERT INTO errands.migrations (id, name) VALUES (6, 'security');
-    END IF;
-END
-$errands_install_m0006$;
-
--- Migration 0007_workers.sql
-DO $errands_install_m0007$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 7) THEN
-        EXECUTE $errands_m0007$
--- Crashed-worker rescue. Each live worker registers a row in errands._workers,
--- heartbeats it every few seconds, and holds a session-level advisory lock on
--- errands._worker_lock_key(worker_id) on its LISTEN connection for as long as it
--- runs. errands.rescue_workers (called by every live worker every few seconds,
--- or from pg_cron) declares a worker dead when no session holds its advisory
--- lock (its process or connection died: detected at once) or when its last
--- heartbeat is older than heartbeat_timeout (it hangs), and makes the jobs it
--- had locked runnable again. A worker whose lock is held and whose heartbeat
--- is fresh is never touched, however long its jobs run.
-
-CREATE TABLE errands._workers (
-    id text PRIMARY KEY
-        CONSTRAINT workers_id_length CHECK (length(id) BETWEEN 1 AND 512),
-    host text,
-    pid integer,
-    started_at timestamptz NOT NULL DEFAULT now(),
-    last_heartbeat timestamptz NOT NULL DEFAULT now()
-);
-ALTER TABLE errands._workers ENABLE ROW LEVEL SECURITY;
-
--- The advisory lock key of a worker: pg_advisory_lock(errands._worker_lock_key(id)).
-CREATE FUNCTION errands._worker_lock_key(worker_id text) RETURNS bigint
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT pg_catalog.hashtextextended(worker_id, 0)
-$$;
-
--- Whether some session of this database holds a worker's advisory lock. The
--- bigint form of pg_advisory_lock shows in pg_locks as classid = high 32 bits,
--- objid = low 32 bits, objsubid = 1. Any session counts, including the caller's.
-CREATE FUNCTION errands._worker_lock_held(worker_id text) RETURNS boolean
-LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
-    SELECT EXISTS (
-        SELECT 1 FROM pg_catalog.pg_locks l,
-             LATERAL (SELECT errands._worker_lock_key(worker_id) AS k) key
-        WHERE l.locktype = 'advisory'
-          AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
-                            WHERE d.datname = pg_catalog.current_database())
-          AND l.classid = ((key.k >> 32) & 4294967295)::oid
-          AND l.objid = (key.k & 4294967295)::oid
-          AND l.objsubid = 1
-          AND l.granted
-    )
-$$;
-
--- Unlocks the jobs and queues locked by the given workers: a crashed try counts
--- as an attempt, the job is runnable at once (no backoff). Returns the job count.
-CREATE FUNCTION errands._release_workers(worker_ids text[], reason text) RETURNS integer
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_count integer;
-BEGIN
-    WITH jobs AS (
-        UPDATE errands._jobs j
-        SET locked_at = NULL,
-            locked_by = NULL,
-            run_at = greatest(j.run_at, now()),
-            updated_at = now(),
-            last_error = format('errands: worker %s %s while running this job (locked since %s)',
-                                j.locked_by, reason, j.locked_at)
-        WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
-        RETURNING j.id
-    ), queues AS (
-        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.locked_by = ANY(worker_ids)
-    )
-    SELECT count(*)::integer INTO v_count FROM jobs;
-    IF v_count > 0 THEN
-        PERFORM pg_notify('errands:jobs', '');
-    END IF;
-    RETURN v_count;
-END
-$$;
-
-CREATE FUNCTION errands.register_worker(worker_id text, host text DEFAULT NULL, pid integer DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF register_worker.worker_id IS NULL OR register_worker.worker_id = '' THEN
-        RAISE EXCEPTION 'errands: worker_id must not be empty' USING ERRCODE = '22023';
-    END IF;
-    INSERT INTO errands._workers AS w (id, host, pid, started_at, last_heartbeat)
-    VALUES (register_worker.worker_id, register_worker.host, register_worker.pid, now(), now())
-    ON CONFLICT (id) DO UPDATE
-        SET host = EXCLUDED.host, pid = EXCLUDED.pid, last_heartbeat = now();
-END
-$$;
-COMMENT ON FUNCTION errands.register_worker(text, text, integer) IS
-'Worker API. Records (or refreshes) a live worker: id, host, pid, started_at and
-last_heartbeat = now(). The worker must also hold, for as long as it runs, the
-session-level advisory lock pg_advisory_lock(hashtextextended(worker_id, 0)) on a
-connection that lives as long as it does; rescue_workers treats a worker whose
-lock no session holds as dead.';
-
-CREATE FUNCTION errands.heartbeat(worker_id text) RETURNS boolean
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    WITH hb AS (
-        UPDATE errands._workers w SET last_heartbeat = now()
-        WHERE w.id = heartbeat.worker_id
-        RETURNING 1
-    )
-    SELECT EXISTS (SELECT 1 FROM hb)
-$$;
-COMMENT ON FUNCTION errands.heartbeat(text) IS
-'Worker API. Sets the worker''s last_heartbeat to now(). Returns false when the
-worker is not registered (it was declared dead: register again).';
-
-CREATE FUNCTION errands.rescue_workers(heartbeat_timeout interval DEFAULT interval '30 seconds')
-RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_dead text[];
-    v_count integer := 0;
-BEGIN
-    -- Skip rows another rescue is handling; a worker just registering is
-    -- visible only once its transaction committed (and its lock is held).
-    WITH dead AS (
-        SELECT w.id FROM errands._workers w
-        WHERE NOT errands._worker_lock_held(w.id)
-           OR w.last_heartbeat < now() - coalesce(rescue_workers.heartbeat_timeout, interval '30 seconds')
-        FOR UPDATE SKIP LOCKED
-    ), gone AS (
-        DELETE FROM errands._workers w USING dead WHERE w.id = dead.id
-        RETURNING w.id
-    )
-    SELECT array_agg(gone.id) INTO v_dead FROM gone;
-    IF v_dead IS NOT NULL THEN
-        v_count := errands._release_workers(v_dead, 'died');
-    END IF;
-    RETURN v_count;
-END
-$$;
-COMMENT ON FUNCTION errands.rescue_workers(interval) IS
-'Worker API (every live worker calls it every few seconds; also fit for pg_cron).
-Declares dead each registered worker whose advisory lock no session holds (its
-process or connection is gone) or whose last heartbeat is older than
-heartbeat_timeout, deletes its row, and makes the jobs it had locked runnable at
-once (run_at = greatest(run_at, now()), the interrupted try counted, last_error
-says the worker died) and unlocks its queues. Returns the number of jobs rescued.';
-
-CREATE FUNCTION errands.unregister_worker(worker_id text) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    DELETE FROM errands._workers w WHERE w.id = unregister_worker.worker_id;
-    RETURN errands._release_workers(ARRAY[unregister_worker.worker_id], 'exited');
-END
-$$;
-COMMENT ON FUNCTION errands.unregister_worker(text) IS
-'Worker API. A clean exit: deletes the worker''s row and releases any job or
-queue it still has locked (normally none) as rescue_workers would. Returns the
-number of jobs released.';
-
-REVOKE ALL ON errands._workers FROM PUBLIC;
--- Functions created above got the built-in PUBLIC grant: take it back.
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
-$errands_m0007$;
-        INSERT INTO errands.migrations (id, name) VALUES (7, 'workers');
-    END IF;
-END
-$errands_install_m0007$;
-
--- Migration 0008_workers_view.sql
-DO $errands_install_m0008$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 8) THEN
-        EXECUTE $errands_m0008$
--- What `errands workers` shows: every registered worker, whether it is alive,
--- and the jobs it has locked.
-
-CREATE VIEW errands.workers AS
-SELECT w.id,
-       w.host,
-       w.pid,
-       w.started_at,
-       w.last_heartbeat,
-       CASE WHEN NOT errands._worker_lock_held(w.id) THEN 'dead'
-            WHEN w.last_heartbeat < now() - interval '30 seconds' THEN 'hung'
-            ELSE 'alive' END AS state,
-       coalesce((SELECT array_agg(j.id ORDER BY j.id) FROM errands._jobs j
-                 WHERE j.locked_by = w.id), '{}') AS running_job_ids
-FROM errands._workers w;
-COMMENT ON VIEW errands.workers IS
-    'Registered workers: state alive, hung (heartbeat older than 30 s) or dead (no session holds its lock; rescue_workers() will release its jobs), and the ids of the jobs it has locked.';
-REVOKE ALL ON errands.workers FROM PUBLIC;
-$errands_m0008$;
-        INSERT INTO errands.migrations (id, name) VALUES (8, 'workers_view');
-    END IF;
-END
-$errands_install_m0008$;
-
--- Migration 0009_faults.sql
-DO $errands_install_m0009$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 9) THEN
-        EXECUTE $errands_m0009$
--- Surviving faults.
---
--- rescue_workers: a worker whose advisory lock no session holds is declared dead
--- only when (a) its heartbeat is older than 1.5 s -- a live worker whose LISTEN
--- connection (which holds the lock) is reconnecting heartbeats every 0.25 s
--- until it has the lock again -- and (b) it has heartbeated since the server
--- started: after a PostgreSQL restart every lock is gone, and a worker that has
--- not reconnected yet is not known dead; it is then rescued only by the
--- heartbeat timeout. The rest is 0007's function unchanged.
-
-CREATE OR REPLACE FUNCTION errands.rescue_workers(heartbeat_timeout interval DEFAULT interval '30 seconds')
-RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_dead text[];
-    v_count integer := 0;
-BEGIN
-    -- Skip rows another rescue is handling; a worker just registering is
-    -- visible only once its transaction committed (and its lock is held).
-    WITH dead AS (
-        SELECT w.id FROM errands._workers w
-        WHERE (w.last_heartbeat < now() - interval '1.5 seconds'
-               AND w.last_heartbeat >= pg_catalog.pg_postmaster_start_time()
-               AND NOT errands._worker_lock_held(w.id))
-           OR w.last_heartbeat < now() - coalesce(rescue_workers.heartbeat_timeout, interval '30 seconds')
-        FOR UPDATE SKIP LOCKED
-    ), gone AS (
-        DELETE FROM errands._workers w USING dead WHERE w.id = dead.id
-        RETURNING w.id
-    )
-    SELECT array_agg(gone.id) INTO v_dead FROM gone;
-    IF v_dead IS NOT NULL THEN
-        v_count := errands._release_workers(v_dead, 'died');
-    END IF;
-    RETURN v_count;
-END
-$$;
-COMMENT ON FUNCTION errands.rescue_workers(interval) IS
-'Worker API (every live worker calls it every few seconds; also fit for pg_cron).
-Declares dead each registered worker whose advisory lock no session holds (its
-process or connection is gone) and whose last heartbeat is older than 1.5 s but
-newer than the server''s start (after a restart, workers get until
-heartbeat_timeout to reconnect), or whose last heartbeat is older than
-heartbeat_timeout; deletes its row, and makes the jobs it had locked runnable at
-once (run_at = greatest(run_at, now()), the interrupted try counted, last_error
-says the worker died) and unlocks its queues. Returns the number of jobs rescued.';
-
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
-$errands_m0009$;
-        INSERT INTO errands.migrations (id, name) VALUES (9, 'faults');
-    END IF;
-END
-$errands_install_m0009$;
-
--- Migration 0010_fetch_batches.sql
-DO $errands_install_m0010$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 10) THEN
-        EXECUTE $errands_m0010$
--- get_jobs for large batches (the worker's local queue asks for hundreds of jobs).
---
--- 0004 chose, locked and updated the jobs in one statement whose later steps
--- joined the candidates back to _jobs with IN (subquery); for a batch of 500 the
--- planner switched to hash joins over a sequential scan of the whole table
--- (67 ms for 500 jobs out of 30,000; it grows with the table). Here the steps
--- carry ids in arrays, so each is an index probe per id whatever the batch size.
-
-CREATE OR REPLACE FUNCTION errands.get_jobs(
-    worker_id text,
-    task_identifiers text[],
-    job_count integer DEFAULT 1,
-    forbidden_flags text[] DEFAULT NULL
-) RETURNS SETOF errands.jobs
-LANGUAGE plpgsql
--- CREATE OR REPLACE resets these attributes: restate what 0006 set.
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp
--- Planning the candidate query costs ~1 ms, several times its execution for a
--- small batch, and PL/pgSQL kept re-planning it (custom plans). Its generic
--- plan is the same index walk, but its cost estimate (unknown LIMIT) crossed
--- jit_above_cost: JIT compilation took ~68 ms per call. Plan once, no JIT.
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-AS $$
-DECLARE
-    v_task_ids integer[];
-    v_forbidden text[] := CASE WHEN cardinality(get_jobs.forbidden_flags) > 0
-                               THEN get_jobs.forbidden_flags END;
-    v_now timestamptz := now();
-    v_ids bigint[];          -- jobs taken
-    v_heads bigint[];        -- head jobs of named queues (then: those locked)
-    v_head_queues integer[]; -- their queues (then: those locked)
-BEGIN
-    IF get_jobs.worker_id IS NULL OR get_jobs.worker_id = '' THEN
-        RAISE EXCEPTION 'errands: worker_id must not be empty, got %',
-            errands._describe(get_jobs.worker_id) USING ERRCODE = '22023';
-    END IF;
-    IF get_jobs.job_count IS NULL OR get_jobs.job_count < 1 THEN
-        RAISE EXCEPTION 'errands: job_count must be at least 1, got %',
-            coalesce(get_jobs.job_count::text, 'NULL') USING ERRCODE = '22023';
-    END IF;
-    SELECT array_agg(t.id) INTO v_task_ids
-    FROM errands._tasks t WHERE t.identifier = ANY(get_jobs.task_identifiers);
-    IF v_task_ids IS NULL THEN
-        RETURN;
-    END IF;
-
-    -- 1. The best job_count candidates: jobs without a queue (row-locked as they
-    --    are read, SKIP LOCKED) and the head job of each unlocked named queue.
-    SELECT array_agg(c.id) FILTER (WHERE c.job_queue_id IS NULL),
-           array_agg(c.id) FILTER (WHERE c.job_queue_id IS NOT NULL),
-           array_agg(c.job_queue_id) FILTER (WHERE c.job_queue_id IS NOT NULL)
-    INTO v_ids, v_heads, v_head_queues
-    FROM (
-        SELECT u.id, u.job_queue_id, u.priority, u.run_at
-        FROM unnest(v_task_ids) AS tid(task_id)
-        CROSS JOIN LATERAL (
-            -- One index probe per distinct priority of the task (a loose index
-            -- scan); with the priority fixed, run_at <= now ends the range scan,
-            -- so future-scheduled jobs are never walked.
-            WITH RECURSIVE prio(p) AS (
-                SELECT min(j.priority) FROM errands._jobs j
-                WHERE j.task_id = tid.task_id AND j.is_available AND j.job_queue_id IS NULL
-                UNION ALL
-                SELECT (SELECT min(j.priority) FROM errands._jobs j
-                        WHERE j.task_id = tid.task_id AND j.is_available
-                          AND j.job_queue_id IS NULL AND j.priority > prio.p)
-                FROM prio WHERE prio.p IS NOT NULL
-            )
-            SELECT d.id, d.job_queue_id, d.priority, d.run_at
-            FROM prio CROSS JOIN LATERAL (
-                SELECT j.id, j.job_queue_id, j.priority, j.run_at
-                FROM errands._jobs j
-                WHERE j.task_id = tid.task_id AND j.priority = prio.p
-                  AND j.is_available AND j.job_queue_id IS NULL
-                  AND j.run_at <= v_now
-                  AND (v_forbidden IS NULL OR j.flags IS NULL OR NOT j.flags ?| v_forbidden)
-                ORDER BY j.run_at, j.id
-                LIMIT get_jobs.job_count
-                FOR UPDATE SKIP LOCKED
-            ) d
-            ORDER BY d.priority, d.run_at, d.id
-            LIMIT get_jobs.job_count
-        ) u
-        UNION ALL
-        -- Named queues: only the head job of a queue nothing else runs from;
-        -- never two jobs of one queue in a batch (Graphile's #621).
-        SELECT h.id, h.job_queue_id, h.priority, h.run_at
-        FROM errands._queues q
-        CROSS JOIN LATERAL (
-            SELECT j.id, j.job_queue_id, j.priority, j.run_at
-            FROM errands._jobs j
-            WHERE j.job_queue_id = q.id
-              AND j.is_available AND j.run_at <= v_now
-              AND j.task_id = ANY(v_task_ids)
-              AND (v_forbidden IS NULL OR j.flags IS NULL OR NOT j.flags ?| v_forbidden)
-            ORDER BY j.priority, j.run_at, j.id
-            LIMIT 1
-        ) h
-        WHERE q.locked_at IS NULL
-        ORDER BY 3, 4, 1
-        LIMIT get_jobs.job_count
-    ) c;
-
-    -- 2. Queue heads: lock their queues (one another fetch holds is skipped; one
-    --    locked since our snapshot fails the locked_at recheck), then the jobs.
-    IF v_heads IS NOT NULL THEN
-        SELECT array_agg(s.id) INTO v_head_queues FROM (
-            SELECT q.id FROM errands._queues q
-            WHERE q.id = ANY(v_head_queues) AND q.locked_at IS NULL
-            FOR UPDATE SKIP LOCKED
-        ) s;
-        SELECT array_agg(s.id), array_agg(s.job_queue_id) INTO v_heads, v_head_queues FROM (
-            SELECT j.id, j.job_queue_id FROM errands._jobs j
-            WHERE j.id = ANY(v_heads) AND j.is_available
-              AND j.job_queue_id = ANY(v_head_queues)
-            FOR UPDATE SKIP LOCKED
-        ) s;
-        IF v_heads IS NOT NULL THEN
-            v_ids := v_ids || v_heads;
-            UPDATE errands._queues q
-            SET locked_at = v_now, locked_by = get_jobs.worker_id
-            WHERE q.id = ANY(v_head_queues);
-        END IF;
-    END IF;
-    IF v_ids IS NULL THEN
-        RETURN;
-    END IF;
-
-    -- 3. Take them.
-    RETURN QUERY
-    WITH taken AS (
-        UPDATE errands._jobs j
-        SET attempts = j.attempts + 1, locked_at = v_now, locked_by = get_jobs.worker_id
-        WHERE j.id = ANY(v_ids)
-        RETURNING j.*
-    )
-    SELECT tk.id, q.queue_name, t.identifier, tk.payload, tk.priority::integer, tk.run_at,
-           tk.attempts::integer, tk.max_attempts::integer, tk.last_error, tk.created_at,
-           tk.updated_at, tk.key, tk.locked_at, tk.locked_by, tk.revision, tk.flags
-    FROM taken tk
-    JOIN errands._tasks t ON t.id = tk.task_id
-    LEFT JOIN errands._queues q ON q.id = tk.job_queue_id
-    ORDER BY tk.priority, tk.run_at, tk.id;
-END
-$$;
-COMMENT ON FUNCTION errands.get_jobs(text, text[], integer, text[]) IS
-'Worker API. Locks and returns up to job_count runnable jobs (due, not running,
-attempts left, task in task_identifiers, no forbidden flag) in priority, run_at,
-id order, with attempts + 1 and locked_by = worker_id. A named queue yields at
-most its head job, and none while one of its jobs runs.';
-
--- Taking a job is an UPDATE that cannot be HOT (is_available, in the fetch
--- indexes' predicates, changes), so it inserts into every index whose predicate
--- the locked row meets. jobs_locked was one of them, for lookups that are rare
--- (rescuing a dead worker, the stale-lock sweep, listing workers) and are fine
--- with one sequential scan. Without it (and with the key index made partial, not
--- done here), the UPDATE took 33 instead of 48 us per job in a batch of 500.
-DROP INDEX errands.jobs_locked;
-
--- (The workers view, which looked each worker's jobs up by locked_by, is
--- replaced in 0012_sessionless_workers.sql by one pass over the locked jobs.)
-
--- Completing and returning jobs: 0004 wrote them in LANGUAGE sql, which (not
--- being inlinable) plans its statement on every call: ~0.8 ms for a DELETE
--- that takes ~0.08 ms. PL/pgSQL plans once per session.
-CREATE OR REPLACE FUNCTION errands.worker_complete_jobs(worker_id text, job_ids bigint[])
-RETURNS SETOF bigint
-LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-AS $$
-BEGIN
-    RETURN QUERY
-    WITH done AS (
-        DELETE FROM errands._jobs j
-        WHERE j.id = ANY(worker_complete_jobs.job_ids)
-          AND j.locked_by = worker_complete_jobs.worker_id
-        RETURNING j.id, j.job_queue_id
-    ), unlocked AS (
-        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.id IN (SELECT done.job_queue_id FROM done)
-          AND q.locked_by = worker_complete_jobs.worker_id
-    )
-    SELECT done.id FROM done;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION errands.worker_return_jobs(worker_id text, job_ids bigint[])
-RETURNS SETOF bigint
-LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-AS $$
-BEGIN
-    RETURN QUERY
-    WITH returned AS (
-        UPDATE errands._jobs j
-        SET attempts = greatest(0, j.attempts - 1), locked_at = NULL, locked_by = NULL
-        WHERE j.id = ANY(worker_return_jobs.job_ids)
-          AND j.locked_by = worker_return_jobs.worker_id
-        RETURNING j.id, j.job_queue_id
-    ), unlocked AS (
-        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.id IN (SELECT returned.job_queue_id FROM returned)
-          AND q.locked_by = worker_return_jobs.worker_id
-    )
-    SELECT returned.id FROM returned;
-END
-$$;
-
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
-$errands_m0010$;
-        INSERT INTO errands.migrations (id, name) VALUES (10, 'fetch_batches');
-    END IF;
-END
-$errands_install_m0010$;
-
--- Migration 0011_rescue_keeps_place.sql
-DO $errands_install_m0011$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 11) THEN
-        EXECUTE $errands_m0011$
--- A rescued job keeps its place in the queue.
---
--- 0007's _release_workers set run_at = greatest(run_at, now()) on a dead worker's
--- jobs. get_jobs takes jobs in priority, run_at, id order, so with a backlog a
--- rescued job went to the back of it: under `make chaos` (50,000 jobs) the jobs of
--- a SIGKILLed worker were unlocked within 0.55 s (p50) but started again only
--- after 10.5 s (p50; max 25.8 s), against the 5 s target. A locked job's run_at is
--- never in the future (get_jobs takes only due jobs), so keeping it puts the job
--- back where it was: next start p50 0.60 s, max 3.09 s in the same run.
--- Only that assignment differs from 0007.
-CREATE OR REPLACE FUNCTION errands._release_workers(worker_ids text[], reason text) RETURNS integer
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_count integer;
-BEGIN
-    WITH jobs AS (
-        UPDATE errands._jobs j
-        SET locked_at = NULL,
-            locked_by = NULL,
-            updated_at = now(),
-            last_error = format('errands: worker %s %s while running this job (locked since %s)',
-                                j.locked_by, reason, j.locked_at)
-        WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
-        RETURNING j.id
-    ), queues AS (
-        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.locked_by = ANY(worker_ids)
-    )
-    SELECT count(*)::integer INTO v_count FROM jobs;
-    IF v_count > 0 THEN
-        PERFORM pg_notify('errands:jobs', '');
-    END IF;
-    RETURN v_count;
-END
-$$;
-
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
-$errands_m0011$;
-        INSERT INTO errands.migrations (id, name) VALUES (11, 'rescue_keeps_place');
-    END IF;
-END
-$errands_install_m0011$;
-
--- Migration 0012_sessionless_workers.sql
-DO $errands_install_m0012$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 12) THEN
-        EXECUTE $errands_m0012$
--- Workers without a session of their own (PgBouncer in transaction pooling mode,
--- `errands worker --no-listen`). Such a worker cannot hold the session-level
--- advisory lock of 0007_workers.sql: in transaction pooling every transaction may
--- run on another server connection, so a session lock would stay behind on a
--- connection other clients then use. It registers with session_lock => false,
--- heartbeats as usual, and is declared dead only when its heartbeat is older than
--- rescue_workers' heartbeat_timeout.
---
--- Also: parse_crontab refuses every payload jsonb cannot take with 22023 (below).
-
-ALTER TABLE errands._workers ADD COLUMN session_lock boolean NOT NULL DEFAULT true;
-
-CREATE FUNCTION errands.register_worker(worker_id text, host text, pid integer,
-                                        session_lock boolean)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    IF register_worker.worker_id IS NULL OR register_worker.worker_id = '' THEN
-        RAISE EXCEPTION 'errands: worker_id must not be empty' USING ERRCODE = '22023';
-    END IF;
-    IF register_worker.session_lock IS NULL THEN
-        RAISE EXCEPTION 'errands: session_lock must be true or false, got NULL'
-            USING ERRCODE = '22023';
-    END IF;
-    INSERT INTO errands._workers AS w (id, host, pid, started_at, last_heartbeat, session_lock)
-    VALUES (register_worker.worker_id, register_worker.host, register_worker.pid, now(), now(),
-            register_worker.session_lock)
-    ON CONFLICT (id) DO UPDATE
-        SET host = EXCLUDED.host, pid = EXCLUDED.pid, last_heartbeat = now(),
-            session_lock = EXCLUDED.session_lock;
-END
-$$;
-COMMENT ON FUNCTION errands.register_worker(text, text, integer, boolean) IS
-'Worker API. Records (or refreshes) a live worker like register_worker(worker_id,
-host, pid). session_lock => true: the worker holds the session-level advisory lock
-pg_advisory_lock(hashtextextended(worker_id, 0)) on a connection that lives as long
-as it does, and rescue_workers declares it dead as soon as no session holds that
-lock. session_lock => false (a worker behind a transaction-pooling PgBouncer, which
-cannot keep a session): it is declared dead only when its heartbeat is older than
-rescue_workers'' heartbeat_timeout.';
-
-CREATE OR REPLACE FUNCTION errands.register_worker(worker_id text, host text DEFAULT NULL,
-                                                   pid integer DEFAULT NULL)
-RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT errands.register_worker(register_worker.worker_id, register_worker.host,
-                                   register_worker.pid, true)
-$$;
-
--- rescue_workers as 0009_faults.sql left it, with the lock rule applied only to
--- workers that hold a session lock.
-CREATE OR REPLACE FUNCTION errands.rescue_workers(heartbeat_timeout interval DEFAULT interval '30 seconds')
-RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_dead text[];
-    v_count integer := 0;
-BEGIN
-    -- Skip rows another rescue is handling; a worker just registering is
-    -- visible only once its transaction committed (and its lock is held).
-    WITH dead AS (
-        SELECT w.id FROM errands._workers w
-        WHERE (w.session_lock
-               AND w.last_heartbeat < now() - interval '1.5 seconds'
-               AND w.last_heartbeat >= pg_catalog.pg_postmaster_start_time()
-               AND NOT errands._worker_lock_held(w.id))
-           OR w.last_heartbeat < now() - coalesce(rescue_workers.heartbeat_timeout, interval '30 seconds')
-        FOR UPDATE SKIP LOCKED
-    ), gone AS (
-        DELETE FROM errands._workers w USING dead WHERE w.id = dead.id
-        RETURNING w.id
-    )
-    SELECT array_agg(gone.id) INTO v_dead FROM gone;
-    IF v_dead IS NOT NULL THEN
-        v_count := errands._release_workers(v_dead, 'died');
-    END IF;
-    RETURN v_count;
-END
-$$;
-COMMENT ON FUNCTION errands.rescue_workers(interval) IS
-'Worker API (every live worker calls it every few seconds; also fit for pg_cron).
-Declares dead each registered worker that holds a session lock (session_lock) whose
-advisory lock no session holds (its process or connection is gone) and whose last
-heartbeat is older than 1.5 s but newer than the server''s start (after a restart,
-workers get until heartbeat_timeout to reconnect), and each worker whose last
-heartbeat is older than heartbeat_timeout; deletes its row, makes the jobs it had
-locked runnable at once (keeping their place: run_at unchanged, the interrupted try
-counted, last_error says the worker died) and unlocks its queues. Returns the
-number of jobs rescued.';
-
--- The view as 0010_fetch_batches.sql left it (one pass over the locked jobs), with
--- the session_lock column and the lock rule applied only to such workers.
-CREATE OR REPLACE VIEW errands.workers AS
-WITH running AS (
-    SELECT j.locked_by, array_agg(j.id ORDER BY j.id) AS ids
-    FROM errands._jobs j
-    WHERE j.locked_by IS NOT NULL
-    GROUP BY j.locked_by
-)
-SELECT w.id,
-       w.host,
-       w.pid,
-       w.started_at,
-       w.last_heartbeat,
-       CASE WHEN w.session_lock AND NOT errands._worker_lock_held(w.id) THEN 'dead'
-            WHEN w.last_heartbeat < now() - interval '30 seconds' THEN 'hung'
-            ELSE 'alive' END AS state,
-       coalesce(r.ids, '{}') AS running_job_ids,
-       w.session_lock
-FROM errands._workers w
-LEFT JOIN running r ON r.locked_by = w.id;
-COMMENT ON VIEW errands.workers IS
-    'Registered workers: state alive, hung (heartbeat older than 30 s) or dead (it holds a session lock (session_lock) and no session holds it any more; rescue_workers() will release its jobs), the ids of the jobs it has locked, and whether it holds a session lock (false: a worker behind a transaction-pooling PgBouncer, rescued by heartbeat timeout only).';
-
--- Roles given the worker functions by grant_worker before this migration get the
--- new register_worker too.
-DO $grant$
-DECLARE
-    v_role name;
-BEGIN
-    FOR v_role IN
-        SELECT DISTINCT r.rolname
-        FROM pg_catalog.pg_proc p,
-             LATERAL pg_catalog.aclexplode(p.proacl) a
-             JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
-        WHERE p.oid = 'errands.register_worker(text, text, integer)'::regprocedure
-          AND a.privilege_type = 'EXECUTE'
-          AND a.grantee <> p.proowner
-    LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION errands.register_worker(text, text, integer, boolean) TO %I',
-                       v_role);
-    END LOOP;
-END
-$grant$;
-
--- parse_crontab: a payload jsonb cannot hold (a \u0000 escape: 22P05) or nested
--- deeper than max_stack_depth allows (54001) is a bad crontab line too (22023
--- naming the line), like any other invalid JSON payload (found by
--- tests_py/test_hostile_crontab.py). Otherwise unchanged from 0005_cron.sql (with the
--- SECURITY DEFINER and search_path 0006_security.sql gave it: CREATE OR REPLACE
--- drops them).
-CREATE OR REPLACE FUNCTION errands.parse_crontab(crontab text)
-RETURNS TABLE (line_number integer, id text, task text, minutes integer[], hours integer[],
-               days_of_month integer[], months integer[], days_of_week integer[],
-               options jsonb, payload jsonb)
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_lines text[] := regexp_split_to_array(coalesce(crontab, ''), '\r?\n');
-    v_n integer;
-    v_line text;
-    v_rest text;
-    v_fields text[];
-    v_m text[];
-    v_opts text;
-    v_msg text;
-    v_ids text[] := '{}';
-BEGIN
-    IF crontab IS NULL THEN
-        RAISE EXCEPTION 'errands: crontab is NULL' USING ERRCODE = '22023';
-    END IF;
-    FOR v_n IN 1 .. cardinality(v_lines) LOOP
-        v_line := btrim(v_lines[v_n], E' \t');
-        CONTINUE WHEN v_line = '' OR left(v_line, 1) = '#';
-        BEGIN
-            line_number := v_n;
-            IF left(v_line, 1) = '@' THEN
-                v_m := regexp_match(v_line, '^(@[a-z]+)(?:\s+(.*))?$');
-                v_fields := CASE v_m[1]
-                    WHEN '@yearly' THEN '{0,0,1,1,*}' WHEN '@annually' THEN '{0,0,1,1,*}'
-                    WHEN '@monthly' THEN '{0,0,1,*,*}' WHEN '@weekly' THEN '{0,0,*,*,0}'
-                    WHEN '@daily' THEN '{0,0,*,*,*}' WHEN '@midnight' THEN '{0,0,*,*,*}'
-                    WHEN '@hourly' THEN '{0,*,*,*,*}' END;
-                IF v_m IS NULL OR v_fields IS NULL THEN
-                    PERFORM errands._cron_bad(format('unknown macro %s (expected @hourly, @daily, @weekly, @monthly or @yearly)',
-                                                     quote_literal(split_part(v_line, ' ', 1))));
-                END IF;
-                v_rest := coalesce(v_m[2], '');
-            ELSE
-                v_m := regexp_match(v_line, '^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)(?:\s+(.*))?$');
-                IF v_m IS NULL THEN
-                    PERFORM errands._cron_bad('too few fields (expected MIN HOUR DOM MONTH DOW task)');
-                END IF;
-                v_fields := v_m[1:5];
-                v_rest := coalesce(v_m[6], '');
-            END IF;
-            -- task [?options] [{payload}]
-            v_m := regexp_match(v_rest, '^(\S+)(?:\s+(\?\S*))?(?:\s+(.*))?$');
-            IF v_m IS NULL THEN
-                PERFORM errands._cron_bad('too few fields: no task identifier');
-            END IF;
-            task := v_m[1];
-            IF left(task, 1) IN ('?', '{') OR length(task) > 128 THEN
-                PERFORM errands._cron_bad(format('bad task identifier %s', errands._describe(task)));
-            END IF;
-            v_opts := substr(v_m[2], 2);
-            IF v_m[3] IS NOT NULL AND left(v_m[3], 1) <> '{' THEN
-                PERFORM errands._cron_bad(format('unexpected %s after the task identifier (expected ?options or a {json} payload)',
-                                                 quote_literal(v_m[3])));
-            END IF;
-            BEGIN
-                payload := coalesce(v_m[3], '{}')::jsonb;
-            EXCEPTION WHEN invalid_text_representation OR untranslatable_character
-                           OR statement_too_complex THEN
-                PERFORM errands._cron_bad(format('invalid JSON payload %s', errands._describe(v_m[3])));
-            END;
-            IF jsonb_typeof(payload) <> 'object' THEN
-                PERFORM errands._cron_bad('the payload must be a JSON object');
-            END IF;
-            minutes := errands._cron_field(v_fields[1], 'minute', 0, 59, NULL);
-            hours := errands._cron_field(v_fields[2], 'hour', 0, 23, NULL);
-            days_of_month := errands._cron_field(v_fields[3], 'day of month', 1, 31, NULL);
-            months := errands._cron_field(v_fields[4], 'month', 1, 12,
-                '{jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec}');
-            days_of_week := errands._cron_field(v_fields[5], 'day of week', 0, 7,
-                '{sun,mon,tue,wed,thu,fri,sat}');
-            options := errands._cron_options(v_opts, task);
-            id := options->>'id';
-            IF id = ANY(v_ids) THEN
-                PERFORM errands._cron_bad(format('duplicate id %s (use ?id=... to tell items apart)', quote_literal(id)));
-            END IF;
-            v_ids := v_ids || id;
-        EXCEPTION WHEN invalid_parameter_value THEN
-            GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
-            RAISE EXCEPTION 'errands: crontab line %: %: %', v_n, v_msg, quote_literal(v_line)
-                USING ERRCODE = '22023';
-        END;
-        RETURN NEXT;
-    END LOOP;
-END
-$$;
-
--- Functions created above got the built-in PUBLIC grant: take it back.
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
-$errands_m0012$;
-        INSERT INTO errands.migrations (id, name) VALUES (12, 'sessionless_workers');
-    END IF;
-END
-$errands_install_m0012$;
-
--- Migration 0013_job_timeout.sql
-DO $errands_install_m0013$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 13) THEN
-        EXECUTE $errands_m0013$
--- Per-job timeout: a job may carry its own limit for each try, which overrides
--- the task's @task(timeout=...) (the worker fails a try that runs longer with
--- TaskTimeout, like the task-level limit).
---
--- Stored in errands._jobs.timeout and shown as the last column of errands.jobs.
--- Set by add_job's new trailing parameter `timeout interval DEFAULT NULL`: calls
--- written for Graphile Worker's add_job are unaffected. add_jobs cannot set it
--- (Graphile's job_spec type stays as it is: adding a field would break every
--- ROW(...)::job_spec cast written for it); replacing a keyed job through add_jobs
--- clears it like any attribute the spec leaves out.
---
--- The functions below that list errands.jobs' columns one by one are restated
--- with the new column (their bodies otherwise unchanged from the migration
--- named above each); CREATE OR REPLACE resets SECURITY DEFINER, search_path and
--- other SET clauses, so each restates them.
-
-ALTER TABLE errands._jobs ADD COLUMN timeout interval
-    CONSTRAINT jobs_timeout_positive CHECK (timeout > interval '0');
-
--- Also (add_job and add_jobs are restated below anyway): job keys are unique
--- through a partial index. The UNIQUE constraint indexed every job, keyless
--- ones included, so each insert and each lock (an UPDATE that cannot be HOT)
--- wrote an entry for a NULL key nobody looks up. The ON CONFLICT clauses name
--- the index predicate so the partial index is their arbiter.
-ALTER TABLE errands._jobs DROP CONSTRAINT _jobs_key_key;
-CREATE UNIQUE INDEX jobs_key ON errands._jobs (key) WHERE key IS NOT NULL;
-
-CREATE OR REPLACE VIEW errands.jobs AS
-SELECT j.id,
-       q.queue_name,
-       t.identifier AS task_identifier,
-       j.payload,
-       j.priority::integer AS priority,
-       j.run_at,
-       j.attempts::integer AS attempts,
-       j.max_attempts::integer AS max_attempts,
-       j.last_error,
-       j.created_at,
-       j.updated_at,
-       j.key,
-       j.locked_at,
-       j.locked_by,
-       j.revision,
-       j.flags,
-       j.timeout
-FROM errands._jobs j
-JOIN errands._tasks t ON t.id = j.task_id
-LEFT JOIN errands._queues q ON q.id = j.job_queue_id;
-
--- 0002_add_jobs.sql
-CREATE OR REPLACE FUNCTION errands._job_view(j errands._jobs) RETURNS errands.jobs
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v errands.jobs;
-BEGIN
-    SELECT j.id,
-           (SELECT q.queue_name FROM errands._queues q WHERE q.id = j.job_queue_id),
-           (SELECT t.identifier FROM errands._tasks t WHERE t.id = j.task_id),
-           j.payload, j.priority::integer, j.run_at, j.attempts::integer,
-           j.max_attempts::integer, j.last_error, j.created_at, j.updated_at, j.key,
-           j.locked_at, j.locked_by, j.revision, j.flags, j.timeout
-    INTO v;
-    RETURN v;
-END
-$$;
-
--- 0002_add_jobs.sql (SECURITY DEFINER and search_path from 0006_security.sql)
-CREATE OR REPLACE FUNCTION errands.add_jobs(
-    specs errands.job_spec[],
-    job_key_preserve_run_at boolean DEFAULT false
-) RETURNS SETOF errands.jobs
-LANGUAGE plpgsql
--- Row estimates for big spec arrays are poor and push the plan over the JIT
--- thresholds: JIT made a 20,000-spec call take 1,340 ms instead of 678 ms.
-SET jit = off
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_now timestamptz := now();
-    v_keyed errands._keyed_spec[];
-    v_pending text[];
-    v_done text[];
-    v_rounds int := 0;
-    v_ords bigint[];
-    v_ids bigint[];
-BEGIN
-    IF specs IS NULL OR cardinality(specs) = 0 THEN
-        RETURN;
-    END IF;
-    PERFORM errands._validate_specs(specs);
-    PERFORM errands._ensure_tasks_and_queues(specs);
-
-    IF NOT EXISTS (SELECT 1 FROM unnest(specs) s WHERE s.job_key IS NOT NULL) THEN
-        -- Fast path, no keys: one INSERT, rows returned straight from it.
-        IF EXISTS (SELECT 1 FROM unnest(specs) s WHERE coalesce(s.run_at, v_now) <= v_now) THEN
-            PERFORM errands._notify();
-        END IF;
-        RETURN QUERY
-        WITH src AS MATERIALIZED (
-            -- nextval runs after the sort, so ids follow input order.
-            SELECT nextval('errands._jobs_id_seq'::regclass) AS id, s.ordinality AS ord,
-                   s.identifier, s.queue_name, s.payload, s.priority, s.run_at,
-                   s.max_attempts, s.flags, t.id AS task_id, q.id AS queue_id
-            FROM unnest(specs) WITH ORDINALITY s
-            JOIN errands._tasks t ON t.identifier = s.identifier
-            LEFT JOIN errands._queues q ON q.queue_name = s.queue_name
-            ORDER BY s.ordinality
-        ), ins AS (
-            INSERT INTO errands._jobs (id, task_id, job_queue_id, payload, priority, run_at,
-                                       max_attempts, flags, created_at, updated_at)
-            SELECT src.id, src.task_id, src.queue_id, coalesce(src.payload, '{}'::json),
-                   coalesce(src.priority, 0), coalesce(src.run_at, v_now),
-                   coalesce(src.max_attempts, 25),
-                   -- skip the (not inlined) call for the usual flag-less job
-                   CASE WHEN cardinality(src.flags) > 0 THEN errands._flags(src.flags) END,
-                   v_now, v_now
-            FROM src
-            RETURNING *
-        )
-        SELECT ins.id, src.queue_name, src.identifier, ins.payload, ins.priority::integer,
-               ins.run_at, ins.attempts::integer, ins.max_attempts::integer, ins.last_error,
-               ins.created_at, ins.updated_at, ins.key, ins.locked_at, ins.locked_by,
-               ins.revision, ins.flags, ins.timeout
-        FROM ins JOIN src ON src.id = ins.id
-        ORDER BY src.ord;
-        RETURN;
-    END IF;
-
-    -- Keyed specs: fold duplicates of a key into one (Graphile fails with
-    -- 21000 on them).
-    WITH k AS (
-        SELECT s.*, s.ordinality AS ord FROM unnest(specs) WITH ORDINALITY s
-        WHERE s.job_key IS NOT NULL
-    ), g AS (
-        SELECT k.job_key, max(k.ord) AS last_ord, count(*) AS n,
-               max(k.ord) FILTER (WHERE k.payload IS NULL OR json_typeof(k.payload) <> 'array')
-                   AS last_plain_ord
-        FROM k GROUP BY k.job_key
-    )
-    SELECT array_agg(ROW(
-               g.job_key, l.identifier, l.queue_name,
-               CASE WHEN g.n = 1 OR g.last_plain_ord = g.last_ord
-                    THEN coalesce(l.payload, '{}'::json)
-                    ELSE coalesce((SELECT json_agg(e.value ORDER BY k2.ord, e.ordinality)
-                                   FROM k k2, json_array_elements(k2.payload) WITH ORDINALITY e
-                                   WHERE k2.job_key = g.job_key
-                                     AND k2.ord > coalesce(g.last_plain_ord, 0)),
-                                  '[]'::json)
-               END,
-               g.last_plain_ord IS NULL,
-               coalesce(l.priority, 0), coalesce(l.run_at, v_now), coalesce(l.max_attempts, 25),
-               errands._flags(l.flags), l.ord)::errands._keyed_spec ORDER BY g.job_key),
-           array_agg(g.job_key ORDER BY g.job_key)
-    INTO v_keyed, v_pending
-    FROM g JOIN k l ON l.job_key = g.job_key AND l.ord = g.last_ord;
-
-    -- Retry until every key is written: a keyed row can be locked by a worker
-    -- or inserted by another session between our statements (Graphile's #580
-    -- returns an all-NULL row then).
-    LOOP
-        v_rounds := v_rounds + 1;
-        IF v_rounds > 100 THEN
-            RAISE EXCEPTION 'errands: add_jobs could not settle job keys %', v_pending
-                USING ERRCODE = '40001';
-        END IF;
-        -- Lock the existing rows in key order (no deadlock between two
-        -- add_jobs calls); this waits for a fetch that is locking them.
-        PERFORM 1 FROM errands._jobs j WHERE j.key = ANY(v_pending) ORDER BY j.key FOR UPDATE;
-        -- A running or permanently failed job gives up its key and never
-        -- retries; a new job takes the key.
-        UPDATE errands._jobs j
-        SET key = NULL, attempts = j.max_attempts, updated_at = v_now
-        WHERE j.key = ANY(v_pending) AND NOT j.is_available;
-
-        WITH todo AS (
-            SELECT k.*, t.id AS task_id, q.id AS queue_id
-            FROM unnest(v_keyed) k
-            JOIN errands._tasks t ON t.identifier = k.identifier
-            LEFT JOIN errands._queues q ON q.queue_name = k.queue_name
-            WHERE k.key = ANY(v_pending)
-        ), upd AS (
-            UPDATE errands._jobs j
-            SET task_id = todo.task_id,
-                job_queue_id = todo.queue_id,
-                payload = CASE WHEN todo.merge AND json_typeof(j.payload) = 'array'
-                               THEN (j.payload::jsonb || todo.payload::jsonb)::json
-                               ELSE todo.payload END,
-                priority = todo.priority,
-                max_attempts = todo.max_attempts,
-                flags = todo.flags,
-                run_at = CASE WHEN job_key_preserve_run_at AND j.attempts = 0
-                              THEN j.run_at ELSE todo.run_at END,
-                attempts = 0,
-                last_error = NULL,
-                timeout = NULL,
-                revision = j.revision + 1,
-                updated_at = v_now
-            FROM todo
-            WHERE j.key = todo.key AND j.is_available
-            RETURNING j.key
-        ), ins AS (
-            INSERT INTO errands._jobs (task_id, job_queue_id, payload, priority, run_at,
-                                       max_attempts, flags, key, created_at, updated_at)
-            SELECT todo.task_id, todo.queue_id, todo.payload, todo.priority, todo.run_at,
-                   todo.max_attempts, todo.flags, todo.key, v_now, v_now
-            FROM todo
-            WHERE NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.key = todo.key)
-            ORDER BY todo.ord
-            ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
-            RETURNING key
-        )
-        SELECT array_agg(x.key) INTO v_done
-        FROM (SELECT upd.key FROM upd UNION ALL SELECT ins.key FROM ins) x;
-
-        v_pending := ARRAY(SELECT p FROM unnest(v_pending) p
-                           WHERE p <> ALL (coalesce(v_done, '{}'::text[])));
-        EXIT WHEN cardinality(v_pending) = 0;
-    END LOOP;
-
-    -- Specs without a key.
-    WITH src AS MATERIALIZED (
-        SELECT nextval('errands._jobs_id_seq'::regclass) AS id, s.ordinality AS ord,
-               s.payload, s.priority, s.run_at, s.max_attempts, s.flags,
-               t.id AS task_id, q.id AS queue_id
-        FROM unnest(specs) WITH ORDINALITY s
-        JOIN errands._tasks t ON t.identifier = s.identifier
-        LEFT JOIN errands._queues q ON q.queue_name = s.queue_name
-        WHERE s.job_key IS NULL
-        ORDER BY s.ordinality
-    ), ins AS (
-        INSERT INTO errands._jobs (id, task_id, job_queue_id, payload, priority, run_at,
-                                   max_attempts, flags, created_at, updated_at)
-        SELECT src.id, src.task_id, src.queue_id, coalesce(src.payload, '{}'::json),
-               coalesce(src.priority, 0), coalesce(src.run_at, v_now),
-               coalesce(src.max_attempts, 25),
-                   -- skip the (not inlined) call for the usual flag-less job
-                   CASE WHEN cardinality(src.flags) > 0 THEN errands._flags(src.flags) END,
-                   v_now, v_now
-        FROM src
-        RETURNING id
-    )
-    SELECT array_agg(src.ord), array_agg(src.id) INTO v_ords, v_ids
-    FROM src JOIN ins ON ins.id = src.id;
-
-    -- One row per spec, in input order; specs sharing a key share the row.
-    SELECT array_agg(coalesce(u.id, j.id) ORDER BY s.ordinality) INTO v_ids
-    FROM unnest(specs) WITH ORDINALITY s
-    LEFT JOIN unnest(v_ords, v_ids) u(ord, id) ON u.ord = s.ordinality
-    LEFT JOIN errands._jobs j ON j.key = s.job_key;
-
-    IF EXISTS (SELECT 1 FROM unnest(v_ids) x(id) JOIN errands._jobs j ON j.id = x.id
-               WHERE j.run_at <= v_now AND j.is_available) THEN
-        PERFORM errands._notify();
-    END IF;
-
-    RETURN QUERY
-    SELECT v.* FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
-    JOIN errands.jobs v ON v.id = x.id
-    ORDER BY x.ord;
-END
-$$;
-
--- add_job (0002_add_jobs.sql) with the trailing timeout parameter. The old
--- signature is renamed first so that the roles allowed to call it can be
--- allowed to call the new one, then dropped (two add_job functions that differ
--- only by a defaulted parameter would make every call without it ambiguous).
-ALTER FUNCTION errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text)
-    RENAME TO _add_job_0002;
-CREATE FUNCTION errands.add_job(
-    identifier text,
-    payload json DEFAULT NULL,
-    queue_name text DEFAULT NULL,
-    run_at timestamptz DEFAULT NULL,
-    max_attempts integer DEFAULT NULL,
-    job_key text DEFAULT NULL,
-    priority integer DEFAULT NULL,
-    flags text[] DEFAULT NULL,
-    job_key_mode text DEFAULT 'replace',
-    timeout interval DEFAULT NULL
-) RETURNS errands.jobs
-LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_spec errands.job_spec := ROW(add_job.identifier, add_job.payload, add_job.queue_name,
-                                   add_job.run_at, add_job.max_attempts, add_job.job_key,
-                                   add_job.priority, add_job.flags);
-    v_mode text := coalesce(add_job.job_key_mode, 'replace');
-    v_result errands.jobs;
-    v_row errands._jobs;
-    v_now timestamptz := now();
-    v_task_id integer;
-    v_queue_id integer;
-BEGIN
-    IF v_mode NOT IN ('replace', 'preserve_run_at', 'unsafe_dedupe') THEN
-        RAISE EXCEPTION 'errands: invalid job_key_mode %; expected replace, preserve_run_at or unsafe_dedupe',
-            quote_literal(v_mode) USING ERRCODE = '22023';
-    END IF;
-    IF add_job.timeout <= interval '0' THEN
-        RAISE EXCEPTION 'errands: timeout must be positive, got %', add_job.timeout
-            USING ERRCODE = '22023';
-    END IF;
-    IF add_job.job_key IS NOT NULL AND v_mode <> 'unsafe_dedupe' THEN
-        -- The job-key decision table lives in add_jobs (which clears timeout
-        -- on a replace, like every attribute it is not given).
-        SELECT * INTO v_result
-        FROM errands.add_jobs(ARRAY[v_spec], v_mode = 'preserve_run_at');
-        IF add_job.timeout IS NOT NULL THEN
-            UPDATE errands._jobs j SET timeout = add_job.timeout
-            WHERE j.id = v_result.id
-            RETURNING j.* INTO v_row;
-            RETURN errands._job_view(v_row);
-        END IF;
-        RETURN v_result;
-    END IF;
-
-    -- No key: one plain INSERT (the common case, kept short). unsafe_dedupe:
-    -- a job with this key, in any state, absorbs the call.
-    PERFORM errands._validate_specs(ARRAY[v_spec]);
-    -- Look the task and queue up first; only a missing one costs an INSERT.
-    SELECT t.id INTO v_task_id FROM errands._tasks t WHERE t.identifier = add_job.identifier;
-    IF add_job.queue_name IS NOT NULL THEN
-        SELECT q.id INTO v_queue_id FROM errands._queues q WHERE q.queue_name = add_job.queue_name;
-    END IF;
-    IF v_task_id IS NULL OR (add_job.queue_name IS NOT NULL AND v_queue_id IS NULL) THEN
-        PERFORM errands._ensure_tasks_and_queues(ARRAY[v_spec]);
-        SELECT t.id INTO v_task_id FROM errands._tasks t WHERE t.identifier = add_job.identifier;
-        SELECT q.id INTO v_queue_id FROM errands._queues q WHERE q.queue_name = add_job.queue_name;
-    END IF;
-    INSERT INTO errands._jobs AS j (task_id, job_queue_id, payload, priority, run_at,
-                                    max_attempts, flags, key, created_at, updated_at, timeout)
-    VALUES (v_task_id, v_queue_id,
-            coalesce(add_job.payload, '{}'::json), coalesce(add_job.priority, 0),
-            coalesce(add_job.run_at, v_now), coalesce(add_job.max_attempts, 25),
-            CASE WHEN cardinality(add_job.flags) > 0 THEN errands._flags(add_job.flags) END,
-            add_job.job_key, v_now, v_now, add_job.timeout)
-    ON CONFLICT (key) WHERE key IS NOT NULL DO UPDATE SET revision = j.revision + 1, updated_at = v_now
-    RETURNING j.* INTO v_row;
-    IF v_row.revision = 0 AND v_row.run_at <= v_now THEN
-        PERFORM errands._notify();
-    END IF;
-    RETURN errands._job_view(v_row);
-END
-$$;
-
-COMMENT ON FUNCTION errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval) IS
-'Adds one job (Graphile Worker''s add_job). Defaults: payload {}, run_at now(),
-max_attempts 25, priority 0. With a job_key, job_key_mode decides: replace
-updates a pending job with the key in place (every attribute, attempts reset,
-revision + 1), preserve_run_at does the same but keeps run_at of a job that has
-not been tried, unsafe_dedupe only bumps revision of any job holding the key.
-A running or permanently failed job with the key loses it and a new job is
-inserted. Array payloads of the same key concatenate (batch jobs). timeout
-(errands only, positive): each try of this job may run that long (overrides the
-task''s timeout).';
-
-DO $grant$
-DECLARE
-    v_role name;
-BEGIN
-    FOR v_role IN
-        SELECT DISTINCT r.rolname
-        FROM pg_catalog.pg_proc p,
-             LATERAL pg_catalog.aclexplode(p.proacl) a
-             JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
-        WHERE p.oid = 'errands._add_job_0002(text, json, text, timestamptz, integer, text, integer, text[], text)'::regprocedure
-          AND a.privilege_type = 'EXECUTE'
-          AND a.grantee <> p.proowner
-    LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval) TO %I',
-                       v_role);
-    END LOOP;
-END
-$grant$;
-DROP FUNCTION errands._add_job_0002(text, json, text, timestamptz, integer, text, integer, text[], text);
-
--- 0006_security.sql: the new add_job signature
-CREATE OR REPLACE FUNCTION errands.grant_enqueue(role regrole) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_fn text;
-    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = grant_enqueue.role);
-BEGIN
-    IF v_name IS NULL THEN
-        RAISE EXCEPTION 'errands: grant_enqueue needs a role, got NULL' USING ERRCODE = '22023';
-    END IF;
-    EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
-    FOREACH v_fn IN ARRAY ARRAY[
-        'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval)',
-        'errands.add_jobs(errands.job_spec[], boolean)',
-        'errands.remove_job(text)'
-    ] LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I',
-                       v_fn::regprocedure, v_name);
-    END LOOP;
-END
-$$;
-
--- 0004_worker.sql (SECURITY DEFINER and search_path from 0006_security.sql)
-CREATE OR REPLACE FUNCTION errands.worker_fail_jobs(
-    worker_id text,
-    job_ids bigint[],
-    error_messages text[],
-    payloads json[] DEFAULT NULL
-) RETURNS SETOF errands.jobs
-LANGUAGE plpgsql
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF cardinality(worker_fail_jobs.job_ids) IS DISTINCT FROM cardinality(worker_fail_jobs.error_messages)
-       OR (worker_fail_jobs.payloads IS NOT NULL
-           AND cardinality(worker_fail_jobs.payloads) <> cardinality(worker_fail_jobs.job_ids)) THEN
-        RAISE EXCEPTION 'errands: worker_fail_jobs needs one error message (and payload, if any) per job: % ids, % messages, % payloads',
-            cardinality(worker_fail_jobs.job_ids), cardinality(worker_fail_jobs.error_messages),
-            coalesce(cardinality(worker_fail_jobs.payloads)::text, 'no')
-            USING ERRCODE = '22023';
-    END IF;
-    RETURN QUERY
-    WITH f AS (
-        SELECT * FROM unnest(worker_fail_jobs.job_ids, worker_fail_jobs.error_messages,
-                             worker_fail_jobs.payloads) AS f(id, message, payload)
-    ), failed AS (
-        UPDATE errands._jobs j
-        SET last_error = f.message,
-            -- Exponential backoff: e^attempts seconds, capped at e^10 (~6 h).
-            run_at = greatest(now(), j.run_at) + exp(least(j.attempts, 10)) * interval '1 second',
-            locked_at = NULL,
-            locked_by = NULL,
-            payload = coalesce(f.payload, j.payload)
-        FROM f
-        WHERE j.id = f.id AND j.locked_by = worker_fail_jobs.worker_id
-        RETURNING j.*
-    ), unlocked AS (
-        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.id IN (SELECT failed.job_queue_id FROM failed)
-          AND q.locked_by = worker_fail_jobs.worker_id
-    )
-    SELECT failed.id, q.queue_name, t.identifier, failed.payload, failed.priority::integer,
-           failed.run_at, failed.attempts::integer, failed.max_attempts::integer,
-           failed.last_error, failed.created_at, failed.updated_at, failed.key,
-           failed.locked_at, failed.locked_by, failed.revision, failed.flags, failed.timeout
-    FROM failed
-    JOIN errands._tasks t ON t.id = failed.task_id
-    LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
-    ORDER BY failed.id;
-END
-$$;
-
--- 0010_fetch_batches.sql
-CREATE OR REPLACE FUNCTION errands.get_jobs(
-    worker_id text,
-    task_identifiers text[],
-    job_count integer DEFAULT 1,
-    forbidden_flags text[] DEFAULT NULL
-) RETURNS SETOF errands.jobs
-LANGUAGE plpgsql
--- CREATE OR REPLACE resets these attributes: restate what 0006 set.
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp
--- Planning the candidate query costs ~1 ms, several times its execution for a
--- small batch, and PL/pgSQL kept re-planning it (custom plans). Its generic
--- plan is the same index walk, but its cost estimate (unknown LIMIT) crossed
--- jit_above_cost: JIT compilation took ~68 ms per call. Plan once, no JIT.
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-AS $$
-DECLARE
-    v_task_ids integer[];
-    v_forbidden text[] := CASE WHEN cardinality(get_jobs.forbidden_flags) > 0
-                               THEN get_jobs.forbidden_flags END;
-    v_now timestamptz := now();
-    v_ids bigint[];          -- jobs taken
-    v_heads bigint[];        -- head jobs of named queues (then: those locked)
-    v_head_queues integer[]; -- their queues (then: those locked)
-BEGIN
-    IF get_jobs.worker_id IS NULL OR get_jobs.worker_id = '' THEN
-        RAISE EXCEPTION 'errands: worker_id must not be empty, got %',
-            errands._describe(get_jobs.worker_id) USING ERRCODE = '22023';
-    END IF;
-    IF get_jobs.job_count IS NULL OR get_jobs.job_count < 1 THEN
-        RAISE EXCEPTION 'errands: job_count must be at least 1, got %',
-            coalesce(get_jobs.job_count::text, 'NULL') USING ERRCODE = '22023';
-    END IF;
-    SELECT array_agg(t.id) INTO v_task_ids
-    FROM errands._tasks t WHERE t.identifier = ANY(get_jobs.task_identifiers);
-    IF v_task_ids IS NULL THEN
-        RETURN;
-    END IF;
-
-    -- 1. The best job_count candidates: jobs without a queue (row-locked as they
-    --    are read, SKIP LOCKED) and the head job of each unlocked named queue.
-    SELECT array_agg(c.id) FILTER (WHERE c.job_queue_id IS NULL),
-           array_agg(c.id) FILTER (WHERE c.job_queue_id IS NOT NULL),
-           array_agg(c.job_queue_id) FILTER (WHERE c.job_queue_id IS NOT NULL)
-    INTO v_ids, v_heads, v_head_queues
-    FROM (
-        SELECT u.id, u.job_queue_id, u.priority, u.run_at
-        FROM unnest(v_task_ids) AS tid(task_id)
-        CROSS JOIN LATERAL (
-            -- One index probe per distinct priority of the task (a loose index
-            -- scan); with the priority fixed, run_at <= now ends the range scan,
-            -- so future-scheduled jobs are never walked.
-            WITH RECURSIVE prio(p) AS (
-                SELECT min(j.priority) FROM errands._jobs j
-                WHERE j.task_id = tid.task_id AND j.is_available AND j.job_queue_id IS NULL
-                UNION ALL
-                SELECT (SELECT min(j.priority) FROM errands._jobs j
-                        WHERE j.task_id = tid.task_id AND j.is_available
-                          AND j.job_queue_id IS NULL AND j.priority > prio.p)
-                FROM prio WHERE prio.p IS NOT NULL
-            )
-            SELECT d.id, d.job_queue_id, d.priority, d.run_at
-            FROM prio CROSS JOIN LATERAL (
-                SELECT j.id, j.job_queue_id, j.priority, j.run_at
-                FROM errands._jobs j
-                WHERE j.task_id = tid.task_id AND j.priority = prio.p
-                  AND j.is_available AND j.job_queue_id IS NULL
-                  AND j.run_at <= v_now
-                  AND (v_forbidden IS NULL OR j.flags IS NULL OR NOT j.flags ?| v_forbidden)
-                ORDER BY j.run_at, j.id
-                LIMIT get_jobs.job_count
-                FOR UPDATE SKIP LOCKED
-            ) d
-            ORDER BY d.priority, d.run_at, d.id
-            LIMIT get_jobs.job_count
-        ) u
-        UNION ALL
-        -- Named queues: only the head job of a queue nothing else runs from;
-        -- never two jobs of one queue in a batch (Graphile's #621).
-        SELECT h.id, h.job_queue_id, h.priority, h.run_at
-        FROM errands._queues q
-        CROSS JOIN LATERAL (
-            SELECT j.id, j.job_queue_id, j.priority, j.run_at
-            FROM errands._jobs j
-            WHERE j.job_queue_id = q.id
-              AND j.is_available AND j.run_at <= v_now
-              AND j.task_id = ANY(v_task_ids)
-              AND (v_forbidden IS NULL OR j.flags IS NULL OR NOT j.flags ?| v_forbidden)
-            ORDER BY j.priority, j.run_at, j.id
-            LIMIT 1
-        ) h
-        WHERE q.locked_at IS NULL
-        ORDER BY 3, 4, 1
-        LIMIT get_jobs.job_count
-    ) c;
-
-    -- 2. Queue heads: lock their queues (one another fetch holds is skipped; one
-    --    locked since our snapshot fails the locked_at recheck), then the jobs.
-    IF v_heads IS NOT NULL THEN
-        SELECT array_agg(s.id) INTO v_head_queues FROM (
-            SELECT q.id FROM errands._queues q
-            WHERE q.id = ANY(v_head_queues) AND q.locked_at IS NULL
-            FOR UPDATE SKIP LOCKED
-        ) s;
-        SELECT array_agg(s.id), array_agg(s.job_queue_id) INTO v_heads, v_head_queues FROM (
-            SELECT j.id, j.job_queue_id FROM errands._jobs j
-            WHERE j.id = ANY(v_heads) AND j.is_available
-              AND j.job_queue_id = ANY(v_head_queues)
-            FOR UPDATE SKIP LOCKED
-        ) s;
-        IF v_heads IS NOT NULL THEN
-            v_ids := v_ids || v_heads;
-            UPDATE errands._queues q
-            SET locked_at = v_now, locked_by = get_jobs.worker_id
-            WHERE q.id = ANY(v_head_queues);
-        END IF;
-    END IF;
-    IF v_ids IS NULL THEN
-        RETURN;
-    END IF;
-
-    -- 3. Take them.
-    RETURN QUERY
-    WITH taken AS (
-        UPDATE errands._jobs j
-        SET attempts = j.attempts + 1, locked_at = v_now, locked_by = get_jobs.worker_id
-        WHERE j.id = ANY(v_ids)
-        RETURNING j.*
-    )
-    SELECT tk.id, q.queue_name, t.identifier, tk.payload, tk.priority::integer, tk.run_at,
-           tk.attempts::integer, tk.max_attempts::integer, tk.last_error, tk.created_at,
-           tk.updated_at, tk.key, tk.locked_at, tk.locked_by, tk.revision, tk.flags, tk.timeout
-    FROM taken tk
-    JOIN errands._tasks t ON t.id = tk.task_id
-    LEFT JOIN errands._queues q ON q.id = tk.job_queue_id
-    ORDER BY tk.priority, tk.run_at, tk.id;
-END
-$$;
-
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
-$errands_m0013$;
-        INSERT INTO errands.migrations (id, name) VALUES (13, 'job_timeout');
-    END IF;
-END
-$errands_install_m0013$;
-
--- Migration 0014_add_jobs_bulk_insert.sql
-DO $errands_install_m0014$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 14) THEN
-        EXECUTE $errands_m0014$
--- add_jobs without job keys, the bulk path (0013_job_timeout.sql otherwise):
--- one INSERT ... SELECT ... RETURNING whose rows are returned ordered by id,
--- instead of numbering the specs in a materialized CTE with nextval() and
--- joining the inserted rows back to it; and work_mem raised for the call so
--- that the returned rows stay in memory. 100,000 specs from SQL, min of 5
--- interleaved calls on one cluster: 14.4 -> 10.5 us per spec (a bare INSERT of
--- the same rows: 7.4). Keyed specs take the unchanged path.
---
--- CREATE OR REPLACE keeps the grants and the comment; it resets SECURITY
--- DEFINER, search_path and the other SET clauses, restated here.
-
+-- Keyed specs go through the job-key decision table; the bulk path (no keys) is
+-- one INSERT ... SELECT ... RETURNING whose rows are returned ordered by id, with
+-- work_mem raised for the call so that the returned rows stay in memory.
 CREATE OR REPLACE FUNCTION errands.add_jobs(
     specs errands.job_spec[],
     job_key_preserve_run_at boolean DEFAULT false
@@ -3247,94 +624,17 @@ BEGIN
     ORDER BY x.ord;
 END
 $$;
-$errands_m0014$;
-        INSERT INTO errands.migrations (id, name) VALUES (14, 'add_jobs_bulk_insert');
-    END IF;
-END
-$errands_install_m0014$;
+COMMENT ON FUNCTION errands.add_jobs(errands.job_spec[], boolean) IS
+'Adds many jobs in one statement and returns one row per spec, in input order.
+Specs with a job_key follow add_job''s replace mode (preserve_run_at when
+job_key_preserve_run_at is true); specs sharing a key in one call fold into one
+job (the later spec wins; array payloads concatenate). Notifies errands:jobs once
+when a job is runnable now.';
 
--- Migration 0015_add_job_fast_path.sql
-DO $errands_install_m0015$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 15) THEN
-        EXECUTE $errands_m0015$
--- add_job without a job key, the single-job path (0013_job_timeout.sql
--- otherwise): the argument checks of _validate_specs are evaluated on the
--- scalars first, and _validate_specs (which builds a one-element spec array and
--- queries it to name the bad field) runs only when one fails; the returned row
--- is built from the inserted row and the arguments instead of a _job_view()
--- call that looks the task and queue names up again. Server time of 3,000
--- calls in a PL/pgSQL loop, 5 interleaved runs: median 140 -> 103 us per call
--- (a bare INSERT of the same row: 40 us). Errors and results are unchanged.
---
--- The conditions live in one place, errands._spec_is_bad (a SQL function the
--- planner inlines), used by add_job on its arguments and by _validate_specs
--- (0002_add_jobs.sql otherwise unchanged) on each spec.
---
--- CREATE OR REPLACE keeps the grants and the comment; it resets SECURITY
--- DEFINER and search_path, restated here.
-
--- Whether a spec breaks a rule of _validate_specs (NULL counts as fine, as in a
--- WHERE clause); max_payload_bytes NULL: no size limit.
-CREATE FUNCTION errands._spec_is_bad(
-    identifier text, queue_name text, job_key text, max_attempts integer,
-    priority integer, flags text[], payload json, max_payload_bytes bigint
-) RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT identifier IS NULL
-        OR length(identifier) NOT BETWEEN 1 AND 128
-        OR length(queue_name) NOT BETWEEN 1 AND 128
-        OR length(job_key) NOT BETWEEN 1 AND 512
-        OR max_attempts NOT BETWEEN 1 AND 32767
-        OR priority NOT BETWEEN -32768 AND 32767
-        OR array_position(flags, NULL) IS NOT NULL
-        OR octet_length(payload::text) > max_payload_bytes
-$$;
-
-CREATE OR REPLACE FUNCTION errands._validate_specs(specs errands.job_spec[]) RETURNS void
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    s record;
-    v_where text;
-    v_problem text;
-    v_limit bigint := errands._max_payload_bytes();
-BEGIN
-    IF v_limit <= 0 THEN
-        v_limit := NULL;
-    END IF;
-    SELECT u.*, u.ordinality AS ord,
-           CASE WHEN v_limit IS NOT NULL THEN octet_length(u.payload::text) END AS payload_bytes
-    INTO s
-    FROM unnest(specs) WITH ORDINALITY u
-    WHERE errands._spec_is_bad(u.identifier, u.queue_name, u.job_key, u.max_attempts,
-                               u.priority, u.flags, u.payload, v_limit)
-    ORDER BY u.ordinality
-    LIMIT 1;
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-    v_where := CASE WHEN cardinality(specs) > 1 THEN format(' (spec %s)', s.ord) ELSE '' END;
-    v_problem := CASE
-        WHEN s.identifier IS NULL THEN 'identifier must not be NULL'
-        WHEN length(s.identifier) NOT BETWEEN 1 AND 128 THEN
-            format('identifier must be 1 to 128 characters, got %s', errands._describe(s.identifier))
-        WHEN length(s.queue_name) NOT BETWEEN 1 AND 128 THEN
-            format('queue_name must be 1 to 128 characters, got %s', errands._describe(s.queue_name))
-        WHEN length(s.job_key) NOT BETWEEN 1 AND 512 THEN
-            format('job_key must be 1 to 512 characters, got %s', errands._describe(s.job_key))
-        WHEN s.max_attempts NOT BETWEEN 1 AND 32767 THEN
-            format('max_attempts must be between 1 and 32767, got %s', s.max_attempts)
-        WHEN s.priority NOT BETWEEN -32768 AND 32767 THEN
-            format('priority must be between -32768 and 32767, got %s', s.priority)
-        WHEN array_position(s.flags, NULL) IS NOT NULL THEN
-            format('flags must not contain NULL, got %s', s.flags)
-        ELSE format('payload must be at most %s bytes (errands.max_payload_bytes), got %s bytes',
-                    v_limit, s.payload_bytes)
-    END;
-    RAISE EXCEPTION 'errands: %', v_problem || v_where USING ERRCODE = '22023';
-END
-$$;
-
+-- With a job key add_job goes through add_jobs (the job-key decision table lives
+-- there); without one it is a single INSERT whose arguments are checked on the
+-- scalars first (_spec_is_bad), and whose row is built from the inserted row and
+-- the arguments (no lookup of the task and queue names).
 CREATE OR REPLACE FUNCTION errands.add_job(
     identifier text,
     payload json DEFAULT NULL,
@@ -3433,63 +733,1239 @@ BEGIN
     RETURN errands._job_view(v_row);
 END
 $$;
+COMMENT ON FUNCTION errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval) IS
+'Adds one job (Graphile Worker''s add_job). Defaults: payload {}, run_at now(),
+max_attempts 25, priority 0. With a job_key, job_key_mode decides: replace
+updates a pending job with the key in place (every attribute, attempts reset,
+revision + 1), preserve_run_at does the same but keeps run_at of a job that has
+not been tried, unsafe_dedupe only bumps revision of any job holding the key.
+A running or permanently failed job with the key loses it and a new job is
+inserted. Array payloads of the same key concatenate (batch jobs). timeout
+(errands only, positive): each try of this job may run that long (overrides the
+task''s timeout).';
 
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
-$errands_m0015$;
-        INSERT INTO errands.migrations (id, name) VALUES (15, 'add_job_fast_path');
-    END IF;
-END
-$errands_install_m0015$;
-
--- Migration 0016_ensure_tasks_one_pass.sql
-DO $errands_install_m0016$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 16) THEN
-        EXECUTE $errands_m0016$
--- _ensure_tasks_and_queues (0002_add_jobs.sql) in one pass over the specs.
--- It checked every spec against _tasks and then against _queues with a
--- NOT EXISTS probe each: 100,000 probes of the same name for a bulk add_jobs
--- of one task (~1.7 us per spec, 13 % of the call). The specs are now grouped
--- by (identifier, queue_name) first, and only the distinct names are checked.
--- 100,000 specs, 4 runs each on one durable cluster (/work/notes/unnestcost.py):
--- min 170 ms (172-217) -> 46 ms (46-71). Same rows created, same order of
--- checks (tasks, then queues).
-
-CREATE OR REPLACE FUNCTION errands._ensure_tasks_and_queues(specs errands.job_spec[])
-RETURNS void
-LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION errands.remove_job(job_key text) RETURNS errands.jobs
+LANGUAGE plpgsql STRICT
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
-    v_tasks text[];
-    v_queues text[];
+    v_row errands._jobs;
 BEGIN
-    SELECT array_agg(d.identifier),
-           array_agg(d.queue_name) FILTER (WHERE d.queue_name IS NOT NULL)
-    INTO v_tasks, v_queues
-    FROM (SELECT s.identifier, s.queue_name FROM unnest(specs) s GROUP BY 1, 2) d;
-    -- The INSERTs run only when a name is missing: even an INSERT of nothing
-    -- costs ~0.1 ms.
-    IF EXISTS (SELECT 1 FROM unnest(v_tasks) n(identifier)
-               WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t
-                                 WHERE t.identifier = n.identifier)) THEN
-        INSERT INTO errands._tasks (identifier)
-        SELECT DISTINCT n.identifier FROM unnest(v_tasks) n(identifier)
-        WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t WHERE t.identifier = n.identifier)
-        ON CONFLICT DO NOTHING;
+    -- FOR UPDATE waits for a fetch that is locking the job right now.
+    SELECT * INTO v_row FROM errands._jobs j WHERE j.key = remove_job.job_key FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
     END IF;
-    IF EXISTS (SELECT 1 FROM unnest(v_queues) n(queue_name)
-               WHERE NOT EXISTS (SELECT 1 FROM errands._queues q
-                                 WHERE q.queue_name = n.queue_name)) THEN
-        INSERT INTO errands._queues (queue_name)
-        SELECT DISTINCT n.queue_name FROM unnest(v_queues) n(queue_name)
-        WHERE NOT EXISTS (SELECT 1 FROM errands._queues q WHERE q.queue_name = n.queue_name)
-        ON CONFLICT DO NOTHING;
+    IF v_row.locked_at IS NULL OR v_row.locked_at < now() - errands._stale_lock_age() THEN
+        DELETE FROM errands._jobs j WHERE j.id = v_row.id;
+    ELSE
+        -- Running: it cannot be stopped, so it loses its key and will not retry.
+        UPDATE errands._jobs j
+        SET key = NULL, attempts = j.max_attempts, updated_at = now()
+        WHERE j.id = v_row.id
+        RETURNING j.* INTO v_row;
+    END IF;
+    RETURN errands._job_view(v_row);
+END
+$$;
+COMMENT ON FUNCTION errands.remove_job(text) IS
+'Deletes the job holding job_key when it is not running and returns it. A running
+job instead loses its key and gets attempts = max_attempts, so it will not be
+retried. Returns NULL when no job has the key.';
+-- sql/schema/30_fetch.sql
+-- Worker-facing functions: the only statements a worker runs against jobs.
+-- Each takes the caller's worker id; complete, fail and return touch only jobs
+-- that worker has locked, so a worker that lost its lock cannot clobber a job.
+
+CREATE OR REPLACE FUNCTION errands.get_jobs(
+    worker_id text,
+    task_identifiers text[],
+    job_count integer DEFAULT 1,
+    forbidden_flags text[] DEFAULT NULL
+) RETURNS SETOF errands.jobs
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- Planning the candidate query costs ~1 ms, several times its execution for a
+-- small batch, and PL/pgSQL kept re-planning it (custom plans). Its generic
+-- plan is the same index walk, but its cost estimate (unknown LIMIT) crossed
+-- jit_above_cost: JIT compilation took ~68 ms per call. Plan once, no JIT.
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+DECLARE
+    v_task_ids integer[];
+    v_forbidden text[] := CASE WHEN cardinality(get_jobs.forbidden_flags) > 0
+                               THEN get_jobs.forbidden_flags END;
+    v_now timestamptz := now();
+    v_ids bigint[];          -- jobs taken
+    v_heads bigint[];        -- head jobs of named queues (then: those locked)
+    v_head_queues integer[]; -- their queues (then: those locked)
+BEGIN
+    IF get_jobs.worker_id IS NULL OR get_jobs.worker_id = '' THEN
+        RAISE EXCEPTION 'errands: worker_id must not be empty, got %',
+            errands._describe(get_jobs.worker_id) USING ERRCODE = '22023';
+    END IF;
+    IF get_jobs.job_count IS NULL OR get_jobs.job_count < 1 THEN
+        RAISE EXCEPTION 'errands: job_count must be at least 1, got %',
+            coalesce(get_jobs.job_count::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    SELECT array_agg(t.id) INTO v_task_ids
+    FROM errands._tasks t WHERE t.identifier = ANY(get_jobs.task_identifiers);
+    IF v_task_ids IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- 1. The best job_count candidates: jobs without a queue (row-locked as they
+    --    are read, SKIP LOCKED) and the head job of each unlocked named queue.
+    SELECT array_agg(c.id) FILTER (WHERE c.job_queue_id IS NULL),
+           array_agg(c.id) FILTER (WHERE c.job_queue_id IS NOT NULL),
+           array_agg(c.job_queue_id) FILTER (WHERE c.job_queue_id IS NOT NULL)
+    INTO v_ids, v_heads, v_head_queues
+    FROM (
+        SELECT u.id, u.job_queue_id, u.priority, u.run_at
+        FROM unnest(v_task_ids) AS tid(task_id)
+        CROSS JOIN LATERAL (
+            -- One index probe per distinct priority of the task (a loose index
+            -- scan); with the priority fixed, run_at <= now ends the range scan,
+            -- so future-scheduled jobs are never walked.
+            WITH RECURSIVE prio(p) AS (
+                SELECT min(j.priority) FROM errands._jobs j
+                WHERE j.task_id = tid.task_id AND j.is_available AND j.job_queue_id IS NULL
+                UNION ALL
+                SELECT (SELECT min(j.priority) FROM errands._jobs j
+                        WHERE j.task_id = tid.task_id AND j.is_available
+                          AND j.job_queue_id IS NULL AND j.priority > prio.p)
+                FROM prio WHERE prio.p IS NOT NULL
+            )
+            SELECT d.id, d.job_queue_id, d.priority, d.run_at
+            FROM prio CROSS JOIN LATERAL (
+                SELECT j.id, j.job_queue_id, j.priority, j.run_at
+                FROM errands._jobs j
+                WHERE j.task_id = tid.task_id AND j.priority = prio.p
+                  AND j.is_available AND j.job_queue_id IS NULL
+                  AND j.run_at <= v_now
+                  AND (v_forbidden IS NULL OR j.flags IS NULL OR NOT j.flags ?| v_forbidden)
+                ORDER BY j.run_at, j.id
+                LIMIT get_jobs.job_count
+                FOR UPDATE SKIP LOCKED
+            ) d
+            ORDER BY d.priority, d.run_at, d.id
+            LIMIT get_jobs.job_count
+        ) u
+        UNION ALL
+        -- Named queues: only the head job of a queue nothing else runs from;
+        -- never two jobs of one queue in a batch (Graphile's #621).
+        SELECT h.id, h.job_queue_id, h.priority, h.run_at
+        FROM errands._queues q
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.job_queue_id, j.priority, j.run_at
+            FROM errands._jobs j
+            WHERE j.job_queue_id = q.id
+              AND j.is_available AND j.run_at <= v_now
+              AND j.task_id = ANY(v_task_ids)
+              AND (v_forbidden IS NULL OR j.flags IS NULL OR NOT j.flags ?| v_forbidden)
+            ORDER BY j.priority, j.run_at, j.id
+            LIMIT 1
+        ) h
+        WHERE q.locked_at IS NULL
+        ORDER BY 3, 4, 1
+        LIMIT get_jobs.job_count
+    ) c;
+
+    -- 2. Queue heads: lock their queues (one another fetch holds is skipped; one
+    --    locked since our snapshot fails the locked_at recheck), then the jobs.
+    IF v_heads IS NOT NULL THEN
+        SELECT array_agg(s.id) INTO v_head_queues FROM (
+            SELECT q.id FROM errands._queues q
+            WHERE q.id = ANY(v_head_queues) AND q.locked_at IS NULL
+            FOR UPDATE SKIP LOCKED
+        ) s;
+        SELECT array_agg(s.id), array_agg(s.job_queue_id) INTO v_heads, v_head_queues FROM (
+            SELECT j.id, j.job_queue_id FROM errands._jobs j
+            WHERE j.id = ANY(v_heads) AND j.is_available
+              AND j.job_queue_id = ANY(v_head_queues)
+            FOR UPDATE SKIP LOCKED
+        ) s;
+        IF v_heads IS NOT NULL THEN
+            v_ids := v_ids || v_heads;
+            UPDATE errands._queues q
+            SET locked_at = v_now, locked_by = get_jobs.worker_id
+            WHERE q.id = ANY(v_head_queues);
+        END IF;
+    END IF;
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- 3. Take them.
+    RETURN QUERY
+    WITH taken AS (
+        UPDATE errands._jobs j
+        SET attempts = j.attempts + 1, locked_at = v_now, locked_by = get_jobs.worker_id
+        WHERE j.id = ANY(v_ids)
+        RETURNING j.*
+    )
+    SELECT tk.id, q.queue_name, t.identifier, tk.payload, tk.priority::integer, tk.run_at,
+           tk.attempts::integer, tk.max_attempts::integer, tk.last_error, tk.created_at,
+           tk.updated_at, tk.key, tk.locked_at, tk.locked_by, tk.revision, tk.flags, tk.timeout
+    FROM taken tk
+    JOIN errands._tasks t ON t.id = tk.task_id
+    LEFT JOIN errands._queues q ON q.id = tk.job_queue_id
+    ORDER BY tk.priority, tk.run_at, tk.id;
+END
+$$;
+COMMENT ON FUNCTION errands.get_jobs(text, text[], integer, text[]) IS
+'Worker API. Locks and returns up to job_count runnable jobs (due, not running,
+attempts left, task in task_identifiers, no forbidden flag) in priority, run_at,
+id order, with attempts + 1 and locked_by = worker_id. A named queue yields at
+most its head job, and none while one of its jobs runs.';
+
+-- Completing and returning jobs are PL/pgSQL, not SQL: a SQL function that is not
+-- inlined plans its statement on every call (~0.8 ms for a DELETE that takes
+-- ~0.08 ms); PL/pgSQL plans once per session.
+CREATE OR REPLACE FUNCTION errands.worker_complete_jobs(worker_id text, job_ids bigint[])
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH done AS (
+        DELETE FROM errands._jobs j
+        WHERE j.id = ANY(worker_complete_jobs.job_ids)
+          AND j.locked_by = worker_complete_jobs.worker_id
+        RETURNING j.id, j.job_queue_id
+    ), unlocked AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.id IN (SELECT done.job_queue_id FROM done)
+          AND q.locked_by = worker_complete_jobs.worker_id
+    )
+    SELECT done.id FROM done;
+END
+$$;
+COMMENT ON FUNCTION errands.worker_complete_jobs(text, bigint[]) IS
+'Worker API. Deletes the listed jobs that worker_id has locked (it finished them)
+and unlocks their queues. Returns the ids it completed: a job missing from the
+result was no longer this worker''s (its lock was taken away) and may run again.';
+
+CREATE OR REPLACE FUNCTION errands.worker_fail_jobs(
+    worker_id text,
+    job_ids bigint[],
+    error_messages text[],
+    payloads json[] DEFAULT NULL
+) RETURNS SETOF errands.jobs
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF cardinality(worker_fail_jobs.job_ids) IS DISTINCT FROM cardinality(worker_fail_jobs.error_messages)
+       OR (worker_fail_jobs.payloads IS NOT NULL
+           AND cardinality(worker_fail_jobs.payloads) <> cardinality(worker_fail_jobs.job_ids)) THEN
+        RAISE EXCEPTION 'errands: worker_fail_jobs needs one error message (and payload, if any) per job: % ids, % messages, % payloads',
+            cardinality(worker_fail_jobs.job_ids), cardinality(worker_fail_jobs.error_messages),
+            coalesce(cardinality(worker_fail_jobs.payloads)::text, 'no')
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH f AS (
+        SELECT * FROM unnest(worker_fail_jobs.job_ids, worker_fail_jobs.error_messages,
+                             worker_fail_jobs.payloads) AS f(id, message, payload)
+    ), failed AS (
+        UPDATE errands._jobs j
+        SET last_error = f.message,
+            -- Exponential backoff: e^attempts seconds, capped at e^10 (~6 h).
+            run_at = greatest(now(), j.run_at) + exp(least(j.attempts, 10)) * interval '1 second',
+            locked_at = NULL,
+            locked_by = NULL,
+            payload = coalesce(f.payload, j.payload)
+        FROM f
+        WHERE j.id = f.id AND j.locked_by = worker_fail_jobs.worker_id
+        RETURNING j.*
+    ), unlocked AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.id IN (SELECT failed.job_queue_id FROM failed)
+          AND q.locked_by = worker_fail_jobs.worker_id
+    )
+    SELECT failed.id, q.queue_name, t.identifier, failed.payload, failed.priority::integer,
+           failed.run_at, failed.attempts::integer, failed.max_attempts::integer,
+           failed.last_error, failed.created_at, failed.updated_at, failed.key,
+           failed.locked_at, failed.locked_by, failed.revision, failed.flags, failed.timeout
+    FROM failed
+    JOIN errands._tasks t ON t.id = failed.task_id
+    LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
+    ORDER BY failed.id;
+END
+$$;
+COMMENT ON FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[]) IS
+'Worker API. Records a failed try of each listed job that worker_id has locked:
+last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
+10)) seconds, lock and queue released; a non-NULL payload replaces the job''s
+(batch jobs keep only their failed items). Returns the failed jobs; those with
+attempts >= max_attempts will not run again.';
+
+CREATE OR REPLACE FUNCTION errands.worker_return_jobs(worker_id text, job_ids bigint[])
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH returned AS (
+        UPDATE errands._jobs j
+        SET attempts = greatest(0, j.attempts - 1), locked_at = NULL, locked_by = NULL
+        WHERE j.id = ANY(worker_return_jobs.job_ids)
+          AND j.locked_by = worker_return_jobs.worker_id
+        RETURNING j.id, j.job_queue_id
+    ), unlocked AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.id IN (SELECT returned.job_queue_id FROM returned)
+          AND q.locked_by = worker_return_jobs.worker_id
+    )
+    SELECT returned.id FROM returned;
+END
+$$;
+COMMENT ON FUNCTION errands.worker_return_jobs(text, bigint[]) IS
+'Worker API. Hands back jobs worker_id fetched but never started (shutdown): the
+lock is released and the attempt it took is given back. Returns their ids.';
+
+CREATE OR REPLACE FUNCTION errands.reset_locked(older_than interval DEFAULT interval '4 hours')
+RETURNS integer
+LANGUAGE sql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH jobs AS (
+        UPDATE errands._jobs j
+        SET locked_at = NULL,
+            locked_by = NULL,
+            run_at = greatest(j.run_at, now()),
+            last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
+                                j.locked_by, j.locked_at)
+        WHERE j.locked_at < now() - older_than
+        RETURNING j.id
+    ), queues AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.locked_at < now() - older_than
+    )
+    SELECT count(*)::integer FROM jobs
+$$;
+COMMENT ON FUNCTION errands.reset_locked(interval) IS
+'Rescues jobs whose lock is older than older_than (their worker died): they become
+runnable at once with the interrupted try counted, and stale queue locks are
+released. Returns the number of jobs rescued.';
+-- sql/schema/40_admin.sql
+-- Administration (Graphile Worker's WorkerUtils functions) and cleanup.
+-- complete/fail/reschedule leave running jobs alone unless their lock is stale.
+
+CREATE OR REPLACE FUNCTION errands.complete_jobs(job_ids bigint[]) RETURNS SETOF errands.jobs
+LANGUAGE sql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH d AS (
+        DELETE FROM errands._jobs j
+        WHERE j.id = ANY(job_ids)
+          AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
+        RETURNING j
+    )
+    SELECT v.* FROM d, LATERAL errands._job_view(d.j) v ORDER BY v.id
+$$;
+COMMENT ON FUNCTION errands.complete_jobs(bigint[]) IS
+'Marks the listed jobs as done (deletes them) and returns them. Running jobs are
+skipped unless their lock is stale (older than 4 hours).';
+
+CREATE OR REPLACE FUNCTION errands.permanently_fail_jobs(job_ids bigint[], error_message text DEFAULT NULL)
+RETURNS SETOF errands.jobs
+LANGUAGE sql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH u AS (
+        UPDATE errands._jobs j
+        SET last_error = coalesce(error_message, 'Manually marked as failed'),
+            attempts = j.max_attempts,
+            updated_at = now()
+        WHERE j.id = ANY(job_ids)
+          AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
+        RETURNING j
+    )
+    SELECT v.* FROM u, LATERAL errands._job_view(u.j) v ORDER BY v.id
+$$;
+COMMENT ON FUNCTION errands.permanently_fail_jobs(bigint[], text) IS
+'Fails the listed jobs for good (attempts = max_attempts, last_error = the message
+or "Manually marked as failed") and returns them. Running jobs are skipped unless
+their lock is stale.';
+
+CREATE OR REPLACE FUNCTION errands.reschedule_jobs(
+    job_ids bigint[],
+    run_at timestamptz DEFAULT NULL,
+    priority integer DEFAULT NULL,
+    attempts integer DEFAULT NULL,
+    max_attempts integer DEFAULT NULL
+) RETURNS SETOF errands.jobs
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF reschedule_jobs.priority NOT BETWEEN -32768 AND 32767 THEN
+        RAISE EXCEPTION 'errands: priority must be between -32768 and 32767, got %',
+            reschedule_jobs.priority USING ERRCODE = '22023';
+    END IF;
+    IF reschedule_jobs.attempts NOT BETWEEN 0 AND 32767 THEN
+        RAISE EXCEPTION 'errands: attempts must be between 0 and 32767, got %',
+            reschedule_jobs.attempts USING ERRCODE = '22023';
+    END IF;
+    IF reschedule_jobs.max_attempts NOT BETWEEN 1 AND 32767 THEN
+        RAISE EXCEPTION 'errands: max_attempts must be between 1 and 32767, got %',
+            reschedule_jobs.max_attempts USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH u AS (
+        UPDATE errands._jobs j
+        SET run_at = coalesce(reschedule_jobs.run_at, j.run_at),
+            priority = coalesce(reschedule_jobs.priority, j.priority),
+            attempts = coalesce(reschedule_jobs.attempts, j.attempts),
+            max_attempts = coalesce(reschedule_jobs.max_attempts, j.max_attempts),
+            updated_at = now()
+        WHERE j.id = ANY(reschedule_jobs.job_ids)
+          AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
+        RETURNING j
+    )
+    SELECT v.* FROM u, LATERAL errands._job_view(u.j) v ORDER BY v.id;
+    IF EXISTS (SELECT 1 FROM errands._jobs j
+               WHERE j.id = ANY(reschedule_jobs.job_ids) AND j.is_available
+                 AND j.run_at <= now()) THEN
+        PERFORM errands._notify();
     END IF;
 END
 $$;
-$errands_m0016$;
-        INSERT INTO errands.migrations (id, name) VALUES (16, 'ensure_tasks_one_pass');
+COMMENT ON FUNCTION errands.reschedule_jobs(bigint[], timestamptz, integer, integer, integer) IS
+'Changes run_at, priority, attempts and/or max_attempts (each NULL argument leaves
+its column alone) of the listed jobs and returns them. Running jobs are skipped
+unless their lock is stale. last_error is kept.';
+
+CREATE OR REPLACE FUNCTION errands.force_unlock_workers(worker_ids text[]) RETURNS void
+LANGUAGE sql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
+    WHERE j.locked_by = ANY(worker_ids);
+    UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+    WHERE q.locked_by = ANY(worker_ids);
+$$;
+COMMENT ON FUNCTION errands.force_unlock_workers(text[]) IS
+'Unlocks every job and queue locked by the listed workers (use it for workers you
+know are dead). attempts is unchanged, so the interrupted try counts.';
+
+CREATE OR REPLACE FUNCTION errands.cleanup(
+    tasks text[] DEFAULT ARRAY['GC_JOB_QUEUES'],
+    task_identifiers_to_keep text[] DEFAULT '{}'
+) RETURNS TABLE (task text, deleted bigint)
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_task text;
+    v_count bigint;
+BEGIN
+    SELECT t INTO v_task FROM unnest(cleanup.tasks) t
+    WHERE t IS NULL OR t NOT IN ('DELETE_PERMAFAILED_JOBS', 'GC_JOB_QUEUES', 'GC_TASK_IDENTIFIERS')
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'errands: unknown cleanup task %; expected DELETE_PERMAFAILED_JOBS, GC_JOB_QUEUES or GC_TASK_IDENTIFIERS',
+            coalesce(quote_literal(v_task), 'NULL') USING ERRCODE = '22023';
+    END IF;
+    -- Jobs first, so the garbage collection below sees their rows gone.
+    IF 'DELETE_PERMAFAILED_JOBS' = ANY(cleanup.tasks) THEN
+        DELETE FROM errands._jobs j WHERE j.locked_at IS NULL AND j.attempts >= j.max_attempts;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        task := 'DELETE_PERMAFAILED_JOBS'; deleted := v_count; RETURN NEXT;
+    END IF;
+    IF 'GC_JOB_QUEUES' = ANY(cleanup.tasks) THEN
+        DELETE FROM errands._queues q
+        WHERE q.locked_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.job_queue_id = q.id);
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        task := 'GC_JOB_QUEUES'; deleted := v_count; RETURN NEXT;
+    END IF;
+    IF 'GC_TASK_IDENTIFIERS' = ANY(cleanup.tasks) THEN
+        DELETE FROM errands._tasks t
+        WHERE t.identifier <> ALL (coalesce(cleanup.task_identifiers_to_keep, '{}'))
+          AND NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.task_id = t.id);
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        task := 'GC_TASK_IDENTIFIERS'; deleted := v_count; RETURN NEXT;
     END IF;
 END
-$errands_install_m0016$;
+$$;
+COMMENT ON FUNCTION errands.cleanup(text[], text[]) IS
+'Housekeeping; returns a row per task run with the number of rows deleted.
+DELETE_PERMAFAILED_JOBS deletes permanently failed jobs; GC_JOB_QUEUES deletes
+unlocked queues no job uses; GC_TASK_IDENTIFIERS deletes task identifiers no job
+uses except task_identifiers_to_keep (pass the ones running workers know).';
+-- sql/schema/50_cron.sql
+-- Raise the 22023 "bad crontab" error used by the parser helpers.
+CREATE OR REPLACE FUNCTION errands._cron_bad(problem text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RAISE EXCEPTION '%', problem USING ERRCODE = '22023';
+END
+$$;
+
+-- One field of a cron line as the sorted set of values it allows.
+-- names: value names (lower case) for lo, lo + 1, ...; NULL when none.
+CREATE OR REPLACE FUNCTION errands._cron_field(spec text, field text, lo integer, hi integer, names text[])
+RETURNS integer[]
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_part text;
+    v_base text;
+    v_step integer;
+    v_a integer;
+    v_b integer;
+    v_tok text;
+    v_val integer;
+    v_vals integer[] := '{}';
+    v_ends integer[];
+    v_i integer;
+BEGIN
+    FOREACH v_part IN ARRAY string_to_array(spec, ',') LOOP
+        IF v_part = '' THEN
+            PERFORM errands._cron_bad(format('%s field %s has an empty list item', field, quote_literal(spec)));
+        END IF;
+        v_step := 1;
+        v_base := v_part;
+        IF v_part LIKE '%/%' THEN
+            IF v_part ~ '/.*/' THEN
+                PERFORM errands._cron_bad(format('%s field item %s has more than one /', field, quote_literal(v_part)));
+            END IF;
+            v_base := split_part(v_part, '/', 1);
+            v_tok := split_part(v_part, '/', 2);
+            IF v_tok !~ '^[0-9]{1,6}$' THEN
+                PERFORM errands._cron_bad(format('%s field: bad step %s in %s', field, quote_literal(v_tok), quote_literal(v_part)));
+            END IF;
+            v_step := v_tok::integer;
+            IF v_step = 0 THEN
+                PERFORM errands._cron_bad(format('%s field: zero step in %s', field, quote_literal(v_part)));
+            END IF;
+        END IF;
+        IF v_base = '*' THEN
+            v_a := lo;
+            v_b := CASE WHEN field = 'day of week' THEN 6 ELSE hi END;
+        ELSE
+            IF v_base ~ '^[^-]+-[^-]+$' THEN
+                v_tok := v_base;
+            ELSIF v_base ~ '-' OR v_base = '' THEN
+                PERFORM errands._cron_bad(format('%s field: bad range %s', field, quote_literal(v_part)));
+            END IF;
+            v_ends := '{}';
+            FOREACH v_tok IN ARRAY string_to_array(v_base, '-') LOOP
+                IF v_tok ~ '^[0-9]{1,6}$' THEN
+                    v_val := v_tok::integer;
+                ELSE
+                    v_i := array_position(names, lower(v_tok));
+                    IF v_i IS NULL THEN
+                        PERFORM errands._cron_bad(format('%s field: bad value %s', field, quote_literal(v_tok)));
+                    END IF;
+                    v_val := lo + v_i - 1;
+                END IF;
+                IF v_val NOT BETWEEN lo AND hi THEN
+                    PERFORM errands._cron_bad(format('%s value %s out of range %s-%s', field, v_val, lo, hi));
+                END IF;
+                v_ends := v_ends || v_val;
+            END LOOP;
+            v_a := v_ends[1];
+            IF cardinality(v_ends) = 2 THEN
+                v_b := v_ends[2];
+            ELSIF v_step > 1 THEN
+                v_b := hi;  -- N/S means N-max/S
+            ELSE
+                v_b := v_a;
+            END IF;
+            IF v_a > v_b AND v_b = 0 AND field = 'day of week' THEN
+                v_b := 7;  -- sat-sun, 5-0: Sunday ends a weekday range as 7
+            END IF;
+            IF v_a > v_b THEN
+                PERFORM errands._cron_bad(format('%s field: range %s is backwards', field, quote_literal(v_base)));
+            END IF;
+        END IF;
+        v_vals := v_vals || ARRAY(SELECT generate_series(v_a, v_b, v_step));
+    END LOOP;
+    IF field = 'day of week' THEN
+        v_vals := array_replace(v_vals, 7, 0);
+    END IF;
+    RETURN ARRAY(SELECT DISTINCT v FROM unnest(v_vals) v ORDER BY v);
+END
+$$;
+
+-- A fill period like 1d, 4w3d2h1m, 30s as an interval (NULL if malformed).
+CREATE OR REPLACE FUNCTION errands._cron_period(spec text) RETURNS interval
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN spec ~ '^([0-9]{1,6}w)?([0-9]{1,6}d)?([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?$'
+                     AND spec <> ''
+           THEN make_interval(
+                    weeks => coalesce(substring(spec FROM '([0-9]+)w')::int, 0),
+                    days => coalesce(substring(spec FROM '([0-9]+)d')::int, 0),
+                    hours => coalesce(substring(spec FROM '([0-9]+)h')::int, 0),
+                    mins => coalesce(substring(spec FROM '([0-9]+)m')::int, 0),
+                    secs => coalesce(substring(spec FROM '([0-9]+)s')::int, 0))
+           END
+$$;
+
+-- The ?a=b&c=d options of a line as a normalised jsonb object.
+CREATE OR REPLACE FUNCTION errands._cron_options(spec text, task text) RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_opts jsonb := '{}';
+    v_pair text;
+    v_key text;
+    v_val text;
+BEGIN
+    IF spec IS NOT NULL AND spec <> '' THEN
+        FOREACH v_pair IN ARRAY string_to_array(spec, '&') LOOP
+            IF v_pair !~ '^[^=]+=[^=]*$' THEN
+                PERFORM errands._cron_bad(format('bad option %s (expected key=value)', quote_literal(v_pair)));
+            END IF;
+            v_key := split_part(v_pair, '=', 1);
+            v_val := split_part(v_pair, '=', 2);
+            IF v_key NOT IN ('id', 'fill', 'max', 'queue', 'priority', 'jobKey', 'jobKeyMode', 'tz') THEN
+                PERFORM errands._cron_bad(format('bad option key %s (expected id, fill, max, queue, priority, jobKey, jobKeyMode or tz)',
+                                                 quote_literal(v_key)));
+            END IF;
+            IF v_opts ? v_key THEN
+                PERFORM errands._cron_bad(format('option %s given twice', quote_literal(v_key)));
+            END IF;
+            IF v_val = '' THEN
+                PERFORM errands._cron_bad(format('option %s has an empty value', quote_literal(v_key)));
+            END IF;
+            CASE v_key
+            WHEN 'fill' THEN
+                IF errands._cron_period(v_val) IS NULL THEN
+                    PERFORM errands._cron_bad(format('bad fill period %s (expected e.g. 1d or 4w3d2h1m)', quote_literal(v_val)));
+                END IF;
+            WHEN 'max' THEN
+                IF v_val !~ '^[0-9]{1,5}$' OR v_val::int NOT BETWEEN 1 AND 32767 THEN
+                    PERFORM errands._cron_bad(format('bad max %s (expected 1-32767)', quote_literal(v_val)));
+                END IF;
+            WHEN 'priority' THEN
+                IF v_val !~ '^-?[0-9]{1,5}$' OR v_val::int NOT BETWEEN -32768 AND 32767 THEN
+                    PERFORM errands._cron_bad(format('bad priority %s (expected -32768-32767)', quote_literal(v_val)));
+                END IF;
+            WHEN 'jobKeyMode' THEN
+                IF v_val NOT IN ('replace', 'preserve_run_at') THEN
+                    PERFORM errands._cron_bad(format('bad jobKeyMode %s (expected replace or preserve_run_at)', quote_literal(v_val)));
+                END IF;
+            WHEN 'tz' THEN
+                BEGIN
+                    PERFORM now() AT TIME ZONE v_val;
+                EXCEPTION WHEN invalid_parameter_value THEN
+                    PERFORM errands._cron_bad(format('unknown time zone %s', quote_literal(v_val)));
+                END;
+            ELSE
+                IF length(v_val) > 128 AND v_key <> 'jobKey' OR length(v_val) > 512 THEN
+                    PERFORM errands._cron_bad(format('option %s value is too long', quote_literal(v_key)));
+                END IF;
+            END CASE;
+            v_opts := v_opts || jsonb_build_object(v_key, v_val);
+        END LOOP;
+    END IF;
+    RETURN jsonb_build_object('id', task, 'tz', 'UTC') || v_opts;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION errands.parse_crontab(crontab text)
+RETURNS TABLE (line_number integer, id text, task text, minutes integer[], hours integer[],
+               days_of_month integer[], months integer[], days_of_week integer[],
+               options jsonb, payload jsonb)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_lines text[] := regexp_split_to_array(coalesce(crontab, ''), '\r?\n');
+    v_n integer;
+    v_line text;
+    v_rest text;
+    v_fields text[];
+    v_m text[];
+    v_opts text;
+    v_msg text;
+    v_ids text[] := '{}';
+BEGIN
+    IF crontab IS NULL THEN
+        RAISE EXCEPTION 'errands: crontab is NULL' USING ERRCODE = '22023';
+    END IF;
+    FOR v_n IN 1 .. cardinality(v_lines) LOOP
+        v_line := btrim(v_lines[v_n], E' \t');
+        CONTINUE WHEN v_line = '' OR left(v_line, 1) = '#';
+        BEGIN
+            line_number := v_n;
+            IF left(v_line, 1) = '@' THEN
+                v_m := regexp_match(v_line, '^(@[a-z]+)(?:\s+(.*))?$');
+                v_fields := CASE v_m[1]
+                    WHEN '@yearly' THEN '{0,0,1,1,*}' WHEN '@annually' THEN '{0,0,1,1,*}'
+                    WHEN '@monthly' THEN '{0,0,1,*,*}' WHEN '@weekly' THEN '{0,0,*,*,0}'
+                    WHEN '@daily' THEN '{0,0,*,*,*}' WHEN '@midnight' THEN '{0,0,*,*,*}'
+                    WHEN '@hourly' THEN '{0,*,*,*,*}' END;
+                IF v_m IS NULL OR v_fields IS NULL THEN
+                    PERFORM errands._cron_bad(format('unknown macro %s (expected @hourly, @daily, @weekly, @monthly or @yearly)',
+                                                     quote_literal(split_part(v_line, ' ', 1))));
+                END IF;
+                v_rest := coalesce(v_m[2], '');
+            ELSE
+                v_m := regexp_match(v_line, '^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)(?:\s+(.*))?$');
+                IF v_m IS NULL THEN
+                    PERFORM errands._cron_bad('too few fields (expected MIN HOUR DOM MONTH DOW task)');
+                END IF;
+                v_fields := v_m[1:5];
+                v_rest := coalesce(v_m[6], '');
+            END IF;
+            -- task [?options] [{payload}]
+            v_m := regexp_match(v_rest, '^(\S+)(?:\s+(\?\S*))?(?:\s+(.*))?$');
+            IF v_m IS NULL THEN
+                PERFORM errands._cron_bad('too few fields: no task identifier');
+            END IF;
+            task := v_m[1];
+            IF left(task, 1) IN ('?', '{') OR length(task) > 128 THEN
+                PERFORM errands._cron_bad(format('bad task identifier %s', errands._describe(task)));
+            END IF;
+            v_opts := substr(v_m[2], 2);
+            IF v_m[3] IS NOT NULL AND left(v_m[3], 1) <> '{' THEN
+                PERFORM errands._cron_bad(format('unexpected %s after the task identifier (expected ?options or a {json} payload)',
+                                                 quote_literal(v_m[3])));
+            END IF;
+            BEGIN
+                payload := coalesce(v_m[3], '{}')::jsonb;
+            EXCEPTION WHEN invalid_text_representation OR untranslatable_character
+                           OR statement_too_complex THEN
+                PERFORM errands._cron_bad(format('invalid JSON payload %s', errands._describe(v_m[3])));
+            END;
+            IF jsonb_typeof(payload) <> 'object' THEN
+                PERFORM errands._cron_bad('the payload must be a JSON object');
+            END IF;
+            minutes := errands._cron_field(v_fields[1], 'minute', 0, 59, NULL);
+            hours := errands._cron_field(v_fields[2], 'hour', 0, 23, NULL);
+            days_of_month := errands._cron_field(v_fields[3], 'day of month', 1, 31, NULL);
+            months := errands._cron_field(v_fields[4], 'month', 1, 12,
+                '{jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec}');
+            days_of_week := errands._cron_field(v_fields[5], 'day of week', 0, 7,
+                '{sun,mon,tue,wed,thu,fri,sat}');
+            options := errands._cron_options(v_opts, task);
+            id := options->>'id';
+            IF id = ANY(v_ids) THEN
+                PERFORM errands._cron_bad(format('duplicate id %s (use ?id=... to tell items apart)', quote_literal(id)));
+            END IF;
+            v_ids := v_ids || id;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+            RAISE EXCEPTION 'errands: crontab line %: %: %', v_n, v_msg, quote_literal(v_line)
+                USING ERRCODE = '22023';
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION errands.parse_crontab(text) IS
+'Parses a crontab (Graphile Worker format plus A-B/N steps, month and weekday
+names, @hourly/@daily/@weekly/@monthly/@yearly and the tz option): one row per
+item with its id, task, the allowed minutes, hours, days of month, months and
+days of week (0-6, Sunday = 0), options (jsonb: id, tz and the given ones) and
+payload. Raises SQLSTATE 22023 naming the line number, the problem and the line.';
+
+-- Does the local wall-clock time l match the fields?  Classic cron: when both
+-- day of month and day of week are restricted, either may match.
+CREATE OR REPLACE FUNCTION errands._cron_wall_match(l timestamp, minutes integer[], hours integer[],
+                                          doms integer[], months integer[], dows integer[])
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT extract(minute FROM l)::int = ANY(minutes)
+       AND extract(hour FROM l)::int = ANY(hours)
+       AND extract(month FROM l)::int = ANY(months)
+       AND CASE WHEN cardinality(doms) < 31 AND cardinality(dows) < 7
+                THEN extract(day FROM l)::int = ANY(doms) OR extract(dow FROM l)::int = ANY(dows)
+                ELSE extract(day FROM l)::int = ANY(doms) AND extract(dow FROM l)::int = ANY(dows)
+           END
+$$;
+
+-- Is the UTC minute m due for the fields in time zone tz (rule at the top)?
+CREATE OR REPLACE FUNCTION errands._cron_due(m timestamptz, minutes integer[], hours integer[],
+                                  doms integer[], months integer[], dows integer[], tz text)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT (errands._cron_wall_match(l, minutes, hours, doms, months, dows)
+            AND NOT (d > interval '0' AND (m - d) AT TIME ZONE tz = l))
+        OR (l - p > interval '1 minute'
+            AND EXISTS (SELECT 1 FROM generate_series(p + interval '1 minute', l - interval '1 minute',
+                                                      interval '1 minute') g
+                        WHERE errands._cron_wall_match(g, minutes, hours, doms, months, dows)))
+    FROM (SELECT m AT TIME ZONE tz AS l,
+                 (m - interval '1 minute') AT TIME ZONE tz AS p,
+                 ((m - interval '6 hours') AT TIME ZONE tz - (m - interval '6 hours') AT TIME ZONE 'UTC')
+                 - (m AT TIME ZONE tz - m AT TIME ZONE 'UTC') AS d) x
+$$;
+
+CREATE OR REPLACE FUNCTION errands.set_crontab(crontab text, source text DEFAULT 'default')
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_source text := set_crontab.source;
+    v_clash record;
+    v_count integer;
+BEGIN
+    IF v_source IS NULL OR length(v_source) NOT BETWEEN 1 AND 128 THEN
+        RAISE EXCEPTION 'errands: invalid crontab source %', errands._describe(v_source)
+            USING ERRCODE = '22023';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('errands:set_crontab'));
+    CREATE TEMP TABLE IF NOT EXISTS pg_temp._errands_crontab_new
+        (LIKE errands._crontab_items) ON COMMIT DROP;
+    DELETE FROM pg_temp._errands_crontab_new;
+    INSERT INTO pg_temp._errands_crontab_new
+    SELECT p.id, v_source, p.line_number, p.task, p.minutes, p.hours, p.days_of_month,
+           p.months, p.days_of_week, p.options, p.payload
+    FROM errands.parse_crontab(crontab) p;
+    SELECT n.id, i.source INTO v_clash
+    FROM pg_temp._errands_crontab_new n JOIN errands._crontab_items i USING (id)
+    WHERE i.source <> v_source LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'errands: crontab id % is already used by source %',
+            quote_literal(v_clash.id), quote_literal(v_clash.source) USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM errands._crontab_items i
+    WHERE i.source = v_source
+      AND NOT EXISTS (SELECT 1 FROM pg_temp._errands_crontab_new n WHERE n.id = i.id);
+    INSERT INTO errands._crontab_items AS i
+    SELECT * FROM pg_temp._errands_crontab_new
+    ON CONFLICT (id) DO UPDATE
+    SET line_number = excluded.line_number, task = excluded.task, minutes = excluded.minutes,
+        hours = excluded.hours, days_of_month = excluded.days_of_month, months = excluded.months,
+        days_of_week = excluded.days_of_week, options = excluded.options, payload = excluded.payload
+    WHERE (i.line_number, i.task, i.minutes, i.hours, i.days_of_month, i.months, i.days_of_week,
+           i.options, i.payload)
+          IS DISTINCT FROM
+          (excluded.line_number, excluded.task, excluded.minutes, excluded.hours,
+           excluded.days_of_month, excluded.months, excluded.days_of_week, excluded.options,
+           excluded.payload);
+    SELECT count(*) INTO v_count FROM pg_temp._errands_crontab_new;
+    DROP TABLE pg_temp._errands_crontab_new;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION errands.set_crontab(text, text) IS
+'Makes the stored schedule of one source (default ''default'') exactly the
+items of the crontab text: adds, updates and removes items; other sources are
+untouched. Raises 22023 on a bad crontab or an id another source uses. Returns
+the number of items.';
+
+CREATE OR REPLACE FUNCTION errands.cron_tick(now timestamptz DEFAULT now())
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now timestamptz := date_trunc('minute', cron_tick.now);
+    v_item errands._crontab_items;
+    v_known errands._known_crontabs;
+    v_lo timestamptz;
+    v_m timestamptz;
+    v_count integer := 0;
+BEGIN
+    IF v_now IS NULL OR NOT isfinite(v_now) THEN
+        RAISE EXCEPTION 'errands: invalid cron_tick time %', coalesce(cron_tick.now::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    FOR v_item IN SELECT * FROM errands._crontab_items ORDER BY id LOOP
+        INSERT INTO errands._known_crontabs (identifier, known_since, last_execution)
+        VALUES (v_item.id, v_now, NULL)
+        ON CONFLICT (identifier) DO NOTHING;
+        SELECT * INTO v_known FROM errands._known_crontabs
+        WHERE identifier = v_item.id FOR UPDATE;
+        -- A clock that goes backwards (or a repeated tick) schedules nothing.
+        CONTINUE WHEN v_known.last_execution >= v_now;
+        v_lo := greatest(v_known.last_execution,
+                         v_known.known_since - interval '1 minute',
+                         v_now - greatest(coalesce(errands._cron_period(v_item.options->>'fill'),
+                                                   interval '0'),
+                                          interval '1 minute'));
+        FOR v_m IN
+            SELECT g FROM generate_series(v_lo + interval '1 minute', v_now, interval '1 minute') g
+            WHERE errands._cron_due(g, v_item.minutes, v_item.hours, v_item.days_of_month,
+                                    v_item.months, v_item.days_of_week, v_item.options->>'tz')
+            ORDER BY g
+        LOOP
+            PERFORM errands.add_job(
+                identifier => v_item.task,
+                payload => (v_item.payload || jsonb_build_object('_cron', jsonb_build_object(
+                    'ts', to_char(v_m AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                    'backfilled', v_m < v_now)))::json,
+                queue_name => v_item.options->>'queue',
+                run_at => v_m,
+                max_attempts => (v_item.options->>'max')::integer,
+                job_key => v_item.options->>'jobKey',
+                priority => (v_item.options->>'priority')::integer,
+                job_key_mode => coalesce(v_item.options->>'jobKeyMode', 'replace'));
+            v_count := v_count + 1;
+        END LOOP;
+        UPDATE errands._known_crontabs SET last_execution = v_now WHERE identifier = v_item.id;
+    END LOOP;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION errands.cron_tick(timestamptz) IS
+'Enqueues the due jobs of every stored crontab item for the minutes in
+(last execution, now]: run_at is the scheduled minute and the payload gets
+_cron: {ts, backfilled}. Items never backfill more than their fill period (only
+the current minute without fill) nor before they were first seen. Safe to call
+concurrently and repeatedly (one job per item and minute; a clock going back
+schedules nothing). Returns the number of jobs enqueued.';
+
+CREATE OR REPLACE FUNCTION errands.cron_next_runs(crontab text, after timestamptz DEFAULT now(),
+                                       n integer DEFAULT 5)
+RETURNS TABLE (id text, task text, run_at timestamptz)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_item record;
+    v_tz text;
+    v_day date;
+    v_found integer;
+    v_m timestamptz;
+    v_after timestamptz := date_trunc('minute', cron_next_runs.after);
+BEGIN
+    IF v_after IS NULL OR NOT isfinite(v_after) OR n IS NULL OR n NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'errands: invalid cron_next_runs arguments (after %, n %)',
+            coalesce(cron_next_runs.after::text, 'NULL'), coalesce(n::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    FOR v_item IN SELECT * FROM errands.parse_crontab(crontab) ORDER BY line_number LOOP
+        v_tz := v_item.options->>'tz';
+        v_found := 0;
+        v_day := (v_after AT TIME ZONE v_tz)::date;
+        -- Day by day (at most 50 years), minute by minute within matching days.
+        WHILE v_found < n AND v_day < (v_after AT TIME ZONE v_tz)::date + 18300 LOOP
+            IF errands._cron_wall_match(v_day::timestamp, '{0}', '{0}', v_item.days_of_month,
+                                        v_item.months, v_item.days_of_week) THEN
+                FOR v_m IN
+                    SELECT g FROM generate_series(
+                        greatest(v_day::timestamp AT TIME ZONE v_tz, v_after + interval '1 minute'),
+                        (v_day + 1)::timestamp AT TIME ZONE v_tz - interval '1 minute',
+                        interval '1 minute') g
+                    WHERE errands._cron_due(g, v_item.minutes, v_item.hours, v_item.days_of_month,
+                                            v_item.months, v_item.days_of_week, v_tz)
+                    ORDER BY g LIMIT n - v_found
+                LOOP
+                    id := v_item.id;
+                    task := v_item.task;
+                    run_at := v_m;
+                    v_found := v_found + 1;
+                    RETURN NEXT;
+                END LOOP;
+            END IF;
+            v_day := v_day + 1;
+        END LOOP;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION errands.cron_next_runs(text, timestamptz, integer) IS
+'Previews a crontab: for each item (in file order) its next n (default 5) run
+times after the given time, as cron_tick would schedule them. Raises 22023 on a
+bad crontab like parse_crontab.';
+-- sql/schema/60_workers.sql
+-- The advisory lock key of a worker: pg_advisory_lock(errands._worker_lock_key(id)).
+CREATE OR REPLACE FUNCTION errands._worker_lock_key(worker_id text) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT pg_catalog.hashtextextended(worker_id, 0)
+$$;
+
+-- Whether some session of this database holds a worker's advisory lock. The
+-- bigint form of pg_advisory_lock shows in pg_locks as classid = high 32 bits,
+-- objid = low 32 bits, objsubid = 1. Any session counts, including the caller's.
+CREATE OR REPLACE FUNCTION errands._worker_lock_held(worker_id text) RETURNS boolean
+LANGUAGE sql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_locks l,
+             LATERAL (SELECT errands._worker_lock_key(worker_id) AS k) key
+        WHERE l.locktype = 'advisory'
+          AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                            WHERE d.datname = pg_catalog.current_database())
+          AND l.classid = ((key.k >> 32) & 4294967295)::oid
+          AND l.objid = (key.k & 4294967295)::oid
+          AND l.objsubid = 1
+          AND l.granted
+    )
+$$;
+
+-- Unlocks the jobs and queues locked by the given workers: a crashed try counts
+-- as an attempt, the job is runnable at once (no backoff) and keeps its place in
+-- the queue (a locked job's run_at is never in the future). Returns the job count.
+CREATE OR REPLACE FUNCTION errands._release_workers(worker_ids text[], reason text) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    WITH jobs AS (
+        UPDATE errands._jobs j
+        SET locked_at = NULL,
+            locked_by = NULL,
+            updated_at = now(),
+            last_error = format('errands: worker %s %s while running this job (locked since %s)',
+                                j.locked_by, reason, j.locked_at)
+        WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
+        RETURNING j.id
+    ), queues AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.locked_by = ANY(worker_ids)
+    )
+    SELECT count(*)::integer INTO v_count FROM jobs;
+    IF v_count > 0 THEN
+        PERFORM pg_notify('errands:jobs', '');
+    END IF;
+    RETURN v_count;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION errands.register_worker(worker_id text, host text, pid integer,
+                                        session_lock boolean)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF register_worker.worker_id IS NULL OR register_worker.worker_id = '' THEN
+        RAISE EXCEPTION 'errands: worker_id must not be empty' USING ERRCODE = '22023';
+    END IF;
+    IF register_worker.session_lock IS NULL THEN
+        RAISE EXCEPTION 'errands: session_lock must be true or false, got NULL'
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO errands._workers AS w (id, host, pid, started_at, last_heartbeat, session_lock)
+    VALUES (register_worker.worker_id, register_worker.host, register_worker.pid, now(), now(),
+            register_worker.session_lock)
+    ON CONFLICT (id) DO UPDATE
+        SET host = EXCLUDED.host, pid = EXCLUDED.pid, last_heartbeat = now(),
+            session_lock = EXCLUDED.session_lock;
+END
+$$;
+COMMENT ON FUNCTION errands.register_worker(text, text, integer, boolean) IS
+'Worker API. Records (or refreshes) a live worker like register_worker(worker_id,
+host, pid). session_lock => true: the worker holds the session-level advisory lock
+pg_advisory_lock(hashtextextended(worker_id, 0)) on a connection that lives as long
+as it does, and rescue_workers declares it dead as soon as no session holds that
+lock. session_lock => false (a worker behind a transaction-pooling PgBouncer, which
+cannot keep a session): it is declared dead only when its heartbeat is older than
+rescue_workers'' heartbeat_timeout.';
+
+-- The three-argument form registers a worker that holds a session lock.
+CREATE OR REPLACE FUNCTION errands.register_worker(worker_id text, host text DEFAULT NULL,
+                                                   pid integer DEFAULT NULL)
+RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT errands.register_worker(register_worker.worker_id, register_worker.host,
+                                   register_worker.pid, true)
+$$;
+COMMENT ON FUNCTION errands.register_worker(text, text, integer) IS
+'Worker API. Records (or refreshes) a live worker: id, host, pid, started_at and
+last_heartbeat = now(). The worker must also hold, for as long as it runs, the
+session-level advisory lock pg_advisory_lock(hashtextextended(worker_id, 0)) on a
+connection that lives as long as it does; rescue_workers treats a worker whose
+lock no session holds as dead.';
+
+CREATE OR REPLACE FUNCTION errands.heartbeat(worker_id text) RETURNS boolean
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    WITH hb AS (
+        UPDATE errands._workers w SET last_heartbeat = now()
+        WHERE w.id = heartbeat.worker_id
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM hb)
+$$;
+COMMENT ON FUNCTION errands.heartbeat(text) IS
+'Worker API. Sets the worker''s last_heartbeat to now(). Returns false when the
+worker is not registered (it was declared dead: register again).';
+
+CREATE OR REPLACE FUNCTION errands.rescue_workers(heartbeat_timeout interval DEFAULT interval '30 seconds')
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_dead text[];
+    v_count integer := 0;
+BEGIN
+    -- Skip rows another rescue is handling; a worker just registering is
+    -- visible only once its transaction committed (and its lock is held).
+    WITH dead AS (
+        SELECT w.id FROM errands._workers w
+        WHERE (w.session_lock
+               AND w.last_heartbeat < now() - interval '1.5 seconds'
+               AND w.last_heartbeat >= pg_catalog.pg_postmaster_start_time()
+               AND NOT errands._worker_lock_held(w.id))
+           OR w.last_heartbeat < now() - coalesce(rescue_workers.heartbeat_timeout, interval '30 seconds')
+        FOR UPDATE SKIP LOCKED
+    ), gone AS (
+        DELETE FROM errands._workers w USING dead WHERE w.id = dead.id
+        RETURNING w.id
+    )
+    SELECT array_agg(gone.id) INTO v_dead FROM gone;
+    IF v_dead IS NOT NULL THEN
+        v_count := errands._release_workers(v_dead, 'died');
+    END IF;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION errands.rescue_workers(interval) IS
+'Worker API (every live worker calls it every few seconds; also fit for pg_cron).
+Declares dead each registered worker that holds a session lock (session_lock) whose
+advisory lock no session holds (its process or connection is gone) and whose last
+heartbeat is older than 1.5 s but newer than the server''s start (after a restart,
+workers get until heartbeat_timeout to reconnect), and each worker whose last
+heartbeat is older than heartbeat_timeout; deletes its row, makes the jobs it had
+locked runnable at once (keeping their place: run_at unchanged, the interrupted try
+counted, last_error says the worker died) and unlocks its queues. Returns the
+number of jobs rescued.';
+
+CREATE OR REPLACE FUNCTION errands.unregister_worker(worker_id text) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM errands._workers w WHERE w.id = unregister_worker.worker_id;
+    RETURN errands._release_workers(ARRAY[unregister_worker.worker_id], 'exited');
+END
+$$;
+COMMENT ON FUNCTION errands.unregister_worker(text) IS
+'Worker API. A clean exit: deletes the worker''s row and releases any job or
+queue it still has locked (normally none) as rescue_workers would. Returns the
+number of jobs released.';
+
+-- What `errands workers` shows: every registered worker, whether it is alive,
+-- and the jobs it has locked.
+CREATE OR REPLACE VIEW errands.workers AS
+WITH running AS (
+    SELECT j.locked_by, array_agg(j.id ORDER BY j.id) AS ids
+    FROM errands._jobs j
+    WHERE j.locked_by IS NOT NULL
+    GROUP BY j.locked_by
+)
+SELECT w.id,
+       w.host,
+       w.pid,
+       w.started_at,
+       w.last_heartbeat,
+       CASE WHEN w.session_lock AND NOT errands._worker_lock_held(w.id) THEN 'dead'
+            WHEN w.last_heartbeat < now() - interval '30 seconds' THEN 'hung'
+            ELSE 'alive' END AS state,
+       coalesce(r.ids, '{}') AS running_job_ids,
+       w.session_lock
+FROM errands._workers w
+LEFT JOIN running r ON r.locked_by = w.id;
+COMMENT ON VIEW errands.workers IS
+    'Registered workers: state alive, hung (heartbeat older than 30 s) or dead (it holds a session lock (session_lock) and no session holds it any more; rescue_workers() will release its jobs), the ids of the jobs it has locked, and whether it holds a session lock (false: a worker behind a transaction-pooling PgBouncer, rescued by heartbeat timeout only).';
+-- sql/schema/70_roles.sql
+-- Role helpers. They run as the caller (who must own the schema or be a
+-- superuser) and only GRANT; role names go through regrole and %I.
+CREATE OR REPLACE FUNCTION errands.grant_enqueue(role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_fn text;
+    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = grant_enqueue.role);
+BEGIN
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_enqueue needs a role, got NULL' USING ERRCODE = '22023';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
+    FOREACH v_fn IN ARRAY ARRAY[
+        'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval)',
+        'errands.add_jobs(errands.job_spec[], boolean)',
+        'errands.remove_job(text)'
+    ] LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I',
+                       v_fn::regprocedure, v_name);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION errands.grant_enqueue(regrole) IS
+'Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
+schema errands and EXECUTE on add_job, add_jobs and remove_job. The role cannot
+read jobs or payloads, fetch, complete, fail or reschedule jobs. Run it as the
+owner of the errands schema or a superuser.';
+
+CREATE OR REPLACE FUNCTION errands.grant_worker(role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_fn regprocedure;
+    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = grant_worker.role);
+BEGIN
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_worker needs a role, got NULL' USING ERRCODE = '22023';
+    END IF;
+    PERFORM errands.grant_enqueue(grant_worker.role);
+    -- The worker, admin and cleanup functions by name, and the cron functions
+    -- (public functions whose name contains cron) when cron is installed.
+    FOR v_fn IN
+        SELECT p.oid::regprocedure FROM pg_proc p
+        WHERE p.pronamespace = 'errands'::regnamespace
+          AND p.prokind = 'f'
+          AND (p.proname = ANY (ARRAY['get_jobs', 'worker_complete_jobs', 'worker_fail_jobs',
+                                      'worker_return_jobs', 'reset_locked', 'complete_jobs',
+                                      'permanently_fail_jobs', 'reschedule_jobs',
+                                      'force_unlock_workers', 'cleanup',
+                                      -- crashed-worker rescue (0007)
+                                      'register_worker', 'heartbeat', 'rescue_workers',
+                                      'unregister_worker']::name[])
+               OR (left(p.proname, 1) <> '_' AND strpos(p.proname, 'cron') > 0))
+        ORDER BY p.oid
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn, v_name);
+    END LOOP;
+    EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
+END
+$$;
+COMMENT ON FUNCTION errands.grant_worker(regrole) IS
+'Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
+on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
+worker_return_jobs, reset_locked, register_worker, heartbeat, rescue_workers,
+unregister_worker), the admin functions (complete_jobs, permanently_fail_jobs,
+reschedule_jobs, force_unlock_workers), cleanup, the cron functions if cron is
+installed when it runs, and SELECT on the errands.jobs view (never on the private
+tables). Run it again after an upgrade adds functions. Run it as the owner of the
+errands schema or a superuser.';
+-- sql/schema/90_security.sql
+-- Privileges, applied after every definition: nothing in schema errands is open
+-- to PUBLIC; grant_enqueue and grant_worker grant what a role needs.
+--
+-- PostgreSQL grants EXECUTE on a new function to PUBLIC: this takes it back. A
+-- per-schema ALTER DEFAULT PRIVILEGES ... REVOKE cannot undo that built-in grant,
+-- and the global form would change the installing role's defaults in every
+-- schema. Grants to roles survive CREATE OR REPLACE, so re-running the
+-- definitions keeps them.
+REVOKE ALL ON SCHEMA errands FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA errands FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA errands FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA errands FROM PUBLIC;
+
+-- The public API (every function whose name does not start with an underscore,
+-- except the role helpers, which run as their caller) runs as its owner with a
+-- search_path the caller cannot change: every reference in the bodies is
+-- schema-qualified or pg_catalog's. The definitions state it next to each
+-- function; this makes sure none was missed.
+DO $security_definer$
+DECLARE
+    v_fn regprocedure;
+BEGIN
+    FOR v_fn IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+        WHERE p.pronamespace = 'errands'::regnamespace
+          AND p.prokind = 'f'
+          AND left(p.proname, 1) <> '_'
+          AND p.proname NOT IN ('grant_enqueue', 'grant_worker')
+          AND NOT (p.prosecdef
+                   AND 'search_path=pg_catalog, pg_temp' = ANY (coalesce(p.proconfig, '{}')))
+        ORDER BY p.oid
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pg_temp',
+                       v_fn);
+    END LOOP;
+END
+$security_definer$;
+$errands_definitions$;
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'bc1631df0aea342e6980b3cae3a88fe05977a4f6f740093f6416b73fb87c3c3e')
+    ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
+END
+$errands_install_definitions$;
 
 COMMIT;

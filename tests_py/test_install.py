@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 import errands
-from errands._install import Migration, migration_files, render_install_sql
+from errands._install import Migration, definition_files, migration_files, render_install_sql
 from pgtap.cluster import find_psql
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +57,8 @@ def test_migration_files_match_directory() -> None:
     assert [f"{mid:04d}_{name}.sql" for mid, name, _ in files] == on_disk
     ids = [mid for mid, _, _ in files]
     assert ids == sorted(set(ids))
-    assert ids[0] == 1
+    # The first migration is the baseline: it stands for every id up to its own.
+    assert files[0][1] == "baseline"
 
 
 def test_module_main_prints_installer() -> None:
@@ -169,12 +170,14 @@ SYNTHETIC: list[Migration] = [
 def test_multi_statement_migrations_with_function_bodies(empty_db: str, tmp_path: Path) -> None:
     """EXECUTE runs whole files: several statements, $$ bodies, DO blocks, comments."""
     with psycopg.connect(empty_db, autocommit=True) as c:
-        c.execute(render_install_sql(transaction=False, migrations=SYNTHETIC).encode())
+        c.execute(
+            render_install_sql(transaction=False, migrations=SYNTHETIC, definitions=[]).encode()
+        )
         assert [r[0] for r in c.execute("SELECT v FROM errands.t ORDER BY v")] == [2, 2, 100]
     assert [mid for mid, _ in _applied(empty_db)] == [1, 2, 3]
 
     script = tmp_path / "install.sql"
-    script.write_text(render_install_sql(migrations=SYNTHETIC))
+    script.write_text(render_install_sql(migrations=SYNTHETIC, definitions=[]))
     with psycopg.connect(empty_db, autocommit=True) as c:
         c.execute("DROP SCHEMA errands CASCADE")
     run = _psql_file(script, empty_db)
@@ -186,7 +189,9 @@ def test_failing_migration_rolls_back_everything(empty_db: str) -> None:
     broken: list[Migration] = [*SYNTHETIC, (4, "broken", "SELECT * FROM no_such_table;\n")]
     with psycopg.connect(empty_db, autocommit=True) as c:
         with pytest.raises(psycopg.errors.UndefinedTable):
-            c.execute(render_install_sql(transaction=True, migrations=broken).encode())
+            c.execute(
+                render_install_sql(transaction=True, migrations=broken, definitions=[]).encode()
+            )
         c.execute("ROLLBACK")
         (exists,) = c.execute("SELECT to_regnamespace('errands') IS NOT NULL").fetchone() or (True,)
     assert not exists
@@ -205,8 +210,9 @@ def test_wheel_ships_migrations_and_installs(empty_db: str, tmp_path: Path) -> N
         names = zf.namelist()
         zf.extractall(tmp_path / "site")
     shipped = sorted(n for n in names if n.startswith("errands/sql/migrations/"))
-    assert any(n.startswith("errands/sql/migrations/0001_") for n in shipped), names
-    assert len(shipped) == len(migration_files())
+    assert len(shipped) == len(migration_files()), names
+    schema = sorted(n for n in names if n.startswith("errands/sql/schema/"))
+    assert [n.rsplit("/", 1)[1] for n in schema] == [name for name, _ in definition_files()]
 
     # Import errands from the unpacked wheel (not the checkout) and install with it.
     code = (
