@@ -103,8 +103,8 @@ def snapshot(conn: psycopg.Connection[Any]) -> str:
         if options:
             out.append(f"-- options: {', '.join(options)}")
         if kind == "v":
-            (definition,) = conn.execute("SELECT pg_get_viewdef(%s::oid)", [oid]).fetchone() or ("",)
-            out.append(definition.rstrip())
+            row = conn.execute("SELECT pg_get_viewdef(%s::oid)", [oid]).fetchone()
+            out.append((row[0] if row else "").rstrip())
         if kind in ("r", "v", "c"):
             for col, typ, notnull, default, ident, generated, ccomment in conn.execute(
                 _COLUMNS, [oid]

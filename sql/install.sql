@@ -224,7 +224,7 @@ $errands_install_m0016$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'bc1631df0aea342e6980b3cae3a88fe05977a4f6f740093f6416b73fb87c3c3e') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '6ea7ba9995f791648912e83ee1ea244e00e6bd270854c794ad8cb2b3ac6f0f76') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -239,6 +239,17 @@ COMMENT ON TYPE errands.job_spec IS
 CREATE OR REPLACE FUNCTION errands._stale_lock_age() RETURNS interval
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT interval '4 hours' $$;
 
+-- The public job row. Its columns are spelled here and once more, in the same
+-- order, by errands._job_row below, which every function returning jobs uses to
+-- build its rows from an errands._jobs row. PostgreSQL checks at CREATE time that
+-- _job_row's ROW(...) matches this view's columns (count and types), and
+-- tests_sql/016_job_row.sql that both give the same values; the Python Job
+-- dataclass has the same fields in the same order (tests_py/test_job_row.py).
+-- Adding a column: append it here and to _job_row's ROW(...), and to Job.
+--
+-- state is one of (first that applies): running (locked by a worker), failed (no
+-- attempts left), retrying (failed at least once, attempts left), scheduled
+-- (run_at in the future), pending (ready to run). A completed job is deleted.
 CREATE OR REPLACE VIEW errands.jobs AS
 SELECT j.id,
        q.queue_name,
@@ -256,27 +267,47 @@ SELECT j.id,
        j.locked_by,
        j.revision,
        j.flags,
-       j.timeout
+       j.timeout,
+       CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+            WHEN j.attempts >= j.max_attempts THEN 'failed'
+            WHEN j.attempts > 0 THEN 'retrying'
+            WHEN j.run_at > now() THEN 'scheduled'
+            ELSE 'pending' END AS state
 FROM errands._jobs j
 JOIN errands._tasks t ON t.id = j.task_id
 LEFT JOIN errands._queues q ON q.id = j.job_queue_id;
 COMMENT ON VIEW errands.jobs IS
-    'Read-only view of every job that has not completed (completed jobs are deleted).';
+    'Read-only view of every job that has not completed (completed jobs are deleted). state: running, failed (no attempts left), retrying, scheduled or pending.';
+
+-- The errands.jobs row of job j whose queue and task are named queue_name and
+-- task_identifier. A SQL function of one expression: the planner inlines it, so
+-- `SELECT (errands._job_row(x::errands._jobs, ...)).*` costs what spelling the
+-- columns out would. (The view cannot call it: a view's readers would need
+-- EXECUTE on it.)
+CREATE OR REPLACE FUNCTION errands._job_row(j errands._jobs, queue_name text,
+                                            task_identifier text)
+RETURNS errands.jobs
+LANGUAGE sql STABLE AS $$
+    SELECT ROW(j.id, queue_name, task_identifier, j.payload, j.priority::integer, j.run_at,
+               j.attempts::integer, j.max_attempts::integer, j.last_error, j.created_at,
+               j.updated_at, j.key, j.locked_at, j.locked_by, j.revision, j.flags, j.timeout,
+               CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                    WHEN j.attempts >= j.max_attempts THEN 'failed'
+                    WHEN j.attempts > 0 THEN 'retrying'
+                    WHEN j.run_at > now() THEN 'scheduled'
+                    ELSE 'pending' END)::errands.jobs
+$$;
 
 -- One job row as the public view shows it, the task and queue names looked up.
+-- (PL/pgSQL, not SQL: a SQL function that is not inlined is planned again on
+-- every call, PL/pgSQL caches its plans.)
 CREATE OR REPLACE FUNCTION errands._job_view(j errands._jobs) RETURNS errands.jobs
 LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v errands.jobs;
 BEGIN
-    SELECT j.id,
-           (SELECT q.queue_name FROM errands._queues q WHERE q.id = j.job_queue_id),
-           (SELECT t.identifier FROM errands._tasks t WHERE t.id = j.task_id),
-           j.payload, j.priority::integer, j.run_at, j.attempts::integer,
-           j.max_attempts::integer, j.last_error, j.created_at, j.updated_at, j.key,
-           j.locked_at, j.locked_by, j.revision, j.flags, j.timeout
-    INTO v;
-    RETURN v;
+    RETURN errands._job_row(
+        j,
+        (SELECT q.queue_name FROM errands._queues q WHERE q.id = j.job_queue_id),
+        (SELECT t.identifier FROM errands._tasks t WHERE t.id = j.task_id));
 END
 $$;
 
@@ -480,10 +511,7 @@ BEGIN
             ORDER BY s.ordinality
             RETURNING *
         )
-        SELECT ins.id, q.queue_name, t.identifier, ins.payload, ins.priority::integer,
-               ins.run_at, ins.attempts::integer, ins.max_attempts::integer, ins.last_error,
-               ins.created_at, ins.updated_at, ins.key, ins.locked_at, ins.locked_by,
-               ins.revision, ins.flags, ins.timeout
+        SELECT (errands._job_row(ins::errands._jobs, q.queue_name, t.identifier)).*
         FROM ins
         JOIN errands._tasks t ON t.id = ins.task_id
         LEFT JOIN errands._queues q ON q.id = ins.job_queue_id
@@ -724,11 +752,7 @@ BEGIN
     IF v_row.task_id = v_task_id AND v_row.job_queue_id IS NOT DISTINCT FROM v_queue_id THEN
         -- Our task and queue (not another job's, as an unsafe_dedupe match may
         -- be): the names are the arguments, no lookup needed.
-        RETURN ROW(v_row.id, add_job.queue_name, add_job.identifier, v_row.payload,
-                   v_row.priority, v_row.run_at, v_row.attempts, v_row.max_attempts,
-                   v_row.last_error, v_row.created_at, v_row.updated_at, v_row.key,
-                   v_row.locked_at, v_row.locked_by, v_row.revision, v_row.flags,
-                   v_row.timeout)::errands.jobs;
+        RETURN errands._job_row(v_row, add_job.queue_name, add_job.identifier);
     END IF;
     RETURN errands._job_view(v_row);
 END
@@ -905,9 +929,7 @@ BEGIN
         WHERE j.id = ANY(v_ids)
         RETURNING j.*
     )
-    SELECT tk.id, q.queue_name, t.identifier, tk.payload, tk.priority::integer, tk.run_at,
-           tk.attempts::integer, tk.max_attempts::integer, tk.last_error, tk.created_at,
-           tk.updated_at, tk.key, tk.locked_at, tk.locked_by, tk.revision, tk.flags, tk.timeout
+    SELECT (errands._job_row(tk::errands._jobs, q.queue_name, t.identifier)).*
     FROM taken tk
     JOIN errands._tasks t ON t.id = tk.task_id
     LEFT JOIN errands._queues q ON q.id = tk.job_queue_id
@@ -988,10 +1010,7 @@ BEGIN
         WHERE q.id IN (SELECT failed.job_queue_id FROM failed)
           AND q.locked_by = worker_fail_jobs.worker_id
     )
-    SELECT failed.id, q.queue_name, t.identifier, failed.payload, failed.priority::integer,
-           failed.run_at, failed.attempts::integer, failed.max_attempts::integer,
-           failed.last_error, failed.created_at, failed.updated_at, failed.key,
-           failed.locked_at, failed.locked_by, failed.revision, failed.flags, failed.timeout
+    SELECT (errands._job_row(failed::errands._jobs, q.queue_name, t.identifier)).*
     FROM failed
     JOIN errands._tasks t ON t.id = failed.task_id
     LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
@@ -1963,7 +1982,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'bc1631df0aea342e6980b3cae3a88fe05977a4f6f740093f6416b73fb87c3c3e')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '6ea7ba9995f791648912e83ee1ea244e00e6bd270854c794ad8cb2b3ac6f0f76')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

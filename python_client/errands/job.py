@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -15,59 +15,49 @@ if TYPE_CHECKING:
 JobKeyMode = Literal["replace", "preserve_run_at", "unsafe_dedupe"]
 
 
+JobState = Literal["scheduled", "pending", "running", "retrying", "failed"]
+"""A job's state, as the ``state`` column of ``errands.jobs`` computes it."""
+
+
 @dataclass(frozen=True)
 class Job:
-    """One row of the ``errands.jobs`` view.
+    """One row of the ``errands.jobs`` view: its columns, in the view's order.
 
     ``attempts`` counts the try in progress while a worker runs the job (it is
     incremented when the job is fetched), so inside a task it is 1-based.
-    ``flags`` is the job's set of flags (empty when it has none).
+    ``flags`` is the job's set of flags (empty when it has none).  ``state`` is
+    one of :data:`JobState` (computed by the database when the row was read).
     """
 
     id: int
+    queue_name: str | None
     task_identifier: str
     payload: Any
-    queue_name: str | None
     priority: int
     run_at: datetime
     attempts: int
     max_attempts: int
-    key: str | None
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    key: str | None
     locked_at: datetime | None
     locked_by: str | None
     revision: int
-    flags: frozenset[str] = field(default_factory=frozenset)
-    timeout: float | None = None
+    flags: frozenset[str]
+    timeout: float | None
     """This job's own task timeout in seconds (``add_job(..., timeout=)``), if any."""
+    state: str
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
         """Build a job from a ``dict_row`` of ``errands.jobs`` (or a function returning it)."""
         if row["id"] is None:
             raise ValueError("errands: expected a job row, got an empty (NULL) row")
-        flags = row.get("flags")
-        return cls(
-            id=row["id"],
-            task_identifier=row["task_identifier"],
-            payload=row["payload"],
-            queue_name=row["queue_name"],
-            priority=row["priority"],
-            run_at=row["run_at"],
-            attempts=row["attempts"],
-            max_attempts=row["max_attempts"],
-            key=row["key"],
-            last_error=row["last_error"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            locked_at=row["locked_at"],
-            locked_by=row["locked_by"],
-            revision=row["revision"],
-            flags=frozenset(flags) if flags else frozenset(),
-            timeout=_seconds(row.get("timeout")),
-        )
+        values = {name: row[name] for name in _FIELDS}
+        values["flags"] = frozenset(values["flags"]) if values["flags"] else frozenset()
+        values["timeout"] = _seconds(values["timeout"])
+        return cls(**values)
 
     @classmethod
     def row_factory(cls, cursor: BaseCursor[Any, Any]) -> RowMaker[Job]:
@@ -79,8 +69,11 @@ class Job:
         if cursor.description is None:
             raise ValueError("errands: expected a result with job rows")
         names = [column.name for column in cursor.description]
-        flags_at = names.index("flags") if "flags" in names else None
-        timeout_at = names.index("timeout") if "timeout" in names else None
+        missing = [name for name in _FIELDS if name not in names]
+        if missing:
+            raise ValueError(f"errands: a job row needs the columns {missing}")
+        flags_at = names.index("flags")
+        timeout_at = names.index("timeout")
         new = object.__new__
         no_flags: frozenset[str] = frozenset()
 
@@ -91,9 +84,9 @@ class Job:
             attrs = job.__dict__
             # psycopg gives one value per column: no strict zip check per row
             attrs.update(zip(names, values, strict=False))
-            flags = values[flags_at] if flags_at is not None else None
+            flags = values[flags_at]
             attrs["flags"] = frozenset(flags) if flags else no_flags
-            if timeout_at is not None and values[timeout_at] is not None:
+            if values[timeout_at] is not None:
                 attrs["timeout"] = _seconds(values[timeout_at])
             return job
 
@@ -103,6 +96,10 @@ class Job:
     def has_attempts_left(self) -> bool:
         """Whether a failure of this try would be retried."""
         return self.attempts < self.max_attempts
+
+
+_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Job))
+"""The columns of ``errands.jobs``, in order (tests_py/test_job_row.py checks it)."""
 
 
 def _seconds(value: Any) -> float | None:

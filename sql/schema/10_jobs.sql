@@ -8,6 +8,17 @@ COMMENT ON TYPE errands.job_spec IS
 CREATE OR REPLACE FUNCTION errands._stale_lock_age() RETURNS interval
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT interval '4 hours' $$;
 
+-- The public job row. Its columns are spelled here and once more, in the same
+-- order, by errands._job_row below, which every function returning jobs uses to
+-- build its rows from an errands._jobs row. PostgreSQL checks at CREATE time that
+-- _job_row's ROW(...) matches this view's columns (count and types), and
+-- tests_sql/016_job_row.sql that both give the same values; the Python Job
+-- dataclass has the same fields in the same order (tests_py/test_job_row.py).
+-- Adding a column: append it here and to _job_row's ROW(...), and to Job.
+--
+-- state is one of (first that applies): running (locked by a worker), failed (no
+-- attempts left), retrying (failed at least once, attempts left), scheduled
+-- (run_at in the future), pending (ready to run). A completed job is deleted.
 CREATE OR REPLACE VIEW errands.jobs AS
 SELECT j.id,
        q.queue_name,
@@ -25,27 +36,47 @@ SELECT j.id,
        j.locked_by,
        j.revision,
        j.flags,
-       j.timeout
+       j.timeout,
+       CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+            WHEN j.attempts >= j.max_attempts THEN 'failed'
+            WHEN j.attempts > 0 THEN 'retrying'
+            WHEN j.run_at > now() THEN 'scheduled'
+            ELSE 'pending' END AS state
 FROM errands._jobs j
 JOIN errands._tasks t ON t.id = j.task_id
 LEFT JOIN errands._queues q ON q.id = j.job_queue_id;
 COMMENT ON VIEW errands.jobs IS
-    'Read-only view of every job that has not completed (completed jobs are deleted).';
+    'Read-only view of every job that has not completed (completed jobs are deleted). state: running, failed (no attempts left), retrying, scheduled or pending.';
+
+-- The errands.jobs row of job j whose queue and task are named queue_name and
+-- task_identifier. A SQL function of one expression: the planner inlines it, so
+-- `SELECT (errands._job_row(x::errands._jobs, ...)).*` costs what spelling the
+-- columns out would. (The view cannot call it: a view's readers would need
+-- EXECUTE on it.)
+CREATE OR REPLACE FUNCTION errands._job_row(j errands._jobs, queue_name text,
+                                            task_identifier text)
+RETURNS errands.jobs
+LANGUAGE sql STABLE AS $$
+    SELECT ROW(j.id, queue_name, task_identifier, j.payload, j.priority::integer, j.run_at,
+               j.attempts::integer, j.max_attempts::integer, j.last_error, j.created_at,
+               j.updated_at, j.key, j.locked_at, j.locked_by, j.revision, j.flags, j.timeout,
+               CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                    WHEN j.attempts >= j.max_attempts THEN 'failed'
+                    WHEN j.attempts > 0 THEN 'retrying'
+                    WHEN j.run_at > now() THEN 'scheduled'
+                    ELSE 'pending' END)::errands.jobs
+$$;
 
 -- One job row as the public view shows it, the task and queue names looked up.
+-- (PL/pgSQL, not SQL: a SQL function that is not inlined is planned again on
+-- every call, PL/pgSQL caches its plans.)
 CREATE OR REPLACE FUNCTION errands._job_view(j errands._jobs) RETURNS errands.jobs
 LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v errands.jobs;
 BEGIN
-    SELECT j.id,
-           (SELECT q.queue_name FROM errands._queues q WHERE q.id = j.job_queue_id),
-           (SELECT t.identifier FROM errands._tasks t WHERE t.id = j.task_id),
-           j.payload, j.priority::integer, j.run_at, j.attempts::integer,
-           j.max_attempts::integer, j.last_error, j.created_at, j.updated_at, j.key,
-           j.locked_at, j.locked_by, j.revision, j.flags, j.timeout
-    INTO v;
-    RETURN v;
+    RETURN errands._job_row(
+        j,
+        (SELECT q.queue_name FROM errands._queues q WHERE q.id = j.job_queue_id),
+        (SELECT t.identifier FROM errands._tasks t WHERE t.id = j.task_id));
 END
 $$;
 

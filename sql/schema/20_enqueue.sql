@@ -180,10 +180,7 @@ BEGIN
             ORDER BY s.ordinality
             RETURNING *
         )
-        SELECT ins.id, q.queue_name, t.identifier, ins.payload, ins.priority::integer,
-               ins.run_at, ins.attempts::integer, ins.max_attempts::integer, ins.last_error,
-               ins.created_at, ins.updated_at, ins.key, ins.locked_at, ins.locked_by,
-               ins.revision, ins.flags, ins.timeout
+        SELECT (errands._job_row(ins::errands._jobs, q.queue_name, t.identifier)).*
         FROM ins
         JOIN errands._tasks t ON t.id = ins.task_id
         LEFT JOIN errands._queues q ON q.id = ins.job_queue_id
@@ -424,11 +421,7 @@ BEGIN
     IF v_row.task_id = v_task_id AND v_row.job_queue_id IS NOT DISTINCT FROM v_queue_id THEN
         -- Our task and queue (not another job's, as an unsafe_dedupe match may
         -- be): the names are the arguments, no lookup needed.
-        RETURN ROW(v_row.id, add_job.queue_name, add_job.identifier, v_row.payload,
-                   v_row.priority, v_row.run_at, v_row.attempts, v_row.max_attempts,
-                   v_row.last_error, v_row.created_at, v_row.updated_at, v_row.key,
-                   v_row.locked_at, v_row.locked_by, v_row.revision, v_row.flags,
-                   v_row.timeout)::errands.jobs;
+        RETURN errands._job_row(v_row, add_job.queue_name, add_job.identifier);
     END IF;
     RETURN errands._job_view(v_row);
 END

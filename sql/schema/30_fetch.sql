@@ -130,9 +130,7 @@ BEGIN
         WHERE j.id = ANY(v_ids)
         RETURNING j.*
     )
-    SELECT tk.id, q.queue_name, t.identifier, tk.payload, tk.priority::integer, tk.run_at,
-           tk.attempts::integer, tk.max_attempts::integer, tk.last_error, tk.created_at,
-           tk.updated_at, tk.key, tk.locked_at, tk.locked_by, tk.revision, tk.flags, tk.timeout
+    SELECT (errands._job_row(tk::errands._jobs, q.queue_name, t.identifier)).*
     FROM taken tk
     JOIN errands._tasks t ON t.id = tk.task_id
     LEFT JOIN errands._queues q ON q.id = tk.job_queue_id
@@ -213,10 +211,7 @@ BEGIN
         WHERE q.id IN (SELECT failed.job_queue_id FROM failed)
           AND q.locked_by = worker_fail_jobs.worker_id
     )
-    SELECT failed.id, q.queue_name, t.identifier, failed.payload, failed.priority::integer,
-           failed.run_at, failed.attempts::integer, failed.max_attempts::integer,
-           failed.last_error, failed.created_at, failed.updated_at, failed.key,
-           failed.locked_at, failed.locked_by, failed.revision, failed.flags, failed.timeout
+    SELECT (errands._job_row(failed::errands._jobs, q.queue_name, t.identifier)).*
     FROM failed
     JOIN errands._tasks t ON t.id = failed.task_id
     LEFT JOIN errands._queues q ON q.id = failed.job_queue_id

@@ -1,0 +1,1931 @@
+-- Errands schema snapshot: what a fresh install of schema errands contains, read
+-- from the catalogue (pgtap/snapshot.py).
+--
+-- GENERATED FILE, DO NOT EDIT: regenerate with `make schema-snapshot`.
+-- It is not meant to be run; it shows every change to the database's shape in a diff.
+
+
+-- SCHEMA errands ACL: postgres=UC/postgres
+
+-- TABLE errands._crontab_items
+-- ACL: postgres=arwdDxt/postgres
+-- ROW LEVEL SECURITY enabled
+--   id text NOT NULL
+--   source text NOT NULL
+--   line_number integer NOT NULL
+--   task text NOT NULL
+--   minutes integer[] NOT NULL
+--   hours integer[] NOT NULL
+--   days_of_month integer[] NOT NULL
+--   months integer[] NOT NULL
+--   days_of_week integer[] NOT NULL
+--   options jsonb NOT NULL
+--   payload jsonb NOT NULL
+--   CONSTRAINT _crontab_items_pkey PRIMARY KEY (id)
+CREATE UNIQUE INDEX _crontab_items_pkey ON errands._crontab_items USING btree (id);
+CREATE INDEX crontab_items_source ON errands._crontab_items USING btree (source);
+
+-- TABLE errands._jobs
+-- ACL: postgres=arwdDxt/postgres
+-- ROW LEVEL SECURITY enabled
+-- options: autovacuum_vacuum_scale_factor=0.01, autovacuum_analyze_scale_factor=0.02
+--   id bigint NOT NULL IDENTITY BY DEFAULT
+--   job_queue_id integer
+--   task_id integer NOT NULL
+--   payload json NOT NULL DEFAULT '{}'::json
+--   priority smallint NOT NULL DEFAULT 0
+--   run_at timestamp with time zone NOT NULL DEFAULT now()
+--   attempts smallint NOT NULL DEFAULT 0
+--   max_attempts smallint NOT NULL DEFAULT 25
+--   last_error text
+--   created_at timestamp with time zone NOT NULL DEFAULT now()
+--   updated_at timestamp with time zone NOT NULL DEFAULT now()
+--   key text
+--   locked_at timestamp with time zone
+--   locked_by text
+--   revision integer NOT NULL DEFAULT 0
+--   flags jsonb
+--   is_available boolean NOT NULL GENERATED AS ((locked_at IS NULL) AND (attempts < max_attempts))
+--   timeout interval
+--   CONSTRAINT _jobs_pkey PRIMARY KEY (id)
+--   CONSTRAINT jobs_key_length CHECK (((length(key) >= 1) AND (length(key) <= 512)))
+--   CONSTRAINT jobs_max_attempts_positive CHECK ((max_attempts >= 1))
+--   CONSTRAINT jobs_timeout_positive CHECK ((timeout > '00:00:00'::interval))
+CREATE UNIQUE INDEX _jobs_pkey ON errands._jobs USING btree (id);
+CREATE INDEX jobs_fetch_queued ON errands._jobs USING btree (job_queue_id, priority, run_at, id) WHERE (is_available AND (job_queue_id IS NOT NULL));
+CREATE INDEX jobs_fetch_unqueued ON errands._jobs USING btree (task_id, priority, run_at, id) WHERE (is_available AND (job_queue_id IS NULL));
+CREATE UNIQUE INDEX jobs_key ON errands._jobs USING btree (key) WHERE (key IS NOT NULL);
+
+-- SEQUENCE errands._jobs_id_seq
+-- ACL: postgres=rwU/postgres
+
+-- TYPE errands._keyed_spec
+--   key text
+--   identifier text
+--   queue_name text
+--   payload json
+--   merge boolean
+--   priority smallint
+--   run_at timestamp with time zone
+--   max_attempts smallint
+--   flags jsonb
+--   ord bigint
+
+-- TABLE errands._known_crontabs
+-- ACL: postgres=arwdDxt/postgres
+-- ROW LEVEL SECURITY enabled
+--   identifier text NOT NULL
+--   known_since timestamp with time zone NOT NULL
+--   last_execution timestamp with time zone
+--   CONSTRAINT _known_crontabs_pkey PRIMARY KEY (identifier)
+CREATE UNIQUE INDEX _known_crontabs_pkey ON errands._known_crontabs USING btree (identifier);
+
+-- TABLE errands._queues
+-- ACL: postgres=arwdDxt/postgres
+-- ROW LEVEL SECURITY enabled
+--   id integer NOT NULL IDENTITY ALWAYS
+--   queue_name text NOT NULL
+--   locked_at timestamp with time zone
+--   locked_by text
+--   CONSTRAINT _queues_pkey PRIMARY KEY (id)
+--   CONSTRAINT _queues_queue_name_key UNIQUE (queue_name)
+--   CONSTRAINT queues_queue_name_length CHECK (((length(queue_name) >= 1) AND (length(queue_name) <= 128)))
+CREATE UNIQUE INDEX _queues_pkey ON errands._queues USING btree (id);
+CREATE UNIQUE INDEX _queues_queue_name_key ON errands._queues USING btree (queue_name);
+
+-- SEQUENCE errands._queues_id_seq
+-- ACL: postgres=rwU/postgres
+
+-- TABLE errands._tasks
+-- ACL: postgres=arwdDxt/postgres
+-- ROW LEVEL SECURITY enabled
+--   id integer NOT NULL IDENTITY ALWAYS
+--   identifier text NOT NULL
+--   CONSTRAINT _tasks_identifier_key UNIQUE (identifier)
+--   CONSTRAINT _tasks_pkey PRIMARY KEY (id)
+--   CONSTRAINT tasks_identifier_length CHECK (((length(identifier) >= 1) AND (length(identifier) <= 128)))
+CREATE UNIQUE INDEX _tasks_identifier_key ON errands._tasks USING btree (identifier);
+CREATE UNIQUE INDEX _tasks_pkey ON errands._tasks USING btree (id);
+
+-- SEQUENCE errands._tasks_id_seq
+-- ACL: postgres=rwU/postgres
+
+-- TABLE errands._workers
+-- ACL: postgres=arwdDxt/postgres
+-- ROW LEVEL SECURITY enabled
+--   id text NOT NULL
+--   host text
+--   pid integer
+--   started_at timestamp with time zone NOT NULL DEFAULT now()
+--   last_heartbeat timestamp with time zone NOT NULL DEFAULT now()
+--   session_lock boolean NOT NULL DEFAULT true
+--   CONSTRAINT _workers_pkey PRIMARY KEY (id)
+--   CONSTRAINT workers_id_length CHECK (((length(id) >= 1) AND (length(id) <= 512)))
+CREATE UNIQUE INDEX _workers_pkey ON errands._workers USING btree (id);
+
+-- TABLE errands.definitions
+-- ACL: postgres=arwdDxt/postgres
+--   only_row boolean NOT NULL DEFAULT true
+--   hash text NOT NULL
+--   installed_at timestamp with time zone NOT NULL DEFAULT now()
+--   CONSTRAINT definitions_only_row_check CHECK (only_row)
+--   CONSTRAINT definitions_pkey PRIMARY KEY (only_row)
+CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_row);
+
+-- TYPE errands.job_spec
+--   identifier text
+--   payload json
+--   queue_name text
+--   run_at timestamp with time zone
+--   max_attempts integer
+--   job_key text
+--   priority integer
+--   flags text[]
+
+-- VIEW errands.jobs
+-- ACL: postgres=arwdDxt/postgres
+-- comment: Read-only view of every job that has not completed (completed jobs are deleted). state: running, failed (no attempts left), retrying, scheduled or pending.
+ SELECT j.id,
+    q.queue_name,
+    t.identifier AS task_identifier,
+    j.payload,
+    (j.priority)::integer AS priority,
+    j.run_at,
+    (j.attempts)::integer AS attempts,
+    (j.max_attempts)::integer AS max_attempts,
+    j.last_error,
+    j.created_at,
+    j.updated_at,
+    j.key,
+    j.locked_at,
+    j.locked_by,
+    j.revision,
+    j.flags,
+    j.timeout,
+        CASE
+            WHEN (j.locked_at IS NOT NULL) THEN 'running'::text
+            WHEN (j.attempts >= j.max_attempts) THEN 'failed'::text
+            WHEN (j.attempts > 0) THEN 'retrying'::text
+            WHEN (j.run_at > now()) THEN 'scheduled'::text
+            ELSE 'pending'::text
+        END AS state
+   FROM ((errands._jobs j
+     JOIN errands._tasks t ON ((t.id = j.task_id)))
+     LEFT JOIN errands._queues q ON ((q.id = j.job_queue_id)));
+--   id bigint
+--   queue_name text
+--   task_identifier text
+--   payload json
+--   priority integer
+--   run_at timestamp with time zone
+--   attempts integer
+--   max_attempts integer
+--   last_error text
+--   created_at timestamp with time zone
+--   updated_at timestamp with time zone
+--   key text
+--   locked_at timestamp with time zone
+--   locked_by text
+--   revision integer
+--   flags jsonb
+--   timeout interval
+--   state text
+
+-- TABLE errands.migrations
+-- ACL: postgres=arwdDxt/postgres
+--   id integer NOT NULL
+--   name text NOT NULL
+--   applied_at timestamp with time zone NOT NULL DEFAULT now()
+--   CONSTRAINT migrations_pkey PRIMARY KEY (id)
+CREATE UNIQUE INDEX migrations_pkey ON errands.migrations USING btree (id);
+
+-- VIEW errands.workers
+-- ACL: postgres=arwdDxt/postgres
+-- comment: Registered workers: state alive, hung (heartbeat older than 30 s) or dead (it holds a session lock (session_lock) and no session holds it any more; rescue_workers() will release its jobs), the ids of the jobs it has locked, and whether it holds a session lock (false: a worker behind a transaction-pooling PgBouncer, rescued by heartbeat timeout only).
+ WITH running AS (
+         SELECT j.locked_by,
+            array_agg(j.id ORDER BY j.id) AS ids
+           FROM errands._jobs j
+          WHERE (j.locked_by IS NOT NULL)
+          GROUP BY j.locked_by
+        )
+ SELECT w.id,
+    w.host,
+    w.pid,
+    w.started_at,
+    w.last_heartbeat,
+        CASE
+            WHEN (w.session_lock AND (NOT errands._worker_lock_held(w.id))) THEN 'dead'::text
+            WHEN (w.last_heartbeat < (now() - '00:00:30'::interval)) THEN 'hung'::text
+            ELSE 'alive'::text
+        END AS state,
+    COALESCE(r.ids, '{}'::bigint[]) AS running_job_ids,
+    w.session_lock
+   FROM (errands._workers w
+     LEFT JOIN running r ON ((r.locked_by = w.id)));
+--   id text
+--   host text
+--   pid integer
+--   started_at timestamp with time zone
+--   last_heartbeat timestamp with time zone
+--   state text
+--   running_job_ids bigint[]
+--   session_lock boolean
+
+-- FUNCTION errands._cron_bad(text)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._cron_bad(problem text)
+ RETURNS void
+ LANGUAGE plpgsql
+ IMMUTABLE
+AS $function$
+BEGIN
+    RAISE EXCEPTION '%', problem USING ERRCODE = '22023';
+END
+$function$;
+
+-- FUNCTION errands._cron_due(timestamp with time zone,integer[],integer[],integer[],integer[],integer[],text)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._cron_due(m timestamp with time zone, minutes integer[], hours integer[], doms integer[], months integer[], dows integer[], tz text)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE PARALLEL SAFE
+AS $function$
+    SELECT (errands._cron_wall_match(l, minutes, hours, doms, months, dows)
+            AND NOT (d > interval '0' AND (m - d) AT TIME ZONE tz = l))
+        OR (l - p > interval '1 minute'
+            AND EXISTS (SELECT 1 FROM generate_series(p + interval '1 minute', l - interval '1 minute',
+                                                      interval '1 minute') g
+                        WHERE errands._cron_wall_match(g, minutes, hours, doms, months, dows)))
+    FROM (SELECT m AT TIME ZONE tz AS l,
+                 (m - interval '1 minute') AT TIME ZONE tz AS p,
+                 ((m - interval '6 hours') AT TIME ZONE tz - (m - interval '6 hours') AT TIME ZONE 'UTC')
+                 - (m AT TIME ZONE tz - m AT TIME ZONE 'UTC') AS d) x
+$function$;
+
+-- FUNCTION errands._cron_field(text,text,integer,integer,text[])
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._cron_field(spec text, field text, lo integer, hi integer, names text[])
+ RETURNS integer[]
+ LANGUAGE plpgsql
+ IMMUTABLE
+AS $function$
+DECLARE
+    v_part text;
+    v_base text;
+    v_step integer;
+    v_a integer;
+    v_b integer;
+    v_tok text;
+    v_val integer;
+    v_vals integer[] := '{}';
+    v_ends integer[];
+    v_i integer;
+BEGIN
+    FOREACH v_part IN ARRAY string_to_array(spec, ',') LOOP
+        IF v_part = '' THEN
+            PERFORM errands._cron_bad(format('%s field %s has an empty list item', field, quote_literal(spec)));
+        END IF;
+        v_step := 1;
+        v_base := v_part;
+        IF v_part LIKE '%/%' THEN
+            IF v_part ~ '/.*/' THEN
+                PERFORM errands._cron_bad(format('%s field item %s has more than one /', field, quote_literal(v_part)));
+            END IF;
+            v_base := split_part(v_part, '/', 1);
+            v_tok := split_part(v_part, '/', 2);
+            IF v_tok !~ '^[0-9]{1,6}$' THEN
+                PERFORM errands._cron_bad(format('%s field: bad step %s in %s', field, quote_literal(v_tok), quote_literal(v_part)));
+            END IF;
+            v_step := v_tok::integer;
+            IF v_step = 0 THEN
+                PERFORM errands._cron_bad(format('%s field: zero step in %s', field, quote_literal(v_part)));
+            END IF;
+        END IF;
+        IF v_base = '*' THEN
+            v_a := lo;
+            v_b := CASE WHEN field = 'day of week' THEN 6 ELSE hi END;
+        ELSE
+            IF v_base ~ '^[^-]+-[^-]+$' THEN
+                v_tok := v_base;
+            ELSIF v_base ~ '-' OR v_base = '' THEN
+                PERFORM errands._cron_bad(format('%s field: bad range %s', field, quote_literal(v_part)));
+            END IF;
+            v_ends := '{}';
+            FOREACH v_tok IN ARRAY string_to_array(v_base, '-') LOOP
+                IF v_tok ~ '^[0-9]{1,6}$' THEN
+                    v_val := v_tok::integer;
+                ELSE
+                    v_i := array_position(names, lower(v_tok));
+                    IF v_i IS NULL THEN
+                        PERFORM errands._cron_bad(format('%s field: bad value %s', field, quote_literal(v_tok)));
+                    END IF;
+                    v_val := lo + v_i - 1;
+                END IF;
+                IF v_val NOT BETWEEN lo AND hi THEN
+                    PERFORM errands._cron_bad(format('%s value %s out of range %s-%s', field, v_val, lo, hi));
+                END IF;
+                v_ends := v_ends || v_val;
+            END LOOP;
+            v_a := v_ends[1];
+            IF cardinality(v_ends) = 2 THEN
+                v_b := v_ends[2];
+            ELSIF v_step > 1 THEN
+                v_b := hi;  -- N/S means N-max/S
+            ELSE
+                v_b := v_a;
+            END IF;
+            IF v_a > v_b AND v_b = 0 AND field = 'day of week' THEN
+                v_b := 7;  -- sat-sun, 5-0: Sunday ends a weekday range as 7
+            END IF;
+            IF v_a > v_b THEN
+                PERFORM errands._cron_bad(format('%s field: range %s is backwards', field, quote_literal(v_base)));
+            END IF;
+        END IF;
+        v_vals := v_vals || ARRAY(SELECT generate_series(v_a, v_b, v_step));
+    END LOOP;
+    IF field = 'day of week' THEN
+        v_vals := array_replace(v_vals, 7, 0);
+    END IF;
+    RETURN ARRAY(SELECT DISTINCT v FROM unnest(v_vals) v ORDER BY v);
+END
+$function$;
+
+-- FUNCTION errands._cron_options(text,text)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._cron_options(spec text, task text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+DECLARE
+    v_opts jsonb := '{}';
+    v_pair text;
+    v_key text;
+    v_val text;
+BEGIN
+    IF spec IS NOT NULL AND spec <> '' THEN
+        FOREACH v_pair IN ARRAY string_to_array(spec, '&') LOOP
+            IF v_pair !~ '^[^=]+=[^=]*$' THEN
+                PERFORM errands._cron_bad(format('bad option %s (expected key=value)', quote_literal(v_pair)));
+            END IF;
+            v_key := split_part(v_pair, '=', 1);
+            v_val := split_part(v_pair, '=', 2);
+            IF v_key NOT IN ('id', 'fill', 'max', 'queue', 'priority', 'jobKey', 'jobKeyMode', 'tz') THEN
+                PERFORM errands._cron_bad(format('bad option key %s (expected id, fill, max, queue, priority, jobKey, jobKeyMode or tz)',
+                                                 quote_literal(v_key)));
+            END IF;
+            IF v_opts ? v_key THEN
+                PERFORM errands._cron_bad(format('option %s given twice', quote_literal(v_key)));
+            END IF;
+            IF v_val = '' THEN
+                PERFORM errands._cron_bad(format('option %s has an empty value', quote_literal(v_key)));
+            END IF;
+            CASE v_key
+            WHEN 'fill' THEN
+                IF errands._cron_period(v_val) IS NULL THEN
+                    PERFORM errands._cron_bad(format('bad fill period %s (expected e.g. 1d or 4w3d2h1m)', quote_literal(v_val)));
+                END IF;
+            WHEN 'max' THEN
+                IF v_val !~ '^[0-9]{1,5}$' OR v_val::int NOT BETWEEN 1 AND 32767 THEN
+                    PERFORM errands._cron_bad(format('bad max %s (expected 1-32767)', quote_literal(v_val)));
+                END IF;
+            WHEN 'priority' THEN
+                IF v_val !~ '^-?[0-9]{1,5}$' OR v_val::int NOT BETWEEN -32768 AND 32767 THEN
+                    PERFORM errands._cron_bad(format('bad priority %s (expected -32768-32767)', quote_literal(v_val)));
+                END IF;
+            WHEN 'jobKeyMode' THEN
+                IF v_val NOT IN ('replace', 'preserve_run_at') THEN
+                    PERFORM errands._cron_bad(format('bad jobKeyMode %s (expected replace or preserve_run_at)', quote_literal(v_val)));
+                END IF;
+            WHEN 'tz' THEN
+                BEGIN
+                    PERFORM now() AT TIME ZONE v_val;
+                EXCEPTION WHEN invalid_parameter_value THEN
+                    PERFORM errands._cron_bad(format('unknown time zone %s', quote_literal(v_val)));
+                END;
+            ELSE
+                IF length(v_val) > 128 AND v_key <> 'jobKey' OR length(v_val) > 512 THEN
+                    PERFORM errands._cron_bad(format('option %s value is too long', quote_literal(v_key)));
+                END IF;
+            END CASE;
+            v_opts := v_opts || jsonb_build_object(v_key, v_val);
+        END LOOP;
+    END IF;
+    RETURN jsonb_build_object('id', task, 'tz', 'UTC') || v_opts;
+END
+$function$;
+
+-- FUNCTION errands._cron_period(text)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._cron_period(spec text)
+ RETURNS interval
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$
+    SELECT CASE WHEN spec ~ '^([0-9]{1,6}w)?([0-9]{1,6}d)?([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?$'
+                     AND spec <> ''
+           THEN make_interval(
+                    weeks => coalesce(substring(spec FROM '([0-9]+)w')::int, 0),
+                    days => coalesce(substring(spec FROM '([0-9]+)d')::int, 0),
+                    hours => coalesce(substring(spec FROM '([0-9]+)h')::int, 0),
+                    mins => coalesce(substring(spec FROM '([0-9]+)m')::int, 0),
+                    secs => coalesce(substring(spec FROM '([0-9]+)s')::int, 0))
+           END
+$function$;
+
+-- FUNCTION errands._cron_wall_match(timestamp without time zone,integer[],integer[],integer[],integer[],integer[])
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._cron_wall_match(l timestamp without time zone, minutes integer[], hours integer[], doms integer[], months integer[], dows integer[])
+ RETURNS boolean
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+    SELECT extract(minute FROM l)::int = ANY(minutes)
+       AND extract(hour FROM l)::int = ANY(hours)
+       AND extract(month FROM l)::int = ANY(months)
+       AND CASE WHEN cardinality(doms) < 31 AND cardinality(dows) < 7
+                THEN extract(day FROM l)::int = ANY(doms) OR extract(dow FROM l)::int = ANY(dows)
+                ELSE extract(day FROM l)::int = ANY(doms) AND extract(dow FROM l)::int = ANY(dows)
+           END
+$function$;
+
+-- FUNCTION errands._describe(text)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._describe(value text)
+ RETURNS text
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+    SELECT CASE
+        WHEN value IS NULL THEN 'NULL'
+        WHEN length(value) > 40
+            THEN format('%s... (%s characters)', quote_literal(left(value, 40)), length(value))
+        ELSE format('%s (%s characters)', quote_literal(value), length(value))
+    END
+$function$;
+
+-- FUNCTION errands._ensure_tasks_and_queues(errands.job_spec[])
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._ensure_tasks_and_queues(specs errands.job_spec[])
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_tasks text[];
+    v_queues text[];
+BEGIN
+    SELECT array_agg(d.identifier),
+           array_agg(d.queue_name) FILTER (WHERE d.queue_name IS NOT NULL)
+    INTO v_tasks, v_queues
+    FROM (SELECT s.identifier, s.queue_name FROM unnest(specs) s GROUP BY 1, 2) d;
+    -- The INSERTs run only when a name is missing: even an INSERT of nothing
+    -- costs ~0.1 ms.
+    IF EXISTS (SELECT 1 FROM unnest(v_tasks) n(identifier)
+               WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t
+                                 WHERE t.identifier = n.identifier)) THEN
+        INSERT INTO errands._tasks (identifier)
+        SELECT DISTINCT n.identifier FROM unnest(v_tasks) n(identifier)
+        WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t WHERE t.identifier = n.identifier)
+        ON CONFLICT DO NOTHING;
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(v_queues) n(queue_name)
+               WHERE NOT EXISTS (SELECT 1 FROM errands._queues q
+                                 WHERE q.queue_name = n.queue_name)) THEN
+        INSERT INTO errands._queues (queue_name)
+        SELECT DISTINCT n.queue_name FROM unnest(v_queues) n(queue_name)
+        WHERE NOT EXISTS (SELECT 1 FROM errands._queues q WHERE q.queue_name = n.queue_name)
+        ON CONFLICT DO NOTHING;
+    END IF;
+END
+$function$;
+
+-- FUNCTION errands._flags(text[])
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._flags(flags text[])
+ RETURNS jsonb
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+    SELECT CASE WHEN cardinality(flags) > 0
+                THEN (SELECT jsonb_object_agg(f, true) FROM unnest(flags) f) END
+$function$;
+
+-- FUNCTION errands._job_row(errands._jobs,text,text)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._job_row(j errands._jobs, queue_name text, task_identifier text)
+ RETURNS errands.jobs
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT ROW(j.id, queue_name, task_identifier, j.payload, j.priority::integer, j.run_at,
+               j.attempts::integer, j.max_attempts::integer, j.last_error, j.created_at,
+               j.updated_at, j.key, j.locked_at, j.locked_by, j.revision, j.flags, j.timeout,
+               CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                    WHEN j.attempts >= j.max_attempts THEN 'failed'
+                    WHEN j.attempts > 0 THEN 'retrying'
+                    WHEN j.run_at > now() THEN 'scheduled'
+                    ELSE 'pending' END)::errands.jobs
+$function$;
+
+-- FUNCTION errands._job_view(errands._jobs)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._job_view(j errands._jobs)
+ RETURNS errands.jobs
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+BEGIN
+    RETURN errands._job_row(
+        j,
+        (SELECT q.queue_name FROM errands._queues q WHERE q.id = j.job_queue_id),
+        (SELECT t.identifier FROM errands._tasks t WHERE t.id = j.task_id));
+END
+$function$;
+
+-- FUNCTION errands._max_payload_bytes()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._max_payload_bytes()
+ RETURNS bigint
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+DECLARE
+    v_setting text := nullif(btrim(current_setting('errands.max_payload_bytes', true)), '');
+BEGIN
+    IF v_setting IS NULL THEN
+        RETURN 1048576;
+    END IF;
+    IF v_setting !~ '^[+-]?[0-9]{1,18}$' THEN
+        RAISE EXCEPTION 'errands: setting errands.max_payload_bytes must be a whole number of bytes, got %',
+            errands._describe(v_setting) USING ERRCODE = '22023';
+    END IF;
+    RETURN v_setting::bigint;
+END
+$function$;
+
+-- FUNCTION errands._notify()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._notify()
+ RETURNS void
+ LANGUAGE sql
+AS $function$
+    -- A constant payload: PostgreSQL folds identical notifications of one
+    -- transaction into one, so a statement that adds many jobs wakes
+    -- listeners once.
+    SELECT pg_notify('errands:jobs', '')
+$function$;
+
+-- FUNCTION errands._release_workers(text[],text)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._release_workers(worker_ids text[], reason text)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_count integer;
+BEGIN
+    WITH jobs AS (
+        UPDATE errands._jobs j
+        SET locked_at = NULL,
+            locked_by = NULL,
+            updated_at = now(),
+            last_error = format('errands: worker %s %s while running this job (locked since %s)',
+                                j.locked_by, reason, j.locked_at)
+        WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
+        RETURNING j.id
+    ), queues AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.locked_by = ANY(worker_ids)
+    )
+    SELECT count(*)::integer INTO v_count FROM jobs;
+    IF v_count > 0 THEN
+        PERFORM pg_notify('errands:jobs', '');
+    END IF;
+    RETURN v_count;
+END
+$function$;
+
+-- FUNCTION errands._spec_is_bad(text,text,text,integer,integer,text[],json,bigint)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._spec_is_bad(identifier text, queue_name text, job_key text, max_attempts integer, priority integer, flags text[], payload json, max_payload_bytes bigint)
+ RETURNS boolean
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+    SELECT identifier IS NULL
+        OR length(identifier) NOT BETWEEN 1 AND 128
+        OR length(queue_name) NOT BETWEEN 1 AND 128
+        OR length(job_key) NOT BETWEEN 1 AND 512
+        OR max_attempts NOT BETWEEN 1 AND 32767
+        OR priority NOT BETWEEN -32768 AND 32767
+        OR array_position(flags, NULL) IS NOT NULL
+        OR octet_length(payload::text) > max_payload_bytes
+$function$;
+
+-- FUNCTION errands._stale_lock_age()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._stale_lock_age()
+ RETURNS interval
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$ SELECT interval '4 hours' $function$;
+
+-- FUNCTION errands._validate_specs(errands.job_spec[])
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._validate_specs(specs errands.job_spec[])
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+DECLARE
+    s record;
+    v_where text;
+    v_problem text;
+    v_limit bigint := errands._max_payload_bytes();
+BEGIN
+    IF v_limit <= 0 THEN
+        v_limit := NULL;
+    END IF;
+    SELECT u.*, u.ordinality AS ord,
+           CASE WHEN v_limit IS NOT NULL THEN octet_length(u.payload::text) END AS payload_bytes
+    INTO s
+    FROM unnest(specs) WITH ORDINALITY u
+    WHERE errands._spec_is_bad(u.identifier, u.queue_name, u.job_key, u.max_attempts,
+                               u.priority, u.flags, u.payload, v_limit)
+    ORDER BY u.ordinality
+    LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    v_where := CASE WHEN cardinality(specs) > 1 THEN format(' (spec %s)', s.ord) ELSE '' END;
+    v_problem := CASE
+        WHEN s.identifier IS NULL THEN 'identifier must not be NULL'
+        WHEN length(s.identifier) NOT BETWEEN 1 AND 128 THEN
+            format('identifier must be 1 to 128 characters, got %s', errands._describe(s.identifier))
+        WHEN length(s.queue_name) NOT BETWEEN 1 AND 128 THEN
+            format('queue_name must be 1 to 128 characters, got %s', errands._describe(s.queue_name))
+        WHEN length(s.job_key) NOT BETWEEN 1 AND 512 THEN
+            format('job_key must be 1 to 512 characters, got %s', errands._describe(s.job_key))
+        WHEN s.max_attempts NOT BETWEEN 1 AND 32767 THEN
+            format('max_attempts must be between 1 and 32767, got %s', s.max_attempts)
+        WHEN s.priority NOT BETWEEN -32768 AND 32767 THEN
+            format('priority must be between -32768 and 32767, got %s', s.priority)
+        WHEN array_position(s.flags, NULL) IS NOT NULL THEN
+            format('flags must not contain NULL, got %s', s.flags)
+        ELSE format('payload must be at most %s bytes (errands.max_payload_bytes), got %s bytes',
+                    v_limit, s.payload_bytes)
+    END;
+    RAISE EXCEPTION 'errands: %', v_problem || v_where USING ERRCODE = '22023';
+END
+$function$;
+
+-- FUNCTION errands._worker_lock_held(text)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._worker_lock_held(worker_id text)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE STRICT
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    SELECT EXISTS (
+        SELECT 1 FROM pg_catalog.pg_locks l,
+             LATERAL (SELECT errands._worker_lock_key(worker_id) AS k) key
+        WHERE l.locktype = 'advisory'
+          AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                            WHERE d.datname = pg_catalog.current_database())
+          AND l.classid = ((key.k >> 32) & 4294967295)::oid
+          AND l.objid = (key.k & 4294967295)::oid
+          AND l.objsubid = 1
+          AND l.granted
+    )
+$function$;
+
+-- FUNCTION errands._worker_lock_key(text)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._worker_lock_key(worker_id text)
+ RETURNS bigint
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE STRICT
+AS $function$
+    SELECT pg_catalog.hashtextextended(worker_id, 0)
+$function$;
+
+-- FUNCTION errands.add_job(text,json,text,timestamp with time zone,integer,text,integer,text[],text,interval)
+-- ACL: postgres=X/postgres
+-- comment: Adds one job (Graphile Worker's add_job). Defaults: payload {}, run_at now(),
+--          max_attempts 25, priority 0. With a job_key, job_key_mode decides: replace
+--          updates a pending job with the key in place (every attribute, attempts reset,
+--          revision + 1), preserve_run_at does the same but keeps run_at of a job that has
+--          not been tried, unsafe_dedupe only bumps revision of any job holding the key.
+--          A running or permanently failed job with the key loses it and a new job is
+--          inserted. Array payloads of the same key concatenate (batch jobs). timeout
+--          (errands only, positive): each try of this job may run that long (overrides the
+--          task's timeout).
+CREATE OR REPLACE FUNCTION errands.add_job(identifier text, payload json DEFAULT NULL::json, queue_name text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, max_attempts integer DEFAULT NULL::integer, job_key text DEFAULT NULL::text, priority integer DEFAULT NULL::integer, flags text[] DEFAULT NULL::text[], job_key_mode text DEFAULT 'replace'::text, timeout interval DEFAULT NULL::interval)
+ RETURNS errands.jobs
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_mode text := coalesce(add_job.job_key_mode, 'replace');
+    v_result errands.jobs;
+    v_row errands._jobs;
+    v_now timestamptz := now();
+    v_task_id integer;
+    v_queue_id integer;
+    v_limit bigint;
+BEGIN
+    IF v_mode NOT IN ('replace', 'preserve_run_at', 'unsafe_dedupe') THEN
+        RAISE EXCEPTION 'errands: invalid job_key_mode %; expected replace, preserve_run_at or unsafe_dedupe',
+            quote_literal(v_mode) USING ERRCODE = '22023';
+    END IF;
+    IF add_job.timeout <= interval '0' THEN
+        RAISE EXCEPTION 'errands: timeout must be positive, got %', add_job.timeout
+            USING ERRCODE = '22023';
+    END IF;
+    IF add_job.job_key IS NOT NULL AND v_mode <> 'unsafe_dedupe' THEN
+        -- The job-key decision table lives in add_jobs (which clears timeout
+        -- on a replace, like every attribute it is not given).
+        SELECT * INTO v_result
+        FROM errands.add_jobs(ARRAY[ROW(add_job.identifier, add_job.payload,
+                                         add_job.queue_name, add_job.run_at,
+                                         add_job.max_attempts, add_job.job_key,
+                                         add_job.priority, add_job.flags)::errands.job_spec],
+                              v_mode = 'preserve_run_at');
+        IF add_job.timeout IS NOT NULL THEN
+            UPDATE errands._jobs j SET timeout = add_job.timeout
+            WHERE j.id = v_result.id
+            RETURNING j.* INTO v_row;
+            RETURN errands._job_view(v_row);
+        END IF;
+        RETURN v_result;
+    END IF;
+
+    -- No key: one plain INSERT (the common case, kept short). unsafe_dedupe:
+    -- a job with this key, in any state, absorbs the call.
+    -- _validate_specs' conditions on the scalars: only a call that fails them
+    -- pays for the spec array and the query that names the problem.
+    v_limit := errands._max_payload_bytes();
+    IF errands._spec_is_bad(add_job.identifier, add_job.queue_name, add_job.job_key,
+                            add_job.max_attempts, add_job.priority, add_job.flags,
+                            add_job.payload, CASE WHEN v_limit > 0 THEN v_limit END)
+    THEN
+        PERFORM errands._validate_specs(ARRAY[ROW(add_job.identifier, add_job.payload,
+            add_job.queue_name, add_job.run_at, add_job.max_attempts, add_job.job_key,
+            add_job.priority, add_job.flags)::errands.job_spec]);
+    END IF;
+    -- Look the task and queue up first; only a missing one costs an INSERT.
+    SELECT t.id INTO v_task_id FROM errands._tasks t WHERE t.identifier = add_job.identifier;
+    IF add_job.queue_name IS NOT NULL THEN
+        SELECT q.id INTO v_queue_id FROM errands._queues q WHERE q.queue_name = add_job.queue_name;
+    END IF;
+    IF v_task_id IS NULL OR (add_job.queue_name IS NOT NULL AND v_queue_id IS NULL) THEN
+        PERFORM errands._ensure_tasks_and_queues(ARRAY[ROW(add_job.identifier, NULL,
+            add_job.queue_name, NULL, NULL, NULL, NULL, NULL)::errands.job_spec]);
+        SELECT t.id INTO v_task_id FROM errands._tasks t WHERE t.identifier = add_job.identifier;
+        SELECT q.id INTO v_queue_id FROM errands._queues q WHERE q.queue_name = add_job.queue_name;
+    END IF;
+    INSERT INTO errands._jobs AS j (task_id, job_queue_id, payload, priority, run_at,
+                                    max_attempts, flags, key, created_at, updated_at, timeout)
+    VALUES (v_task_id, v_queue_id,
+            coalesce(add_job.payload, '{}'::json), coalesce(add_job.priority, 0),
+            coalesce(add_job.run_at, v_now), coalesce(add_job.max_attempts, 25),
+            CASE WHEN cardinality(add_job.flags) > 0 THEN errands._flags(add_job.flags) END,
+            add_job.job_key, v_now, v_now, add_job.timeout)
+    ON CONFLICT (key) WHERE key IS NOT NULL DO UPDATE SET revision = j.revision + 1, updated_at = v_now
+    RETURNING j.* INTO v_row;
+    IF v_row.revision = 0 AND v_row.run_at <= v_now THEN
+        PERFORM errands._notify();
+    END IF;
+    IF v_row.task_id = v_task_id AND v_row.job_queue_id IS NOT DISTINCT FROM v_queue_id THEN
+        -- Our task and queue (not another job's, as an unsafe_dedupe match may
+        -- be): the names are the arguments, no lookup needed.
+        RETURN errands._job_row(v_row, add_job.queue_name, add_job.identifier);
+    END IF;
+    RETURN errands._job_view(v_row);
+END
+$function$;
+
+-- FUNCTION errands.add_jobs(errands.job_spec[],boolean)
+-- ACL: postgres=X/postgres
+-- comment: Adds many jobs in one statement and returns one row per spec, in input order.
+--          Specs with a job_key follow add_job's replace mode (preserve_run_at when
+--          job_key_preserve_run_at is true); specs sharing a key in one call fold into one
+--          job (the later spec wins; array payloads concatenate). Notifies errands:jobs once
+--          when a job is runnable now.
+CREATE OR REPLACE FUNCTION errands.add_jobs(specs errands.job_spec[], job_key_preserve_run_at boolean DEFAULT false)
+ RETURNS SETOF errands.jobs
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET jit TO 'off'
+ SET work_mem TO '64MB'
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_now timestamptz := now();
+    v_keyed errands._keyed_spec[];
+    v_pending text[];
+    v_done text[];
+    v_rounds int := 0;
+    v_ords bigint[];
+    v_ids bigint[];
+BEGIN
+    IF specs IS NULL OR cardinality(specs) = 0 THEN
+        RETURN;
+    END IF;
+    PERFORM errands._validate_specs(specs);
+    PERFORM errands._ensure_tasks_and_queues(specs);
+
+    IF NOT EXISTS (SELECT 1 FROM unnest(specs) s WHERE s.job_key IS NOT NULL) THEN
+        -- Fast path, no keys: one INSERT, rows returned straight from it.
+        IF EXISTS (SELECT 1 FROM unnest(specs) s WHERE coalesce(s.run_at, v_now) <= v_now) THEN
+            PERFORM errands._notify();
+        END IF;
+        -- The identity default numbers the rows as the ordered SELECT feeds
+        -- them, so ids follow input order and ORDER BY id returns them so.
+        RETURN QUERY
+        WITH ins AS (
+            INSERT INTO errands._jobs (task_id, job_queue_id, payload, priority, run_at,
+                                       max_attempts, flags, created_at, updated_at)
+            SELECT t.id, q.id, coalesce(s.payload, '{}'::json),
+                   coalesce(s.priority, 0), coalesce(s.run_at, v_now),
+                   coalesce(s.max_attempts, 25),
+                   -- skip the (not inlined) call for the usual flag-less job
+                   CASE WHEN cardinality(s.flags) > 0 THEN errands._flags(s.flags) END,
+                   v_now, v_now
+            FROM unnest(specs) WITH ORDINALITY s
+            JOIN errands._tasks t ON t.identifier = s.identifier
+            LEFT JOIN errands._queues q ON q.queue_name = s.queue_name
+            ORDER BY s.ordinality
+            RETURNING *
+        )
+        SELECT (errands._job_row(ins::errands._jobs, q.queue_name, t.identifier)).*
+        FROM ins
+        JOIN errands._tasks t ON t.id = ins.task_id
+        LEFT JOIN errands._queues q ON q.id = ins.job_queue_id
+        ORDER BY ins.id;
+        RETURN;
+    END IF;
+
+    -- Keyed specs: fold duplicates of a key into one (Graphile fails with
+    -- 21000 on them).
+    WITH k AS (
+        SELECT s.*, s.ordinality AS ord FROM unnest(specs) WITH ORDINALITY s
+        WHERE s.job_key IS NOT NULL
+    ), g AS (
+        SELECT k.job_key, max(k.ord) AS last_ord, count(*) AS n,
+               max(k.ord) FILTER (WHERE k.payload IS NULL OR json_typeof(k.payload) <> 'array')
+                   AS last_plain_ord
+        FROM k GROUP BY k.job_key
+    )
+    SELECT array_agg(ROW(
+               g.job_key, l.identifier, l.queue_name,
+               CASE WHEN g.n = 1 OR g.last_plain_ord = g.last_ord
+                    THEN coalesce(l.payload, '{}'::json)
+                    ELSE coalesce((SELECT json_agg(e.value ORDER BY k2.ord, e.ordinality)
+                                   FROM k k2, json_array_elements(k2.payload) WITH ORDINALITY e
+                                   WHERE k2.job_key = g.job_key
+                                     AND k2.ord > coalesce(g.last_plain_ord, 0)),
+                                  '[]'::json)
+               END,
+               g.last_plain_ord IS NULL,
+               coalesce(l.priority, 0), coalesce(l.run_at, v_now), coalesce(l.max_attempts, 25),
+               errands._flags(l.flags), l.ord)::errands._keyed_spec ORDER BY g.job_key),
+           array_agg(g.job_key ORDER BY g.job_key)
+    INTO v_keyed, v_pending
+    FROM g JOIN k l ON l.job_key = g.job_key AND l.ord = g.last_ord;
+
+    -- Retry until every key is written: a keyed row can be locked by a worker
+    -- or inserted by another session between our statements (Graphile's #580
+    -- returns an all-NULL row then).
+    LOOP
+        v_rounds := v_rounds + 1;
+        IF v_rounds > 100 THEN
+            RAISE EXCEPTION 'errands: add_jobs could not settle job keys %', v_pending
+                USING ERRCODE = '40001';
+        END IF;
+        -- Lock the existing rows in key order (no deadlock between two
+        -- add_jobs calls); this waits for a fetch that is locking them.
+        PERFORM 1 FROM errands._jobs j WHERE j.key = ANY(v_pending) ORDER BY j.key FOR UPDATE;
+        -- A running or permanently failed job gives up its key and never
+        -- retries; a new job takes the key.
+        UPDATE errands._jobs j
+        SET key = NULL, attempts = j.max_attempts, updated_at = v_now
+        WHERE j.key = ANY(v_pending) AND NOT j.is_available;
+
+        WITH todo AS (
+            SELECT k.*, t.id AS task_id, q.id AS queue_id
+            FROM unnest(v_keyed) k
+            JOIN errands._tasks t ON t.identifier = k.identifier
+            LEFT JOIN errands._queues q ON q.queue_name = k.queue_name
+            WHERE k.key = ANY(v_pending)
+        ), upd AS (
+            UPDATE errands._jobs j
+            SET task_id = todo.task_id,
+                job_queue_id = todo.queue_id,
+                payload = CASE WHEN todo.merge AND json_typeof(j.payload) = 'array'
+                               THEN (j.payload::jsonb || todo.payload::jsonb)::json
+                               ELSE todo.payload END,
+                priority = todo.priority,
+                max_attempts = todo.max_attempts,
+                flags = todo.flags,
+                run_at = CASE WHEN job_key_preserve_run_at AND j.attempts = 0
+                              THEN j.run_at ELSE todo.run_at END,
+                attempts = 0,
+                last_error = NULL,
+                timeout = NULL,
+                revision = j.revision + 1,
+                updated_at = v_now
+            FROM todo
+            WHERE j.key = todo.key AND j.is_available
+            RETURNING j.key
+        ), ins AS (
+            INSERT INTO errands._jobs (task_id, job_queue_id, payload, priority, run_at,
+                                       max_attempts, flags, key, created_at, updated_at)
+            SELECT todo.task_id, todo.queue_id, todo.payload, todo.priority, todo.run_at,
+                   todo.max_attempts, todo.flags, todo.key, v_now, v_now
+            FROM todo
+            WHERE NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.key = todo.key)
+            ORDER BY todo.ord
+            ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
+            RETURNING key
+        )
+        SELECT array_agg(x.key) INTO v_done
+        FROM (SELECT upd.key FROM upd UNION ALL SELECT ins.key FROM ins) x;
+
+        v_pending := ARRAY(SELECT p FROM unnest(v_pending) p
+                           WHERE p <> ALL (coalesce(v_done, '{}'::text[])));
+        EXIT WHEN cardinality(v_pending) = 0;
+    END LOOP;
+
+    -- Specs without a key.
+    WITH src AS MATERIALIZED (
+        SELECT nextval('errands._jobs_id_seq'::regclass) AS id, s.ordinality AS ord,
+               s.payload, s.priority, s.run_at, s.max_attempts, s.flags,
+               t.id AS task_id, q.id AS queue_id
+        FROM unnest(specs) WITH ORDINALITY s
+        JOIN errands._tasks t ON t.identifier = s.identifier
+        LEFT JOIN errands._queues q ON q.queue_name = s.queue_name
+        WHERE s.job_key IS NULL
+        ORDER BY s.ordinality
+    ), ins AS (
+        INSERT INTO errands._jobs (id, task_id, job_queue_id, payload, priority, run_at,
+                                   max_attempts, flags, created_at, updated_at)
+        SELECT src.id, src.task_id, src.queue_id, coalesce(src.payload, '{}'::json),
+               coalesce(src.priority, 0), coalesce(src.run_at, v_now),
+               coalesce(src.max_attempts, 25),
+                   -- skip the (not inlined) call for the usual flag-less job
+                   CASE WHEN cardinality(src.flags) > 0 THEN errands._flags(src.flags) END,
+                   v_now, v_now
+        FROM src
+        RETURNING id
+    )
+    SELECT array_agg(src.ord), array_agg(src.id) INTO v_ords, v_ids
+    FROM src JOIN ins ON ins.id = src.id;
+
+    -- One row per spec, in input order; specs sharing a key share the row.
+    SELECT array_agg(coalesce(u.id, j.id) ORDER BY s.ordinality) INTO v_ids
+    FROM unnest(specs) WITH ORDINALITY s
+    LEFT JOIN unnest(v_ords, v_ids) u(ord, id) ON u.ord = s.ordinality
+    LEFT JOIN errands._jobs j ON j.key = s.job_key;
+
+    IF EXISTS (SELECT 1 FROM unnest(v_ids) x(id) JOIN errands._jobs j ON j.id = x.id
+               WHERE j.run_at <= v_now AND j.is_available) THEN
+        PERFORM errands._notify();
+    END IF;
+
+    RETURN QUERY
+    SELECT v.* FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
+    JOIN errands.jobs v ON v.id = x.id
+    ORDER BY x.ord;
+END
+$function$;
+
+-- FUNCTION errands.cleanup(text[],text[])
+-- ACL: postgres=X/postgres
+-- comment: Housekeeping; returns a row per task run with the number of rows deleted.
+--          DELETE_PERMAFAILED_JOBS deletes permanently failed jobs; GC_JOB_QUEUES deletes
+--          unlocked queues no job uses; GC_TASK_IDENTIFIERS deletes task identifiers no job
+--          uses except task_identifiers_to_keep (pass the ones running workers know).
+CREATE OR REPLACE FUNCTION errands.cleanup(tasks text[] DEFAULT ARRAY['GC_JOB_QUEUES'::text], task_identifiers_to_keep text[] DEFAULT '{}'::text[])
+ RETURNS TABLE(task text, deleted bigint)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_task text;
+    v_count bigint;
+BEGIN
+    SELECT t INTO v_task FROM unnest(cleanup.tasks) t
+    WHERE t IS NULL OR t NOT IN ('DELETE_PERMAFAILED_JOBS', 'GC_JOB_QUEUES', 'GC_TASK_IDENTIFIERS')
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'errands: unknown cleanup task %; expected DELETE_PERMAFAILED_JOBS, GC_JOB_QUEUES or GC_TASK_IDENTIFIERS',
+            coalesce(quote_literal(v_task), 'NULL') USING ERRCODE = '22023';
+    END IF;
+    -- Jobs first, so the garbage collection below sees their rows gone.
+    IF 'DELETE_PERMAFAILED_JOBS' = ANY(cleanup.tasks) THEN
+        DELETE FROM errands._jobs j WHERE j.locked_at IS NULL AND j.attempts >= j.max_attempts;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        task := 'DELETE_PERMAFAILED_JOBS'; deleted := v_count; RETURN NEXT;
+    END IF;
+    IF 'GC_JOB_QUEUES' = ANY(cleanup.tasks) THEN
+        DELETE FROM errands._queues q
+        WHERE q.locked_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.job_queue_id = q.id);
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        task := 'GC_JOB_QUEUES'; deleted := v_count; RETURN NEXT;
+    END IF;
+    IF 'GC_TASK_IDENTIFIERS' = ANY(cleanup.tasks) THEN
+        DELETE FROM errands._tasks t
+        WHERE t.identifier <> ALL (coalesce(cleanup.task_identifiers_to_keep, '{}'))
+          AND NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.task_id = t.id);
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        task := 'GC_TASK_IDENTIFIERS'; deleted := v_count; RETURN NEXT;
+    END IF;
+END
+$function$;
+
+-- FUNCTION errands.complete_jobs(bigint[])
+-- ACL: postgres=X/postgres
+-- comment: Marks the listed jobs as done (deletes them) and returns them. Running jobs are
+--          skipped unless their lock is stale (older than 4 hours).
+CREATE OR REPLACE FUNCTION errands.complete_jobs(job_ids bigint[])
+ RETURNS SETOF errands.jobs
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    WITH d AS (
+        DELETE FROM errands._jobs j
+        WHERE j.id = ANY(job_ids)
+          AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
+        RETURNING j
+    )
+    SELECT v.* FROM d, LATERAL errands._job_view(d.j) v ORDER BY v.id
+$function$;
+
+-- FUNCTION errands.cron_next_runs(text,timestamp with time zone,integer)
+-- ACL: postgres=X/postgres
+-- comment: Previews a crontab: for each item (in file order) its next n (default 5) run
+--          times after the given time, as cron_tick would schedule them. Raises 22023 on a
+--          bad crontab like parse_crontab.
+CREATE OR REPLACE FUNCTION errands.cron_next_runs(crontab text, after timestamp with time zone DEFAULT now(), n integer DEFAULT 5)
+ RETURNS TABLE(id text, task text, run_at timestamp with time zone)
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_item record;
+    v_tz text;
+    v_day date;
+    v_found integer;
+    v_m timestamptz;
+    v_after timestamptz := date_trunc('minute', cron_next_runs.after);
+BEGIN
+    IF v_after IS NULL OR NOT isfinite(v_after) OR n IS NULL OR n NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'errands: invalid cron_next_runs arguments (after %, n %)',
+            coalesce(cron_next_runs.after::text, 'NULL'), coalesce(n::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    FOR v_item IN SELECT * FROM errands.parse_crontab(crontab) ORDER BY line_number LOOP
+        v_tz := v_item.options->>'tz';
+        v_found := 0;
+        v_day := (v_after AT TIME ZONE v_tz)::date;
+        -- Day by day (at most 50 years), minute by minute within matching days.
+        WHILE v_found < n AND v_day < (v_after AT TIME ZONE v_tz)::date + 18300 LOOP
+            IF errands._cron_wall_match(v_day::timestamp, '{0}', '{0}', v_item.days_of_month,
+                                        v_item.months, v_item.days_of_week) THEN
+                FOR v_m IN
+                    SELECT g FROM generate_series(
+                        greatest(v_day::timestamp AT TIME ZONE v_tz, v_after + interval '1 minute'),
+                        (v_day + 1)::timestamp AT TIME ZONE v_tz - interval '1 minute',
+                        interval '1 minute') g
+                    WHERE errands._cron_due(g, v_item.minutes, v_item.hours, v_item.days_of_month,
+                                            v_item.months, v_item.days_of_week, v_tz)
+                    ORDER BY g LIMIT n - v_found
+                LOOP
+                    id := v_item.id;
+                    task := v_item.task;
+                    run_at := v_m;
+                    v_found := v_found + 1;
+                    RETURN NEXT;
+                END LOOP;
+            END IF;
+            v_day := v_day + 1;
+        END LOOP;
+    END LOOP;
+END
+$function$;
+
+-- FUNCTION errands.cron_tick(timestamp with time zone)
+-- ACL: postgres=X/postgres
+-- comment: Enqueues the due jobs of every stored crontab item for the minutes in
+--          (last execution, now]: run_at is the scheduled minute and the payload gets
+--          _cron: {ts, backfilled}. Items never backfill more than their fill period (only
+--          the current minute without fill) nor before they were first seen. Safe to call
+--          concurrently and repeatedly (one job per item and minute; a clock going back
+--          schedules nothing). Returns the number of jobs enqueued.
+CREATE OR REPLACE FUNCTION errands.cron_tick(now timestamp with time zone DEFAULT now())
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_now timestamptz := date_trunc('minute', cron_tick.now);
+    v_item errands._crontab_items;
+    v_known errands._known_crontabs;
+    v_lo timestamptz;
+    v_m timestamptz;
+    v_count integer := 0;
+BEGIN
+    IF v_now IS NULL OR NOT isfinite(v_now) THEN
+        RAISE EXCEPTION 'errands: invalid cron_tick time %', coalesce(cron_tick.now::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    FOR v_item IN SELECT * FROM errands._crontab_items ORDER BY id LOOP
+        INSERT INTO errands._known_crontabs (identifier, known_since, last_execution)
+        VALUES (v_item.id, v_now, NULL)
+        ON CONFLICT (identifier) DO NOTHING;
+        SELECT * INTO v_known FROM errands._known_crontabs
+        WHERE identifier = v_item.id FOR UPDATE;
+        -- A clock that goes backwards (or a repeated tick) schedules nothing.
+        CONTINUE WHEN v_known.last_execution >= v_now;
+        v_lo := greatest(v_known.last_execution,
+                         v_known.known_since - interval '1 minute',
+                         v_now - greatest(coalesce(errands._cron_period(v_item.options->>'fill'),
+                                                   interval '0'),
+                                          interval '1 minute'));
+        FOR v_m IN
+            SELECT g FROM generate_series(v_lo + interval '1 minute', v_now, interval '1 minute') g
+            WHERE errands._cron_due(g, v_item.minutes, v_item.hours, v_item.days_of_month,
+                                    v_item.months, v_item.days_of_week, v_item.options->>'tz')
+            ORDER BY g
+        LOOP
+            PERFORM errands.add_job(
+                identifier => v_item.task,
+                payload => (v_item.payload || jsonb_build_object('_cron', jsonb_build_object(
+                    'ts', to_char(v_m AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                    'backfilled', v_m < v_now)))::json,
+                queue_name => v_item.options->>'queue',
+                run_at => v_m,
+                max_attempts => (v_item.options->>'max')::integer,
+                job_key => v_item.options->>'jobKey',
+                priority => (v_item.options->>'priority')::integer,
+                job_key_mode => coalesce(v_item.options->>'jobKeyMode', 'replace'));
+            v_count := v_count + 1;
+        END LOOP;
+        UPDATE errands._known_crontabs SET last_execution = v_now WHERE identifier = v_item.id;
+    END LOOP;
+    RETURN v_count;
+END
+$function$;
+
+-- FUNCTION errands.force_unlock_workers(text[])
+-- ACL: postgres=X/postgres
+-- comment: Unlocks every job and queue locked by the listed workers (use it for workers you
+--          know are dead). attempts is unchanged, so the interrupted try counts.
+CREATE OR REPLACE FUNCTION errands.force_unlock_workers(worker_ids text[])
+ RETURNS void
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
+    WHERE j.locked_by = ANY(worker_ids);
+    UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+    WHERE q.locked_by = ANY(worker_ids);
+$function$;
+
+-- FUNCTION errands.get_jobs(text,text[],integer,text[])
+-- ACL: postgres=X/postgres
+-- comment: Worker API. Locks and returns up to job_count runnable jobs (due, not running,
+--          attempts left, task in task_identifiers, no forbidden flag) in priority, run_at,
+--          id order, with attempts + 1 and locked_by = worker_id. A named queue yields at
+--          most its head job, and none while one of its jobs runs.
+CREATE OR REPLACE FUNCTION errands.get_jobs(worker_id text, task_identifiers text[], job_count integer DEFAULT 1, forbidden_flags text[] DEFAULT NULL::text[])
+ RETURNS SETOF errands.jobs
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
+ SET jit TO 'off'
+AS $function$
+DECLARE
+    v_task_ids integer[];
+    v_forbidden text[] := CASE WHEN cardinality(get_jobs.forbidden_flags) > 0
+                               THEN get_jobs.forbidden_flags END;
+    v_now timestamptz := now();
+    v_ids bigint[];          -- jobs taken
+    v_heads bigint[];        -- head jobs of named queues (then: those locked)
+    v_head_queues integer[]; -- their queues (then: those locked)
+BEGIN
+    IF get_jobs.worker_id IS NULL OR get_jobs.worker_id = '' THEN
+        RAISE EXCEPTION 'errands: worker_id must not be empty, got %',
+            errands._describe(get_jobs.worker_id) USING ERRCODE = '22023';
+    END IF;
+    IF get_jobs.job_count IS NULL OR get_jobs.job_count < 1 THEN
+        RAISE EXCEPTION 'errands: job_count must be at least 1, got %',
+            coalesce(get_jobs.job_count::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    SELECT array_agg(t.id) INTO v_task_ids
+    FROM errands._tasks t WHERE t.identifier = ANY(get_jobs.task_identifiers);
+    IF v_task_ids IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- 1. The best job_count candidates: jobs without a queue (row-locked as they
+    --    are read, SKIP LOCKED) and the head job of each unlocked named queue.
+    SELECT array_agg(c.id) FILTER (WHERE c.job_queue_id IS NULL),
+           array_agg(c.id) FILTER (WHERE c.job_queue_id IS NOT NULL),
+           array_agg(c.job_queue_id) FILTER (WHERE c.job_queue_id IS NOT NULL)
+    INTO v_ids, v_heads, v_head_queues
+    FROM (
+        SELECT u.id, u.job_queue_id, u.priority, u.run_at
+        FROM unnest(v_task_ids) AS tid(task_id)
+        CROSS JOIN LATERAL (
+            -- One index probe per distinct priority of the task (a loose index
+            -- scan); with the priority fixed, run_at <= now ends the range scan,
+            -- so future-scheduled jobs are never walked.
+            WITH RECURSIVE prio(p) AS (
+                SELECT min(j.priority) FROM errands._jobs j
+                WHERE j.task_id = tid.task_id AND j.is_available AND j.job_queue_id IS NULL
+                UNION ALL
+                SELECT (SELECT min(j.priority) FROM errands._jobs j
+                        WHERE j.task_id = tid.task_id AND j.is_available
+                          AND j.job_queue_id IS NULL AND j.priority > prio.p)
+                FROM prio WHERE prio.p IS NOT NULL
+            )
+            SELECT d.id, d.job_queue_id, d.priority, d.run_at
+            FROM prio CROSS JOIN LATERAL (
+                SELECT j.id, j.job_queue_id, j.priority, j.run_at
+                FROM errands._jobs j
+                WHERE j.task_id = tid.task_id AND j.priority = prio.p
+                  AND j.is_available AND j.job_queue_id IS NULL
+                  AND j.run_at <= v_now
+                  AND (v_forbidden IS NULL OR j.flags IS NULL OR NOT j.flags ?| v_forbidden)
+                ORDER BY j.run_at, j.id
+                LIMIT get_jobs.job_count
+                FOR UPDATE SKIP LOCKED
+            ) d
+            ORDER BY d.priority, d.run_at, d.id
+            LIMIT get_jobs.job_count
+        ) u
+        UNION ALL
+        -- Named queues: only the head job of a queue nothing else runs from;
+        -- never two jobs of one queue in a batch (Graphile's #621).
+        SELECT h.id, h.job_queue_id, h.priority, h.run_at
+        FROM errands._queues q
+        CROSS JOIN LATERAL (
+            SELECT j.id, j.job_queue_id, j.priority, j.run_at
+            FROM errands._jobs j
+            WHERE j.job_queue_id = q.id
+              AND j.is_available AND j.run_at <= v_now
+              AND j.task_id = ANY(v_task_ids)
+              AND (v_forbidden IS NULL OR j.flags IS NULL OR NOT j.flags ?| v_forbidden)
+            ORDER BY j.priority, j.run_at, j.id
+            LIMIT 1
+        ) h
+        WHERE q.locked_at IS NULL
+        ORDER BY 3, 4, 1
+        LIMIT get_jobs.job_count
+    ) c;
+
+    -- 2. Queue heads: lock their queues (one another fetch holds is skipped; one
+    --    locked since our snapshot fails the locked_at recheck), then the jobs.
+    IF v_heads IS NOT NULL THEN
+        SELECT array_agg(s.id) INTO v_head_queues FROM (
+            SELECT q.id FROM errands._queues q
+            WHERE q.id = ANY(v_head_queues) AND q.locked_at IS NULL
+            FOR UPDATE SKIP LOCKED
+        ) s;
+        SELECT array_agg(s.id), array_agg(s.job_queue_id) INTO v_heads, v_head_queues FROM (
+            SELECT j.id, j.job_queue_id FROM errands._jobs j
+            WHERE j.id = ANY(v_heads) AND j.is_available
+              AND j.job_queue_id = ANY(v_head_queues)
+            FOR UPDATE SKIP LOCKED
+        ) s;
+        IF v_heads IS NOT NULL THEN
+            v_ids := v_ids || v_heads;
+            UPDATE errands._queues q
+            SET locked_at = v_now, locked_by = get_jobs.worker_id
+            WHERE q.id = ANY(v_head_queues);
+        END IF;
+    END IF;
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- 3. Take them.
+    RETURN QUERY
+    WITH taken AS (
+        UPDATE errands._jobs j
+        SET attempts = j.attempts + 1, locked_at = v_now, locked_by = get_jobs.worker_id
+        WHERE j.id = ANY(v_ids)
+        RETURNING j.*
+    )
+    SELECT (errands._job_row(tk::errands._jobs, q.queue_name, t.identifier)).*
+    FROM taken tk
+    JOIN errands._tasks t ON t.id = tk.task_id
+    LEFT JOIN errands._queues q ON q.id = tk.job_queue_id
+    ORDER BY tk.priority, tk.run_at, tk.id;
+END
+$function$;
+
+-- FUNCTION errands.grant_enqueue(regrole)
+-- ACL: postgres=X/postgres
+-- comment: Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
+--          schema errands and EXECUTE on add_job, add_jobs and remove_job. The role cannot
+--          read jobs or payloads, fetch, complete, fail or reschedule jobs. Run it as the
+--          owner of the errands schema or a superuser.
+CREATE OR REPLACE FUNCTION errands.grant_enqueue(role regrole)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_fn text;
+    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = grant_enqueue.role);
+BEGIN
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_enqueue needs a role, got NULL' USING ERRCODE = '22023';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
+    FOREACH v_fn IN ARRAY ARRAY[
+        'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval)',
+        'errands.add_jobs(errands.job_spec[], boolean)',
+        'errands.remove_job(text)'
+    ] LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I',
+                       v_fn::regprocedure, v_name);
+    END LOOP;
+END
+$function$;
+
+-- FUNCTION errands.grant_worker(regrole)
+-- ACL: postgres=X/postgres
+-- comment: Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
+--          on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
+--          worker_return_jobs, reset_locked, register_worker, heartbeat, rescue_workers,
+--          unregister_worker), the admin functions (complete_jobs, permanently_fail_jobs,
+--          reschedule_jobs, force_unlock_workers), cleanup, the cron functions if cron is
+--          installed when it runs, and SELECT on the errands.jobs view (never on the private
+--          tables). Run it again after an upgrade adds functions. Run it as the owner of the
+--          errands schema or a superuser.
+CREATE OR REPLACE FUNCTION errands.grant_worker(role regrole)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_fn regprocedure;
+    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = grant_worker.role);
+BEGIN
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_worker needs a role, got NULL' USING ERRCODE = '22023';
+    END IF;
+    PERFORM errands.grant_enqueue(grant_worker.role);
+    -- The worker, admin and cleanup functions by name, and the cron functions
+    -- (public functions whose name contains cron) when cron is installed.
+    FOR v_fn IN
+        SELECT p.oid::regprocedure FROM pg_proc p
+        WHERE p.pronamespace = 'errands'::regnamespace
+          AND p.prokind = 'f'
+          AND (p.proname = ANY (ARRAY['get_jobs', 'worker_complete_jobs', 'worker_fail_jobs',
+                                      'worker_return_jobs', 'reset_locked', 'complete_jobs',
+                                      'permanently_fail_jobs', 'reschedule_jobs',
+                                      'force_unlock_workers', 'cleanup',
+                                      -- crashed-worker rescue (0007)
+                                      'register_worker', 'heartbeat', 'rescue_workers',
+                                      'unregister_worker']::name[])
+               OR (left(p.proname, 1) <> '_' AND strpos(p.proname, 'cron') > 0))
+        ORDER BY p.oid
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn, v_name);
+    END LOOP;
+    EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
+END
+$function$;
+
+-- FUNCTION errands.heartbeat(text)
+-- ACL: postgres=X/postgres
+-- comment: Worker API. Sets the worker's last_heartbeat to now(). Returns false when the
+--          worker is not registered (it was declared dead: register again).
+CREATE OR REPLACE FUNCTION errands.heartbeat(worker_id text)
+ RETURNS boolean
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    WITH hb AS (
+        UPDATE errands._workers w SET last_heartbeat = now()
+        WHERE w.id = heartbeat.worker_id
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM hb)
+$function$;
+
+-- FUNCTION errands.parse_crontab(text)
+-- ACL: postgres=X/postgres
+-- comment: Parses a crontab (Graphile Worker format plus A-B/N steps, month and weekday
+--          names, @hourly/@daily/@weekly/@monthly/@yearly and the tz option): one row per
+--          item with its id, task, the allowed minutes, hours, days of month, months and
+--          days of week (0-6, Sunday = 0), options (jsonb: id, tz and the given ones) and
+--          payload. Raises SQLSTATE 22023 naming the line number, the problem and the line.
+CREATE OR REPLACE FUNCTION errands.parse_crontab(crontab text)
+ RETURNS TABLE(line_number integer, id text, task text, minutes integer[], hours integer[], days_of_month integer[], months integer[], days_of_week integer[], options jsonb, payload jsonb)
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_lines text[] := regexp_split_to_array(coalesce(crontab, ''), '\r?\n');
+    v_n integer;
+    v_line text;
+    v_rest text;
+    v_fields text[];
+    v_m text[];
+    v_opts text;
+    v_msg text;
+    v_ids text[] := '{}';
+BEGIN
+    IF crontab IS NULL THEN
+        RAISE EXCEPTION 'errands: crontab is NULL' USING ERRCODE = '22023';
+    END IF;
+    FOR v_n IN 1 .. cardinality(v_lines) LOOP
+        v_line := btrim(v_lines[v_n], E' \t');
+        CONTINUE WHEN v_line = '' OR left(v_line, 1) = '#';
+        BEGIN
+            line_number := v_n;
+            IF left(v_line, 1) = '@' THEN
+                v_m := regexp_match(v_line, '^(@[a-z]+)(?:\s+(.*))?$');
+                v_fields := CASE v_m[1]
+                    WHEN '@yearly' THEN '{0,0,1,1,*}' WHEN '@annually' THEN '{0,0,1,1,*}'
+                    WHEN '@monthly' THEN '{0,0,1,*,*}' WHEN '@weekly' THEN '{0,0,*,*,0}'
+                    WHEN '@daily' THEN '{0,0,*,*,*}' WHEN '@midnight' THEN '{0,0,*,*,*}'
+                    WHEN '@hourly' THEN '{0,*,*,*,*}' END;
+                IF v_m IS NULL OR v_fields IS NULL THEN
+                    PERFORM errands._cron_bad(format('unknown macro %s (expected @hourly, @daily, @weekly, @monthly or @yearly)',
+                                                     quote_literal(split_part(v_line, ' ', 1))));
+                END IF;
+                v_rest := coalesce(v_m[2], '');
+            ELSE
+                v_m := regexp_match(v_line, '^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)(?:\s+(.*))?$');
+                IF v_m IS NULL THEN
+                    PERFORM errands._cron_bad('too few fields (expected MIN HOUR DOM MONTH DOW task)');
+                END IF;
+                v_fields := v_m[1:5];
+                v_rest := coalesce(v_m[6], '');
+            END IF;
+            -- task [?options] [{payload}]
+            v_m := regexp_match(v_rest, '^(\S+)(?:\s+(\?\S*))?(?:\s+(.*))?$');
+            IF v_m IS NULL THEN
+                PERFORM errands._cron_bad('too few fields: no task identifier');
+            END IF;
+            task := v_m[1];
+            IF left(task, 1) IN ('?', '{') OR length(task) > 128 THEN
+                PERFORM errands._cron_bad(format('bad task identifier %s', errands._describe(task)));
+            END IF;
+            v_opts := substr(v_m[2], 2);
+            IF v_m[3] IS NOT NULL AND left(v_m[3], 1) <> '{' THEN
+                PERFORM errands._cron_bad(format('unexpected %s after the task identifier (expected ?options or a {json} payload)',
+                                                 quote_literal(v_m[3])));
+            END IF;
+            BEGIN
+                payload := coalesce(v_m[3], '{}')::jsonb;
+            EXCEPTION WHEN invalid_text_representation OR untranslatable_character
+                           OR statement_too_complex THEN
+                PERFORM errands._cron_bad(format('invalid JSON payload %s', errands._describe(v_m[3])));
+            END;
+            IF jsonb_typeof(payload) <> 'object' THEN
+                PERFORM errands._cron_bad('the payload must be a JSON object');
+            END IF;
+            minutes := errands._cron_field(v_fields[1], 'minute', 0, 59, NULL);
+            hours := errands._cron_field(v_fields[2], 'hour', 0, 23, NULL);
+            days_of_month := errands._cron_field(v_fields[3], 'day of month', 1, 31, NULL);
+            months := errands._cron_field(v_fields[4], 'month', 1, 12,
+                '{jan,feb,mar,apr,may,jun,jul,aug,sep,oct,nov,dec}');
+            days_of_week := errands._cron_field(v_fields[5], 'day of week', 0, 7,
+                '{sun,mon,tue,wed,thu,fri,sat}');
+            options := errands._cron_options(v_opts, task);
+            id := options->>'id';
+            IF id = ANY(v_ids) THEN
+                PERFORM errands._cron_bad(format('duplicate id %s (use ?id=... to tell items apart)', quote_literal(id)));
+            END IF;
+            v_ids := v_ids || id;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            GET STACKED DIAGNOSTICS v_msg = MESSAGE_TEXT;
+            RAISE EXCEPTION 'errands: crontab line %: %: %', v_n, v_msg, quote_literal(v_line)
+                USING ERRCODE = '22023';
+        END;
+        RETURN NEXT;
+    END LOOP;
+END
+$function$;
+
+-- FUNCTION errands.permanently_fail_jobs(bigint[],text)
+-- ACL: postgres=X/postgres
+-- comment: Fails the listed jobs for good (attempts = max_attempts, last_error = the message
+--          or "Manually marked as failed") and returns them. Running jobs are skipped unless
+--          their lock is stale.
+CREATE OR REPLACE FUNCTION errands.permanently_fail_jobs(job_ids bigint[], error_message text DEFAULT NULL::text)
+ RETURNS SETOF errands.jobs
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    WITH u AS (
+        UPDATE errands._jobs j
+        SET last_error = coalesce(error_message, 'Manually marked as failed'),
+            attempts = j.max_attempts,
+            updated_at = now()
+        WHERE j.id = ANY(job_ids)
+          AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
+        RETURNING j
+    )
+    SELECT v.* FROM u, LATERAL errands._job_view(u.j) v ORDER BY v.id
+$function$;
+
+-- FUNCTION errands.register_worker(text,text,integer)
+-- ACL: postgres=X/postgres
+-- comment: Worker API. Records (or refreshes) a live worker: id, host, pid, started_at and
+--          last_heartbeat = now(). The worker must also hold, for as long as it runs, the
+--          session-level advisory lock pg_advisory_lock(hashtextextended(worker_id, 0)) on a
+--          connection that lives as long as it does; rescue_workers treats a worker whose
+--          lock no session holds as dead.
+CREATE OR REPLACE FUNCTION errands.register_worker(worker_id text, host text DEFAULT NULL::text, pid integer DEFAULT NULL::integer)
+ RETURNS void
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    SELECT errands.register_worker(register_worker.worker_id, register_worker.host,
+                                   register_worker.pid, true)
+$function$;
+
+-- FUNCTION errands.register_worker(text,text,integer,boolean)
+-- ACL: postgres=X/postgres
+-- comment: Worker API. Records (or refreshes) a live worker like register_worker(worker_id,
+--          host, pid). session_lock => true: the worker holds the session-level advisory lock
+--          pg_advisory_lock(hashtextextended(worker_id, 0)) on a connection that lives as long
+--          as it does, and rescue_workers declares it dead as soon as no session holds that
+--          lock. session_lock => false (a worker behind a transaction-pooling PgBouncer, which
+--          cannot keep a session): it is declared dead only when its heartbeat is older than
+--          rescue_workers' heartbeat_timeout.
+CREATE OR REPLACE FUNCTION errands.register_worker(worker_id text, host text, pid integer, session_lock boolean)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+BEGIN
+    IF register_worker.worker_id IS NULL OR register_worker.worker_id = '' THEN
+        RAISE EXCEPTION 'errands: worker_id must not be empty' USING ERRCODE = '22023';
+    END IF;
+    IF register_worker.session_lock IS NULL THEN
+        RAISE EXCEPTION 'errands: session_lock must be true or false, got NULL'
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO errands._workers AS w (id, host, pid, started_at, last_heartbeat, session_lock)
+    VALUES (register_worker.worker_id, register_worker.host, register_worker.pid, now(), now(),
+            register_worker.session_lock)
+    ON CONFLICT (id) DO UPDATE
+        SET host = EXCLUDED.host, pid = EXCLUDED.pid, last_heartbeat = now(),
+            session_lock = EXCLUDED.session_lock;
+END
+$function$;
+
+-- FUNCTION errands.remove_job(text)
+-- ACL: postgres=X/postgres
+-- comment: Deletes the job holding job_key when it is not running and returns it. A running
+--          job instead loses its key and gets attempts = max_attempts, so it will not be
+--          retried. Returns NULL when no job has the key.
+CREATE OR REPLACE FUNCTION errands.remove_job(job_key text)
+ RETURNS errands.jobs
+ LANGUAGE plpgsql
+ STRICT SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_row errands._jobs;
+BEGIN
+    -- FOR UPDATE waits for a fetch that is locking the job right now.
+    SELECT * INTO v_row FROM errands._jobs j WHERE j.key = remove_job.job_key FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF v_row.locked_at IS NULL OR v_row.locked_at < now() - errands._stale_lock_age() THEN
+        DELETE FROM errands._jobs j WHERE j.id = v_row.id;
+    ELSE
+        -- Running: it cannot be stopped, so it loses its key and will not retry.
+        UPDATE errands._jobs j
+        SET key = NULL, attempts = j.max_attempts, updated_at = now()
+        WHERE j.id = v_row.id
+        RETURNING j.* INTO v_row;
+    END IF;
+    RETURN errands._job_view(v_row);
+END
+$function$;
+
+-- FUNCTION errands.reschedule_jobs(bigint[],timestamp with time zone,integer,integer,integer)
+-- ACL: postgres=X/postgres
+-- comment: Changes run_at, priority, attempts and/or max_attempts (each NULL argument leaves
+--          its column alone) of the listed jobs and returns them. Running jobs are skipped
+--          unless their lock is stale. last_error is kept.
+CREATE OR REPLACE FUNCTION errands.reschedule_jobs(job_ids bigint[], run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, priority integer DEFAULT NULL::integer, attempts integer DEFAULT NULL::integer, max_attempts integer DEFAULT NULL::integer)
+ RETURNS SETOF errands.jobs
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+BEGIN
+    IF reschedule_jobs.priority NOT BETWEEN -32768 AND 32767 THEN
+        RAISE EXCEPTION 'errands: priority must be between -32768 and 32767, got %',
+            reschedule_jobs.priority USING ERRCODE = '22023';
+    END IF;
+    IF reschedule_jobs.attempts NOT BETWEEN 0 AND 32767 THEN
+        RAISE EXCEPTION 'errands: attempts must be between 0 and 32767, got %',
+            reschedule_jobs.attempts USING ERRCODE = '22023';
+    END IF;
+    IF reschedule_jobs.max_attempts NOT BETWEEN 1 AND 32767 THEN
+        RAISE EXCEPTION 'errands: max_attempts must be between 1 and 32767, got %',
+            reschedule_jobs.max_attempts USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH u AS (
+        UPDATE errands._jobs j
+        SET run_at = coalesce(reschedule_jobs.run_at, j.run_at),
+            priority = coalesce(reschedule_jobs.priority, j.priority),
+            attempts = coalesce(reschedule_jobs.attempts, j.attempts),
+            max_attempts = coalesce(reschedule_jobs.max_attempts, j.max_attempts),
+            updated_at = now()
+        WHERE j.id = ANY(reschedule_jobs.job_ids)
+          AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
+        RETURNING j
+    )
+    SELECT v.* FROM u, LATERAL errands._job_view(u.j) v ORDER BY v.id;
+    IF EXISTS (SELECT 1 FROM errands._jobs j
+               WHERE j.id = ANY(reschedule_jobs.job_ids) AND j.is_available
+                 AND j.run_at <= now()) THEN
+        PERFORM errands._notify();
+    END IF;
+END
+$function$;
+
+-- FUNCTION errands.rescue_workers(interval)
+-- ACL: postgres=X/postgres
+-- comment: Worker API (every live worker calls it every few seconds; also fit for pg_cron).
+--          Declares dead each registered worker that holds a session lock (session_lock) whose
+--          advisory lock no session holds (its process or connection is gone) and whose last
+--          heartbeat is older than 1.5 s but newer than the server's start (after a restart,
+--          workers get until heartbeat_timeout to reconnect), and each worker whose last
+--          heartbeat is older than heartbeat_timeout; deletes its row, makes the jobs it had
+--          locked runnable at once (keeping their place: run_at unchanged, the interrupted try
+--          counted, last_error says the worker died) and unlocks its queues. Returns the
+--          number of jobs rescued.
+CREATE OR REPLACE FUNCTION errands.rescue_workers(heartbeat_timeout interval DEFAULT '00:00:30'::interval)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_dead text[];
+    v_count integer := 0;
+BEGIN
+    -- Skip rows another rescue is handling; a worker just registering is
+    -- visible only once its transaction committed (and its lock is held).
+    WITH dead AS (
+        SELECT w.id FROM errands._workers w
+        WHERE (w.session_lock
+               AND w.last_heartbeat < now() - interval '1.5 seconds'
+               AND w.last_heartbeat >= pg_catalog.pg_postmaster_start_time()
+               AND NOT errands._worker_lock_held(w.id))
+           OR w.last_heartbeat < now() - coalesce(rescue_workers.heartbeat_timeout, interval '30 seconds')
+        FOR UPDATE SKIP LOCKED
+    ), gone AS (
+        DELETE FROM errands._workers w USING dead WHERE w.id = dead.id
+        RETURNING w.id
+    )
+    SELECT array_agg(gone.id) INTO v_dead FROM gone;
+    IF v_dead IS NOT NULL THEN
+        v_count := errands._release_workers(v_dead, 'died');
+    END IF;
+    RETURN v_count;
+END
+$function$;
+
+-- FUNCTION errands.reset_locked(interval)
+-- ACL: postgres=X/postgres
+-- comment: Rescues jobs whose lock is older than older_than (their worker died): they become
+--          runnable at once with the interrupted try counted, and stale queue locks are
+--          released. Returns the number of jobs rescued.
+CREATE OR REPLACE FUNCTION errands.reset_locked(older_than interval DEFAULT '04:00:00'::interval)
+ RETURNS integer
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    WITH jobs AS (
+        UPDATE errands._jobs j
+        SET locked_at = NULL,
+            locked_by = NULL,
+            run_at = greatest(j.run_at, now()),
+            last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
+                                j.locked_by, j.locked_at)
+        WHERE j.locked_at < now() - older_than
+        RETURNING j.id
+    ), queues AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.locked_at < now() - older_than
+    )
+    SELECT count(*)::integer FROM jobs
+$function$;
+
+-- FUNCTION errands.set_crontab(text,text)
+-- ACL: postgres=X/postgres
+-- comment: Makes the stored schedule of one source (default 'default') exactly the
+--          items of the crontab text: adds, updates and removes items; other sources are
+--          untouched. Raises 22023 on a bad crontab or an id another source uses. Returns
+--          the number of items.
+CREATE OR REPLACE FUNCTION errands.set_crontab(crontab text, source text DEFAULT 'default'::text)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_source text := set_crontab.source;
+    v_clash record;
+    v_count integer;
+BEGIN
+    IF v_source IS NULL OR length(v_source) NOT BETWEEN 1 AND 128 THEN
+        RAISE EXCEPTION 'errands: invalid crontab source %', errands._describe(v_source)
+            USING ERRCODE = '22023';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('errands:set_crontab'));
+    CREATE TEMP TABLE IF NOT EXISTS pg_temp._errands_crontab_new
+        (LIKE errands._crontab_items) ON COMMIT DROP;
+    DELETE FROM pg_temp._errands_crontab_new;
+    INSERT INTO pg_temp._errands_crontab_new
+    SELECT p.id, v_source, p.line_number, p.task, p.minutes, p.hours, p.days_of_month,
+           p.months, p.days_of_week, p.options, p.payload
+    FROM errands.parse_crontab(crontab) p;
+    SELECT n.id, i.source INTO v_clash
+    FROM pg_temp._errands_crontab_new n JOIN errands._crontab_items i USING (id)
+    WHERE i.source <> v_source LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'errands: crontab id % is already used by source %',
+            quote_literal(v_clash.id), quote_literal(v_clash.source) USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM errands._crontab_items i
+    WHERE i.source = v_source
+      AND NOT EXISTS (SELECT 1 FROM pg_temp._errands_crontab_new n WHERE n.id = i.id);
+    INSERT INTO errands._crontab_items AS i
+    SELECT * FROM pg_temp._errands_crontab_new
+    ON CONFLICT (id) DO UPDATE
+    SET line_number = excluded.line_number, task = excluded.task, minutes = excluded.minutes,
+        hours = excluded.hours, days_of_month = excluded.days_of_month, months = excluded.months,
+        days_of_week = excluded.days_of_week, options = excluded.options, payload = excluded.payload
+    WHERE (i.line_number, i.task, i.minutes, i.hours, i.days_of_month, i.months, i.days_of_week,
+           i.options, i.payload)
+          IS DISTINCT FROM
+          (excluded.line_number, excluded.task, excluded.minutes, excluded.hours,
+           excluded.days_of_month, excluded.months, excluded.days_of_week, excluded.options,
+           excluded.payload);
+    SELECT count(*) INTO v_count FROM pg_temp._errands_crontab_new;
+    DROP TABLE pg_temp._errands_crontab_new;
+    RETURN v_count;
+END
+$function$;
+
+-- FUNCTION errands.unregister_worker(text)
+-- ACL: postgres=X/postgres
+-- comment: Worker API. A clean exit: deletes the worker's row and releases any job or
+--          queue it still has locked (normally none) as rescue_workers would. Returns the
+--          number of jobs released.
+CREATE OR REPLACE FUNCTION errands.unregister_worker(worker_id text)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+BEGIN
+    DELETE FROM errands._workers w WHERE w.id = unregister_worker.worker_id;
+    RETURN errands._release_workers(ARRAY[unregister_worker.worker_id], 'exited');
+END
+$function$;
+
+-- FUNCTION errands.worker_complete_jobs(text,bigint[])
+-- ACL: postgres=X/postgres
+-- comment: Worker API. Deletes the listed jobs that worker_id has locked (it finished them)
+--          and unlocks their queues. Returns the ids it completed: a job missing from the
+--          result was no longer this worker's (its lock was taken away) and may run again.
+CREATE OR REPLACE FUNCTION errands.worker_complete_jobs(worker_id text, job_ids bigint[])
+ RETURNS SETOF bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
+ SET jit TO 'off'
+AS $function$
+BEGIN
+    RETURN QUERY
+    WITH done AS (
+        DELETE FROM errands._jobs j
+        WHERE j.id = ANY(worker_complete_jobs.job_ids)
+          AND j.locked_by = worker_complete_jobs.worker_id
+        RETURNING j.id, j.job_queue_id
+    ), unlocked AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.id IN (SELECT done.job_queue_id FROM done)
+          AND q.locked_by = worker_complete_jobs.worker_id
+    )
+    SELECT done.id FROM done;
+END
+$function$;
+
+-- FUNCTION errands.worker_fail_jobs(text,bigint[],text[],json[])
+-- ACL: postgres=X/postgres
+-- comment: Worker API. Records a failed try of each listed job that worker_id has locked:
+--          last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
+--          10)) seconds, lock and queue released; a non-NULL payload replaces the job's
+--          (batch jobs keep only their failed items). Returns the failed jobs; those with
+--          attempts >= max_attempts will not run again.
+CREATE OR REPLACE FUNCTION errands.worker_fail_jobs(worker_id text, job_ids bigint[], error_messages text[], payloads json[] DEFAULT NULL::json[])
+ RETURNS SETOF errands.jobs
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+BEGIN
+    IF cardinality(worker_fail_jobs.job_ids) IS DISTINCT FROM cardinality(worker_fail_jobs.error_messages)
+       OR (worker_fail_jobs.payloads IS NOT NULL
+           AND cardinality(worker_fail_jobs.payloads) <> cardinality(worker_fail_jobs.job_ids)) THEN
+        RAISE EXCEPTION 'errands: worker_fail_jobs needs one error message (and payload, if any) per job: % ids, % messages, % payloads',
+            cardinality(worker_fail_jobs.job_ids), cardinality(worker_fail_jobs.error_messages),
+            coalesce(cardinality(worker_fail_jobs.payloads)::text, 'no')
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH f AS (
+        SELECT * FROM unnest(worker_fail_jobs.job_ids, worker_fail_jobs.error_messages,
+                             worker_fail_jobs.payloads) AS f(id, message, payload)
+    ), failed AS (
+        UPDATE errands._jobs j
+        SET last_error = f.message,
+            -- Exponential backoff: e^attempts seconds, capped at e^10 (~6 h).
+            run_at = greatest(now(), j.run_at) + exp(least(j.attempts, 10)) * interval '1 second',
+            locked_at = NULL,
+            locked_by = NULL,
+            payload = coalesce(f.payload, j.payload)
+        FROM f
+        WHERE j.id = f.id AND j.locked_by = worker_fail_jobs.worker_id
+        RETURNING j.*
+    ), unlocked AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.id IN (SELECT failed.job_queue_id FROM failed)
+          AND q.locked_by = worker_fail_jobs.worker_id
+    )
+    SELECT (errands._job_row(failed::errands._jobs, q.queue_name, t.identifier)).*
+    FROM failed
+    JOIN errands._tasks t ON t.id = failed.task_id
+    LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
+    ORDER BY failed.id;
+END
+$function$;
+
+-- FUNCTION errands.worker_return_jobs(text,bigint[])
+-- ACL: postgres=X/postgres
+-- comment: Worker API. Hands back jobs worker_id fetched but never started (shutdown): the
+--          lock is released and the attempt it took is given back. Returns their ids.
+CREATE OR REPLACE FUNCTION errands.worker_return_jobs(worker_id text, job_ids bigint[])
+ RETURNS SETOF bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
+ SET jit TO 'off'
+AS $function$
+BEGIN
+    RETURN QUERY
+    WITH returned AS (
+        UPDATE errands._jobs j
+        SET attempts = greatest(0, j.attempts - 1), locked_at = NULL, locked_by = NULL
+        WHERE j.id = ANY(worker_return_jobs.job_ids)
+          AND j.locked_by = worker_return_jobs.worker_id
+        RETURNING j.id, j.job_queue_id
+    ), unlocked AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.id IN (SELECT returned.job_queue_id FROM returned)
+          AND q.locked_by = worker_return_jobs.worker_id
+    )
+    SELECT returned.id FROM returned;
+END
+$function$;
