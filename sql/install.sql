@@ -224,20 +224,44 @@ $errands_install_m0016$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '6ea7ba9995f791648912e83ee1ea244e00e6bd270854c794ad8cb2b3ac6f0f76') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '0c0f09535e224bc644f253e41ec109e9e2e7c0d2e22b9d326c7987b5f57642a7') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
--- sql/schema/10_jobs.sql
--- The public job row: the errands.jobs view and the helpers that build its rows.
-
-COMMENT ON TYPE errands.job_spec IS
-    'One job for errands.add_jobs: NULL fields take add_job''s defaults.';
+-- sql/schema/00_constants.sql
+-- Constants more than one function (and the Python worker) must agree on, each
+-- defined once here. IMMUTABLE SQL functions of one expression: the planner
+-- folds a call into the constant.
 
 -- A lock older than this belongs to a worker presumed dead: admin functions
 -- may touch the job (Graphile's 4 hours; heartbeats rescue far sooner).
 CREATE OR REPLACE FUNCTION errands._stale_lock_age() RETURNS interval
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT interval '4 hours' $$;
+
+-- A worker whose last heartbeat is older than this is declared dead by
+-- rescue_workers (the default of its heartbeat_timeout) and shown as hung by the
+-- errands.workers view.
+CREATE OR REPLACE FUNCTION errands._heartbeat_timeout() RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT interval '30 seconds' $$;
+
+-- How long a worker that holds a session lock may go without a heartbeat before
+-- rescue_workers acts on its missing advisory lock. A worker whose lock is being
+-- re-taken (its LISTEN connection reconnecting) heartbeats much more often than
+-- this, so a reconnect in progress is never mistaken for a death.
+CREATE OR REPLACE FUNCTION errands._rescue_grace() RETURNS interval
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT interval '1.5 seconds' $$;
+
+-- The advisory lock key of a worker: pg_advisory_lock(errands._worker_lock_key(id)).
+CREATE OR REPLACE FUNCTION errands._worker_lock_key(worker_id text) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT pg_catalog.hashtextextended(worker_id, 0)
+$$;
+
+-- sql/schema/10_jobs.sql
+-- The public job row: the errands.jobs view and the helpers that build its rows.
+
+COMMENT ON TYPE errands.job_spec IS
+    'One job for errands.add_jobs: NULL fields take add_job''s defaults.';
 
 -- The public job row. Its columns are spelled here and once more, in the same
 -- order, by errands._job_row below, which every function returning jobs uses to
@@ -1051,6 +1075,8 @@ COMMENT ON FUNCTION errands.worker_return_jobs(text, bigint[]) IS
 'Worker API. Hands back jobs worker_id fetched but never started (shutdown): the
 lock is released and the attempt it took is given back. Returns their ids.';
 
+-- The default of older_than is errands._stale_lock_age(), written out (a default
+-- is evaluated with the caller's privileges; tests_sql/016_job_row.sql checks it).
 CREATE OR REPLACE FUNCTION errands.reset_locked(older_than interval DEFAULT interval '4 hours')
 RETURNS integer
 LANGUAGE sql
@@ -1690,12 +1716,6 @@ COMMENT ON FUNCTION errands.cron_next_runs(text, timestamptz, integer) IS
 times after the given time, as cron_tick would schedule them. Raises 22023 on a
 bad crontab like parse_crontab.';
 -- sql/schema/60_workers.sql
--- The advisory lock key of a worker: pg_advisory_lock(errands._worker_lock_key(id)).
-CREATE OR REPLACE FUNCTION errands._worker_lock_key(worker_id text) RETURNS bigint
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT pg_catalog.hashtextextended(worker_id, 0)
-$$;
-
 -- Whether some session of this database holds a worker's advisory lock. The
 -- bigint form of pg_advisory_lock shows in pg_locks as classid = high 32 bits,
 -- objid = low 32 bits, objsubid = 1. Any session counts, including the caller's.
@@ -1800,6 +1820,9 @@ COMMENT ON FUNCTION errands.heartbeat(text) IS
 'Worker API. Sets the worker''s last_heartbeat to now(). Returns false when the
 worker is not registered (it was declared dead: register again).';
 
+-- The default of heartbeat_timeout is errands._heartbeat_timeout() (a default is
+-- evaluated with the caller's privileges, so it is written out;
+-- tests_sql/016_job_row.sql checks that the two agree).
 CREATE OR REPLACE FUNCTION errands.rescue_workers(heartbeat_timeout interval DEFAULT interval '30 seconds')
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -1812,10 +1835,10 @@ BEGIN
     WITH dead AS (
         SELECT w.id FROM errands._workers w
         WHERE (w.session_lock
-               AND w.last_heartbeat < now() - interval '1.5 seconds'
+               AND w.last_heartbeat < now() - errands._rescue_grace()
                AND w.last_heartbeat >= pg_catalog.pg_postmaster_start_time()
                AND NOT errands._worker_lock_held(w.id))
-           OR w.last_heartbeat < now() - coalesce(rescue_workers.heartbeat_timeout, interval '30 seconds')
+           OR w.last_heartbeat < now() - coalesce(rescue_workers.heartbeat_timeout, errands._heartbeat_timeout())
         FOR UPDATE SKIP LOCKED
     ), gone AS (
         DELETE FROM errands._workers w USING dead WHERE w.id = dead.id
@@ -1866,7 +1889,7 @@ SELECT w.id,
        w.started_at,
        w.last_heartbeat,
        CASE WHEN w.session_lock AND NOT errands._worker_lock_held(w.id) THEN 'dead'
-            WHEN w.last_heartbeat < now() - interval '30 seconds' THEN 'hung'
+            WHEN w.last_heartbeat < now() - errands._heartbeat_timeout() THEN 'hung'
             ELSE 'alive' END AS state,
        coalesce(r.ids, '{}') AS running_job_ids,
        w.session_lock
@@ -1982,7 +2005,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '6ea7ba9995f791648912e83ee1ea244e00e6bd270854c794ad8cb2b3ac6f0f76')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '0c0f09535e224bc644f253e41ec109e9e2e7c0d2e22b9d326c7987b5f57642a7')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

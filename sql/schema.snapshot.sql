@@ -216,7 +216,7 @@ CREATE UNIQUE INDEX migrations_pkey ON errands.migrations USING btree (id);
     w.last_heartbeat,
         CASE
             WHEN (w.session_lock AND (NOT errands._worker_lock_held(w.id))) THEN 'dead'::text
-            WHEN (w.last_heartbeat < (now() - '00:00:30'::interval)) THEN 'hung'::text
+            WHEN (w.last_heartbeat < (now() - errands._heartbeat_timeout())) THEN 'hung'::text
             ELSE 'alive'::text
         END AS state,
     COALESCE(r.ids, '{}'::bigint[]) AS running_job_ids,
@@ -511,6 +511,14 @@ AS $function$
                 THEN (SELECT jsonb_object_agg(f, true) FROM unnest(flags) f) END
 $function$;
 
+-- FUNCTION errands._heartbeat_timeout()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._heartbeat_timeout()
+ RETURNS interval
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$ SELECT interval '30 seconds' $function$;
+
 -- FUNCTION errands._job_row(errands._jobs,text,text)
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._job_row(j errands._jobs, queue_name text, task_identifier text)
@@ -606,6 +614,14 @@ BEGIN
     RETURN v_count;
 END
 $function$;
+
+-- FUNCTION errands._rescue_grace()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._rescue_grace()
+ RETURNS interval
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$ SELECT interval '1.5 seconds' $function$;
 
 -- FUNCTION errands._spec_is_bad(text,text,text,integer,integer,text[],json,bigint)
 -- ACL: postgres=X/postgres
@@ -1704,10 +1720,10 @@ BEGIN
     WITH dead AS (
         SELECT w.id FROM errands._workers w
         WHERE (w.session_lock
-               AND w.last_heartbeat < now() - interval '1.5 seconds'
+               AND w.last_heartbeat < now() - errands._rescue_grace()
                AND w.last_heartbeat >= pg_catalog.pg_postmaster_start_time()
                AND NOT errands._worker_lock_held(w.id))
-           OR w.last_heartbeat < now() - coalesce(rescue_workers.heartbeat_timeout, interval '30 seconds')
+           OR w.last_heartbeat < now() - coalesce(rescue_workers.heartbeat_timeout, errands._heartbeat_timeout())
         FOR UPDATE SKIP LOCKED
     ), gone AS (
         DELETE FROM errands._workers w USING dead WHERE w.id = dead.id

@@ -3,11 +3,6 @@
 COMMENT ON TYPE errands.job_spec IS
     'One job for errands.add_jobs: NULL fields take add_job''s defaults.';
 
--- A lock older than this belongs to a worker presumed dead: admin functions
--- may touch the job (Graphile's 4 hours; heartbeats rescue far sooner).
-CREATE OR REPLACE FUNCTION errands._stale_lock_age() RETURNS interval
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT interval '4 hours' $$;
-
 -- The public job row. Its columns are spelled here and once more, in the same
 -- order, by errands._job_row below, which every function returning jobs uses to
 -- build its rows from an errands._jobs row. PostgreSQL checks at CREATE time that

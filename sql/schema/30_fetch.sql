@@ -252,6 +252,8 @@ COMMENT ON FUNCTION errands.worker_return_jobs(text, bigint[]) IS
 'Worker API. Hands back jobs worker_id fetched but never started (shutdown): the
 lock is released and the attempt it took is given back. Returns their ids.';
 
+-- The default of older_than is errands._stale_lock_age(), written out (a default
+-- is evaluated with the caller's privileges; tests_sql/016_job_row.sql checks it).
 CREATE OR REPLACE FUNCTION errands.reset_locked(older_than interval DEFAULT interval '4 hours')
 RETURNS integer
 LANGUAGE sql

@@ -1,9 +1,3 @@
--- The advisory lock key of a worker: pg_advisory_lock(errands._worker_lock_key(id)).
-CREATE OR REPLACE FUNCTION errands._worker_lock_key(worker_id text) RETURNS bigint
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT pg_catalog.hashtextextended(worker_id, 0)
-$$;
-
 -- Whether some session of this database holds a worker's advisory lock. The
 -- bigint form of pg_advisory_lock shows in pg_locks as classid = high 32 bits,
 -- objid = low 32 bits, objsubid = 1. Any session counts, including the caller's.
@@ -108,6 +102,9 @@ COMMENT ON FUNCTION errands.heartbeat(text) IS
 'Worker API. Sets the worker''s last_heartbeat to now(). Returns false when the
 worker is not registered (it was declared dead: register again).';
 
+-- The default of heartbeat_timeout is errands._heartbeat_timeout() (a default is
+-- evaluated with the caller's privileges, so it is written out;
+-- tests_sql/016_job_row.sql checks that the two agree).
 CREATE OR REPLACE FUNCTION errands.rescue_workers(heartbeat_timeout interval DEFAULT interval '30 seconds')
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -120,10 +117,10 @@ BEGIN
     WITH dead AS (
         SELECT w.id FROM errands._workers w
         WHERE (w.session_lock
-               AND w.last_heartbeat < now() - interval '1.5 seconds'
+               AND w.last_heartbeat < now() - errands._rescue_grace()
                AND w.last_heartbeat >= pg_catalog.pg_postmaster_start_time()
                AND NOT errands._worker_lock_held(w.id))
-           OR w.last_heartbeat < now() - coalesce(rescue_workers.heartbeat_timeout, interval '30 seconds')
+           OR w.last_heartbeat < now() - coalesce(rescue_workers.heartbeat_timeout, errands._heartbeat_timeout())
         FOR UPDATE SKIP LOCKED
     ), gone AS (
         DELETE FROM errands._workers w USING dead WHERE w.id = dead.id
@@ -174,7 +171,7 @@ SELECT w.id,
        w.started_at,
        w.last_heartbeat,
        CASE WHEN w.session_lock AND NOT errands._worker_lock_held(w.id) THEN 'dead'
-            WHEN w.last_heartbeat < now() - interval '30 seconds' THEN 'hung'
+            WHEN w.last_heartbeat < now() - errands._heartbeat_timeout() THEN 'hung'
             ELSE 'alive' END AS state,
        coalesce(r.ids, '{}') AS running_job_ids,
        w.session_lock
