@@ -1,0 +1,166 @@
+"""Upgrade in place from schema version 16 (tests_py/fixtures/install_v16.sql, the
+install.sql of the last release before the schema was split into sql/schema/ and a
+baseline migration), with live jobs, queues, crontab state and workers."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import errands
+from errands._install import definitions_hash, install_if_needed
+from pgtap.cluster import find_psql
+from pgtap.snapshot import snapshot
+
+V16 = Path(__file__).resolve().parent / "fixtures" / "install_v16.sql"
+
+DatabaseFactory = Callable[..., AbstractContextManager[str]]
+
+# Every table of the version-16 schema, read whole (ordered), before and after.
+TABLES = {
+    "_jobs": "SELECT * FROM errands._jobs ORDER BY id",
+    "_tasks": "SELECT * FROM errands._tasks ORDER BY id",
+    "_queues": "SELECT * FROM errands._queues ORDER BY id",
+    "_known_crontabs": "SELECT * FROM errands._known_crontabs ORDER BY identifier",
+    "_crontab_items": "SELECT * FROM errands._crontab_items ORDER BY id",
+    "_workers": "SELECT * FROM errands._workers ORDER BY id",
+}
+# The view's version-16 columns (the upgrade appends state).
+V16_VIEW = (
+    "SELECT id, queue_name, task_identifier, payload::text, priority, run_at, attempts,"
+    " max_attempts, last_error, created_at, updated_at, key, locked_at, locked_by, revision,"
+    " flags, timeout FROM errands.jobs ORDER BY id"
+)
+
+
+def _install_v16(dsn: str) -> None:
+    run = subprocess.run(
+        [find_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(V16), dsn],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+
+
+def _live_data(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Jobs in every state a version-16 database may hold, a crontab, a worker."""
+    ids: dict[str, int] = {}
+
+    def job(name: str, query: str, params: list[Any] | None = None) -> None:
+        row = conn.execute(query, params).fetchone()
+        assert row is not None
+        ids[name] = row[0]
+
+    job("pending", "SELECT id FROM errands.add_job('up_task', '{\"n\": 1}')")
+    job(
+        "scheduled", "SELECT id FROM errands.add_job('up_task', run_at := now() + interval '1 day')"
+    )
+    job("keyed", "SELECT id FROM errands.add_job('up_keyed', job_key := 'up:key', priority := 3)")
+    job("queued_head", "SELECT id FROM errands.add_job('up_queued', queue_name := 'up_q')")
+    job("queued_next", "SELECT id FROM errands.add_job('up_queued', queue_name := 'up_q')")
+    job("failed", "SELECT id FROM errands.add_job('up_fail', max_attempts := 1)")
+    job("timeout", "SELECT id FROM errands.add_job('up_task', timeout := interval '5 min')")
+    conn.execute("SELECT errands.register_worker('up_w', 'host', 42, false)")
+    # The queue head runs (its queue is locked); the failing job fails for good.
+    (locked,) = conn.execute(
+        "SELECT array_agg(id ORDER BY id)"
+        " FROM errands.get_jobs('up_w', ARRAY['up_queued', 'up_fail'], 5)"
+    ).fetchone() or (None,)
+    assert locked == [ids["queued_head"], ids["failed"]]
+    conn.execute(
+        "SELECT errands.worker_fail_jobs('up_w', ARRAY[%s::bigint], ARRAY['boom'])", [ids["failed"]]
+    )
+    conn.execute("SELECT errands.set_crontab('*/5 * * * * up_cron ?fill=1h', 'up_source')")
+    conn.execute("SELECT errands.cron_tick(date_trunc('hour', now()))")
+    return ids
+
+
+def _tables(conn: psycopg.Connection[Any]) -> dict[str, list[Any]]:
+    return {name: conn.execute(query).fetchall() for name, query in TABLES.items()}
+
+
+def test_upgrade_from_v16_keeps_live_data(empty_db: str, database_factory: DatabaseFactory) -> None:
+    _install_v16(empty_db)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        assert conn.execute("SELECT max(id) FROM errands.migrations").fetchone() == (16,)
+        ids = _live_data(conn)
+        tables = _tables(conn)
+        view = conn.execute(V16_VIEW).fetchall()
+        assert tables["_known_crontabs"], "cron_tick recorded the crontab item"
+
+        install_if_needed(conn)  # the definitions hash is missing: installs
+
+        assert _tables(conn) == tables
+        assert conn.execute(V16_VIEW).fetchall() == view
+        states = dict(conn.execute("SELECT id, state FROM errands.jobs").fetchall())
+        assert {name: states[i] for name, i in ids.items()} == {
+            "pending": "pending",
+            "scheduled": "scheduled",
+            "keyed": "pending",
+            "queued_head": "running",
+            "queued_next": "pending",
+            "failed": "failed",
+            "timeout": "pending",
+        }
+        assert conn.execute(
+            "SELECT array_agg(id ORDER BY id) FROM errands.migrations"
+        ).fetchone() == (list(range(1, 17)),)
+        assert conn.execute("SELECT hash FROM errands.definitions").fetchone() == (
+            definitions_hash(),
+        )
+
+        # Workers go on: the running job completes and unlocks its queue, whose next
+        # job can then be fetched; the registered worker heartbeats.
+        assert conn.execute("SELECT errands.heartbeat('up_w')").fetchone() == (True,)
+        done = conn.execute(
+            "SELECT array_agg(x) FROM errands.worker_complete_jobs('up_w', ARRAY[%s::bigint]) x",
+            [ids["queued_head"]],
+        ).fetchone()
+        assert done == ([ids["queued_head"]],)
+        fetched = conn.execute(
+            "SELECT array_agg(id ORDER BY id), array_agg(DISTINCT state)"
+            " FROM errands.get_jobs('up_w2', ARRAY['up_task', 'up_keyed', 'up_queued'], 10)"
+        ).fetchone()
+        assert fetched == (
+            sorted([ids["pending"], ids["keyed"], ids["queued_next"], ids["timeout"]]),
+            ["running"],
+        )
+        upgraded = snapshot(conn)
+
+    with database_factory(prefix="fresh") as fresh, psycopg.connect(fresh, autocommit=True) as c:
+        errands.install(c)
+        assert snapshot(c) == upgraded
+
+
+def test_catalogue_of_upgrade_equals_fresh_install(
+    empty_db: str, database_factory: DatabaseFactory
+) -> None:
+    """An empty version-16 database upgraded has exactly a fresh install's catalogue."""
+    _install_v16(empty_db)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        errands.install(conn)
+        upgraded = snapshot(conn)
+    with database_factory(prefix="fresh") as fresh, psycopg.connect(fresh, autocommit=True) as c:
+        errands.install(c)
+        assert snapshot(c) == upgraded
+
+
+def test_pre_baseline_database_is_refused(empty_db: str) -> None:
+    """A database with migrations below the baseline but not the baseline itself
+    (an install older than version 16) cannot be brought forward."""
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(
+            "CREATE SCHEMA errands; CREATE TABLE errands.migrations (id integer PRIMARY KEY,"
+            " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());"
+            " INSERT INTO errands.migrations (id, name)"
+            " VALUES (1, 'schema'), (11, 'rescue_keeps_place')"
+        )
+        with pytest.raises(
+            psycopg.errors.RaiseException, match="version 11, older than version 16"
+        ):
+            errands.install(conn)
