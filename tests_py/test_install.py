@@ -17,7 +17,15 @@ import psycopg
 import pytest
 
 import errands
-from errands._install import Migration, definition_files, migration_files, render_install_sql
+from errands._install import (
+    INSTALL_LOCK_KEY,
+    Migration,
+    definition_files,
+    definitions_hash,
+    install_if_needed,
+    migration_files,
+    render_install_sql,
+)
 from pgtap.cluster import find_psql
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,3 +242,59 @@ def test_wheel_ships_migrations_and_installs(empty_db: str, tmp_path: Path) -> N
 
 def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
+
+
+def _definitions_state(c: psycopg.Connection[Any]) -> tuple[Any, ...]:
+    row = c.execute(
+        "SELECT d.hash, d.installed_at, p.xmin::text FROM errands.definitions d,"
+        " pg_proc p WHERE p.oid = 'errands.get_jobs(text, text[], integer, text[])'::regprocedure"
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_unchanged_definitions_are_skipped(empty_db: str) -> None:
+    """A second install neither re-creates the functions nor re-records the hash."""
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        errands.install(c)
+        first = _definitions_state(c)
+        assert first[0] == definitions_hash()
+        errands.install(c)
+        assert _definitions_state(c) == first
+
+
+def test_changed_definitions_run_again(empty_db: str) -> None:
+    """Another recorded hash (an older package's definitions) re-creates every
+    definition and re-applies the security pass."""
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        errands.install(c)
+        first = _definitions_state(c)
+        c.execute("UPDATE errands.definitions SET hash = 'older'")
+        # What CREATE OR REPLACE without the attributes would leave behind:
+        c.execute("ALTER FUNCTION errands.heartbeat(text) SECURITY INVOKER RESET search_path")
+        c.execute("GRANT EXECUTE ON FUNCTION errands.heartbeat(text) TO PUBLIC")
+        install_if_needed(c)
+        again = _definitions_state(c)
+        assert again[0] == first[0]
+        assert again[2] != first[2]
+        row = c.execute(
+            "SELECT prosecdef, proconfig, has_function_privilege('public', oid, 'EXECUTE')"
+            " FROM pg_proc WHERE oid = 'errands.heartbeat(text)'::regprocedure"
+        ).fetchone()
+    assert row == (True, ["search_path=pg_catalog, pg_temp"], False)
+
+
+def test_install_if_needed_skips_a_current_schema(empty_db: str) -> None:
+    with psycopg.connect(empty_db, autocommit=True) as c:
+        install_if_needed(c)
+        first = _definitions_state(c)
+        c.execute("SELECT pg_advisory_lock(%s)", [INSTALL_LOCK_KEY])
+        try:
+            # Current: returns without the installer (which would wait for the lock).
+            with psycopg.connect(
+                empty_db, autocommit=True, options="-c lock_timeout=5s"
+            ) as other:
+                install_if_needed(other)
+        finally:
+            c.execute("SELECT pg_advisory_unlock(%s)", [INSTALL_LOCK_KEY])
+        assert _definitions_state(c) == first

@@ -517,24 +517,30 @@ def _pid_of(conn: psycopg.Connection[Any], worker_id: str) -> str:
 
 
 def test_upgrade_grants_the_sessionless_register_worker(empty_db: str) -> None:
-    """A role given grant_worker before migration 0012 may call the new
-    register_worker(..., session_lock) after the upgrade."""
+    """A role given grant_worker on a version-16 database may still call
+    register_worker(..., session_lock) and read the jobs after the upgrade
+    (CREATE OR REPLACE keeps its grants)."""
     from psycopg import sql
 
-    from errands._install import migration_files, render_install_sql
+    from pgtap.cluster import find_psql
 
-    before = [m for m in migration_files() if m[0] < 12]
+    fixture = Path(__file__).resolve().parent / "fixtures" / "install_v16.sql"
+    run = subprocess.run(
+        [find_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(fixture), empty_db],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
     role = f"{psycopg.conninfo.conninfo_to_dict(empty_db)['dbname']}_w"
     with psycopg.connect(empty_db, autocommit=True) as conn:
-        conn.execute(render_install_sql(transaction=False, migrations=before).encode())
         conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
         try:
             conn.execute("SELECT errands.grant_worker(%s::regrole)", [role])
             errands.install(conn)
             row = conn.execute(
                 "SELECT has_function_privilege(%s,"
-                " 'errands.register_worker(text, text, integer, boolean)', 'EXECUTE')",
-                [role],
+                " 'errands.register_worker(text, text, integer, boolean)', 'EXECUTE')"
+                " AND has_table_privilege(%s, 'errands.jobs', 'SELECT')",
+                [role, role],
             ).fetchone()
             assert row == (True,)
         finally:
