@@ -74,11 +74,11 @@ BEGIN
                    p_mode || ', running: the running job stays locked, keeps its payload, updated_at bumped');
     RETURN NEXT is((pg_temp.keyed(k)).id, new.id, p_mode || ', running: the key now names the new job');
     RETURN NEXT ok((SELECT f.attempts >= f.max_attempts FROM pg_temp.fail(old.id) f),
-                   p_mode || ', running: when the old job then fails it is permanently failed (no retry)');
+                   p_mode || ', running: when the old job then fails it is failed (no retry)');
 END
 $$;
 
--- Existing job permanently failed: same as running.  (4 tests)
+-- Existing job failed: same as running.  (4 tests)
 CREATE FUNCTION pg_temp.perma_failed(p_mode text) RETURNS SETOF text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -92,16 +92,16 @@ BEGIN
     PERFORM pg_temp.start(task);
     RETURN NEXT ok((SELECT f.attempts = 1 AND f.max_attempts = 1 AND f.last_error = 'boom'
                     FROM pg_temp.fail(old.id) f),
-                   p_mode || ', permanently failed: setup, the keyed job failed for good');
+                   p_mode || ', failed: setup, the keyed job failed for good');
     new := errands.add_job(task, '{"v": 2}', job_key := k, job_key_mode := p_mode);
     RETURN NEXT ok(new.id <> old.id AND new.revision = 0 AND new.attempts = 0
                    AND new.payload::text = '{"v": 2}' AND new.last_error IS NULL,
-                   p_mode || ', permanently failed: a new job is inserted with revision 0');
+                   p_mode || ', failed: a new job is inserted with revision 0');
     after := pg_temp.job(old.id);
     RETURN NEXT ok(after.key IS NULL AND after.attempts = after.max_attempts
                    AND after.last_error = 'boom' AND after.payload::text = '{"v": 1}',
-                   p_mode || ', permanently failed: the old job loses its key, stays failed, keeps last_error');
-    RETURN NEXT is((pg_temp.keyed(k)).id, new.id, p_mode || ', permanently failed: the key now names the new job');
+                   p_mode || ', failed: the old job loses its key, stays failed, keeps last_error');
+    RETURN NEXT is((pg_temp.keyed(k)).id, new.id, p_mode || ', failed: the key now names the new job');
 END
 $$;
 
@@ -284,23 +284,23 @@ SELECT ok((SELECT key = 'dedupe:running' AND locked_by = 'worker-a' AND attempts
 SELECT is((SELECT count(*)::int FROM errands.jobs WHERE task_identifier = 'dedupe_running'), 1,
           'unsafe_dedupe, running: no new job is inserted');
 
--- Permanently failed job: untouched apart from revision; no new job.
+-- Failed job: untouched apart from revision; no new job.
 CREATE TEMP TABLE dd_failed AS
 SELECT * FROM errands.add_job('dedupe_failed', '{"v": 1}', job_key := 'dedupe:failed', max_attempts := 1);
 SELECT ok((SELECT f.attempts = f.max_attempts
            FROM pg_temp.fail(pg_temp.start('dedupe_failed')) f),
-          'unsafe_dedupe, permanently failed: setup, the keyed job failed for good');
+          'unsafe_dedupe, failed: setup, the keyed job failed for good');
 CREATE TEMP TABLE dd_failed_2 AS
 SELECT * FROM errands.add_job('dedupe_failed', '{"v": 2}', job_key := 'dedupe:failed',
                               job_key_mode := 'unsafe_dedupe');
 SELECT ok((SELECT n.id = o.id AND n.revision = 1 FROM dd_failed_2 n, dd_failed o),
-          'unsafe_dedupe, permanently failed: returns the failed job with revision + 1');
+          'unsafe_dedupe, failed: returns the failed job with revision + 1');
 SELECT ok((SELECT key = 'dedupe:failed' AND attempts = 1 AND max_attempts = 1
                   AND last_error = 'boom' AND payload::text = '{"v": 1}'
            FROM errands.jobs WHERE id = (SELECT id FROM dd_failed)),
-          'unsafe_dedupe, permanently failed: the job keeps its key, attempts, last_error and payload');
+          'unsafe_dedupe, failed: the job keeps its key, attempts, last_error and payload');
 SELECT is((SELECT count(*)::int FROM errands.jobs WHERE task_identifier = 'dedupe_failed'), 1,
-          'unsafe_dedupe, permanently failed: no new job is inserted');
+          'unsafe_dedupe, failed: no new job is inserted');
 
 -- NULL key: a plain insert every time.
 SELECT is(

@@ -34,15 +34,15 @@ SELECT is((errands.remove_job('rm:retry')).id, (SELECT id FROM retrying),
 SELECT is((SELECT count(*)::int FROM errands.jobs WHERE task_identifier = 'rm_retry'), 0,
           'the retrying job is gone and will not run');
 
--- A permanently failed job is deleted.
+-- A failed job is deleted.
 CREATE TEMP TABLE failed AS SELECT * FROM errands.add_job('rm_failed', job_key := 'rm:failed', max_attempts := 1);
 SELECT ok((SELECT attempts = max_attempts
            FROM errands.worker_fail_jobs('worker-a', ARRAY[pg_temp.start('rm_failed')], ARRAY['boom'])),
           'setup: the keyed job failed for good');
 SELECT is((errands.remove_job('rm:failed')).id, (SELECT id FROM failed),
-          'remove_job deletes a permanently failed job');
+          'remove_job deletes a failed job');
 SELECT is((SELECT count(*)::int FROM errands.jobs WHERE task_identifier = 'rm_failed'), 0,
-          'the permanently failed job is gone');
+          'the failed job is gone');
 
 -- Running job: kept, loses its key, will not retry -------------------------------------
 
@@ -63,7 +63,7 @@ SELECT ok((SELECT r.id <> o.id AND r.revision = 0 AND r.key = 'rm:running' FROM 
           'the key is free again: add_job inserts a new job with it');
 SELECT ok((SELECT attempts >= max_attempts AND last_error = 'boom'
            FROM errands.worker_fail_jobs('worker-a', ARRAY[(SELECT id FROM running)], ARRAY['boom'])),
-          'when the removed running job fails it is permanently failed');
+          'when the removed running job fails it is failed');
 SELECT is(ARRAY(SELECT id FROM errands.get_jobs('worker-a', ARRAY['rm_running'], 10)),
           ARRAY[(SELECT id FROM reused)],
           'only the new job runs; the removed one is never retried');

@@ -2,7 +2,7 @@
 -- replacement payloads, permanent failure) and worker_return_jobs. Each only
 -- touches jobs locked by the calling worker.
 BEGIN;
-SELECT plan(54);
+SELECT plan(55);
 
 CREATE FUNCTION pg_temp.error_of(query text) RETURNS text LANGUAGE plpgsql AS $f$
 BEGIN
@@ -144,7 +144,7 @@ SELECT is((SELECT (payload::text, last_error)::text FROM errands._jobs WHERE id 
           '("{""keep"": true}",whole)', 'the payload is kept');
 
 ------------------------------------------------------------------------------
--- The last attempt: permanently failed, returned so the worker can tell.
+-- The last attempt: failed, returned so the worker can tell.
 ------------------------------------------------------------------------------
 INSERT INTO j VALUES ('last', (errands.add_job('l', '{"x":1}', max_attempts := 2)).id);
 UPDATE errands._jobs SET attempts = 1, last_error = 'first try failed' WHERE id = pg_temp.id('last');
@@ -154,9 +154,11 @@ SELECT is((SELECT (attempts, max_attempts, last_error)::text
           '(2,2,final)', 'fail of the last try returns the job with attempts = max_attempts');
 SELECT ok((SELECT NOT is_available AND locked_at IS NULL FROM errands._jobs WHERE id = pg_temp.id('last')),
           'the job stays, unlocked and unavailable');
+SELECT is((SELECT state FROM errands.jobs WHERE id = pg_temp.id('last')), 'failed',
+          'its state is failed');
 UPDATE errands._jobs SET run_at = now() - interval '1 day' WHERE id = pg_temp.id('last');
 SELECT is_empty($$SELECT * FROM errands.get_jobs('w1', '{l}', 10)$$,
-                'a permanently failed job is not fetched again, even when due');
+                'a failed job is not fetched again, even when due');
 
 ------------------------------------------------------------------------------
 -- Bad input.

@@ -2,7 +2,7 @@
 -- reschedule_jobs, force_unlock_workers. The first three skip running jobs
 -- unless their lock is more than 4 hours old.
 BEGIN;
-SELECT plan(51);
+SELECT plan(52);
 
 CREATE FUNCTION pg_temp.error_of(query text) RETURNS text LANGUAGE plpgsql AS $f$
 BEGIN
@@ -88,6 +88,9 @@ SELECT is((SELECT array_agg((attempts = max_attempts AND NOT is_available AND la
                              AND updated_at = now())::text ORDER BY id)
            FROM errands._jobs WHERE id = ANY(pg_temp.ids('p:failed', 'p:regular1', 'p:regular2'))),
           '{true,true,true}', 'the table rows are failed for good with updated_at = now()');
+SELECT is((SELECT array_agg(state ORDER BY id) FROM errands.jobs
+           WHERE id = ANY(pg_temp.ids('p:failed', 'p:regular1', 'p:regular2', 'p:locked'))),
+          '{failed,failed,running,failed}', 'their state is failed; the skipped locked job is running');
 SELECT is((SELECT (attempts, last_error, locked_by)::text FROM errands._jobs WHERE id = pg_temp.id('p:locked')),
           '(0,,test)', 'the locked job is skipped');
 SELECT is((SELECT (attempts, last_error)::text FROM errands._jobs WHERE id = pg_temp.id('p:untouched')),
@@ -97,7 +100,7 @@ SELECT is((SELECT array_agg((last_error, attempts, max_attempts)::text ORDER BY 
           '{"(\"Gave up on it\",25,25)"}', 'a given message is used as last_error');
 UPDATE errands._jobs SET run_at = now() - interval '1 minute' WHERE id IN (SELECT id FROM j WHERE name LIKE 'p:%');
 SELECT is_empty($$SELECT * FROM errands.get_jobs('w', '{job3}', 10)$$,
-                'permanently failed jobs are not fetched (and the locked one is running)');
+                'failed jobs are not fetched (and the locked one is running)');
 
 ------------------------------------------------------------------------------
 -- reschedule_jobs

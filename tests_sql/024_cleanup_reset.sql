@@ -71,7 +71,7 @@ SELECT is((SELECT count(*)::int FROM errands._jobs), 5, 'and jobs');
 SELECT is(pg_temp.cleanup_result($$errands.cleanup('{DELETE_PERMAFAILED_JOBS}')$$),
           'DELETE_PERMAFAILED_JOBS=2', 'DELETE_PERMAFAILED_JOBS reports 2 deleted jobs');
 SELECT is(pg_temp.sorted(ARRAY(SELECT id FROM errands._jobs)), pg_temp.sorted(pg_temp.ids('live', 'retrying', 'perm_locked')),
-          'only the unlocked permanently failed jobs are deleted; the locked one on its last try stays');
+          'only the unlocked failed jobs are deleted; the locked one on its last try stays');
 SELECT is(pg_temp.queues(), '{cq_live,cq_locked_empty,cq_lockedperm,cq_perm}', 'DELETE_PERMAFAILED_JOBS alone keeps queues');
 
 SELECT is(pg_temp.cleanup_result($$errands.cleanup(ARRAY['GC_JOB_QUEUES'])$$), 'GC_JOB_QUEUES=1',
