@@ -224,7 +224,7 @@ $errands_install_m0016$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '0c0f09535e224bc644f253e41ec109e9e2e7c0d2e22b9d326c7987b5f57642a7') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '533172b626e4c4d3ab212702a69e5687417957fb3052cda93b9656375e952c5b') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1946,7 +1946,7 @@ BEGIN
                                       'worker_return_jobs', 'reset_locked', 'complete_jobs',
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
-                                      -- crashed-worker rescue (0007)
+                                      -- crashed-worker rescue
                                       'register_worker', 'heartbeat', 'rescue_workers',
                                       'unregister_worker']::name[])
                OR (left(p.proname, 1) <> '_' AND strpos(p.proname, 'cron') > 0))
@@ -2005,7 +2005,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '0c0f09535e224bc644f253e41ec109e9e2e7c0d2e22b9d326c7987b5f57642a7')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '533172b626e4c4d3ab212702a69e5687417957fb3052cda93b9656375e952c5b')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -1417,7 +1417,7 @@ BEGIN
                                       'worker_return_jobs', 'reset_locked', 'complete_jobs',
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
-                                      -- crashed-worker rescue (0007)
+                                      -- crashed-worker rescue
                                       'register_worker', 'heartbeat', 'rescue_workers',
                                       'unregister_worker']::name[])
                OR (left(p.proname, 1) <> '_' AND strpos(p.proname, 'cron') > 0))
