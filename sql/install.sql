@@ -224,7 +224,7 @@ $errands_install_m0016$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '533172b626e4c4d3ab212702a69e5687417957fb3052cda93b9656375e952c5b') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'fb7dd634a1ca0d4f9230df1d7c6dd2faf2fa4d44e2ed33158dbdb8dbe56b3896') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1249,6 +1249,16 @@ DELETE_PERMAFAILED_JOBS deletes permanently failed jobs; GC_JOB_QUEUES deletes
 unlocked queues no job uses; GC_TASK_IDENTIFIERS deletes task identifiers no job
 uses except task_identifiers_to_keep (pass the ones running workers know).';
 -- sql/schema/50_cron.sql
+-- Recurring jobs (cron): crontab parser, stored schedule per source, the tick
+-- that enqueues due jobs, and a next-runs preview.
+--
+-- Time zone rule (tz option, default UTC; PostgreSQL's time zone database):
+-- every UTC minute m is mapped to its local wall-clock minute L(m) and fires
+-- when L(m) matches the item.  Local minutes skipped by a spring-forward gap
+-- fire once, at the first UTC minute after the gap (local 03:00 for a skipped
+-- 02:30).  Local minutes repeated by a fall-back fire only on their first
+-- occurrence.  So a matching local time fires exactly once per local day.
+
 -- Raise the 22023 "bad crontab" error used by the parser helpers.
 CREATE OR REPLACE FUNCTION errands._cron_bad(problem text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE AS $$
@@ -1716,6 +1726,18 @@ COMMENT ON FUNCTION errands.cron_next_runs(text, timestamptz, integer) IS
 times after the given time, as cron_tick would schedule them. Raises 22023 on a
 bad crontab like parse_crontab.';
 -- sql/schema/60_workers.sql
+-- Crashed-worker rescue. Each live worker registers a row in errands._workers,
+-- heartbeats it every few seconds, and holds a session-level advisory lock on
+-- errands._worker_lock_key(worker_id) on its LISTEN connection for as long as it
+-- runs. errands.rescue_workers (called by every live worker every few seconds,
+-- or from pg_cron) declares a worker dead when no session holds its advisory
+-- lock (its process or connection died: detected at once) or when its last
+-- heartbeat is older than heartbeat_timeout (it hangs), and makes the jobs it
+-- had locked runnable again. A worker whose lock is held and whose heartbeat
+-- is fresh is never touched, however long its jobs run. A worker without a
+-- session of its own (behind a transaction-pooling PgBouncer) registers with
+-- session_lock => false and is rescued by heartbeat timeout only.
+
 -- Whether some session of this database holds a worker's advisory lock. The
 -- bigint form of pg_advisory_lock shows in pg_locks as classid = high 32 bits,
 -- objid = low 32 bits, objsubid = 1. Any session counts, including the caller's.
@@ -2005,7 +2027,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '533172b626e4c4d3ab212702a69e5687417957fb3052cda93b9656375e952c5b')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'fb7dd634a1ca0d4f9230df1d7c6dd2faf2fa4d44e2ed33158dbdb8dbe56b3896')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

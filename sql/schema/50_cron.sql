@@ -1,3 +1,13 @@
+-- Recurring jobs (cron): crontab parser, stored schedule per source, the tick
+-- that enqueues due jobs, and a next-runs preview.
+--
+-- Time zone rule (tz option, default UTC; PostgreSQL's time zone database):
+-- every UTC minute m is mapped to its local wall-clock minute L(m) and fires
+-- when L(m) matches the item.  Local minutes skipped by a spring-forward gap
+-- fire once, at the first UTC minute after the gap (local 03:00 for a skipped
+-- 02:30).  Local minutes repeated by a fall-back fire only on their first
+-- occurrence.  So a matching local time fires exactly once per local day.
+
 -- Raise the 22023 "bad crontab" error used by the parser helpers.
 CREATE OR REPLACE FUNCTION errands._cron_bad(problem text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE AS $$

@@ -1,3 +1,15 @@
+-- Crashed-worker rescue. Each live worker registers a row in errands._workers,
+-- heartbeats it every few seconds, and holds a session-level advisory lock on
+-- errands._worker_lock_key(worker_id) on its LISTEN connection for as long as it
+-- runs. errands.rescue_workers (called by every live worker every few seconds,
+-- or from pg_cron) declares a worker dead when no session holds its advisory
+-- lock (its process or connection died: detected at once) or when its last
+-- heartbeat is older than heartbeat_timeout (it hangs), and makes the jobs it
+-- had locked runnable again. A worker whose lock is held and whose heartbeat
+-- is fresh is never touched, however long its jobs run. A worker without a
+-- session of its own (behind a transaction-pooling PgBouncer) registers with
+-- session_lock => false and is rescued by heartbeat timeout only.
+
 -- Whether some session of this database holds a worker's advisory lock. The
 -- bigint form of pg_advisory_lock shows in pg_locks as classid = high 32 bits,
 -- objid = low 32 bits, objsubid = 1. Any session counts, including the caller's.
