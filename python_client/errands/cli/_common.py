@@ -46,6 +46,9 @@ Connection = Annotated[
     ),
 ]
 
+#: ``--json`` of the listing commands.
+AsJson = Annotated[bool, typer.Option("--json", help="One JSON object per line, every column.")]
+
 
 def _fail(message: str) -> NoReturn:
     raise CliError(message)

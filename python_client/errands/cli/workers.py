@@ -1,21 +1,18 @@
 """``errands workers``: the registered workers."""
 
 import json
-from typing import Annotated
 
 import typer
 
 from errands.cli._app import app
-from errands.cli._common import Connection, _connect, _handle_errors, resolve_conninfo
+from errands.cli._common import AsJson, Connection, _connect, _handle_errors, resolve_conninfo
 from errands.cli._format import _format_time, _json_default, _table
 
 
 @app.command("workers")
 @_handle_errors
 def workers_cmd(
-    as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON object per line, every column.")
-    ] = False,
+    as_json: AsJson = False,
     connection: Connection = None,
 ) -> None:
     """List registered workers: alive, hung or dead, and the jobs each has locked."""
