@@ -3,16 +3,25 @@
 import json
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from errands.cli._app import app
-from errands.cli._common import Connection, _connect, _fail, _handle_errors, resolve_conninfo
+from errands.cli._common import (
+    AsJson,
+    Connection,
+    _connect,
+    _fail,
+    _handle_errors,
+    resolve_conninfo,
+)
 from errands.cli._format import _format_time, _job_json, _table, _truncate
 
 if TYPE_CHECKING:
     import psycopg
+
+    from errands.job import JobKeyMode
 
 
 @app.command("add")
@@ -78,25 +87,20 @@ def add_cmd(
         except (OverflowError, ValueError):
             _fail(f"invalid --timeout {timeout!r}: expected a number of seconds")
     from errands import _queries
+    from errands.enqueue import add_job_params
 
+    params = add_job_params(
+        identifier, queue_name=queue, run_at=when, max_attempts=max_attempts, job_key=job_key,
+        priority=priority, flags=flag or None, timeout=limit,
+        # Any word: errands.add_job rejects an unknown mode with its own message.
+        job_key_mode=cast("JobKeyMode | None", job_key_mode),
+    )  # fmt: skip
+    if payload is not None:  # as given, a JSON null too (no payload: the SQL default)
+        params["payload"] = json.dumps(parsed_payload)
     # One transaction: a job whose row cannot be read back (e.g. a run_at before
     # year 1 in UTC) is not left behind by a failed command.
     with _connect(resolve_conninfo(connection)) as conn, conn.transaction():
-        row = conn.execute(
-            _queries.ADD_JOB,
-            {
-                "identifier": identifier,
-                "payload": json.dumps(parsed_payload) if payload is not None else None,
-                "queue_name": queue,
-                "run_at": when,
-                "max_attempts": max_attempts,
-                "job_key": job_key,
-                "priority": priority,
-                "flags": flag or None,
-                "job_key_mode": job_key_mode,
-                "timeout": limit,
-            },
-        ).fetchone()
+        row = conn.execute(_queries.ADD_JOB, params).fetchone()
     if row is None or row["id"] is None:
         _fail("add_job returned no job")
     typer.echo(_job_json(row))
@@ -161,9 +165,7 @@ def jobs_cmd(
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=0, help="At most this many jobs (0: all).")
     ] = 50,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON object per line, every column.")
-    ] = False,
+    as_json: AsJson = False,
     connection: Connection = None,
 ) -> None:
     """List jobs: pending, scheduled, running, failed (waiting to retry) and dead."""
