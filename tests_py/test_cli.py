@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -128,6 +129,23 @@ def test_help_lists_every_command() -> None:
     for command in ("install", "worker", "add", "jobs", "retry", "remove", "cleanup", "db"):
         assert command in out
     assert "start" in ok(cli("db", "--help"))
+
+
+def test_help_lists_the_commands_in_their_usual_order() -> None:
+    order = ["install", "worker", "add", "jobs", "retry", "remove", "cleanup", "workers", "db",
+             "cron"]  # fmt: skip
+    commands = ok(cli("--help")).split("Commands")[1]
+    listed = re.findall(r"^│ (\S+)", commands, flags=re.MULTILINE)  # not wrapped lines
+    assert listed == order
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "errands.cli", "--version"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("errands 0.")
 
 
 # --- add ------------------------------------------------------------------------------

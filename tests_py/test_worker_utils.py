@@ -40,6 +40,76 @@ def test_add_job_follows_the_callers_transaction(conn: psycopg.Connection[Any]) 
     assert [j["id"] for j in jobs(conn)] == [added.id]
 
 
+#: Every job option but job_key, each with a value other than its default.
+ALL_OPTIONS: dict[str, Any] = {
+    "queue_name": "q-all", "max_attempts": 7, "priority": 4, "flags": ("f1", "f2"),
+    "job_key_mode": "preserve_run_at", "timeout": 12.5,
+}  # fmt: skip
+
+
+def test_every_add_job_takes_every_option(db: str, conn: psycopg.Connection[Any]) -> None:
+    """errands.add_job(_async), WorkerUtils, SyncWorkerUtils and Helpers: one set of
+    keyword options, each passed through to errands.add_job."""
+    run_at = datetime.now(timezone.utc) + timedelta(hours=1)
+    added: dict[str, errands.Job] = {}
+
+    def options(key: str) -> dict[str, Any]:
+        return {**ALL_OPTIONS, "run_at": run_at, "job_key": key}
+
+    added["add_job"] = errands.add_job(conn, "t", {"p": 1}, **options("add_job"))
+    with errands.SyncWorkerUtils(db) as sync_utils:
+        added["sync_utils"] = sync_utils.add_job("t", {"p": 1}, **options("sync_utils"))
+
+    async def main() -> None:
+        async with await psycopg.AsyncConnection.connect(db, autocommit=True) as aconn:
+            added["add_job_async"] = await errands.add_job_async(
+                aconn, "t", {"p": 1}, **options("add_job_async")
+            )
+        async with errands.WorkerUtils(db) as utils:
+            added["utils"] = await utils.add_job("t", {"p": 1}, **options("utils"))
+
+    asyncio.run(main())
+
+    @task
+    def adds_sync(payload: Any, helpers: Helpers) -> None:
+        added["helpers_sync"] = helpers.add_job_sync("t", {"p": 1}, **options("helpers_sync"))
+
+    @task
+    async def adds_async(payload: Any, helpers: Helpers) -> None:
+        added["helpers"] = await helpers.add_job("t", {"p": 1}, **options("helpers"))
+
+    errands.add_job(conn, "adds_sync")
+    errands.add_job(conn, "adds_async")
+    run_task_list_once(conn, [adds_sync, adds_async])
+
+    assert len(added) == 6
+    for key, new in added.items():
+        assert (new.key, new.payload, new.run_at) == (key, {"p": 1}, run_at)
+        assert (new.queue_name, new.max_attempts, new.priority) == ("q-all", 7, 4)
+        assert (new.flags, new.timeout) == (frozenset({"f1", "f2"}), 12.5)
+    # job_key_mode preserve_run_at: a second add with the key keeps the job's run_at.
+    again = errands.add_job(conn, "t", **{**options("add_job"), "run_at": None})
+    assert (again.id, again.run_at) == (added["add_job"].id, run_at)
+    assert sorted(j["key"] for j in jobs(conn)) == sorted(added)
+
+
+def test_a_misspelt_job_option_is_a_type_error(db: str, conn: psycopg.Connection[Any]) -> None:
+    """The options are keyword arguments checked by name, as a signature would: a typo
+    raises TypeError (naming it) before anything is sent."""
+    with pytest.raises(TypeError, match="'quue_name'"):
+        errands.add_job(conn, "t", quue_name="q")  # type: ignore[call-arg]
+    with errands.SyncWorkerUtils(db) as utils, pytest.raises(TypeError, match="'retries'"):
+        utils.add_job("t", retries=3)  # type: ignore[call-arg]
+
+    async def main() -> None:
+        async with errands.WorkerUtils(db) as utils:
+            with pytest.raises(TypeError, match="'job_keymode'"):
+                await utils.add_job("t", job_keymode="replace")  # type: ignore[call-arg]
+
+    asyncio.run(main())
+    assert jobs(conn) == []
+
+
 def test_add_jobs_on_the_callers_connection(conn: psycopg.Connection[Any]) -> None:
     run_at = datetime.now(timezone.utc) + timedelta(minutes=5)
     added = errands.add_jobs(

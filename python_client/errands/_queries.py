@@ -75,3 +75,50 @@ WORKER_RETURN_JOBS: Final = sql.SQL(
 RESET_LOCKED: Final = sql.SQL("SELECT errands.reset_locked(%(older_than)s::interval)")
 #: ``older_than`` of the worker's sweep: locks older than this are presumed dead.
 STALE_LOCK_AGE: Final = "4 hours"
+
+# --- the command line (errands.cli) --------------------------------------------------
+
+#: `errands install`: the schema version now installed.
+SCHEMA_VERSION: Final = sql.SQL("SELECT max(id) FROM errands.migrations")
+
+#: `errands jobs`: the jobs of ``errands.jobs`` with their state, filtered; the one
+#: definition of the states `errands jobs` shows.
+JOBS_WITH_STATE: Final = sql.SQL("""
+SELECT j.*
+FROM (
+    SELECT v.*,
+           CASE
+               WHEN v.locked_at IS NOT NULL THEN 'running'
+               WHEN v.attempts >= v.max_attempts THEN 'dead'
+               WHEN v.attempts > 0 AND v.last_error IS NOT NULL THEN 'failed'
+               WHEN v.run_at > now() THEN 'scheduled'
+               ELSE 'pending'
+           END AS state
+    FROM errands.jobs v
+) j
+WHERE (%(state)s::text IS NULL OR j.state = %(state)s::text)
+  AND (%(task)s::text IS NULL OR j.task_identifier = %(task)s::text)
+  AND (%(queue)s::text IS NULL OR j.queue_name = %(queue)s::text)
+ORDER BY j.id
+LIMIT %(limit)s::bigint
+""")
+
+#: `errands retry`: due now, with a fresh set of attempts.
+RETRY_JOBS: Final = sql.SQL(
+    "SELECT id FROM errands.reschedule_jobs(%(ids)s::bigint[], run_at => now(), attempts => 0)"
+)
+
+#: `errands workers`: every registered worker, oldest first.
+WORKERS: Final = sql.SQL(
+    "SELECT id, host, pid, started_at, last_heartbeat, state, running_job_ids"
+    " FROM errands.workers ORDER BY started_at, id"
+)
+
+#: `errands cron check`: each item of a crontab with its next run times (NULL run_at:
+#: it never runs).
+CRON_NEXT_RUNS: Final = sql.SQL("""
+SELECT p.line_number, p.id, p.task, p.options, n.run_at
+FROM errands.parse_crontab(%(crontab)s) p
+LEFT JOIN errands.cron_next_runs(%(crontab)s, now(), %(n)s) n ON n.id = p.id
+ORDER BY p.line_number, n.run_at
+""")

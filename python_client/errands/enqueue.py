@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 import psycopg
 from psycopg.rows import dict_row
@@ -27,33 +27,61 @@ from errands._connections import execute_prepare
 from errands._json import job_cursor
 from errands.job import Job, JobKeyMode, SpecLike, specs_json
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+
+class JobOptions(TypedDict, total=False):
+    """The options of one job: the keyword arguments of every ``add_job`` (this
+    module's, :class:`~errands.WorkerUtils`' and :class:`~errands.Helpers`').
+
+    An option left out or ``None`` takes the SQL default (see ``errands.add_job``).
+    """
+
+    queue_name: str | None
+    """A named queue: its jobs run one at a time, in order."""
+    run_at: datetime | None
+    """When the job is due (default now); should be timezone-aware."""
+    max_attempts: int | None
+    """Tries before the job fails for good (default 25)."""
+    job_key: str | None
+    """Replace or deduplicate the job holding this key (see ``job_key_mode``)."""
+    priority: int | None
+    """Lower runs first (default 0)."""
+    flags: Sequence[str] | None
+    """Flags a worker can forbid (``forbidden_flags``)."""
+    job_key_mode: JobKeyMode | None
+    """What a job with an existing key does (default ``replace``)."""
+    timeout: float | timedelta | None
+    """How long each try may run, in seconds or as a timedelta (overrides the task's)."""
+
+
+#: The option names, each an ``ADD_JOB`` parameter; all NULL unless given.
+_OPTION_NAMES: Final = frozenset(JobOptions.__optional_keys__)
+_NO_OPTIONS: Final = dict.fromkeys(_OPTION_NAMES)
+
 
 def add_job_params(
-    identifier: str,
-    payload: Any = None,
-    *,
-    queue_name: str | None = None,
-    run_at: datetime | None = None,
-    max_attempts: int | None = None,
-    job_key: str | None = None,
-    priority: int | None = None,
-    flags: Sequence[str] | None = None,
-    job_key_mode: JobKeyMode | None = None,
-    timeout: float | timedelta | None = None,
+    identifier: str, payload: Any = None, **options: Unpack[JobOptions]
 ) -> dict[str, Any]:
-    """The parameters of :data:`errands._queries.ADD_JOB`."""
-    return {
-        "identifier": identifier,
-        "payload": Json(payload) if payload is not None else None,
-        "queue_name": queue_name,
-        "run_at": run_at,
-        "max_attempts": max_attempts,
-        "job_key": job_key,
-        "priority": priority,
-        "flags": list(flags) if flags is not None else None,
-        "job_key_mode": job_key_mode,
-        "timeout": timedelta(seconds=timeout) if isinstance(timeout, (int, float)) else timeout,
-    }
+    """The parameters of :data:`errands._queries.ADD_JOB`.
+
+    Raises :exc:`TypeError` for a keyword that is not a :class:`JobOptions` name (the
+    callers take ``**options``, so Python itself does not check them).
+    """
+    if not options.keys() <= _OPTION_NAMES:
+        unknown = ", ".join(repr(k) for k in sorted(options.keys() - _OPTION_NAMES))
+        raise TypeError(f"add_job() got an unexpected keyword argument {unknown}")
+    params: dict[str, Any] = {**_NO_OPTIONS, **options}
+    params["identifier"] = identifier
+    params["payload"] = Json(payload) if payload is not None else None
+    flags = options.get("flags")
+    if flags is not None:
+        params["flags"] = list(flags)
+    timeout = options.get("timeout")
+    if isinstance(timeout, (int, float)):
+        params["timeout"] = timedelta(seconds=timeout)
+    return params
 
 
 def add_jobs_params(specs: Iterable[SpecLike], job_key_preserve_run_at: bool) -> dict[str, Any]:
@@ -65,26 +93,15 @@ def add_job(
     conn: psycopg.Connection[Any],
     identifier: str,
     payload: Any = None,
-    *,
-    queue_name: str | None = None,
-    run_at: datetime | None = None,
-    max_attempts: int | None = None,
-    job_key: str | None = None,
-    priority: int | None = None,
-    flags: Sequence[str] | None = None,
-    job_key_mode: JobKeyMode | None = None,
-    timeout: float | timedelta | None = None,
+    **options: Unpack[JobOptions],
 ) -> Job:
     """Add one job through ``conn``, in its current transaction (``errands.add_job``).
 
-    ``None`` arguments take the SQL defaults: payload ``{}``, run_at now, max_attempts
-    25, priority 0, job_key_mode ``replace``.  ``run_at`` should be timezone-aware.
+    The keyword arguments are the :class:`JobOptions`; ``None`` takes the SQL
+    default (payload ``{}``, run_at now, max_attempts 25, priority 0, job_key_mode
+    ``replace``).  ``run_at`` should be timezone-aware.
     """
-    params = add_job_params(
-        identifier, payload, queue_name=queue_name, run_at=run_at, max_attempts=max_attempts,
-        job_key=job_key, priority=priority, flags=flags, job_key_mode=job_key_mode,
-        timeout=timeout,
-    )  # fmt: skip
+    params = add_job_params(identifier, payload, **options)
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(q.ADD_JOB, params, prepare=execute_prepare())
         row = cur.fetchone()
@@ -110,22 +127,10 @@ async def add_job_async(
     conn: psycopg.AsyncConnection[Any],
     identifier: str,
     payload: Any = None,
-    *,
-    queue_name: str | None = None,
-    run_at: datetime | None = None,
-    max_attempts: int | None = None,
-    job_key: str | None = None,
-    priority: int | None = None,
-    flags: Sequence[str] | None = None,
-    job_key_mode: JobKeyMode | None = None,
-    timeout: float | timedelta | None = None,
+    **options: Unpack[JobOptions],
 ) -> Job:
     """:func:`add_job` for an :class:`psycopg.AsyncConnection`."""
-    params = add_job_params(
-        identifier, payload, queue_name=queue_name, run_at=run_at, max_attempts=max_attempts,
-        job_key=job_key, priority=priority, flags=flags, job_key_mode=job_key_mode,
-        timeout=timeout,
-    )  # fmt: skip
+    params = add_job_params(identifier, payload, **options)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(q.ADD_JOB, params, prepare=execute_prepare())
         row = await cur.fetchone()

@@ -6,18 +6,20 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Iterable, MutableMapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from errands.enqueue import add_job, add_job_async, add_jobs, add_jobs_async
-from errands.job import Job, JobKeyMode, SpecLike
+from errands.job import Job, SpecLike
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from errands._connections import ConnectionSource, SyncConnections
+    from errands.enqueue import JobOptions
 
 job_logger = logging.getLogger("errands.job")
 
@@ -131,24 +133,11 @@ class Helpers:
         self,
         identifier: str,
         payload: Any = None,
-        *,
-        queue_name: str | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        job_key: str | None = None,
-        priority: int | None = None,
-        flags: Sequence[str] | None = None,
-        job_key_mode: JobKeyMode | None = None,
-        timeout: float | timedelta | None = None,
+        **options: Unpack[JobOptions],
     ) -> Job:
         """Add a job (see :func:`errands.add_job`)."""
         async with self.connection() as conn:
-            return await add_job_async(
-                conn, identifier, payload, queue_name=queue_name, run_at=run_at,
-                max_attempts=max_attempts, job_key=job_key, priority=priority, flags=flags,
-                job_key_mode=job_key_mode,
-                timeout=timeout,
-            )  # fmt: skip
+            return await add_job_async(conn, identifier, payload, **options)
 
     async def add_jobs(
         self, specs: Iterable[SpecLike], *, job_key_preserve_run_at: bool = False
@@ -163,24 +152,11 @@ class Helpers:
         self,
         identifier: str,
         payload: Any = None,
-        *,
-        queue_name: str | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        job_key: str | None = None,
-        priority: int | None = None,
-        flags: Sequence[str] | None = None,
-        job_key_mode: JobKeyMode | None = None,
-        timeout: float | timedelta | None = None,
+        **options: Unpack[JobOptions],
     ) -> Job:
         """:meth:`add_job` for sync tasks."""
         with self.sync_connection() as conn:
-            return add_job(
-                conn, identifier, payload, queue_name=queue_name, run_at=run_at,
-                max_attempts=max_attempts, job_key=job_key, priority=priority, flags=flags,
-                job_key_mode=job_key_mode,
-                timeout=timeout,
-            )  # fmt: skip
+            return add_job(conn, identifier, payload, **options)
 
     def add_jobs_sync(
         self, specs: Iterable[SpecLike], *, job_key_preserve_run_at: bool = False

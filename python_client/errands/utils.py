@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -29,7 +29,12 @@ from errands._connections import connect_kwargs
 from errands._json import job_cursor
 from errands._retry import retry_transient, retry_transient_sync
 from errands.enqueue import add_job_params, add_jobs_params
-from errands.job import Job, JobKeyMode, SpecLike
+from errands.job import Job, SpecLike
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from errands.enqueue import JobOptions
 
 DEFAULT_CLEANUP = ("GC_JOB_QUEUES",)
 
@@ -137,23 +142,10 @@ class WorkerUtils:
         self,
         identifier: str,
         payload: Any = None,
-        *,
-        queue_name: str | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        job_key: str | None = None,
-        priority: int | None = None,
-        flags: Sequence[str] | None = None,
-        job_key_mode: JobKeyMode | None = None,
-        timeout: float | timedelta | None = None,
+        **options: Unpack[JobOptions],
     ) -> Job:
         """``errands.add_job`` (see :func:`errands.add_job`)."""
-        params = add_job_params(
-            identifier, payload, queue_name=queue_name, run_at=run_at,
-            max_attempts=max_attempts, job_key=job_key, priority=priority, flags=flags,
-            job_key_mode=job_key_mode,
-            timeout=timeout,
-        )  # fmt: skip
+        params = add_job_params(identifier, payload, **options)
         return _jobs(await self._rows(q.ADD_JOB, params))[0]
 
     async def add_jobs(
@@ -260,22 +252,9 @@ class SyncWorkerUtils:
         self,
         identifier: str,
         payload: Any = None,
-        *,
-        queue_name: str | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        job_key: str | None = None,
-        priority: int | None = None,
-        flags: Sequence[str] | None = None,
-        job_key_mode: JobKeyMode | None = None,
-        timeout: float | timedelta | None = None,
+        **options: Unpack[JobOptions],
     ) -> Job:
-        params = add_job_params(
-            identifier, payload, queue_name=queue_name, run_at=run_at,
-            max_attempts=max_attempts, job_key=job_key, priority=priority, flags=flags,
-            job_key_mode=job_key_mode,
-            timeout=timeout,
-        )  # fmt: skip
+        params = add_job_params(identifier, payload, **options)
         return _jobs(self._rows(q.ADD_JOB, params))[0]
 
     def add_jobs(
