@@ -29,7 +29,7 @@ ForbiddenFlags: TypeAlias = (
 """Flags a fetched job must not have: a list, or a (sync or async) function
 returning one, called before every fetch."""
 
-CrontabSource: TypeAlias = "str | os.PathLike[str]"
+CrontabSource: TypeAlias = str | os.PathLike[str]
 """Crontab text, or the path of a crontab file."""
 
 LOCAL_QUEUE_SIZE = 500
