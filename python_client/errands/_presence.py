@@ -96,12 +96,12 @@ class Presence:
         )  # fmt: skip
         self._started = True
 
-    def without_lock(self) -> bool:
-        """Whether the worker runs without its LISTEN connection, which holds its
-        advisory lock: other workers may then declare it dead at any moment and
+    def may_work(self) -> bool:
+        """False while the worker runs without its LISTEN connection, which holds
+        its advisory lock: other workers may then declare it dead at any moment and
         release its jobs and queues, so it must neither fetch nor start jobs (they
         would run twice, and a named queue could run two jobs at once)."""
-        return self._listen and self._started and self.conn is None
+        return self.conn is not None or not (self._listen and self._started)
 
     async def stop_listening(self) -> None:
         """Stop reconnecting and reading notifications; the connection (and with it

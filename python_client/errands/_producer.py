@@ -34,7 +34,7 @@ class Producer:
 
     ``running`` is the collection of busy slots (its length is read); ``start``
     puts a job into a free slot; ``hand_back`` returns fetched jobs unstarted;
-    ``may_start`` says whether jobs may be fetched and started now; ``track``
+    ``may_start`` (if given) says whether jobs may be started now; ``track``
     is given the tasks handing back stale jobs (for the shutdown to await)."""
 
     def __init__(
@@ -48,7 +48,7 @@ class Producer:
         fetch: Callable[[int], Awaitable[list[Job]]],
         start: Callable[[Job], None],
         hand_back: Callable[[list[Job]], Coroutine[Any, Any, None]],
-        may_start: Callable[[], bool] = lambda: True,
+        may_start: Callable[[], bool] | None = None,
         track: Callable[[asyncio.Task[None]], None] = lambda _task: None,
         emit: Emit = lambda *_args, **_kwargs: None,
         outage: Outage | None = None,
@@ -91,7 +91,8 @@ class Producer:
         """Start queued jobs in the free slots (stale ones are handed back)."""
         queue = self.queue
         free = self.concurrency - len(self.running)
-        if queue and free > 0 and not self.stopping and self._may_start():
+        may_start = self._may_start
+        if queue and free > 0 and not self.stopping and (may_start is None or may_start()):
             ready, stale = queue.take(free)
             for job in ready:
                 self._start(job)

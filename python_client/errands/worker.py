@@ -149,8 +149,8 @@ class Worker:
             self._queue, self._executor.running, concurrency=opts.concurrency,
             continuous=continuous, poll_interval=opts.poll_interval, fetch=self._fetch,
             start=self._executor.start, hand_back=self._return_jobs,
-            may_start=self._may_start, track=self._executor.track, emit=self._emit,
-            outage=self._outage,
+            may_start=self._presence.may_work if self._presence is not None else None,
+            track=self._executor.track, emit=self._emit, outage=self._outage,
         )  # fmt: skip
         self._executor.on_release = self._producer.slot_freed
         self._force = asyncio.Event()
@@ -254,10 +254,6 @@ class Worker:
     def _nudge(self) -> None:
         self._producer.nudge()
 
-    def _may_start(self) -> bool:
-        """Jobs may be fetched and started: not while the advisory lock is lost."""
-        return self._presence is None or not self._presence.without_lock()
-
     async def _reconnected(self) -> None:
         # Jobs buffered while the lock was lost may have been rescued meanwhile:
         # hand back those still ours (SQL skips the others).
@@ -266,7 +262,7 @@ class Worker:
 
     async def _fetch(self, count: int) -> list[Job]:
         """``get_jobs`` for up to ``count`` jobs (none while the lock is lost)."""
-        if not self._may_start():
+        if self._presence is not None and not self._presence.may_work():
             return []
         params = {
             "worker_id": self.worker_id,
