@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeAlias, TypedDict
@@ -37,8 +36,9 @@ LOCAL_QUEUE_SIZE = 500
 
 
 def new_worker_id() -> str:
-    """A random worker id (the default ``worker_id``)."""
-    return "worker-" + secrets.token_hex(9)
+    """A random worker id (the default ``worker_id``).  ``os.urandom``, not
+    ``secrets``: the CLI's ``--once`` path does not pay for importing hashlib."""
+    return "worker-" + os.urandom(9).hex()
 
 
 @dataclass(frozen=True)
