@@ -24,16 +24,18 @@ from errands._constants import STALE_LOCK_AGE
 from errands._options import WorkerOptions, new_worker_id
 from errands._retry import retry_transient_sync
 from errands.events import Event, Events
+from errands.logs import attach_job_logging
 
 
 def finds_nothing_to_run(
     conn: psycopg.Connection[Any],
     identifiers: list[str],
     options: WorkerOptions,
-    events: Events,
+    events: Events | None = None,
 ) -> bool:
     """Whether a run-once worker for the tasks ``identifiers`` would find nothing
-    to run now (then it has done the worker's sweep and emitted its events)."""
+    to run now (then it has done the worker's sweep and emitted its events to
+    ``events``, by default logged as :func:`errands.run_once` logs them)."""
     worker_id = options.worker_id or new_worker_id()
     flags = options.forbidden_flags
     if callable(flags):
@@ -55,6 +57,10 @@ def finds_nothing_to_run(
     swept, found = retry_transient_sync(probe, "the --once sweep and fetch")
     if found:
         return False
+    if events is None:
+        events = Events()
+        if options.log_jobs:
+            attach_job_logging(events, quiet=options.quiet)
     count = (next(iter(swept.values())) if isinstance(swept, dict) else swept[0]) if swept else 0
     events.emit(Event("worker:sweep", worker_id, data={"count": count}))
     data = {"tasks": identifiers, "concurrency": options.concurrency}

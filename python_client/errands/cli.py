@@ -442,12 +442,8 @@ def worker_cmd(
         _configure_logging(quiet=quiet, log_format=log_format)
         if once:
             from errands._once import finds_nothing_to_run
-            from errands.events import Events
-            from errands.logs import attach_job_logging
 
-            events = Events()
-            attach_job_logging(events, quiet=quiet)
-            if finds_nothing_to_run(conn, registry.identifiers, options, events):
+            if finds_nothing_to_run(conn, registry.identifiers, options):
                 return
 
     from errands.runner import run_sync
