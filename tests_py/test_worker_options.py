@@ -84,10 +84,6 @@ def test_run_once_takes_options_and_keyword_overrides(
 
 
 def test_the_shared_constants_agree_with_the_database(conn: psycopg.Connection[Any]) -> None:
-    row = conn.execute(
-        "SELECT errands._stale_lock_age() = %s::interval", [_constants.STALE_LOCK_AGE]
-    ).fetchone()
-    assert row == (True,)
     key = _constants.WORKER_LOCK_KEY
     row = conn.execute(
         f"SELECT {key} = errands._worker_lock_key(%(worker_id)s)", {"worker_id": "worker-abc"}
@@ -104,3 +100,25 @@ def test_the_shared_constants_agree_with_the_database(conn: psycopg.Connection[A
         graces = {float(grace[0])}
     assert graces == {_constants.RESCUE_GRACE}
     assert _constants.LOCKLESS_HEARTBEAT_INTERVAL * 4 <= _constants.RESCUE_GRACE
+
+
+def test_the_worker_sweeps_locks_older_than_the_sql_stale_lock_age(
+    db: str, conn: psycopg.Connection[Any]
+) -> None:
+    @task
+    async def unrelated(payload: Any, helpers: Helpers) -> None:
+        pass
+
+    ids = [
+        conn.execute("SELECT id FROM errands.add_job('theirs')").fetchone()[0]  # type: ignore[index]
+        for _ in range(2)
+    ]
+    for job_id, offset in zip(ids, ["-1 minute", "1 minute"], strict=True):
+        conn.execute(
+            "UPDATE errands._jobs SET locked_by = 'gone',"
+            " locked_at = now() - errands._stale_lock_age() + %s::interval WHERE id = %s",
+            [offset, job_id],
+        )
+    asyncio.run(errands.run_once(db, [unrelated], log_jobs=False))
+    rows = conn.execute("SELECT id, locked_by FROM errands.jobs ORDER BY id").fetchall()
+    assert rows == [(ids[0], None), (ids[1], "gone")]  # older than the age: reset

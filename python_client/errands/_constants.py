@@ -1,16 +1,14 @@
 """Values that must agree with the SQL side, each defined once for Python.
 
-The SQL side holds its own copy of each (named below); ``tests_py/test_constants.py``
-compares the two on a live database, so neither can drift alone.
+The SQL side holds its own copy of each (named below);
+``tests_py/test_worker_options.py`` compares the two on a live database, so neither
+can drift alone.  The stale-lock age (4 hours) is not here: the worker's sweep calls
+``errands.reset_locked()`` with its SQL default, so only SQL holds it.
 """
 
 from __future__ import annotations
 
 from typing import Final
-
-STALE_LOCK_AGE: Final = "4 hours"
-"""``older_than`` of the worker's ``reset_locked`` sweep: a lock older than this
-belongs to a worker presumed dead.  SQL: ``errands._stale_lock_age()``."""
 
 WORKER_LOCK_KEY: Final = "pg_catalog.hashtextextended(%(worker_id)s::text, 0)"
 """The advisory-lock key of a worker, as an SQL expression of the ``worker_id``

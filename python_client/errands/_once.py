@@ -20,7 +20,6 @@ from typing import Any
 import psycopg
 
 from errands import _queries as q
-from errands._constants import STALE_LOCK_AGE
 from errands._options import WorkerOptions, new_worker_id
 from errands._retry import retry_transient_sync
 from errands.events import Event, Events
@@ -46,7 +45,7 @@ def finds_nothing_to_run(
     def probe() -> tuple[Any, bool]:
         found = False
         with conn.transaction() as tx:
-            swept = conn.execute(q.RESET_LOCKED, {"older_than": STALE_LOCK_AGE}).fetchone()
+            swept = conn.execute(q.RESET_LOCKED).fetchone()
             if conn.execute(q.GET_JOBS, params).fetchone() is not None:
                 found = True
                 raise psycopg.Rollback(tx)

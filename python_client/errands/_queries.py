@@ -74,7 +74,9 @@ WORKER_FAIL_JOBS: Final = sql.SQL(
 WORKER_RETURN_JOBS: Final = sql.SQL(
     "SELECT * FROM errands.worker_return_jobs(%(worker_id)s::text, %(ids)s::bigint[])"
 )
-RESET_LOCKED: Final = sql.SQL("SELECT errands.reset_locked(%(older_than)s::interval)")
+#: The worker's sweep: ``older_than`` is left to its SQL default, the stale-lock age,
+#: so that the age is defined on the SQL side only.
+RESET_LOCKED: Final = sql.SQL("SELECT errands.reset_locked()")
 
 # --- the worker: registration, liveness, cron, sessions ------------------------------
 # (errands._heartbeat, errands._cron, errands._connections; values shared with the

@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 from errands import _json
 from errands import _queries as q
 from errands._connections import ConnectionSource, SyncConnections
-from errands._constants import STALE_LOCK_AGE
 from errands._executor import (
     ABORT_GRACE,
     BatchFailure,
@@ -74,7 +73,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ABORT_GRACE",
     "LISTEN_KEEPALIVES",
-    "STALE_LOCK_AGE",
     "SWEEP_INTERVAL",
     "BatchFailure",
     "ForbiddenFlags",
@@ -306,7 +304,7 @@ class Worker:
     async def _sweep(self) -> None:
         async def sweep() -> Any:
             async with self._source.connection() as conn:
-                cur = await conn.execute(q.RESET_LOCKED, {"older_than": STALE_LOCK_AGE})
+                cur = await conn.execute(q.RESET_LOCKED)
                 return await cur.fetchone()
 
         row = await retry_transient(sweep, "reset_locked")
