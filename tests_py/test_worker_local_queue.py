@@ -17,7 +17,7 @@ import pytest
 from worker_support import jobs
 
 import errands
-from errands import Events, Helpers, JobSpec, task
+from errands import Events, Helpers, JobSpec, _local_queue, task
 from errands import worker as worker_module
 
 
@@ -60,7 +60,7 @@ def test_fast_jobs_are_fetched_in_batches_larger_than_the_free_slots(
 def test_buffered_jobs_are_handed_back_when_every_slot_stays_busy(
     db: str, conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker_module, "LOCAL_QUEUE_TTL", 0.5)
+    monkeypatch.setattr(_local_queue, "LOCAL_QUEUE_TTL", 0.5)
     started: list[str] = []
     done: list[str] = []
     events = Events()

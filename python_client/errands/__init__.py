@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from errands._install import install, install_async, render_install_sql
+    from errands._options import WorkerOptions
     from errands.enqueue import add_job, add_job_async, add_jobs, add_jobs_async
     from errands.events import Event, Events
     from errands.helpers import AbortSignal, Helpers
@@ -32,6 +33,7 @@ __all__ = [
     "TaskRegistry",
     "TaskTimeout",
     "Worker",
+    "WorkerOptions",
     "WorkerShutdown",
     "WorkerUtils",
     "__version__",
@@ -69,6 +71,7 @@ _EXPORTS: dict[str, str] = {
     "TaskRegistry": "errands.tasks",
     "TaskTimeout": "errands.worker",
     "Worker": "errands.worker",
+    "WorkerOptions": "errands._options",
     "WorkerShutdown": "errands.worker",
     "WorkerUtils": "errands.utils",
     "add_job": "errands.enqueue",

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from errands import _queries as q
+
 if TYPE_CHECKING:  # psycopg_pool is imported where a pool is made (not by `import errands`)
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -113,14 +115,14 @@ async def utc_by_its_name(conn: psycopg.AsyncConnection[Any]) -> None:
     and ``tzinfo=datetime.timezone.utc`` instead of ``ZoneInfo('Etc/UTC')``.  Other
     zones are left alone."""
     if conn.info.parameter_status("TimeZone") in UTC_ALIASES:
-        await conn.execute("SET TimeZone TO 'UTC'")
+        await conn.execute(q.SET_TIMEZONE_UTC)
 
 
 def utc_by_its_name_sync(conn: psycopg.Connection[Any]) -> None:
     """:func:`utc_by_its_name` for the blocking pool of sync tasks, so that
     ``helpers.sync_connection()`` sees the same zone as ``helpers.connection()``."""
     if conn.info.parameter_status("TimeZone") in UTC_ALIASES:
-        conn.execute("SET TimeZone TO 'UTC'")
+        conn.execute(q.SET_TIMEZONE_UTC)
 
 
 def connection_params(

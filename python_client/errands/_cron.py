@@ -18,10 +18,10 @@ from typing import Any, Final
 
 from psycopg_pool import AsyncConnectionPool
 
-log = logging.getLogger("errands.cron")
+from errands import _queries as q
+from errands._options import CrontabSource
 
-CrontabSource = str | os.PathLike[str]
-"""Crontab text, or the path of a crontab file."""
+log = logging.getLogger("errands.cron")
 
 #: Seconds after the top of the minute at which the worker ticks.
 TICK_DELAY: Final = 0.05
@@ -56,7 +56,7 @@ class CronScheduler:
 
     async def set_crontab(self) -> int:
         async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT errands.set_crontab(%s, %s)", (self.text, self.source))
+            cur = await conn.execute(q.SET_CRONTAB, {"crontab": self.text, "source": self.source})
             row = await cur.fetchone()
         count = int(row[0]) if row else 0
         log.info("cron: %d crontab item%s", count, "" if count == 1 else "s")
@@ -64,7 +64,7 @@ class CronScheduler:
 
     async def tick(self) -> int:
         async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT errands.cron_tick()")
+            cur = await conn.execute(q.CRON_TICK)
             row = await cur.fetchone()
         count = int(row[0]) if row else 0
         if count:

@@ -1,7 +1,7 @@
-"""Worker registry and crashed-worker rescue (migration 0007_workers.sql).
+"""Worker registry and crashed-worker rescue: the SQL calls of a worker's liveness.
 
 A continuous worker registers itself (``errands.register_worker``) and holds the
-session-level advisory lock ``pg_advisory_lock(hashtextextended(worker_id, 0))``
+session-level advisory lock of :data:`errands._constants.WORKER_LOCK_KEY`
 on its LISTEN connection, which lives as long as the worker: PostgreSQL releases
 the lock the moment that session ends, so ``errands.rescue_workers`` (which every
 live worker calls every :data:`RESCUE_INTERVAL` seconds) sees at once that a
@@ -10,7 +10,7 @@ killed worker is gone and makes its jobs runnable again.  ``heartbeat`` every
 open (after ``heartbeat_timeout``).  A clean stop calls ``unregister_worker``.
 
 A worker without a LISTEN connection (``listen=False``, for PgBouncer in
-transaction pooling mode, migration 0011) holds no session lock: it registers
+transaction pooling mode) holds no session lock: it registers
 with ``session_lock => false`` (:func:`register_sessionless`) and is declared
 dead only by heartbeat timeout.
 """
@@ -27,8 +27,11 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import psycopg
+from psycopg import sql
 
+from errands import _queries as q
 from errands._connections import ConnectionSource
+from errands._constants import LOCKLESS_HEARTBEAT_INTERVAL
 from errands._retry import Outage, is_connection_error, retry_transient
 from errands.logs import error_message
 
@@ -36,32 +39,8 @@ logger = logging.getLogger("errands.worker")
 
 RESCUE_INTERVAL: Final = 2.0
 """Seconds between two ``rescue_workers`` calls of one worker."""
-LOCKLESS_HEARTBEAT_INTERVAL: Final = 0.25
-"""Seconds between heartbeats while the worker's advisory lock is lost (its LISTEN
-connection is reconnecting): ``rescue_workers`` spares a worker without its lock
-whose heartbeat is fresher than 1.5 s (migration 0009)."""
-
-TRY_LOCK: Final = "SELECT pg_try_advisory_lock(hashtextextended(%(worker_id)s, 0))"
-REGISTER: Final = "SELECT errands.register_worker(%(worker_id)s, %(host)s, %(pid)s)"
-REGISTER_SESSIONLESS: Final = (
-    "SELECT errands.register_worker(%(worker_id)s, %(host)s, %(pid)s, false)"
-)
-HEARTBEAT: Final = "SELECT errands.heartbeat(%(worker_id)s)"
-RESCUE: Final = "SELECT errands.rescue_workers(%(timeout)s * interval '1 second')"
-UNREGISTER: Final = "SELECT errands.unregister_worker(%(worker_id)s)"
 
 Emit = Callable[..., None]
-
-
-def check_heartbeat(interval: float, timeout: float) -> None:
-    """Refuse bad heartbeat settings: ``interval`` > 0 and ``timeout`` > ``interval``."""
-    if not interval > 0:
-        raise ValueError(f"errands: heartbeat_interval must be positive, got {interval}")
-    if not timeout > interval:
-        raise ValueError(
-            "errands: heartbeat_timeout must be greater than heartbeat_interval "
-            f"({interval}), got {timeout}"
-        )
 
 
 async def register(conn: psycopg.AsyncConnection[Any], worker_id: str) -> bool:
@@ -69,7 +48,7 @@ async def register(conn: psycopg.AsyncConnection[Any], worker_id: str) -> bool:
     register it.  Returns False (and logs) when either fails: the worker then runs
     unregistered, and only ``reset_locked`` can rescue its jobs."""
     try:
-        cur = await conn.execute(TRY_LOCK, {"worker_id": worker_id})
+        cur = await conn.execute(q.TRY_LOCK, {"worker_id": worker_id})
         row = await cur.fetchone()
         if not (row and row[0]):
             logger.warning(
@@ -78,7 +57,7 @@ async def register(conn: psycopg.AsyncConnection[Any], worker_id: str) -> bool:
             )
             return False
         await conn.execute(
-            REGISTER, {"worker_id": worker_id, "host": socket.gethostname(), "pid": os.getpid()}
+            q.REGISTER, {"worker_id": worker_id, "host": socket.gethostname(), "pid": os.getpid()}
         )
     except psycopg.Error as exc:
         if is_connection_error(exc):
@@ -93,7 +72,7 @@ async def register_sessionless(source: ConnectionSource, worker_id: str) -> bool
     rescued only by heartbeat timeout.  Returns False (and logs) on failure."""
     try:
         async with source.connection() as conn:
-            await conn.execute(REGISTER_SESSIONLESS, _identity(worker_id))
+            await conn.execute(q.REGISTER_SESSIONLESS, _identity(worker_id))
     except psycopg.Error as exc:
         logger.warning("errands: could not register worker %s: %s", worker_id, error_message(exc))
         return False
@@ -107,7 +86,7 @@ def _identity(worker_id: str) -> dict[str, Any]:
 async def unregister(source: ConnectionSource, worker_id: str) -> None:
     try:
         async with source.connection() as conn:
-            await conn.execute(UNREGISTER, {"worker_id": worker_id})
+            await conn.execute(q.UNREGISTER, {"worker_id": worker_id})
     except Exception as exc:
         logger.warning("errands: could not unregister worker %s: %s", worker_id, error_message(exc))
 
@@ -164,7 +143,7 @@ async def heartbeat_loop(
             next_rescue = now + RESCUE_INTERVAL
             try:
                 row = await retry_transient(
-                    lambda: _fetchone(source, RESCUE, {"timeout": heartbeat_timeout}),
+                    lambda: _fetchone(source, q.RESCUE_WORKERS, {"timeout": heartbeat_timeout}),
                     "rescue_workers",
                 )
                 outage.recovered("rescue")
@@ -185,18 +164,18 @@ async def _beat(
     source: ConnectionSource, worker_id: str, lock_held: Callable[[], bool], session_lock: bool
 ) -> None:
     async with source.connection() as conn:
-        cur = await conn.execute(HEARTBEAT, {"worker_id": worker_id})
+        cur = await conn.execute(q.HEARTBEAT, {"worker_id": worker_id})
         row = await cur.fetchone()
         if not (row and row[0]) and lock_held():
             # Declared dead (e.g. a long stall): its jobs were rescued; register
             # again to be seen as alive.
             logger.warning("errands: worker %s was declared dead", worker_id)
             await conn.execute(
-                REGISTER if session_lock else REGISTER_SESSIONLESS, _identity(worker_id)
+                q.REGISTER if session_lock else q.REGISTER_SESSIONLESS, _identity(worker_id)
             )
 
 
-async def _fetchone(source: ConnectionSource, query: str, params: dict[str, Any]) -> Any:
+async def _fetchone(source: ConnectionSource, query: sql.SQL, params: dict[str, Any]) -> Any:
     async with source.connection() as conn:
         cur = await conn.execute(query, params)
         return await cur.fetchone()

@@ -11,6 +11,8 @@ from typing import Final
 
 from psycopg import sql
 
+from errands._constants import WORKER_LOCK_KEY
+
 #: The NOTIFY channel ``add_jobs`` signals when a job is runnable now.
 CHANNEL: Final = "errands:jobs"
 
@@ -72,9 +74,30 @@ WORKER_FAIL_JOBS: Final = sql.SQL(
 WORKER_RETURN_JOBS: Final = sql.SQL(
     "SELECT * FROM errands.worker_return_jobs(%(worker_id)s::text, %(ids)s::bigint[])"
 )
-RESET_LOCKED: Final = sql.SQL("SELECT errands.reset_locked(%(older_than)s::interval)")
-#: ``older_than`` of the worker's sweep: locks older than this are presumed dead.
-STALE_LOCK_AGE: Final = "4 hours"
+#: The worker's sweep: ``older_than`` is left to its SQL default, the stale-lock age,
+#: so that the age is defined on the SQL side only.
+RESET_LOCKED: Final = sql.SQL("SELECT errands.reset_locked()")
+
+# --- the worker: registration, liveness, cron, sessions ------------------------------
+# (errands._heartbeat, errands._cron, errands._connections; values shared with the
+# SQL side come from errands._constants)
+
+TRY_LOCK: Final = sql.SQL("SELECT pg_try_advisory_lock(" + WORKER_LOCK_KEY + ")")
+REGISTER: Final = sql.SQL(
+    "SELECT errands.register_worker(%(worker_id)s::text, %(host)s::text, %(pid)s::int)"
+)
+REGISTER_SESSIONLESS: Final = sql.SQL(
+    "SELECT errands.register_worker(%(worker_id)s::text, %(host)s::text, %(pid)s::int, false)"
+)
+HEARTBEAT: Final = sql.SQL("SELECT errands.heartbeat(%(worker_id)s::text)")
+RESCUE_WORKERS: Final = sql.SQL(
+    "SELECT errands.rescue_workers(%(timeout)s::float8 * interval '1 second')"
+)
+UNREGISTER: Final = sql.SQL("SELECT errands.unregister_worker(%(worker_id)s::text)")
+SET_CRONTAB: Final = sql.SQL("SELECT errands.set_crontab(%(crontab)s::text, %(source)s::text)")
+CRON_TICK: Final = sql.SQL("SELECT errands.cron_tick()")
+#: Pool ``configure``: a session in another name of UTC is set to ``UTC``.
+SET_TIMEZONE_UTC: Final = sql.SQL("SET TimeZone TO 'UTC'")
 
 # --- the command line (errands.cli) --------------------------------------------------
 

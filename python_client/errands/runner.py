@@ -7,19 +7,22 @@ import contextlib
 import functools
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from errands._connections import PoolSource, connect_kwargs, params_of_pool, utc_by_its_name
-from errands._cron import CronScheduler, CrontabSource
-from errands._heartbeat import check_heartbeat
+from errands._cron import CronScheduler
 from errands._install import install_if_needed_async
+from errands._options import WorkerOptions, WorkerOverrides, resolve
 from errands._retry import connection_alive
 from errands.events import Events
 from errands.logs import attach_job_logging
 from errands.tasks import TaskSource, load_tasks
-from errands.worker import ForbiddenFlags, Worker
+from errands.worker import Worker
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 HANDLED_SIGNALS = ("SIGINT", "SIGTERM")
 
@@ -118,21 +121,19 @@ class Runner:
 
 async def _pool_for(
     conninfo_or_pool: str | AsyncConnectionPool[Any],
-    concurrency: int,
-    max_pool_size: int | None,
+    options: WorkerOptions,
     *,
-    continuous: bool = True,
-    prepare: bool | None = None,
+    continuous: bool,
 ) -> tuple[AsyncConnectionPool[Any], bool]:
     if isinstance(conninfo_or_pool, AsyncConnectionPool):
         return conninfo_or_pool, False
-    size = max_pool_size or concurrency + 2
+    size = options.max_pool_size or options.concurrency + 2
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         conninfo_or_pool,
         # run-once: wait for one connection only; the pool grows on demand.
         min_size=min(2 if continuous else 1, size),
         max_size=size,
-        kwargs=connect_kwargs(prepare),
+        kwargs=connect_kwargs(options.prepare),
         open=False,
         name="errands",
         # Discard connections the server closed (restart, pg_terminate_backend).
@@ -150,48 +151,30 @@ async def _pool_for(
 async def _start(
     conninfo_or_pool: str | AsyncConnectionPool[Any],
     tasks: TaskSource,
+    options: WorkerOptions,
     *,
     continuous: bool,
-    concurrency: int,
-    poll_interval: float,
-    forbidden_flags: ForbiddenFlags,
-    shutdown_timeout: float,
-    install: bool,
     events: Events | None,
-    crontab: CrontabSource | None,
-    worker_id: str | None,
-    log_jobs: bool,
-    quiet: bool,
-    max_pool_size: int | None,
-    heartbeat_interval: float = 5.0,
-    heartbeat_timeout: float = 30.0,
-    listen: bool = True,
-    prepare: bool | None = None,
-    gc_tuning: bool = False,
 ) -> Runner:
     registry = load_tasks(tasks)
     events = events if events is not None else Events()
-    if log_jobs:
-        attach_job_logging(events, quiet=quiet)
-    pool, owned = await _pool_for(
-        conninfo_or_pool, concurrency, max_pool_size, continuous=continuous, prepare=prepare
-    )
+    if options.log_jobs:
+        attach_job_logging(events, quiet=options.quiet)
+    pool, owned = await _pool_for(conninfo_or_pool, options, continuous=continuous)
     try:
-        if install:
+        if options.install:
             async with pool.connection() as conn:
                 await install_if_needed_async(conn)
-        cron = CronScheduler(pool, crontab) if crontab is not None else None
+        crontab = options.crontab
+        cron = CronScheduler(pool, crontab) if crontab is not None and continuous else None
         if cron is not None:
             await cron.set_crontab()  # a bad crontab fails the start
         conninfo, kwargs = params_of_pool(pool)
         worker = Worker(
-            PoolSource(pool), registry, conninfo=conninfo, connect_kwargs=kwargs,
-            concurrency=concurrency, poll_interval=poll_interval,
-            forbidden_flags=forbidden_flags, shutdown_timeout=shutdown_timeout, events=events,
-            continuous=continuous, worker_id=worker_id, listen=listen,
-            heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout,
+            PoolSource(pool), registry, options, conninfo=conninfo, connect_kwargs=kwargs,
+            events=events, continuous=continuous,
         )  # fmt: skip
-        if gc_tuning:  # everything is imported and set up by now
+        if options.gc_tuning:  # everything is imported and set up by now
             from errands import _gc
 
             _gc.tune()
@@ -208,71 +191,27 @@ async def _start(
 async def run(
     conninfo_or_pool: str | AsyncConnectionPool[Any],
     tasks: TaskSource,
+    options: WorkerOptions | None = None,
     *,
-    concurrency: int = 10,
-    poll_interval: float = 2.0,
-    forbidden_flags: ForbiddenFlags = None,
-    shutdown_timeout: float = 30.0,
-    install: bool = True,
     events: Events | None = None,
     handle_signals: bool = False,
-    crontab: CrontabSource | None = None,
-    worker_id: str | None = None,
-    log_jobs: bool = True,
-    quiet: bool = False,
-    max_pool_size: int | None = None,
-    heartbeat_interval: float = 5.0,
-    heartbeat_timeout: float = 30.0,
-    listen: bool = True,
-    prepare: bool | None = None,
-    gc_tuning: bool = False,
+    **overrides: Unpack[WorkerOverrides],
 ) -> Runner:
     """Start a continuous worker and return its :class:`Runner` once it is listening.
 
     :param conninfo_or_pool: a libpq connection string (the worker opens and closes a
         pool of ``max_pool_size`` connections, default ``concurrency + 2``) or your own
-        :class:`AsyncConnectionPool` (left open).  One more connection is used for LISTEN.
+        :class:`AsyncConnectionPool` (left open; give it ``kwargs={"prepare_threshold":
+        None}`` for PgBouncer).  One more connection is used for LISTEN.
     :param tasks: anything :func:`errands.tasks.load_tasks` accepts.
-    :param concurrency: jobs run at the same time (async tasks, and sync tasks in threads).
-    :param poll_interval: seconds between polls for jobs that became due (new jobs are
-        announced by NOTIFY and start at once).
-    :param forbidden_flags: skip jobs with any of these flags; a list, or a sync or
-        async function called before every fetch.
-    :param shutdown_timeout: seconds :meth:`Runner.stop` waits for running jobs before
-        aborting them (they fail with "worker shutdown" and are retried).
-    :param install: install/upgrade the errands schema first.
+    :param options: a :class:`WorkerOptions` (see its fields); any of its fields may
+        also be given as a keyword argument, which replaces it
+        (``run(dsn, tasks, concurrency=20)``).  Checked before connecting.
     :param events: an :class:`Events` to emit to (``runner.events`` otherwise).
     :param handle_signals: SIGINT/SIGTERM stop the worker gracefully; a second one forces.
-    :param crontab: recurring jobs: crontab text or a file path (see docs/cron.md).
-        Stored with ``errands.set_crontab`` at start; ``errands.cron_tick()`` runs at
-        the top of every minute.
-    :param log_jobs: log one line per job outcome (``errands.worker`` logger);
-        ``quiet`` leaves out successes.
-    :param heartbeat_interval: seconds between two heartbeats of this worker (> 0).
-    :param heartbeat_timeout: a registered worker whose heartbeat is older than this
-        is declared dead and its jobs run again (must exceed ``heartbeat_interval``).
-    :param listen: ``False``: no LISTEN connection and no session state (for PgBouncer
-        in transaction pooling mode): new jobs are found by polling every
-        ``poll_interval``, and a crashed worker is rescued after its heartbeat times out
-        (30 s) instead of at once.
-    :param prepare: ``False``: no server-side prepared statements (PgBouncer in
-        transaction pooling mode before 1.21); default ``$ERRANDS_PREPARE`` (on).  Only
-        for the pool the worker opens itself: give your own pool
-        ``kwargs={"prepare_threshold": None}``.
-    :param gc_tuning: tune the garbage collector of the whole process for a worker
-        (``errands._gc``: freeze what exists at start, young collections every 10,000
-        allocations instead of 700); ``errands worker`` does.  Leave it off when the
-        worker shares its process with other work.
     """
-    check_heartbeat(heartbeat_interval, heartbeat_timeout)  # before connecting
-    runner = await _start(
-        conninfo_or_pool, tasks, continuous=True, concurrency=concurrency,
-        poll_interval=poll_interval, forbidden_flags=forbidden_flags,
-        shutdown_timeout=shutdown_timeout, install=install, events=events, crontab=crontab,
-        worker_id=worker_id, log_jobs=log_jobs, quiet=quiet, max_pool_size=max_pool_size,
-        heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout,
-        listen=listen, prepare=prepare, gc_tuning=gc_tuning,
-    )  # fmt: skip
+    resolved = resolve(options, overrides)  # before connecting
+    runner = await _start(conninfo_or_pool, tasks, resolved, continuous=True, events=events)
     if handle_signals:
         runner.handle_signals()
     return runner
@@ -281,29 +220,21 @@ async def run(
 async def run_once(
     conninfo_or_pool: str | AsyncConnectionPool[Any],
     tasks: TaskSource,
+    options: WorkerOptions | None = None,
     *,
-    concurrency: int = 10,
-    forbidden_flags: ForbiddenFlags = None,
-    shutdown_timeout: float = 30.0,
-    install: bool = True,
     events: Events | None = None,
     handle_signals: bool = False,
-    worker_id: str | None = None,
-    log_jobs: bool = True,
-    quiet: bool = False,
-    max_pool_size: int | None = None,
-    prepare: bool | None = None,
-    gc_tuning: bool = False,
+    **overrides: Unpack[WorkerOverrides],
 ) -> None:
     """Run every job that is runnable now (and those that become runnable by these
-    jobs finishing, e.g. the next job of a named queue), then return.  No LISTEN.
+    jobs finishing, e.g. the next job of a named queue), then return.  No LISTEN, no
+    registration; the options of a continuous worker (``poll_interval``,
+    ``heartbeat_*``, ``listen``) do not apply and a ``crontab`` is refused.
     Parameters as for :func:`run`."""
-    runner = await _start(
-        conninfo_or_pool, tasks, continuous=False, concurrency=concurrency, poll_interval=1.0,
-        forbidden_flags=forbidden_flags, shutdown_timeout=shutdown_timeout, install=install,
-        events=events, crontab=None, worker_id=worker_id, log_jobs=log_jobs, quiet=quiet,
-        max_pool_size=max_pool_size, prepare=prepare, gc_tuning=gc_tuning,
-    )  # fmt: skip
+    resolved = resolve(options, overrides)
+    if resolved.crontab is not None:
+        raise ValueError("errands: a crontab needs a continuous worker (run, not run_once)")
+    runner = await _start(conninfo_or_pool, tasks, resolved, continuous=False, events=events)
     if handle_signals:
         runner.handle_signals()
     await runner.wait()
@@ -312,23 +243,30 @@ async def run_once(
 def run_sync(
     conninfo_or_pool: str,
     tasks: TaskSource,
+    options: WorkerOptions | None = None,
     *,
     once: bool = False,
     handle_signals: bool = True,
-    **options: Any,
+    events: Events | None = None,
+    **overrides: Unpack[WorkerOverrides],
 ) -> None:
     """Run a worker in a new event loop until it stops (for code without a loop).
 
     ``once=True`` runs :func:`run_once`; otherwise :func:`run` until SIGINT/SIGTERM
     (handled when ``handle_signals``: the first signal shuts down gracefully, the
-    second forces).  Other keyword arguments go to :func:`run` / :func:`run_once`.
+    second forces).  ``options`` and keyword overrides as for :func:`run`.
     """
+    resolved = resolve(options, overrides)
 
     async def main() -> None:
         if once:
-            await run_once(conninfo_or_pool, tasks, handle_signals=handle_signals, **options)
+            await run_once(
+                conninfo_or_pool, tasks, resolved, events=events, handle_signals=handle_signals
+            )
         else:
-            runner = await run(conninfo_or_pool, tasks, handle_signals=handle_signals, **options)
+            runner = await run(
+                conninfo_or_pool, tasks, resolved, events=events, handle_signals=handle_signals
+            )
             await runner.wait()
 
     if sys.platform == "win32":  # psycopg's async mode needs the selector loop there

@@ -37,10 +37,11 @@ from typing import Any
 import psycopg
 
 from errands._connections import SingleConnectionSource, params_of_connection
+from errands._options import ForbiddenFlags, WorkerOptions
 from errands.events import Events
 from errands.logs import attach_job_logging
 from errands.tasks import TaskSource, load_tasks
-from errands.worker import ForbiddenFlags, Worker
+from errands.worker import Worker
 
 
 async def run_task_list_once_async(
@@ -73,9 +74,10 @@ async def _run(
     events = events if events is not None else Events()
     if log_jobs:
         attach_job_logging(events)
+    options = WorkerOptions(concurrency=1, forbidden_flags=forbidden_flags, worker_id=worker_id)
     worker = Worker(
-        SingleConnectionSource(conn), load_tasks(tasks), conninfo=conninfo, concurrency=1,
-        forbidden_flags=forbidden_flags, events=events, continuous=False, worker_id=worker_id,
+        SingleConnectionSource(conn), load_tasks(tasks), options, conninfo=conninfo,
+        events=events, continuous=False,
     )  # fmt: skip
     await worker.start()
     await worker.wait()

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,8 +14,6 @@ from errands.cli._app import app
 from errands.cli._common import Connection, _connect, _fail, _handle_errors, resolve_conninfo
 
 if TYPE_CHECKING:
-    import psycopg
-
     from errands.tasks import TaskRegistry
 
 
@@ -121,115 +119,41 @@ def worker_cmd(
             crontab_text = crontab.read_text(encoding="utf-8")
         except OSError as exc:
             _fail(f"cannot read crontab {str(crontab)!r}: {exc.strerror or exc}")
-    from errands._heartbeat import check_heartbeat
+    from errands._connections import prepare_enabled
+    from errands._options import WorkerOptions
 
     try:
-        check_heartbeat(heartbeat_interval, heartbeat_timeout)
+        options = WorkerOptions(
+            concurrency=jobs, poll_interval=poll_interval, forbidden_flags=forbidden_flag or None,
+            shutdown_timeout=shutdown_timeout, heartbeat_interval=heartbeat_interval,
+            heartbeat_timeout=heartbeat_timeout, listen=not no_listen, install=False,
+            crontab=crontab_text, quiet=quiet,
+            prepare=prepare_enabled(False if no_prepare else None),
+            gc_tuning=True,  # this process only runs the worker (errands._gc)
+        )  # fmt: skip
     except ValueError as exc:
         _fail(str(exc).removeprefix("errands: ").replace("heartbeat_", "--heartbeat-"))
-    from errands._connections import prepare_enabled
-
-    try:
-        prepare = prepare_enabled(False if no_prepare else None)
-    except ValueError as exc:
-        _fail(str(exc).removeprefix("errands: "))
     registry = _load_tasks(tasks)
     dsn = resolve_conninfo(connection)
-    forbidden = forbidden_flag or None
     # Fails fast, in one line, when the database is unreachable; the same connection
     # installs/upgrades the schema (skipped when it is current) so the worker need not,
-    # and with --once finds out whether there is anything to run at all.
+    # and with --once does the worker's sweep and first fetch (errands._once): an
+    # empty queue then needs no worker at all.
     with _connect(dsn) as conn:
         if not no_install:
             from errands._install import install_if_needed
 
             install_if_needed(conn)
         _configure_logging(quiet=quiet, log_format=log_format)
-        if once and _once_finds_nothing(
-            conn, registry, concurrency=jobs, forbidden=forbidden, quiet=quiet
-        ):
-            return
+        if once:
+            from errands._once import finds_nothing_to_run
+
+            if finds_nothing_to_run(conn, registry.identifiers, options):
+                return
 
     from errands.runner import run_sync
 
-    options: dict[str, Any] = (
-        {}
-        if once
-        else {
-            "poll_interval": poll_interval,
-            "heartbeat_interval": heartbeat_interval,
-            "heartbeat_timeout": heartbeat_timeout,
-        }
-    )
-    if no_listen and not once:
-        options["listen"] = False
-    options["prepare"] = prepare
-    options["gc_tuning"] = True  # this process only runs the worker (errands._gc)
-    if crontab_text is not None:
-        options["crontab"] = crontab_text
-    run_sync(
-        dsn,
-        registry,
-        once=once,
-        concurrency=jobs,
-        forbidden_flags=forbidden,
-        shutdown_timeout=shutdown_timeout,
-        install=False,
-        quiet=quiet,
-        **options,
-    )
-
-
-def _once_finds_nothing(
-    conn: "psycopg.Connection[dict[str, Any]]",
-    registry: "TaskRegistry",
-    *,
-    concurrency: int,
-    forbidden: list[str] | None,
-    quiet: bool,
-) -> bool:
-    """`worker --once`: whether no job is runnable now, found on the CLI's connection.
-
-    Runs what a run-once worker starts with, its stale-lock sweep and its first fetch
-    (``get_jobs`` for one job), in one transaction.  A job found: everything is rolled
-    back (the job is neither locked nor charged an attempt) and the caller starts the
-    worker, which sweeps and fetches again.  Nothing found: the sweep is committed and
-    the same log lines as a worker that found nothing are written (started, stopped).
-    Saves an empty run the worker's imports, event loop and connection pool.
-    """
-    import psycopg
-
-    from errands import _queries as q
-    from errands._retry import retry_transient_sync
-    from errands.events import Event, Events
-    from errands.logs import attach_job_logging
-
-    worker_id = f"worker-{os.urandom(9).hex()}"  # as errands.worker.new_worker_id()
-    params = {"worker_id": worker_id, "tasks": registry.identifiers, "count": 1,
-              "forbidden": forbidden}  # fmt: skip
-
-    def probe() -> tuple[dict[str, Any] | None, bool]:
-        found = False
-        with conn.transaction() as tx:
-            swept = conn.execute(q.RESET_LOCKED, {"older_than": q.STALE_LOCK_AGE}).fetchone()
-            if conn.execute(q.GET_JOBS, params).fetchone() is not None:
-                found = True
-                raise psycopg.Rollback(tx)
-        return swept, found
-
-    # Like the worker's sweep: a deadlock/serialization failure (with another
-    # worker's sweep) just runs again.
-    swept, found = retry_transient_sync(probe, "the --once sweep and fetch")
-    if found:
-        return False
-    events = Events()
-    attach_job_logging(events, quiet=quiet)
-    count = next(iter(swept.values())) if swept else 0
-    events.emit(Event("worker:sweep", worker_id, data={"count": count}))
-    data = {"tasks": registry.identifiers, "concurrency": concurrency}
-    events.emit(Event("worker:start", worker_id, data=data))
-    events.emit(Event("worker:stop", worker_id))
-    return True
+    run_sync(dsn, registry, options, once=once)
 
 
 def _load_tasks(specs: Sequence[str]) -> "TaskRegistry":

@@ -1,0 +1,318 @@
+"""Running jobs: one asyncio task per job in a slot, its timeout, its outcome.
+
+Async tasks run on the event loop, sync tasks in a pool of daemon threads.  A job's
+slot is freed when its task ends; for a job of a named queue only once its outcome
+is in the database (that frees the queue), while a job without a queue frees its
+slot at once and leaves the completion to the :class:`Reporter` (its batch).
+
+Forced shutdown (:meth:`Executor.abort_running`): set the abort signal, give tasks
+:data:`ABORT_GRACE` seconds to stop by themselves (their own outcome is then
+recorded), then cancel async tasks, abandon sync ones and fail every job still
+running with ``WorkerShutdown: worker shutdown`` (it will be retried).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from errands._connections import ConnectionSource, SyncConnections
+from errands._local_queue import LocalQueue
+from errands._reporter import Reporter, ReportError
+from errands._threads import DaemonThreadPool
+from errands.helpers import AbortSignal, Helpers
+from errands.job import Job
+from errands.logs import error_message
+from errands.tasks import TaskInfo, TaskRegistry
+
+logger = logging.getLogger("errands.worker")
+
+ABORT_GRACE = 0.5
+"""Seconds between setting the abort signal and cancelling/failing running jobs."""
+
+Emit = Callable[..., None]
+
+
+class WorkerShutdown(Exception):
+    """The error recorded for jobs still running when the worker stopped."""
+
+
+class TaskTimeout(Exception):
+    """The error recorded for a try that ran longer than its timeout (the job's own,
+    else ``@task(timeout=...)``)."""
+
+
+class BatchFailure(Exception):
+    """Some items of a batch job failed; ``errors`` holds one exception per failed item."""
+
+    def __init__(self, errors: Sequence[BaseException]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(error_message(e) for e in self.errors))
+
+
+def failure_message(error: BaseException) -> str:
+    """The ``last_error`` text of a failed try."""
+    if isinstance(error, BatchFailure):
+        return "Batch failures:\n" + "\n".join(error_message(e) for e in error.errors)
+    return error_message(error)
+
+
+class _Running:
+    """A job in a slot (one per job: a plain class with slots, cheaper to make than a
+    dataclass)."""
+
+    __slots__ = ("inner", "job", "settled", "started", "task")
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.started = time.perf_counter()
+        self.task: asyncio.Task[None] | None = None
+        self.inner: asyncio.Future[Any] | None = None
+        self.settled = False
+        """The outcome has been decided (by the job itself or by a forced shutdown)."""
+
+
+class Executor:
+    """The worker's slots: runs jobs and reports their outcomes.  ``on_release``
+    is called when a slot frees (with whether the job ran in a named queue)."""
+
+    def __init__(
+        self,
+        tasks: TaskRegistry,
+        reporter: Reporter,
+        queue: LocalQueue,
+        *,
+        source: ConnectionSource,
+        sync_connections: SyncConnections,
+        worker_id: str,
+        concurrency: int,
+        emit: Emit,
+        on_release: Callable[[bool], None] = lambda _named: None,
+    ) -> None:
+        self._tasks = tasks
+        self._reporter = reporter
+        self._queue = queue
+        self._source = source
+        self._sync = sync_connections
+        self._worker_id = worker_id
+        self._emit = emit
+        self.on_release = on_release
+        self.abort = AbortSignal()
+        self.threads = DaemonThreadPool(concurrency)
+        self.running: dict[int, _Running] = {}
+        # Tasks whose slot is free but whose outcome (or hand-back) is still being written.
+        self._writing: set[asyncio.Task[None]] = set()
+
+    @property
+    def jobs(self) -> list[Job]:
+        return [rec.job for rec in self.running.values()]
+
+    def track(self, task: asyncio.Task[None]) -> None:
+        """Await ``task`` (a database write) in :meth:`wait_writes`."""
+        self._writing.add(task)
+        task.add_done_callback(self._writing.discard)
+
+    async def wait_writes(self) -> None:
+        await asyncio.gather(*self._writing, return_exceptions=True)
+
+    def start(self, job: Job) -> None:
+        rec = _Running(job)
+        self.running[job.id] = rec
+        # Unnamed: formatting a name per job costs more than the job.
+        rec.task = asyncio.create_task(self._run_job(rec, self._tasks.get(job.task_identifier)))
+
+    # --- one job -------------------------------------------------------------------------
+
+    async def _run_job(self, rec: _Running, info: TaskInfo | None) -> None:
+        job = rec.job
+        try:
+            self._emit("job:start", job=job)
+            rec.started = time.perf_counter()
+            error: BaseException | None = None
+            replacement: list[Any] | None = None
+            try:
+                if info is None:
+                    raise LookupError(f"unsupported task {job.task_identifier!r}")
+                helpers = Helpers(
+                    job, source=self._source, sync_connections=self._sync, abort=self.abort,
+                    worker_id=self._worker_id,
+                )  # fmt: skip
+                limit = job.timeout if job.timeout is not None else info.timeout
+                if info.is_async and limit is None:
+                    # Awaited in this task: a forced shutdown cancels the task itself.
+                    result = await info.fn(job.payload, helpers)
+                else:
+                    if info.is_async:
+                        rec.inner = asyncio.ensure_future(info.fn(job.payload, helpers))
+                    else:
+                        rec.inner = self.threads.run(info.fn, job.payload, helpers)
+                    # wait(), not await: cancelling this task must not cancel the inner
+                    # future (the outcome is then decided by abort_running).
+                    done, _ = await asyncio.wait({rec.inner}, timeout=limit)
+                    if not done:
+                        await _give_up(rec.inner)
+                        if not info.is_async:
+                            self.threads.add_thread()  # the abandoned thread is still busy
+                        raise TaskTimeout(f"task exceeded its {limit} s timeout")
+                    result = rec.inner.result()
+                if result is not None and inspect.isawaitable(result):
+                    result = await result
+                if isinstance(job.payload, list) and isinstance(result, (list, tuple)):
+                    error, replacement = await _batch_outcome(job.payload, result)
+            except asyncio.CancelledError as exc:
+                if rec.settled:
+                    return
+                error = exc
+            except Exception as exc:
+                error = exc
+            if rec.settled:
+                return
+            rec.settled = True
+            duration = time.perf_counter() - rec.started
+            self._queue.record_duration(duration)
+            if job.queue_name is None:
+                # Free the slot now: the reporter owns the outcome (the job stays
+                # locked until its batch is written), so the next job overlaps
+                # the flush. A queued job keeps its slot: its queue stays locked
+                # until the outcome is written.
+                if error is None:
+                    self._release(rec, writing=False)
+                    self._emit("job:success", job=job, duration=duration)
+                    self._reporter.complete_then(
+                        job.id, functools.partial(self._completed, job, duration)
+                    )
+                    return
+                self._release(rec)
+            await self.record(job, error, replacement, duration)
+        finally:
+            self._release(rec)
+
+    def _release(self, rec: _Running, *, writing: bool = True) -> None:
+        """Free ``rec``'s slot; ``writing``: its task goes on to write the outcome."""
+        if self.running.pop(rec.job.id, None) is None:
+            return
+        if writing and rec.task is not None and not rec.task.done():
+            self.track(rec.task)
+        self.on_release(rec.job.queue_name is not None)
+
+    def _completed(self, job: Job, duration: float, written: bool | None) -> None:
+        """The reporter wrote (or gave up on) the completion of a job without a queue."""
+        if written is None:
+            return  # logged by the reporter
+        if not written:
+            self._emit("job:lock_lost", job=job)
+        self._emit("job:complete", job=job, duration=duration)
+
+    async def record(
+        self, job: Job, error: BaseException | None, replacement: Any, duration: float
+    ) -> None:
+        """Report the outcome, then emit the events that depend on it."""
+        try:
+            if error is None:
+                self._emit("job:success", job=job, duration=duration)
+                if not await self._reporter.complete(job.id):
+                    self._emit("job:lock_lost", job=job)
+            else:
+                data = {"batch_errors": error.errors} if isinstance(error, BatchFailure) else {}
+                self._emit("job:error", job=job, error=error, duration=duration, data=data)
+                row = await self._reporter.fail(job.id, failure_message(error), replacement)
+                if row is None:
+                    self._emit("job:lock_lost", job=job)
+                elif not row.has_attempts_left:
+                    self._emit("job:failed", job=row, error=error, data=data)
+        except ReportError:
+            return  # logged by the reporter
+        self._emit("job:complete", job=job, error=error, duration=duration)
+
+    # --- shutdown ------------------------------------------------------------------------
+
+    async def wait_running(self, timeout: float, forced: Awaitable[Any]) -> None:
+        """Wait until no job runs, ``timeout`` seconds pass or ``forced`` is done."""
+        deadline = time.monotonic() + timeout
+        force = asyncio.ensure_future(forced)
+        try:
+            while self.running and not force.done():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                tasks = {rec.task for rec in self.running.values() if rec.task is not None}
+                await asyncio.wait(
+                    {*tasks, force}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+        finally:
+            force.cancel()
+            await asyncio.gather(force, return_exceptions=True)
+
+    async def abort_running(self) -> None:
+        """Abort the running jobs and fail those that do not stop by themselves."""
+        self.abort.set()
+        # A moment for tasks that watch the abort signal to wind down by themselves.
+        tasks = {rec.task for rec in self.running.values() if rec.task is not None}
+        await asyncio.wait(tasks, timeout=ABORT_GRACE)
+        records = [rec for rec in self.running.values() if not rec.settled]
+        self._emit("worker:shutdown:force", data={"job_ids": [rec.job.id for rec in records]})
+        for rec in records:
+            rec.settled = True
+            if rec.inner is not None:
+                rec.inner.cancel()
+            elif rec.task is not None:
+                rec.task.cancel()
+        now = time.perf_counter()
+        await asyncio.gather(
+            *(
+                self.record(rec.job, WorkerShutdown("worker shutdown"), None, now - rec.started)
+                for rec in records
+            )
+        )
+        tasks = {rec.task for rec in self.running.values() if rec.task is not None}
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=5.0)
+            for task in pending:
+                logger.warning("errands: %s did not stop when cancelled", task.get_name())
+                task.cancel()
+
+
+async def _give_up(inner: asyncio.Future[Any]) -> None:
+    """A timed-out try: cancel an async task (a moment to clean up); a sync task's
+    thread cannot be stopped: its result is abandoned and it finishes on its own."""
+    inner.cancel()
+    await asyncio.wait({inner}, timeout=ABORT_GRACE)
+    if inner.done() and not inner.cancelled():
+        inner.exception()  # retrieved: no "exception was never retrieved" warning
+
+
+async def _batch_outcome(
+    payload: Any, result: Any
+) -> tuple[BaseException | None, list[Any] | None]:
+    """Batch jobs: a list payload and a list result of the same length.  Entries that
+    are exceptions (or awaitables that raise) are failed items: returns the failure
+    and the replacement payload (the failed items); ``(None, None)`` otherwise."""
+    if not isinstance(payload, list) or not isinstance(result, (list, tuple)):
+        return None, None
+    if len(result) != len(payload):
+        logger.warning(
+            "errands: a batch job returned %d results for %d payload items; "
+            "treating the job as a success", len(result), len(payload),
+        )  # fmt: skip
+        return None, None
+    awaited = await asyncio.gather(*(_settle(entry) for entry in result), return_exceptions=True)
+    failed = [i for i, value in enumerate(awaited) if isinstance(value, BaseException)]
+    if not failed:
+        return None, None
+    errors = [awaited[i] for i in failed]
+    return BatchFailure([e for e in errors if isinstance(e, BaseException)]), [
+        payload[i] for i in failed
+    ]
+
+
+async def _settle(entry: Any) -> Any:
+    if isinstance(entry, BaseException):
+        raise entry
+    if inspect.isawaitable(entry):
+        return await entry
+    return entry
