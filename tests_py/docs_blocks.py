@@ -55,7 +55,7 @@ def _parse_info(info: str) -> tuple[str, frozenset[str], str | None, list[str]]:
     words = info.split()
     problems: list[str] = []
     if not words:
-        return "", frozenset(), None, ["a fence without a language (say sql, python, sh, text, ...)"]
+        return "", frozenset(), None, ["a fence without a language (sql, python, sh, text, ...)"]
     language, flags, file = words[0], set(), None
     for word in words[1:]:
         if word.startswith("file="):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -27,7 +28,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests_py.docs_blocks import Block, all_blocks, parse_blocks
+from tests_py.docs_blocks import ROOT, Block, all_blocks, parse_blocks
 
 DatabaseFactory = Callable[..., AbstractContextManager[str]]
 
@@ -113,8 +114,11 @@ def test_python_block(
 def run_python(block: Block, namespace: dict[str, Any]) -> dict[str, Any]:
     """Execute a block's text like a module; top-level ``await`` runs in a new loop."""
     namespace.setdefault("__name__", "__docs__")
+    # Padded to the block's place in its page, so a traceback shows the page's lines.
+    source = "\n" * block.line + block.text
+    filename = str(ROOT / block.page)
     code = compile(
-        block.text, block.name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
+        source, filename, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
     )
     result = eval(code, namespace)  # a coroutine when the block awaits at top level
     if inspect.iscoroutine(result):
@@ -192,3 +196,40 @@ def test_unclosed_fence_is_a_problem() -> None:
 def test_python_blocks_may_await(db: str) -> None:
     block = parse_blocks("```python\nimport asyncio\nawait asyncio.sleep(0)\nx = 2\n```\n", "p")[0]
     assert run_python(block, {"dsn": db})["x"] == 2
+
+
+# --- links the site build does not check ---------------------------------------------
+
+_LINK = re.compile(r"\]\((?P<path>[^)#\s]+\.md)(?:#(?P<anchor>[^)\s]+))?\)")
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """The ids Python-Markdown's ``toc`` gives the headings of a page (its slugify)."""
+    anchors: set[str] = set()
+    in_fence = False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+        elif not in_fence and line.startswith("#"):
+            title = line.lstrip("#").strip().replace("`", "")
+            slug = re.sub(r"[^\w\s-]", "", title).strip().lower()
+            anchors.add(re.sub(r"[-\s]+", "-", slug))
+    return anchors
+
+
+def test_readme_links_reach_docs_pages_and_anchors() -> None:
+    """mkdocs checks the links between docs pages; the README's are checked here."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    broken = []
+    for link in _LINK.finditer(readme):
+        target = ROOT / link["path"]
+        anchors = heading_anchors(target.read_text("utf-8")) if target.is_file() else None
+        if anchors is None or (link["anchor"] and link["anchor"] not in anchors):
+            broken.append(link[0])
+    assert not broken, f"README.md links to missing pages or anchors: {broken}"
+    assert _LINK.search(readme), "the README links to no docs page"
+
+
+def test_heading_anchors_follow_the_toc_slugs() -> None:
+    page = "# Errands\n## add_job\n```sh\n# not a heading\n```\n### `errands.grant_worker(role)`\n"
+    assert heading_anchors(page) == {"errands", "add_job", "errandsgrant_workerrole"}
