@@ -3,8 +3,8 @@
 Whatever the arguments (random unicode, very long strings, NULLs, huge and deeply
 nested payloads, extreme timestamps, invalid modes, SQL metacharacters), a call
 either fails with a clear error whose SQLSTATE is one of the documented ones
-(docs/security.md, Errors on bad input) and writes nothing, or stores a job exactly equal to what was
-given. Never an internal error (XX000) or a partial write.
+(docs/security.md, Errors on bad input) and writes nothing, or stores a job exactly
+equal to what was given. Never an internal error (XX000) or a partial write.
 """
 
 from __future__ import annotations
