@@ -8,6 +8,7 @@
 #                     PEERS=1: Graphile Worker, PgQueuer, Procrastinate side by side
 #   make chaos        chaos test (chaos/run.py): kills, PG restarts, cut links; CHAOS_ARGS=--help
 #   make clean        remove the virtualenv and caches
+#   make docs         documentation site (mkdocs.yml, docs/) into site/, mkdocs build --strict
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -33,7 +34,7 @@ PGBOUNCER_BIN := /usr/sbin/pgbouncer
 
 LINT_PATHS := python_client tests_py pgtap conftest.py bench examples chaos
 
-.PHONY: test lint pytest install-sql schema-snapshot system-deps venv demo clean bench bench-quick chaos
+.PHONY: test lint pytest install-sql schema-snapshot system-deps venv demo clean bench bench-quick chaos docs
 
 test: system-deps lint pytest
 
@@ -121,3 +122,14 @@ chaos: system-deps $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# --- documentation site (mkdocs.yml) --------------------------------------------------
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): pyproject.toml | $(STAMP)
+	$(VPY) -m pip install -q --disable-pip-version-check -e '.[docs]' 2>&1 \
+	  | sed '/^WARNING: Location .* is ignored/d'
+	@touch $@
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
