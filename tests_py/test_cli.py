@@ -223,13 +223,13 @@ def _jobs_in_every_state(conn: psycopg.Connection[Any]) -> dict[str, int]:
             "SELECT id FROM errands.add_job('t_scheduled', run_at => now() + interval '1 hour')"
         ),
         "running": one("SELECT id FROM errands.add_job('t_running')"),
-        "failed": one("SELECT id FROM errands.add_job('t_failed')"),
-        "dead": one("SELECT id FROM errands.add_job('t_dead', max_attempts => 1)"),
+        "retrying": one("SELECT id FROM errands.add_job('t_retrying')"),
+        "failed": one("SELECT id FROM errands.add_job('t_failed', max_attempts => 1)"),
     }
-    conn.execute("SELECT errands.get_jobs('w1', ARRAY['t_running', 't_failed', 't_dead'], 10)")
+    conn.execute("SELECT errands.get_jobs('w1', ARRAY['t_running', 't_retrying', 't_failed'], 10)")
     conn.execute(
         "SELECT errands.worker_fail_jobs('w1', %s, ARRAY['Boom: the first try failed', %s])",
-        [[ids["failed"], ids["dead"]], "Fatal: " + "x" * 100],
+        [[ids["retrying"], ids["failed"]], "Fatal: " + "x" * 100],
     )
     return ids
 
@@ -238,23 +238,23 @@ def test_jobs_states_and_filters(db: str, conn: psycopg.Connection[Any]) -> None
     ids = _jobs_in_every_state(conn)
     by_state = {j["state"]: j for j in listed(db)}
     assert {s: j["id"] for s, j in by_state.items()} == ids
-    assert by_state["failed"]["last_error"] == "Boom: the first try failed"
+    assert by_state["retrying"]["last_error"] == "Boom: the first try failed"
     assert by_state["running"]["locked_by"] == "w1"
 
     for state, job_id in ids.items():
         assert [j["id"] for j in listed(db, "--state", state)] == [job_id]
-    assert [j["id"] for j in listed(db, "--task", "t_dead")] == [ids["dead"]]
+    assert [j["id"] for j in listed(db, "--task", "t_failed")] == [ids["failed"]]
     assert [j["id"] for j in listed(db, "--queue", "q1")] == [ids["pending"]]
     assert listed(db, "--task", "nope") == []
 
     table = ok(cli("jobs", "-c", db)).splitlines()
     assert table[0].split() == ["ID", "TASK", "QUEUE", "STATE", "ATTEMPTS", "RUN_AT", "LAST_ERROR"]
     assert len(table) == 6
-    dead_line = next(line for line in table if "t_dead" in line)
-    assert " dead " in dead_line and " 1/1 " in dead_line
-    assert dead_line.endswith("...") and len(dead_line) < 160  # last_error truncated
     failed_line = next(line for line in table if "t_failed" in line)
-    assert "1/25" in failed_line and "Boom: the first try failed" in failed_line
+    assert " failed " in failed_line and " 1/1 " in failed_line
+    assert failed_line.endswith("...") and len(failed_line) < 160  # last_error truncated
+    retrying_line = next(line for line in table if "t_retrying" in line)
+    assert "1/25" in retrying_line and "Boom: the first try failed" in retrying_line
 
 
 def test_jobs_limit(db: str) -> None:
@@ -264,7 +264,7 @@ def test_jobs_limit(db: str) -> None:
     assert len(ok(result).splitlines()) == 2
     assert "showing the first 2 jobs" in result.stderr
     assert len(listed(db, "--limit", "0")) == 3
-    assert ok(cli("jobs", "--state", "dead", "-c", db)).strip() == "no jobs"
+    assert ok(cli("jobs", "--state", "failed", "-c", db)).strip() == "no jobs"
 
 
 # --- retry, remove, cleanup ------------------------------------------------------------------
@@ -272,10 +272,10 @@ def test_jobs_limit(db: str) -> None:
 
 def test_retry(db: str, conn: psycopg.Connection[Any]) -> None:
     ids = _jobs_in_every_state(conn)
-    out = ok(cli("retry", str(ids["dead"]), str(ids["failed"]), "-c", db))
+    out = ok(cli("retry", str(ids["failed"]), str(ids["retrying"]), "-c", db))
     assert out.strip() == "retried 2 jobs"
     jobs = {j["id"]: j for j in listed(db)}
-    for job_id in (ids["dead"], ids["failed"]):
+    for job_id in (ids["failed"], ids["retrying"]):
         assert jobs[job_id]["state"] == "pending"
         assert jobs[job_id]["attempts"] == 0
 
@@ -310,9 +310,9 @@ def test_cleanup(db: str, conn: psycopg.Connection[Any]) -> None:
         cli("cleanup", "--task", "delete_permafailed_jobs", "--task", "GC_TASK_IDENTIFIERS",
             "--keep", "gone", "-c", db)
     ).splitlines()  # fmt: skip
-    # t_dead's job and then its task row go; 'gone' is kept.
+    # t_failed's job and then its task row go; 'gone' is kept.
     assert out == ["DELETE_PERMAFAILED_JOBS: deleted 1", "GC_TASK_IDENTIFIERS: deleted 1"]
-    assert ids["dead"] not in {j["id"] for j in listed(db)}
+    assert ids["failed"] not in {j["id"] for j in listed(db)}
     assert_error(
         cli("cleanup", "--task", "VACUUM_EVERYTHING", "-c", db),
         "error 22023: errands: unknown cleanup task 'VACUUM_EVERYTHING'",
@@ -375,7 +375,7 @@ def test_worker_once_runs_the_examples(db: str) -> None:
     # hello and the queue are done; flaky and the batch's failed item wait to retry.
     left = {j["task_identifier"]: j for j in listed(db)}
     assert set(left) == {"flaky", "send_emails"}
-    assert all(j["state"] == "failed" and j["attempts"] == 1 for j in left.values())
+    assert all(j["state"] == "retrying" and j["attempts"] == 1 for j in left.values())
     assert left["send_emails"]["id"] == emails["id"]
     assert left["send_emails"]["payload"] == ["bounce@example.com"]
     assert "mailbox of bounce@example.com is full" in left["send_emails"]["last_error"]

@@ -104,25 +104,14 @@ SET_TIMEZONE_UTC: Final = sql.SQL("SET TimeZone TO 'UTC'")
 #: `errands install`: the schema version now installed.
 SCHEMA_VERSION: Final = sql.SQL("SELECT max(id) FROM errands.migrations")
 
-#: `errands jobs`: the jobs of ``errands.jobs`` with their state, filtered; the one
-#: definition of the states `errands jobs` shows.
+#: `errands jobs`: the jobs of ``errands.jobs``, filtered by their state (computed in SQL).
 JOBS_WITH_STATE: Final = sql.SQL("""
-SELECT j.*
-FROM (
-    SELECT v.*,
-           CASE
-               WHEN v.locked_at IS NOT NULL THEN 'running'
-               WHEN v.attempts >= v.max_attempts THEN 'dead'
-               WHEN v.attempts > 0 AND v.last_error IS NOT NULL THEN 'failed'
-               WHEN v.run_at > now() THEN 'scheduled'
-               ELSE 'pending'
-           END AS state
-    FROM errands.jobs v
-) j
-WHERE (%(state)s::text IS NULL OR j.state = %(state)s::text)
-  AND (%(task)s::text IS NULL OR j.task_identifier = %(task)s::text)
-  AND (%(queue)s::text IS NULL OR j.queue_name = %(queue)s::text)
-ORDER BY j.id
+SELECT *
+FROM errands.jobs
+WHERE (%(state)s::text IS NULL OR state = %(state)s::text)
+  AND (%(task)s::text IS NULL OR task_identifier = %(task)s::text)
+  AND (%(queue)s::text IS NULL OR queue_name = %(queue)s::text)
+ORDER BY id
 LIMIT %(limit)s::bigint
 """)
 

@@ -121,11 +121,13 @@ def _parse_time(text: str) -> datetime:
 
 
 class JobState(str, Enum):
+    """The states of ``errands.jobs.state`` (computed in SQL: sql/schema/10_jobs.sql)."""
+
+    scheduled = "scheduled"
     pending = "pending"
     running = "running"
-    scheduled = "scheduled"
+    retrying = "retrying"
     failed = "failed"
-    dead = "dead"
 
 
 def _jobs_in_state(
@@ -168,7 +170,7 @@ def jobs_cmd(
     as_json: AsJson = False,
     connection: Connection = None,
 ) -> None:
-    """List jobs: pending, scheduled, running, failed (waiting to retry) and dead."""
+    """List jobs: scheduled, pending, running, retrying and failed (no attempts left)."""
     with _connect(resolve_conninfo(connection)) as conn:
         rows = _jobs_in_state(
             conn, state, task=task, queue=queue, limit=limit + 1 if limit else None
@@ -206,7 +208,7 @@ def retry_cmd(
     ids: Annotated[list[int], typer.Argument(metavar="ID...", help="Job ids.")],
     connection: Connection = None,
 ) -> None:
-    """Make jobs due now with a fresh set of attempts (e.g. dead or failed ones)."""
+    """Make jobs due now with a fresh set of attempts (e.g. failed or retrying ones)."""
     from errands import _queries
 
     with _connect(resolve_conninfo(connection)) as conn:
@@ -255,7 +257,7 @@ def cleanup_cmd(
     ] = None,
     connection: Connection = None,
 ) -> None:
-    """Housekeeping: delete dead jobs, unused queues and task identifiers."""
+    """Housekeeping: delete failed jobs (no attempts left), unused queues and task identifiers."""
     tasks = [t.upper() for t in task] if task else ["GC_JOB_QUEUES"]
     from errands import _queries
 
