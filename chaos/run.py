@@ -686,7 +686,7 @@ class Chaos:
         # a heartbeat timeout of a PostgreSQL restart is judged apart: the restart
         # drops every advisory lock, so rescue_workers cannot tell the killed worker
         # from a live one still reconnecting and waits for the heartbeat timeout
-        # (migration 0009); such kills must be rescued within that timeout + 5 s.
+        # (errands.rescue_workers); such kills must be rescued within that timeout + 5 s.
         hb = self.opts.heartbeat_timeout
 
         def near_restart(kill: Kill) -> bool:

@@ -213,7 +213,7 @@ PG_CRON_COMMAND = "SELECT errands.cron_tick()"
 
 
 def test_pg_cron_command_works_without_pg_cron(db: str, conn: psycopg.Connection[Any]) -> None:
-    """The command the README schedules with pg_cron, run as pg_cron would run it."""
+    """The command docs/cron.md schedules with pg_cron, run as pg_cron would run it."""
     conn.execute("SELECT errands.set_crontab('* * * * * t')")
     assert conn.execute(PG_CRON_COMMAND).fetchone() == (1,)
     assert conn.execute(PG_CRON_COMMAND).fetchone() in ((0,), (1,))  # 1 if a minute passed
@@ -222,7 +222,7 @@ def test_pg_cron_command_works_without_pg_cron(db: str, conn: psycopg.Connection
 @pytest.mark.skipif(not PG_CRON_CONTROL.exists(), reason="pg_cron is not installed "
                     "(apt-get install postgresql-15-cron)")  # fmt: skip
 def test_pg_cron_schedules_cron_tick(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A cluster with pg_cron preloaded: cron.schedule() of the README recipe.
+    """A cluster with pg_cron preloaded: cron.schedule() of the docs/cron.md recipe.
 
     The real scheduler fires at the next minute boundary (up to 60 s away); that part
     runs only with ERRANDS_SLOW_TESTS=1, the rest checks the job pg_cron stores."""

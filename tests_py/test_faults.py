@@ -1,4 +1,5 @@
-"""Surviving database faults (errands._retry, migration 0009): a worker process
+"""Surviving database faults (errands._retry; the restart grace of
+errands.rescue_workers, sql/schema/60_workers.sql): a worker process
 (`errands worker`) outlives a PostgreSQL restart and pg_terminate_backend of all
 its connections, logs one warning per outage, reconnects, LISTENs again, finishes
 the jobs that ran across the outage without interrupting them, and picks up new

@@ -3,7 +3,7 @@
 Random identifiers, payload JSON text, run_at times, priorities, max_attempts,
 queue names, job keys, modes and flags: the command either stores exactly the
 job it was given (and prints it) or exits non-zero with one clear line on stderr
-and writes nothing. Inputs that are valid by the README's rules must succeed.
+and writes nothing. Inputs that are valid by the rules of docs/cli.md must succeed.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def _when(text: str) -> datetime | None:
 
 
 def _valid(args: dict[str, Any]) -> bool | None:
-    """Whether the README's rules accept these arguments (None: not decided here)."""
+    """Whether the rules of docs/cli.md accept these arguments (None: not decided here)."""
     checks: list[bool] = [
         1 <= len(args["identifier"]) <= 128,
         args["queue"] is None or 1 <= len(args["queue"]) <= 128,

@@ -1,6 +1,6 @@
 """Crontab text, property-based (hypothesis).
 
-* Valid crontabs generated from the grammar of the README (fields with ``*``,
+* Valid crontabs generated from the grammar of docs/cron.md (fields with ``*``,
   values, names, ranges, steps and lists; macros; options; payloads; comments,
   blank lines, tabs and CRLF) parse to exactly the items a small Python model of
   cron expects, and ``set_crontab`` stores exactly those items.

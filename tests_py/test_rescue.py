@@ -1,4 +1,4 @@
-"""Crashed-worker rescue (migration 0007_workers.sql, errands._heartbeat): a worker
+"""Crashed-worker rescue (sql/schema/60_workers.sql, errands._heartbeat): a worker
 killed with SIGKILL has its jobs made runnable again by a live worker within 5 s;
 a live worker's long job is never rescued; a clean stop unregisters."""
 

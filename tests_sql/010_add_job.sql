@@ -127,7 +127,7 @@ SELECT is((SELECT count(*)::int FROM errands._tasks WHERE identifier = 'queued_t
 SELECT is((SELECT count(*)::int FROM errands.jobs WHERE queue_name = 'mail'), 2,
           'both jobs are in the queue');
 
--- Enqueueing from a trigger (the README example).
+-- Enqueueing from a trigger (the example of docs/sql-api.md).
 CREATE TABLE public.users (id serial PRIMARY KEY, email text NOT NULL);
 CREATE FUNCTION public.users_enqueue_welcome() RETURNS trigger
 LANGUAGE plpgsql AS $$

@@ -1,6 +1,7 @@
 -- Crashed-worker rescue: register_worker, heartbeat, rescue_workers (dead by a
 -- released advisory lock or a stale heartbeat), unregister_worker.
--- A free lock proves death only 1.5 s after the server started (0009): wait 2 s.
+-- A free lock proves death only errands._rescue_grace() (1.5 s) after the server
+-- started (rescue_workers spares heartbeats older than the server): wait 2 s.
 DO $$ BEGIN
     PERFORM pg_sleep(greatest(0, 2.0 - extract(epoch FROM clock_timestamp() - pg_postmaster_start_time())));
 END $$;
@@ -52,9 +53,10 @@ UPDATE errands._queues SET locked_at = now() - interval '5 hours',
 WHERE queue_name IN ('q_dead', 'q_alive', 'q_stale');
 UPDATE errands._jobs SET run_at = now() + interval '1 hour' WHERE key = 'dead2';
 
--- Lock free but heartbeat fresh (< 1.5 s): a live worker reconnecting (0009).
+-- Lock free but heartbeat fresh (< errands._rescue_grace()): a live worker reconnecting.
 SELECT is(errands.rescue_workers(), 0, 'a free lock with a heartbeat under 1.5 s old: no rescue');
--- Heartbeat from before the server started: the worker may still reconnect (0009).
+-- Heartbeat from before the server started: the worker may still reconnect
+-- (rescue_workers waits for heartbeat_timeout).
 UPDATE errands._workers SET last_heartbeat = pg_postmaster_start_time() - interval '1 second'
 WHERE id = 'w-dead';
 SELECT is(errands.rescue_workers(now() - pg_postmaster_start_time() + interval '1 minute'), 0,

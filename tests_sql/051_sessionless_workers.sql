@@ -1,4 +1,4 @@
--- Workers without a session lock (migration 0012, PgBouncer transaction pooling):
+-- Workers without a session lock (PgBouncer transaction pooling):
 -- register_worker(..., session_lock => false) is never declared dead for want of
 -- an advisory lock, only by heartbeat timeout; the view shows it alive/hung.
 BEGIN;
@@ -28,8 +28,9 @@ UPDATE errands._queues SET locked_at = now(), locked_by = 'w-nolock' WHERE queue
 SELECT is((SELECT array_agg((id, state, session_lock)::text ORDER BY id) FROM errands.workers),
           ARRAY['(w-locked,dead,t)', '(w-nolock,alive,f)'],
           'errands.workers: a sessionless worker is alive without a lock');
--- Past the 1.5 s grace 0009 gives a lockless worker to re-take its lock (both
--- rows, so the sessionless one is spared by session_lock alone).
+-- Past the grace (errands._rescue_grace(), 1.5 s) rescue_workers gives a lockless
+-- worker to re-take its lock (both rows, so the sessionless one is spared by
+-- session_lock alone).
 UPDATE errands._workers SET last_heartbeat = now() - interval '1.6 seconds';
 SELECT is(errands.rescue_workers(), 1, 'rescue_workers: only the locking worker without its lock');
 SELECT is((SELECT locked_by FROM errands._jobs WHERE key = 'nolock1'), 'w-nolock',

@@ -1,4 +1,4 @@
--- Per-job timeout (migration 0013): add_job's trailing timeout parameter, stored
+-- Per-job timeout: add_job's trailing timeout parameter, stored
 -- on the job, shown by errands.jobs and returned by get_jobs.
 BEGIN;
 SELECT plan(10);
