@@ -215,15 +215,16 @@ class Embedded:
             )
 
     def _create_database(self) -> None:
-        import psycopg  # lazily: `errands db status/stop` and the CLI's start-up need not
+        # Lazily: `errands db status/stop` and the CLI's start-up need no psycopg.
+        import psycopg
+
+        from errands import _queries as q
 
         try:
             with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=10) as c:
-                exists = c.execute(
-                    "SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)
-                ).fetchone()
+                exists = c.execute(q.DATABASE_EXISTS, {"name": DB_NAME}).fetchone()
                 if exists is None:
-                    c.execute(f'CREATE DATABASE "{DB_NAME}"')
+                    c.execute(q.create_database(DB_NAME))
         except psycopg.Error as exc:
             raise EmbeddedError(
                 f"could not create database {DB_NAME!r} in the embedded server: "

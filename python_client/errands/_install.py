@@ -300,20 +300,6 @@ async def install_async(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(query)
 
 
-# Quick check before the installer: the schema is current when the applied migration
-# ids from the baseline on are exactly the packaged ones and the recorded definitions
-# hash is the packaged one.  Neither query fails when the schema is missing (so they
-# are safe inside a caller's transaction).
-_HAS_TABLES_SQL: Final = (
-    "SELECT to_regclass('errands.migrations') IS NOT NULL"
-    " AND to_regclass('errands.definitions') IS NOT NULL"
-)
-_INSTALLED_SQL: Final = (
-    "SELECT (SELECT string_agg(id::text, ',' ORDER BY id) FROM errands.migrations"
-    " WHERE id >= %s), (SELECT hash FROM errands.definitions)"
-)
-
-
 def _values(row: Any) -> tuple[Any, ...]:
     if row is None:
         return ()
@@ -330,18 +316,22 @@ def install_if_needed(conn: psycopg.Connection[Any]) -> None:
 
     Anything else (missing, older, newer: install.sql raises the error for a newer
     schema, other ids or definitions) runs the full installer."""
-    if _values(conn.execute(_HAS_TABLES_SQL).fetchone()) == (True,):
+    from errands import _queries as q  # lazily: rendering install.sql needs no psycopg
+
+    if _values(conn.execute(q.INSTALLER_TABLES_EXIST).fetchone()) == (True,):
         first, expected = _packaged_state()
-        if _values(conn.execute(_INSTALLED_SQL, [first]).fetchone()) == expected:
+        if _values(conn.execute(q.INSTALLED_STATE, {"first": first}).fetchone()) == expected:
             return
     install(conn)
 
 
 async def install_if_needed_async(conn: psycopg.AsyncConnection[Any]) -> None:
     """Async variant of :func:`install_if_needed`."""
-    if _values(await (await conn.execute(_HAS_TABLES_SQL)).fetchone()) == (True,):
+    from errands import _queries as q  # lazily: rendering install.sql needs no psycopg
+
+    if _values(await (await conn.execute(q.INSTALLER_TABLES_EXIST)).fetchone()) == (True,):
         first, expected = _packaged_state()
-        cur = await conn.execute(_INSTALLED_SQL, [first])
+        cur = await conn.execute(q.INSTALLED_STATE, {"first": first})
         if _values(await cur.fetchone()) == expected:
             return
     await install_async(conn)

@@ -99,6 +99,33 @@ CRON_TICK: Final = sql.SQL("SELECT errands.cron_tick()")
 #: Pool ``configure``: a session in another name of UTC is set to ``UTC``.
 SET_TIMEZONE_UTC: Final = sql.SQL("SET TimeZone TO 'UTC'")
 
+# --- the installer (errands._install) ----------------------------------------------------
+# Before running the installer: the schema is current when the applied migration ids
+# from the baseline on are exactly the packaged ones and the recorded definitions hash
+# is the packaged one.  Neither query fails when the schema is missing (so they are
+# safe inside a caller's transaction).
+
+#: Whether the installer's bookkeeping tables exist.
+INSTALLER_TABLES_EXIST: Final = sql.SQL(
+    "SELECT to_regclass('errands.migrations') IS NOT NULL"
+    " AND to_regclass('errands.definitions') IS NOT NULL"
+)
+#: The applied migration ids from ``first`` on (comma-separated) and the definitions hash.
+INSTALLED_STATE: Final = sql.SQL(
+    "SELECT (SELECT string_agg(id::text, ',' ORDER BY id) FROM errands.migrations"
+    " WHERE id >= %(first)s::int), (SELECT hash FROM errands.definitions)"
+)
+
+# --- the embedded database (errands._embedded), on its ``postgres`` database -----------
+
+DATABASE_EXISTS: Final = sql.SQL("SELECT 1 FROM pg_catalog.pg_database WHERE datname = %(name)s")
+
+
+def create_database(name: str) -> sql.Composed:
+    """``CREATE DATABASE`` of ``name``, quoted as an identifier."""
+    return sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+
+
 # --- the command line (errands.cli) --------------------------------------------------
 
 #: `errands install`: the schema version now installed.
