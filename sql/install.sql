@@ -224,7 +224,7 @@ $errands_install_m0016$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'fb7dd634a1ca0d4f9230df1d7c6dd2faf2fa4d44e2ed33158dbdb8dbe56b3896') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '014f9ac1db7c6ea19616e3c671647f4bfae60fd20d2c64504d625ef480b14f01') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1728,8 +1728,8 @@ bad crontab like parse_crontab.';
 -- sql/schema/60_workers.sql
 -- Crashed-worker rescue. Each live worker registers a row in errands._workers,
 -- heartbeats it every few seconds, and holds a session-level advisory lock on
--- errands._worker_lock_key(worker_id) on its LISTEN connection for as long as it
--- runs. errands.rescue_workers (called by every live worker every few seconds,
+-- errands._worker_lock_key(worker_id) (taken by errands.try_lock_worker) on its
+-- LISTEN connection for as long as it runs. errands.rescue_workers (called by every live worker every few seconds,
 -- or from pg_cron) declares a worker dead when no session holds its advisory
 -- lock (its process or connection died: detected at once) or when its last
 -- heartbeat is older than heartbeat_timeout (it hangs), and makes the jobs it
@@ -1785,6 +1785,21 @@ BEGIN
 END
 $$;
 
+-- The worker's advisory lock, taken through the API so that its key is computed
+-- in one place. A session-level advisory lock belongs to the session, not to the
+-- role running the function, so it outlives this SECURITY DEFINER call and stays
+-- held until the caller's session ends or unlocks it.
+CREATE OR REPLACE FUNCTION errands.try_lock_worker(worker_id text) RETURNS boolean
+LANGUAGE sql VOLATILE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.pg_try_advisory_lock(errands._worker_lock_key(try_lock_worker.worker_id))
+$$;
+COMMENT ON FUNCTION errands.try_lock_worker(text) IS
+'Worker API. Takes the session-level advisory lock of worker_id for the calling
+session without waiting: true when this session holds it now (taken or already
+held), false when another session holds it. A worker holds it on a connection that
+lives as long as it does and registers with register_worker; rescue_workers
+declares dead a registered worker whose lock no session holds.';
+
 CREATE OR REPLACE FUNCTION errands.register_worker(worker_id text, host text, pid integer,
                                         session_lock boolean)
 RETURNS void
@@ -1807,9 +1822,8 @@ END
 $$;
 COMMENT ON FUNCTION errands.register_worker(text, text, integer, boolean) IS
 'Worker API. Records (or refreshes) a live worker like register_worker(worker_id,
-host, pid). session_lock => true: the worker holds the session-level advisory lock
-pg_advisory_lock(hashtextextended(worker_id, 0)) on a connection that lives as long
-as it does, and rescue_workers declares it dead as soon as no session holds that
+host, pid). session_lock => true: the worker holds its session-level advisory lock
+(try_lock_worker) on a connection that lives as long as it does, and rescue_workers declares it dead as soon as no session holds that
 lock. session_lock => false (a worker behind a transaction-pooling PgBouncer, which
 cannot keep a session): it is declared dead only when its heartbeat is older than
 rescue_workers'' heartbeat_timeout.';
@@ -1824,10 +1838,30 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION errands.register_worker(text, text, integer) IS
 'Worker API. Records (or refreshes) a live worker: id, host, pid, started_at and
-last_heartbeat = now(). The worker must also hold, for as long as it runs, the
-session-level advisory lock pg_advisory_lock(hashtextextended(worker_id, 0)) on a
-connection that lives as long as it does; rescue_workers treats a worker whose
+last_heartbeat = now(). The worker must also hold, for as long as it runs, its
+session-level advisory lock (try_lock_worker) on a connection that lives as long as
+it does; rescue_workers treats a worker whose
 lock no session holds as dead.';
+
+-- Roles that may register a worker may take its lock: after an upgrade that
+-- added try_lock_worker, a role given grant_worker earlier keeps working.
+DO $grant_try_lock_worker$
+DECLARE
+    v_role name;
+BEGIN
+    FOR v_role IN
+        SELECT DISTINCT r.rolname
+        FROM pg_catalog.pg_proc p,
+             LATERAL pg_catalog.aclexplode(p.proacl) a
+             JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+        WHERE p.oid = 'errands.register_worker(text, text, integer)'::regprocedure
+          AND a.privilege_type = 'EXECUTE'
+          AND a.grantee <> p.proowner
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION errands.try_lock_worker(text) TO %I', v_role);
+    END LOOP;
+END
+$grant_try_lock_worker$;
 
 CREATE OR REPLACE FUNCTION errands.heartbeat(worker_id text) RETURNS boolean
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -1969,8 +2003,8 @@ BEGIN
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
                                       -- crashed-worker rescue
-                                      'register_worker', 'heartbeat', 'rescue_workers',
-                                      'unregister_worker']::name[])
+                                      'try_lock_worker', 'register_worker', 'heartbeat',
+                                      'rescue_workers', 'unregister_worker']::name[])
                OR (left(p.proname, 1) <> '_' AND strpos(p.proname, 'cron') > 0))
         ORDER BY p.oid
     LOOP
@@ -1982,11 +2016,11 @@ $$;
 COMMENT ON FUNCTION errands.grant_worker(regrole) IS
 'Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
 on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
-worker_return_jobs, reset_locked, register_worker, heartbeat, rescue_workers,
-unregister_worker), the admin functions (complete_jobs, permanently_fail_jobs,
-reschedule_jobs, force_unlock_workers), cleanup, the cron functions if cron is
-installed when it runs, and SELECT on the errands.jobs view (never on the private
-tables). Run it again after an upgrade adds functions. Run it as the owner of the
+worker_return_jobs, reset_locked, try_lock_worker, register_worker, heartbeat,
+rescue_workers, unregister_worker), the admin functions (complete_jobs,
+permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup, the cron
+functions if cron is installed when it runs, and SELECT on the errands.jobs view
+(never on the private tables). Run it again after an upgrade adds functions. Run it as the owner of the
 errands schema or a superuser.';
 -- sql/schema/90_security.sql
 -- Privileges, applied after every definition: nothing in schema errands is open
@@ -2027,7 +2061,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'fb7dd634a1ca0d4f9230df1d7c6dd2faf2fa4d44e2ed33158dbdb8dbe56b3896')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '014f9ac1db7c6ea19616e3c671647f4bfae60fd20d2c64504d625ef480b14f01')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

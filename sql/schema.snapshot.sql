@@ -1388,11 +1388,11 @@ $function$;
 -- ACL: postgres=X/postgres
 -- comment: Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
 --          on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
---          worker_return_jobs, reset_locked, register_worker, heartbeat, rescue_workers,
---          unregister_worker), the admin functions (complete_jobs, permanently_fail_jobs,
---          reschedule_jobs, force_unlock_workers), cleanup, the cron functions if cron is
---          installed when it runs, and SELECT on the errands.jobs view (never on the private
---          tables). Run it again after an upgrade adds functions. Run it as the owner of the
+--          worker_return_jobs, reset_locked, try_lock_worker, register_worker, heartbeat,
+--          rescue_workers, unregister_worker), the admin functions (complete_jobs,
+--          permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup, the cron
+--          functions if cron is installed when it runs, and SELECT on the errands.jobs view
+--          (never on the private tables). Run it again after an upgrade adds functions. Run it as the owner of the
 --          errands schema or a superuser.
 CREATE OR REPLACE FUNCTION errands.grant_worker(role regrole)
  RETURNS void
@@ -1418,8 +1418,8 @@ BEGIN
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
                                       -- crashed-worker rescue
-                                      'register_worker', 'heartbeat', 'rescue_workers',
-                                      'unregister_worker']::name[])
+                                      'try_lock_worker', 'register_worker', 'heartbeat',
+                                      'rescue_workers', 'unregister_worker']::name[])
                OR (left(p.proname, 1) <> '_' AND strpos(p.proname, 'cron') > 0))
         ORDER BY p.oid
     LOOP
@@ -1571,9 +1571,9 @@ $function$;
 -- FUNCTION errands.register_worker(text,text,integer)
 -- ACL: postgres=X/postgres
 -- comment: Worker API. Records (or refreshes) a live worker: id, host, pid, started_at and
---          last_heartbeat = now(). The worker must also hold, for as long as it runs, the
---          session-level advisory lock pg_advisory_lock(hashtextextended(worker_id, 0)) on a
---          connection that lives as long as it does; rescue_workers treats a worker whose
+--          last_heartbeat = now(). The worker must also hold, for as long as it runs, its
+--          session-level advisory lock (try_lock_worker) on a connection that lives as long as
+--          it does; rescue_workers treats a worker whose
 --          lock no session holds as dead.
 CREATE OR REPLACE FUNCTION errands.register_worker(worker_id text, host text DEFAULT NULL::text, pid integer DEFAULT NULL::integer)
  RETURNS void
@@ -1588,9 +1588,8 @@ $function$;
 -- FUNCTION errands.register_worker(text,text,integer,boolean)
 -- ACL: postgres=X/postgres
 -- comment: Worker API. Records (or refreshes) a live worker like register_worker(worker_id,
---          host, pid). session_lock => true: the worker holds the session-level advisory lock
---          pg_advisory_lock(hashtextextended(worker_id, 0)) on a connection that lives as long
---          as it does, and rescue_workers declares it dead as soon as no session holds that
+--          host, pid). session_lock => true: the worker holds its session-level advisory lock
+--          (try_lock_worker) on a connection that lives as long as it does, and rescue_workers declares it dead as soon as no session holds that
 --          lock. session_lock => false (a worker behind a transaction-pooling PgBouncer, which
 --          cannot keep a session): it is declared dead only when its heartbeat is older than
 --          rescue_workers' heartbeat_timeout.
@@ -1819,6 +1818,22 @@ BEGIN
     DROP TABLE pg_temp._errands_crontab_new;
     RETURN v_count;
 END
+$function$;
+
+-- FUNCTION errands.try_lock_worker(text)
+-- ACL: postgres=X/postgres
+-- comment: Worker API. Takes the session-level advisory lock of worker_id for the calling
+--          session without waiting: true when this session holds it now (taken or already
+--          held), false when another session holds it. A worker holds it on a connection that
+--          lives as long as it does and registers with register_worker; rescue_workers
+--          declares dead a registered worker whose lock no session holds.
+CREATE OR REPLACE FUNCTION errands.try_lock_worker(worker_id text)
+ RETURNS boolean
+ LANGUAGE sql
+ STRICT SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    SELECT pg_catalog.pg_try_advisory_lock(errands._worker_lock_key(try_lock_worker.worker_id))
 $function$;
 
 -- FUNCTION errands.unregister_worker(text)

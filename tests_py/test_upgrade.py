@@ -164,3 +164,32 @@ def test_pre_baseline_database_is_refused(empty_db: str) -> None:
             psycopg.errors.RaiseException, match="version 11, older than version 16"
         ):
             errands.install(conn)
+
+
+def test_upgrade_lets_worker_roles_take_their_lock(empty_db: str) -> None:
+    """A role given grant_worker on a version-16 database can take its worker lock
+    through errands.try_lock_worker (new since) after the upgrade; an enqueue-only
+    role cannot."""
+    from psycopg import sql
+
+    _install_v16(empty_db)
+    base = psycopg.conninfo.conninfo_to_dict(empty_db)["dbname"]
+    worker, web = f"{base}_lw", f"{base}_le"
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        for role in (worker, web):
+            conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+        try:
+            conn.execute("SELECT errands.grant_worker(%s::regrole)", [worker])
+            conn.execute("SELECT errands.grant_enqueue(%s::regrole)", [web])
+            errands.install(conn)
+            may = "SELECT has_function_privilege(%s, 'errands.try_lock_worker(text)', 'EXECUTE')"
+            assert conn.execute(may, [worker]).fetchone() == (True,)
+            assert conn.execute(may, [web]).fetchone() == (False,)
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(worker)))
+            assert conn.execute("SELECT errands.try_lock_worker('w-up')").fetchone() == (True,)
+            conn.execute("RESET ROLE")
+        finally:
+            conn.execute("RESET ROLE")
+            for role in (worker, web):
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

@@ -13,6 +13,7 @@ import pytest
 
 import errands
 from errands import Events, Helpers, WorkerOptions, _constants, _options, task
+from errands import _queries as q
 
 
 def test_the_keyword_overrides_declare_the_same_names_and_types_as_the_options() -> None:
@@ -84,22 +85,65 @@ def test_run_once_takes_options_and_keyword_overrides(
 
 
 def test_the_shared_constants_agree_with_the_database(conn: psycopg.Connection[Any]) -> None:
-    key = _constants.WORKER_LOCK_KEY
-    row = conn.execute(
-        f"SELECT {key} = errands._worker_lock_key(%(worker_id)s)", {"worker_id": "worker-abc"}
-    ).fetchone()
-    assert row == (True,)
+    grace = conn.execute("SELECT extract(epoch FROM errands._rescue_grace())").fetchone()
+    assert grace is not None and float(grace[0]) == _constants.RESCUE_GRACE
+    # rescue_workers reads the grace from errands._rescue_grace(), not a copy of its own.
     body = conn.execute(
         "SELECT pg_get_functiondef('errands.rescue_workers(interval)'::regprocedure)"
     ).fetchone()
     assert body is not None
-    graces = {float(s) for s in re.findall(r"now\(\) - interval '([\d.]+) seconds'", body[0])}
-    if not graces:  # the grace may live in a function of its own
-        grace = conn.execute("SELECT extract(epoch FROM errands._rescue_grace())").fetchone()
-        assert grace is not None
-        graces = {float(grace[0])}
-    assert graces == {_constants.RESCUE_GRACE}
+    assert "errands._rescue_grace()" in body[0]
+    assert not re.search(r"now\(\) - interval '[\d.]+ seconds?'", body[0])
     assert _constants.LOCKLESS_HEARTBEAT_INTERVAL * 4 <= _constants.RESCUE_GRACE
+    # The advisory-lock key is computed in SQL only: the worker calls try_lock_worker.
+    assert not hasattr(_constants, "WORKER_LOCK_KEY")
+    assert "errands.try_lock_worker(" in q.TRY_LOCK.as_string(conn)
+
+
+def test_try_lock_worker_holds_the_session_lock_the_rescue_looks_for(
+    db: str, conn: psycopg.Connection[Any]
+) -> None:
+    """The lock taken through the SECURITY DEFINER API belongs to the caller's
+    session: another session sees it in pg_locks, and rescue_workers spares the
+    worker until that session ends."""
+    worker_id = "w-try-lock"
+    params = {"worker_id": worker_id, "host": "h", "pid": 1}
+    with psycopg.connect(db, autocommit=True) as holder:
+        holder_pid = holder.info.backend_pid
+        assert holder.execute(q.TRY_LOCK, params).fetchone() == (True,)
+        holder.execute(q.REGISTER, params)
+        key = conn.execute("SELECT errands._worker_lock_key(%s)", [worker_id]).fetchone()
+        assert key is not None
+        held = conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND objsubid = 1 AND classid = ((%(k)s >> 32) & 4294967295)::oid"
+            " AND objid = (%(k)s & 4294967295)::oid",
+            {"k": key[0]},
+        ).fetchall()
+        assert held == [(holder_pid,)]
+        # Another session cannot take it; the holder may take it again.
+        assert conn.execute(q.TRY_LOCK, params).fetchone() == (False,)
+        assert holder.execute(q.TRY_LOCK, params).fetchone() == (True,)
+        # Past the grace a lock-less worker would be rescued; this one holds its lock.
+        # (A heartbeat from before the server started is judged by timeout only.)
+        conn.execute(
+            "SELECT pg_sleep(greatest(0, 2.5 - extract(epoch FROM"
+            " clock_timestamp() - pg_postmaster_start_time())))"
+        )
+        conn.execute(
+            "UPDATE errands._workers SET last_heartbeat = now() - interval '2 seconds'"
+            " WHERE id = %s",
+            [worker_id],
+        )
+        conn.execute(q.RESCUE_WORKERS, {"timeout": 30.0})
+        state = conn.execute(
+            "SELECT state FROM errands.workers WHERE id = %s", [worker_id]
+        ).fetchone()
+        assert state == ("alive",)
+    # The session ended: the lock is gone and the rescue declares the worker dead.
+    conn.execute(q.RESCUE_WORKERS, {"timeout": 30.0})
+    gone = conn.execute("SELECT count(*) FROM errands._workers WHERE id = %s", [worker_id])
+    assert gone.fetchone() == (0,)
 
 
 def test_the_worker_sweeps_locks_older_than_the_sql_stale_lock_age(

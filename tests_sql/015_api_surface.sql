@@ -1,7 +1,7 @@
 -- The public SQL API: exact function signatures, comments on every public
 -- function, the job_spec type and the read-only jobs view.
 BEGIN;
-SELECT plan(27);
+SELECT plan(29);
 
 -- Every public function with its exact argument types --------------------------------
 
@@ -33,6 +33,8 @@ SELECT has_function('errands', 'reset_locked', ARRAY['interval'],
     'errands.reset_locked(interval) exists');
 SELECT has_function('errands', 'cleanup', ARRAY['text[]', 'text[]'],
     'errands.cleanup(text[], text[]) exists');
+SELECT has_function('errands', 'try_lock_worker', ARRAY['text'],
+    'errands.try_lock_worker(text) exists');
 
 -- Return types and strictness a caller relies on.
 SELECT ok((SELECT prorettype = 'errands.jobs'::regtype AND NOT proretset FROM pg_proc
@@ -48,6 +50,9 @@ SELECT isnt_strict('errands', 'add_job',
     ARRAY['text', 'json', 'text', 'timestamp with time zone', 'integer', 'text', 'integer', 'text[]', 'text', 'interval'],
     'add_job is not strict (NULL arguments take defaults; a NULL identifier is an error, not a silent NULL)');
 SELECT is_strict('errands', 'remove_job', ARRAY['text'], 'remove_job is strict (remove_job(NULL) is NULL)');
+SELECT ok((SELECT prorettype = 'boolean'::regtype AND proisstrict AND provolatile = 'v' FROM pg_proc
+           WHERE oid = 'errands.try_lock_worker(text)'::regprocedure),
+          'try_lock_worker returns boolean, is strict and volatile');
 
 -- Every public function (name not starting with _) has a comment ----------------------
 

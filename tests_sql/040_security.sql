@@ -2,7 +2,7 @@
 -- DEFINER with a fixed search_path against hostile search paths, the payload
 -- size limit, and jobs of unknown tasks staying pending.
 BEGIN;
-SELECT plan(66);
+SELECT plan(68);
 
 CREATE ROLE errands_t040_web;
 CREATE ROLE errands_t040_worker;
@@ -106,6 +106,8 @@ SELECT throws_ok($$SELECT errands.worker_fail_jobs('w', ARRAY[1::bigint], ARRAY[
                  'enqueue role: worker_fail_jobs is denied');
 SELECT throws_ok($$SELECT errands.reset_locked()$$, '42501', NULL,
                  'enqueue role: reset_locked is denied');
+SELECT throws_ok($$SELECT errands.try_lock_worker('w')$$, '42501', NULL,
+                 'enqueue role: try_lock_worker is denied');
 SELECT throws_ok($$SELECT errands.cleanup()$$, '42501', NULL,
                  'enqueue role: cleanup is denied');
 SELECT throws_ok($$SELECT errands._notify()$$, '42501', NULL,
@@ -141,6 +143,7 @@ SELECT is((SELECT count(*)::int FROM errands.get_jobs('sec_w1', ARRAY['sec_work'
           'worker role: fetches it');
 SELECT is((SELECT count(*)::int FROM errands.worker_fail_jobs('sec_w1', ARRAY(SELECT id FROM errands.jobs WHERE locked_by = 'sec_w1'), ARRAY['boom'])), 1,
           'worker role: worker_fail_jobs works');
+SELECT is(errands.try_lock_worker('sec_lock_w'), true, 'worker role: try_lock_worker takes its lock');
 SELECT lives_ok($$SELECT errands.reset_locked()$$, 'worker role: reset_locked works');
 SELECT lives_ok($$SELECT errands.cleanup()$$, 'worker role: cleanup works');
 SELECT lives_ok($$SELECT errands.reschedule_jobs(ARRAY(SELECT id FROM errands.jobs), priority := 1)$$,
@@ -148,6 +151,7 @@ SELECT lives_ok($$SELECT errands.reschedule_jobs(ARRAY(SELECT id FROM errands.jo
 SELECT throws_ok($$SELECT * FROM errands._jobs$$, '42501', NULL,
                  'worker role: the private tables stay closed');
 RESET ROLE;
+SELECT pg_advisory_unlock(errands._worker_lock_key('sec_lock_w'));
 
 -- A role with no grant can call nothing -----------------------------------------------
 

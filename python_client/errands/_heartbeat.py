@@ -1,8 +1,8 @@
 """Worker registry and crashed-worker rescue: the SQL calls of a worker's liveness.
 
-A continuous worker registers itself (``errands.register_worker``) and holds the
-session-level advisory lock of :data:`errands._constants.WORKER_LOCK_KEY`
-on its LISTEN connection, which lives as long as the worker: PostgreSQL releases
+A continuous worker registers itself (``errands.register_worker``) and holds its
+session-level advisory lock (taken by ``errands.try_lock_worker``) on its LISTEN
+connection, which lives as long as the worker: PostgreSQL releases
 the lock the moment that session ends, so ``errands.rescue_workers`` (which every
 live worker calls every :data:`RESCUE_INTERVAL` seconds) sees at once that a
 killed worker is gone and makes its jobs runnable again.  ``heartbeat`` every

@@ -11,8 +11,6 @@ from typing import Final
 
 from psycopg import sql
 
-from errands._constants import WORKER_LOCK_KEY
-
 #: The NOTIFY channel ``add_jobs`` signals when a job is runnable now.
 CHANNEL: Final = "errands:jobs"
 
@@ -79,10 +77,9 @@ WORKER_RETURN_JOBS: Final = sql.SQL(
 RESET_LOCKED: Final = sql.SQL("SELECT errands.reset_locked()")
 
 # --- the worker: registration, liveness, cron, sessions ------------------------------
-# (errands._heartbeat, errands._cron, errands._connections; values shared with the
-# SQL side come from errands._constants)
+# (errands._heartbeat, errands._cron, errands._connections)
 
-TRY_LOCK: Final = sql.SQL("SELECT pg_try_advisory_lock(" + WORKER_LOCK_KEY + ")")
+TRY_LOCK: Final = sql.SQL("SELECT errands.try_lock_worker(%(worker_id)s::text)")
 REGISTER: Final = sql.SQL(
     "SELECT errands.register_worker(%(worker_id)s::text, %(host)s::text, %(pid)s::int)"
 )

@@ -1,7 +1,7 @@
 -- Crashed-worker rescue. Each live worker registers a row in errands._workers,
 -- heartbeats it every few seconds, and holds a session-level advisory lock on
--- errands._worker_lock_key(worker_id) on its LISTEN connection for as long as it
--- runs. errands.rescue_workers (called by every live worker every few seconds,
+-- errands._worker_lock_key(worker_id) (taken by errands.try_lock_worker) on its
+-- LISTEN connection for as long as it runs. errands.rescue_workers (called by every live worker every few seconds,
 -- or from pg_cron) declares a worker dead when no session holds its advisory
 -- lock (its process or connection died: detected at once) or when its last
 -- heartbeat is older than heartbeat_timeout (it hangs), and makes the jobs it
@@ -57,6 +57,21 @@ BEGIN
 END
 $$;
 
+-- The worker's advisory lock, taken through the API so that its key is computed
+-- in one place. A session-level advisory lock belongs to the session, not to the
+-- role running the function, so it outlives this SECURITY DEFINER call and stays
+-- held until the caller's session ends or unlocks it.
+CREATE OR REPLACE FUNCTION errands.try_lock_worker(worker_id text) RETURNS boolean
+LANGUAGE sql VOLATILE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.pg_try_advisory_lock(errands._worker_lock_key(try_lock_worker.worker_id))
+$$;
+COMMENT ON FUNCTION errands.try_lock_worker(text) IS
+'Worker API. Takes the session-level advisory lock of worker_id for the calling
+session without waiting: true when this session holds it now (taken or already
+held), false when another session holds it. A worker holds it on a connection that
+lives as long as it does and registers with register_worker; rescue_workers
+declares dead a registered worker whose lock no session holds.';
+
 CREATE OR REPLACE FUNCTION errands.register_worker(worker_id text, host text, pid integer,
                                         session_lock boolean)
 RETURNS void
@@ -79,9 +94,8 @@ END
 $$;
 COMMENT ON FUNCTION errands.register_worker(text, text, integer, boolean) IS
 'Worker API. Records (or refreshes) a live worker like register_worker(worker_id,
-host, pid). session_lock => true: the worker holds the session-level advisory lock
-pg_advisory_lock(hashtextextended(worker_id, 0)) on a connection that lives as long
-as it does, and rescue_workers declares it dead as soon as no session holds that
+host, pid). session_lock => true: the worker holds its session-level advisory lock
+(try_lock_worker) on a connection that lives as long as it does, and rescue_workers declares it dead as soon as no session holds that
 lock. session_lock => false (a worker behind a transaction-pooling PgBouncer, which
 cannot keep a session): it is declared dead only when its heartbeat is older than
 rescue_workers'' heartbeat_timeout.';
@@ -96,10 +110,30 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION errands.register_worker(text, text, integer) IS
 'Worker API. Records (or refreshes) a live worker: id, host, pid, started_at and
-last_heartbeat = now(). The worker must also hold, for as long as it runs, the
-session-level advisory lock pg_advisory_lock(hashtextextended(worker_id, 0)) on a
-connection that lives as long as it does; rescue_workers treats a worker whose
+last_heartbeat = now(). The worker must also hold, for as long as it runs, its
+session-level advisory lock (try_lock_worker) on a connection that lives as long as
+it does; rescue_workers treats a worker whose
 lock no session holds as dead.';
+
+-- Roles that may register a worker may take its lock: after an upgrade that
+-- added try_lock_worker, a role given grant_worker earlier keeps working.
+DO $grant_try_lock_worker$
+DECLARE
+    v_role name;
+BEGIN
+    FOR v_role IN
+        SELECT DISTINCT r.rolname
+        FROM pg_catalog.pg_proc p,
+             LATERAL pg_catalog.aclexplode(p.proacl) a
+             JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+        WHERE p.oid = 'errands.register_worker(text, text, integer)'::regprocedure
+          AND a.privilege_type = 'EXECUTE'
+          AND a.grantee <> p.proowner
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION errands.try_lock_worker(text) TO %I', v_role);
+    END LOOP;
+END
+$grant_try_lock_worker$;
 
 CREATE OR REPLACE FUNCTION errands.heartbeat(worker_id text) RETURNS boolean
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

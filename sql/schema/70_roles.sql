@@ -47,8 +47,8 @@ BEGIN
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
                                       -- crashed-worker rescue
-                                      'register_worker', 'heartbeat', 'rescue_workers',
-                                      'unregister_worker']::name[])
+                                      'try_lock_worker', 'register_worker', 'heartbeat',
+                                      'rescue_workers', 'unregister_worker']::name[])
                OR (left(p.proname, 1) <> '_' AND strpos(p.proname, 'cron') > 0))
         ORDER BY p.oid
     LOOP
@@ -60,9 +60,9 @@ $$;
 COMMENT ON FUNCTION errands.grant_worker(regrole) IS
 'Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
 on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
-worker_return_jobs, reset_locked, register_worker, heartbeat, rescue_workers,
-unregister_worker), the admin functions (complete_jobs, permanently_fail_jobs,
-reschedule_jobs, force_unlock_workers), cleanup, the cron functions if cron is
-installed when it runs, and SELECT on the errands.jobs view (never on the private
-tables). Run it again after an upgrade adds functions. Run it as the owner of the
+worker_return_jobs, reset_locked, try_lock_worker, register_worker, heartbeat,
+rescue_workers, unregister_worker), the admin functions (complete_jobs,
+permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup, the cron
+functions if cron is installed when it runs, and SELECT on the errands.jobs view
+(never on the private tables). Run it again after an upgrade adds functions. Run it as the owner of the
 errands schema or a superuser.';
