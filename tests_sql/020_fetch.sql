@@ -2,27 +2,7 @@
 -- Inside this transaction now() is constant, so "due" means run_at <= now().
 BEGIN;
 SELECT plan(45);
-
--- 'SQLSTATE: message' of the error a statement raises, or 'no error'.
-CREATE FUNCTION pg_temp.error_of(query text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    EXECUTE query;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$f$;
-
--- Jobs by name.
-CREATE TEMP TABLE j (name text PRIMARY KEY, id bigint NOT NULL UNIQUE);
-CREATE FUNCTION pg_temp.id(n text) RETURNS bigint LANGUAGE sql STABLE AS
-    $f$ SELECT id FROM j WHERE name = n $f$;
-CREATE FUNCTION pg_temp.ids(VARIADIC ns text[]) RETURNS bigint[] LANGUAGE sql STABLE AS
-    $f$ SELECT array_agg(j.id ORDER BY n.ord) FROM unnest(ns) WITH ORDINALITY n(name, ord)
-        JOIN j USING (name) $f$;
--- The ids of a fetch result, sorted (for set comparisons).
-CREATE FUNCTION pg_temp.sorted(a bigint[]) RETURNS bigint[] LANGUAGE sql IMMUTABLE AS
-    $f$ SELECT coalesce(array_agg(x ORDER BY x), '{}') FROM unnest(a) x $f$;
+\ir include/jobs_by_name.sql
 
 ------------------------------------------------------------------------------
 -- Bad input: SQLSTATE 22023 naming the field.

@@ -2,22 +2,8 @@
 -- fetch (Graphile's #621), and queue order priority, run_at, id.
 BEGIN;
 SELECT plan(42);
+\ir include/jobs_by_name.sql
 
-CREATE TEMP TABLE j (name text PRIMARY KEY, id bigint NOT NULL UNIQUE);
-CREATE FUNCTION pg_temp.id(n text) RETURNS bigint LANGUAGE sql STABLE AS
-    $f$ SELECT id FROM j WHERE name = n $f$;
-CREATE FUNCTION pg_temp.ids(VARIADIC ns text[]) RETURNS bigint[] LANGUAGE sql STABLE AS
-    $f$ SELECT array_agg(j.id ORDER BY n.ord) FROM unnest(ns) WITH ORDINALITY n(name, ord)
-        JOIN j USING (name) $f$;
-CREATE FUNCTION pg_temp.sorted(a bigint[]) RETURNS bigint[] LANGUAGE sql IMMUTABLE AS
-    $f$ SELECT coalesce(array_agg(x ORDER BY x), '{}') FROM unnest(a) x $f$;
--- 'locked_by' of a queue, or '(unlocked)'; locked_at must be set exactly when locked_by is.
-CREATE FUNCTION pg_temp.queue_lock(name text) RETURNS text LANGUAGE sql STABLE AS $f$
-    SELECT CASE WHEN q.locked_by IS NULL AND q.locked_at IS NULL THEN '(unlocked)'
-                WHEN q.locked_by IS NULL OR q.locked_at IS NULL THEN '(half locked!)'
-                ELSE q.locked_by END
-    FROM errands._queues q WHERE q.queue_name = name
-$f$;
 -- Names of the jobs of a fetch result, in result order.
 CREATE FUNCTION pg_temp.names(a bigint[]) RETURNS text[] LANGUAGE sql STABLE AS $f$
     SELECT coalesce(array_agg(j.name ORDER BY x.ord), '{}')

@@ -2,29 +2,8 @@
 -- and errands.reset_locked (rescuing jobs of dead workers).
 BEGIN;
 SELECT plan(39);
+\ir include/jobs_by_name.sql
 
-CREATE FUNCTION pg_temp.error_of(query text) RETURNS text LANGUAGE plpgsql AS $f$
-BEGIN
-    EXECUTE query;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$f$;
-CREATE TEMP TABLE j (name text PRIMARY KEY, id bigint NOT NULL UNIQUE);
-CREATE FUNCTION pg_temp.id(n text) RETURNS bigint LANGUAGE sql STABLE AS
-    $f$ SELECT id FROM j WHERE name = n $f$;
-CREATE FUNCTION pg_temp.ids(VARIADIC ns text[]) RETURNS bigint[] LANGUAGE sql STABLE AS
-    $f$ SELECT array_agg(j.id ORDER BY n.ord) FROM unnest(ns) WITH ORDINALITY n(name, ord)
-        JOIN j USING (name) $f$;
-CREATE FUNCTION pg_temp.sorted(a bigint[]) RETURNS bigint[] LANGUAGE sql IMMUTABLE AS
-    $f$ SELECT coalesce(array_agg(x ORDER BY x), '{}') FROM unnest(a) x $f$;
-CREATE FUNCTION pg_temp.queue_lock(name text) RETURNS text LANGUAGE sql STABLE AS $f$
-    SELECT CASE WHEN q.locked_by IS NULL AND q.locked_at IS NULL THEN '(unlocked)'
-                WHEN q.locked_by IS NULL OR q.locked_at IS NULL THEN '(half locked!)'
-                ELSE q.locked_by END
-    FROM errands._queues q WHERE q.queue_name = name
-$f$;
 CREATE FUNCTION pg_temp.queues() RETURNS text[] LANGUAGE sql STABLE AS
     $f$ SELECT coalesce(array_agg(queue_name ORDER BY queue_name COLLATE "C"), '{}') FROM errands._queues $f$;
 CREATE FUNCTION pg_temp.tasks() RETURNS text[] LANGUAGE sql STABLE AS
