@@ -11,7 +11,7 @@ import pytest
 from worker_support import job, jobs
 
 import errands
-from errands import Helpers, JobSpec, task
+from errands import Helpers, JobOptions, JobSpec, task
 from errands.testing import errands_run_once, run_task_list_once, run_task_list_once_async
 
 __all__ = ["errands_run_once"]  # the fixture, used below
@@ -19,6 +19,21 @@ __all__ = ["errands_run_once"]  # the fixture, used below
 
 class Rollback(Exception):
     pass
+
+
+def test_job_options_are_public_and_typed_for_every_add_job(
+    db: str, conn: psycopg.Connection[Any]
+) -> None:
+    """errands.JobOptions types a set of options kept apart from the call site."""
+    from errands import enqueue
+
+    assert JobOptions is enqueue.JobOptions and "JobOptions" in errands.__all__
+    urgent: JobOptions = {"queue_name": "q-urgent", "priority": -5, "max_attempts": 2}
+    added = errands.add_job(conn, "t", None, **urgent)
+    assert (added.queue_name, added.priority, added.max_attempts) == ("q-urgent", -5, 2)
+    with errands.SyncWorkerUtils(db) as utils:
+        again = utils.add_job("t", None, **urgent)
+    assert (again.queue_name, again.priority, again.max_attempts) == ("q-urgent", -5, 2)
 
 
 def test_add_job_follows_the_callers_transaction(conn: psycopg.Connection[Any]) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from errands._install import install, install_async, render_install_sql
     from errands._options import WorkerOptions
-    from errands.enqueue import add_job, add_job_async, add_jobs, add_jobs_async
+    from errands.enqueue import JobOptions, add_job, add_job_async, add_jobs, add_jobs_async
     from errands.events import Event, Events
     from errands.helpers import AbortSignal, Helpers
     from errands.job import Job, JobSpec
@@ -26,6 +26,7 @@ __all__ = [
     "Events",
     "Helpers",
     "Job",
+    "JobOptions",
     "JobSpec",
     "JsonFormatter",
     "Runner",
@@ -64,6 +65,7 @@ _EXPORTS: dict[str, str] = {
     "Events": "errands.events",
     "Helpers": "errands.helpers",
     "Job": "errands.job",
+    "JobOptions": "errands.enqueue",
     "JobSpec": "errands.job",
     "JsonFormatter": "errands.logs",
     "Runner": "errands.runner",
