@@ -233,3 +233,24 @@ def test_readme_links_reach_docs_pages_and_anchors() -> None:
 def test_heading_anchors_follow_the_toc_slugs() -> None:
     page = "# Errands\n## add_job\n```sh\n# not a heading\n```\n### `errands.grant_worker(role)`\n"
     assert heading_anchors(page) == {"errands", "add_job", "errandsgrant_workerrole"}
+
+
+def test_the_option_references_name_every_option_with_its_default() -> None:
+    """docs/worker.md's table and docs/python-api.md's signature list every
+    WorkerOptions field with its default; docs/python-api.md lists every JobOptions
+    key: a new option cannot be left undocumented."""
+    from dataclasses import MISSING, fields
+
+    from errands import JobOptions, WorkerOptions
+
+    defaults = {f.name: repr(f.default) for f in fields(WorkerOptions) if f.default is not MISSING}
+    assert len(defaults) == len(fields(WorkerOptions))
+    worker_page = (ROOT / "docs" / "worker.md").read_text(encoding="utf-8")
+    table = dict(re.findall(r"^\| `(\w+)` \| `([^`]+)` \|", worker_page, re.MULTILINE))
+    assert table == defaults
+    api_page = (ROOT / "docs" / "python-api.md").read_text(encoding="utf-8")
+    signature = api_page[api_page.index("WorkerOptions(\n") :]
+    signature = signature[: signature.index("\n)")]
+    assert dict(re.findall(r"(\w+)=([^,\s]+)", signature)) == defaults
+    job_table = set(re.findall(r"^\| `(\w+)` \|", api_page, re.MULTILINE))
+    assert set(JobOptions.__optional_keys__) <= job_table
