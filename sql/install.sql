@@ -35,12 +35,12 @@ DECLARE
     db_version integer;
 BEGIN
     SELECT max(id) INTO db_version FROM errands.migrations;
-    IF db_version > 16 THEN
+    IF db_version > 17 THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0001',
             MESSAGE = format('errands: database schema is at version %s but these '
                              'install files only know up to version %s; '
-                             'upgrade the errands package', db_version, 16);
+                             'upgrade the errands package', db_version, 17);
     END IF;
 END
 $errands_version_check$;
@@ -219,12 +219,45 @@ $errands_m0016$;
 END
 $errands_install_m0016$;
 
+-- Migration 0017_settings.sql
+DO $errands_install_m0017$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 17) THEN
+        EXECUTE $errands_m0017$
+-- Settings an administrator sets for the whole database, in a one-row table only
+-- the schema owner can change (through errands.set_max_payload_bytes, which the
+-- owner may grant to an admin role). Until version 16 the payload size limit was
+-- the custom setting errands.max_payload_bytes, which any role could SET for its
+-- own session; the value in effect for the upgrading session (e.g. from ALTER
+-- DATABASE ... SET) is carried over when it is a valid number, and the setting
+-- is ignored from now on.
+CREATE TABLE errands._settings (
+    id boolean PRIMARY KEY DEFAULT true
+        CONSTRAINT settings_one_row CHECK (id),
+    -- Bytes of a payload's JSON text add_job and add_jobs accept; 0: no limit.
+    max_payload_bytes bigint NOT NULL DEFAULT 1048576
+        CONSTRAINT settings_max_payload_bytes_not_negative CHECK (max_payload_bytes >= 0)
+);
+
+INSERT INTO errands._settings (max_payload_bytes)
+SELECT CASE WHEN s ~ '^[+-]?[0-9]{1,18}$' THEN greatest(s::bigint, 0) ELSE 1048576 END
+FROM (SELECT coalesce(nullif(btrim(current_setting('errands.max_payload_bytes', true)), ''),
+                      '1048576') AS s) v;
+
+ALTER TABLE errands._settings ENABLE ROW LEVEL SECURITY;
+$errands_m0017$;
+        INSERT INTO errands.migrations (id, name) VALUES (17, 'settings');
+        PERFORM set_config('errands.install_migrated', 'on', true);
+    END IF;
+END
+$errands_install_m0017$;
+
 -- Definitions (sql/schema/*.sql) and the security pass: skipped when no
 -- migration ran and the recorded hash is theirs.
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '014f9ac1db7c6ea19616e3c671647f4bfae60fd20d2c64504d625ef480b14f01') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '9f2fc9e214ee64570fc019c2e6464147456a582c4e3bb73dc6fa5223baa7c8cf') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -364,21 +397,63 @@ LANGUAGE sql AS $$
     SELECT pg_notify('errands:jobs', '')
 $$;
 
--- Payload size limit: errands.max_payload_bytes (bytes of the payload's JSON
--- text), default 1 MiB; 0 or less turns the check off.
+-- Payload size limit: bytes of the payload's JSON text, from the one-row table
+-- errands._settings (default 1 MiB; 0 turns the check off). Only the schema
+-- owner, or a role it lets run errands.set_max_payload_bytes, can change it: a
+-- caller's SET changes nothing. (PL/pgSQL: its plan is cached.)
 CREATE OR REPLACE FUNCTION errands._max_payload_bytes() RETURNS bigint
 LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v_setting text := nullif(btrim(current_setting('errands.max_payload_bytes', true)), '');
 BEGIN
-    IF v_setting IS NULL THEN
-        RETURN 1048576;
+    RETURN coalesce((SELECT s.max_payload_bytes FROM errands._settings s), 1048576);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION errands.set_max_payload_bytes(bytes bigint) RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF bytes IS NULL OR bytes < 0 THEN
+        RAISE EXCEPTION 'errands: max_payload_bytes must be 0 (no limit) or a positive number of bytes, got %',
+            coalesce(bytes::text, 'NULL') USING ERRCODE = '22023';
     END IF;
-    IF v_setting !~ '^[+-]?[0-9]{1,18}$' THEN
-        RAISE EXCEPTION 'errands: setting errands.max_payload_bytes must be a whole number of bytes, got %',
-            errands._describe(v_setting) USING ERRCODE = '22023';
+    UPDATE errands._settings s SET max_payload_bytes = bytes;
+    IF NOT FOUND THEN
+        INSERT INTO errands._settings (max_payload_bytes) VALUES (bytes);
     END IF;
-    RETURN v_setting::bigint;
+    RETURN bytes;
+END
+$$;
+COMMENT ON FUNCTION errands.set_max_payload_bytes(bigint) IS
+'Sets the largest payload (bytes of its JSON text) add_job and add_jobs accept, for
+every role and session of the database; 0 turns the limit off (default 1048576,
+1 MiB). Returns the new limit. Only the schema owner (or a superuser) may run it,
+or a role the owner grants EXECUTE on it to; the setting
+errands.max_payload_bytes of versions up to 16 is ignored.';
+
+-- Whether the role calling the public API may read jobs (SELECT on the
+-- errands.jobs view: grant_read, grant_worker, the owner). Inside a SECURITY
+-- DEFINER function current_user is the function's owner, so the caller is the
+-- session's role: the one SET ROLE chose (as PostgREST does per request), else
+-- the session user. An application's own SECURITY DEFINER function in between
+-- does not count: its owner's privileges never unlock payloads for a web role.
+CREATE OR REPLACE FUNCTION errands._caller_reads_jobs() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT pg_catalog.has_table_privilege(
+        CASE WHEN pg_catalog.current_setting('role') = 'none'
+             THEN session_user::text
+             ELSE pg_catalog.current_setting('role') END,
+        'errands.jobs'::regclass, 'SELECT')
+$$;
+
+-- j with payload and last_error replaced: what a caller that may not read jobs
+-- gets back instead of another job's payload (payload NULL: not sent by it).
+CREATE OR REPLACE FUNCTION errands._hide_payload(j errands.jobs, payload json) RETURNS errands.jobs
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    j.payload := _hide_payload.payload;
+    j.last_error := NULL;
+    RETURN j;
 END
 $$;
 
@@ -439,7 +514,7 @@ BEGIN
             format('priority must be between -32768 and 32767, got %s', s.priority)
         WHEN array_position(s.flags, NULL) IS NOT NULL THEN
             format('flags must not contain NULL, got %s', s.flags)
-        ELSE format('payload must be at most %s bytes (errands.max_payload_bytes), got %s bytes',
+        ELSE format('payload must be at most %s bytes (errands.set_max_payload_bytes), got %s bytes',
                     v_limit, s.payload_bytes)
     END;
     RAISE EXCEPTION 'errands: %', v_problem || v_where USING ERRCODE = '22023';
@@ -670,9 +745,24 @@ BEGIN
         PERFORM errands._notify();
     END IF;
 
+    IF errands._caller_reads_jobs() THEN
+        RETURN QUERY
+        SELECT v.* FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
+        JOIN errands.jobs v ON v.id = x.id
+        ORDER BY x.ord;
+        RETURN;
+    END IF;
+    -- A caller that may not read jobs gets a keyed job's payload back only when
+    -- it is what this call wrote (not when merged into another caller's array,
+    -- or an existing job's): payload NULL otherwise.
     RETURN QUERY
-    SELECT v.* FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
+    SELECT (errands._hide_payload(v, CASE WHEN s.job_key IS NULL
+                                              OR v.payload::text = k.payload::text
+                                         THEN v.payload END)).*
+    FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
     JOIN errands.jobs v ON v.id = x.id
+    JOIN unnest(specs) WITH ORDINALITY s ON s.ordinality = x.ord
+    LEFT JOIN unnest(v_keyed) k ON k.key = s.job_key
     ORDER BY x.ord;
 END
 $$;
@@ -681,7 +771,9 @@ COMMENT ON FUNCTION errands.add_jobs(errands.job_spec[], boolean) IS
 Specs with a job_key follow add_job''s replace mode (preserve_run_at when
 job_key_preserve_run_at is true); specs sharing a key in one call fold into one
 job (the later spec wins; array payloads concatenate). Notifies errands:jobs once
-when a job is runnable now.';
+when a job is runnable now. A caller that may not read jobs (no SELECT on
+errands.jobs) gets payload NULL for a keyed job whose payload is not the one this
+call wrote.';
 
 -- With a job key add_job goes through add_jobs (the job-key decision table lives
 -- there); without one it is a single INSERT whose arguments are checked on the
@@ -732,7 +824,8 @@ BEGIN
             UPDATE errands._jobs j SET timeout = add_job.timeout
             WHERE j.id = v_result.id
             RETURNING j.* INTO v_row;
-            RETURN errands._job_view(v_row);
+            -- add_jobs decided what payload the caller may see.
+            RETURN errands._hide_payload(errands._job_view(v_row), v_result.payload);
         END IF;
         RETURN v_result;
     END IF;
@@ -773,6 +866,10 @@ BEGIN
     IF v_row.revision = 0 AND v_row.run_at <= v_now THEN
         PERFORM errands._notify();
     END IF;
+    IF v_row.revision > 0 AND NOT errands._caller_reads_jobs() THEN
+        -- unsafe_dedupe found an existing job: not this caller's payload.
+        RETURN errands._hide_payload(errands._job_view(v_row), NULL);
+    END IF;
     IF v_row.task_id = v_task_id AND v_row.job_queue_id IS NOT DISTINCT FROM v_queue_id THEN
         -- Our task and queue (not another job's, as an unsafe_dedupe match may
         -- be): the names are the arguments, no lookup needed.
@@ -790,7 +887,9 @@ not been tried, unsafe_dedupe only bumps revision of any job holding the key.
 A running or permanently failed job with the key loses it and a new job is
 inserted. Array payloads of the same key concatenate (batch jobs). timeout
 (errands only, positive): each try of this job may run that long (overrides the
-task''s timeout).';
+task''s timeout). A caller that may not read jobs (no SELECT on errands.jobs)
+never gets another job''s payload back: payload and last_error are NULL when
+unsafe_dedupe found an existing job or a batch payload was merged.';
 
 CREATE OR REPLACE FUNCTION errands.remove_job(job_key text) RETURNS errands.jobs
 LANGUAGE plpgsql STRICT
@@ -813,13 +912,17 @@ BEGIN
         WHERE j.id = v_row.id
         RETURNING j.* INTO v_row;
     END IF;
-    RETURN errands._job_view(v_row);
+    IF errands._caller_reads_jobs() THEN
+        RETURN errands._job_view(v_row);
+    END IF;
+    RETURN errands._hide_payload(errands._job_view(v_row), NULL);
 END
 $$;
 COMMENT ON FUNCTION errands.remove_job(text) IS
 'Deletes the job holding job_key when it is not running and returns it. A running
 job instead loses its key and gets attempts = max_attempts, so it will not be
-retried. Returns NULL when no job has the key.';
+retried. Returns NULL when no job has the key. A caller that may not read jobs
+(no SELECT on errands.jobs) gets the row with payload and last_error NULL.';
 -- sql/schema/30_fetch.sql
 -- Worker-facing functions: the only statements a worker runs against jobs.
 -- Each takes the caller's worker id; complete, fail and return touch only jobs
@@ -1979,8 +2082,27 @@ $$;
 COMMENT ON FUNCTION errands.grant_enqueue(regrole) IS
 'Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
 schema errands and EXECUTE on add_job, add_jobs and remove_job. The role cannot
-read jobs or payloads, fetch, complete, fail or reschedule jobs. Run it as the
-owner of the errands schema or a superuser.';
+read jobs or payloads (the three functions return payload NULL for a job whose
+payload the call did not write), fetch, complete, fail or reschedule jobs. Run it
+as the owner of the errands schema or a superuser.';
+
+CREATE OR REPLACE FUNCTION errands.grant_read(role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = grant_read.role);
+BEGIN
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_read needs a role, got NULL' USING ERRCODE = '22023';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
+    EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
+END
+$$;
+COMMENT ON FUNCTION errands.grant_read(regrole) IS
+'Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs view
+(payloads included; never the private tables). With it, add_job, add_jobs and
+remove_job (if also granted) return payloads of jobs the call did not write.
+Run it as the owner of the errands schema or a superuser.';
 
 CREATE OR REPLACE FUNCTION errands.grant_worker(role regrole) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -2010,7 +2132,7 @@ BEGIN
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn, v_name);
     END LOOP;
-    EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
+    PERFORM errands.grant_read(grant_worker.role);
 END
 $$;
 COMMENT ON FUNCTION errands.grant_worker(regrole) IS
@@ -2019,8 +2141,8 @@ on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
 worker_return_jobs, reset_locked, try_lock_worker, register_worker, heartbeat,
 rescue_workers, unregister_worker), the admin functions (complete_jobs,
 permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup, the cron
-functions if cron is installed when it runs, and SELECT on the errands.jobs view
-(never on the private tables). Run it again after an upgrade adds functions. Run it as the owner of the
+functions if cron is installed when it runs, and what grant_read gives (SELECT on
+the errands.jobs view, never on the private tables). Run it again after an upgrade adds functions. Run it as the owner of the
 errands schema or a superuser.';
 -- sql/schema/90_security.sql
 -- Privileges, applied after every definition: nothing in schema errands is open
@@ -2050,7 +2172,7 @@ BEGIN
         WHERE p.pronamespace = 'errands'::regnamespace
           AND p.prokind = 'f'
           AND left(p.proname, 1) <> '_'
-          AND p.proname NOT IN ('grant_enqueue', 'grant_worker')
+          AND p.proname NOT IN ('grant_enqueue', 'grant_read', 'grant_worker')
           AND NOT (p.prosecdef
                    AND 'search_path=pg_catalog, pg_temp' = ANY (coalesce(p.proconfig, '{}')))
         ORDER BY p.oid
@@ -2061,7 +2183,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '014f9ac1db7c6ea19616e3c671647f4bfae60fd20d2c64504d625ef480b14f01')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '9f2fc9e214ee64570fc019c2e6464147456a582c4e3bb73dc6fa5223baa7c8cf')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

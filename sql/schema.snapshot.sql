@@ -96,6 +96,16 @@ CREATE UNIQUE INDEX _queues_queue_name_key ON errands._queues USING btree (queue
 -- SEQUENCE errands._queues_id_seq
 -- ACL: postgres=rwU/postgres
 
+-- TABLE errands._settings
+-- ACL: postgres=arwdDxt/postgres
+-- ROW LEVEL SECURITY enabled
+--   id boolean NOT NULL DEFAULT true
+--   max_payload_bytes bigint NOT NULL DEFAULT 1048576
+--   CONSTRAINT _settings_pkey PRIMARY KEY (id)
+--   CONSTRAINT settings_max_payload_bytes_not_negative CHECK ((max_payload_bytes >= 0))
+--   CONSTRAINT settings_one_row CHECK (id)
+CREATE UNIQUE INDEX _settings_pkey ON errands._settings USING btree (id);
+
 -- TABLE errands._tasks
 -- ACL: postgres=arwdDxt/postgres
 -- ROW LEVEL SECURITY enabled
@@ -231,6 +241,20 @@ CREATE UNIQUE INDEX migrations_pkey ON errands.migrations USING btree (id);
 --   state text
 --   running_job_ids bigint[]
 --   session_lock boolean
+
+-- FUNCTION errands._caller_reads_jobs()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._caller_reads_jobs()
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT pg_catalog.has_table_privilege(
+        CASE WHEN pg_catalog.current_setting('role') = 'none'
+             THEN session_user::text
+             ELSE pg_catalog.current_setting('role') END,
+        'errands.jobs'::regclass, 'SELECT')
+$function$;
 
 -- FUNCTION errands._cron_bad(text)
 -- ACL: postgres=X/postgres
@@ -519,6 +543,20 @@ CREATE OR REPLACE FUNCTION errands._heartbeat_timeout()
  IMMUTABLE PARALLEL SAFE
 AS $function$ SELECT interval '30 seconds' $function$;
 
+-- FUNCTION errands._hide_payload(errands.jobs,json)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._hide_payload(j errands.jobs, payload json)
+ RETURNS errands.jobs
+ LANGUAGE plpgsql
+ IMMUTABLE
+AS $function$
+BEGIN
+    j.payload := _hide_payload.payload;
+    j.last_error := NULL;
+    RETURN j;
+END
+$function$;
+
 -- FUNCTION errands._job_row(errands._jobs,text,text)
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._job_row(j errands._jobs, queue_name text, task_identifier text)
@@ -558,17 +596,8 @@ CREATE OR REPLACE FUNCTION errands._max_payload_bytes()
  LANGUAGE plpgsql
  STABLE
 AS $function$
-DECLARE
-    v_setting text := nullif(btrim(current_setting('errands.max_payload_bytes', true)), '');
 BEGIN
-    IF v_setting IS NULL THEN
-        RETURN 1048576;
-    END IF;
-    IF v_setting !~ '^[+-]?[0-9]{1,18}$' THEN
-        RAISE EXCEPTION 'errands: setting errands.max_payload_bytes must be a whole number of bytes, got %',
-            errands._describe(v_setting) USING ERRCODE = '22023';
-    END IF;
-    RETURN v_setting::bigint;
+    RETURN coalesce((SELECT s.max_payload_bytes FROM errands._settings s), 1048576);
 END
 $function$;
 
@@ -690,7 +719,7 @@ BEGIN
             format('priority must be between -32768 and 32767, got %s', s.priority)
         WHEN array_position(s.flags, NULL) IS NOT NULL THEN
             format('flags must not contain NULL, got %s', s.flags)
-        ELSE format('payload must be at most %s bytes (errands.max_payload_bytes), got %s bytes',
+        ELSE format('payload must be at most %s bytes (errands.set_max_payload_bytes), got %s bytes',
                     v_limit, s.payload_bytes)
     END;
     RAISE EXCEPTION 'errands: %', v_problem || v_where USING ERRCODE = '22023';
@@ -738,7 +767,9 @@ $function$;
 --          A running or permanently failed job with the key loses it and a new job is
 --          inserted. Array payloads of the same key concatenate (batch jobs). timeout
 --          (errands only, positive): each try of this job may run that long (overrides the
---          task's timeout).
+--          task's timeout). A caller that may not read jobs (no SELECT on errands.jobs)
+--          never gets another job's payload back: payload and last_error are NULL when
+--          unsafe_dedupe found an existing job or a batch payload was merged.
 CREATE OR REPLACE FUNCTION errands.add_job(identifier text, payload json DEFAULT NULL::json, queue_name text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, max_attempts integer DEFAULT NULL::integer, job_key text DEFAULT NULL::text, priority integer DEFAULT NULL::integer, flags text[] DEFAULT NULL::text[], job_key_mode text DEFAULT 'replace'::text, timeout interval DEFAULT NULL::interval)
  RETURNS errands.jobs
  LANGUAGE plpgsql
@@ -775,7 +806,8 @@ BEGIN
             UPDATE errands._jobs j SET timeout = add_job.timeout
             WHERE j.id = v_result.id
             RETURNING j.* INTO v_row;
-            RETURN errands._job_view(v_row);
+            -- add_jobs decided what payload the caller may see.
+            RETURN errands._hide_payload(errands._job_view(v_row), v_result.payload);
         END IF;
         RETURN v_result;
     END IF;
@@ -816,6 +848,10 @@ BEGIN
     IF v_row.revision = 0 AND v_row.run_at <= v_now THEN
         PERFORM errands._notify();
     END IF;
+    IF v_row.revision > 0 AND NOT errands._caller_reads_jobs() THEN
+        -- unsafe_dedupe found an existing job: not this caller's payload.
+        RETURN errands._hide_payload(errands._job_view(v_row), NULL);
+    END IF;
     IF v_row.task_id = v_task_id AND v_row.job_queue_id IS NOT DISTINCT FROM v_queue_id THEN
         -- Our task and queue (not another job's, as an unsafe_dedupe match may
         -- be): the names are the arguments, no lookup needed.
@@ -831,7 +867,9 @@ $function$;
 --          Specs with a job_key follow add_job's replace mode (preserve_run_at when
 --          job_key_preserve_run_at is true); specs sharing a key in one call fold into one
 --          job (the later spec wins; array payloads concatenate). Notifies errands:jobs once
---          when a job is runnable now.
+--          when a job is runnable now. A caller that may not read jobs (no SELECT on
+--          errands.jobs) gets payload NULL for a keyed job whose payload is not the one this
+--          call wrote.
 CREATE OR REPLACE FUNCTION errands.add_jobs(specs errands.job_spec[], job_key_preserve_run_at boolean DEFAULT false)
  RETURNS SETOF errands.jobs
  LANGUAGE plpgsql
@@ -1013,9 +1051,24 @@ BEGIN
         PERFORM errands._notify();
     END IF;
 
+    IF errands._caller_reads_jobs() THEN
+        RETURN QUERY
+        SELECT v.* FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
+        JOIN errands.jobs v ON v.id = x.id
+        ORDER BY x.ord;
+        RETURN;
+    END IF;
+    -- A caller that may not read jobs gets a keyed job's payload back only when
+    -- it is what this call wrote (not when merged into another caller's array,
+    -- or an existing job's): payload NULL otherwise.
     RETURN QUERY
-    SELECT v.* FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
+    SELECT (errands._hide_payload(v, CASE WHEN s.job_key IS NULL
+                                              OR v.payload::text = k.payload::text
+                                         THEN v.payload END)).*
+    FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
     JOIN errands.jobs v ON v.id = x.id
+    JOIN unnest(specs) WITH ORDINALITY s ON s.ordinality = x.ord
+    LEFT JOIN unnest(v_keyed) k ON k.key = s.job_key
     ORDER BY x.ord;
 END
 $function$;
@@ -1358,8 +1411,9 @@ $function$;
 -- ACL: postgres=X/postgres
 -- comment: Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
 --          schema errands and EXECUTE on add_job, add_jobs and remove_job. The role cannot
---          read jobs or payloads, fetch, complete, fail or reschedule jobs. Run it as the
---          owner of the errands schema or a superuser.
+--          read jobs or payloads (the three functions return payload NULL for a job whose
+--          payload the call did not write), fetch, complete, fail or reschedule jobs. Run it
+--          as the owner of the errands schema or a superuser.
 CREATE OR REPLACE FUNCTION errands.grant_enqueue(role regrole)
  RETURNS void
  LANGUAGE plpgsql
@@ -1384,6 +1438,28 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands.grant_read(regrole)
+-- ACL: postgres=X/postgres
+-- comment: Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs view
+--          (payloads included; never the private tables). With it, add_job, add_jobs and
+--          remove_job (if also granted) return payloads of jobs the call did not write.
+--          Run it as the owner of the errands schema or a superuser.
+CREATE OR REPLACE FUNCTION errands.grant_read(role regrole)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = grant_read.role);
+BEGIN
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_read needs a role, got NULL' USING ERRCODE = '22023';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
+    EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
+END
+$function$;
+
 -- FUNCTION errands.grant_worker(regrole)
 -- ACL: postgres=X/postgres
 -- comment: Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
@@ -1391,8 +1467,8 @@ $function$;
 --          worker_return_jobs, reset_locked, try_lock_worker, register_worker, heartbeat,
 --          rescue_workers, unregister_worker), the admin functions (complete_jobs,
 --          permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup, the cron
---          functions if cron is installed when it runs, and SELECT on the errands.jobs view
---          (never on the private tables). Run it again after an upgrade adds functions. Run it as the owner of the
+--          functions if cron is installed when it runs, and what grant_read gives (SELECT on
+--          the errands.jobs view, never on the private tables). Run it again after an upgrade adds functions. Run it as the owner of the
 --          errands schema or a superuser.
 CREATE OR REPLACE FUNCTION errands.grant_worker(role regrole)
  RETURNS void
@@ -1425,7 +1501,7 @@ BEGIN
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn, v_name);
     END LOOP;
-    EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
+    PERFORM errands.grant_read(grant_worker.role);
 END
 $function$;
 
@@ -1620,7 +1696,8 @@ $function$;
 -- ACL: postgres=X/postgres
 -- comment: Deletes the job holding job_key when it is not running and returns it. A running
 --          job instead loses its key and gets attempts = max_attempts, so it will not be
---          retried. Returns NULL when no job has the key.
+--          retried. Returns NULL when no job has the key. A caller that may not read jobs
+--          (no SELECT on errands.jobs) gets the row with payload and last_error NULL.
 CREATE OR REPLACE FUNCTION errands.remove_job(job_key text)
  RETURNS errands.jobs
  LANGUAGE plpgsql
@@ -1644,7 +1721,10 @@ BEGIN
         WHERE j.id = v_row.id
         RETURNING j.* INTO v_row;
     END IF;
-    RETURN errands._job_view(v_row);
+    IF errands._caller_reads_jobs() THEN
+        RETURN errands._job_view(v_row);
+    END IF;
+    RETURN errands._hide_payload(errands._job_view(v_row), NULL);
 END
 $function$;
 
@@ -1817,6 +1897,32 @@ BEGIN
     SELECT count(*) INTO v_count FROM pg_temp._errands_crontab_new;
     DROP TABLE pg_temp._errands_crontab_new;
     RETURN v_count;
+END
+$function$;
+
+-- FUNCTION errands.set_max_payload_bytes(bigint)
+-- ACL: postgres=X/postgres
+-- comment: Sets the largest payload (bytes of its JSON text) add_job and add_jobs accept, for
+--          every role and session of the database; 0 turns the limit off (default 1048576,
+--          1 MiB). Returns the new limit. Only the schema owner (or a superuser) may run it,
+--          or a role the owner grants EXECUTE on it to; the setting
+--          errands.max_payload_bytes of versions up to 16 is ignored.
+CREATE OR REPLACE FUNCTION errands.set_max_payload_bytes(bytes bigint)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+BEGIN
+    IF bytes IS NULL OR bytes < 0 THEN
+        RAISE EXCEPTION 'errands: max_payload_bytes must be 0 (no limit) or a positive number of bytes, got %',
+            coalesce(bytes::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    UPDATE errands._settings s SET max_payload_bytes = bytes;
+    IF NOT FOUND THEN
+        INSERT INTO errands._settings (max_payload_bytes) VALUES (bytes);
+    END IF;
+    RETURN bytes;
 END
 $function$;
 

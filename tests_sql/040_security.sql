@@ -2,7 +2,7 @@
 -- DEFINER with a fixed search_path against hostile search paths, the payload
 -- size limit, and jobs of unknown tasks staying pending.
 BEGIN;
-SELECT plan(68);
+SELECT plan(71);
 
 CREATE ROLE errands_t040_web;
 CREATE ROLE errands_t040_worker;
@@ -41,7 +41,7 @@ SELECT is(
     ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p
           WHERE p.pronamespace = 'errands'::regnamespace
             AND left(p.proname, 1) <> '_'
-            AND p.proname NOT IN ('grant_enqueue', 'grant_worker')
+            AND p.proname NOT IN ('grant_enqueue', 'grant_read', 'grant_worker')
             AND NOT (p.prosecdef AND 'search_path=pg_catalog, pg_temp' = ANY(p.proconfig))
           ORDER BY 1),
     '{}'::text[],
@@ -49,8 +49,9 @@ SELECT is(
 );
 SELECT ok((SELECT bool_and(NOT p.prosecdef AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp'])
            FROM pg_proc p WHERE p.oid IN ('errands.grant_enqueue(regrole)'::regprocedure,
+                                          'errands.grant_read(regrole)'::regprocedure,
                                           'errands.grant_worker(regrole)'::regprocedure)),
-          'grant_enqueue and grant_worker run as the caller (not SECURITY DEFINER), fixed search_path');
+          'grant_enqueue, grant_read and grant_worker run as the caller (not SECURITY DEFINER), fixed search_path');
 SELECT is(obj_description('errands.grant_enqueue(regrole)'::regprocedure, 'pg_proc') IS NOT NULL
           AND obj_description('errands.grant_worker(regrole)'::regprocedure, 'pg_proc') IS NOT NULL,
           true, 'grant_enqueue and grant_worker have comments');
@@ -239,28 +240,30 @@ SELECT is((SELECT count(*)::int FROM errands.jobs WHERE task_identifier = 'sec_e
 SELECT lives_ok($$SELECT errands.add_job('sec_size', to_json(repeat('x', 1048574)))$$,
                 'a payload of exactly 1 MiB (1048576 bytes of JSON) is accepted by default');
 SELECT throws_ok($$SELECT errands.add_job('sec_size', to_json(repeat('x', 1048575)))$$, '22023',
-                 'errands: payload must be at most 1048576 bytes (errands.max_payload_bytes), got 1048577 bytes',
+                 'errands: payload must be at most 1048576 bytes (errands.set_max_payload_bytes), got 1048577 bytes',
                  'a payload of 1048577 bytes raises 22023 naming the size and the limit');
-SET LOCAL errands.max_payload_bytes = 100;
+SELECT is(errands.set_max_payload_bytes(100), 100::bigint, 'the owner sets the limit to 100 bytes');
 SELECT throws_ok($$SELECT errands.add_jobs(ARRAY[
                        ROW('sec_size', '{}', NULL, NULL, NULL, NULL, NULL, NULL),
                        ROW('sec_size', to_json(repeat(chr(233), 50)), NULL, NULL, NULL, NULL, NULL, NULL)
                    ]::errands.job_spec[])$$, '22023',
-                 'errands: payload must be at most 100 bytes (errands.max_payload_bytes), got 102 bytes (spec 2)',
+                 'errands: payload must be at most 100 bytes (errands.set_max_payload_bytes), got 102 bytes (spec 2)',
                  'add_jobs: the limit counts bytes, not characters, and names the spec');
 SELECT throws_ok($$SELECT errands.add_job('sec_size', to_json(repeat('x', 99)), job_key := 'sec:size',
                                           job_key_mode := 'unsafe_dedupe')$$, '22023', NULL,
                  'the unsafe_dedupe path checks the limit too');
 SELECT lives_ok($$SELECT errands.add_job('sec_size', to_json(repeat('x', 98)))$$,
-                'errands.max_payload_bytes = 100: a 100-byte payload is accepted');
-SET LOCAL errands.max_payload_bytes = 'lots';
-SELECT throws_ok($$SELECT errands.add_job('sec_size')$$, '22023',
-                 'errands: setting errands.max_payload_bytes must be a whole number of bytes, got ''lots'' (4 characters)',
-                 'an invalid errands.max_payload_bytes raises 22023 naming the setting');
-SET LOCAL errands.max_payload_bytes = 0;
+                'limit 100: a 100-byte payload is accepted');
+SELECT throws_ok($$SELECT errands.set_max_payload_bytes(-1)$$, '22023',
+                 'errands: max_payload_bytes must be 0 (no limit) or a positive number of bytes, got -1',
+                 'set_max_payload_bytes(-1) raises 22023 naming the value');
+SELECT throws_ok($$SELECT errands.set_max_payload_bytes(NULL)$$, '22023',
+                 'errands: max_payload_bytes must be 0 (no limit) or a positive number of bytes, got NULL',
+                 'set_max_payload_bytes(NULL) raises 22023');
+SELECT is(errands.set_max_payload_bytes(0), 0::bigint, 'the owner turns the limit off');
 SELECT lives_ok($$SELECT errands.add_job('sec_size', to_json(repeat('x', 1048576)))$$,
-                'errands.max_payload_bytes = 0 turns the limit off');
-RESET errands.max_payload_bytes;
+                'limit 0 turns the check off');
+SELECT errands.set_max_payload_bytes(1048576);
 SELECT is((SELECT count(*)::int FROM errands.jobs WHERE task_identifier = 'sec_size'), 3,
           'the refused payloads wrote nothing');
 

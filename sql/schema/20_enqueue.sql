@@ -9,21 +9,63 @@ LANGUAGE sql AS $$
     SELECT pg_notify('errands:jobs', '')
 $$;
 
--- Payload size limit: errands.max_payload_bytes (bytes of the payload's JSON
--- text), default 1 MiB; 0 or less turns the check off.
+-- Payload size limit: bytes of the payload's JSON text, from the one-row table
+-- errands._settings (default 1 MiB; 0 turns the check off). Only the schema
+-- owner, or a role it lets run errands.set_max_payload_bytes, can change it: a
+-- caller's SET changes nothing. (PL/pgSQL: its plan is cached.)
 CREATE OR REPLACE FUNCTION errands._max_payload_bytes() RETURNS bigint
 LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v_setting text := nullif(btrim(current_setting('errands.max_payload_bytes', true)), '');
 BEGIN
-    IF v_setting IS NULL THEN
-        RETURN 1048576;
+    RETURN coalesce((SELECT s.max_payload_bytes FROM errands._settings s), 1048576);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION errands.set_max_payload_bytes(bytes bigint) RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF bytes IS NULL OR bytes < 0 THEN
+        RAISE EXCEPTION 'errands: max_payload_bytes must be 0 (no limit) or a positive number of bytes, got %',
+            coalesce(bytes::text, 'NULL') USING ERRCODE = '22023';
     END IF;
-    IF v_setting !~ '^[+-]?[0-9]{1,18}$' THEN
-        RAISE EXCEPTION 'errands: setting errands.max_payload_bytes must be a whole number of bytes, got %',
-            errands._describe(v_setting) USING ERRCODE = '22023';
+    UPDATE errands._settings s SET max_payload_bytes = bytes;
+    IF NOT FOUND THEN
+        INSERT INTO errands._settings (max_payload_bytes) VALUES (bytes);
     END IF;
-    RETURN v_setting::bigint;
+    RETURN bytes;
+END
+$$;
+COMMENT ON FUNCTION errands.set_max_payload_bytes(bigint) IS
+'Sets the largest payload (bytes of its JSON text) add_job and add_jobs accept, for
+every role and session of the database; 0 turns the limit off (default 1048576,
+1 MiB). Returns the new limit. Only the schema owner (or a superuser) may run it,
+or a role the owner grants EXECUTE on it to; the setting
+errands.max_payload_bytes of versions up to 16 is ignored.';
+
+-- Whether the role calling the public API may read jobs (SELECT on the
+-- errands.jobs view: grant_read, grant_worker, the owner). Inside a SECURITY
+-- DEFINER function current_user is the function's owner, so the caller is the
+-- session's role: the one SET ROLE chose (as PostgREST does per request), else
+-- the session user. An application's own SECURITY DEFINER function in between
+-- does not count: its owner's privileges never unlock payloads for a web role.
+CREATE OR REPLACE FUNCTION errands._caller_reads_jobs() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT pg_catalog.has_table_privilege(
+        CASE WHEN pg_catalog.current_setting('role') = 'none'
+             THEN session_user::text
+             ELSE pg_catalog.current_setting('role') END,
+        'errands.jobs'::regclass, 'SELECT')
+$$;
+
+-- j with payload and last_error replaced: what a caller that may not read jobs
+-- gets back instead of another job's payload (payload NULL: not sent by it).
+CREATE OR REPLACE FUNCTION errands._hide_payload(j errands.jobs, payload json) RETURNS errands.jobs
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    j.payload := _hide_payload.payload;
+    j.last_error := NULL;
+    RETURN j;
 END
 $$;
 
@@ -84,7 +126,7 @@ BEGIN
             format('priority must be between -32768 and 32767, got %s', s.priority)
         WHEN array_position(s.flags, NULL) IS NOT NULL THEN
             format('flags must not contain NULL, got %s', s.flags)
-        ELSE format('payload must be at most %s bytes (errands.max_payload_bytes), got %s bytes',
+        ELSE format('payload must be at most %s bytes (errands.set_max_payload_bytes), got %s bytes',
                     v_limit, s.payload_bytes)
     END;
     RAISE EXCEPTION 'errands: %', v_problem || v_where USING ERRCODE = '22023';
@@ -315,9 +357,24 @@ BEGIN
         PERFORM errands._notify();
     END IF;
 
+    IF errands._caller_reads_jobs() THEN
+        RETURN QUERY
+        SELECT v.* FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
+        JOIN errands.jobs v ON v.id = x.id
+        ORDER BY x.ord;
+        RETURN;
+    END IF;
+    -- A caller that may not read jobs gets a keyed job's payload back only when
+    -- it is what this call wrote (not when merged into another caller's array,
+    -- or an existing job's): payload NULL otherwise.
     RETURN QUERY
-    SELECT v.* FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
+    SELECT (errands._hide_payload(v, CASE WHEN s.job_key IS NULL
+                                              OR v.payload::text = k.payload::text
+                                         THEN v.payload END)).*
+    FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
     JOIN errands.jobs v ON v.id = x.id
+    JOIN unnest(specs) WITH ORDINALITY s ON s.ordinality = x.ord
+    LEFT JOIN unnest(v_keyed) k ON k.key = s.job_key
     ORDER BY x.ord;
 END
 $$;
@@ -326,7 +383,9 @@ COMMENT ON FUNCTION errands.add_jobs(errands.job_spec[], boolean) IS
 Specs with a job_key follow add_job''s replace mode (preserve_run_at when
 job_key_preserve_run_at is true); specs sharing a key in one call fold into one
 job (the later spec wins; array payloads concatenate). Notifies errands:jobs once
-when a job is runnable now.';
+when a job is runnable now. A caller that may not read jobs (no SELECT on
+errands.jobs) gets payload NULL for a keyed job whose payload is not the one this
+call wrote.';
 
 -- With a job key add_job goes through add_jobs (the job-key decision table lives
 -- there); without one it is a single INSERT whose arguments are checked on the
@@ -377,7 +436,8 @@ BEGIN
             UPDATE errands._jobs j SET timeout = add_job.timeout
             WHERE j.id = v_result.id
             RETURNING j.* INTO v_row;
-            RETURN errands._job_view(v_row);
+            -- add_jobs decided what payload the caller may see.
+            RETURN errands._hide_payload(errands._job_view(v_row), v_result.payload);
         END IF;
         RETURN v_result;
     END IF;
@@ -418,6 +478,10 @@ BEGIN
     IF v_row.revision = 0 AND v_row.run_at <= v_now THEN
         PERFORM errands._notify();
     END IF;
+    IF v_row.revision > 0 AND NOT errands._caller_reads_jobs() THEN
+        -- unsafe_dedupe found an existing job: not this caller's payload.
+        RETURN errands._hide_payload(errands._job_view(v_row), NULL);
+    END IF;
     IF v_row.task_id = v_task_id AND v_row.job_queue_id IS NOT DISTINCT FROM v_queue_id THEN
         -- Our task and queue (not another job's, as an unsafe_dedupe match may
         -- be): the names are the arguments, no lookup needed.
@@ -435,7 +499,9 @@ not been tried, unsafe_dedupe only bumps revision of any job holding the key.
 A running or permanently failed job with the key loses it and a new job is
 inserted. Array payloads of the same key concatenate (batch jobs). timeout
 (errands only, positive): each try of this job may run that long (overrides the
-task''s timeout).';
+task''s timeout). A caller that may not read jobs (no SELECT on errands.jobs)
+never gets another job''s payload back: payload and last_error are NULL when
+unsafe_dedupe found an existing job or a batch payload was merged.';
 
 CREATE OR REPLACE FUNCTION errands.remove_job(job_key text) RETURNS errands.jobs
 LANGUAGE plpgsql STRICT
@@ -458,10 +524,14 @@ BEGIN
         WHERE j.id = v_row.id
         RETURNING j.* INTO v_row;
     END IF;
-    RETURN errands._job_view(v_row);
+    IF errands._caller_reads_jobs() THEN
+        RETURN errands._job_view(v_row);
+    END IF;
+    RETURN errands._hide_payload(errands._job_view(v_row), NULL);
 END
 $$;
 COMMENT ON FUNCTION errands.remove_job(text) IS
 'Deletes the job holding job_key when it is not running and returns it. A running
 job instead loses its key and gets attempts = max_attempts, so it will not be
-retried. Returns NULL when no job has the key.';
+retried. Returns NULL when no job has the key. A caller that may not read jobs
+(no SELECT on errands.jobs) gets the row with payload and last_error NULL.';

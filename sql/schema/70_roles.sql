@@ -23,8 +23,27 @@ $$;
 COMMENT ON FUNCTION errands.grant_enqueue(regrole) IS
 'Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
 schema errands and EXECUTE on add_job, add_jobs and remove_job. The role cannot
-read jobs or payloads, fetch, complete, fail or reschedule jobs. Run it as the
-owner of the errands schema or a superuser.';
+read jobs or payloads (the three functions return payload NULL for a job whose
+payload the call did not write), fetch, complete, fail or reschedule jobs. Run it
+as the owner of the errands schema or a superuser.';
+
+CREATE OR REPLACE FUNCTION errands.grant_read(role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.oid = grant_read.role);
+BEGIN
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_read needs a role, got NULL' USING ERRCODE = '22023';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
+    EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
+END
+$$;
+COMMENT ON FUNCTION errands.grant_read(regrole) IS
+'Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs view
+(payloads included; never the private tables). With it, add_job, add_jobs and
+remove_job (if also granted) return payloads of jobs the call did not write.
+Run it as the owner of the errands schema or a superuser.';
 
 CREATE OR REPLACE FUNCTION errands.grant_worker(role regrole) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -54,7 +73,7 @@ BEGIN
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn, v_name);
     END LOOP;
-    EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
+    PERFORM errands.grant_read(grant_worker.role);
 END
 $$;
 COMMENT ON FUNCTION errands.grant_worker(regrole) IS
@@ -63,6 +82,6 @@ on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
 worker_return_jobs, reset_locked, try_lock_worker, register_worker, heartbeat,
 rescue_workers, unregister_worker), the admin functions (complete_jobs,
 permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup, the cron
-functions if cron is installed when it runs, and SELECT on the errands.jobs view
-(never on the private tables). Run it again after an upgrade adds functions. Run it as the owner of the
+functions if cron is installed when it runs, and what grant_read gives (SELECT on
+the errands.jobs view, never on the private tables). Run it again after an upgrade adds functions. Run it as the owner of the
 errands schema or a superuser.';

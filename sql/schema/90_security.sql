@@ -25,7 +25,7 @@ BEGIN
         WHERE p.pronamespace = 'errands'::regnamespace
           AND p.prokind = 'f'
           AND left(p.proname, 1) <> '_'
-          AND p.proname NOT IN ('grant_enqueue', 'grant_worker')
+          AND p.proname NOT IN ('grant_enqueue', 'grant_read', 'grant_worker')
           AND NOT (p.prosecdef
                    AND 'search_path=pg_catalog, pg_temp' = ANY (coalesce(p.proconfig, '{}')))
         ORDER BY p.oid
