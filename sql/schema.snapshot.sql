@@ -474,6 +474,20 @@ AS $function$
            END
 $function$;
 
+-- FUNCTION errands._define_max_payload_bytes()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._define_max_payload_bytes()
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION errands._max_payload_bytes() RETURNS bigint '
+        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %s::bigint $f$',
+        coalesce((SELECT s.max_payload_bytes FROM errands._settings s), 1048576));
+END
+$function$;
+
 -- FUNCTION errands._describe(text)
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._describe(value text)
@@ -593,13 +607,9 @@ $function$;
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._max_payload_bytes()
  RETURNS bigint
- LANGUAGE plpgsql
- STABLE
-AS $function$
-BEGIN
-    RETURN coalesce((SELECT s.max_payload_bytes FROM errands._settings s), 1048576);
-END
-$function$;
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$ SELECT 1048576::bigint $function$;
 
 -- FUNCTION errands._notify()
 -- ACL: postgres=X/postgres
@@ -1061,14 +1071,16 @@ BEGIN
     -- A caller that may not read jobs gets a keyed job's payload back only when
     -- it is what this call wrote (not when merged into another caller's array,
     -- or an existing job's): payload NULL otherwise.
+    -- (LATERAL: (f(v)).* would call f once per column.)
     RETURN QUERY
-    SELECT (errands._hide_payload(v, CASE WHEN s.job_key IS NULL
-                                              OR v.payload::text = k.payload::text
-                                         THEN v.payload END)).*
+    SELECT h.*
     FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
     JOIN errands.jobs v ON v.id = x.id
     JOIN unnest(specs) WITH ORDINALITY s ON s.ordinality = x.ord
     LEFT JOIN unnest(v_keyed) k ON k.key = s.job_key
+    CROSS JOIN LATERAL errands._hide_payload(v, CASE WHEN s.job_key IS NULL
+                                                         OR v.payload::text = k.payload::text
+                                                    THEN v.payload END) h
     ORDER BY x.ord;
 END
 $function$;
@@ -1918,10 +1930,13 @@ BEGIN
         RAISE EXCEPTION 'errands: max_payload_bytes must be 0 (no limit) or a positive number of bytes, got %',
             coalesce(bytes::text, 'NULL') USING ERRCODE = '22023';
     END IF;
+    -- The row lock serializes concurrent calls (two CREATE OR REPLACE of one
+    -- function at once fail with 'tuple concurrently updated').
     UPDATE errands._settings s SET max_payload_bytes = bytes;
     IF NOT FOUND THEN
         INSERT INTO errands._settings (max_payload_bytes) VALUES (bytes);
     END IF;
+    PERFORM errands._define_max_payload_bytes();
     RETURN bytes;
 END
 $function$;

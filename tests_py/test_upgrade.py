@@ -109,7 +109,7 @@ def test_upgrade_from_v16_keeps_live_data(empty_db: str, database_factory: Datab
         }
         assert conn.execute(
             "SELECT array_agg(id ORDER BY id) FROM errands.migrations"
-        ).fetchone() == (list(range(1, 17)),)
+        ).fetchone() == (list(range(1, 18)),)
         assert conn.execute("SELECT hash FROM errands.definitions").fetchone() == (
             definitions_hash(),
         )
@@ -187,6 +187,57 @@ def test_upgrade_lets_worker_roles_take_their_lock(empty_db: str) -> None:
             assert conn.execute(may, [web]).fetchone() == (False,)
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(worker)))
             assert conn.execute("SELECT errands.try_lock_worker('w-up')").fetchone() == (True,)
+            conn.execute("RESET ROLE")
+        finally:
+            conn.execute("RESET ROLE")
+            for role in (worker, web):
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_upgrade_keeps_web_roles_to_their_grant(empty_db: str) -> None:
+    """Roles granted under version 16 keep exactly their grant after the upgrade: the
+    enqueue role enqueues but gets no other job's payload back and cannot change the
+    payload size limit (its old session setting is ignored); the worker role (SELECT
+    on errands.jobs since version 16) still gets payloads. A limit set for the
+    database with ALTER DATABASE ... SET errands.max_payload_bytes is carried over."""
+    from psycopg import sql
+
+    _install_v16(empty_db)
+    base = psycopg.conninfo.conninfo_to_dict(empty_db)["dbname"]
+    worker, web = f"{base}_ww", f"{base}_we"
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET errands.max_payload_bytes = 2048").format(
+                sql.Identifier(base)
+            )
+        )
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        for role in (worker, web):
+            conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+        try:
+            conn.execute("SELECT errands.grant_worker(%s::regrole)", [worker])
+            conn.execute("SELECT errands.grant_enqueue(%s::regrole)", [web])
+            conn.execute("SELECT errands.add_job('t', '{\"secret\": 1}', job_key := 'user:1')")
+            conn.execute("SELECT errands.add_job('t', '{\"secret\": 2}', job_key := 'user:2')")
+            errands.install(conn)
+            assert conn.execute("SELECT max_payload_bytes FROM errands._settings").fetchone() == (
+                2048,
+            )
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(web)))
+            conn.execute("SET errands.max_payload_bytes = 0")
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="at most 2048 bytes"):
+                conn.execute("SELECT errands.add_job('t', %s::json)", ['"' + "x" * 3000 + '"'])
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT errands.set_max_payload_bytes(0)")
+            assert conn.execute(
+                "SELECT key, payload FROM errands.remove_job('user:1')"
+            ).fetchone() == ("user:1", None)
+            conn.execute("RESET errands.max_payload_bytes")
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(worker)))
+            assert conn.execute(
+                "SELECT payload FROM errands.remove_job('user:2')"
+            ).fetchone() == ({"secret": 2},)
             conn.execute("RESET ROLE")
         finally:
             conn.execute("RESET ROLE")
