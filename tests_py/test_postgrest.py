@@ -112,9 +112,7 @@ def test_rpc_enqueues_and_a_worker_runs_it(
             "SELECT current_user, coalesce(current_setting('request.jwt.claims', true), '')"
         ).fetchone() == (roles.auth, "")
 
-    rows = conn.execute(
-        "SELECT id, task_identifier, payload, key FROM errands.jobs"
-    ).fetchall()
+    rows = conn.execute("SELECT id, task_identifier, payload, key FROM errands.jobs").fetchall()
     assert rows == [(job_id, "send_welcome_email", {"user_id": 42}, "welcome_email:42")]
 
     seen: list[Any] = []
@@ -144,9 +142,11 @@ def test_web_role_gets_nothing_else(
     db: str, conn: psycopg.Connection[Any], roles: Roles, statement: str
 ) -> None:
     claims = {"sub": "42", "role": roles.user}
-    with psycopg.connect(make_conninfo(db, user=roles.auth), autocommit=True) as auth:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            _request(auth, roles.user, claims, '{"user_id": 42}', then=statement)
+    with (
+        psycopg.connect(make_conninfo(db, user=roles.auth), autocommit=True) as auth,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        _request(auth, roles.user, claims, '{"user_id": 42}', then=statement)
     # The request rolled back whole: not even its own job is left.
     assert conn.execute("SELECT count(*) FROM errands.jobs").fetchone() == (0,)
 

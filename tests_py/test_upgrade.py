@@ -235,9 +235,9 @@ def test_upgrade_keeps_web_roles_to_their_grant(empty_db: str) -> None:
             ).fetchone() == ("user:1", None)
             conn.execute("RESET errands.max_payload_bytes")
             conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(worker)))
-            assert conn.execute(
-                "SELECT payload FROM errands.remove_job('user:2')"
-            ).fetchone() == ({"secret": 2},)
+            assert conn.execute("SELECT payload FROM errands.remove_job('user:2')").fetchone() == (
+                {"secret": 2},
+            )
             conn.execute("RESET ROLE")
         finally:
             conn.execute("RESET ROLE")
