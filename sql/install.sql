@@ -257,7 +257,7 @@ $errands_install_m0017$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'aec2c5d298a388f744273f39cddda459e2fb4a5c85889c32f7c14cf11e4ac45f') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'b33090328332458b4d3bc09d21c771be4744c8f147980de0826e29e13279e563') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -758,7 +758,10 @@ BEGIN
         PERFORM errands._notify();
     END IF;
 
-    IF errands._caller_reads_jobs() THEN
+    -- Only an array payload merged into an existing job's can differ from what
+    -- this call wrote: without one (the usual case) nothing needs hiding.
+    IF NOT EXISTS (SELECT 1 FROM unnest(v_keyed) k WHERE k.merge)
+       OR errands._caller_reads_jobs() THEN
         RETURN QUERY
         SELECT v.* FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
         JOIN errands.jobs v ON v.id = x.id
@@ -766,19 +769,23 @@ BEGIN
         RETURN;
     END IF;
     -- A caller that may not read jobs gets a keyed job's payload back only when
-    -- it is what this call wrote (not when merged into another caller's array,
-    -- or an existing job's): payload NULL otherwise.
-    -- (LATERAL: (f(v)).* would call f once per column.)
+    -- it is what this call wrote (not when its array was merged into an
+    -- existing job's): payload NULL otherwise.
+    -- The rows are read as above (MATERIALIZED: the extra joins must not change
+    -- that plan), then masked; LATERAL: (f(v)).* would call f once per column.
     RETURN QUERY
+    WITH r AS MATERIALIZED (
+        SELECT v AS job, x.ord FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
+        JOIN errands.jobs v ON v.id = x.id
+    )
     SELECT h.*
-    FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
-    JOIN errands.jobs v ON v.id = x.id
-    JOIN unnest(specs) WITH ORDINALITY s ON s.ordinality = x.ord
+    FROM r
+    JOIN unnest(specs) WITH ORDINALITY s ON s.ordinality = r.ord
     LEFT JOIN unnest(v_keyed) k ON k.key = s.job_key
-    CROSS JOIN LATERAL errands._hide_payload(v, CASE WHEN s.job_key IS NULL
-                                                         OR v.payload::text = k.payload::text
-                                                    THEN v.payload END) h
-    ORDER BY x.ord;
+    CROSS JOIN LATERAL errands._hide_payload(
+        r.job, CASE WHEN s.job_key IS NULL OR (r.job).payload::text = k.payload::text
+                    THEN (r.job).payload END) h
+    ORDER BY r.ord;
 END
 $$;
 COMMENT ON FUNCTION errands.add_jobs(errands.job_spec[], boolean) IS
@@ -2198,7 +2205,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'aec2c5d298a388f744273f39cddda459e2fb4a5c85889c32f7c14cf11e4ac45f')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'b33090328332458b4d3bc09d21c771be4744c8f147980de0826e29e13279e563')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -370,7 +370,10 @@ BEGIN
         PERFORM errands._notify();
     END IF;
 
-    IF errands._caller_reads_jobs() THEN
+    -- Only an array payload merged into an existing job's can differ from what
+    -- this call wrote: without one (the usual case) nothing needs hiding.
+    IF NOT EXISTS (SELECT 1 FROM unnest(v_keyed) k WHERE k.merge)
+       OR errands._caller_reads_jobs() THEN
         RETURN QUERY
         SELECT v.* FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
         JOIN errands.jobs v ON v.id = x.id
@@ -378,19 +381,23 @@ BEGIN
         RETURN;
     END IF;
     -- A caller that may not read jobs gets a keyed job's payload back only when
-    -- it is what this call wrote (not when merged into another caller's array,
-    -- or an existing job's): payload NULL otherwise.
-    -- (LATERAL: (f(v)).* would call f once per column.)
+    -- it is what this call wrote (not when its array was merged into an
+    -- existing job's): payload NULL otherwise.
+    -- The rows are read as above (MATERIALIZED: the extra joins must not change
+    -- that plan), then masked; LATERAL: (f(v)).* would call f once per column.
     RETURN QUERY
+    WITH r AS MATERIALIZED (
+        SELECT v AS job, x.ord FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
+        JOIN errands.jobs v ON v.id = x.id
+    )
     SELECT h.*
-    FROM unnest(v_ids) WITH ORDINALITY x(id, ord)
-    JOIN errands.jobs v ON v.id = x.id
-    JOIN unnest(specs) WITH ORDINALITY s ON s.ordinality = x.ord
+    FROM r
+    JOIN unnest(specs) WITH ORDINALITY s ON s.ordinality = r.ord
     LEFT JOIN unnest(v_keyed) k ON k.key = s.job_key
-    CROSS JOIN LATERAL errands._hide_payload(v, CASE WHEN s.job_key IS NULL
-                                                         OR v.payload::text = k.payload::text
-                                                    THEN v.payload END) h
-    ORDER BY x.ord;
+    CROSS JOIN LATERAL errands._hide_payload(
+        r.job, CASE WHEN s.job_key IS NULL OR (r.job).payload::text = k.payload::text
+                    THEN (r.job).payload END) h
+    ORDER BY r.ord;
 END
 $$;
 COMMENT ON FUNCTION errands.add_jobs(errands.job_spec[], boolean) IS
