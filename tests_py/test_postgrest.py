@@ -205,3 +205,15 @@ def test_payload_limit_change_reaches_open_sessions(
         finally:
             conn.execute("SELECT errands.set_max_payload_bytes(1048576)")
         assert isinstance(_request(auth, roles.user, claims, body), int)
+
+
+def test_worker_utils_as_enqueue_role(db: str, conn: psycopg.Connection[Any], roles: Roles) -> None:
+    """The Python client as an enqueue-only LOGIN role: remove_job's Job has payload None."""
+    conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(roles.app)))
+    conn.execute("SELECT errands.add_job('t', '{\"secret\": 1}', job_key := 'user:1')")
+    with errands.SyncWorkerUtils(make_conninfo(db, user=roles.app)) as utils:
+        mine = utils.add_job("t", {"mine": 1}, job_key="user:2")
+        assert mine.payload == {"mine": 1}
+        removed = utils.remove_job("user:1")
+    assert removed is not None
+    assert (removed.key, removed.payload, removed.last_error) == ("user:1", None, None)
