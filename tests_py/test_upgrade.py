@@ -109,7 +109,7 @@ def test_upgrade_from_v16_keeps_live_data(empty_db: str, database_factory: Datab
         }
         assert conn.execute(
             "SELECT array_agg(id ORDER BY id) FROM errands.migrations"
-        ).fetchone() == (list(range(1, 18)),)
+        ).fetchone() == (list(range(1, 19)),)
         assert conn.execute("SELECT hash FROM errands.definitions").fetchone() == (
             definitions_hash(),
         )
