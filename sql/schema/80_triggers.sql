@@ -128,12 +128,13 @@ BEGIN
                 v_open := strpos(v_rest, '{');
                 v_close := strpos(v_rest, '}');
                 EXIT WHEN v_open = 0 AND v_close = 0;
-                IF v_open = 0 OR v_close < v_open THEN
+                IF v_open = 0 OR v_close > 0 AND v_close < v_open THEN
                     RAISE EXCEPTION '%job_key % has a } without its {',
                         v_where, errands._describe(v_value) USING ERRCODE = '22023';
                 END IF;
-                v_col := substr(v_rest, v_open + 1, strpos(substr(v_rest, v_open + 1), '}') - 1);
-                IF strpos(substr(v_rest, v_open + 1), '}') = 0 OR v_col = '' OR strpos(v_col, '{') > 0 THEN
+                v_close := strpos(substr(v_rest, v_open + 1), '}');
+                v_col := substr(v_rest, v_open + 1, greatest(v_close - 1, 0));
+                IF v_close = 0 OR v_col = '' OR strpos(v_col, '{') > 0 THEN
                     RAISE EXCEPTION '%job_key % needs {column} with a column name between the braces',
                         v_where, errands._describe(v_value) USING ERRCODE = '22023';
                 END IF;
@@ -315,8 +316,8 @@ BEGIN
        AND EXISTS (SELECT 1 FROM unnest(v_specs) s WHERE s.job_key IS NULL) THEN
         RAISE EXCEPTION 'errands.job_trigger on %: job_key % needs columns %, one of which is NULL in a row',
             TG_RELID::regclass, quote_literal(v_opt ->> 'job_key'),
-            array_to_string(ARRAY(SELECT quote_ident(v_parts[i])
-                                  FROM generate_series(2, cardinality(v_parts), 2) i), ', ')
+            array_to_string(ARRAY(SELECT quote_ident(v_parts[g])
+                                  FROM generate_series(2, cardinality(v_parts), 2) g), ', ')
             USING ERRCODE = '22023';
     END IF;
     PERFORM errands.add_jobs(v_specs, v_opt ->> 'job_key_mode' = 'preserve_run_at');
