@@ -27,13 +27,13 @@ TRIGGERS = {
         "CREATE TRIGGER t AFTER {event} ON trigger_cost FOR EACH ROW "
         "EXECUTE FUNCTION errands.job_trigger('cost_task')"
     ),
-    "row trigger, job_key 'u:{{id}}'": (
-        "CREATE TRIGGER t AFTER {event} ON trigger_cost FOR EACH ROW "
-        "EXECUTE FUNCTION errands.job_trigger('cost_task', 'job_key=u:{{id}}')"
-    ),
     "statement trigger, one job per row (add_jobs)": (
         "CREATE TRIGGER t AFTER {event} ON trigger_cost REFERENCING NEW TABLE AS new_rows "
         "FOR EACH STATEMENT EXECUTE FUNCTION errands.job_trigger('cost_task')"
+    ),
+    "statement trigger, one job per row, job_key 'u:{id}'": (
+        "CREATE TRIGGER t AFTER {event} ON trigger_cost REFERENCING NEW TABLE AS new_rows "
+        "FOR EACH STATEMENT EXECUTE FUNCTION errands.job_trigger('cost_task', 'job_key=u:{{id}}')"
     ),
     "statement trigger, batch=true (one job)": (
         "CREATE TRIGGER t AFTER {event} ON trigger_cost REFERENCING NEW TABLE AS new_rows "
@@ -58,12 +58,12 @@ def measure(conn: psycopg.Connection[tuple[object, ...]], rows: int, runs: int) 
             for _ in range(runs):
                 with conn.transaction(force_rollback=True):
                     if trigger:
-                        conn.execute(trigger.format(event=event))  # type: ignore[arg-type]
+                        conn.execute(trigger.format(event=event))
                     start = time.perf_counter()
-                    conn.execute(statement.format(rows=rows))  # type: ignore[arg-type]
+                    conn.execute(statement.format(rows=rows))
                     times.append((time.perf_counter() - start) * 1000)
                     row = conn.execute("SELECT count(*) FROM errands._jobs").fetchone()
-                    jobs = int(row[0]) if row else 0  # type: ignore[call-overload]
+                    jobs = int(str(row[0])) if row else 0
             print(f"| {event} | {label} | {statistics.median(times):.0f} | {jobs:,} |")
 
 
@@ -76,7 +76,7 @@ def main() -> None:
     with psycopg.connect(args.dsn, autocommit=True) as conn:
         for statement in SETUP.format(rows=args.rows).split(";"):
             if statement.strip():
-                conn.execute(statement)  # type: ignore[call-overload]
+                conn.execute(statement)
         measure(conn, args.rows, args.runs)
         conn.execute("DROP TABLE trigger_cost")
 
