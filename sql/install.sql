@@ -224,7 +224,7 @@ $errands_install_m0016$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'b2fc49a1e2ba43e4a5f151c7b3514e6038b3e6d5c2498973151fdec24d0a51bf') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '3091d47064f88de46a4393c21791d9a083cfb360e069195ff04fa3fdc4139f23') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -2275,7 +2275,7 @@ BEGIN
             flags => nullif(v_flags, '{}'),
             job_key_mode => v_opt ->> 'job_key_mode',
             timeout => (v_opt ->> 'timeout')::interval);
-        IF TG_WHEN = 'BEFORE' THEN
+        IF TG_WHEN IN ('BEFORE', 'INSTEAD OF') THEN
             RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
         END IF;
         RETURN NULL;
@@ -2474,7 +2474,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'b2fc49a1e2ba43e4a5f151c7b3514e6038b3e6d5c2498973151fdec24d0a51bf')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '3091d47064f88de46a4393c21791d9a083cfb360e069195ff04fa3fdc4139f23')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -1745,7 +1745,7 @@ BEGIN
             flags => nullif(v_flags, '{}'),
             job_key_mode => v_opt ->> 'job_key_mode',
             timeout => (v_opt ->> 'timeout')::interval);
-        IF TG_WHEN = 'BEFORE' THEN
+        IF TG_WHEN IN ('BEFORE', 'INSTEAD OF') THEN
             RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
         END IF;
         RETURN NULL;

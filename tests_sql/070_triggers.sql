@@ -4,7 +4,7 @@
 -- bad argument (22023 from check_job_triggers and when the trigger fires), and
 -- who may fire and create the trigger. Timings: bench/trigger_cost.py.
 BEGIN;
-SELECT plan(64);
+SELECT plan(66);
 \ir include/jobs_by_name.sql
 
 -- Jobs of a task, as (key, payload) text, oldest first.
@@ -48,6 +48,23 @@ SELECT is(ARRAY(SELECT payload->>'op' || ':' || coalesce(payload->'new'->>'name'
                        || coalesce(payload->'old'->>'name', '-') FROM pg_temp.jobs_of('audit')),
           '{INSERT:Cy:-,DELETE:-:Cy}', 'DELETE: the payload has old and new = null');
 DROP TRIGGER audit ON users;
+
+-- An INSTEAD OF trigger on a view: the job is the only effect, and the INSERT
+-- counts its row.
+CREATE VIEW signup_requests AS SELECT user_id, email FROM users;
+CREATE TRIGGER request INSTEAD OF INSERT ON signup_requests FOR EACH ROW
+    EXECUTE FUNCTION errands.job_trigger('signup_request', 'job_key=req:{email}');
+CREATE FUNCTION pg_temp.inserted() RETURNS bigint LANGUAGE plpgsql AS $f$
+DECLARE n bigint;
+BEGIN
+    INSERT INTO signup_requests VALUES (7, 'g@example.com');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$f$;
+SELECT is(pg_temp.inserted(), 1::bigint, 'INSTEAD OF: the INSERT counts its row');
+SELECT is((SELECT (key, payload->>'table')::text FROM pg_temp.jobs_of('signup_request')),
+          '(req:g@example.com,signup_requests)', 'INSTEAD OF: one job from the view''s row');
 
 ------------------------------------------------------------------------------
 -- Recipe 2: debounce on update, at most once per user per 10 s
@@ -278,7 +295,7 @@ SELECT is(pg_temp.count_of('task'), 0, 'no bad trigger added a job');
 -- A good trigger elsewhere does not hide a bad one; the count covers all tables.
 CREATE TRIGGER ok AFTER INSERT ON bad FOR EACH ROW EXECUTE FUNCTION errands.job_trigger('ok');
 CREATE TRIGGER ok AFTER INSERT ON items FOR EACH ROW EXECUTE FUNCTION errands.job_trigger('ok');
-SELECT is(errands.check_job_triggers(), 2, 'check_job_triggers() checks the triggers of every table');
+SELECT is(errands.check_job_triggers(), 3, 'check_job_triggers() checks the triggers of every table (and view)');
 SELECT is(errands.check_job_triggers('bad'), 1, 'check_job_triggers(table) those of one table');
 DROP TRIGGER ok ON bad;
 DROP TRIGGER ok ON items;
