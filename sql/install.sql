@@ -224,7 +224,7 @@ $errands_install_m0016$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '3091d47064f88de46a4393c21791d9a083cfb360e069195ff04fa3fdc4139f23') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '615c95dafc6f4339a04b4a6f3e9331644ddee42a0571b25149f2af2d36416db1') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -2066,6 +2066,7 @@ DECLARE
     v_close int;
     v_col text;
     v_statement boolean := level = 'STATEMENT';
+    v_seen text[] := '{}';
     v_where text := format('errands.job_trigger on %s: ', relid::regclass);
 BEGIN
     -- TG_ARGV counts from 0: renumber from 1.
@@ -2083,9 +2084,10 @@ BEGIN
         END IF;
         v_name := btrim(split_part(v_arg, '=', 1));
         v_value := substr(v_arg, strpos(v_arg, '=') + 1);
-        IF v_opt ? v_name AND v_name <> 'batch' OR v_opt ? ('_' || v_name) THEN
+        IF v_name = ANY (v_seen) THEN
             RAISE EXCEPTION '%option % is given twice', v_where, v_name USING ERRCODE = '22023';
         END IF;
+        v_seen := v_seen || v_name;
         CASE v_name
         WHEN 'queue_name' THEN
             IF length(v_value) NOT BETWEEN 1 AND 128 THEN
@@ -2116,10 +2118,6 @@ BEGIN
                     CASE v_name WHEN 'run_in' THEN 'a non-negative' ELSE 'a positive' END,
                     errands._describe(v_value) USING ERRCODE = '22023';
             END IF;
-            IF v_name = 'timeout' AND v_statement THEN
-                -- add_jobs (one job per row) has no timeout; batch=true uses add_job.
-                v_opt := v_opt || jsonb_build_object('_timeout', true);
-            END IF;
             v_opt := v_opt || jsonb_build_object(v_name, v_interval::text);
         WHEN 'flags' THEN
             v_parts := ARRAY(SELECT btrim(f) FROM unnest(string_to_array(v_value, ',')) f);
@@ -2139,11 +2137,7 @@ BEGIN
                 RAISE EXCEPTION '%batch must be true or false, got %',
                     v_where, errands._describe(v_value) USING ERRCODE = '22023';
             END IF;
-            IF v_opt ? '_batch' THEN
-                RAISE EXCEPTION '%option batch is given twice', v_where USING ERRCODE = '22023';
-            END IF;
-            v_opt := v_opt || jsonb_build_object('batch', lower(v_value) IN ('true', 'on'),
-                                                 '_batch', true);
+            v_opt := v_opt || jsonb_build_object('batch', lower(v_value) IN ('true', 'on'));
         WHEN 'job_key' THEN
             -- Parts alternate literal text and column names: 'user:{id}' is
             -- {"user:", "id", ""}.
@@ -2205,7 +2199,8 @@ BEGIN
             RAISE EXCEPTION '%a FOR EACH STATEMENT trigger needs REFERENCING NEW TABLE (or OLD TABLE for DELETE) to add one job per row, or batch=true',
                 v_where USING ERRCODE = '22023';
         END IF;
-        IF v_opt ? '_timeout' THEN
+        -- add_jobs (one job per row) has no timeout; batch=true uses add_job.
+        IF v_opt ? 'timeout' THEN
             RAISE EXCEPTION '%timeout needs a FOR EACH ROW trigger or batch=true', v_where
                 USING ERRCODE = '22023';
         END IF;
@@ -2214,7 +2209,7 @@ BEGIN
                 v_where USING ERRCODE = '22023';
         END IF;
     END IF;
-    RETURN v_opt - '_timeout' - '_batch';
+    RETURN v_opt;
 END
 $$;
 
@@ -2474,7 +2469,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '3091d47064f88de46a4393c21791d9a083cfb360e069195ff04fa3fdc4139f23')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '615c95dafc6f4339a04b4a6f3e9331644ddee42a0571b25149f2af2d36416db1')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

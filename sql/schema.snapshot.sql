@@ -557,6 +557,7 @@ DECLARE
     v_close int;
     v_col text;
     v_statement boolean := level = 'STATEMENT';
+    v_seen text[] := '{}';
     v_where text := format('errands.job_trigger on %s: ', relid::regclass);
 BEGIN
     -- TG_ARGV counts from 0: renumber from 1.
@@ -574,9 +575,10 @@ BEGIN
         END IF;
         v_name := btrim(split_part(v_arg, '=', 1));
         v_value := substr(v_arg, strpos(v_arg, '=') + 1);
-        IF v_opt ? v_name AND v_name <> 'batch' OR v_opt ? ('_' || v_name) THEN
+        IF v_name = ANY (v_seen) THEN
             RAISE EXCEPTION '%option % is given twice', v_where, v_name USING ERRCODE = '22023';
         END IF;
+        v_seen := v_seen || v_name;
         CASE v_name
         WHEN 'queue_name' THEN
             IF length(v_value) NOT BETWEEN 1 AND 128 THEN
@@ -607,10 +609,6 @@ BEGIN
                     CASE v_name WHEN 'run_in' THEN 'a non-negative' ELSE 'a positive' END,
                     errands._describe(v_value) USING ERRCODE = '22023';
             END IF;
-            IF v_name = 'timeout' AND v_statement THEN
-                -- add_jobs (one job per row) has no timeout; batch=true uses add_job.
-                v_opt := v_opt || jsonb_build_object('_timeout', true);
-            END IF;
             v_opt := v_opt || jsonb_build_object(v_name, v_interval::text);
         WHEN 'flags' THEN
             v_parts := ARRAY(SELECT btrim(f) FROM unnest(string_to_array(v_value, ',')) f);
@@ -630,11 +628,7 @@ BEGIN
                 RAISE EXCEPTION '%batch must be true or false, got %',
                     v_where, errands._describe(v_value) USING ERRCODE = '22023';
             END IF;
-            IF v_opt ? '_batch' THEN
-                RAISE EXCEPTION '%option batch is given twice', v_where USING ERRCODE = '22023';
-            END IF;
-            v_opt := v_opt || jsonb_build_object('batch', lower(v_value) IN ('true', 'on'),
-                                                 '_batch', true);
+            v_opt := v_opt || jsonb_build_object('batch', lower(v_value) IN ('true', 'on'));
         WHEN 'job_key' THEN
             -- Parts alternate literal text and column names: 'user:{id}' is
             -- {"user:", "id", ""}.
@@ -696,7 +690,8 @@ BEGIN
             RAISE EXCEPTION '%a FOR EACH STATEMENT trigger needs REFERENCING NEW TABLE (or OLD TABLE for DELETE) to add one job per row, or batch=true',
                 v_where USING ERRCODE = '22023';
         END IF;
-        IF v_opt ? '_timeout' THEN
+        -- add_jobs (one job per row) has no timeout; batch=true uses add_job.
+        IF v_opt ? 'timeout' THEN
             RAISE EXCEPTION '%timeout needs a FOR EACH ROW trigger or batch=true', v_where
                 USING ERRCODE = '22023';
         END IF;
@@ -705,7 +700,7 @@ BEGIN
                 v_where USING ERRCODE = '22023';
         END IF;
     END IF;
-    RETURN v_opt - '_timeout' - '_batch';
+    RETURN v_opt;
 END
 $function$;
 

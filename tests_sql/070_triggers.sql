@@ -4,7 +4,7 @@
 -- bad argument (22023 from check_job_triggers and when the trigger fires), and
 -- who may fire and create the trigger. Timings: bench/trigger_cost.py.
 BEGIN;
-SELECT plan(66);
+SELECT plan(68);
 \ir include/jobs_by_name.sql
 
 -- Jobs of a task, as (key, payload) text, oldest first.
@@ -239,6 +239,11 @@ SELECT is(pg_temp.bad('row', repeat('t', 129)),
 SELECT is(pg_temp.bad('row', 'task', 'queue=q'),
           'unknown option ''queue'' (5 characters); expected queue_name, priority, max_attempts, run_in, timeout, flags, job_key, job_key_mode or batch',
           'unknown option');
+SELECT is(pg_temp.bad('row', 'task', 'identifier=x'),
+          'unknown option ''identifier'' (10 characters); expected queue_name, priority, max_attempts, run_in, timeout, flags, job_key, job_key_mode or batch',
+          'unknown option that is a name used inside');
+SELECT is(pg_temp.bad('new table', 'task', 'batch=true', 'batch=false'), 'option batch is given twice',
+          'batch given twice');
 SELECT is(pg_temp.bad('row', 'task', 'priority'), 'option ''priority'' (8 characters) is not name=value',
           'option without =');
 SELECT is(pg_temp.bad('row', 'task', 'priority=1', 'priority=2'), 'option priority is given twice',
