@@ -224,7 +224,7 @@ $errands_install_m0016$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '615c95dafc6f4339a04b4a6f3e9331644ddee42a0571b25149f2af2d36416db1') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '3f650ccf2bc3f3756651563e9def4060bb5870fb7821da40be6827bb7ec938f1') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -2231,6 +2231,7 @@ DECLARE
     v_payload json;
     v_rows_table name;
     v_key_sql text := 'NULL::text';
+    v_join text;
     v_specs errands.job_spec[];
     i int;
 BEGIN
@@ -2308,13 +2309,23 @@ BEGIN
     END IF;
 
     -- One job per row of the transition table (the new rows; the old ones on
-    -- DELETE), all in one add_jobs call. An UPDATE's old and new rows cannot
-    -- be paired here: the job gets the new row only.
+    -- DELETE), all in one add_jobs call. On UPDATE with both transition tables
+    -- and a primary key, each new row is paired with its old row by the key's
+    -- text form (a row whose key changed gets old = null).
     v_rows_table := CASE WHEN TG_OP = 'DELETE' THEN v_old_table ELSE v_new_table END;
     IF v_rows_table IS NULL THEN
         RAISE EXCEPTION 'errands.job_trigger on %: a % statement needs REFERENCING % TABLE',
             TG_RELID::regclass, TG_OP, CASE WHEN TG_OP = 'DELETE' THEN 'OLD' ELSE 'NEW' END
             USING ERRCODE = '22023';
+    END IF;
+    IF TG_OP = 'UPDATE' AND v_old_table IS NOT NULL THEN
+        SELECT format(' LEFT JOIN %I o ON %s', v_old_table,
+                      string_agg(format('o.%1$I::text = r.%1$I::text', a.attname), ' AND '))
+        INTO v_join
+        FROM pg_catalog.pg_index i
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+        WHERE i.indrelid = TG_RELID AND i.indisprimary
+        HAVING count(*) > 0;
     END IF;
     IF cardinality(v_parts) > 0 THEN
         -- NULL when a column is NULL (|| propagates it); checked below.
@@ -2326,12 +2337,13 @@ BEGIN
     EXECUTE format(
         'SELECT array_agg(ROW($1, json_build_object(''op'', $2, ''schema'', $3, ''table'', $4, '
         '''new'', %s, ''old'', %s), $5, $6, $7, %s, $8, $9)::errands.job_spec) '
-        'FROM (SELECT to_json(r) AS row, %s AS j FROM %I r) x',
+        'FROM (SELECT to_json(r) AS row, %s AS old_row, %s AS j FROM %I r%s) x',
         CASE WHEN TG_OP = 'DELETE' THEN 'NULL::json' ELSE 'x.row' END,
-        CASE WHEN TG_OP = 'DELETE' THEN 'x.row' ELSE 'NULL::json' END,
+        CASE WHEN TG_OP = 'DELETE' THEN 'x.row' ELSE 'x.old_row' END,
         v_key_sql,
+        CASE WHEN v_join IS NOT NULL THEN 'to_json(o)' ELSE 'NULL::json' END,
         CASE WHEN cardinality(v_parts) > 0 THEN 'to_jsonb(r)' ELSE 'NULL::jsonb' END,
-        v_rows_table)
+        v_rows_table, coalesce(v_join, ''))
     INTO v_specs
     USING v_opt ->> 'identifier', TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME,
           v_opt ->> 'queue_name', v_run_at, (v_opt ->> 'max_attempts')::integer,
@@ -2355,7 +2367,7 @@ run_in), timeout, flags (a,b), job_key (template, {column} from the row),
 job_key_mode (replace, preserve_run_at, unsafe_dedupe), batch (statement level).
 Payload: {"op", "schema", "table", "new", "old"} with the row(s). FOR EACH ROW:
 one job per row; FOR EACH STATEMENT with REFERENCING NEW/OLD TABLE: one job per
-row through one add_jobs call, or with batch=true one job holding the rows as
+row through one add_jobs call (an UPDATE''s old row paired by primary key), or with batch=true one job holding the rows as
 arrays. Runs as the role doing the DML, which needs errands.grant_enqueue.
 Bad arguments raise 22023; errands.check_job_triggers finds them at CREATE time.';
 
@@ -2469,7 +2481,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '615c95dafc6f4339a04b4a6f3e9331644ddee42a0571b25149f2af2d36416db1')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '3f650ccf2bc3f3756651563e9def4060bb5870fb7821da40be6827bb7ec938f1')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -4,7 +4,7 @@
 -- bad argument (22023 from check_job_triggers and when the trigger fires), and
 -- who may fire and create the trigger. Timings: bench/trigger_cost.py.
 BEGIN;
-SELECT plan(68);
+SELECT plan(70);
 \ir include/jobs_by_name.sql
 
 -- Jobs of a task, as (key, payload) text, oldest first.
@@ -136,22 +136,39 @@ SELECT is(pg_temp.count_of('item_row'), 10000, 'row trigger: 10,000-row INSERT a
 DROP TRIGGER item_row ON items;
 
 -- Statement trigger: one add_jobs call for the statement, one job per row.
-CREATE TRIGGER item_each AFTER UPDATE ON items REFERENCING NEW TABLE AS new_rows
+CREATE TRIGGER item_each AFTER UPDATE ON items REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION errands.job_trigger('item_each', 'queue_name=items',
                                                             'job_key=item:{id}', 'priority=-1');
 UPDATE items SET label = label || '!';
 SELECT is(pg_temp.count_of('item_each'), 10000,
           'statement trigger: 10,000-row UPDATE adds 10,000 jobs');
-SELECT is((SELECT (key, queue_name, priority, payload->>'op', payload->'new'->>'label', payload->'old')::text
+SELECT is((SELECT (key, queue_name, priority, payload->>'op', payload->'new'->>'label', payload->'old'->>'label')::text
            FROM pg_temp.jobs_of('item_each') WHERE key = 'item:42'),
-          '(item:42,items,-1,UPDATE,"item 42!",null)',
-          'statement trigger: each job has its row (new only), key, queue and priority');
+          '(item:42,items,-1,UPDATE,"item 42!","item 42")',
+          'statement trigger: each job has its new row, its old row (paired by primary key), key, queue and priority');
 UPDATE items SET label = label || '?' WHERE id <= 10;
 SELECT is((SELECT count(*)::int || ':' || sum(revision) FROM pg_temp.jobs_of('item_each')), '10000:10',
           'statement trigger: keys replace the jobs of rows updated again');
 UPDATE items SET label = label WHERE false;
 SELECT is(pg_temp.count_of('item_each'), 10000, 'statement trigger: an UPDATE of no row adds nothing');
 DROP TRIGGER item_each ON items;
+-- Without OLD TABLE, or without a primary key, old is null; a row whose key
+-- changed has no old row.
+CREATE TRIGGER item_new_only AFTER UPDATE ON items REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION errands.job_trigger('item_new_only');
+CREATE TRIGGER item_moved AFTER UPDATE ON items REFERENCING NEW TABLE AS n OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION errands.job_trigger('item_moved');
+UPDATE items SET id = id + 100000 WHERE id = 1;
+UPDATE items SET label = 'two' WHERE id = 2;
+SELECT is(ARRAY(SELECT (payload->'new'->>'id') || ':' || (payload->'old')::text
+                FROM pg_temp.jobs_of('item_new_only')), '{100001:null,2:null}',
+          'statement trigger without OLD TABLE: old is null');
+SELECT is(ARRAY(SELECT (payload->'new'->>'id') || ':' || coalesce(payload->'old'->>'id', 'null')
+                FROM pg_temp.jobs_of('item_moved')), '{100001:null,2:2}',
+          'statement trigger with OLD TABLE: old paired by primary key; null when the key changed');
+DROP TRIGGER item_new_only ON items;
+DROP TRIGGER item_moved ON items;
+UPDATE items SET id = 1 WHERE id = 100001;
 
 -- Statement trigger, batch=true: one job holding every row.
 CREATE TRIGGER item_batch AFTER DELETE ON items REFERENCING OLD TABLE AS old_rows
