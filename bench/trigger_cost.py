@@ -36,6 +36,11 @@ TRIGGERS = {
         "CREATE TRIGGER t AFTER {event} ON trigger_cost REFERENCING NEW TABLE AS new_rows "
         "FOR EACH STATEMENT EXECUTE FUNCTION errands.job_trigger('cost_task', 'job_key=u:{{id}}')"
     ),
+    "statement trigger, one job per row, old row paired by primary key": (
+        "CREATE TRIGGER t AFTER {event} ON trigger_cost "
+        "REFERENCING NEW TABLE AS new_rows OLD TABLE AS old_rows "
+        "FOR EACH STATEMENT EXECUTE FUNCTION errands.job_trigger('cost_task')"
+    ),
     "statement trigger, batch=true (one job)": (
         "CREATE TRIGGER t AFTER {event} ON trigger_cost REFERENCING NEW TABLE AS new_rows "
         "FOR EACH STATEMENT EXECUTE FUNCTION errands.job_trigger('cost_task', 'batch=true')"
@@ -54,6 +59,8 @@ def measure(conn: psycopg.Connection[tuple[object, ...]], rows: int, runs: int) 
     print("|---|---|---:|---:|")
     for event, statement in STATEMENTS.items():
         for label, trigger in TRIGGERS.items():
+            if "OLD TABLE" in trigger and event != "UPDATE":
+                continue  # an INSERT has no old rows
             times = []
             jobs = 0
             for _ in range(runs):
