@@ -176,3 +176,24 @@ def test_settings_errands_reach_the_worker(project_db: str) -> None:
     )  # fmt: skip
     assert proc.returncode == 1
     assert "no database 'nope' in settings.DATABASES" in proc.stderr, proc.stderr
+
+
+def test_add_job_refuses_a_database_that_is_not_postgresql(tmp_path: Path) -> None:
+    script = """
+import django
+from django.conf import settings
+settings.configure(DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3",
+                                          "NAME": ":memory:"}})
+django.setup()
+from django.core.exceptions import ImproperlyConfigured
+from errands.contrib.django import add_job
+try:
+    add_job("x")
+except ImproperlyConfigured as exc:
+    print(exc)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert out.strip() == "errands: DATABASES['default'] is 'sqlite'; errands needs PostgreSQL"
