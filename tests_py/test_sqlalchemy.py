@@ -101,6 +101,13 @@ def test_a_non_sqlalchemy_argument_is_refused(db: str) -> None:
         add_job(conn, "x")  # type: ignore[arg-type]
 
 
+def test_an_engine_with_another_driver_is_refused() -> None:
+    sqlite = create_engine("sqlite://")
+    with Session(sqlite) as session, pytest.raises(TypeError, match=r"not sqlite\+pysqlite"):
+        add_job(session, "x")
+    sqlite.dispose()
+
+
 def test_async_session_and_connection(db: str) -> None:
     async def main() -> None:
         engine = create_async_engine(sqlalchemy_url(db))
