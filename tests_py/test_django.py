@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -153,6 +154,34 @@ def test_errands_worker_once_runs_the_jobs(server: str, project_db: str) -> None
     # Every order of the earlier tests that committed was confirmed too.
     assert rows(project_db, "SELECT DISTINCT status FROM shop_order") == [("confirmed",)]
     assert rows(project_db, "SELECT count(*) FROM errands.jobs") == [(0,)]
+
+
+def test_errands_worker_runs_until_sigterm(server: str, project_db: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["DATABASE_URL"] = project_db
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "errands_worker", "--concurrency", "2"],
+        cwd=PROJECT, env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert worker.stderr is not None
+        first = worker.stderr.readline()  # logged once it listens
+        assert "started (tasks: shop.confirm_order)" in first, first
+        status, body = post(f"{server}/orders/", item="spoon")
+        assert status == 201, body
+        deadline = time.monotonic() + 20
+        query = "SELECT status FROM shop_order WHERE id = %s"
+        while rows(project_db, query, body["order"]) != [("confirmed",)]:
+            assert time.monotonic() < deadline, "the worker did not run the job"
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        if worker.stderr is not None:
+            worker.stderr.close()
 
 
 def test_settings_errands_reach_the_worker(project_db: str) -> None:
