@@ -205,6 +205,9 @@ def test_settings_errands_reach_the_worker(project_db: str) -> None:
     )  # fmt: skip
     assert proc.returncode == 1
     assert "no database 'nope' in settings.DATABASES" in proc.stderr, proc.stderr
+    # CONNINFO instead of a DATABASES entry.
+    conninfo_only = {"CONNINFO": project_db, "DATABASE": "nope"}
+    manage(project_db, "errands_worker", "--once", settings=conninfo_only)
 
 
 def test_add_job_refuses_a_database_that_is_not_postgresql(tmp_path: Path) -> None:

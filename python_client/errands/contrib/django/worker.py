@@ -67,14 +67,15 @@ def database_alias(config: Mapping[str, Any]) -> str:
 
 
 def conninfo(config: Mapping[str, Any], alias: str | None = None) -> str:
-    """The libpq connection string of the worker: ``CONNINFO``, else the one Django
-    builds for ``DATABASES[alias]`` (NAME, USER, PASSWORD, HOST, PORT and OPTIONS)."""
+    """The libpq connection string of the worker: the one Django builds for
+    ``DATABASES[alias]`` (NAME, USER, PASSWORD, HOST, PORT and OPTIONS) when ``alias``
+    is given (``--database``), else ``CONNINFO``, else that of ``DATABASE``."""
     from django.core.exceptions import ImproperlyConfigured
     from django.db import connections
     from psycopg.conninfo import make_conninfo
 
     given = config.get("CONNINFO")
-    if given:
+    if given and alias is None:
         return str(given)
     alias = alias or database_alias(config)
     if alias not in connections.settings:
