@@ -251,7 +251,7 @@ $errands_install_m0017$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '89a76b1fc5cef62c8971dec63e99bdc5459d2825fedb7b01a62c6e1bfcf10a33') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '593fd00c2d290ca8b7e979da9f41a4d792e8cbd5dfea5b1a07e630776f89fb98') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -2081,10 +2081,9 @@ BEGIN
     FOREACH v_table IN ARRAY errands._graphile_tables() LOOP
         v_rel := to_regclass(format('%I.%I', schema, v_table));
         IF v_rel IS NULL THEN
-            RAISE EXCEPTION 'errands: import_graphile: schema % has no table %: not a Graphile Worker 0.13 or later schema',
+            RAISE EXCEPTION 'errands: import_graphile: schema % has no table %: not a Graphile Worker 0.13 or later schema (start a Graphile Worker 0.16 or later once against it to migrate it)',
                 quote_literal(schema), v_table
-                USING ERRCODE = '42P01',
-                      HINT = 'Start a Graphile Worker (0.16 or later) once against it to migrate its schema.';
+                USING ERRCODE = '42P01';
         END IF;
         SELECT r.rolname INTO v_owner
         FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner, pg_roles me
@@ -2093,10 +2092,9 @@ BEGIN
           AND NOT (me.rolsuper OR me.rolbypassrls
                    OR (c.relowner = me.oid AND NOT c.relforcerowsecurity));
         IF FOUND THEN
-            RAISE EXCEPTION 'errands: import_graphile: role % would not see the rows of % (row-level security)',
-                quote_ident(current_user), v_rel
-                USING ERRCODE = '42501',
-                      HINT = format('Run the import as its owner %s or a superuser.', quote_ident(v_owner));
+            RAISE EXCEPTION 'errands: import_graphile: role % would not see the rows of % (row-level security): run the import as its owner % or a superuser',
+                quote_ident(current_user), v_rel, quote_ident(v_owner)
+                USING ERRCODE = '42501';
         END IF;
     END LOOP;
 END
@@ -2258,7 +2256,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '89a76b1fc5cef62c8971dec63e99bdc5459d2825fedb7b01a62c6e1bfcf10a33')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '593fd00c2d290ca8b7e979da9f41a4d792e8cbd5dfea5b1a07e630776f89fb98')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;
