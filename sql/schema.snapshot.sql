@@ -545,10 +545,9 @@ BEGIN
     FOREACH v_table IN ARRAY errands._graphile_tables() LOOP
         v_rel := to_regclass(format('%I.%I', schema, v_table));
         IF v_rel IS NULL THEN
-            RAISE EXCEPTION 'errands: import_graphile: schema % has no table %: not a Graphile Worker 0.13 or later schema',
+            RAISE EXCEPTION 'errands: import_graphile: schema % has no table %: not a Graphile Worker 0.13 or later schema (start a Graphile Worker 0.16 or later once against it to migrate it)',
                 quote_literal(schema), v_table
-                USING ERRCODE = '42P01',
-                      HINT = 'Start a Graphile Worker (0.16 or later) once against it to migrate its schema.';
+                USING ERRCODE = '42P01';
         END IF;
         SELECT r.rolname INTO v_owner
         FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner, pg_roles me
@@ -557,10 +556,9 @@ BEGIN
           AND NOT (me.rolsuper OR me.rolbypassrls
                    OR (c.relowner = me.oid AND NOT c.relforcerowsecurity));
         IF FOUND THEN
-            RAISE EXCEPTION 'errands: import_graphile: role % would not see the rows of % (row-level security)',
-                quote_ident(current_user), v_rel
-                USING ERRCODE = '42501',
-                      HINT = format('Run the import as its owner %s or a superuser.', quote_ident(v_owner));
+            RAISE EXCEPTION 'errands: import_graphile: role % would not see the rows of % (row-level security): run the import as its owner % or a superuser',
+                quote_ident(current_user), v_rel, quote_ident(v_owner)
+                USING ERRCODE = '42501';
         END IF;
     END LOOP;
 END
