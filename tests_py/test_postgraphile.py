@@ -67,8 +67,14 @@ def node_bin() -> Path:
         if done.returncode != 0:
             output = done.stdout + done.stderr
             if any(word in output for word in _OFFLINE):
-                pytest.skip(f"npm ci cannot reach the npm registry:\n{output[-2000:]}")
+                errors = [line for line in output.splitlines() if "error" in line][:4]
+                pytest.skip("npm ci cannot reach the npm registry: " + " | ".join(errors))
             raise AssertionError(f"npm ci failed ({done.returncode}):\n{output}")
+        if not node.exists():
+            raise AssertionError(
+                f"npm ci did not install Node 22 ({node}): the `node` package's install "
+                "script did not run (allowScripts in package.json?)"
+            )
         STAMP.write_text(wanted)
     version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True)
     major = int(version.stdout.strip().lstrip("v").split(".")[0])
