@@ -6,6 +6,7 @@ lifespan; SIGTERM stops uvicorn and the worker gracefully (a running job finishe
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 import time
@@ -116,3 +117,46 @@ def test_sigterm_stops_uvicorn_and_the_worker_gracefully(
     assert "errands worker" in after_stop and "stopped" in after_stop, output
     assert "Finished server process" in output, output
     assert elapsed < 10, output
+
+
+def test_reload_restarts_the_worker_after_a_graceful_stop(
+    db: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """``uvicorn --reload``: a code change stops the app (and its worker) gracefully,
+    then starts it again with a new worker."""
+    app_dir = tmp_path / "app"
+    shutil.copytree(APP_DIR, app_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1",
+            "--port", str(port), "--reload", "--reload-dir", str(app_dir)]  # fmt: skip
+    with serve(argv, port=port, env={"DATABASE_URL": db}, cwd=app_dir,
+               log=tmp_path / "uvicorn.log") as server:  # fmt: skip
+        wait_for(lambda: "Application startup complete" in server.output(), "the app")
+        status, body = post_json(f"{server.url}/reports", {"name": "before", "seconds": 1.0})
+        assert status == 202, body
+        wait_for(
+            lambda: one(conn, "SELECT count(*) FROM errands.jobs WHERE locked_by IS NOT NULL") == 1,
+            "the report job to start",
+        )
+        app_py = app_dir / "app.py"
+        app_py.write_text(app_py.read_text() + "\n# changed\n")
+        wait_for(
+            lambda: server.output().count("Application startup complete") == 2,
+            "the reloaded app",
+            timeout=30,
+        )
+        # The job running during the reload finished before the old worker stopped.
+        assert one(conn, "SELECT count(*) FROM reports WHERE name = 'before'") == 1
+        output = server.output()
+        assert output.count("errands worker") >= 3, output  # started, stopped, started
+        assert "stopped" in output.split("stopping the errands worker", 1)[1], output
+        # The new worker runs new jobs.
+        status, body = post_json(f"{server.url}/reports", {"name": "after", "seconds": 0})
+        assert status == 202, body
+        wait_for(
+            lambda: one(conn, "SELECT count(*) FROM reports WHERE name = 'after'") == 1,
+            "the report after the reload",
+        )
+        code = server.stop(signal.SIGTERM)
+        assert code in (0, -signal.SIGTERM), server.output()
+    assert one(conn, "SELECT count(*) FROM errands.jobs") == 0
