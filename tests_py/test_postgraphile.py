@@ -18,7 +18,9 @@ import asyncio
 import hashlib
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -99,6 +101,26 @@ REVOKE ALL ON FUNCTION app.send_welcome_email(int) FROM PUBLIC;
 """
 
 
+@contextmanager
+def password_required(cluster: PgCluster, dbname: str, role: str) -> Iterator[None]:
+    """Make ``role`` authenticate with its password (scram-sha-256) in ``dbname``.
+
+    The test cluster trusts 127.0.0.1; one pg_hba.conf line placed first (first match
+    wins) checks this role's password, and goes away afterwards.
+    """
+    hba = cluster.datadir / "pg_hba.conf"
+    original = hba.read_text()
+    hba.write_text(f"host {dbname} {role} 127.0.0.1/32 scram-sha-256\n{original}")
+    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
+        admin.execute("SELECT pg_reload_conf()")
+    try:
+        yield
+    finally:
+        hba.write_text(original)
+        with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
+            admin.execute("SELECT pg_reload_conf()")
+
+
 @pytest.fixture
 def web_dsn(db: str, pg_cluster: PgCluster) -> Iterator[str]:
     """The app schema in ``db`` and a LOGIN web role that may only enqueue through it."""
@@ -119,9 +141,20 @@ def web_dsn(db: str, pg_cluster: PgCluster) -> Iterator[str]:
             )
         )
     dbname = db.rsplit("/", 1)[1]
+    base = f"{pg_cluster.host}:{pg_cluster.port}/{dbname}"
     try:
-        yield (f"postgresql://{role}:{quote(password)}@{pg_cluster.host}:{pg_cluster.port}/"
-               f"{dbname}")  # fmt: skip
+        with password_required(pg_cluster, dbname, role):
+            # The password is really checked (the reload takes effect within moments).
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    psycopg.connect(f"postgresql://{role}:wrong@{base}").close()
+                except psycopg.OperationalError as exc:
+                    assert "password authentication failed" in str(exc), exc
+                    break
+                assert time.monotonic() < deadline, "pg_hba.conf reload not in effect"
+                time.sleep(0.05)
+            yield f"postgresql://{role}:{quote(password)}@{base}"
     finally:
         with psycopg.connect(db, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP OWNED BY {0}; DROP ROLE {0}").format(sql.Identifier(role)))
