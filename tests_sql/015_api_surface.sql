@@ -1,7 +1,7 @@
 -- The public SQL API: exact function signatures, comments on every public
 -- function, the job_spec type and the read-only jobs view.
 BEGIN;
-SELECT plan(29);
+SELECT plan(30);
 
 -- Every public function with its exact argument types --------------------------------
 
@@ -35,6 +35,8 @@ SELECT has_function('errands', 'cleanup', ARRAY['text[]', 'text[]'],
     'errands.cleanup(text[], text[]) exists');
 SELECT has_function('errands', 'try_lock_worker', ARRAY['text'],
     'errands.try_lock_worker(text) exists');
+SELECT has_function('errands', 'import_graphile', ARRAY['text', 'boolean'],
+    'errands.import_graphile(text, boolean) exists');
 
 -- Return types and strictness a caller relies on.
 SELECT ok((SELECT prorettype = 'errands.jobs'::regtype AND NOT proretset FROM pg_proc

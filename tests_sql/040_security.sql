@@ -41,16 +41,17 @@ SELECT is(
     ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p
           WHERE p.pronamespace = 'errands'::regnamespace
             AND left(p.proname, 1) <> '_'
-            AND p.proname NOT IN ('grant_enqueue', 'grant_worker', 'job_trigger')
+            AND p.proname NOT IN ('grant_enqueue', 'grant_worker', 'import_graphile', 'job_trigger')
             AND NOT (p.prosecdef AND 'search_path=pg_catalog, pg_temp' = ANY(p.proconfig))
           ORDER BY 1),
     '{}'::text[],
-    'every public API function but job_trigger (070_triggers) is SECURITY DEFINER with search_path = pg_catalog, pg_temp'
+    'every public API function but import_graphile and job_trigger (070_triggers) is SECURITY DEFINER with search_path = pg_catalog, pg_temp'
 );
 SELECT ok((SELECT bool_and(NOT p.prosecdef AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp'])
            FROM pg_proc p WHERE p.oid IN ('errands.grant_enqueue(regrole)'::regprocedure,
-                                          'errands.grant_worker(regrole)'::regprocedure)),
-          'grant_enqueue and grant_worker run as the caller (not SECURITY DEFINER), fixed search_path');
+                                          'errands.grant_worker(regrole)'::regprocedure,
+                                          'errands.import_graphile(text, boolean)'::regprocedure)),
+          'grant_enqueue, grant_worker and import_graphile run as the caller (not SECURITY DEFINER), fixed search_path');
 SELECT is(obj_description('errands.grant_enqueue(regrole)'::regprocedure, 'pg_proc') IS NOT NULL
           AND obj_description('errands.grant_worker(regrole)'::regprocedure, 'pg_proc') IS NOT NULL,
           true, 'grant_enqueue and grant_worker have comments');
