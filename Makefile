@@ -31,6 +31,8 @@ PGCRON_CONTROL := /usr/share/postgresql/$(PG_VERSION)/extension/pg_cron.control
 # The tests start their own pgbouncer on a free port; a system pgbouncer service the
 # package may start (port 6432) is not used.
 PGBOUNCER_BIN := /usr/sbin/pgbouncer
+# Optional (tests_py/test_postgraphile.py skips without it): npm, installed only when
+# root (Debian's nodejs npm); the test gets PostGraphile and a newer Node from npm.
 
 LINT_PATHS := python_client tests_py pgtap conftest.py bench examples chaos
 
@@ -49,6 +51,9 @@ system-deps:
 	fi; \
 	if [ "$$(id -u)" -eq 0 ] && [ ! -x "$(PGBOUNCER_BIN)" ]; then \
 	  missing="$$missing pgbouncer"; \
+	fi; \
+	if [ "$$(id -u)" -eq 0 ] && ! command -v npm >/dev/null; then \
+	  missing="$$missing nodejs npm"; \
 	fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" -ne 0 ]; then \

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 import errands
-from errands._install import definitions_hash, install_if_needed
+from errands._install import definitions_hash, install_if_needed, migration_ids
 from pgtap.cluster import find_psql
 from pgtap.snapshot import snapshot
 
@@ -109,7 +109,7 @@ def test_upgrade_from_v16_keeps_live_data(empty_db: str, database_factory: Datab
         }
         assert conn.execute(
             "SELECT array_agg(id ORDER BY id) FROM errands.migrations"
-        ).fetchone() == (list(range(1, 19)),)
+        ).fetchone() == (list(range(1, 16)) + migration_ids(),)  # 1-16, then the new ones
         assert conn.execute("SELECT hash FROM errands.definitions").fetchone() == (
             definitions_hash(),
         )
@@ -191,6 +191,52 @@ def test_upgrade_lets_worker_roles_take_their_lock(empty_db: str) -> None:
         finally:
             conn.execute("RESET ROLE")
             for role in (worker, web):
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_upgrade_lets_enqueue_roles_fire_job_triggers(empty_db: str) -> None:
+    """A role given grant_enqueue on a version-16 database can, after the upgrade,
+    insert into a table whose errands.job_trigger (new since) enqueues as that role:
+    the upgrade grants it the trigger's argument reader; a role without the grant
+    still cannot."""
+    from psycopg import sql
+
+    _install_v16(empty_db)
+    base = psycopg.conninfo.conninfo_to_dict(empty_db)["dbname"]
+    web, other = f"{base}_tw", f"{base}_to"
+    table = sql.Identifier(f"{base}_signups")
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        for role in (web, other):
+            conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+        try:
+            conn.execute("SELECT errands.grant_enqueue(%s::regrole)", [web])
+            errands.install(conn)
+            conn.execute(sql.SQL("CREATE TABLE {} (id int PRIMARY KEY)").format(table))
+            conn.execute(
+                sql.SQL(
+                    "CREATE TRIGGER signup AFTER INSERT ON {} FOR EACH ROW"
+                    " EXECUTE FUNCTION errands.job_trigger('signup', 'job_key=signup:{{id}}')"
+                ).format(table)
+            )
+            for role in (web, other):
+                conn.execute(
+                    sql.SQL("GRANT INSERT ON {} TO {}").format(table, sql.Identifier(role))
+                )
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(web)))
+            conn.execute(sql.SQL("INSERT INTO {} VALUES (1)").format(table))
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(other)))
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(sql.SQL("INSERT INTO {} VALUES (2)").format(table))
+            conn.execute("RESET ROLE")
+            keys = conn.execute(
+                "SELECT key FROM errands.jobs WHERE task_identifier = 'signup'"
+            ).fetchall()
+            assert keys == [("signup:1",)]
+        finally:
+            conn.execute("RESET ROLE")
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+            for role in (web, other):
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
                 conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
+import time
 from typing import Any, get_type_hints
 
 import psycopg
@@ -141,6 +142,12 @@ def test_try_lock_worker_holds_the_session_lock_the_rescue_looks_for(
         ).fetchone()
         assert state == ("alive",)
     # The session ended: the lock is gone and the rescue declares the worker dead.
+    # A closed client connection's backend exits (and drops its locks) a moment later.
+    for _ in range(100):
+        backend = conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [holder_pid])
+        if backend.fetchone() is None:
+            break
+        time.sleep(0.05)
     conn.execute(q.RESCUE_WORKERS, {"timeout": 30.0})
     gone = conn.execute("SELECT count(*) FROM errands._workers WHERE id = %s", [worker_id])
     assert gone.fetchone() == (0,)

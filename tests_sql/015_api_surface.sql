@@ -1,7 +1,7 @@
 -- The public SQL API: exact function signatures, comments on every public
 -- function, the job_spec type and the read-only jobs view.
 BEGIN;
-SELECT plan(31);
+SELECT plan(32);
 
 -- Every public function with its exact argument types --------------------------------
 
@@ -39,6 +39,8 @@ SELECT has_function('errands', 'set_max_payload_bytes', ARRAY['bigint'],
     'errands.set_max_payload_bytes(bigint) exists');
 SELECT has_function('errands', 'grant_read', ARRAY['regrole'],
     'errands.grant_read(regrole) exists');
+SELECT has_function('errands', 'import_graphile', ARRAY['text', 'boolean'],
+    'errands.import_graphile(text, boolean) exists');
 
 -- Return types and strictness a caller relies on.
 SELECT ok((SELECT prorettype = 'errands.jobs'::regtype AND NOT proretset FROM pg_proc

@@ -41,17 +41,18 @@ SELECT is(
     ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p
           WHERE p.pronamespace = 'errands'::regnamespace
             AND left(p.proname, 1) <> '_'
-            AND p.proname NOT IN ('grant_enqueue', 'grant_read', 'grant_worker')
+            AND p.proname NOT IN ('grant_enqueue', 'grant_read', 'grant_worker', 'import_graphile', 'job_trigger')
             AND NOT (p.prosecdef AND 'search_path=pg_catalog, pg_temp' = ANY(p.proconfig))
           ORDER BY 1),
     '{}'::text[],
-    'every public API function is SECURITY DEFINER with search_path = pg_catalog, pg_temp'
+    'every public API function but import_graphile and job_trigger (070_triggers) is SECURITY DEFINER with search_path = pg_catalog, pg_temp'
 );
 SELECT ok((SELECT bool_and(NOT p.prosecdef AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp'])
            FROM pg_proc p WHERE p.oid IN ('errands.grant_enqueue(regrole)'::regprocedure,
                                           'errands.grant_read(regrole)'::regprocedure,
-                                          'errands.grant_worker(regrole)'::regprocedure)),
-          'grant_enqueue, grant_read and grant_worker run as the caller (not SECURITY DEFINER), fixed search_path');
+                                          'errands.grant_worker(regrole)'::regprocedure,
+                                          'errands.import_graphile(text, boolean)'::regprocedure)),
+          'grant_enqueue, grant_read, grant_worker and import_graphile run as the caller (not SECURITY DEFINER), fixed search_path');
 SELECT is(obj_description('errands.grant_enqueue(regrole)'::regprocedure, 'pg_proc') IS NOT NULL
           AND obj_description('errands.grant_worker(regrole)'::regprocedure, 'pg_proc') IS NOT NULL,
           true, 'grant_enqueue and grant_worker have comments');
@@ -63,8 +64,8 @@ SELECT is(
           WHERE p.pronamespace = 'errands'::regnamespace
             AND has_function_privilege('errands_t040_web', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['add_job', 'add_jobs', 'remove_job'],
-    'grant_enqueue: EXECUTE on add_job, add_jobs and remove_job only'
+    ARRAY['_job_trigger_options', 'add_job', 'add_jobs', 'remove_job'],
+    'grant_enqueue: EXECUTE on add_job, add_jobs, remove_job and job_trigger''s argument parser only'
 );
 SELECT is(
     ARRAY(SELECT c.oid::regclass::text FROM pg_class c

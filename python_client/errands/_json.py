@@ -65,7 +65,16 @@ def job_cursor(
 ) -> psycopg.Cursor[Job] | psycopg.AsyncCursor[Job]:
     """A cursor turning ``errands.jobs`` rows into :class:`Job` objects: binary rows,
     :meth:`Job.row_factory` and the loaders above (the fastest way psycopg offers:
-    the worker fetches hundreds of jobs per call, ``add_jobs`` returns one per spec)."""
-    cur = conn.cursor(row_factory=Job.row_factory, binary=True)
+    the worker fetches hundreds of jobs per call, ``add_jobs`` returns one per spec).
+
+    Always a plain (server-side binding) cursor, whatever the connection's
+    ``cursor_factory``: Django's connections make ``ClientCursor`` objects, which
+    cannot return binary rows."""
+    cur: psycopg.Cursor[Job] | psycopg.AsyncCursor[Job]
+    if isinstance(conn, psycopg.AsyncConnection):
+        cur = psycopg.AsyncCursor(conn, row_factory=Job.row_factory)
+    else:
+        cur = psycopg.Cursor(conn, row_factory=Job.row_factory)
+    cur.format = Format.BINARY
     register(cur)
     return cur

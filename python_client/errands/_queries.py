@@ -158,3 +158,10 @@ FROM errands.parse_crontab(%(crontab)s) p
 LEFT JOIN errands.cron_next_runs(%(crontab)s, now(), %(n)s) n ON n.id = p.id
 ORDER BY p.line_number, n.run_at
 """)
+
+#: `errands import-graphile`: copy a Graphile Worker schema's jobs and crontab state
+#: (one row per item: pending, scheduled, retrying, failed, crontabs, already_imported,
+#: running, key_conflict).
+IMPORT_GRAPHILE: Final = sql.SQL(
+    "SELECT item, count FROM errands.import_graphile(%(schema)s::text, %(dry_run)s::boolean)"
+)

@@ -13,7 +13,9 @@ BEGIN
     FOREACH v_fn IN ARRAY ARRAY[
         'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval)',
         'errands.add_jobs(errands.job_spec[], boolean)',
-        'errands.remove_job(text)'
+        'errands.remove_job(text)',
+        -- errands.job_trigger runs as the role doing the DML and calls it
+        'errands._job_trigger_options(text[], oid, text, name, name)'
     ] LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I',
                        v_fn::regprocedure, v_name);
@@ -22,10 +24,12 @@ END
 $$;
 COMMENT ON FUNCTION errands.grant_enqueue(regrole) IS
 'Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
-schema errands and EXECUTE on add_job, add_jobs and remove_job. The role cannot
-read jobs or payloads (the three functions return payload NULL for a job whose
-payload the call did not write), fetch, complete, fail or reschedule jobs. Run it
-as the owner of the errands schema or a superuser.';
+schema errands and EXECUTE on add_job, add_jobs and remove_job (and on the
+argument parser of errands.job_trigger, so that a table trigger can enqueue as
+the role). The role cannot read jobs or payloads (the three functions return
+payload NULL for a job whose payload the call did not write), fetch, complete,
+fail or reschedule jobs. Run it as the owner of the errands schema or a
+superuser.';
 
 CREATE OR REPLACE FUNCTION errands.grant_read(role regrole) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$

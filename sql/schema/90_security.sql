@@ -12,7 +12,7 @@ REVOKE ALL ON ALL TABLES IN SCHEMA errands FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA errands FROM PUBLIC;
 
 -- The public API (every function whose name does not start with an underscore,
--- except the role helpers, which run as their caller) runs as its owner with a
+-- except the role helpers, import_graphile and errands.job_trigger, which run as their caller) runs as its owner with a
 -- search_path the caller cannot change: every reference in the bodies is
 -- schema-qualified or pg_catalog's. The definitions state it next to each
 -- function; this makes sure none was missed.
@@ -25,7 +25,8 @@ BEGIN
         WHERE p.pronamespace = 'errands'::regnamespace
           AND p.prokind = 'f'
           AND left(p.proname, 1) <> '_'
-          AND p.proname NOT IN ('grant_enqueue', 'grant_read', 'grant_worker')
+          AND p.proname NOT IN ('grant_enqueue', 'grant_read', 'grant_worker', 'import_graphile',
+                                'job_trigger')
           AND NOT (p.prosecdef
                    AND 'search_path=pg_catalog, pg_temp' = ANY (coalesce(p.proconfig, '{}')))
         ORDER BY p.oid

@@ -61,7 +61,9 @@ def _one_line(text: str) -> str:
 def _sql_error_message(exc: "psycopg.Error") -> str:
     primary = exc.diag.message_primary or str(exc)
     message = f"error {exc.sqlstate}: {_one_line(primary)}" if exc.sqlstate else _one_line(primary)
-    if exc.sqlstate in _MISSING_SCHEMA and "errands" in primary:
+    # An errands function's own error ("errands: ...") is not a missing schema.
+    own = primary.startswith("errands:")
+    if exc.sqlstate in _MISSING_SCHEMA and "errands" in primary and not own:
         message += " (is the errands schema installed? run `errands install`)"
     return message
 
