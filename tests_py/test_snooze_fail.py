@@ -181,3 +181,36 @@ def test_snooze_checks_its_delay() -> None:
 def test_exported_from_the_package() -> None:
     assert errands.Snooze is Snooze and errands.Fail is Fail
     assert {"Snooze", "Fail"} <= set(errands.__all__)
+
+
+def test_snoozes_and_fails_are_reported_in_batches(
+    db: str, conn: psycopg.Connection[Any]
+) -> None:
+    """60 jobs, one worker fetching them together: far fewer SQL calls than jobs
+    (counted by PostgreSQL's own function statistics)."""
+    conn.execute(f"ALTER DATABASE {conn.info.dbname} SET track_functions = 'pl'")
+
+    @task
+    async def nap(payload: Any, helpers: Helpers) -> None:
+        raise Snooze(60)
+
+    @task
+    async def doomed(payload: Any, helpers: Helpers) -> None:
+        raise Fail("no")
+
+    errands.add_jobs(conn, [errands.JobSpec("nap", {"i": i}) for i in range(30)])
+    errands.add_jobs(conn, [errands.JobSpec("doomed", {"i": i}) for i in range(30)])
+    run_once(db, [nap, doomed], concurrency=60, log_jobs=False)
+    states = conn.execute(
+        "SELECT task_identifier, state, attempts, count(*) FROM errands.jobs GROUP BY 1, 2, 3"
+    ).fetchall()
+    assert sorted(states) == [("doomed", "failed", 25, 30), ("nap", "scheduled", 0, 30)]
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    calls = dict(
+        conn.execute(
+            "SELECT funcname, calls FROM pg_stat_user_functions WHERE funcname IN"
+            " ('worker_snooze_jobs', 'worker_fail_jobs_now')"
+        ).fetchall()
+    )
+    assert 1 <= calls.get("worker_snooze_jobs", 0) <= 5, calls
+    assert 1 <= calls.get("worker_fail_jobs_now", 0) <= 5, calls
