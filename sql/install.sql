@@ -284,7 +284,7 @@ $errands_install_m0018$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'a0e6d7f0e83b944350e1d35c536d6d41920b5f9fb857504bd783405529347771') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '15576aecd92751d1be5f99f641a15d7a81ff477f6c31487b2b2291d0e1e9589e') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1199,6 +1199,108 @@ last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
 10)) seconds, lock and queue released; a non-NULL payload replaces the job''s
 (batch jobs keep only their failed items). Returns the failed jobs; those with
 attempts >= max_attempts will not run again.';
+
+-- Snooze: the task asked to run again later (errands.Snooze); the try is not
+-- an attempt. last_error is kept: a snooze is not a failure.
+CREATE OR REPLACE FUNCTION errands.worker_snooze_jobs(
+    worker_id text,
+    job_ids bigint[],
+    delays interval[]
+) RETURNS SETOF bigint
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_bad interval;
+BEGIN
+    IF cardinality(worker_snooze_jobs.job_ids) IS DISTINCT FROM cardinality(worker_snooze_jobs.delays) THEN
+        RAISE EXCEPTION 'errands: worker_snooze_jobs needs one delay per job: % ids, % delays',
+            coalesce(cardinality(worker_snooze_jobs.job_ids)::text, 'NULL'),
+            coalesce(cardinality(worker_snooze_jobs.delays)::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT FROM unnest(worker_snooze_jobs.delays) d WHERE d IS NULL) THEN
+        RAISE EXCEPTION 'errands: a snooze delay must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    SELECT d INTO v_bad FROM unnest(worker_snooze_jobs.delays) d
+    WHERE NOT isfinite(d) OR d < interval '0' LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'errands: a snooze delay must be finite and >= 0, got %', v_bad
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH s AS (
+        SELECT * FROM unnest(worker_snooze_jobs.job_ids, worker_snooze_jobs.delays) AS s(id, delay)
+    ), snoozed AS (
+        UPDATE errands._jobs j
+        SET attempts = greatest(0, j.attempts - 1),
+            run_at = now() + s.delay,
+            locked_at = NULL,
+            locked_by = NULL
+        FROM s
+        WHERE j.id = s.id AND j.locked_by = worker_snooze_jobs.worker_id
+        RETURNING j.id, j.job_queue_id
+    ), unlocked AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.id IN (SELECT snoozed.job_queue_id FROM snoozed)
+          AND q.locked_by = worker_snooze_jobs.worker_id
+    )
+    SELECT snoozed.id FROM snoozed ORDER BY snoozed.id;
+END
+$$;
+COMMENT ON FUNCTION errands.worker_snooze_jobs(text, bigint[], interval[]) IS
+'Worker API. Snoozes each listed job that worker_id has locked (the task raised
+errands.Snooze): run_at = now() + its delay, the attempt this try took is given
+back, lock and queue released, key, payload and last_error kept. Each delay must
+be finite and >= 0 (22023 otherwise, nothing changed). Returns the ids snoozed: a
+missing id was no longer this worker''s.';
+
+-- Failing for good: the task raised errands.Fail(retry=False).
+CREATE OR REPLACE FUNCTION errands.worker_fail_jobs_now(
+    worker_id text,
+    job_ids bigint[],
+    error_messages text[]
+) RETURNS SETOF errands.jobs
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF cardinality(worker_fail_jobs_now.job_ids) IS DISTINCT FROM cardinality(worker_fail_jobs_now.error_messages) THEN
+        RAISE EXCEPTION 'errands: worker_fail_jobs_now needs one error message per job: % ids, % messages',
+            coalesce(cardinality(worker_fail_jobs_now.job_ids)::text, 'NULL'),
+            coalesce(cardinality(worker_fail_jobs_now.error_messages)::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH f AS (
+        SELECT * FROM unnest(worker_fail_jobs_now.job_ids, worker_fail_jobs_now.error_messages)
+            AS f(id, message)
+    ), failed AS (
+        UPDATE errands._jobs j
+        SET last_error = f.message,
+            attempts = greatest(j.attempts, j.max_attempts),
+            locked_at = NULL,
+            locked_by = NULL
+        FROM f
+        WHERE j.id = f.id AND j.locked_by = worker_fail_jobs_now.worker_id
+        RETURNING j.*
+    ), unlocked AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.id IN (SELECT failed.job_queue_id FROM failed)
+          AND q.locked_by = worker_fail_jobs_now.worker_id
+    )
+    SELECT (errands._job_row(failed::errands._jobs, q.queue_name, t.identifier)).*
+    FROM failed
+    JOIN errands._tasks t ON t.id = failed.task_id
+    LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
+    ORDER BY failed.id;
+END
+$$;
+COMMENT ON FUNCTION errands.worker_fail_jobs_now(text, bigint[], text[]) IS
+'Worker API. Fails each listed job that worker_id has locked for good, without a
+retry (the task raised errands.Fail(retry=False)): last_error = its message,
+attempts = max_attempts (state failed), lock and queue released. reschedule_jobs
+can revive it. Returns the failed jobs; a missing id was no longer this worker''s.';
 
 CREATE OR REPLACE FUNCTION errands.worker_return_jobs(worker_id text, job_ids bigint[])
 RETURNS SETOF bigint
@@ -2174,7 +2276,8 @@ BEGIN
         WHERE p.pronamespace = 'errands'::regnamespace
           AND p.prokind = 'f'
           AND (p.proname = ANY (ARRAY['get_jobs', 'worker_complete_jobs', 'worker_fail_jobs',
-                                      'worker_return_jobs', 'reset_locked', 'complete_jobs',
+                                      'worker_return_jobs', 'worker_snooze_jobs',
+                                      'worker_fail_jobs_now', 'reset_locked', 'complete_jobs',
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
                                       -- crashed-worker rescue
@@ -2191,7 +2294,7 @@ $$;
 COMMENT ON FUNCTION errands.grant_worker(regrole) IS
 'Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
 on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
-worker_return_jobs, reset_locked, try_lock_worker, register_worker, heartbeat,
+worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, reset_locked, try_lock_worker, register_worker, heartbeat,
 rescue_workers, unregister_worker), the admin functions (complete_jobs,
 permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup, the cron
 functions if cron is installed when it runs, and what grant_read gives (SELECT on
@@ -2821,7 +2924,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'a0e6d7f0e83b944350e1d35c536d6d41920b5f9fb857504bd783405529347771')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '15576aecd92751d1be5f99f641a15d7a81ff477f6c31487b2b2291d0e1e9589e')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -1,7 +1,7 @@
 -- The public SQL API: exact function signatures, comments on every public
 -- function, the job_spec type and the read-only jobs view.
 BEGIN;
-SELECT plan(32);
+SELECT plan(34);
 
 -- Every public function with its exact argument types --------------------------------
 
@@ -29,6 +29,10 @@ SELECT has_function('errands', 'worker_fail_jobs', ARRAY['text', 'bigint[]', 'te
     'errands.worker_fail_jobs(text, bigint[], text[], json[]) exists');
 SELECT has_function('errands', 'worker_return_jobs', ARRAY['text', 'bigint[]'],
     'errands.worker_return_jobs(text, bigint[]) exists');
+SELECT has_function('errands', 'worker_snooze_jobs', ARRAY['text', 'bigint[]', 'interval[]'],
+    'errands.worker_snooze_jobs(text, bigint[], interval[]) exists');
+SELECT has_function('errands', 'worker_fail_jobs_now', ARRAY['text', 'bigint[]', 'text[]'],
+    'errands.worker_fail_jobs_now(text, bigint[], text[]) exists');
 SELECT has_function('errands', 'reset_locked', ARRAY['interval'],
     'errands.reset_locked(interval) exists');
 SELECT has_function('errands', 'cleanup', ARRAY['text[]', 'text[]'],

@@ -2,7 +2,7 @@
 -- DEFINER with a fixed search_path against hostile search paths, the payload
 -- size limit, and jobs of unknown tasks staying pending.
 BEGIN;
-SELECT plan(71);
+SELECT plan(75);
 
 CREATE ROLE errands_t040_web;
 CREATE ROLE errands_t040_worker;
@@ -106,6 +106,10 @@ SELECT throws_ok($$SELECT errands.worker_complete_jobs('w', ARRAY[1::bigint])$$,
                  'enqueue role: worker_complete_jobs is denied');
 SELECT throws_ok($$SELECT errands.worker_fail_jobs('w', ARRAY[1::bigint], ARRAY['x'])$$, '42501', NULL,
                  'enqueue role: worker_fail_jobs is denied');
+SELECT throws_ok($$SELECT errands.worker_snooze_jobs('w', ARRAY[1::bigint], ARRAY[interval '1 s'])$$, '42501', NULL,
+                 'enqueue role: worker_snooze_jobs is denied');
+SELECT throws_ok($$SELECT errands.worker_fail_jobs_now('w', ARRAY[1::bigint], ARRAY['x'])$$, '42501', NULL,
+                 'enqueue role: worker_fail_jobs_now is denied');
 SELECT throws_ok($$SELECT errands.reset_locked()$$, '42501', NULL,
                  'enqueue role: reset_locked is denied');
 SELECT throws_ok($$SELECT errands.try_lock_worker('w')$$, '42501', NULL,
@@ -145,6 +149,10 @@ SELECT is((SELECT count(*)::int FROM errands.get_jobs('sec_w1', ARRAY['sec_work'
           'worker role: fetches it');
 SELECT is((SELECT count(*)::int FROM errands.worker_fail_jobs('sec_w1', ARRAY(SELECT id FROM errands.jobs WHERE locked_by = 'sec_w1'), ARRAY['boom'])), 1,
           'worker role: worker_fail_jobs works');
+SELECT lives_ok($$SELECT errands.worker_snooze_jobs('sec_w1', ARRAY[1::bigint], ARRAY[interval '1 s'])$$,
+                'worker role: worker_snooze_jobs works');
+SELECT lives_ok($$SELECT errands.worker_fail_jobs_now('sec_w1', ARRAY[1::bigint], ARRAY['x'])$$,
+                'worker role: worker_fail_jobs_now works');
 SELECT is(errands.try_lock_worker('sec_lock_w'), true, 'worker role: try_lock_worker takes its lock');
 SELECT lives_ok($$SELECT errands.reset_locked()$$, 'worker role: reset_locked works');
 SELECT lives_ok($$SELECT errands.cleanup()$$, 'worker role: cleanup works');

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from errands.helpers import AbortSignal, Helpers
     from errands.job import Job, JobSpec
     from errands.logs import JsonFormatter, attach_job_logging, configure_logging
+    from errands.outcomes import Fail, Snooze
     from errands.runner import Runner, run, run_once, run_sync
     from errands.tasks import TaskRegistry, load_tasks, task
     from errands.utils import SyncWorkerUtils, WorkerUtils
@@ -24,12 +25,14 @@ __all__ = [
     "BatchFailure",
     "Event",
     "Events",
+    "Fail",
     "Helpers",
     "Job",
     "JobOptions",
     "JobSpec",
     "JsonFormatter",
     "Runner",
+    "Snooze",
     "SyncWorkerUtils",
     "TaskRegistry",
     "TaskTimeout",
@@ -62,6 +65,7 @@ _EXPORTS: dict[str, str] = {
     "AbortSignal": "errands.helpers",
     "BatchFailure": "errands.worker",
     "Event": "errands.events",
+    "Fail": "errands.outcomes",
     "Events": "errands.events",
     "Helpers": "errands.helpers",
     "Job": "errands.job",
@@ -69,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "JobSpec": "errands.job",
     "JsonFormatter": "errands.logs",
     "Runner": "errands.runner",
+    "Snooze": "errands.outcomes",
     "SyncWorkerUtils": "errands.utils",
     "TaskRegistry": "errands.tasks",
     "TaskTimeout": "errands.worker",

@@ -28,6 +28,7 @@ from errands._threads import DaemonThreadPool
 from errands.helpers import AbortSignal, Helpers
 from errands.job import Job
 from errands.logs import error_message
+from errands.outcomes import Fail, Snooze
 from errands.tasks import TaskInfo, TaskRegistry
 
 logger = logging.getLogger("errands.worker")
@@ -59,6 +60,8 @@ def failure_message(error: BaseException) -> str:
     """The ``last_error`` text of a failed try."""
     if isinstance(error, BatchFailure):
         return "Batch failures:\n" + "\n".join(error_message(e) for e in error.errors)
+    if isinstance(error, Fail):
+        return error.reason  # the task chose the wording
     return error_message(error)
 
 
@@ -213,6 +216,9 @@ class Executor:
     ) -> None:
         """Report the outcome, then emit the events that depend on it."""
         try:
+            if isinstance(error, Snooze):
+                await self._record_snooze(job, error, duration)
+                return
             if error is None:
                 self._emit("job:success", job=job, duration=duration)
                 if not await self._reporter.complete(job.id):
@@ -220,7 +226,11 @@ class Executor:
             else:
                 data = {"batch_errors": error.errors} if isinstance(error, BatchFailure) else {}
                 self._emit("job:error", job=job, error=error, duration=duration, data=data)
-                row = await self._reporter.fail(job.id, failure_message(error), replacement)
+                if isinstance(error, Fail) and not error.retry:
+                    # For good: a batch fails as a whole, its payload kept.
+                    row = await self._reporter.fail_now(job.id, failure_message(error))
+                else:
+                    row = await self._reporter.fail(job.id, failure_message(error), replacement)
                 if row is None:
                     self._emit("job:lock_lost", job=job)
                 elif not row.has_attempts_left:
@@ -228,6 +238,14 @@ class Executor:
         except ReportError:
             return  # logged by the reporter
         self._emit("job:complete", job=job, error=error, duration=duration)
+
+    async def _record_snooze(self, job: Job, snooze: Snooze, duration: float) -> None:
+        """A try that raised :class:`Snooze`: not a failure, and not an attempt."""
+        if await self._reporter.snooze(job.id, snooze.delay):
+            self._emit("job:snooze", job=job, duration=duration, data={"delay": snooze.delay})
+        else:
+            self._emit("job:lock_lost", job=job)
+        self._emit("job:complete", job=job, duration=duration)
 
     # --- shutdown ------------------------------------------------------------------------
 

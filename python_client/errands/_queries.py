@@ -69,6 +69,17 @@ WORKER_FAIL_JOBS: Final = sql.SQL(
     "SELECT * FROM errands.worker_fail_jobs(%(worker_id)s::text, %(ids)s::bigint[], "
     "%(messages)s::text[], %(payloads)s::text[]::json[])"
 )
+WORKER_FAIL_JOBS_NOW: Final = sql.SQL(
+    "SELECT * FROM errands.worker_fail_jobs_now(%(worker_id)s::text, %(ids)s::bigint[], "
+    "%(messages)s::text[])"
+)
+# Delays are sent as seconds and turned into intervals here (make_interval keeps
+# fractions of a second).
+WORKER_SNOOZE_JOBS: Final = sql.SQL(
+    "SELECT * FROM errands.worker_snooze_jobs(%(worker_id)s::text, %(ids)s::bigint[], "
+    "ARRAY(SELECT make_interval(secs => s) FROM unnest(%(seconds)s::float8[]) "
+    "WITH ORDINALITY AS d(s, i) ORDER BY i))"
+)
 WORKER_RETURN_JOBS: Final = sql.SQL(
     "SELECT * FROM errands.worker_return_jobs(%(worker_id)s::text, %(ids)s::bigint[])"
 )

@@ -1,5 +1,6 @@
 """Batched reporting of job outcomes: one ``worker_complete_jobs`` statement (and one
-``worker_fail_jobs``) for all the jobs that finished while the previous flush ran.
+``worker_fail_jobs``, one ``worker_snooze_jobs``, one ``worker_fail_jobs_now`` when
+there are such outcomes) for all the jobs that finished while the previous flush ran.
 
 A flush starts on the next loop iteration after the first outcome arrives (so
 jobs finishing in the same iteration share it) and takes up to ``max_batch``
@@ -44,6 +45,13 @@ class _Fail:
     future: asyncio.Future[Job | None]
 
 
+@dataclass
+class _Snooze:
+    job_id: int
+    delay: float
+    future: asyncio.Future[bool]
+
+
 _Sink: TypeAlias = "asyncio.Future[bool] | Callable[[bool | None], None]"
 """Where a completion's outcome goes: a future, or a callback (True: written;
 False: the job's lock was lost; None: given up, see ReportError)."""
@@ -71,6 +79,8 @@ class Reporter:
         self._give_up_after = give_up_after
         self._completes: list[tuple[int, _Sink]] = []
         self._fails: list[_Fail] = []
+        self._fails_now: list[_Fail] = []
+        self._snoozes: list[_Snooze] = []
         self._wakeup = asyncio.Event()
         self._closing_since: float | None = None
         self._task: asyncio.Task[None] | None = None
@@ -80,7 +90,7 @@ class Reporter:
 
     @property
     def idle(self) -> bool:
-        return not self._completes and not self._fails
+        return not (self._completes or self._fails or self._fails_now or self._snoozes)
 
     def complete(self, job_id: int) -> asyncio.Future[bool]:
         """Resolves to ``True``, or ``False`` when the job's lock was lost."""
@@ -102,6 +112,22 @@ class Reporter:
         future: asyncio.Future[Job | None] = asyncio.get_running_loop().create_future()
         encoded = json.dumps(payload) if payload is not None else None
         self._fails.append(_Fail(job_id, message, encoded, future))
+        self._wakeup.set()
+        return future
+
+    def fail_now(self, job_id: int, message: str) -> asyncio.Future[Job | None]:
+        """Fails the job for good (no retry): resolves to its row (attempts =
+        max_attempts), or ``None`` when its lock was lost."""
+        future: asyncio.Future[Job | None] = asyncio.get_running_loop().create_future()
+        self._fails_now.append(_Fail(job_id, message, None, future))
+        self._wakeup.set()
+        return future
+
+    def snooze(self, job_id: int, delay: float) -> asyncio.Future[bool]:
+        """Runs the job again in ``delay`` seconds, giving its attempt back: resolves
+        to ``True``, or ``False`` when its lock was lost."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._snoozes.append(_Snooze(job_id, delay, future))
         self._wakeup.set()
         return future
 
@@ -129,6 +155,15 @@ class Reporter:
                 await self._retry(self._flush_completes, completes, [i for i, _ in completes])
             if fails:
                 await self._retry(self._flush_fails, fails, [f.job_id for f in fails])
+            # Rarer outcomes: one statement per kind and flush, none when absent.
+            fails_now = self._fails_now[: self._max_batch]
+            del self._fails_now[: self._max_batch]
+            snoozes = self._snoozes[: self._max_batch]
+            del self._snoozes[: self._max_batch]
+            if fails_now:
+                await self._retry(self._flush_fails_now, fails_now, [f.job_id for f in fails_now])
+            if snoozes:
+                await self._retry(self._flush_snoozes, snoozes, [s.job_id for s in snoozes])
             self._wakeup.set()  # more may have arrived; also re-checks closing
 
     async def _retry(self, flush: Callable[[Any], Any], batch: Any, ids: list[int]) -> None:
@@ -187,3 +222,32 @@ class Reporter:
         for f in batch:
             if not f.future.done():
                 f.future.set_result(rows.get(f.job_id))
+
+    async def _flush_fails_now(self, batch: list[_Fail]) -> None:
+        params = {
+            "worker_id": self._worker_id,
+            "ids": [f.job_id for f in batch],
+            "messages": [f.message for f in batch],
+        }
+        async with self._source.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(q.WORKER_FAIL_JOBS_NOW, params)
+            rows = {row["id"]: Job.from_row(row) for row in await cur.fetchall()}
+        for f in batch:
+            if not f.future.done():
+                f.future.set_result(rows.get(f.job_id))
+
+    async def _flush_snoozes(self, batch: list[_Snooze]) -> None:
+        params = {
+            "worker_id": self._worker_id,
+            "ids": [s.job_id for s in batch],
+            # Seconds as float8: psycopg cannot send a list of timedeltas as interval[]
+            # without per-item adaptation, and SQL turns them into intervals exactly.
+            "seconds": [s.delay for s in batch],
+        }
+        async with self._source.connection() as conn:
+            cur = await conn.execute(q.WORKER_SNOOZE_JOBS, params)
+            done = {row[0] for row in await cur.fetchall()}
+        for s in batch:
+            if not s.future.done():
+                s.future.set_result(s.job_id in done)

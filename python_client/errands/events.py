@@ -12,7 +12,9 @@ Event names (after Graphile Worker's):
 * ``job:start``, ``job:success``, ``job:error`` (this try failed; ``error``),
   ``job:failed`` (after ``job:error`` when no attempt is left), ``job:complete``
   (the outcome is recorded in the database; ``error`` is ``None`` on success),
-  ``job:lock_lost`` (the job's lock was taken away before the outcome was recorded);
+  ``job:lock_lost`` (the job's lock was taken away before the outcome was recorded),
+  ``job:snooze`` (the task raised :class:`errands.Snooze` and the snooze is recorded;
+  ``data["delay"]`` in seconds; followed by ``job:complete`` with ``error`` ``None``);
 * ``pool:listen:connecting`` / ``:success`` / ``:error`` / ``:notification``.
 
 Callbacks take one :class:`Event` and may be sync or async.  An exception in a

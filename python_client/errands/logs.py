@@ -6,6 +6,7 @@ and logs through the ``errands.worker`` logger::
     INFO  errands.worker: send_email #42 (attempt 1/25) succeeded in 12.3 ms
     WARNING errands.worker: send_email #43 (attempt 2/25) failed in 4.1 ms: ValueError: bad
     ERROR errands.worker: send_email #44 (attempt 25/25) failed permanently: ValueError: bad
+    INFO  errands.worker: send_email #45 (attempt 1/25) snoozed for 30 s (this try is not counted)
 
 Failures log the task's traceback.  ``quiet=True`` drops the success lines.
 Attaching twice to the same ``Events`` is a no-op.
@@ -23,6 +24,7 @@ from typing import IO, Any
 
 from errands.events import Event, Events
 from errands.job import Job
+from errands.outcomes import format_delay
 
 logger = logging.getLogger("errands.worker")
 
@@ -90,6 +92,13 @@ def attach_job_logging(
                 _describe(event.job), event.job.last_error, extra=_extra(event),
             )  # fmt: skip
 
+    def on_snooze(event: Event) -> None:
+        if event.job is not None and log.isEnabledFor(logging.INFO):
+            log.info(
+                "%s snoozed for %s (this try is not counted)", _describe(event.job),
+                format_delay(event.data.get("delay", 0.0)), extra=_extra(event),
+            )  # fmt: skip
+
     def on_lock_lost(event: Event) -> None:
         if event.job is not None:
             log.warning(
@@ -128,6 +137,7 @@ def attach_job_logging(
     events.on("job:error", on_error)
     events.on("job:failed", on_failed)
     events.on("job:lock_lost", on_lock_lost)
+    events.on("job:snooze", on_snooze)
     # Operational errors (fetch, report, LISTEN, sweep, crash) are logged by the
     # worker itself, whether or not this is attached.
     for name in (

@@ -66,7 +66,8 @@ BEGIN
         WHERE p.pronamespace = 'errands'::regnamespace
           AND p.prokind = 'f'
           AND (p.proname = ANY (ARRAY['get_jobs', 'worker_complete_jobs', 'worker_fail_jobs',
-                                      'worker_return_jobs', 'reset_locked', 'complete_jobs',
+                                      'worker_return_jobs', 'worker_snooze_jobs',
+                                      'worker_fail_jobs_now', 'reset_locked', 'complete_jobs',
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
                                       -- crashed-worker rescue
@@ -83,7 +84,7 @@ $$;
 COMMENT ON FUNCTION errands.grant_worker(regrole) IS
 'Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
 on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
-worker_return_jobs, reset_locked, try_lock_worker, register_worker, heartbeat,
+worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, reset_locked, try_lock_worker, register_worker, heartbeat,
 rescue_workers, unregister_worker), the admin functions (complete_jobs,
 permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup, the cron
 functions if cron is installed when it runs, and what grant_read gives (SELECT on
