@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
 import errands  # noqa: E402
 from chaos.model import Kill, Options, Report, Slot  # noqa: E402
 from chaos.netns import NetNs  # noqa: E402
-from chaos.tasks import RESULTS_TABLE  # noqa: E402
+from chaos.tasks import RESULTS_TABLE, SNOOZED_TABLE  # noqa: E402
 from chaos.verdict import Verdict  # noqa: E402
 from pgtap.cluster import PgCluster  # noqa: E402
 
@@ -51,7 +51,7 @@ WITH specs AS (
     FROM errands.add_jobs(
         (SELECT array_agg(ROW(
              'chaos_job',
-             json_build_object('max_ms', %(max_ms)s::int, 'n', i),
+             json_build_object('max_ms', %(max_ms)s::int, 'n', i, 'snooze', i %% 20 = 7),
              CASE WHEN kind = 'serial' THEN 'chaos-q' || ((i / 10) %% %(queues)s::int) END,
              NULL, NULL,
              CASE WHEN kind = 'keyed' THEN 'chaos-key-' || i END,
@@ -149,6 +149,7 @@ class Chaos(Verdict):
                 conn.execute(Path(opts.extra_sql).read_text())
                 self.report.say(f"applied --extra-sql {opts.extra_sql}")
             conn.execute(RESULTS_TABLE)
+            conn.execute(SNOOZED_TABLE)
             conn.execute(ADDED_TABLE)
         for i in range(opts.workers):
             slot = Slot(i)

@@ -7,6 +7,10 @@ the previous try's ``last_error`` (why an earlier attempt did not finish: a dead
 worker, a lost connection ...).  The row is written whether or not the worker
 later manages to record the job's completion, so a job that ran to completion
 twice has two rows.
+
+A job whose payload has ``snooze`` snoozes once before it runs: its first try
+records the job id in ``chaos_snoozed`` and raises :class:`errands.Snooze`, so
+snoozes (which give the attempt back) are mixed into the kills and restarts.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import random
 import time
 from typing import Any
 
-from errands import Helpers, task
+from errands import Helpers, Snooze, task
 
 RESULTS_TABLE = """
 CREATE TABLE IF NOT EXISTS chaos_results (
@@ -31,6 +35,14 @@ CREATE TABLE IF NOT EXISTS chaos_results (
 )
 """
 
+SNOOZED_TABLE = """
+CREATE TABLE IF NOT EXISTS chaos_snoozed (
+    job_id bigint PRIMARY KEY,
+    attempt int NOT NULL,
+    worker_id text NOT NULL
+)
+"""
+
 INSERT = (
     "INSERT INTO chaos_results (job_id, attempt, worker_id, queue_name, started, ended, "
     "prev_error) VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -40,6 +52,15 @@ INSERT = (
 @task
 async def chaos_job(payload: dict[str, Any], helpers: Helpers) -> None:
     job = helpers.job
+    if payload.get("snooze"):
+        async with helpers.connection() as conn:
+            first = await conn.execute(
+                "INSERT INTO chaos_snoozed (job_id, attempt, worker_id) VALUES (%s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                [job.id, job.attempts, helpers.worker_id],
+            )
+            if first.rowcount:
+                raise Snooze(0.05)
     started = time.time()
     await asyncio.sleep(random.uniform(0, float(payload.get("max_ms", 20))) / 1000)
     ended = time.time()

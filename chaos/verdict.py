@@ -72,6 +72,14 @@ class Verdict:
         strangers = [j for j in by_job if j not in added]
         rep.check(not strangers, f"no execution of a job that was not added ({len(strangers)})")
         rep.check(remaining == 0, f"no job remains in errands._jobs ({remaining})")
+        snoozed = {r[0] for r in self.sql("SELECT job_id FROM chaos_snoozed")}
+        # Job n of the run (1-based) snoozes when n % 20 == 7 (ADD_CHUNK).
+        planned = sum(1 for n in range(1, opts.jobs + 1) if n % 20 == 7)
+        rep.check(
+            len(snoozed) == planned and snoozed <= set(by_job),
+            f"every job asked to snooze snoozed once and ran to completion afterwards"
+            f" ({len(snoozed)} of {planned})",
+        )
 
         # Serial queues: executions sorted by start must not overlap.
         overlaps: list[str] = []
@@ -107,13 +115,19 @@ class Verdict:
         unexplained: list[str] = []
         rerun_jobs = 0
         next_error = {(r[0], r[1]): r[6] for r in rows}  # (job, attempt) -> previous error
+        snoozes = {
+            tuple(r) for r in self.sql("SELECT job_id, attempt, worker_id FROM chaos_snoozed")
+        }
         for job_id, tries in starts.items():
             if len(tries) < 2:
                 continue
             rerun_jobs += 1
             tries.sort(key=lambda t: t[2])
             for (attempt, worker, at), nxt in itertools.pairwise(tries):
-                cause = self.cause(worker, at, nxt[2])
+                if (job_id, attempt, worker) in snoozes:
+                    cause = "snoozed"  # the try ended by handing its attempt back
+                else:
+                    cause = self.cause(worker, at, nxt[2])
                 causes[cause] += 1
                 if cause == "unexplained":
                     unexplained.append(
