@@ -330,7 +330,7 @@ $errands_install_m0019$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'c67000dcd780bf8250e29aaa21c0c2f7e7edf82011e19c1a45e0104ffd4361f2') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'e9ae31af501c7d3d35d919cdc3c502ff096beae7171dd02a064bd8186266699d') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -379,7 +379,8 @@ COMMENT ON TYPE errands.job_spec IS
 --
 -- state is one of (first that applies): running (locked by a worker), failed (no
 -- attempts left), retrying (failed at least once, attempts left), scheduled
--- (run_at in the future), pending (ready to run). A completed job is deleted.
+-- (run_at in the future), pending (ready to run). A completed job leaves this
+-- view (for errands.finished_jobs, 15_history.sql, or deleted: retention 0).
 CREATE OR REPLACE VIEW errands.jobs AS
 SELECT j.id,
        q.queue_name,
@@ -407,7 +408,7 @@ FROM errands._jobs j
 JOIN errands._tasks t ON t.id = j.task_id
 LEFT JOIN errands._queues q ON q.id = j.job_queue_id;
 COMMENT ON VIEW errands.jobs IS
-    'Read-only view of every job that has not completed (completed jobs are deleted). state: running, failed (no attempts left), retrying, scheduled or pending.';
+    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, failed (no attempts left), retrying, scheduled or pending.';
 
 -- The errands.jobs row of job j whose queue and task are named queue_name and
 -- task_identifier. A SQL function of one expression: the planner inlines it, so
@@ -3085,7 +3086,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'c67000dcd780bf8250e29aaa21c0c2f7e7edf82011e19c1a45e0104ffd4361f2')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'e9ae31af501c7d3d35d919cdc3c502ff096beae7171dd02a064bd8186266699d')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;
