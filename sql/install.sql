@@ -35,12 +35,12 @@ DECLARE
     db_version integer;
 BEGIN
     SELECT max(id) INTO db_version FROM errands.migrations;
-    IF db_version > 18 THEN
+    IF db_version > 19 THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0001',
             MESSAGE = format('errands: database schema is at version %s but these '
                              'install files only know up to version %s; '
-                             'upgrade the errands package', db_version, 18);
+                             'upgrade the errands package', db_version, 19);
     END IF;
 END
 $errands_version_check$;
@@ -279,12 +279,58 @@ $errands_m0018$;
 END
 $errands_install_m0018$;
 
+-- Migration 0019_finished_jobs.sql
+DO $errands_install_m0019$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 19) THEN
+        EXECUTE $errands_m0019$
+-- Finished-job history (issue 12). Completed (and, later, cancelled) jobs move
+-- from errands._jobs to this table when their task's retention is above 0, so
+-- errands._jobs, the fetch path and its indexes stay as they were. Queue and
+-- task are kept by name: cleanup() may delete the queue/task rows meanwhile.
+CREATE TABLE errands._finished_jobs (
+    id bigint PRIMARY KEY,
+    queue_name text,
+    task_identifier text NOT NULL,
+    payload json NOT NULL,
+    priority smallint NOT NULL,
+    attempts smallint NOT NULL,
+    max_attempts smallint NOT NULL,
+    last_error text,
+    key text,
+    created_at timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT now(),
+    state text NOT NULL
+        CONSTRAINT finished_jobs_state CHECK (state IN ('completed', 'cancelled')),
+    result json
+);
+-- Pruning walks the oldest rows first.
+CREATE INDEX finished_jobs_finished_at ON errands._finished_jobs (finished_at);
+ALTER TABLE errands._finished_jobs ENABLE ROW LEVEL SECURITY;
+
+-- How long finished jobs are kept: for all tasks, and per task (NULL: the global).
+ALTER TABLE errands._settings
+    ADD COLUMN retention interval NOT NULL DEFAULT interval '0'
+        CONSTRAINT settings_retention_not_negative CHECK (retention >= interval '0');
+ALTER TABLE errands._tasks
+    ADD COLUMN retention interval
+        CONSTRAINT tasks_retention_not_negative CHECK (retention >= interval '0');
+
+-- worker_complete_jobs takes the tasks' results (a changed signature).
+DROP FUNCTION IF EXISTS errands.worker_complete_jobs(text, bigint[]);
+$errands_m0019$;
+        INSERT INTO errands.migrations (id, name) VALUES (19, 'finished_jobs');
+        PERFORM set_config('errands.install_migrated', 'on', true);
+    END IF;
+END
+$errands_install_m0019$;
+
 -- Definitions (sql/schema/*.sql) and the security pass: skipped when no
 -- migration ran and the recorded hash is theirs.
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '15576aecd92751d1be5f99f641a15d7a81ff477f6c31487b2b2291d0e1e9589e') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '382439aa39b7eee216cd82086b8459e0459b143accc5642333f942dc59304ae4') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -333,7 +379,8 @@ COMMENT ON TYPE errands.job_spec IS
 --
 -- state is one of (first that applies): running (locked by a worker), failed (no
 -- attempts left), retrying (failed at least once, attempts left), scheduled
--- (run_at in the future), pending (ready to run). A completed job is deleted.
+-- (run_at in the future), pending (ready to run). A completed job leaves this
+-- view (for errands.finished_jobs, 15_history.sql, or deleted: retention 0).
 CREATE OR REPLACE VIEW errands.jobs AS
 SELECT j.id,
        q.queue_name,
@@ -361,7 +408,7 @@ FROM errands._jobs j
 JOIN errands._tasks t ON t.id = j.task_id
 LEFT JOIN errands._queues q ON q.id = j.job_queue_id;
 COMMENT ON VIEW errands.jobs IS
-    'Read-only view of every job that has not completed (completed jobs are deleted). state: running, failed (no attempts left), retrying, scheduled or pending.';
+    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, failed (no attempts left), retrying, scheduled or pending.';
 
 -- The errands.jobs row of job j whose queue and task are named queue_name and
 -- task_identifier. A SQL function of one expression: the planner inlines it, so
@@ -412,6 +459,146 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         ELSE format('%s (%s characters)', quote_literal(value), length(value))
     END
 $$;
+-- sql/schema/15_history.sql
+-- Finished-job history: the errands.finished_jobs view, retention settings and
+-- pruning. errands.worker_complete_jobs (30_fetch.sql) and errands.complete_jobs
+-- (40_admin.sql) move completed jobs into errands._finished_jobs.
+
+CREATE OR REPLACE VIEW errands.finished_jobs AS
+SELECT f.id,
+       f.queue_name,
+       f.task_identifier,
+       f.payload,
+       f.priority::integer AS priority,
+       f.attempts::integer AS attempts,
+       f.max_attempts::integer AS max_attempts,
+       f.last_error,
+       f.key,
+       f.created_at,
+       f.finished_at,
+       f.state,
+       f.result
+FROM errands._finished_jobs f;
+COMMENT ON VIEW errands.finished_jobs IS
+    'Read-only view of finished jobs kept for their retention (errands.set_retention, errands.set_task_retention). state: completed or cancelled; result: the task''s return value (NULL: none).';
+
+-- Retention is read on every completion; like the payload limit (20_enqueue.sql)
+-- it is folded into constant SQL functions that set_retention and
+-- set_task_retention regenerate, so completing a job does not read a table:
+-- _retention() is the global retention, _history_on() whether any task keeps
+-- history at all (false: worker_complete_jobs takes the plain DELETE path).
+CREATE OR REPLACE FUNCTION errands._define_retention() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_global interval := coalesce((SELECT s.retention FROM errands._settings s), interval '0');
+BEGIN
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION errands._retention() RETURNS interval '
+        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %L::interval $f$', v_global);
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION errands._history_on() RETURNS boolean '
+        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %L::boolean $f$',
+        v_global > interval '0'
+        OR EXISTS (SELECT 1 FROM errands._tasks t WHERE t.retention > interval '0'));
+END
+$$;
+DO $retention$ BEGIN PERFORM errands._define_retention(); END $retention$;
+
+CREATE OR REPLACE FUNCTION errands.set_retention(retention interval) RETURNS interval
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF set_retention.retention IS NULL OR set_retention.retention < interval '0' THEN
+        RAISE EXCEPTION 'errands: retention must be 0 (delete at completion) or a positive interval, got %',
+            coalesce(set_retention.retention::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    -- The row lock serializes concurrent calls (see set_max_payload_bytes).
+    UPDATE errands._settings s SET retention = set_retention.retention;
+    IF NOT FOUND THEN
+        INSERT INTO errands._settings (retention) VALUES (set_retention.retention);
+    END IF;
+    PERFORM errands._define_retention();
+    RETURN set_retention.retention;
+END
+$$;
+COMMENT ON FUNCTION errands.set_retention(interval) IS
+'Sets how long finished jobs stay in errands.finished_jobs for tasks without a
+retention of their own (default 0: history off); 0 deletes jobs at completion (no
+history, the cheapest path). Returns the new retention. Only the schema owner
+(or a superuser) may run it, or a role the owner grants EXECUTE on it to.';
+
+CREATE OR REPLACE FUNCTION errands.set_task_retention(task_identifier text, retention interval)
+RETURNS interval
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF set_task_retention.task_identifier IS NULL
+       OR length(set_task_retention.task_identifier) NOT BETWEEN 1 AND 128 THEN
+        RAISE EXCEPTION 'errands: set_task_retention needs a task identifier of 1 to 128 characters, got %',
+            coalesce(quote_literal(set_task_retention.task_identifier), 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF set_task_retention.retention < interval '0' THEN
+        RAISE EXCEPTION 'errands: retention must be NULL (the global), 0 (delete at completion) or a positive interval, got %',
+            set_task_retention.retention USING ERRCODE = '22023';
+    END IF;
+    -- Serialize with set_retention (both regenerate the same functions).
+    PERFORM 1 FROM errands._settings s FOR UPDATE;
+    INSERT INTO errands._tasks (identifier, retention)
+    VALUES (set_task_retention.task_identifier, set_task_retention.retention)
+    ON CONFLICT (identifier) DO UPDATE SET retention = EXCLUDED.retention;
+    PERFORM errands._define_retention();
+    RETURN set_task_retention.retention;
+END
+$$;
+COMMENT ON FUNCTION errands.set_task_retention(text, interval) IS
+'Sets how long finished jobs of one task stay in errands.finished_jobs, overriding
+errands.set_retention; NULL uses the global retention again, 0 deletes the
+task''s jobs at completion. Returns the retention. Only the schema owner (or a
+superuser) may run it, or a role the owner grants EXECUTE on it to.';
+
+-- Bounded steps: at most max_rows rows per call, taken with SKIP LOCKED by ctid,
+-- so a call is short, never waits on another pruner, and touches only
+-- errands._finished_jobs (fetching reads errands._jobs: never blocked).
+CREATE OR REPLACE FUNCTION errands.prune_finished_jobs(max_rows integer DEFAULT 10000)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now timestamptz := now();
+    v_global interval := coalesce((SELECT s.retention FROM errands._settings s), interval '0');
+    -- Nothing finished after now - (shortest retention in use) can be expired:
+    -- the index on finished_at bounds the scan with it.
+    v_min interval := least(v_global, (SELECT min(t.retention) FROM errands._tasks t));
+    v_count integer;
+BEGIN
+    IF max_rows IS NULL OR max_rows < 1 THEN
+        RAISE EXCEPTION 'errands: prune_finished_jobs needs max_rows >= 1, got %',
+            coalesce(max_rows::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    WITH expired AS (
+        SELECT f.ctid
+        FROM errands._finished_jobs f
+        WHERE f.finished_at < v_now - v_min
+          AND f.finished_at < v_now - coalesce(
+                (SELECT t.retention FROM errands._tasks t WHERE t.identifier = f.task_identifier),
+                v_global)
+        ORDER BY f.finished_at
+        LIMIT max_rows
+        FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM errands._finished_jobs f USING expired WHERE f.ctid = expired.ctid;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION errands.prune_finished_jobs(integer) IS
+'Deletes up to max_rows finished jobs whose retention (their task''s, else the
+global) has passed, oldest first, skipping rows another pruner holds. Returns how
+many it deleted: call it again while that equals max_rows. Live workers call it
+periodically; pg_cron can too (see docs/history.md).';
 -- sql/schema/20_enqueue.sql
 -- Enqueueing: add_jobs (the set-based core), add_job, remove_job, and their
 -- private helpers.
@@ -1121,32 +1308,92 @@ most its head job, and none while one of its jobs runs.';
 -- Completing and returning jobs are PL/pgSQL, not SQL: a SQL function that is not
 -- inlined plans its statement on every call (~0.8 ms for a DELETE that takes
 -- ~0.08 ms); PL/pgSQL plans once per session.
-CREATE OR REPLACE FUNCTION errands.worker_complete_jobs(worker_id text, job_ids bigint[])
+CREATE OR REPLACE FUNCTION errands.worker_complete_jobs(worker_id text, job_ids bigint[],
+                                                        results json[] DEFAULT NULL)
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
+DECLARE
+    v_ids bigint[] := worker_complete_jobs.job_ids;
+    v_results json[] := worker_complete_jobs.results;
+    v_limit bigint := errands._max_payload_bytes();
+    v_big_ids bigint[];
+    v_big_errors text[];
 BEGIN
+    IF v_results IS NOT NULL AND cardinality(v_results) <> cardinality(v_ids) THEN
+        RAISE EXCEPTION 'errands: worker_complete_jobs needs one result (NULL: none) per job: % ids, % results',
+            cardinality(v_ids), cardinality(v_results) USING ERRCODE = '22023';
+    END IF;
+    -- Today's path, unchanged: no task keeps history (retention 0 everywhere).
+    IF NOT errands._history_on() THEN
+        RETURN QUERY
+        WITH done AS (
+            DELETE FROM errands._jobs j
+            WHERE j.id = ANY(v_ids)
+              AND j.locked_by = worker_complete_jobs.worker_id
+            RETURNING j.id, j.job_queue_id
+        ), unlocked AS (
+            UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+            WHERE q.id IN (SELECT done.job_queue_id FROM done)
+              AND q.locked_by = worker_complete_jobs.worker_id
+        )
+        SELECT done.id FROM done;
+        RETURN;
+    END IF;
+    -- A result over the payload size limit fails its job (worker_fail_jobs) with
+    -- an error naming the size, rather than being lost.
+    IF v_results IS NOT NULL AND v_limit > 0 THEN
+        SELECT array_agg(r.id), array_agg(format(
+                   'errands: the task''s result is %s bytes of JSON, over the limit of %s bytes (errands.set_max_payload_bytes)',
+                   octet_length(r.result::text), v_limit))
+        INTO v_big_ids, v_big_errors
+        FROM unnest(v_ids, v_results) AS r(id, result)
+        WHERE octet_length(r.result::text) > v_limit;
+        IF v_big_ids IS NOT NULL THEN
+            PERFORM errands.worker_fail_jobs(worker_complete_jobs.worker_id, v_big_ids, v_big_errors);
+            SELECT array_agg(r.id), array_agg(r.result) INTO v_ids, v_results
+            FROM unnest(v_ids, v_results) AS r(id, result)
+            WHERE r.id <> ALL(v_big_ids);
+        END IF;
+    END IF;
     RETURN QUERY
     WITH done AS (
         DELETE FROM errands._jobs j
-        WHERE j.id = ANY(worker_complete_jobs.job_ids)
+        WHERE j.id = ANY(v_ids)
           AND j.locked_by = worker_complete_jobs.worker_id
-        RETURNING j.id, j.job_queue_id
+        RETURNING j.*
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
         WHERE q.id IN (SELECT done.job_queue_id FROM done)
           AND q.locked_by = worker_complete_jobs.worker_id
+    ), kept AS (
+        INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
+                                            attempts, max_attempts, last_error, key, created_at,
+                                            state, result)
+        SELECT done.id, q.queue_name, t.identifier, done.payload, done.priority, done.attempts,
+               done.max_attempts, done.last_error, done.key, done.created_at, 'completed',
+               r.result
+        FROM done
+        JOIN errands._tasks t ON t.id = done.task_id
+        LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
+        LEFT JOIN errands._queues q ON q.id = done.job_queue_id
+        WHERE coalesce(t.retention, errands._retention()) > interval '0'
+        ON CONFLICT (id) DO NOTHING
     )
     SELECT done.id FROM done;
 END
 $$;
-COMMENT ON FUNCTION errands.worker_complete_jobs(text, bigint[]) IS
-'Worker API. Deletes the listed jobs that worker_id has locked (it finished them)
-and unlocks their queues. Returns the ids it completed: a job missing from the
-result was no longer this worker''s (its lock was taken away) and may run again.';
+COMMENT ON FUNCTION errands.worker_complete_jobs(text, bigint[], json[]) IS
+'Worker API. Completes the listed jobs that worker_id has locked (it finished
+them): each moves to errands.finished_jobs with its result (results[i] for
+job_ids[i]; NULL: none) when its task''s retention is above 0, else is deleted;
+their queues are unlocked. A result whose JSON text exceeds the payload size
+limit fails its job instead (as worker_fail_jobs, error naming the size).
+Returns the ids it completed: a job missing from the result was no longer this
+worker''s (its lock was taken away, or its result was too big) and may run again.';
 
 CREATE OR REPLACE FUNCTION errands.worker_fail_jobs(
     worker_id text,
@@ -1368,12 +1615,26 @@ AS $$
         WHERE j.id = ANY(job_ids)
           AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
         RETURNING j
+    ), kept AS (
+        INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
+                                            attempts, max_attempts, last_error, key, created_at,
+                                            state, result)
+        SELECT (d.j).id, q.queue_name, t.identifier, (d.j).payload, (d.j).priority,
+               (d.j).attempts, (d.j).max_attempts, (d.j).last_error, (d.j).key,
+               (d.j).created_at, 'completed', NULL
+        FROM d
+        JOIN errands._tasks t ON t.id = (d.j).task_id
+        LEFT JOIN errands._queues q ON q.id = (d.j).job_queue_id
+        WHERE coalesce(t.retention, errands._retention()) > interval '0'
+        ON CONFLICT (id) DO NOTHING
     )
     SELECT v.* FROM d, LATERAL errands._job_view(d.j) v ORDER BY v.id
 $$;
 COMMENT ON FUNCTION errands.complete_jobs(bigint[]) IS
-'Marks the listed jobs as done (deletes them) and returns them. Running jobs are
-skipped unless their lock is stale (older than 4 hours).';
+'Marks the listed jobs as completed and returns them: they move to
+errands.finished_jobs (result NULL) when their task''s retention is above 0, else
+are deleted. Running jobs are skipped unless their lock is stale (older than 4
+hours).';
 
 CREATE OR REPLACE FUNCTION errands.permanently_fail_jobs(job_ids bigint[], error_message text DEFAULT NULL)
 RETURNS SETOF errands.jobs
@@ -2251,11 +2512,12 @@ BEGIN
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
     EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
+    EXECUTE format('GRANT SELECT ON errands.finished_jobs TO %I', v_name);
 END
 $$;
 COMMENT ON FUNCTION errands.grant_read(regrole) IS
-'Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs view
-(payloads included; never the private tables). With it, add_job, add_jobs and
+'Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs and
+errands.finished_jobs views (payloads and results included; never the private tables). With it, add_job, add_jobs and
 remove_job (if also granted) return payloads of jobs the call did not write.
 Run it as the owner of the errands schema or a superuser.';
 
@@ -2280,6 +2542,7 @@ BEGIN
                                       'worker_fail_jobs_now', 'reset_locked', 'complete_jobs',
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
+                                      'prune_finished_jobs',
                                       -- crashed-worker rescue
                                       'try_lock_worker', 'register_worker', 'heartbeat',
                                       'rescue_workers', 'unregister_worker']::name[])
@@ -2296,9 +2559,11 @@ COMMENT ON FUNCTION errands.grant_worker(regrole) IS
 on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
 worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, reset_locked, try_lock_worker, register_worker, heartbeat,
 rescue_workers, unregister_worker), the admin functions (complete_jobs,
-permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup, the cron
+permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup,
+prune_finished_jobs, the cron
 functions if cron is installed when it runs, and what grant_read gives (SELECT on
-the errands.jobs view, never on the private tables). Run it again after an upgrade adds functions. Run it as the owner of the
+the errands.jobs and errands.finished_jobs views, never on the private tables).
+Run it again after an upgrade adds functions. Run it as the owner of the
 errands schema or a superuser.';
 -- sql/schema/80_triggers.sql
 -- Triggers: errands.job_trigger(), a generic trigger function that enqueues a
@@ -2924,7 +3189,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '15576aecd92751d1be5f99f641a15d7a81ff477f6c31487b2b2291d0e1e9589e')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '382439aa39b7eee216cd82086b8459e0459b143accc5642333f942dc59304ae4')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

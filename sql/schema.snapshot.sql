@@ -25,6 +25,27 @@
 CREATE UNIQUE INDEX _crontab_items_pkey ON errands._crontab_items USING btree (id);
 CREATE INDEX crontab_items_source ON errands._crontab_items USING btree (source);
 
+-- TABLE errands._finished_jobs
+-- ACL: postgres=arwdDxt/postgres
+-- ROW LEVEL SECURITY enabled
+--   id bigint NOT NULL
+--   queue_name text
+--   task_identifier text NOT NULL
+--   payload json NOT NULL
+--   priority smallint NOT NULL
+--   attempts smallint NOT NULL
+--   max_attempts smallint NOT NULL
+--   last_error text
+--   key text
+--   created_at timestamp with time zone NOT NULL
+--   finished_at timestamp with time zone NOT NULL DEFAULT now()
+--   state text NOT NULL
+--   result json
+--   CONSTRAINT _finished_jobs_pkey PRIMARY KEY (id)
+--   CONSTRAINT finished_jobs_state CHECK ((state = ANY (ARRAY['completed'::text, 'cancelled'::text])))
+CREATE UNIQUE INDEX _finished_jobs_pkey ON errands._finished_jobs USING btree (id);
+CREATE INDEX finished_jobs_finished_at ON errands._finished_jobs USING btree (finished_at);
+
 -- TABLE errands._graphile_imports
 -- ACL: postgres=arwdDxt/postgres
 -- ROW LEVEL SECURITY enabled
@@ -112,9 +133,11 @@ CREATE UNIQUE INDEX _queues_queue_name_key ON errands._queues USING btree (queue
 -- ROW LEVEL SECURITY enabled
 --   id boolean NOT NULL DEFAULT true
 --   max_payload_bytes bigint NOT NULL DEFAULT 1048576
+--   retention interval NOT NULL DEFAULT '00:00:00'::interval
 --   CONSTRAINT _settings_pkey PRIMARY KEY (id)
 --   CONSTRAINT settings_max_payload_bytes_not_negative CHECK ((max_payload_bytes >= 0))
 --   CONSTRAINT settings_one_row CHECK (id)
+--   CONSTRAINT settings_retention_not_negative CHECK ((retention >= '00:00:00'::interval))
 CREATE UNIQUE INDEX _settings_pkey ON errands._settings USING btree (id);
 
 -- TABLE errands._tasks
@@ -122,9 +145,11 @@ CREATE UNIQUE INDEX _settings_pkey ON errands._settings USING btree (id);
 -- ROW LEVEL SECURITY enabled
 --   id integer NOT NULL IDENTITY ALWAYS
 --   identifier text NOT NULL
+--   retention interval
 --   CONSTRAINT _tasks_identifier_key UNIQUE (identifier)
 --   CONSTRAINT _tasks_pkey PRIMARY KEY (id)
 --   CONSTRAINT tasks_identifier_length CHECK (((length(identifier) >= 1) AND (length(identifier) <= 128)))
+--   CONSTRAINT tasks_retention_not_negative CHECK ((retention >= '00:00:00'::interval))
 CREATE UNIQUE INDEX _tasks_identifier_key ON errands._tasks USING btree (identifier);
 CREATE UNIQUE INDEX _tasks_pkey ON errands._tasks USING btree (id);
 
@@ -153,6 +178,37 @@ CREATE UNIQUE INDEX _workers_pkey ON errands._workers USING btree (id);
 --   CONSTRAINT definitions_pkey PRIMARY KEY (only_row)
 CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_row);
 
+-- VIEW errands.finished_jobs
+-- ACL: postgres=arwdDxt/postgres
+-- comment: Read-only view of finished jobs kept for their retention (errands.set_retention, errands.set_task_retention). state: completed or cancelled; result: the task's return value (NULL: none).
+ SELECT f.id,
+    f.queue_name,
+    f.task_identifier,
+    f.payload,
+    (f.priority)::integer AS priority,
+    (f.attempts)::integer AS attempts,
+    (f.max_attempts)::integer AS max_attempts,
+    f.last_error,
+    f.key,
+    f.created_at,
+    f.finished_at,
+    f.state,
+    f.result
+   FROM errands._finished_jobs f;
+--   id bigint
+--   queue_name text
+--   task_identifier text
+--   payload json
+--   priority integer
+--   attempts integer
+--   max_attempts integer
+--   last_error text
+--   key text
+--   created_at timestamp with time zone
+--   finished_at timestamp with time zone
+--   state text
+--   result json
+
 -- TYPE errands.job_spec
 --   identifier text
 --   payload json
@@ -165,7 +221,7 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 
 -- VIEW errands.jobs
 -- ACL: postgres=arwdDxt/postgres
--- comment: Read-only view of every job that has not completed (completed jobs are deleted). state: running, failed (no attempts left), retrying, scheduled or pending.
+-- comment: Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, failed (no attempts left), retrying, scheduled or pending.
  SELECT j.id,
     q.queue_name,
     t.identifier AS task_identifier,
@@ -499,6 +555,26 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands._define_retention()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._define_retention()
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_global interval := coalesce((SELECT s.retention FROM errands._settings s), interval '0');
+BEGIN
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION errands._retention() RETURNS interval '
+        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %L::interval $f$', v_global);
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION errands._history_on() RETURNS boolean '
+        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %L::boolean $f$',
+        v_global > interval '0'
+        OR EXISTS (SELECT 1 FROM errands._tasks t WHERE t.retention > interval '0'));
+END
+$function$;
+
 -- FUNCTION errands._describe(text)
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._describe(value text)
@@ -663,6 +739,14 @@ BEGIN
     RETURN j;
 END
 $function$;
+
+-- FUNCTION errands._history_on()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._history_on()
+ RETURNS boolean
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$ SELECT 'f'::boolean $function$;
 
 -- FUNCTION errands._job_row(errands._jobs,text,text)
 -- ACL: postgres=X/postgres
@@ -922,6 +1006,14 @@ CREATE OR REPLACE FUNCTION errands._rescue_grace()
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
 AS $function$ SELECT interval '1.5 seconds' $function$;
+
+-- FUNCTION errands._retention()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._retention()
+ RETURNS interval
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$ SELECT '00:00:00'::interval $function$;
 
 -- FUNCTION errands._spec_is_bad(text,text,text,integer,integer,text[],json,bigint)
 -- ACL: postgres=X/postgres
@@ -1454,8 +1546,10 @@ $function$;
 
 -- FUNCTION errands.complete_jobs(bigint[])
 -- ACL: postgres=X/postgres
--- comment: Marks the listed jobs as done (deletes them) and returns them. Running jobs are
---          skipped unless their lock is stale (older than 4 hours).
+-- comment: Marks the listed jobs as completed and returns them: they move to
+--          errands.finished_jobs (result NULL) when their task's retention is above 0, else
+--          are deleted. Running jobs are skipped unless their lock is stale (older than 4
+--          hours).
 CREATE OR REPLACE FUNCTION errands.complete_jobs(job_ids bigint[])
  RETURNS SETOF errands.jobs
  LANGUAGE sql
@@ -1467,6 +1561,18 @@ AS $function$
         WHERE j.id = ANY(job_ids)
           AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
         RETURNING j
+    ), kept AS (
+        INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
+                                            attempts, max_attempts, last_error, key, created_at,
+                                            state, result)
+        SELECT (d.j).id, q.queue_name, t.identifier, (d.j).payload, (d.j).priority,
+               (d.j).attempts, (d.j).max_attempts, (d.j).last_error, (d.j).key,
+               (d.j).created_at, 'completed', NULL
+        FROM d
+        JOIN errands._tasks t ON t.id = (d.j).task_id
+        LEFT JOIN errands._queues q ON q.id = (d.j).job_queue_id
+        WHERE coalesce(t.retention, errands._retention()) > interval '0'
+        ON CONFLICT (id) DO NOTHING
     )
     SELECT v.* FROM d, LATERAL errands._job_view(d.j) v ORDER BY v.id
 $function$;
@@ -1777,8 +1883,8 @@ $function$;
 
 -- FUNCTION errands.grant_read(regrole)
 -- ACL: postgres=X/postgres
--- comment: Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs view
---          (payloads included; never the private tables). With it, add_job, add_jobs and
+-- comment: Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs and
+--          errands.finished_jobs views (payloads and results included; never the private tables). With it, add_job, add_jobs and
 --          remove_job (if also granted) return payloads of jobs the call did not write.
 --          Run it as the owner of the errands schema or a superuser.
 CREATE OR REPLACE FUNCTION errands.grant_read(role regrole)
@@ -1794,6 +1900,7 @@ BEGIN
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
     EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
+    EXECUTE format('GRANT SELECT ON errands.finished_jobs TO %I', v_name);
 END
 $function$;
 
@@ -1803,9 +1910,11 @@ $function$;
 --          on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
 --          worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, reset_locked, try_lock_worker, register_worker, heartbeat,
 --          rescue_workers, unregister_worker), the admin functions (complete_jobs,
---          permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup, the cron
+--          permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup,
+--          prune_finished_jobs, the cron
 --          functions if cron is installed when it runs, and what grant_read gives (SELECT on
---          the errands.jobs view, never on the private tables). Run it again after an upgrade adds functions. Run it as the owner of the
+--          the errands.jobs and errands.finished_jobs views, never on the private tables).
+--          Run it again after an upgrade adds functions. Run it as the owner of the
 --          errands schema or a superuser.
 CREATE OR REPLACE FUNCTION errands.grant_worker(role regrole)
  RETURNS void
@@ -1831,6 +1940,7 @@ BEGIN
                                       'worker_fail_jobs_now', 'reset_locked', 'complete_jobs',
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
+                                      'prune_finished_jobs',
                                       -- crashed-worker rescue
                                       'try_lock_worker', 'register_worker', 'heartbeat',
                                       'rescue_workers', 'unregister_worker']::name[])
@@ -2229,6 +2339,47 @@ AS $function$
     SELECT v.* FROM u, LATERAL errands._job_view(u.j) v ORDER BY v.id
 $function$;
 
+-- FUNCTION errands.prune_finished_jobs(integer)
+-- ACL: postgres=X/postgres
+-- comment: Deletes up to max_rows finished jobs whose retention (their task's, else the
+--          global) has passed, oldest first, skipping rows another pruner holds. Returns how
+--          many it deleted: call it again while that equals max_rows. Live workers call it
+--          periodically; pg_cron can too (see docs/history.md).
+CREATE OR REPLACE FUNCTION errands.prune_finished_jobs(max_rows integer DEFAULT 10000)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_now timestamptz := now();
+    v_global interval := coalesce((SELECT s.retention FROM errands._settings s), interval '0');
+    -- Nothing finished after now - (shortest retention in use) can be expired:
+    -- the index on finished_at bounds the scan with it.
+    v_min interval := least(v_global, (SELECT min(t.retention) FROM errands._tasks t));
+    v_count integer;
+BEGIN
+    IF max_rows IS NULL OR max_rows < 1 THEN
+        RAISE EXCEPTION 'errands: prune_finished_jobs needs max_rows >= 1, got %',
+            coalesce(max_rows::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    WITH expired AS (
+        SELECT f.ctid
+        FROM errands._finished_jobs f
+        WHERE f.finished_at < v_now - v_min
+          AND f.finished_at < v_now - coalesce(
+                (SELECT t.retention FROM errands._tasks t WHERE t.identifier = f.task_identifier),
+                v_global)
+        ORDER BY f.finished_at
+        LIMIT max_rows
+        FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM errands._finished_jobs f USING expired WHERE f.ctid = expired.ctid;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$function$;
+
 -- FUNCTION errands.register_worker(text,text,integer)
 -- ACL: postgres=X/postgres
 -- comment: Worker API. Records (or refreshes) a live worker: id, host, pid, started_at and
@@ -2514,6 +2665,65 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands.set_retention(interval)
+-- ACL: postgres=X/postgres
+-- comment: Sets how long finished jobs stay in errands.finished_jobs for tasks without a
+--          retention of their own (default 0: history off); 0 deletes jobs at completion (no
+--          history, the cheapest path). Returns the new retention. Only the schema owner
+--          (or a superuser) may run it, or a role the owner grants EXECUTE on it to.
+CREATE OR REPLACE FUNCTION errands.set_retention(retention interval)
+ RETURNS interval
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+BEGIN
+    IF set_retention.retention IS NULL OR set_retention.retention < interval '0' THEN
+        RAISE EXCEPTION 'errands: retention must be 0 (delete at completion) or a positive interval, got %',
+            coalesce(set_retention.retention::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    -- The row lock serializes concurrent calls (see set_max_payload_bytes).
+    UPDATE errands._settings s SET retention = set_retention.retention;
+    IF NOT FOUND THEN
+        INSERT INTO errands._settings (retention) VALUES (set_retention.retention);
+    END IF;
+    PERFORM errands._define_retention();
+    RETURN set_retention.retention;
+END
+$function$;
+
+-- FUNCTION errands.set_task_retention(text,interval)
+-- ACL: postgres=X/postgres
+-- comment: Sets how long finished jobs of one task stay in errands.finished_jobs, overriding
+--          errands.set_retention; NULL uses the global retention again, 0 deletes the
+--          task's jobs at completion. Returns the retention. Only the schema owner (or a
+--          superuser) may run it, or a role the owner grants EXECUTE on it to.
+CREATE OR REPLACE FUNCTION errands.set_task_retention(task_identifier text, retention interval)
+ RETURNS interval
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+BEGIN
+    IF set_task_retention.task_identifier IS NULL
+       OR length(set_task_retention.task_identifier) NOT BETWEEN 1 AND 128 THEN
+        RAISE EXCEPTION 'errands: set_task_retention needs a task identifier of 1 to 128 characters, got %',
+            coalesce(quote_literal(set_task_retention.task_identifier), 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF set_task_retention.retention < interval '0' THEN
+        RAISE EXCEPTION 'errands: retention must be NULL (the global), 0 (delete at completion) or a positive interval, got %',
+            set_task_retention.retention USING ERRCODE = '22023';
+    END IF;
+    -- Serialize with set_retention (both regenerate the same functions).
+    PERFORM 1 FROM errands._settings s FOR UPDATE;
+    INSERT INTO errands._tasks (identifier, retention)
+    VALUES (set_task_retention.task_identifier, set_task_retention.retention)
+    ON CONFLICT (identifier) DO UPDATE SET retention = EXCLUDED.retention;
+    PERFORM errands._define_retention();
+    RETURN set_task_retention.retention;
+END
+$function$;
+
 -- FUNCTION errands.try_lock_worker(text)
 -- ACL: postgres=X/postgres
 -- comment: Worker API. Takes the session-level advisory lock of worker_id for the calling
@@ -2547,12 +2757,16 @@ BEGIN
 END
 $function$;
 
--- FUNCTION errands.worker_complete_jobs(text,bigint[])
+-- FUNCTION errands.worker_complete_jobs(text,bigint[],json[])
 -- ACL: postgres=X/postgres
--- comment: Worker API. Deletes the listed jobs that worker_id has locked (it finished them)
---          and unlocks their queues. Returns the ids it completed: a job missing from the
---          result was no longer this worker's (its lock was taken away) and may run again.
-CREATE OR REPLACE FUNCTION errands.worker_complete_jobs(worker_id text, job_ids bigint[])
+-- comment: Worker API. Completes the listed jobs that worker_id has locked (it finished
+--          them): each moves to errands.finished_jobs with its result (results[i] for
+--          job_ids[i]; NULL: none) when its task's retention is above 0, else is deleted;
+--          their queues are unlocked. A result whose JSON text exceeds the payload size
+--          limit fails its job instead (as worker_fail_jobs, error naming the size).
+--          Returns the ids it completed: a job missing from the result was no longer this
+--          worker's (its lock was taken away, or its result was too big) and may run again.
+CREATE OR REPLACE FUNCTION errands.worker_complete_jobs(worker_id text, job_ids bigint[], results json[] DEFAULT NULL::json[])
  RETURNS SETOF bigint
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -2560,17 +2774,72 @@ CREATE OR REPLACE FUNCTION errands.worker_complete_jobs(worker_id text, job_ids 
  SET plan_cache_mode TO 'force_generic_plan'
  SET jit TO 'off'
 AS $function$
+DECLARE
+    v_ids bigint[] := worker_complete_jobs.job_ids;
+    v_results json[] := worker_complete_jobs.results;
+    v_limit bigint := errands._max_payload_bytes();
+    v_big_ids bigint[];
+    v_big_errors text[];
 BEGIN
+    IF v_results IS NOT NULL AND cardinality(v_results) <> cardinality(v_ids) THEN
+        RAISE EXCEPTION 'errands: worker_complete_jobs needs one result (NULL: none) per job: % ids, % results',
+            cardinality(v_ids), cardinality(v_results) USING ERRCODE = '22023';
+    END IF;
+    -- Today's path, unchanged: no task keeps history (retention 0 everywhere).
+    IF NOT errands._history_on() THEN
+        RETURN QUERY
+        WITH done AS (
+            DELETE FROM errands._jobs j
+            WHERE j.id = ANY(v_ids)
+              AND j.locked_by = worker_complete_jobs.worker_id
+            RETURNING j.id, j.job_queue_id
+        ), unlocked AS (
+            UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+            WHERE q.id IN (SELECT done.job_queue_id FROM done)
+              AND q.locked_by = worker_complete_jobs.worker_id
+        )
+        SELECT done.id FROM done;
+        RETURN;
+    END IF;
+    -- A result over the payload size limit fails its job (worker_fail_jobs) with
+    -- an error naming the size, rather than being lost.
+    IF v_results IS NOT NULL AND v_limit > 0 THEN
+        SELECT array_agg(r.id), array_agg(format(
+                   'errands: the task''s result is %s bytes of JSON, over the limit of %s bytes (errands.set_max_payload_bytes)',
+                   octet_length(r.result::text), v_limit))
+        INTO v_big_ids, v_big_errors
+        FROM unnest(v_ids, v_results) AS r(id, result)
+        WHERE octet_length(r.result::text) > v_limit;
+        IF v_big_ids IS NOT NULL THEN
+            PERFORM errands.worker_fail_jobs(worker_complete_jobs.worker_id, v_big_ids, v_big_errors);
+            SELECT array_agg(r.id), array_agg(r.result) INTO v_ids, v_results
+            FROM unnest(v_ids, v_results) AS r(id, result)
+            WHERE r.id <> ALL(v_big_ids);
+        END IF;
+    END IF;
     RETURN QUERY
     WITH done AS (
         DELETE FROM errands._jobs j
-        WHERE j.id = ANY(worker_complete_jobs.job_ids)
+        WHERE j.id = ANY(v_ids)
           AND j.locked_by = worker_complete_jobs.worker_id
-        RETURNING j.id, j.job_queue_id
+        RETURNING j.*
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
         WHERE q.id IN (SELECT done.job_queue_id FROM done)
           AND q.locked_by = worker_complete_jobs.worker_id
+    ), kept AS (
+        INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
+                                            attempts, max_attempts, last_error, key, created_at,
+                                            state, result)
+        SELECT done.id, q.queue_name, t.identifier, done.payload, done.priority, done.attempts,
+               done.max_attempts, done.last_error, done.key, done.created_at, 'completed',
+               r.result
+        FROM done
+        JOIN errands._tasks t ON t.id = done.task_id
+        LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
+        LEFT JOIN errands._queues q ON q.id = done.job_queue_id
+        WHERE coalesce(t.retention, errands._retention()) > interval '0'
+        ON CONFLICT (id) DO NOTHING
     )
     SELECT done.id FROM done;
 END

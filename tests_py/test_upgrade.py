@@ -25,7 +25,8 @@ DatabaseFactory = Callable[..., AbstractContextManager[str]]
 # Every table of the version-16 schema, read whole (ordered), before and after.
 TABLES = {
     "_jobs": "SELECT * FROM errands._jobs ORDER BY id",
-    "_tasks": "SELECT * FROM errands._tasks ORDER BY id",
+    # The version-16 columns (0019 appends retention).
+    "_tasks": "SELECT id, identifier FROM errands._tasks ORDER BY id",
     "_queues": "SELECT * FROM errands._queues ORDER BY id",
     "_known_crontabs": "SELECT * FROM errands._known_crontabs ORDER BY identifier",
     "_crontab_items": "SELECT * FROM errands._crontab_items ORDER BY id",
@@ -117,11 +118,21 @@ def test_upgrade_from_v16_keeps_live_data(empty_db: str, database_factory: Datab
         # Workers go on: the running job completes and unlocks its queue, whose next
         # job can then be fetched; the registered worker heartbeats.
         assert conn.execute("SELECT errands.heartbeat('up_w')").fetchone() == (True,)
+        conn.execute("SELECT errands.set_retention('1 hour')")  # history is off by default
         done = conn.execute(
             "SELECT array_agg(x) FROM errands.worker_complete_jobs('up_w', ARRAY[%s::bigint]) x",
             [ids["queued_head"]],
         ).fetchone()
         assert done == ([ids["queued_head"]],)
+        # ... and is kept in the history once a retention is set, with its result.
+        assert conn.execute(
+            "SELECT errands.worker_complete_jobs('up_w', ARRAY[%s::bigint], ARRAY['[1]'::json])",
+            [ids["queued_head"]],
+        ).fetchall() == []  # already completed: a no-op
+        assert conn.execute(
+            "SELECT state, task_identifier, queue_name FROM errands.finished_jobs WHERE id = %s",
+            [ids["queued_head"]],
+        ).fetchone() == ("completed", "up_queued", "up_q")
         fetched = conn.execute(
             "SELECT array_agg(id ORDER BY id), array_agg(DISTINCT state)"
             " FROM errands.get_jobs('up_w2', ARRAY['up_task', 'up_keyed', 'up_queued'], 10)"
@@ -130,6 +141,8 @@ def test_upgrade_from_v16_keeps_live_data(empty_db: str, database_factory: Datab
             sorted([ids["pending"], ids["keyed"], ids["queued_next"], ids["timeout"]]),
             ["running"],
         )
+        # The retention is folded into a generated function: compare at the default.
+        conn.execute("SELECT errands.set_retention('0')")
         upgraded = snapshot(conn)
 
     with database_factory(prefix="fresh") as fresh, psycopg.connect(fresh, autocommit=True) as c:

@@ -1,7 +1,7 @@
 -- The public SQL API: exact function signatures, comments on every public
 -- function, the job_spec type and the read-only jobs view.
 BEGIN;
-SELECT plan(34);
+SELECT plan(37);
 
 -- Every public function with its exact argument types --------------------------------
 
@@ -23,8 +23,8 @@ SELECT has_function('errands', 'force_unlock_workers', ARRAY['text[]'],
     'errands.force_unlock_workers(text[]) exists');
 SELECT has_function('errands', 'get_jobs', ARRAY['text', 'text[]', 'integer', 'text[]'],
     'errands.get_jobs(text, text[], integer, text[]) exists');
-SELECT has_function('errands', 'worker_complete_jobs', ARRAY['text', 'bigint[]'],
-    'errands.worker_complete_jobs(text, bigint[]) exists');
+SELECT has_function('errands', 'worker_complete_jobs', ARRAY['text', 'bigint[]', 'json[]'],
+    'errands.worker_complete_jobs(text, bigint[], json[]) exists');
 SELECT has_function('errands', 'worker_fail_jobs', ARRAY['text', 'bigint[]', 'text[]', 'json[]'],
     'errands.worker_fail_jobs(text, bigint[], text[], json[]) exists');
 SELECT has_function('errands', 'worker_return_jobs', ARRAY['text', 'bigint[]'],
@@ -45,6 +45,12 @@ SELECT has_function('errands', 'grant_read', ARRAY['regrole'],
     'errands.grant_read(regrole) exists');
 SELECT has_function('errands', 'import_graphile', ARRAY['text', 'boolean'],
     'errands.import_graphile(text, boolean) exists');
+SELECT has_function('errands', 'set_retention', ARRAY['interval'],
+    'errands.set_retention(interval) exists');
+SELECT has_function('errands', 'set_task_retention', ARRAY['text', 'interval'],
+    'errands.set_task_retention(text, interval) exists');
+SELECT has_function('errands', 'prune_finished_jobs', ARRAY['integer'],
+    'errands.prune_finished_jobs(integer) exists');
 
 -- Return types and strictness a caller relies on.
 SELECT ok((SELECT prorettype = 'errands.jobs'::regtype AND NOT proretset FROM pg_proc

@@ -2,7 +2,7 @@
 -- DEFINER with a fixed search_path against hostile search paths, the payload
 -- size limit, and jobs of unknown tasks staying pending.
 BEGIN;
-SELECT plan(75);
+SELECT plan(79);
 
 CREATE ROLE errands_t040_web;
 CREATE ROLE errands_t040_worker;
@@ -86,6 +86,10 @@ SELECT lives_ok($$SELECT errands.add_jobs(ARRAY[ROW('sec_web', '{"n": 2}', NULL,
 SELECT is((SELECT key FROM errands.remove_job('sec:web')), 'sec:web', 'enqueue role: remove_job works');
 SELECT throws_ok($$SELECT * FROM errands.jobs$$, '42501', NULL,
                  'enqueue role: SELECT on errands.jobs is denied');
+SELECT throws_ok($$SELECT * FROM errands.finished_jobs$$, '42501', NULL,
+                 'enqueue role: SELECT on errands.finished_jobs is denied');
+SELECT throws_ok($$SELECT errands.prune_finished_jobs()$$, '42501', NULL,
+                 'enqueue role: prune_finished_jobs is denied');
 SELECT throws_ok($$SELECT * FROM errands._jobs$$, '42501', NULL,
                  'enqueue role: SELECT on errands._jobs is denied');
 SELECT throws_ok($$SELECT * FROM errands._tasks$$, '42501', NULL,
@@ -132,6 +136,11 @@ SELECT ok(has_table_privilege('errands_t040_worker', 'errands.jobs', 'SELECT')
           AND NOT has_table_privilege('errands_t040_worker', 'errands._jobs', 'SELECT')
           AND NOT has_table_privilege('errands_t040_worker', 'errands.jobs', 'INSERT, UPDATE, DELETE'),
           'grant_worker: SELECT on errands.jobs, nothing on errands._jobs');
+SELECT ok(has_table_privilege('errands_t040_worker', 'errands.finished_jobs', 'SELECT')
+          AND NOT has_table_privilege('errands_t040_worker', 'errands._finished_jobs', 'SELECT')
+          AND has_function_privilege('errands_t040_worker', 'errands.prune_finished_jobs(integer)', 'EXECUTE')
+          AND NOT has_function_privilege('errands_t040_worker', 'errands.set_retention(interval)', 'EXECUTE'),
+          'grant_worker: SELECT on errands.finished_jobs, prune_finished_jobs, not set_retention');
 SELECT ok(NOT has_function_privilege('errands_t040_worker', 'errands.grant_worker(regrole)', 'EXECUTE')
           AND NOT has_function_privilege('errands_t040_worker', 'errands._validate_specs(errands.job_spec[])', 'EXECUTE'),
           'grant_worker: no EXECUTE on the grant helpers or private functions');
@@ -170,6 +179,7 @@ SELECT throws_ok($$SELECT errands.add_job('sec_nobody')$$, '42501', NULL, 'no gr
 SELECT throws_ok($$SELECT errands.remove_job('k')$$, '42501', NULL, 'no grant: remove_job is denied');
 SELECT throws_ok($$SELECT errands.get_jobs('w', ARRAY['x'])$$, '42501', NULL, 'no grant: get_jobs is denied');
 SELECT throws_ok($$SELECT * FROM errands.jobs$$, '42501', NULL, 'no grant: errands.jobs is denied');
+SELECT throws_ok($$SELECT * FROM errands.finished_jobs$$, '42501', NULL, 'no grant: errands.finished_jobs is denied');
 RESET ROLE;
 
 -- A hostile search_path cannot hijack the API --------------------------------------------

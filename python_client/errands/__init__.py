@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from errands.enqueue import JobOptions, add_job, add_job_async, add_jobs, add_jobs_async
     from errands.events import Event, Events
     from errands.helpers import AbortSignal, Helpers
-    from errands.job import Job, JobSpec
+    from errands.job import FinishedJob, Job, JobSpec
     from errands.logs import JsonFormatter, attach_job_logging, configure_logging
     from errands.outcomes import Fail, Snooze
     from errands.runner import Runner, run, run_once, run_sync
@@ -26,6 +26,7 @@ __all__ = [
     "Event",
     "Events",
     "Fail",
+    "FinishedJob",
     "Helpers",
     "Job",
     "JobOptions",
@@ -67,6 +68,7 @@ _EXPORTS: dict[str, str] = {
     "Event": "errands.events",
     "Fail": "errands.outcomes",
     "Events": "errands.events",
+    "FinishedJob": "errands.job",
     "Helpers": "errands.helpers",
     "Job": "errands.job",
     "JobOptions": "errands.enqueue",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -138,6 +139,7 @@ class Executor:
             rec.started = time.perf_counter()
             error: BaseException | None = None
             replacement: list[Any] | None = None
+            encoded: str | None = None  # the task's result as JSON text
             try:
                 if info is None:
                     raise LookupError(f"unsupported task {job.task_identifier!r}")
@@ -166,7 +168,9 @@ class Executor:
                 if result is not None and inspect.isawaitable(result):
                     result = await result
                 if isinstance(job.payload, list) and isinstance(result, (list, tuple)):
-                    error, replacement = await _batch_outcome(job.payload, result)
+                    error, replacement, result = await _batch_outcome(job.payload, result)
+                if error is None and result is not None:
+                    encoded = encode_result(result)
             except asyncio.CancelledError as exc:
                 if rec.settled:
                     return
@@ -187,11 +191,11 @@ class Executor:
                     self._release(rec, writing=False)
                     self._emit("job:success", job=job, duration=duration)
                     self._reporter.complete_then(
-                        job.id, functools.partial(self._completed, job, duration)
+                        job.id, functools.partial(self._completed, job, duration), encoded
                     )
                     return
                 self._release(rec)
-            await self.record(job, error, replacement, duration)
+            await self.record(job, error, replacement, duration, encoded)
         finally:
             self._release(rec)
 
@@ -212,7 +216,12 @@ class Executor:
         self._emit("job:complete", job=job, duration=duration)
 
     async def record(
-        self, job: Job, error: BaseException | None, replacement: Any, duration: float
+        self,
+        job: Job,
+        error: BaseException | None,
+        replacement: Any,
+        duration: float,
+        result: str | None = None,
     ) -> None:
         """Report the outcome, then emit the events that depend on it."""
         try:
@@ -221,7 +230,7 @@ class Executor:
                 return
             if error is None:
                 self._emit("job:success", job=job, duration=duration)
-                if not await self._reporter.complete(job.id):
+                if not await self._reporter.complete(job.id, result):
                     self._emit("job:lock_lost", job=job)
             else:
                 data = {"batch_errors": error.errors} if isinstance(error, BatchFailure) else {}
@@ -304,28 +313,44 @@ async def _give_up(inner: asyncio.Future[Any]) -> None:
         inner.exception()  # retrieved: no "exception was never retrieved" warning
 
 
+def encode_result(result: Any) -> str:
+    """A task's return value as JSON text for ``finished_jobs.result``; a clear
+    error naming the type when it is not JSON data (the job then fails)."""
+    try:
+        return json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"errands: the task returned a {type(result).__name__} that is not "
+            f"JSON-serialisable ({exc}); return JSON data or None"
+        ) from None
+
+
 async def _batch_outcome(
     payload: Any, result: Any
-) -> tuple[BaseException | None, list[Any] | None]:
+) -> tuple[BaseException | None, list[Any] | None, Any]:
     """Batch jobs: a list payload and a list result of the same length.  Entries that
     are exceptions (or awaitables that raise) are failed items: returns the failure
-    and the replacement payload (the failed items); ``(None, None)`` otherwise."""
+    and the replacement payload (the failed items); ``(None, None, values)``
+    otherwise, values being the result with awaitables replaced by their values
+    (the job's result)."""
     if not isinstance(payload, list) or not isinstance(result, (list, tuple)):
-        return None, None
+        return None, None, result
     if len(result) != len(payload):
         logger.warning(
             "errands: a batch job returned %d results for %d payload items; "
             "treating the job as a success", len(result), len(payload),
         )  # fmt: skip
-        return None, None
+        return None, None, result
     awaited = await asyncio.gather(*(_settle(entry) for entry in result), return_exceptions=True)
     failed = [i for i, value in enumerate(awaited) if isinstance(value, BaseException)]
     if not failed:
-        return None, None
+        return None, None, list(awaited)
     errors = [awaited[i] for i in failed]
-    return BatchFailure([e for e in errors if isinstance(e, BaseException)]), [
-        payload[i] for i in failed
-    ]
+    return (
+        BatchFailure([e for e in errors if isinstance(e, BaseException)]),
+        [payload[i] for i in failed],
+        None,
+    )
 
 
 async def _settle(entry: Any) -> Any:

@@ -54,6 +54,7 @@ FORCE_UNLOCK_WORKERS: Final = sql.SQL("SELECT errands.force_unlock_workers(%(wor
 CLEANUP: Final = sql.SQL(
     "SELECT task, deleted FROM errands.cleanup(%(tasks)s::text[], %(keep)s::text[])"
 )
+GET_FINISHED_JOB: Final = sql.SQL("SELECT * FROM errands.finished_jobs WHERE id = %(id)s::bigint")
 
 # --- the worker --------------------------------------------------------------------
 
@@ -61,9 +62,13 @@ GET_JOBS: Final = sql.SQL(
     "SELECT * FROM errands.get_jobs(%(worker_id)s::text, %(tasks)s::text[], "
     "%(count)s::int, %(forbidden)s::text[])"
 )
+# Results are sent as JSON text (NULL = no result); results NULL when no job has one.
 WORKER_COMPLETE_JOBS: Final = sql.SQL(
-    "SELECT * FROM errands.worker_complete_jobs(%(worker_id)s::text, %(ids)s::bigint[])"
+    "SELECT * FROM errands.worker_complete_jobs(%(worker_id)s::text, %(ids)s::bigint[], "
+    "%(results)s::text[]::json[])"
 )
+#: The worker's periodic pruning of expired finished jobs (bounded per call).
+PRUNE_FINISHED_JOBS: Final = sql.SQL("SELECT errands.prune_finished_jobs(%(max_rows)s::int)")
 # Replacement payloads are sent as JSON text (NULL = keep the job's payload).
 WORKER_FAIL_JOBS: Final = sql.SQL(
     "SELECT * FROM errands.worker_fail_jobs(%(worker_id)s::text, %(ids)s::bigint[], "

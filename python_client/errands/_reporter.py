@@ -77,7 +77,8 @@ class Reporter:
         self._on_error = on_error
         self._max_batch = max_batch
         self._give_up_after = give_up_after
-        self._completes: list[tuple[int, _Sink]] = []
+        # (job id, sink, the task's result as JSON text or None)
+        self._completes: list[tuple[int, _Sink, str | None]] = []
         self._fails: list[_Fail] = []
         self._fails_now: list[_Fail] = []
         self._snoozes: list[_Snooze] = []
@@ -92,18 +93,21 @@ class Reporter:
     def idle(self) -> bool:
         return not (self._completes or self._fails or self._fails_now or self._snoozes)
 
-    def complete(self, job_id: int) -> asyncio.Future[bool]:
-        """Resolves to ``True``, or ``False`` when the job's lock was lost."""
+    def complete(self, job_id: int, result: str | None = None) -> asyncio.Future[bool]:
+        """Resolves to ``True``, or ``False`` when the job's lock was lost (or its
+        ``result``, JSON text, was over the size limit: the job then failed)."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._completes.append((job_id, future))
+        self._completes.append((job_id, future, result))
         self._wakeup.set()
         return future
 
-    def complete_then(self, job_id: int, callback: Callable[[bool | None], None]) -> None:
+    def complete_then(
+        self, job_id: int, callback: Callable[[bool | None], None], result: str | None = None
+    ) -> None:
         """Like :meth:`complete`, without a future: ``callback(True)`` once written,
         ``callback(False)`` when the job's lock was lost, ``callback(None)`` when the
         reporter gave up.  The worker's hot path (no future, no extra loop turn)."""
-        self._completes.append((job_id, callback))
+        self._completes.append((job_id, callback, result))
         self._wakeup.set()
 
     def fail(self, job_id: int, message: str, payload: Any = None) -> asyncio.Future[Job | None]:
@@ -152,7 +156,7 @@ class Reporter:
             fails = self._fails[: self._max_batch]
             del self._fails[: self._max_batch]
             if completes:
-                await self._retry(self._flush_completes, completes, [i for i, _ in completes])
+                await self._retry(self._flush_completes, completes, [c[0] for c in completes])
             if fails:
                 await self._retry(self._flush_fails, fails, [f.job_id for f in fails])
             # Rarer outcomes: one statement per kind and flush, none when absent.
@@ -193,15 +197,20 @@ class Reporter:
                 self._outage.failed("report", exc, f"recording the outcome of {len(ids)} job(s)")
                 await asyncio.sleep(backoff.next_delay())
 
-    async def _flush_completes(self, batch: list[tuple[int, _Sink]]) -> None:
+    async def _flush_completes(self, batch: list[tuple[int, _Sink, str | None]]) -> None:
         # The ids as one array literal: cheaper to send than a list psycopg adapts.
-        ids = "{" + ",".join([str(job_id) for job_id, _ in batch]) + "}"
+        ids = "{" + ",".join([str(c[0]) for c in batch]) + "}"
+        # Results only when a job has one: a batch without results sends NULL.
+        results = [c[2] for c in batch]
+        params = {
+            "worker_id": self._worker_id,
+            "ids": ids,
+            "results": results if any(r is not None for r in results) else None,
+        }
         async with self._source.connection() as conn:
-            cur = await conn.execute(
-                q.WORKER_COMPLETE_JOBS, {"worker_id": self._worker_id, "ids": ids}
-            )
+            cur = await conn.execute(q.WORKER_COMPLETE_JOBS, params)
             done = {row[0] for row in await cur.fetchall()}
-        for job_id, sink in batch:
+        for job_id, sink, _ in batch:
             if not isinstance(sink, asyncio.Future):
                 sink(job_id in done)
             elif not sink.done():

@@ -8,7 +8,8 @@ Event names (after Graphile Worker's):
   caused it); ``worker:shutdown:force`` -- running jobs are being aborted;
 * ``worker:fetch:error``, ``worker:report:error``, ``worker:sweep``,
   ``worker:sweep:error``, ``worker:return`` (fetched jobs handed back at shutdown,
-  ``data["job_ids"]``);
+  ``data["job_ids"]``), ``worker:prune`` (expired finished jobs deleted,
+  ``data["count"]`` > 0), ``worker:prune:error``;
 * ``job:start``, ``job:success``, ``job:error`` (this try failed; ``error``),
   ``job:failed`` (after ``job:error`` when no attempt is left), ``job:complete``
   (the outcome is recorded in the database; ``error`` is ``None`` on success),

@@ -1,4 +1,5 @@
-"""Typed views of job rows (:class:`Job`) and of job specifications (:class:`JobSpec`)."""
+"""Typed views of job rows (:class:`Job`, :class:`FinishedJob`) and of job specifications
+(:class:`JobSpec`)."""
 
 from __future__ import annotations
 
@@ -100,6 +101,40 @@ class Job:
 
 _FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Job))
 """The columns of ``errands.jobs``, in order (tests_py/test_job_row.py checks it)."""
+
+
+FinishedState = Literal["completed", "cancelled"]
+"""The state of a finished job (``errands.finished_jobs.state``); ``cancelled`` only
+once cancelling exists."""
+
+
+@dataclass(frozen=True)
+class FinishedJob:
+    """One row of the ``errands.finished_jobs`` view (a job kept after it finished,
+    for its task's retention): its columns, in the view's order.  ``result`` is the
+    task's return value (``None``: none)."""
+
+    id: int
+    queue_name: str | None
+    task_identifier: str
+    payload: Any
+    priority: int
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    key: str | None
+    created_at: datetime
+    finished_at: datetime
+    state: str
+    result: Any
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> FinishedJob:
+        """Build it from a ``dict_row`` of ``errands.finished_jobs``."""
+        return cls(**{name: row[name] for name in _FINISHED_FIELDS})
+
+
+_FINISHED_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(FinishedJob))
 
 
 def _seconds(value: Any) -> float | None:

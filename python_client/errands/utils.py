@@ -25,11 +25,12 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from errands import _queries as q
-from errands._connections import connect_kwargs
+from errands._connections import PoolSource, connect_kwargs
 from errands._json import job_cursor
+from errands._prune import PRUNE_BATCH, prune_once
 from errands._retry import retry_transient, retry_transient_sync
 from errands.enqueue import add_job_params, add_jobs_params
-from errands.job import Job, SpecLike
+from errands.job import FinishedJob, Job, SpecLike
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -194,6 +195,16 @@ class WorkerUtils:
         rows = await self._rows(q.CLEANUP, _cleanup_params(tasks, task_identifiers_to_keep))
         return {row["task"]: row["deleted"] for row in rows}
 
+    async def get_finished_job(self, job_id: int) -> FinishedJob | None:
+        """The ``errands.finished_jobs`` row of ``job_id`` (its state and result), or
+        ``None`` when it has not finished, is unknown, or its retention has passed."""
+        rows = await self._rows(q.GET_FINISHED_JOB, {"id": job_id})
+        return FinishedJob.from_row(rows[0]) if rows else None
+
+    async def prune_finished_jobs(self, max_rows: int = PRUNE_BATCH) -> int:
+        """Delete expired finished jobs (as live workers do); returns how many."""
+        return await prune_once(PoolSource(await self._get_pool()), max_rows)
+
 
 class SyncWorkerUtils:
     """Blocking :class:`WorkerUtils` over one connection (thread-safe; opened lazily)."""
@@ -295,3 +306,7 @@ class SyncWorkerUtils:
     ) -> dict[str, int]:
         rows = self._rows(q.CLEANUP, _cleanup_params(tasks, task_identifiers_to_keep))
         return {row["task"]: row["deleted"] for row in rows}
+
+    def get_finished_job(self, job_id: int) -> FinishedJob | None:
+        rows = self._rows(q.GET_FINISHED_JOB, {"id": job_id})
+        return FinishedJob.from_row(rows[0]) if rows else None

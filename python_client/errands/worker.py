@@ -59,6 +59,7 @@ from errands._options import (
 )
 from errands._presence import LISTEN_KEEPALIVES, Presence
 from errands._producer import Producer
+from errands._prune import prune_loop
 from errands._reporter import Reporter
 from errands._retry import Outage, retry_transient
 from errands.events import Event, Events
@@ -155,6 +156,7 @@ class Worker:
         self._stop_signal: str | None = None
         self._main: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
 
     # --- public ------------------------------------------------------------------------
 
@@ -176,6 +178,9 @@ class Worker:
         self._reporter.start()
         if self._presence is not None:
             self._sweeper = asyncio.create_task(self._sweep_loop(), name="errands-sweep")
+            self._pruner = asyncio.create_task(
+                prune_loop(self._source, self._emit, self._outage), name="errands-prune"
+            )
             self._presence.start()
         self._emit(
             "worker:start", data={"tasks": self._identifiers, "concurrency": self.concurrency}
@@ -227,9 +232,10 @@ class Worker:
             raise error
 
     async def _shutdown(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        for task in (self._sweeper, self._pruner):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._presence is not None:
             await self._presence.stop_listening()
         await self._producer.finish()

@@ -13,7 +13,8 @@ COMMENT ON TYPE errands.job_spec IS
 --
 -- state is one of (first that applies): running (locked by a worker), failed (no
 -- attempts left), retrying (failed at least once, attempts left), scheduled
--- (run_at in the future), pending (ready to run). A completed job is deleted.
+-- (run_at in the future), pending (ready to run). A completed job leaves this
+-- view (for errands.finished_jobs, 15_history.sql, or deleted: retention 0).
 CREATE OR REPLACE VIEW errands.jobs AS
 SELECT j.id,
        q.queue_name,
@@ -41,7 +42,7 @@ FROM errands._jobs j
 JOIN errands._tasks t ON t.id = j.task_id
 LEFT JOIN errands._queues q ON q.id = j.job_queue_id;
 COMMENT ON VIEW errands.jobs IS
-    'Read-only view of every job that has not completed (completed jobs are deleted). state: running, failed (no attempts left), retrying, scheduled or pending.';
+    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, failed (no attempts left), retrying, scheduled or pending.';
 
 -- The errands.jobs row of job j whose queue and task are named queue_name and
 -- task_identifier. A SQL function of one expression: the planner inlines it, so

@@ -146,32 +146,92 @@ most its head job, and none while one of its jobs runs.';
 -- Completing and returning jobs are PL/pgSQL, not SQL: a SQL function that is not
 -- inlined plans its statement on every call (~0.8 ms for a DELETE that takes
 -- ~0.08 ms); PL/pgSQL plans once per session.
-CREATE OR REPLACE FUNCTION errands.worker_complete_jobs(worker_id text, job_ids bigint[])
+CREATE OR REPLACE FUNCTION errands.worker_complete_jobs(worker_id text, job_ids bigint[],
+                                                        results json[] DEFAULT NULL)
 RETURNS SETOF bigint
 LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
+DECLARE
+    v_ids bigint[] := worker_complete_jobs.job_ids;
+    v_results json[] := worker_complete_jobs.results;
+    v_limit bigint := errands._max_payload_bytes();
+    v_big_ids bigint[];
+    v_big_errors text[];
 BEGIN
+    IF v_results IS NOT NULL AND cardinality(v_results) <> cardinality(v_ids) THEN
+        RAISE EXCEPTION 'errands: worker_complete_jobs needs one result (NULL: none) per job: % ids, % results',
+            cardinality(v_ids), cardinality(v_results) USING ERRCODE = '22023';
+    END IF;
+    -- Today's path, unchanged: no task keeps history (retention 0 everywhere).
+    IF NOT errands._history_on() THEN
+        RETURN QUERY
+        WITH done AS (
+            DELETE FROM errands._jobs j
+            WHERE j.id = ANY(v_ids)
+              AND j.locked_by = worker_complete_jobs.worker_id
+            RETURNING j.id, j.job_queue_id
+        ), unlocked AS (
+            UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+            WHERE q.id IN (SELECT done.job_queue_id FROM done)
+              AND q.locked_by = worker_complete_jobs.worker_id
+        )
+        SELECT done.id FROM done;
+        RETURN;
+    END IF;
+    -- A result over the payload size limit fails its job (worker_fail_jobs) with
+    -- an error naming the size, rather than being lost.
+    IF v_results IS NOT NULL AND v_limit > 0 THEN
+        SELECT array_agg(r.id), array_agg(format(
+                   'errands: the task''s result is %s bytes of JSON, over the limit of %s bytes (errands.set_max_payload_bytes)',
+                   octet_length(r.result::text), v_limit))
+        INTO v_big_ids, v_big_errors
+        FROM unnest(v_ids, v_results) AS r(id, result)
+        WHERE octet_length(r.result::text) > v_limit;
+        IF v_big_ids IS NOT NULL THEN
+            PERFORM errands.worker_fail_jobs(worker_complete_jobs.worker_id, v_big_ids, v_big_errors);
+            SELECT array_agg(r.id), array_agg(r.result) INTO v_ids, v_results
+            FROM unnest(v_ids, v_results) AS r(id, result)
+            WHERE r.id <> ALL(v_big_ids);
+        END IF;
+    END IF;
     RETURN QUERY
     WITH done AS (
         DELETE FROM errands._jobs j
-        WHERE j.id = ANY(worker_complete_jobs.job_ids)
+        WHERE j.id = ANY(v_ids)
           AND j.locked_by = worker_complete_jobs.worker_id
-        RETURNING j.id, j.job_queue_id
+        RETURNING j.*
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
         WHERE q.id IN (SELECT done.job_queue_id FROM done)
           AND q.locked_by = worker_complete_jobs.worker_id
+    ), kept AS (
+        INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
+                                            attempts, max_attempts, last_error, key, created_at,
+                                            state, result)
+        SELECT done.id, q.queue_name, t.identifier, done.payload, done.priority, done.attempts,
+               done.max_attempts, done.last_error, done.key, done.created_at, 'completed',
+               r.result
+        FROM done
+        JOIN errands._tasks t ON t.id = done.task_id
+        LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
+        LEFT JOIN errands._queues q ON q.id = done.job_queue_id
+        WHERE coalesce(t.retention, errands._retention()) > interval '0'
+        ON CONFLICT (id) DO NOTHING
     )
     SELECT done.id FROM done;
 END
 $$;
-COMMENT ON FUNCTION errands.worker_complete_jobs(text, bigint[]) IS
-'Worker API. Deletes the listed jobs that worker_id has locked (it finished them)
-and unlocks their queues. Returns the ids it completed: a job missing from the
-result was no longer this worker''s (its lock was taken away) and may run again.';
+COMMENT ON FUNCTION errands.worker_complete_jobs(text, bigint[], json[]) IS
+'Worker API. Completes the listed jobs that worker_id has locked (it finished
+them): each moves to errands.finished_jobs with its result (results[i] for
+job_ids[i]; NULL: none) when its task''s retention is above 0, else is deleted;
+their queues are unlocked. A result whose JSON text exceeds the payload size
+limit fails its job instead (as worker_fail_jobs, error naming the size).
+Returns the ids it completed: a job missing from the result was no longer this
+worker''s (its lock was taken away, or its result was too big) and may run again.';
 
 CREATE OR REPLACE FUNCTION errands.worker_fail_jobs(
     worker_id text,

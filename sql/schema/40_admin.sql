@@ -10,12 +10,26 @@ AS $$
         WHERE j.id = ANY(job_ids)
           AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
         RETURNING j
+    ), kept AS (
+        INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
+                                            attempts, max_attempts, last_error, key, created_at,
+                                            state, result)
+        SELECT (d.j).id, q.queue_name, t.identifier, (d.j).payload, (d.j).priority,
+               (d.j).attempts, (d.j).max_attempts, (d.j).last_error, (d.j).key,
+               (d.j).created_at, 'completed', NULL
+        FROM d
+        JOIN errands._tasks t ON t.id = (d.j).task_id
+        LEFT JOIN errands._queues q ON q.id = (d.j).job_queue_id
+        WHERE coalesce(t.retention, errands._retention()) > interval '0'
+        ON CONFLICT (id) DO NOTHING
     )
     SELECT v.* FROM d, LATERAL errands._job_view(d.j) v ORDER BY v.id
 $$;
 COMMENT ON FUNCTION errands.complete_jobs(bigint[]) IS
-'Marks the listed jobs as done (deletes them) and returns them. Running jobs are
-skipped unless their lock is stale (older than 4 hours).';
+'Marks the listed jobs as completed and returns them: they move to
+errands.finished_jobs (result NULL) when their task''s retention is above 0, else
+are deleted. Running jobs are skipped unless their lock is stale (older than 4
+hours).';
 
 CREATE OR REPLACE FUNCTION errands.permanently_fail_jobs(job_ids bigint[], error_message text DEFAULT NULL)
 RETURNS SETOF errands.jobs

@@ -41,11 +41,12 @@ BEGIN
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
     EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
+    EXECUTE format('GRANT SELECT ON errands.finished_jobs TO %I', v_name);
 END
 $$;
 COMMENT ON FUNCTION errands.grant_read(regrole) IS
-'Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs view
-(payloads included; never the private tables). With it, add_job, add_jobs and
+'Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs and
+errands.finished_jobs views (payloads and results included; never the private tables). With it, add_job, add_jobs and
 remove_job (if also granted) return payloads of jobs the call did not write.
 Run it as the owner of the errands schema or a superuser.';
 
@@ -70,6 +71,7 @@ BEGIN
                                       'worker_fail_jobs_now', 'reset_locked', 'complete_jobs',
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
+                                      'prune_finished_jobs',
                                       -- crashed-worker rescue
                                       'try_lock_worker', 'register_worker', 'heartbeat',
                                       'rescue_workers', 'unregister_worker']::name[])
@@ -86,7 +88,9 @@ COMMENT ON FUNCTION errands.grant_worker(regrole) IS
 on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
 worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, reset_locked, try_lock_worker, register_worker, heartbeat,
 rescue_workers, unregister_worker), the admin functions (complete_jobs,
-permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup, the cron
+permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup,
+prune_finished_jobs, the cron
 functions if cron is installed when it runs, and what grant_read gives (SELECT on
-the errands.jobs view, never on the private tables). Run it again after an upgrade adds functions. Run it as the owner of the
+the errands.jobs and errands.finished_jobs views, never on the private tables).
+Run it again after an upgrade adds functions. Run it as the owner of the
 errands schema or a superuser.';

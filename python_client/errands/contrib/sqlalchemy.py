@@ -128,6 +128,4 @@ async def add_jobs_async(
 ) -> list[Job]:
     """:func:`add_jobs` for an async session or connection."""
     raw = await psycopg_connection_async(bind)
-    return await enqueue.add_jobs_async(
-        raw, specs, job_key_preserve_run_at=job_key_preserve_run_at
-    )
+    return await enqueue.add_jobs_async(raw, specs, job_key_preserve_run_at=job_key_preserve_run_at)
