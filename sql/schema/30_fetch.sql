@@ -356,29 +356,16 @@ BEGIN
             coalesce(cardinality(worker_fail_jobs_now.error_messages)::text, 'NULL')
             USING ERRCODE = '22023';
     END IF;
+    -- No attempts left, then an ordinary failed try: worker_fail_jobs records the
+    -- error, releases the lock and the queue, and returns the rows.
+    UPDATE errands._jobs j
+    SET attempts = greatest(j.attempts, j.max_attempts)
+    WHERE j.id = ANY(worker_fail_jobs_now.job_ids)
+      AND j.locked_by = worker_fail_jobs_now.worker_id;
     RETURN QUERY
-    WITH f AS (
-        SELECT * FROM unnest(worker_fail_jobs_now.job_ids, worker_fail_jobs_now.error_messages)
-            AS f(id, message)
-    ), failed AS (
-        UPDATE errands._jobs j
-        SET last_error = f.message,
-            attempts = greatest(j.attempts, j.max_attempts),
-            locked_at = NULL,
-            locked_by = NULL
-        FROM f
-        WHERE j.id = f.id AND j.locked_by = worker_fail_jobs_now.worker_id
-        RETURNING j.*
-    ), unlocked AS (
-        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.id IN (SELECT failed.job_queue_id FROM failed)
-          AND q.locked_by = worker_fail_jobs_now.worker_id
-    )
-    SELECT (errands._job_row(failed::errands._jobs, q.queue_name, t.identifier)).*
-    FROM failed
-    JOIN errands._tasks t ON t.id = failed.task_id
-    LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
-    ORDER BY failed.id;
+    SELECT * FROM errands.worker_fail_jobs(worker_fail_jobs_now.worker_id,
+                                           worker_fail_jobs_now.job_ids,
+                                           worker_fail_jobs_now.error_messages);
 END
 $$;
 COMMENT ON FUNCTION errands.worker_fail_jobs_now(text, bigint[], text[]) IS
