@@ -57,6 +57,16 @@ _Sink: TypeAlias = "asyncio.Future[bool] | Callable[[bool | None], None]"
 False: the job's lock was lost; None: given up, see ReportError)."""
 
 
+def _job_id(item: Any) -> int:
+    """The job id of a pending outcome (a completion tuple or a _Fail/_Snooze)."""
+    return int(item[0]) if isinstance(item, tuple) else int(item.job_id)
+
+
+def _sink(item: Any) -> _Sink:
+    """Where a pending outcome's result goes."""
+    return item[1] if isinstance(item, tuple) else item.future  # type: ignore[no-any-return]
+
+
 class Reporter:
     """Collects outcomes; :meth:`complete` and :meth:`fail` return futures that
     resolve once the outcome is in the database."""
@@ -151,23 +161,17 @@ class Reporter:
                     return
                 continue
             await asyncio.sleep(0)  # let jobs finishing in this iteration join the batch
-            completes = self._completes[: self._max_batch]
-            del self._completes[: self._max_batch]
-            fails = self._fails[: self._max_batch]
-            del self._fails[: self._max_batch]
-            if completes:
-                await self._retry(self._flush_completes, completes, [c[0] for c in completes])
-            if fails:
-                await self._retry(self._flush_fails, fails, [f.job_id for f in fails])
-            # Rarer outcomes: one statement per kind and flush, none when absent.
-            fails_now = self._fails_now[: self._max_batch]
-            del self._fails_now[: self._max_batch]
-            snoozes = self._snoozes[: self._max_batch]
-            del self._snoozes[: self._max_batch]
-            if fails_now:
-                await self._retry(self._flush_fails_now, fails_now, [f.job_id for f in fails_now])
-            if snoozes:
-                await self._retry(self._flush_snoozes, snoozes, [s.job_id for s in snoozes])
+            # One statement per kind of outcome and flush, none for a kind with nothing.
+            for pending, flush in (
+                (self._completes, self._flush_completes),
+                (self._fails, self._flush_fails),
+                (self._fails_now, self._flush_fails_now),
+                (self._snoozes, self._flush_snoozes),
+            ):
+                batch = pending[: self._max_batch]
+                del pending[: self._max_batch]
+                if batch:
+                    await self._retry(flush, batch, [_job_id(item) for item in batch])
             self._wakeup.set()  # more may have arrived; also re-checks closing
 
     async def _retry(self, flush: Callable[[Any], Any], batch: Any, ids: list[int]) -> None:
@@ -188,7 +192,7 @@ class Reporter:
                         ids, exc, self._worker_id,
                     )  # fmt: skip
                     for item in batch:
-                        sink = item[1] if isinstance(item, tuple) else item.future
+                        sink = _sink(item)
                         if not isinstance(sink, asyncio.Future):
                             sink(None)
                         elif not sink.done():
@@ -224,13 +228,7 @@ class Reporter:
             "messages": [f.message for f in batch],
             "payloads": payloads if any(p is not None for p in payloads) else None,
         }
-        async with self._source.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(q.WORKER_FAIL_JOBS, params)
-            rows = {row["id"]: Job.from_row(row) for row in await cur.fetchall()}
-        for f in batch:
-            if not f.future.done():
-                f.future.set_result(rows.get(f.job_id))
+        await self._failed_rows(q.WORKER_FAIL_JOBS, params, batch)
 
     async def _flush_fails_now(self, batch: list[_Fail]) -> None:
         params = {
@@ -238,9 +236,14 @@ class Reporter:
             "ids": [f.job_id for f in batch],
             "messages": [f.message for f in batch],
         }
+        await self._failed_rows(q.WORKER_FAIL_JOBS_NOW, params, batch)
+
+    async def _failed_rows(self, query: Any, params: dict[str, Any], batch: list[_Fail]) -> None:
+        """Run a statement returning the failed jobs' rows; resolve each future to
+        its job's row (``None``: the lock was lost)."""
         async with self._source.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(q.WORKER_FAIL_JOBS_NOW, params)
+            await cur.execute(query, params)
             rows = {row["id"]: Job.from_row(row) for row in await cur.fetchall()}
         for f in batch:
             if not f.future.done():
