@@ -330,7 +330,7 @@ $errands_install_m0019$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'bbc40c11a962afef87e6711102175ee47647636ed0f032d116e337cbbe832d35') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '13e658a904f55aecc16b9f59e86696f9712a941d28c95eba3c1f9b2918fe12d6') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -363,6 +363,20 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT pg_catalog.hashtextextended(worker_id, 0)
 $$;
 
+-- Settings read on hot paths (the payload limit, the retention) are folded into
+-- constant SQL functions rather than read from errands._settings on every call;
+-- their setters regenerate them with this. Replacing a function makes every
+-- session replan the cached plans that folded it.
+CREATE OR REPLACE FUNCTION errands._define_constant(name text, type text, value text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION errands.%I() RETURNS %s '
+        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %L::%s $f$',
+        name, type, value, type);
+END
+$$;
 -- sql/schema/10_jobs.sql
 -- The public job row: the errands.jobs view and the helpers that build its rows.
 
@@ -492,14 +506,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_global interval := coalesce((SELECT s.retention FROM errands._settings s), interval '0');
 BEGIN
-    EXECUTE format(
-        'CREATE OR REPLACE FUNCTION errands._retention() RETURNS interval '
-        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %L::interval $f$', v_global);
-    EXECUTE format(
-        'CREATE OR REPLACE FUNCTION errands._history_on() RETURNS boolean '
-        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %L::boolean $f$',
-        v_global > interval '0'
-        OR EXISTS (SELECT 1 FROM errands._tasks t WHERE t.retention > interval '0'));
+    PERFORM errands._define_constant('_retention', 'interval', v_global::text);
+    PERFORM errands._define_constant('_history_on', 'boolean',
+        (v_global > interval '0'
+         OR EXISTS (SELECT 1 FROM errands._tasks t WHERE t.retention > interval '0'))::text);
 END
 $$;
 DO $retention$ BEGIN PERFORM errands._define_retention(); END $retention$;
@@ -624,10 +634,8 @@ $$;
 CREATE OR REPLACE FUNCTION errands._define_max_payload_bytes() RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    EXECUTE format(
-        'CREATE OR REPLACE FUNCTION errands._max_payload_bytes() RETURNS bigint '
-        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %s::bigint $f$',
-        coalesce((SELECT s.max_payload_bytes FROM errands._settings s), 1048576));
+    PERFORM errands._define_constant('_max_payload_bytes', 'bigint',
+        coalesce((SELECT s.max_payload_bytes FROM errands._settings s), 1048576)::text);
 END
 $$;
 DO $max_payload_bytes$ BEGIN PERFORM errands._define_max_payload_bytes(); END $max_payload_bytes$;
@@ -3176,7 +3184,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'bbc40c11a962afef87e6711102175ee47647636ed0f032d116e337cbbe832d35')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '13e658a904f55aecc16b9f59e86696f9712a941d28c95eba3c1f9b2918fe12d6')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

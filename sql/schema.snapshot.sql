@@ -541,6 +541,20 @@ AS $function$
            END
 $function$;
 
+-- FUNCTION errands._define_constant(text,text,text)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._define_constant(name text, type text, value text)
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION errands.%I() RETURNS %s '
+        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %L::%s $f$',
+        name, type, value, type);
+END
+$function$;
+
 -- FUNCTION errands._define_max_payload_bytes()
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._define_max_payload_bytes()
@@ -548,10 +562,8 @@ CREATE OR REPLACE FUNCTION errands._define_max_payload_bytes()
  LANGUAGE plpgsql
 AS $function$
 BEGIN
-    EXECUTE format(
-        'CREATE OR REPLACE FUNCTION errands._max_payload_bytes() RETURNS bigint '
-        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %s::bigint $f$',
-        coalesce((SELECT s.max_payload_bytes FROM errands._settings s), 1048576));
+    PERFORM errands._define_constant('_max_payload_bytes', 'bigint',
+        coalesce((SELECT s.max_payload_bytes FROM errands._settings s), 1048576)::text);
 END
 $function$;
 
@@ -564,14 +576,10 @@ AS $function$
 DECLARE
     v_global interval := coalesce((SELECT s.retention FROM errands._settings s), interval '0');
 BEGIN
-    EXECUTE format(
-        'CREATE OR REPLACE FUNCTION errands._retention() RETURNS interval '
-        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %L::interval $f$', v_global);
-    EXECUTE format(
-        'CREATE OR REPLACE FUNCTION errands._history_on() RETURNS boolean '
-        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %L::boolean $f$',
-        v_global > interval '0'
-        OR EXISTS (SELECT 1 FROM errands._tasks t WHERE t.retention > interval '0'));
+    PERFORM errands._define_constant('_retention', 'interval', v_global::text);
+    PERFORM errands._define_constant('_history_on', 'boolean',
+        (v_global > interval '0'
+         OR EXISTS (SELECT 1 FROM errands._tasks t WHERE t.retention > interval '0'))::text);
 END
 $function$;
 
@@ -746,7 +754,7 @@ CREATE OR REPLACE FUNCTION errands._history_on()
  RETURNS boolean
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
-AS $function$ SELECT 'f'::boolean $function$;
+AS $function$ SELECT 'false'::boolean $function$;
 
 -- FUNCTION errands._job_row(errands._jobs,text,text)
 -- ACL: postgres=X/postgres
@@ -954,7 +962,7 @@ CREATE OR REPLACE FUNCTION errands._max_payload_bytes()
  RETURNS bigint
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
-AS $function$ SELECT 1048576::bigint $function$;
+AS $function$ SELECT '1048576'::bigint $function$;
 
 -- FUNCTION errands._notify()
 -- ACL: postgres=X/postgres

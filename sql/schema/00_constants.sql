@@ -26,3 +26,17 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT pg_catalog.hashtextextended(worker_id, 0)
 $$;
 
+-- Settings read on hot paths (the payload limit, the retention) are folded into
+-- constant SQL functions rather than read from errands._settings on every call;
+-- their setters regenerate them with this. Replacing a function makes every
+-- session replan the cached plans that folded it.
+CREATE OR REPLACE FUNCTION errands._define_constant(name text, type text, value text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format(
+        'CREATE OR REPLACE FUNCTION errands.%I() RETURNS %s '
+        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %L::%s $f$',
+        name, type, value, type);
+END
+$$;

@@ -30,14 +30,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_global interval := coalesce((SELECT s.retention FROM errands._settings s), interval '0');
 BEGIN
-    EXECUTE format(
-        'CREATE OR REPLACE FUNCTION errands._retention() RETURNS interval '
-        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %L::interval $f$', v_global);
-    EXECUTE format(
-        'CREATE OR REPLACE FUNCTION errands._history_on() RETURNS boolean '
-        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %L::boolean $f$',
-        v_global > interval '0'
-        OR EXISTS (SELECT 1 FROM errands._tasks t WHERE t.retention > interval '0'));
+    PERFORM errands._define_constant('_retention', 'interval', v_global::text);
+    PERFORM errands._define_constant('_history_on', 'boolean',
+        (v_global > interval '0'
+         OR EXISTS (SELECT 1 FROM errands._tasks t WHERE t.retention > interval '0'))::text);
 END
 $$;
 DO $retention$ BEGIN PERFORM errands._define_retention(); END $retention$;

@@ -22,10 +22,8 @@ $$;
 CREATE OR REPLACE FUNCTION errands._define_max_payload_bytes() RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    EXECUTE format(
-        'CREATE OR REPLACE FUNCTION errands._max_payload_bytes() RETURNS bigint '
-        'LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$ SELECT %s::bigint $f$',
-        coalesce((SELECT s.max_payload_bytes FROM errands._settings s), 1048576));
+    PERFORM errands._define_constant('_max_payload_bytes', 'bigint',
+        coalesce((SELECT s.max_payload_bytes FROM errands._settings s), 1048576)::text);
 END
 $$;
 DO $max_payload_bytes$ BEGIN PERFORM errands._define_max_payload_bytes(); END $max_payload_bytes$;
