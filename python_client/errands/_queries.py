@@ -56,6 +56,15 @@ CLEANUP: Final = sql.SQL(
 )
 GET_FINISHED_JOB: Final = sql.SQL("SELECT * FROM errands.finished_jobs WHERE id = %(id)s::bigint")
 
+# --- waiting for a job (errands._wait) ----------------------------------------------
+#: Where the paths that finish jobs announce the watched ones (payload: ids, comma-separated).
+FINISHED_CHANNEL: Final = "errands:finished"
+LISTEN_FINISHED: Final = sql.SQL("LISTEN {}").format(sql.Identifier(FINISHED_CHANNEL))
+WATCH_JOB: Final = sql.SQL(
+    "SELECT state FROM errands.watch_jobs(ARRAY[%(id)s::bigint], %(lease)s::interval)"
+)
+GET_JOB: Final = sql.SQL("SELECT * FROM errands.jobs WHERE id = %(id)s::bigint")
+
 # --- the worker --------------------------------------------------------------------
 
 GET_JOBS: Final = sql.SQL(
