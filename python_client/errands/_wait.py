@@ -31,7 +31,6 @@ read (renewed on every read): long enough for a waiter that reconnects, short
 enough that rows of waiters that went away do not linger."""
 
 
-
 class WaitError(Exception):
     """Base of the errors of ``wait_for_job``; ``job_id`` is the job waited for."""
 
