@@ -122,28 +122,43 @@ async def wait_async(
     """Wait on ``conn`` (autocommit, used by nothing else; close it after: it LISTENs)."""
     _check_args(job_id, timeout, poll_interval)
     deadline = None if timeout is None else time.monotonic() + timeout
-    await conn.execute(q.LISTEN_FINISHED)
+    params = _params(job_id)
+    await conn.execute(q.WAIT_SESSION)
+    # watch_jobs (a write) first and on each poll; after a notification only reads,
+    # the finished row first (the usual news).
+    renew = True
     while True:
-        try:
-            cur = await conn.execute(q.WATCH_JOB, _params(job_id))
-        except errors.NoDataFound as exc:
-            raise UnknownJob(job_id) from exc
-        row = await cur.fetchone()
-        state = row[0] if row else None
         finished = job = None
-        if state in ("completed", "cancelled"):
-            rows = await (await conn.cursor(row_factory=dict_row).execute(
-                q.GET_FINISHED_JOB, {"id": job_id})).fetchall()  # fmt: skip
+        if renew:
+            try:
+                row = await (await conn.execute(q.WATCH_JOB, params)).fetchone()
+            except errors.NoDataFound as exc:
+                raise UnknownJob(job_id) from exc
+        else:
+            cur = conn.cursor(row_factory=dict_row)
+            rows = await (await cur.execute(q.GET_FINISHED_JOB, params)).fetchall()
+            finished = FinishedJob.from_row(rows[0]) if rows else None
+            row = (finished.state,) if finished else await (
+                await conn.execute(q.JOB_STATE, params)).fetchone()  # fmt: skip
+        state = row[0] if row else None
+        if state is None and not renew:  # removed meanwhile: watch_jobs says so
+            renew = True
+            continue
+        if state in ("completed", "cancelled") and finished is None:
+            cur = conn.cursor(row_factory=dict_row)
+            rows = await (await cur.execute(q.GET_FINISHED_JOB, params)).fetchall()
             finished = FinishedJob.from_row(rows[0]) if rows else None
         elif state == "failed":
-            jobs = await (await job_cursor(conn).execute(q.GET_JOB, {"id": job_id})).fetchall()
+            jobs = await (await job_cursor(conn).execute(q.GET_JOB, params)).fetchall()
             job = jobs[0] if jobs else None
         result = _outcome(state, finished, job)
         if result is not None:
             return result
         wait = _next_wait(job_id, deadline, timeout, poll_interval)
+        renew = True
         async for note in conn.notifies(timeout=wait):
             if _names(note.payload, job_id):
+                renew = False
                 break
 
 
@@ -153,25 +168,36 @@ def wait_sync(
     """:func:`wait_async` on a blocking connection."""
     _check_args(job_id, timeout, poll_interval)
     deadline = None if timeout is None else time.monotonic() + timeout
-    conn.execute(q.LISTEN_FINISHED)
+    params = _params(job_id)
+    conn.execute(q.WAIT_SESSION)
+    renew = True
     while True:
-        try:
-            row = conn.execute(q.WATCH_JOB, _params(job_id)).fetchone()
-        except errors.NoDataFound as exc:
-            raise UnknownJob(job_id) from exc
-        state = row[0] if row else None
         finished = job = None
-        if state in ("completed", "cancelled"):
-            rows = conn.cursor(row_factory=dict_row).execute(
-                q.GET_FINISHED_JOB, {"id": job_id}).fetchall()  # fmt: skip
+        if renew:
+            try:
+                row = conn.execute(q.WATCH_JOB, params).fetchone()
+            except errors.NoDataFound as exc:
+                raise UnknownJob(job_id) from exc
+        else:
+            rows = conn.cursor(row_factory=dict_row).execute(q.GET_FINISHED_JOB, params).fetchall()
+            finished = FinishedJob.from_row(rows[0]) if rows else None
+            row = (finished.state,) if finished else conn.execute(q.JOB_STATE, params).fetchone()
+        state = row[0] if row else None
+        if state is None and not renew:
+            renew = True
+            continue
+        if state in ("completed", "cancelled") and finished is None:
+            rows = conn.cursor(row_factory=dict_row).execute(q.GET_FINISHED_JOB, params).fetchall()
             finished = FinishedJob.from_row(rows[0]) if rows else None
         elif state == "failed":
-            jobs = job_cursor(conn).execute(q.GET_JOB, {"id": job_id}).fetchall()
+            jobs = job_cursor(conn).execute(q.GET_JOB, params).fetchall()
             job = jobs[0] if jobs else None
         result = _outcome(state, finished, job)
         if result is not None:
             return result
         wait = _next_wait(job_id, deadline, timeout, poll_interval)
+        renew = True
         for note in conn.notifies(timeout=wait):
             if _names(note.payload, job_id):
+                renew = False
                 break
