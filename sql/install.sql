@@ -355,7 +355,7 @@ $errands_install_m0020$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '298ecc25bc521420782e0f6be76ab07a2653d683c84be49b87d158513498f13e') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'f667767986ffba1f4072c3a925401fec24e70ee2e9fffa169743bda1159f3534') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -656,18 +656,19 @@ periodically; pg_cron can too (see docs/history.md).';
 --      failed: errands.jobs), it is done; else it waits for a notification whose
 --      payload names the id (comma-separated ids), calling watch_jobs again on
 --      each one and on a slow poll (which also renews the lease).
--- Jobs nobody watches pay one probe of the (small) errands._job_waiters index
--- per completion batch and no NOTIFY.
+-- Jobs nobody watches pay no NOTIFY and, with retention 0 everywhere, nothing:
+-- worker_complete_jobs leaves watched jobs to its history path. With history on,
+-- each completion batch pays one probe of the (small) errands._job_waiters index.
 
 -- The hook every path that finishes jobs calls once, after the statement that
 -- finished them (a later statement, so it sees every watch committed before that
 -- statement took the rows): one NOTIFY per call, naming the watched ones among
 -- job_ids. Extra ids (jobs the call did not finish) only wake waiters that read
 -- the state again and keep waiting.
+-- No SET clauses: saving and restoring settings would cost every call more than
+-- its one index probe.
 CREATE OR REPLACE FUNCTION errands._jobs_finished(job_ids bigint[]) RETURNS void
 LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan
-SET jit = off
 AS $$
 DECLARE
     v_watched bigint[];
@@ -1460,42 +1461,33 @@ DECLARE
     v_limit bigint := errands._max_payload_bytes();
     v_big_ids bigint[];
     v_big_errors text[];
+    v_done bigint;
 BEGIN
     IF v_results IS NOT NULL AND cardinality(v_results) <> cardinality(v_ids) THEN
         RAISE EXCEPTION 'errands: worker_complete_jobs needs one result (NULL: none) per job: % ids, % results',
             cardinality(v_ids), cardinality(v_results) USING ERRCODE = '22023';
     END IF;
-    -- No task keeps history (retention 0 everywhere): delete, keeping only the
-    -- jobs a waiter watches (the whole row is built for those only).
+    -- No task keeps history (retention 0 everywhere): delete. A job a waiter
+    -- watches (17_wait.sql) is left to the history path below, which keeps it
+    -- and notifies; so the jobs nobody watches pay nothing more than this.
     IF NOT errands._history_on() THEN
         RETURN QUERY
         WITH done AS (
             DELETE FROM errands._jobs j
             WHERE j.id = ANY(v_ids)
               AND j.locked_by = worker_complete_jobs.worker_id
-            RETURNING j.id, j.job_queue_id, j.watched, CASE WHEN j.watched THEN j END AS watched_job
+              AND NOT j.watched
+            RETURNING j.id, j.job_queue_id
         ), unlocked AS (
             UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
             WHERE q.id IN (SELECT done.job_queue_id FROM done)
               AND q.locked_by = worker_complete_jobs.worker_id
-        ), kept AS ( -- waiting (17_wait.sql): a watched job is kept for its waiter
-            INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
-                                                attempts, max_attempts, last_error, key, created_at,
-                                                state, result)
-            SELECT done.id, q.queue_name, t.identifier, (done.watched_job).payload,
-                   (done.watched_job).priority, (done.watched_job).attempts,
-                   (done.watched_job).max_attempts, (done.watched_job).last_error,
-                   (done.watched_job).key, (done.watched_job).created_at, 'completed', r.result
-            FROM done
-            JOIN errands._tasks t ON t.id = (done.watched_job).task_id
-            LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
-            LEFT JOIN errands._queues q ON q.id = (done.watched_job).job_queue_id
-            WHERE done.watched
-            ON CONFLICT (id) DO NOTHING
         )
         SELECT done.id FROM done;
-        PERFORM errands._jobs_finished(v_ids); -- waiting hook (17_wait.sql)
-        RETURN;
+        GET DIAGNOSTICS v_done = ROW_COUNT;
+        IF v_done = cardinality(v_ids) THEN
+            RETURN;
+        END IF;
     END IF;
     -- A result over the payload size limit fails its job (worker_fail_jobs) with
     -- an error naming the size, rather than being lost.
@@ -3343,7 +3335,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '298ecc25bc521420782e0f6be76ab07a2653d683c84be49b87d158513498f13e')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'f667767986ffba1f4072c3a925401fec24e70ee2e9fffa169743bda1159f3534')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -976,8 +976,6 @@ $function$;
 CREATE OR REPLACE FUNCTION errands._jobs_finished(job_ids bigint[])
  RETURNS void
  LANGUAGE plpgsql
- SET plan_cache_mode TO 'force_generic_plan'
- SET jit TO 'off'
 AS $function$
 DECLARE
     v_watched bigint[];
@@ -2897,42 +2895,33 @@ DECLARE
     v_limit bigint := errands._max_payload_bytes();
     v_big_ids bigint[];
     v_big_errors text[];
+    v_done bigint;
 BEGIN
     IF v_results IS NOT NULL AND cardinality(v_results) <> cardinality(v_ids) THEN
         RAISE EXCEPTION 'errands: worker_complete_jobs needs one result (NULL: none) per job: % ids, % results',
             cardinality(v_ids), cardinality(v_results) USING ERRCODE = '22023';
     END IF;
-    -- No task keeps history (retention 0 everywhere): delete, keeping only the
-    -- jobs a waiter watches (the whole row is built for those only).
+    -- No task keeps history (retention 0 everywhere): delete. A job a waiter
+    -- watches (17_wait.sql) is left to the history path below, which keeps it
+    -- and notifies; so the jobs nobody watches pay nothing more than this.
     IF NOT errands._history_on() THEN
         RETURN QUERY
         WITH done AS (
             DELETE FROM errands._jobs j
             WHERE j.id = ANY(v_ids)
               AND j.locked_by = worker_complete_jobs.worker_id
-            RETURNING j.id, j.job_queue_id, j.watched, CASE WHEN j.watched THEN j END AS watched_job
+              AND NOT j.watched
+            RETURNING j.id, j.job_queue_id
         ), unlocked AS (
             UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
             WHERE q.id IN (SELECT done.job_queue_id FROM done)
               AND q.locked_by = worker_complete_jobs.worker_id
-        ), kept AS ( -- waiting (17_wait.sql): a watched job is kept for its waiter
-            INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
-                                                attempts, max_attempts, last_error, key, created_at,
-                                                state, result)
-            SELECT done.id, q.queue_name, t.identifier, (done.watched_job).payload,
-                   (done.watched_job).priority, (done.watched_job).attempts,
-                   (done.watched_job).max_attempts, (done.watched_job).last_error,
-                   (done.watched_job).key, (done.watched_job).created_at, 'completed', r.result
-            FROM done
-            JOIN errands._tasks t ON t.id = (done.watched_job).task_id
-            LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
-            LEFT JOIN errands._queues q ON q.id = (done.watched_job).job_queue_id
-            WHERE done.watched
-            ON CONFLICT (id) DO NOTHING
         )
         SELECT done.id FROM done;
-        PERFORM errands._jobs_finished(v_ids); -- waiting hook (17_wait.sql)
-        RETURN;
+        GET DIAGNOSTICS v_done = ROW_COUNT;
+        IF v_done = cardinality(v_ids) THEN
+            RETURN;
+        END IF;
     END IF;
     -- A result over the payload size limit fails its job (worker_fail_jobs) with
     -- an error naming the size, rather than being lost.

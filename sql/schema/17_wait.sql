@@ -7,18 +7,19 @@
 --      failed: errands.jobs), it is done; else it waits for a notification whose
 --      payload names the id (comma-separated ids), calling watch_jobs again on
 --      each one and on a slow poll (which also renews the lease).
--- Jobs nobody watches pay one probe of the (small) errands._job_waiters index
--- per completion batch and no NOTIFY.
+-- Jobs nobody watches pay no NOTIFY and, with retention 0 everywhere, nothing:
+-- worker_complete_jobs leaves watched jobs to its history path. With history on,
+-- each completion batch pays one probe of the (small) errands._job_waiters index.
 
 -- The hook every path that finishes jobs calls once, after the statement that
 -- finished them (a later statement, so it sees every watch committed before that
 -- statement took the rows): one NOTIFY per call, naming the watched ones among
 -- job_ids. Extra ids (jobs the call did not finish) only wake waiters that read
 -- the state again and keep waiting.
+-- No SET clauses: saving and restoring settings would cost every call more than
+-- its one index probe.
 CREATE OR REPLACE FUNCTION errands._jobs_finished(job_ids bigint[]) RETURNS void
 LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan
-SET jit = off
 AS $$
 DECLARE
     v_watched bigint[];
