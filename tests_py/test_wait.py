@@ -273,3 +273,26 @@ def test_cli_exit_codes(db: str, conn: psycopg.Connection[Any]) -> None:
     out, err = proc.communicate(timeout=30)
     assert (proc.returncode, out) == (124, "")
     assert err.strip() == f"errands: job {pending} did not finish within 0.2 s"
+
+
+def test_every_finishing_path_notifies_watched_jobs(db: str, conn: psycopg.Connection[Any]) -> None:
+    """History path (a retention set), complete_jobs, and a failure for good; a
+    failure that will be retried wakes the waiter too (it reads the state again)."""
+    conn.execute("SELECT errands.set_retention('1 hour')")
+    done, admin, failed = (
+        add(conn, "answer"),
+        add(conn, "answer"),
+        add(conn, "broken", max_attempts=1),
+    )
+    conn.execute("SELECT * FROM errands.watch_jobs(%s::bigint[])", [[done, admin, failed]])
+    with psycopg.connect(db, autocommit=True) as listener:
+        listener.execute('LISTEN "errands:finished"')
+        conn.execute("SELECT errands.get_jobs('w1', ARRAY['answer', 'broken'], 10)")
+        conn.execute("SELECT errands.worker_return_jobs('w1', ARRAY[%s::bigint])", [admin])
+        conn.execute("SELECT errands.worker_complete_jobs('w1', ARRAY[%s::bigint])", [done])
+        conn.execute("SELECT errands.complete_jobs(ARRAY[%s::bigint])", [admin])
+        conn.execute(
+            "SELECT errands.worker_fail_jobs('w1', ARRAY[%s::bigint], ARRAY['boom'])", [failed]
+        )
+        notes = [n.payload for n in listener.notifies(timeout=1)]
+    assert notes == [str(done), str(admin), str(failed)]
