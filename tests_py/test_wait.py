@@ -296,3 +296,25 @@ def test_every_finishing_path_notifies_watched_jobs(db: str, conn: psycopg.Conne
         )
         notes = [n.payload for n in listener.notifies(timeout=1)]
     assert notes == [str(done), str(admin), str(failed)]
+
+
+def test_a_large_batch_is_announced_in_payloads_under_the_limit(
+    db: str, conn: psycopg.Connection[Any]
+) -> None:
+    """A NOTIFY payload must stay under 8000 bytes: 300 ids per notification."""
+    conn.execute(
+        "SELECT setval(pg_get_serial_sequence('errands._jobs', 'id'), 1000000000000000000)"
+    )
+    conn.execute(
+        "SELECT count(*) FROM errands.add_jobs(ARRAY(SELECT ROW('answer', NULL, NULL, NULL,"
+        " NULL, NULL, NULL, NULL)::errands.job_spec FROM generate_series(1, 700)))"
+    )
+    ids = [r[0] for r in conn.execute("SELECT id FROM errands._jobs ORDER BY id").fetchall()]
+    conn.execute("SELECT count(*) FROM errands.watch_jobs(%s::bigint[])", [ids])
+    with psycopg.connect(db, autocommit=True) as listener:
+        listener.execute('LISTEN "errands:finished"')
+        conn.execute("SELECT count(*) FROM errands.get_jobs('w1', ARRAY['answer'], 1000)")
+        conn.execute("SELECT count(*) FROM errands.worker_complete_jobs('w1', %s::bigint[])", [ids])
+        notes = [n.payload for n in listener.notifies(timeout=1)]
+    assert [len(n.split(",")) for n in notes] == [300, 300, 100]
+    assert [int(i) for n in notes for i in n.split(",")] == ids
