@@ -355,7 +355,7 @@ $errands_install_m0020$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'f667767986ffba1f4072c3a925401fec24e70ee2e9fffa169743bda1159f3534') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '0241e85750bebc3b60c4cfccf15cf05a7e82609ee97247af5f099b89c916c169') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1537,7 +1537,8 @@ $$;
 COMMENT ON FUNCTION errands.worker_complete_jobs(text, bigint[], json[]) IS
 'Worker API. Completes the listed jobs that worker_id has locked (it finished
 them): each moves to errands.finished_jobs with its result (results[i] for
-job_ids[i]; NULL: none) when its task''s retention is above 0, else is deleted;
+job_ids[i]; NULL: none) when its task''s retention is above 0 or a waiter
+watches it (errands.watch_jobs: then "errands:finished" is notified), else is deleted;
 their queues are unlocked. A result whose JSON text exceeds the payload size
 limit fails its job instead (as worker_fail_jobs, error naming the size).
 Returns the ids it completed: a job missing from the result was no longer this
@@ -1775,8 +1776,8 @@ END
 $$;
 COMMENT ON FUNCTION errands.complete_jobs(bigint[]) IS
 'Marks the listed jobs as completed and returns them: they move to
-errands.finished_jobs (result NULL) when their task''s retention is above 0, else
-are deleted. Running jobs are skipped unless their lock is stale (older than 4
+errands.finished_jobs (result NULL) when their task''s retention is above 0 or a
+waiter watches them (errands.watch_jobs), else are deleted. Running jobs are skipped unless their lock is stale (older than 4
 hours).';
 
 CREATE OR REPLACE FUNCTION errands.permanently_fail_jobs(job_ids bigint[], error_message text DEFAULT NULL)
@@ -3335,7 +3336,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'f667767986ffba1f4072c3a925401fec24e70ee2e9fffa169743bda1159f3534')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '0241e85750bebc3b60c4cfccf15cf05a7e82609ee97247af5f099b89c916c169')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -1589,8 +1589,8 @@ $function$;
 -- FUNCTION errands.complete_jobs(bigint[])
 -- ACL: postgres=X/postgres
 -- comment: Marks the listed jobs as completed and returns them: they move to
---          errands.finished_jobs (result NULL) when their task's retention is above 0, else
---          are deleted. Running jobs are skipped unless their lock is stale (older than 4
+--          errands.finished_jobs (result NULL) when their task's retention is above 0 or a
+--          waiter watches them (errands.watch_jobs), else are deleted. Running jobs are skipped unless their lock is stale (older than 4
 --          hours).
 CREATE OR REPLACE FUNCTION errands.complete_jobs(job_ids bigint[])
  RETURNS SETOF errands.jobs
@@ -2876,7 +2876,8 @@ $function$;
 -- ACL: postgres=X/postgres
 -- comment: Worker API. Completes the listed jobs that worker_id has locked (it finished
 --          them): each moves to errands.finished_jobs with its result (results[i] for
---          job_ids[i]; NULL: none) when its task's retention is above 0, else is deleted;
+--          job_ids[i]; NULL: none) when its task's retention is above 0 or a waiter
+--          watches it (errands.watch_jobs: then "errands:finished" is notified), else is deleted;
 --          their queues are unlocked. A result whose JSON text exceeds the payload size
 --          limit fails its job instead (as worker_fail_jobs, error naming the size).
 --          Returns the ids it completed: a job missing from the result was no longer this

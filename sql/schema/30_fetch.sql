@@ -236,7 +236,8 @@ $$;
 COMMENT ON FUNCTION errands.worker_complete_jobs(text, bigint[], json[]) IS
 'Worker API. Completes the listed jobs that worker_id has locked (it finished
 them): each moves to errands.finished_jobs with its result (results[i] for
-job_ids[i]; NULL: none) when its task''s retention is above 0, else is deleted;
+job_ids[i]; NULL: none) when its task''s retention is above 0 or a waiter
+watches it (errands.watch_jobs: then "errands:finished" is notified), else is deleted;
 their queues are unlocked. A result whose JSON text exceeds the payload size
 limit fails its job instead (as worker_fail_jobs, error naming the size).
 Returns the ids it completed: a job missing from the result was no longer this

@@ -32,8 +32,8 @@ END
 $$;
 COMMENT ON FUNCTION errands.complete_jobs(bigint[]) IS
 'Marks the listed jobs as completed and returns them: they move to
-errands.finished_jobs (result NULL) when their task''s retention is above 0, else
-are deleted. Running jobs are skipped unless their lock is stale (older than 4
+errands.finished_jobs (result NULL) when their task''s retention is above 0 or a
+waiter watches them (errands.watch_jobs), else are deleted. Running jobs are skipped unless their lock is stale (older than 4
 hours).';
 
 CREATE OR REPLACE FUNCTION errands.permanently_fail_jobs(job_ids bigint[], error_message text DEFAULT NULL)
