@@ -37,6 +37,7 @@ from bench.side_by_side import (  # noqa: E402
     peers,
     peers_markdown,
 )
+from bench.wait_latency import wait_row  # noqa: E402
 from bench.workloads import (  # noqa: E402
     compile_errands,
     once_empty,
@@ -73,7 +74,9 @@ def markdown(info: dict[str, Any], rep: Report, mode: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (< 2 minutes)")
-    parser.add_argument("--only", default="W1,W2,W3,W4,W5,once", help="comma-separated workloads")
+    parser.add_argument(
+        "--only", default="W1,W2,W3,W4,W5,once,wait", help="comma-separated workloads"
+    )
     parser.add_argument(
         "--peers",
         action="store_true",
@@ -127,6 +130,9 @@ def main() -> None:
                     ">= 45%",
                     base / floor[50],
                 )
+        if "wait" in only:
+            log("wait latency")
+            wait_row(dsn, 100 if args.quick else 500, rep)
         if args.peers and only & {"W1", "W2", "W3"}:
             log("peers side by side")
             peer_res = peers(cluster, sz, PEERS_QUICK if args.quick else PEERS_FULL, only)

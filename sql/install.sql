@@ -35,12 +35,12 @@ DECLARE
     db_version integer;
 BEGIN
     SELECT max(id) INTO db_version FROM errands.migrations;
-    IF db_version > 19 THEN
+    IF db_version > 20 THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0001',
             MESSAGE = format('errands: database schema is at version %s but these '
                              'install files only know up to version %s; '
-                             'upgrade the errands package', db_version, 19);
+                             'upgrade the errands package', db_version, 20);
     END IF;
 END
 $errands_version_check$;
@@ -325,12 +325,37 @@ $errands_m0019$;
 END
 $errands_install_m0019$;
 
+-- Migration 0020_job_waiters.sql
+DO $errands_install_m0020$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 20) THEN
+        EXECUTE $errands_m0020$
+-- Waiting for jobs (issue 12). A waiter's watch is marked on the job row itself
+-- (errands.watch_jobs sets watched): the statement that finishes a job reads the
+-- row it deletes or updates, so it sees a watch committed before it without a
+-- race and without reading another table; it then keeps the job's finished row
+-- (whatever its retention) and notifies. errands._job_waiters holds each watch's
+-- lease: pruning keeps a watched job's finished row while a lease is live.
+ALTER TABLE errands._jobs ADD COLUMN watched boolean NOT NULL DEFAULT false;
+
+CREATE TABLE errands._job_waiters (
+    job_id bigint PRIMARY KEY,
+    expires_at timestamptz NOT NULL
+);
+ALTER TABLE errands._job_waiters ENABLE ROW LEVEL SECURITY;
+$errands_m0020$;
+        INSERT INTO errands.migrations (id, name) VALUES (20, 'job_waiters');
+        PERFORM set_config('errands.install_migrated', 'on', true);
+    END IF;
+END
+$errands_install_m0020$;
+
 -- Definitions (sql/schema/*.sql) and the security pass: skipped when no
 -- migration ran and the recorded hash is theirs.
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '13e658a904f55aecc16b9f59e86696f9712a941d28c95eba3c1f9b2918fe12d6') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '0241e85750bebc3b60c4cfccf15cf05a7e82609ee97247af5f099b89c916c169') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -595,20 +620,126 @@ BEGIN
           AND f.finished_at < v_now - coalesce(
                 (SELECT t.retention FROM errands._tasks t WHERE t.identifier = f.task_identifier),
                 v_global)
+          -- Kept while a waiter's lease on it lasts (17_wait.sql).
+          AND NOT EXISTS (SELECT FROM errands._job_waiters w
+                          WHERE w.job_id = f.id AND w.expires_at > v_now)
         ORDER BY f.finished_at
         LIMIT max_rows
         FOR UPDATE SKIP LOCKED
     )
     DELETE FROM errands._finished_jobs f USING expired WHERE f.ctid = expired.ctid;
     GET DIAGNOSTICS v_count = ROW_COUNT;
+    -- Expired leases go too (their waiters gave up or went away).
+    WITH expired AS (
+        SELECT w.ctid FROM errands._job_waiters w
+        WHERE w.expires_at <= v_now
+        LIMIT max_rows
+        FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM errands._job_waiters w USING expired WHERE w.ctid = expired.ctid;
     RETURN v_count;
 END
 $$;
 COMMENT ON FUNCTION errands.prune_finished_jobs(integer) IS
 'Deletes up to max_rows finished jobs whose retention (their task''s, else the
-global) has passed, oldest first, skipping rows another pruner holds. Returns how
+global) has passed, oldest first, skipping rows another pruner holds and rows
+a waiter still watches (errands.watch_jobs lease), and the expired leases. Returns how
 many it deleted: call it again while that equals max_rows. Live workers call it
 periodically; pg_cron can too (see docs/history.md).';
+-- sql/schema/17_wait.sql
+-- Waiting for a job to finish (docs/waiting.md). A waiter:
+--   1. LISTENs on the channel "errands:finished";
+--   2. calls errands.watch_jobs(ids): marks the jobs watched (on the job row, so
+--      the statement that finishes one sees it: no race), takes a lease, and
+--      returns each job's state now;
+--   3. if a state is final (completed, cancelled: read errands.finished_jobs;
+--      failed: errands.jobs), it is done; else it waits for a notification whose
+--      payload names the id (comma-separated ids), calling watch_jobs again on
+--      each one and on a slow poll (which also renews the lease).
+-- Jobs nobody watches pay no NOTIFY and, with retention 0 everywhere, nothing:
+-- worker_complete_jobs leaves watched jobs to its history path. With history on,
+-- each completion batch pays one probe of the (small) errands._job_waiters index.
+
+-- The hook every path that finishes jobs calls once, after the statement that
+-- finished them (a later statement, so it sees every watch committed before that
+-- statement took the rows): one NOTIFY per call, naming the watched ones among
+-- job_ids. Extra ids (jobs the call did not finish) only wake waiters that read
+-- the state again and keep waiting.
+-- No SET clauses: saving and restoring settings would cost every call more than
+-- its one index probe.
+CREATE OR REPLACE FUNCTION errands._jobs_finished(job_ids bigint[]) RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_watched bigint[];
+BEGIN
+    SELECT array_agg(w.job_id ORDER BY w.job_id) INTO v_watched
+    FROM errands._job_waiters w WHERE w.job_id = ANY(_jobs_finished.job_ids);
+    -- A NOTIFY payload holds under 8000 bytes: 300 ids of up to 20 characters each.
+    WHILE v_watched IS NOT NULL AND cardinality(v_watched) > 0 LOOP
+        PERFORM pg_notify('errands:finished', array_to_string(v_watched[1:300], ','));
+        v_watched := v_watched[301:];
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION errands._jobs_finished(bigint[]) IS
+'Private hook of every path that finishes jobs (completion, failure for good,
+cancellation): call it once, after the statement that finished them, with their
+ids. Notifies "errands:finished" with the ids (comma-separated) of those a waiter
+watches (errands.watch_jobs); does nothing for the others. The finishing statement
+itself keeps a watched job''s finished row whatever its retention (condition
+"OR j.watched" next to the retention test).';
+
+CREATE OR REPLACE FUNCTION errands.watch_jobs(job_ids bigint[], lease interval DEFAULT interval '5 minutes')
+RETURNS TABLE (id bigint, state text)
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_unknown bigint;
+BEGIN
+    IF watch_jobs.job_ids IS NULL OR array_position(watch_jobs.job_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'errands: watch_jobs needs an array of job ids without NULL, got %',
+            coalesce(watch_jobs.job_ids::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF watch_jobs.lease IS NULL OR NOT isfinite(watch_jobs.lease)
+       OR watch_jobs.lease NOT BETWEEN interval '1 second' AND interval '1 day' THEN
+        RAISE EXCEPTION 'errands: watch_jobs needs a lease between 1 second and 1 day, got %',
+            coalesce(watch_jobs.lease::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO errands._job_waiters AS w (job_id, expires_at)
+    SELECT DISTINCT i, now() + watch_jobs.lease FROM unnest(watch_jobs.job_ids) AS i
+    ON CONFLICT (job_id) DO UPDATE SET expires_at = greatest(w.expires_at, EXCLUDED.expires_at);
+    -- Writing the row (even when already watched) takes its row lock: a statement
+    -- finishing the job either ran first (this waits, then finds it finished
+    -- below) or waits for this transaction and then sees watched and the lease.
+    UPDATE errands._jobs j SET watched = true WHERE j.id = ANY(watch_jobs.job_ids);
+    -- A new statement: it sees a finish that committed while the UPDATE waited.
+    RETURN QUERY
+    SELECT i.id, coalesce(
+               (SELECT v.state FROM errands.jobs v WHERE v.id = i.id),
+               (SELECT f.state FROM errands._finished_jobs f WHERE f.id = i.id))
+    FROM unnest(watch_jobs.job_ids) WITH ORDINALITY AS i(id, n)
+    ORDER BY i.n;
+    SELECT i INTO v_unknown FROM unnest(watch_jobs.job_ids) AS i
+    WHERE NOT EXISTS (SELECT FROM errands._jobs j WHERE j.id = i)
+      AND NOT EXISTS (SELECT FROM errands._finished_jobs f WHERE f.id = i)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'errands: no job % in errands.jobs or errands.finished_jobs (unknown, removed, or finished with retention 0 before it was watched)',
+            v_unknown USING ERRCODE = 'P0002';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION errands.watch_jobs(bigint[], interval) IS
+'Registers interest in the listed jobs and returns each one''s state now
+(scheduled, pending, running, retrying, failed, completed or cancelled). From now
+on, finishing a watched job notifies the channel "errands:finished" (payload: the
+finished watched ids, comma-separated) and keeps its errands.finished_jobs row at
+least until the lease ends, even with retention 0. LISTEN before calling it and
+call it again on each notification or poll (that renews the lease). An id in
+neither errands.jobs nor errands.finished_jobs fails the call (P0002, naming it;
+nothing is watched). Granted by grant_read (and so grant_worker).';
 -- sql/schema/20_enqueue.sql
 -- Enqueueing: add_jobs (the set-based core), add_job, remove_job, and their
 -- private helpers.
@@ -1330,18 +1461,22 @@ DECLARE
     v_limit bigint := errands._max_payload_bytes();
     v_big_ids bigint[];
     v_big_errors text[];
+    v_done bigint;
 BEGIN
     IF v_results IS NOT NULL AND cardinality(v_results) <> cardinality(v_ids) THEN
         RAISE EXCEPTION 'errands: worker_complete_jobs needs one result (NULL: none) per job: % ids, % results',
             cardinality(v_ids), cardinality(v_results) USING ERRCODE = '22023';
     END IF;
-    -- Today's path, unchanged: no task keeps history (retention 0 everywhere).
+    -- No task keeps history (retention 0 everywhere): delete. A job a waiter
+    -- watches (17_wait.sql) is left to the history path below, which keeps it
+    -- and notifies; so the jobs nobody watches pay nothing more than this.
     IF NOT errands._history_on() THEN
         RETURN QUERY
         WITH done AS (
             DELETE FROM errands._jobs j
             WHERE j.id = ANY(v_ids)
               AND j.locked_by = worker_complete_jobs.worker_id
+              AND NOT j.watched
             RETURNING j.id, j.job_queue_id
         ), unlocked AS (
             UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -1349,7 +1484,10 @@ BEGIN
               AND q.locked_by = worker_complete_jobs.worker_id
         )
         SELECT done.id FROM done;
-        RETURN;
+        GET DIAGNOSTICS v_done = ROW_COUNT;
+        IF v_done = cardinality(v_ids) THEN
+            RETURN;
+        END IF;
     END IF;
     -- A result over the payload size limit fails its job (worker_fail_jobs) with
     -- an error naming the size, rather than being lost.
@@ -1389,15 +1527,18 @@ BEGIN
         LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
         LEFT JOIN errands._queues q ON q.id = done.job_queue_id
         WHERE coalesce(t.retention, errands._retention()) > interval '0'
+           OR done.watched -- waiting (17_wait.sql): kept for its waiter
         ON CONFLICT (id) DO NOTHING
     )
     SELECT done.id FROM done;
+    PERFORM errands._jobs_finished(v_ids); -- waiting hook (17_wait.sql)
 END
 $$;
 COMMENT ON FUNCTION errands.worker_complete_jobs(text, bigint[], json[]) IS
 'Worker API. Completes the listed jobs that worker_id has locked (it finished
 them): each moves to errands.finished_jobs with its result (results[i] for
-job_ids[i]; NULL: none) when its task''s retention is above 0, else is deleted;
+job_ids[i]; NULL: none) when its task''s retention is above 0 or a waiter
+watches it (errands.watch_jobs: then "errands:finished" is notified), else is deleted;
 their queues are unlocked. A result whose JSON text exceeds the payload size
 limit fails its job instead (as worker_fail_jobs, error naming the size).
 Returns the ids it completed: a job missing from the result was no longer this
@@ -1446,6 +1587,9 @@ BEGIN
     JOIN errands._tasks t ON t.id = failed.task_id
     LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
     ORDER BY failed.id;
+    -- Waiting hook (17_wait.sql): a job that failed for good ends its waits (a
+    -- waiter woken by a retried job reads its state and keeps waiting).
+    PERFORM errands._jobs_finished(worker_fail_jobs.job_ids);
 END
 $$;
 COMMENT ON FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[]) IS
@@ -1602,12 +1746,14 @@ released. Returns the number of jobs rescued.';
 -- complete/fail/reschedule leave running jobs alone unless their lock is stale.
 
 CREATE OR REPLACE FUNCTION errands.complete_jobs(job_ids bigint[]) RETURNS SETOF errands.jobs
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    RETURN QUERY
     WITH d AS (
         DELETE FROM errands._jobs j
-        WHERE j.id = ANY(job_ids)
+        WHERE j.id = ANY(complete_jobs.job_ids)
           AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
         RETURNING j
     ), kept AS (
@@ -1621,14 +1767,17 @@ AS $$
         JOIN errands._tasks t ON t.id = (d.j).task_id
         LEFT JOIN errands._queues q ON q.id = (d.j).job_queue_id
         WHERE coalesce(t.retention, errands._retention()) > interval '0'
+           OR (d.j).watched -- waiting (17_wait.sql): kept for its waiter
         ON CONFLICT (id) DO NOTHING
     )
-    SELECT v.* FROM d, LATERAL errands._job_view(d.j) v ORDER BY v.id
+    SELECT v.* FROM d, LATERAL errands._job_view(d.j) v ORDER BY v.id;
+    PERFORM errands._jobs_finished(complete_jobs.job_ids); -- waiting hook (17_wait.sql)
+END
 $$;
 COMMENT ON FUNCTION errands.complete_jobs(bigint[]) IS
 'Marks the listed jobs as completed and returns them: they move to
-errands.finished_jobs (result NULL) when their task''s retention is above 0, else
-are deleted. Running jobs are skipped unless their lock is stale (older than 4
+errands.finished_jobs (result NULL) when their task''s retention is above 0 or a
+waiter watches them (errands.watch_jobs), else are deleted. Running jobs are skipped unless their lock is stale (older than 4
 hours).';
 
 CREATE OR REPLACE FUNCTION errands.permanently_fail_jobs(job_ids bigint[], error_message text DEFAULT NULL)
@@ -2508,11 +2657,14 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
     EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
     EXECUTE format('GRANT SELECT ON errands.finished_jobs TO %I', v_name);
+    -- Waiting reads states and results: a reader's right, not an enqueuer's.
+    EXECUTE format('GRANT EXECUTE ON FUNCTION errands.watch_jobs(bigint[], interval) TO %I', v_name);
 END
 $$;
 COMMENT ON FUNCTION errands.grant_read(regrole) IS
 'Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs and
-errands.finished_jobs views (payloads and results included; never the private tables). With it, add_job, add_jobs and
+errands.finished_jobs views (payloads and results included; never the private tables), and
+EXECUTE on errands.watch_jobs (waiting for jobs). With it, add_job, add_jobs and
 remove_job (if also granted) return payloads of jobs the call did not write.
 Run it as the owner of the errands schema or a superuser.';
 
@@ -3184,7 +3336,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '13e658a904f55aecc16b9f59e86696f9712a941d28c95eba3c1f9b2918fe12d6')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '0241e85750bebc3b60c4cfccf15cf05a7e82609ee97247af5f099b89c916c169')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

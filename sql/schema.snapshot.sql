@@ -57,6 +57,14 @@ CREATE INDEX finished_jobs_finished_at ON errands._finished_jobs USING btree (fi
 --   CONSTRAINT _graphile_imports_pkey PRIMARY KEY (source_schema, source_id, source_created_at)
 CREATE UNIQUE INDEX _graphile_imports_pkey ON errands._graphile_imports USING btree (source_schema, source_id, source_created_at);
 
+-- TABLE errands._job_waiters
+-- ACL: postgres=arwdDxt/postgres
+-- ROW LEVEL SECURITY enabled
+--   job_id bigint NOT NULL
+--   expires_at timestamp with time zone NOT NULL
+--   CONSTRAINT _job_waiters_pkey PRIMARY KEY (job_id)
+CREATE UNIQUE INDEX _job_waiters_pkey ON errands._job_waiters USING btree (job_id);
+
 -- TABLE errands._jobs
 -- ACL: postgres=arwdDxt/postgres
 -- ROW LEVEL SECURITY enabled
@@ -79,6 +87,7 @@ CREATE UNIQUE INDEX _graphile_imports_pkey ON errands._graphile_imports USING bt
 --   flags jsonb
 --   is_available boolean NOT NULL GENERATED AS ((locked_at IS NULL) AND (attempts < max_attempts))
 --   timeout interval
+--   watched boolean NOT NULL DEFAULT false
 --   CONSTRAINT _jobs_pkey PRIMARY KEY (id)
 --   CONSTRAINT jobs_key_length CHECK (((length(key) >= 1) AND (length(key) <= 512)))
 --   CONSTRAINT jobs_max_attempts_positive CHECK ((max_attempts >= 1))
@@ -956,6 +965,31 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands._jobs_finished(bigint[])
+-- ACL: postgres=X/postgres
+-- comment: Private hook of every path that finishes jobs (completion, failure for good,
+--          cancellation): call it once, after the statement that finished them, with their
+--          ids. Notifies "errands:finished" with the ids (comma-separated) of those a waiter
+--          watches (errands.watch_jobs); does nothing for the others. The finishing statement
+--          itself keeps a watched job's finished row whatever its retention (condition
+--          "OR j.watched" next to the retention test).
+CREATE OR REPLACE FUNCTION errands._jobs_finished(job_ids bigint[])
+ RETURNS void
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_watched bigint[];
+BEGIN
+    SELECT array_agg(w.job_id ORDER BY w.job_id) INTO v_watched
+    FROM errands._job_waiters w WHERE w.job_id = ANY(_jobs_finished.job_ids);
+    -- A NOTIFY payload holds under 8000 bytes: 300 ids of up to 20 characters each.
+    WHILE v_watched IS NOT NULL AND cardinality(v_watched) > 0 LOOP
+        PERFORM pg_notify('errands:finished', array_to_string(v_watched[1:300], ','));
+        v_watched := v_watched[301:];
+    END LOOP;
+END
+$function$;
+
 -- FUNCTION errands._max_payload_bytes()
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._max_payload_bytes()
@@ -1555,18 +1589,20 @@ $function$;
 -- FUNCTION errands.complete_jobs(bigint[])
 -- ACL: postgres=X/postgres
 -- comment: Marks the listed jobs as completed and returns them: they move to
---          errands.finished_jobs (result NULL) when their task's retention is above 0, else
---          are deleted. Running jobs are skipped unless their lock is stale (older than 4
+--          errands.finished_jobs (result NULL) when their task's retention is above 0 or a
+--          waiter watches them (errands.watch_jobs), else are deleted. Running jobs are skipped unless their lock is stale (older than 4
 --          hours).
 CREATE OR REPLACE FUNCTION errands.complete_jobs(job_ids bigint[])
  RETURNS SETOF errands.jobs
- LANGUAGE sql
+ LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
+BEGIN
+    RETURN QUERY
     WITH d AS (
         DELETE FROM errands._jobs j
-        WHERE j.id = ANY(job_ids)
+        WHERE j.id = ANY(complete_jobs.job_ids)
           AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
         RETURNING j
     ), kept AS (
@@ -1580,9 +1616,12 @@ AS $function$
         JOIN errands._tasks t ON t.id = (d.j).task_id
         LEFT JOIN errands._queues q ON q.id = (d.j).job_queue_id
         WHERE coalesce(t.retention, errands._retention()) > interval '0'
+           OR (d.j).watched -- waiting (17_wait.sql): kept for its waiter
         ON CONFLICT (id) DO NOTHING
     )
-    SELECT v.* FROM d, LATERAL errands._job_view(d.j) v ORDER BY v.id
+    SELECT v.* FROM d, LATERAL errands._job_view(d.j) v ORDER BY v.id;
+    PERFORM errands._jobs_finished(complete_jobs.job_ids); -- waiting hook (17_wait.sql)
+END
 $function$;
 
 -- FUNCTION errands.cron_next_runs(text,timestamp with time zone,integer)
@@ -1892,7 +1931,8 @@ $function$;
 -- FUNCTION errands.grant_read(regrole)
 -- ACL: postgres=X/postgres
 -- comment: Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs and
---          errands.finished_jobs views (payloads and results included; never the private tables). With it, add_job, add_jobs and
+--          errands.finished_jobs views (payloads and results included; never the private tables), and
+--          EXECUTE on errands.watch_jobs (waiting for jobs). With it, add_job, add_jobs and
 --          remove_job (if also granted) return payloads of jobs the call did not write.
 --          Run it as the owner of the errands schema or a superuser.
 CREATE OR REPLACE FUNCTION errands.grant_read(role regrole)
@@ -1909,6 +1949,8 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
     EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
     EXECUTE format('GRANT SELECT ON errands.finished_jobs TO %I', v_name);
+    -- Waiting reads states and results: a reader's right, not an enqueuer's.
+    EXECUTE format('GRANT EXECUTE ON FUNCTION errands.watch_jobs(bigint[], interval) TO %I', v_name);
 END
 $function$;
 
@@ -2350,7 +2392,8 @@ $function$;
 -- FUNCTION errands.prune_finished_jobs(integer)
 -- ACL: postgres=X/postgres
 -- comment: Deletes up to max_rows finished jobs whose retention (their task's, else the
---          global) has passed, oldest first, skipping rows another pruner holds. Returns how
+--          global) has passed, oldest first, skipping rows another pruner holds and rows
+--          a waiter still watches (errands.watch_jobs lease), and the expired leases. Returns how
 --          many it deleted: call it again while that equals max_rows. Live workers call it
 --          periodically; pg_cron can too (see docs/history.md).
 CREATE OR REPLACE FUNCTION errands.prune_finished_jobs(max_rows integer DEFAULT 10000)
@@ -2378,12 +2421,23 @@ BEGIN
           AND f.finished_at < v_now - coalesce(
                 (SELECT t.retention FROM errands._tasks t WHERE t.identifier = f.task_identifier),
                 v_global)
+          -- Kept while a waiter's lease on it lasts (17_wait.sql).
+          AND NOT EXISTS (SELECT FROM errands._job_waiters w
+                          WHERE w.job_id = f.id AND w.expires_at > v_now)
         ORDER BY f.finished_at
         LIMIT max_rows
         FOR UPDATE SKIP LOCKED
     )
     DELETE FROM errands._finished_jobs f USING expired WHERE f.ctid = expired.ctid;
     GET DIAGNOSTICS v_count = ROW_COUNT;
+    -- Expired leases go too (their waiters gave up or went away).
+    WITH expired AS (
+        SELECT w.ctid FROM errands._job_waiters w
+        WHERE w.expires_at <= v_now
+        LIMIT max_rows
+        FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM errands._job_waiters w USING expired WHERE w.ctid = expired.ctid;
     RETURN v_count;
 END
 $function$;
@@ -2765,11 +2819,65 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands.watch_jobs(bigint[],interval)
+-- ACL: postgres=X/postgres
+-- comment: Registers interest in the listed jobs and returns each one's state now
+--          (scheduled, pending, running, retrying, failed, completed or cancelled). From now
+--          on, finishing a watched job notifies the channel "errands:finished" (payload: the
+--          finished watched ids, comma-separated) and keeps its errands.finished_jobs row at
+--          least until the lease ends, even with retention 0. LISTEN before calling it and
+--          call it again on each notification or poll (that renews the lease). An id in
+--          neither errands.jobs nor errands.finished_jobs fails the call (P0002, naming it;
+--          nothing is watched). Granted by grant_read (and so grant_worker).
+CREATE OR REPLACE FUNCTION errands.watch_jobs(job_ids bigint[], lease interval DEFAULT '00:05:00'::interval)
+ RETURNS TABLE(id bigint, state text)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_unknown bigint;
+BEGIN
+    IF watch_jobs.job_ids IS NULL OR array_position(watch_jobs.job_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'errands: watch_jobs needs an array of job ids without NULL, got %',
+            coalesce(watch_jobs.job_ids::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF watch_jobs.lease IS NULL OR NOT isfinite(watch_jobs.lease)
+       OR watch_jobs.lease NOT BETWEEN interval '1 second' AND interval '1 day' THEN
+        RAISE EXCEPTION 'errands: watch_jobs needs a lease between 1 second and 1 day, got %',
+            coalesce(watch_jobs.lease::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO errands._job_waiters AS w (job_id, expires_at)
+    SELECT DISTINCT i, now() + watch_jobs.lease FROM unnest(watch_jobs.job_ids) AS i
+    ON CONFLICT (job_id) DO UPDATE SET expires_at = greatest(w.expires_at, EXCLUDED.expires_at);
+    -- Writing the row (even when already watched) takes its row lock: a statement
+    -- finishing the job either ran first (this waits, then finds it finished
+    -- below) or waits for this transaction and then sees watched and the lease.
+    UPDATE errands._jobs j SET watched = true WHERE j.id = ANY(watch_jobs.job_ids);
+    -- A new statement: it sees a finish that committed while the UPDATE waited.
+    RETURN QUERY
+    SELECT i.id, coalesce(
+               (SELECT v.state FROM errands.jobs v WHERE v.id = i.id),
+               (SELECT f.state FROM errands._finished_jobs f WHERE f.id = i.id))
+    FROM unnest(watch_jobs.job_ids) WITH ORDINALITY AS i(id, n)
+    ORDER BY i.n;
+    SELECT i INTO v_unknown FROM unnest(watch_jobs.job_ids) AS i
+    WHERE NOT EXISTS (SELECT FROM errands._jobs j WHERE j.id = i)
+      AND NOT EXISTS (SELECT FROM errands._finished_jobs f WHERE f.id = i)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'errands: no job % in errands.jobs or errands.finished_jobs (unknown, removed, or finished with retention 0 before it was watched)',
+            v_unknown USING ERRCODE = 'P0002';
+    END IF;
+END
+$function$;
+
 -- FUNCTION errands.worker_complete_jobs(text,bigint[],json[])
 -- ACL: postgres=X/postgres
 -- comment: Worker API. Completes the listed jobs that worker_id has locked (it finished
 --          them): each moves to errands.finished_jobs with its result (results[i] for
---          job_ids[i]; NULL: none) when its task's retention is above 0, else is deleted;
+--          job_ids[i]; NULL: none) when its task's retention is above 0 or a waiter
+--          watches it (errands.watch_jobs: then "errands:finished" is notified), else is deleted;
 --          their queues are unlocked. A result whose JSON text exceeds the payload size
 --          limit fails its job instead (as worker_fail_jobs, error naming the size).
 --          Returns the ids it completed: a job missing from the result was no longer this
@@ -2788,18 +2896,22 @@ DECLARE
     v_limit bigint := errands._max_payload_bytes();
     v_big_ids bigint[];
     v_big_errors text[];
+    v_done bigint;
 BEGIN
     IF v_results IS NOT NULL AND cardinality(v_results) <> cardinality(v_ids) THEN
         RAISE EXCEPTION 'errands: worker_complete_jobs needs one result (NULL: none) per job: % ids, % results',
             cardinality(v_ids), cardinality(v_results) USING ERRCODE = '22023';
     END IF;
-    -- Today's path, unchanged: no task keeps history (retention 0 everywhere).
+    -- No task keeps history (retention 0 everywhere): delete. A job a waiter
+    -- watches (17_wait.sql) is left to the history path below, which keeps it
+    -- and notifies; so the jobs nobody watches pay nothing more than this.
     IF NOT errands._history_on() THEN
         RETURN QUERY
         WITH done AS (
             DELETE FROM errands._jobs j
             WHERE j.id = ANY(v_ids)
               AND j.locked_by = worker_complete_jobs.worker_id
+              AND NOT j.watched
             RETURNING j.id, j.job_queue_id
         ), unlocked AS (
             UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -2807,7 +2919,10 @@ BEGIN
               AND q.locked_by = worker_complete_jobs.worker_id
         )
         SELECT done.id FROM done;
-        RETURN;
+        GET DIAGNOSTICS v_done = ROW_COUNT;
+        IF v_done = cardinality(v_ids) THEN
+            RETURN;
+        END IF;
     END IF;
     -- A result over the payload size limit fails its job (worker_fail_jobs) with
     -- an error naming the size, rather than being lost.
@@ -2847,9 +2962,11 @@ BEGIN
         LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
         LEFT JOIN errands._queues q ON q.id = done.job_queue_id
         WHERE coalesce(t.retention, errands._retention()) > interval '0'
+           OR done.watched -- waiting (17_wait.sql): kept for its waiter
         ON CONFLICT (id) DO NOTHING
     )
     SELECT done.id FROM done;
+    PERFORM errands._jobs_finished(v_ids); -- waiting hook (17_wait.sql)
 END
 $function$;
 
@@ -2900,6 +3017,9 @@ BEGIN
     JOIN errands._tasks t ON t.id = failed.task_id
     LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
     ORDER BY failed.id;
+    -- Waiting hook (17_wait.sql): a job that failed for good ends its waits (a
+    -- waiter woken by a retried job reads its state and keeps waiting).
+    PERFORM errands._jobs_finished(worker_fail_jobs.job_ids);
 END
 $function$;
 

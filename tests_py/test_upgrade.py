@@ -24,7 +24,8 @@ DatabaseFactory = Callable[..., AbstractContextManager[str]]
 
 # Every table of the version-16 schema, read whole (ordered), before and after.
 TABLES = {
-    "_jobs": "SELECT * FROM errands._jobs ORDER BY id",
+    # The version-16 columns (0020 appends watched).
+    "_jobs": "SELECT to_jsonb(j) - 'watched' FROM errands._jobs j ORDER BY id",
     # The version-16 columns (0019 appends retention).
     "_tasks": "SELECT id, identifier FROM errands._tasks ORDER BY id",
     "_queues": "SELECT * FROM errands._queues ORDER BY id",

@@ -1,7 +1,7 @@
 -- The public SQL API: exact function signatures, comments on every public
 -- function, the job_spec type and the read-only jobs view.
 BEGIN;
-SELECT plan(37);
+SELECT plan(38);
 
 -- Every public function with its exact argument types --------------------------------
 
@@ -51,6 +51,8 @@ SELECT has_function('errands', 'set_task_retention', ARRAY['text', 'interval'],
     'errands.set_task_retention(text, interval) exists');
 SELECT has_function('errands', 'prune_finished_jobs', ARRAY['integer'],
     'errands.prune_finished_jobs(integer) exists');
+SELECT has_function('errands', 'watch_jobs', ARRAY['bigint[]', 'interval'],
+    'errands.watch_jobs(bigint[], interval) exists');
 
 -- Return types and strictness a caller relies on.
 SELECT ok((SELECT prorettype = 'errands.jobs'::regtype AND NOT proretset FROM pg_proc

@@ -2,7 +2,7 @@
 -- DEFINER with a fixed search_path against hostile search paths, the payload
 -- size limit, and jobs of unknown tasks staying pending.
 BEGIN;
-SELECT plan(79);
+SELECT plan(80);
 
 CREATE ROLE errands_t040_web;
 CREATE ROLE errands_t040_worker;
@@ -90,6 +90,8 @@ SELECT throws_ok($$SELECT * FROM errands.finished_jobs$$, '42501', NULL,
                  'enqueue role: SELECT on errands.finished_jobs is denied');
 SELECT throws_ok($$SELECT errands.prune_finished_jobs()$$, '42501', NULL,
                  'enqueue role: prune_finished_jobs is denied');
+SELECT throws_ok($$SELECT * FROM errands.watch_jobs(ARRAY[1::bigint])$$, '42501', NULL,
+                 'enqueue role: watch_jobs is denied (waiting reads results)');
 SELECT throws_ok($$SELECT * FROM errands._jobs$$, '42501', NULL,
                  'enqueue role: SELECT on errands._jobs is denied');
 SELECT throws_ok($$SELECT * FROM errands._tasks$$, '42501', NULL,
@@ -139,8 +141,9 @@ SELECT ok(has_table_privilege('errands_t040_worker', 'errands.jobs', 'SELECT')
 SELECT ok(has_table_privilege('errands_t040_worker', 'errands.finished_jobs', 'SELECT')
           AND NOT has_table_privilege('errands_t040_worker', 'errands._finished_jobs', 'SELECT')
           AND has_function_privilege('errands_t040_worker', 'errands.prune_finished_jobs(integer)', 'EXECUTE')
+          AND has_function_privilege('errands_t040_worker', 'errands.watch_jobs(bigint[], interval)', 'EXECUTE')
           AND NOT has_function_privilege('errands_t040_worker', 'errands.set_retention(interval)', 'EXECUTE'),
-          'grant_worker: SELECT on errands.finished_jobs, prune_finished_jobs, not set_retention');
+          'grant_worker: SELECT on errands.finished_jobs, prune_finished_jobs, watch_jobs, not set_retention');
 SELECT ok(NOT has_function_privilege('errands_t040_worker', 'errands.grant_worker(regrole)', 'EXECUTE')
           AND NOT has_function_privilege('errands_t040_worker', 'errands._validate_specs(errands.job_spec[])', 'EXECUTE'),
           'grant_worker: no EXECUTE on the grant helpers or private functions');

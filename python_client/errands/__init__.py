@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from errands._install import install, install_async, render_install_sql
     from errands._options import WorkerOptions
+    from errands._wait import JobCancelled, JobFailed, UnknownJob, WaitError, WaitTimeout
     from errands.enqueue import JobOptions, add_job, add_job_async, add_jobs, add_jobs_async
     from errands.events import Event, Events
     from errands.helpers import AbortSignal, Helpers
@@ -29,6 +30,8 @@ __all__ = [
     "FinishedJob",
     "Helpers",
     "Job",
+    "JobCancelled",
+    "JobFailed",
     "JobOptions",
     "JobSpec",
     "JsonFormatter",
@@ -37,6 +40,9 @@ __all__ = [
     "SyncWorkerUtils",
     "TaskRegistry",
     "TaskTimeout",
+    "UnknownJob",
+    "WaitError",
+    "WaitTimeout",
     "Worker",
     "WorkerOptions",
     "WorkerShutdown",
@@ -71,6 +77,11 @@ _EXPORTS: dict[str, str] = {
     "FinishedJob": "errands.job",
     "Helpers": "errands.helpers",
     "Job": "errands.job",
+    "JobCancelled": "errands._wait",
+    "JobFailed": "errands._wait",
+    "UnknownJob": "errands._wait",
+    "WaitError": "errands._wait",
+    "WaitTimeout": "errands._wait",
     "JobOptions": "errands.enqueue",
     "JobSpec": "errands.job",
     "JsonFormatter": "errands.logs",

@@ -56,6 +56,24 @@ CLEANUP: Final = sql.SQL(
 )
 GET_FINISHED_JOB: Final = sql.SQL("SELECT * FROM errands.finished_jobs WHERE id = %(id)s::bigint")
 
+# --- waiting for a job (errands._wait) ----------------------------------------------
+#: Where the paths that finish jobs announce the watched ones (payload: ids, comma-separated).
+FINISHED_CHANNEL: Final = "errands:finished"
+#: The waiter's own connection: LISTEN first (then watch_jobs: no race); its watches
+#: need no durable commit (a crash ends the wait's connection too), so no WAL flush wait.
+WAIT_SESSION: Final = sql.SQL("SET synchronous_commit TO off; LISTEN {}").format(
+    sql.Identifier(FINISHED_CHANNEL)
+)
+WATCH_JOB: Final = sql.SQL(
+    "SELECT state FROM errands.watch_jobs(ARRAY[%(id)s::bigint], %(lease)s::interval)"
+)
+#: The state again after a notification, read-only (NULL: the job is gone).
+JOB_STATE: Final = sql.SQL(
+    "SELECT coalesce((SELECT state FROM errands.jobs WHERE id = %(id)s::bigint),"
+    " (SELECT state FROM errands.finished_jobs WHERE id = %(id)s::bigint))"
+)
+GET_JOB: Final = sql.SQL("SELECT * FROM errands.jobs WHERE id = %(id)s::bigint")
+
 # --- the worker --------------------------------------------------------------------
 
 GET_JOBS: Final = sql.SQL(

@@ -25,10 +25,11 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from errands import _queries as q
-from errands._connections import PoolSource, connect_kwargs
+from errands._connections import PoolSource, connect_kwargs, params_of_pool
 from errands._json import job_cursor
 from errands._prune import PRUNE_BATCH, prune_once
 from errands._retry import retry_transient, retry_transient_sync
+from errands._wait import POLL_INTERVAL, wait_async, wait_sync
 from errands.enqueue import add_job_params, add_jobs_params
 from errands.job import FinishedJob, Job, SpecLike
 
@@ -201,6 +202,23 @@ class WorkerUtils:
         rows = await self._rows(q.GET_FINISHED_JOB, {"id": job_id})
         return FinishedJob.from_row(rows[0]) if rows else None
 
+    async def wait_for_job(
+        self, job_id: int, *, timeout: float | None = None, poll_interval: float = POLL_INTERVAL
+    ) -> FinishedJob:
+        """Wait until job ``job_id`` finishes and return its ``errands.finished_jobs`` row
+        (state ``completed``, its ``result``).  Raises :class:`errands.JobFailed` (failed
+        for good) or :class:`errands.JobCancelled`, both carrying the job,
+        :class:`errands.UnknownJob`, or :class:`errands.WaitTimeout` after ``timeout``
+        seconds (``None``: no limit).  It LISTENs on its own connection (not the
+        pool's) and reads the state again on each notification naming the job, or
+        every ``poll_interval`` seconds.  Needs ``grant_read``."""
+        conninfo, kwargs = self._conninfo, self._kwargs
+        if conninfo is None:
+            pool = await self._get_pool()
+            conninfo, kwargs = params_of_pool(pool)
+        async with await psycopg.AsyncConnection.connect(conninfo, **kwargs) as conn:
+            return await wait_async(conn, job_id, timeout, poll_interval)
+
     async def prune_finished_jobs(self, max_rows: int = PRUNE_BATCH) -> int:
         """Delete expired finished jobs (as live workers do); returns how many."""
         return await prune_once(PoolSource(await self._get_pool()), max_rows)
@@ -310,3 +328,11 @@ class SyncWorkerUtils:
     def get_finished_job(self, job_id: int) -> FinishedJob | None:
         rows = self._rows(q.GET_FINISHED_JOB, {"id": job_id})
         return FinishedJob.from_row(rows[0]) if rows else None
+
+    def wait_for_job(
+        self, job_id: int, *, timeout: float | None = None, poll_interval: float = POLL_INTERVAL
+    ) -> FinishedJob:
+        """:meth:`WorkerUtils.wait_for_job`, blocking (on its own connection: the
+        other methods stay usable from other threads meanwhile)."""
+        with psycopg.connect(self._conninfo, **self._kwargs) as conn:
+            return wait_sync(conn, job_id, timeout, poll_interval)

@@ -119,17 +119,29 @@ BEGIN
           AND f.finished_at < v_now - coalesce(
                 (SELECT t.retention FROM errands._tasks t WHERE t.identifier = f.task_identifier),
                 v_global)
+          -- Kept while a waiter's lease on it lasts (17_wait.sql).
+          AND NOT EXISTS (SELECT FROM errands._job_waiters w
+                          WHERE w.job_id = f.id AND w.expires_at > v_now)
         ORDER BY f.finished_at
         LIMIT max_rows
         FOR UPDATE SKIP LOCKED
     )
     DELETE FROM errands._finished_jobs f USING expired WHERE f.ctid = expired.ctid;
     GET DIAGNOSTICS v_count = ROW_COUNT;
+    -- Expired leases go too (their waiters gave up or went away).
+    WITH expired AS (
+        SELECT w.ctid FROM errands._job_waiters w
+        WHERE w.expires_at <= v_now
+        LIMIT max_rows
+        FOR UPDATE SKIP LOCKED
+    )
+    DELETE FROM errands._job_waiters w USING expired WHERE w.ctid = expired.ctid;
     RETURN v_count;
 END
 $$;
 COMMENT ON FUNCTION errands.prune_finished_jobs(integer) IS
 'Deletes up to max_rows finished jobs whose retention (their task''s, else the
-global) has passed, oldest first, skipping rows another pruner holds. Returns how
+global) has passed, oldest first, skipping rows another pruner holds and rows
+a waiter still watches (errands.watch_jobs lease), and the expired leases. Returns how
 many it deleted: call it again while that equals max_rows. Live workers call it
 periodically; pg_cron can too (see docs/history.md).';

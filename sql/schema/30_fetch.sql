@@ -160,18 +160,22 @@ DECLARE
     v_limit bigint := errands._max_payload_bytes();
     v_big_ids bigint[];
     v_big_errors text[];
+    v_done bigint;
 BEGIN
     IF v_results IS NOT NULL AND cardinality(v_results) <> cardinality(v_ids) THEN
         RAISE EXCEPTION 'errands: worker_complete_jobs needs one result (NULL: none) per job: % ids, % results',
             cardinality(v_ids), cardinality(v_results) USING ERRCODE = '22023';
     END IF;
-    -- Today's path, unchanged: no task keeps history (retention 0 everywhere).
+    -- No task keeps history (retention 0 everywhere): delete. A job a waiter
+    -- watches (17_wait.sql) is left to the history path below, which keeps it
+    -- and notifies; so the jobs nobody watches pay nothing more than this.
     IF NOT errands._history_on() THEN
         RETURN QUERY
         WITH done AS (
             DELETE FROM errands._jobs j
             WHERE j.id = ANY(v_ids)
               AND j.locked_by = worker_complete_jobs.worker_id
+              AND NOT j.watched
             RETURNING j.id, j.job_queue_id
         ), unlocked AS (
             UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -179,7 +183,10 @@ BEGIN
               AND q.locked_by = worker_complete_jobs.worker_id
         )
         SELECT done.id FROM done;
-        RETURN;
+        GET DIAGNOSTICS v_done = ROW_COUNT;
+        IF v_done = cardinality(v_ids) THEN
+            RETURN;
+        END IF;
     END IF;
     -- A result over the payload size limit fails its job (worker_fail_jobs) with
     -- an error naming the size, rather than being lost.
@@ -219,15 +226,18 @@ BEGIN
         LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
         LEFT JOIN errands._queues q ON q.id = done.job_queue_id
         WHERE coalesce(t.retention, errands._retention()) > interval '0'
+           OR done.watched -- waiting (17_wait.sql): kept for its waiter
         ON CONFLICT (id) DO NOTHING
     )
     SELECT done.id FROM done;
+    PERFORM errands._jobs_finished(v_ids); -- waiting hook (17_wait.sql)
 END
 $$;
 COMMENT ON FUNCTION errands.worker_complete_jobs(text, bigint[], json[]) IS
 'Worker API. Completes the listed jobs that worker_id has locked (it finished
 them): each moves to errands.finished_jobs with its result (results[i] for
-job_ids[i]; NULL: none) when its task''s retention is above 0, else is deleted;
+job_ids[i]; NULL: none) when its task''s retention is above 0 or a waiter
+watches it (errands.watch_jobs: then "errands:finished" is notified), else is deleted;
 their queues are unlocked. A result whose JSON text exceeds the payload size
 limit fails its job instead (as worker_fail_jobs, error naming the size).
 Returns the ids it completed: a job missing from the result was no longer this
@@ -276,6 +286,9 @@ BEGIN
     JOIN errands._tasks t ON t.id = failed.task_id
     LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
     ORDER BY failed.id;
+    -- Waiting hook (17_wait.sql): a job that failed for good ends its waits (a
+    -- waiter woken by a retried job reads its state and keeps waiting).
+    PERFORM errands._jobs_finished(worker_fail_jobs.job_ids);
 END
 $$;
 COMMENT ON FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[]) IS

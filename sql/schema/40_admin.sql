@@ -2,12 +2,14 @@
 -- complete/fail/reschedule leave running jobs alone unless their lock is stale.
 
 CREATE OR REPLACE FUNCTION errands.complete_jobs(job_ids bigint[]) RETURNS SETOF errands.jobs
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    RETURN QUERY
     WITH d AS (
         DELETE FROM errands._jobs j
-        WHERE j.id = ANY(job_ids)
+        WHERE j.id = ANY(complete_jobs.job_ids)
           AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
         RETURNING j
     ), kept AS (
@@ -21,14 +23,17 @@ AS $$
         JOIN errands._tasks t ON t.id = (d.j).task_id
         LEFT JOIN errands._queues q ON q.id = (d.j).job_queue_id
         WHERE coalesce(t.retention, errands._retention()) > interval '0'
+           OR (d.j).watched -- waiting (17_wait.sql): kept for its waiter
         ON CONFLICT (id) DO NOTHING
     )
-    SELECT v.* FROM d, LATERAL errands._job_view(d.j) v ORDER BY v.id
+    SELECT v.* FROM d, LATERAL errands._job_view(d.j) v ORDER BY v.id;
+    PERFORM errands._jobs_finished(complete_jobs.job_ids); -- waiting hook (17_wait.sql)
+END
 $$;
 COMMENT ON FUNCTION errands.complete_jobs(bigint[]) IS
 'Marks the listed jobs as completed and returns them: they move to
-errands.finished_jobs (result NULL) when their task''s retention is above 0, else
-are deleted. Running jobs are skipped unless their lock is stale (older than 4
+errands.finished_jobs (result NULL) when their task''s retention is above 0 or a
+waiter watches them (errands.watch_jobs), else are deleted. Running jobs are skipped unless their lock is stale (older than 4
 hours).';
 
 CREATE OR REPLACE FUNCTION errands.permanently_fail_jobs(job_ids bigint[], error_message text DEFAULT NULL)

@@ -42,11 +42,14 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
     EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
     EXECUTE format('GRANT SELECT ON errands.finished_jobs TO %I', v_name);
+    -- Waiting reads states and results: a reader's right, not an enqueuer's.
+    EXECUTE format('GRANT EXECUTE ON FUNCTION errands.watch_jobs(bigint[], interval) TO %I', v_name);
 END
 $$;
 COMMENT ON FUNCTION errands.grant_read(regrole) IS
 'Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs and
-errands.finished_jobs views (payloads and results included; never the private tables). With it, add_job, add_jobs and
+errands.finished_jobs views (payloads and results included; never the private tables), and
+EXECUTE on errands.watch_jobs (waiting for jobs). With it, add_job, add_jobs and
 remove_job (if also granted) return payloads of jobs the call did not write.
 Run it as the owner of the errands schema or a superuser.';
 
