@@ -35,12 +35,12 @@ DECLARE
     db_version integer;
 BEGIN
     SELECT max(id) INTO db_version FROM errands.migrations;
-    IF db_version > 19 THEN
+    IF db_version > 21 THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0001',
             MESSAGE = format('errands: database schema is at version %s but these '
                              'install files only know up to version %s; '
-                             'upgrade the errands package', db_version, 19);
+                             'upgrade the errands package', db_version, 21);
     END IF;
 END
 $errands_version_check$;
@@ -325,12 +325,32 @@ $errands_m0019$;
 END
 $errands_install_m0019$;
 
+-- Migration 0021_cancel.sql
+DO $errands_install_m0021$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 21) THEN
+        EXECUTE $errands_m0021$
+-- Cancelling running jobs (issue 12): a running job's cancellation is requested
+-- by setting its reason here; whatever its worker then reports, or rescue, ends
+-- it cancelled. NULL for every other job, so the column costs the fetch and
+-- complete paths nothing but a bit of the (already present) null bitmap.
+ALTER TABLE errands._jobs ADD COLUMN cancel_reason text;
+-- The slow-poll fallback (errands.worker_cancel_requests) finds a worker's
+-- requested jobs here; the predicate keeps every other row out of it.
+CREATE INDEX jobs_cancel_requested ON errands._jobs (locked_by) WHERE cancel_reason IS NOT NULL;
+$errands_m0021$;
+        INSERT INTO errands.migrations (id, name) VALUES (21, 'cancel');
+        PERFORM set_config('errands.install_migrated', 'on', true);
+    END IF;
+END
+$errands_install_m0021$;
+
 -- Definitions (sql/schema/*.sql) and the security pass: skipped when no
 -- migration ran and the recorded hash is theirs.
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '13e658a904f55aecc16b9f59e86696f9712a941d28c95eba3c1f9b2918fe12d6') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '77b28521f1eff7839d237522847460bfd90fdc5d9babdf0c3da8b4195761964f') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1047,13 +1067,21 @@ DECLARE
     v_queue_id integer;
     v_limit bigint;
 BEGIN
-    IF v_mode NOT IN ('replace', 'preserve_run_at', 'unsafe_dedupe') THEN
-        RAISE EXCEPTION 'errands: invalid job_key_mode %; expected replace, preserve_run_at or unsafe_dedupe',
+    IF v_mode NOT IN ('replace', 'preserve_run_at', 'unsafe_dedupe', 'abort_replace') THEN
+        RAISE EXCEPTION 'errands: invalid job_key_mode %; expected replace, preserve_run_at, unsafe_dedupe or abort_replace',
             quote_literal(v_mode) USING ERRCODE = '22023';
     END IF;
     IF add_job.timeout <= interval '0' THEN
         RAISE EXCEPTION 'errands: timeout must be positive, got %', add_job.timeout
             USING ERRCODE = '22023';
+    END IF;
+    IF add_job.job_key IS NOT NULL AND v_mode = 'abort_replace' THEN
+        -- Graphile's #546: the running job holding the key gets its cancellation
+        -- requested. Its row stays locked by this transaction, so no fetch can
+        -- take it between the request and add_jobs giving its key away.
+        PERFORM errands._request_cancel(ARRAY(
+            SELECT j.id FROM errands._jobs j WHERE j.key = add_job.job_key FOR UPDATE),
+            format('errands: cancelled by abort_replace of job key %s', add_job.job_key));
     END IF;
     IF add_job.job_key IS NOT NULL AND v_mode <> 'unsafe_dedupe' THEN
         -- The job-key decision table lives in add_jobs (which clears timeout
@@ -1127,9 +1155,10 @@ COMMENT ON FUNCTION errands.add_job(text, json, text, timestamptz, integer, text
 max_attempts 25, priority 0. With a job_key, job_key_mode decides: replace
 updates a pending job with the key in place (every attribute, attempts reset,
 revision + 1), preserve_run_at does the same but keeps run_at of a job that has
-not been tried, unsafe_dedupe only bumps revision of any job holding the key.
-A running or permanently failed job with the key loses it and a new job is
-inserted. Array payloads of the same key concatenate (batch jobs). timeout
+not been tried, unsafe_dedupe only bumps revision of any job holding the key,
+abort_replace is replace that also requests the cancellation of a running job
+holding the key (errands.cancel_jobs). A running or permanently failed job with
+the key loses it and a new job is inserted. Array payloads of the same key concatenate (batch jobs). timeout
 (errands only, positive): each try of this job may run that long (overrides the
 task''s timeout). A caller that may not read jobs (no SELECT on errands.jobs)
 never gets another job''s payload back: payload and last_error are NULL when
@@ -1382,8 +1411,11 @@ BEGIN
                                             attempts, max_attempts, last_error, key, created_at,
                                             state, result)
         SELECT done.id, q.queue_name, t.identifier, done.payload, done.priority, done.attempts,
-               done.max_attempts, done.last_error, done.key, done.created_at, 'completed',
-               r.result
+               done.max_attempts,
+               -- A job whose cancellation was requested ends cancelled, result dropped.
+               coalesce(done.cancel_reason, done.last_error), done.key, done.created_at,
+               CASE WHEN done.cancel_reason IS NULL THEN 'completed' ELSE 'cancelled' END,
+               CASE WHEN done.cancel_reason IS NULL THEN r.result END
         FROM done
         JOIN errands._tasks t ON t.id = done.task_id
         LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
@@ -1421,6 +1453,8 @@ BEGIN
             coalesce(cardinality(worker_fail_jobs.payloads)::text, 'no')
             USING ERRCODE = '22023';
     END IF;
+    -- A job whose cancellation was requested ends cancelled instead.
+    PERFORM errands._end_cancelled(worker_fail_jobs.worker_id, worker_fail_jobs.job_ids, NULL, true);
     RETURN QUERY
     WITH f AS (
         SELECT * FROM unnest(worker_fail_jobs.job_ids, worker_fail_jobs.error_messages,
@@ -1483,6 +1517,8 @@ BEGIN
         RAISE EXCEPTION 'errands: a snooze delay must be finite and >= 0, got %', v_bad
             USING ERRCODE = '22023';
     END IF;
+    -- A job whose cancellation was requested ends cancelled instead.
+    PERFORM errands._end_cancelled(worker_snooze_jobs.worker_id, worker_snooze_jobs.job_ids, NULL, true);
     RETURN QUERY
     WITH s AS (
         SELECT * FROM unnest(worker_snooze_jobs.job_ids, worker_snooze_jobs.delays) AS s(id, delay)
@@ -1552,6 +1588,8 @@ SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
 BEGIN
+    -- A job whose cancellation was requested ends cancelled instead.
+    PERFORM errands._end_cancelled(worker_return_jobs.worker_id, worker_return_jobs.job_ids, NULL, true);
     RETURN QUERY
     WITH returned AS (
         UPDATE errands._jobs j
@@ -1575,9 +1613,17 @@ lock is released and the attempt it took is given back. Returns their ids.';
 -- is evaluated with the caller's privileges; tests_sql/016_job_row.sql checks it).
 CREATE OR REPLACE FUNCTION errands.reset_locked(older_than interval DEFAULT interval '4 hours')
 RETURNS integer
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_cancelled integer;
+    v_count integer;
+BEGIN
+    -- A job whose cancellation was requested ends cancelled, never runs again.
+    v_cancelled := cardinality(errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NOT NULL)));
     WITH jobs AS (
         UPDATE errands._jobs j
         SET locked_at = NULL,
@@ -1585,18 +1631,206 @@ AS $$
             run_at = greatest(j.run_at, now()),
             last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
                                 j.locked_by, j.locked_at)
-        WHERE j.locked_at < now() - older_than
+        WHERE j.locked_at < now() - reset_locked.older_than
         RETURNING j.id
     ), queues AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.locked_at < now() - older_than
+        WHERE q.locked_at < now() - reset_locked.older_than
     )
-    SELECT count(*)::integer FROM jobs
+    SELECT count(*)::integer INTO v_count FROM jobs;
+    RETURN v_count + v_cancelled;
+END
 $$;
 COMMENT ON FUNCTION errands.reset_locked(interval) IS
 'Rescues jobs whose lock is older than older_than (their worker died): they become
-runnable at once with the interrupted try counted, and stale queue locks are
-released. Returns the number of jobs rescued.';
+runnable at once with the interrupted try counted (a job whose cancellation was
+requested ends cancelled instead), and stale queue locks are released. Returns
+the number of jobs rescued.';
+-- sql/schema/35_cancel.sql
+-- Cancelling jobs (issue 12). A job that is not running is cancelled at once:
+-- deleted from errands._jobs and, when its task's retention is above 0, kept in
+-- errands._finished_jobs with state 'cancelled' and the reason as last_error. A
+-- running job gets its cancellation requested: errands._jobs.cancel_reason is
+-- set and its worker is told on the channel 'errands:cancel'; whatever the
+-- worker then reports (complete, fail, fail-now, snooze, return, cancel), or a
+-- rescue of its dead worker, ends it cancelled.
+
+-- The one statement that ends jobs cancelled. worker_id NULL: only jobs nobody
+-- has locked; else only jobs that worker has locked (its queues are unlocked),
+-- and with requested_only only those whose cancellation was requested. The
+-- reason recorded is reasons[i] (NULL: none given), else the requested one.
+CREATE OR REPLACE FUNCTION errands._end_cancelled(worker_id text, job_ids bigint[],
+                                                  reasons text[], requested_only boolean)
+RETURNS bigint[]
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_ids bigint[];
+BEGIN
+    WITH r AS (
+        SELECT DISTINCT ON (r.id) r.id, r.reason
+        FROM unnest(_end_cancelled.job_ids, _end_cancelled.reasons) AS r(id, reason)
+        WHERE r.id IS NOT NULL
+        ORDER BY r.id
+    ), gone AS (
+        DELETE FROM errands._jobs j USING r
+        WHERE j.id = r.id
+          AND CASE WHEN _end_cancelled.worker_id IS NULL THEN j.locked_at IS NULL
+                   ELSE j.locked_by = _end_cancelled.worker_id END
+          AND (NOT _end_cancelled.requested_only OR j.cancel_reason IS NOT NULL)
+        RETURNING j.*, coalesce(r.reason, j.cancel_reason, 'errands: cancelled') AS reason
+    ), unlocked AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.id IN (SELECT gone.job_queue_id FROM gone)
+          AND q.locked_by = _end_cancelled.worker_id
+    ), kept AS (
+        INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
+                                            attempts, max_attempts, last_error, key, created_at,
+                                            state, result)
+        SELECT gone.id, q.queue_name, t.identifier, gone.payload, gone.priority, gone.attempts,
+               gone.max_attempts, gone.reason, gone.key, gone.created_at, 'cancelled', NULL
+        FROM gone
+        JOIN errands._tasks t ON t.id = gone.task_id
+        LEFT JOIN errands._queues q ON q.id = gone.job_queue_id
+        WHERE coalesce(t.retention, errands._retention()) > interval '0'
+        ON CONFLICT (id) DO NOTHING
+    )
+    SELECT array_agg(gone.id ORDER BY gone.id) INTO v_ids FROM gone;
+    RETURN coalesce(v_ids, '{}');
+END
+$$;
+
+-- Cancel these unlocked unfinished jobs now; returns the ids cancelled (a job a
+-- worker locked meanwhile is left alone and missing from the result).
+CREATE OR REPLACE FUNCTION errands._cancel_now(job_ids bigint[], reason text) RETURNS bigint[]
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT errands._end_cancelled(NULL, _cancel_now.job_ids,
+                                  array_fill(_cancel_now.reason, ARRAY[coalesce(cardinality(_cancel_now.job_ids), 0)]),
+                                  false)
+$$;
+
+-- Requests the cancellation of the running jobs among job_ids (first reason
+-- wins) and tells their workers; returns the ids requested.
+CREATE OR REPLACE FUNCTION errands._request_cancel(job_ids bigint[], reason text) RETURNS bigint[]
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_ids bigint[] := '{}';
+    v_row record;
+BEGIN
+    FOR v_row IN
+        UPDATE errands._jobs j
+        SET cancel_reason = coalesce(j.cancel_reason, _request_cancel.reason), updated_at = now()
+        WHERE j.id = ANY(_request_cancel.job_ids) AND j.locked_at IS NOT NULL
+        RETURNING j.id, j.locked_by
+    LOOP
+        v_ids := v_ids || v_row.id;
+        PERFORM pg_notify('errands:cancel',
+                          json_build_object('job_id', v_row.id, 'worker_id', v_row.locked_by)::text);
+    END LOOP;
+    RETURN v_ids;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION errands.cancel_jobs(job_ids bigint[])
+RETURNS TABLE (id bigint, outcome text)
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now bigint[];
+    v_requested bigint[];
+BEGIN
+    IF cancel_jobs.job_ids IS NULL THEN
+        RAISE EXCEPTION 'errands: cancel_jobs needs an array of job ids, got NULL'
+            USING ERRCODE = '22023';
+    END IF;
+    -- Lock the rows first (in id order: no deadlock between two cancel_jobs), so
+    -- that each is judged on its latest version: a fetch, completion or failure
+    -- in flight is waited for, and fetching (SKIP LOCKED) cannot take them now.
+    PERFORM 1 FROM errands._jobs j WHERE j.id = ANY(cancel_jobs.job_ids) ORDER BY j.id FOR UPDATE;
+    v_now := errands._cancel_now(cancel_jobs.job_ids, 'errands: cancelled by cancel_jobs');
+    v_requested := errands._request_cancel(cancel_jobs.job_ids,
+                                           'errands: cancelled by cancel_jobs while running');
+    RETURN QUERY
+    SELECT i.id,
+           CASE WHEN i.id = ANY(v_now) THEN 'cancelled'
+                WHEN i.id = ANY(v_requested) THEN 'cancel_requested'
+                WHEN EXISTS (SELECT 1 FROM errands._finished_jobs f WHERE f.id = i.id)
+                    THEN 'already_finished'
+                ELSE 'unknown' END
+    FROM (SELECT DISTINCT ON (x.id) x.id, x.ord
+          FROM unnest(cancel_jobs.job_ids) WITH ORDINALITY AS x(id, ord)
+          WHERE x.id IS NOT NULL
+          ORDER BY x.id, x.ord) i
+    ORDER BY i.ord;
+END
+$$;
+COMMENT ON FUNCTION errands.cancel_jobs(bigint[]) IS
+'Cancels the listed jobs and returns one row per distinct id, in input order, with
+its outcome: cancelled (it was scheduled, pending, retrying or failed: it is
+deleted now and kept in errands.finished_jobs with state cancelled when its
+task''s retention is above 0), cancel_requested (it is running: its worker is
+told on the channel errands:cancel and, whatever it reports next, the job ends
+cancelled; a rescue of that worker ends it cancelled too), already_finished (in
+errands.finished_jobs) or unknown (no such job, or finished and not kept).';
+
+CREATE OR REPLACE FUNCTION errands.worker_cancel_jobs(worker_id text, job_ids bigint[],
+                                                      reasons text[])
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF cardinality(worker_cancel_jobs.job_ids) IS DISTINCT FROM cardinality(worker_cancel_jobs.reasons) THEN
+        RAISE EXCEPTION 'errands: worker_cancel_jobs needs one reason (NULL: none) per job: % ids, % reasons',
+            coalesce(cardinality(worker_cancel_jobs.job_ids)::text, 'NULL'),
+            coalesce(cardinality(worker_cancel_jobs.reasons)::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    SELECT unnest(errands._end_cancelled(worker_cancel_jobs.worker_id, worker_cancel_jobs.job_ids,
+                                         worker_cancel_jobs.reasons, false));
+END
+$$;
+COMMENT ON FUNCTION errands.worker_cancel_jobs(text, bigint[], text[]) IS
+'Worker API. Cancels each listed job that worker_id has locked (the task raised
+errands.Cancel): it ends cancelled, never retried, with its reason (NULL: the
+requested one, else "errands: cancelled") as last_error; kept in
+errands.finished_jobs when its task''s retention is above 0; its queue is
+unlocked. Returns the ids cancelled: a missing id was no longer this worker''s.';
+
+CREATE OR REPLACE FUNCTION errands.worker_cancel_requests(worker_id text)
+RETURNS SETOF bigint
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT j.id FROM errands._jobs j
+    WHERE j.locked_by = worker_cancel_requests.worker_id AND j.cancel_reason IS NOT NULL
+    ORDER BY j.id
+$$;
+COMMENT ON FUNCTION errands.worker_cancel_requests(text) IS
+'Worker API. The ids of the jobs worker_id has locked whose cancellation was
+requested (the slow-poll fallback of the errands:cancel notifications).';
+
+-- Ends cancelled those of job_ids whose cancellation was requested, whoever has
+-- them locked (rescue of dead workers, stale locks); returns their ids.
+CREATE OR REPLACE FUNCTION errands._end_requested(job_ids bigint[]) RETURNS bigint[]
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_all bigint[] := '{}';
+    v_worker text;
+    v_ids bigint[];
+BEGIN
+    FOR v_worker, v_ids IN
+        SELECT j.locked_by, array_agg(j.id) FROM errands._jobs j
+        WHERE j.id = ANY(_end_requested.job_ids) AND j.cancel_reason IS NOT NULL
+          AND j.locked_by IS NOT NULL
+        GROUP BY j.locked_by
+    LOOP
+        v_all := v_all || errands._end_cancelled(v_worker, v_ids, NULL, true);
+    END LOOP;
+    RETURN v_all;
+END
+$$;
 -- sql/schema/40_admin.sql
 -- Administration (Graphile Worker's WorkerUtils functions) and cleanup.
 -- complete/fail/reschedule leave running jobs alone unless their lock is stale.
@@ -1704,6 +1938,10 @@ CREATE OR REPLACE FUNCTION errands.force_unlock_workers(worker_ids text[]) RETUR
 LANGUAGE sql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+    -- A job whose cancellation was requested ends cancelled, never runs again.
+    SELECT errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NOT NULL));
     UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
     WHERE j.locked_by = ANY(worker_ids);
     UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -1711,7 +1949,8 @@ AS $$
 $$;
 COMMENT ON FUNCTION errands.force_unlock_workers(text[]) IS
 'Unlocks every job and queue locked by the listed workers (use it for workers you
-know are dead). attempts is unchanged, so the interrupted try counts.';
+know are dead). attempts is unchanged, so the interrupted try counts; a job whose
+cancellation was requested ends cancelled instead.';
 
 CREATE OR REPLACE FUNCTION errands.cleanup(
     tasks text[] DEFAULT ARRAY['GC_JOB_QUEUES'],
@@ -2274,6 +2513,10 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_count integer;
 BEGIN
+    -- A job whose cancellation was requested ends cancelled, never runs again.
+    PERFORM errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NOT NULL));
     WITH jobs AS (
         UPDATE errands._jobs j
         SET locked_at = NULL,
@@ -2534,7 +2777,9 @@ BEGIN
           AND p.prokind = 'f'
           AND (p.proname = ANY (ARRAY['get_jobs', 'worker_complete_jobs', 'worker_fail_jobs',
                                       'worker_return_jobs', 'worker_snooze_jobs',
-                                      'worker_fail_jobs_now', 'reset_locked', 'complete_jobs',
+                                      'worker_fail_jobs_now', 'worker_cancel_jobs',
+                                      'worker_cancel_requests', 'cancel_jobs',
+                                      'reset_locked', 'complete_jobs',
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
                                       'prune_finished_jobs',
@@ -2552,9 +2797,10 @@ $$;
 COMMENT ON FUNCTION errands.grant_worker(regrole) IS
 'Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
 on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
-worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, reset_locked, try_lock_worker, register_worker, heartbeat,
+worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, worker_cancel_jobs,
+worker_cancel_requests, reset_locked, try_lock_worker, register_worker, heartbeat,
 rescue_workers, unregister_worker), the admin functions (complete_jobs,
-permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup,
+cancel_jobs, permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup,
 prune_finished_jobs, the cron
 functions if cron is installed when it runs, and what grant_read gives (SELECT on
 the errands.jobs and errands.finished_jobs views, never on the private tables).
@@ -3184,7 +3430,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '13e658a904f55aecc16b9f59e86696f9712a941d28c95eba3c1f9b2918fe12d6')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '77b28521f1eff7839d237522847460bfd90fdc5d9babdf0c3da8b4195761964f')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -212,8 +212,11 @@ BEGIN
                                             attempts, max_attempts, last_error, key, created_at,
                                             state, result)
         SELECT done.id, q.queue_name, t.identifier, done.payload, done.priority, done.attempts,
-               done.max_attempts, done.last_error, done.key, done.created_at, 'completed',
-               r.result
+               done.max_attempts,
+               -- A job whose cancellation was requested ends cancelled, result dropped.
+               coalesce(done.cancel_reason, done.last_error), done.key, done.created_at,
+               CASE WHEN done.cancel_reason IS NULL THEN 'completed' ELSE 'cancelled' END,
+               CASE WHEN done.cancel_reason IS NULL THEN r.result END
         FROM done
         JOIN errands._tasks t ON t.id = done.task_id
         LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
@@ -251,6 +254,8 @@ BEGIN
             coalesce(cardinality(worker_fail_jobs.payloads)::text, 'no')
             USING ERRCODE = '22023';
     END IF;
+    -- A job whose cancellation was requested ends cancelled instead.
+    PERFORM errands._end_cancelled(worker_fail_jobs.worker_id, worker_fail_jobs.job_ids, NULL, true);
     RETURN QUERY
     WITH f AS (
         SELECT * FROM unnest(worker_fail_jobs.job_ids, worker_fail_jobs.error_messages,
@@ -313,6 +318,8 @@ BEGIN
         RAISE EXCEPTION 'errands: a snooze delay must be finite and >= 0, got %', v_bad
             USING ERRCODE = '22023';
     END IF;
+    -- A job whose cancellation was requested ends cancelled instead.
+    PERFORM errands._end_cancelled(worker_snooze_jobs.worker_id, worker_snooze_jobs.job_ids, NULL, true);
     RETURN QUERY
     WITH s AS (
         SELECT * FROM unnest(worker_snooze_jobs.job_ids, worker_snooze_jobs.delays) AS s(id, delay)
@@ -382,6 +389,8 @@ SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
 BEGIN
+    -- A job whose cancellation was requested ends cancelled instead.
+    PERFORM errands._end_cancelled(worker_return_jobs.worker_id, worker_return_jobs.job_ids, NULL, true);
     RETURN QUERY
     WITH returned AS (
         UPDATE errands._jobs j
@@ -405,9 +414,17 @@ lock is released and the attempt it took is given back. Returns their ids.';
 -- is evaluated with the caller's privileges; tests_sql/016_job_row.sql checks it).
 CREATE OR REPLACE FUNCTION errands.reset_locked(older_than interval DEFAULT interval '4 hours')
 RETURNS integer
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_cancelled integer;
+    v_count integer;
+BEGIN
+    -- A job whose cancellation was requested ends cancelled, never runs again.
+    v_cancelled := cardinality(errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NOT NULL)));
     WITH jobs AS (
         UPDATE errands._jobs j
         SET locked_at = NULL,
@@ -415,15 +432,18 @@ AS $$
             run_at = greatest(j.run_at, now()),
             last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
                                 j.locked_by, j.locked_at)
-        WHERE j.locked_at < now() - older_than
+        WHERE j.locked_at < now() - reset_locked.older_than
         RETURNING j.id
     ), queues AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.locked_at < now() - older_than
+        WHERE q.locked_at < now() - reset_locked.older_than
     )
-    SELECT count(*)::integer FROM jobs
+    SELECT count(*)::integer INTO v_count FROM jobs;
+    RETURN v_count + v_cancelled;
+END
 $$;
 COMMENT ON FUNCTION errands.reset_locked(interval) IS
 'Rescues jobs whose lock is older than older_than (their worker died): they become
-runnable at once with the interrupted try counted, and stale queue locks are
-released. Returns the number of jobs rescued.';
+runnable at once with the interrupted try counted (a job whose cancellation was
+requested ends cancelled instead), and stale queue locks are released. Returns
+the number of jobs rescued.';

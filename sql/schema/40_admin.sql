@@ -104,6 +104,10 @@ CREATE OR REPLACE FUNCTION errands.force_unlock_workers(worker_ids text[]) RETUR
 LANGUAGE sql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+    -- A job whose cancellation was requested ends cancelled, never runs again.
+    SELECT errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NOT NULL));
     UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
     WHERE j.locked_by = ANY(worker_ids);
     UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -111,7 +115,8 @@ AS $$
 $$;
 COMMENT ON FUNCTION errands.force_unlock_workers(text[]) IS
 'Unlocks every job and queue locked by the listed workers (use it for workers you
-know are dead). attempts is unchanged, so the interrupted try counts.';
+know are dead). attempts is unchanged, so the interrupted try counts; a job whose
+cancellation was requested ends cancelled instead.';
 
 CREATE OR REPLACE FUNCTION errands.cleanup(
     tasks text[] DEFAULT ARRAY['GC_JOB_QUEUES'],
