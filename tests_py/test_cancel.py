@@ -175,3 +175,47 @@ def test_cli_cancel_by_id_and_by_filter(db: str, conn: psycopg.Connection[Any]) 
     assert result.exit_code == 0 and result.stdout == "no matching job\n"
     result = cli("cancel", "1", "--task", "c2", "-c", db)
     assert result.exit_code == 1 and "give job ids or --task TASK" in result.stderr
+
+
+@pytest.mark.parametrize("how", ["abort_replace", "poll"])
+def test_a_running_job_cancelled_by_abort_replace_or_heard_by_polling(
+    db: str, conn: psycopg.Connection[Any], how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """abort_replace requests the cancellation of the running keyed job and its
+    replacement runs; a worker without LISTEN (PgBouncer mode) hears it by polling."""
+    conn.execute("SELECT errands.set_retention('1 hour')")
+    monkeypatch.setattr("errands._cancel_watch.POLL_INTERVAL", 0.2)
+    runs: list[tuple[int, Any]] = []
+
+    @task("keyed")
+    async def keyed(payload: Any, helpers: Helpers) -> None:
+        runs.append((helpers.job.id, payload["v"]))
+        await asyncio.sleep(payload["seconds"])
+
+    old = errands.add_job(conn, "keyed", {"v": 1, "seconds": 10}, job_key="k").id
+
+    async def main() -> None:
+        listen = how != "poll"
+        runner = await errands.run(db, [keyed], poll_interval=0.1, listen=listen, log_jobs=False)
+        try:
+            await asyncio.to_thread(wait_until, lambda: runs, 10, "the job starts")
+            if how == "poll":
+                cancel(conn, old)
+            else:
+                errands.add_job(
+                    conn, "keyed", {"v": 2, "seconds": 0}, job_key="k", job_key_mode="abort_replace"
+                )
+            await asyncio.to_thread(wait_until, lambda: finished(conn, old), 5, "cancelled")
+            if how != "poll":
+                await asyncio.to_thread(wait_until, lambda: jobs(conn) == [], 5, "replacement")
+        finally:
+            await runner.stop()
+
+    asyncio.run(main())
+    state, reason = finished(conn, old) or ("", "")
+    assert state == "cancelled"
+    if how == "poll":
+        assert [r[0] for r in runs] == [old]
+    else:
+        assert reason == "errands: cancelled by abort_replace of job key k"
+        assert [r[1] for r in runs] == [1, 2]  # the replacement ran once

@@ -2,7 +2,7 @@
 -- requested, then cancelled whatever the worker reports or when it is rescued),
 -- errands.worker_cancel_jobs (errands.Cancel) and job_key_mode abort_replace.
 BEGIN;
-SELECT plan(43);
+SELECT plan(45);
 \ir include/jobs_by_name.sql
 SELECT errands.set_retention(interval '1 hour');
 
@@ -129,6 +129,13 @@ UPDATE errands._jobs SET locked_at = now() - interval '5 hours' WHERE id = pg_te
 SELECT is(errands.reset_locked(), 1, 'reset_locked counts the stale requested job');
 SELECT is(pg_temp.finished('stale'), pg_temp.finished('rescued_a'), 'and ends it cancelled');
 SELECT is_empty($$SELECT * FROM errands.get_jobs('w6', '{resc2}')$$, 'it never runs again');
+
+-- A dead worker's rescue (rescue_workers and unregister_worker release its jobs).
+INSERT INTO j VALUES ('dead', (errands.add_job('resc3')).id);
+SELECT errands.get_jobs('w_dead', '{resc3}');
+SELECT errands.cancel_jobs(pg_temp.ids('dead'));
+SELECT is(errands.unregister_worker('w_dead'), 0, 'releasing a worker: its requested job is not made runnable');
+SELECT is(pg_temp.finished('dead'), pg_temp.finished('rescued_a'), 'it ends cancelled');
 
 ------------------------------------------------------------------------------
 -- abort_replace: the running keyed job is requested, a new job takes the key.

@@ -35,13 +35,13 @@ class CancelWatch:
         *,
         cancel: Callable[[int], bool],
         busy: Callable[[], bool],
-        poll_interval: float = POLL_INTERVAL,
+        poll_interval: float | None = None,
     ) -> None:
         self._source = source
         self._worker_id = worker_id
         self._cancel = cancel
         self._busy = busy
-        self._poll_interval = poll_interval
+        self._poll_interval = POLL_INTERVAL if poll_interval is None else poll_interval
 
     def notified(self, payload: str) -> None:
         """An ``errands:cancel`` payload; requests for other workers' jobs are ignored."""
