@@ -219,3 +219,50 @@ def test_a_running_job_cancelled_by_abort_replace_or_heard_by_polling(
     else:
         assert reason == "errands: cancelled by abort_replace of job key k"
         assert [r[1] for r in runs] == [1, 2]  # the replacement ran once
+
+
+def test_a_job_cancelled_while_it_waits_in_the_local_queue_never_runs(
+    db: str, conn: psycopg.Connection[Any]
+) -> None:
+    """A fetched job is locked (SQL: running) before it starts: a cancellation
+    heard then ends it cancelled when it reaches a slot, without running it."""
+    conn.execute("SELECT errands.set_retention('1 hour')")
+    runs: list[int] = []
+
+    @task("busy")
+    async def busy(payload: Any, helpers: Helpers) -> None:
+        runs.append(helpers.job.id)
+        await asyncio.sleep(payload["seconds"])
+
+    # Quick jobs first: the worker prefetches only once it knows jobs are short.
+    quick = [errands.add_job(conn, "busy", {"seconds": 0}).id for _ in range(3)]
+    first = errands.add_job(conn, "busy", {"seconds": 1.5}).id
+    queued = errands.add_job(conn, "busy", {"seconds": 0}).id
+
+    async def main() -> None:
+        runner = await errands.run(
+            db, [busy], concurrency=1, local_queue_size=1, poll_interval=0.1, log_jobs=False
+        )
+        try:
+            await asyncio.to_thread(wait_until, lambda: first in runs, 10, "the long job starts")
+            await asyncio.to_thread(
+                wait_until,
+                lambda: conn.execute(
+                    "SELECT 1 FROM errands._jobs WHERE id = %s AND locked_by IS NOT NULL", [queued]
+                ).fetchone(),
+                1.0,
+                "the next job is fetched into the local queue",
+            )
+            assert cancel(conn, queued) == [(queued, "cancel_requested")]
+            await asyncio.to_thread(wait_until, lambda: finished(conn, queued), 10, "cancelled")
+            await asyncio.to_thread(wait_until, lambda: finished(conn, first), 10, "completed")
+        finally:
+            await runner.stop()
+
+    asyncio.run(main())
+    assert runs == [*quick, first]
+    assert finished(conn, queued) == (
+        "cancelled",
+        "errands: cancelled by cancel_jobs while running",
+    )
+    assert finished(conn, first) == ("completed", None)

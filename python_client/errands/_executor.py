@@ -42,6 +42,12 @@ logger = logging.getLogger("errands.worker")
 ABORT_GRACE = 0.5
 """Seconds between setting the abort signal and cancelling/failing running jobs."""
 
+EARLY_CANCEL_TTL = 120.0
+"""Seconds a cancellation request for a job not started yet is remembered (a
+locked job starts or is handed back well within that)."""
+EARLY_CANCELS_KEPT = 100
+"""How many such requests are kept before the old ones are forgotten."""
+
 Emit = Callable[..., None]
 
 
@@ -120,6 +126,10 @@ class Executor:
         self.abort = AbortSignal()
         self.threads = DaemonThreadPool(concurrency)
         self.running: dict[int, _Running] = {}
+        # Cancellation requests for jobs locked but not started yet (in the local
+        # queue, or in a fetch in flight): job id -> when heard. They end cancelled
+        # without running when they reach a slot.
+        self._cancel_early: dict[int, float] = {}
         # Tasks whose slot is free but whose outcome (or hand-back) is still being written.
         self._writing: set[asyncio.Task[None]] = set()
 
@@ -139,6 +149,9 @@ class Executor:
         rec = _Running(job, AbortSignal())
         if self.abort.is_set():
             rec.abort.set()
+        # Requested while it waited in the local queue: it never runs.
+        if self._cancel_early and self._cancel_early.pop(job.id, None) is not None:
+            rec.cancelled = True
         self.running[job.id] = rec
         # Unnamed: formatting a name per job costs more than the job.
         rec.task = asyncio.create_task(self._run_job(rec, self._tasks.get(job.task_identifier)))
@@ -148,6 +161,10 @@ class Executor:
     async def _run_job(self, rec: _Running, info: TaskInfo | None) -> None:
         job = rec.job
         try:
+            # Requested before this task's first step (cancel() leaves a task
+            # whose rec.sync is None alone): it never runs.
+            if self._cancelled_early(rec):
+                return
             self._emit("job:start", job=job)
             rec.started = time.perf_counter()
             error: BaseException | None = None
@@ -157,8 +174,6 @@ class Executor:
                 if info is None:
                     raise LookupError(f"unsupported task {job.task_identifier!r}")
                 rec.sync = not info.is_async
-                if rec.cancelled:  # requested before the task started
-                    raise asyncio.CancelledError
                 helpers = Helpers(
                     job, source=self._source, sync_connections=self._sync, abort=rec.abort,
                     worker_id=self._worker_id,
@@ -225,7 +240,16 @@ class Executor:
         if it is an async task (a sync task is expected to watch ``helpers.abort``).
         Returns whether the job runs here and was not already cancelled or ending."""
         rec = self.running.get(job_id)
-        if rec is None or rec.settled or rec.cancelled:
+        if rec is None:
+            now = time.monotonic()
+            if len(self._cancel_early) >= EARLY_CANCELS_KEPT:
+                # Requests for jobs that ended before they were heard: forget old ones.
+                self._cancel_early = {
+                    j: t for j, t in self._cancel_early.items() if now - t < EARLY_CANCEL_TTL
+                }
+            self._cancel_early[job_id] = now
+            return False
+        if rec.settled or rec.cancelled:
             return False
         rec.cancelled = True
         rec.abort.set()
@@ -235,6 +259,15 @@ class Executor:
                 rec.inner.cancel()
             elif rec.task is not None:
                 rec.task.cancel()
+        return True
+
+    def _cancelled_early(self, rec: _Running) -> bool:
+        """Whether ``rec`` was cancelled before it started; if so, report it."""
+        if not rec.cancelled:
+            return False
+        rec.settled = True
+        self._release(rec)
+        self.track(asyncio.ensure_future(self.record(rec.job, None, None, 0.0, cancelled=True)))
         return True
 
     def _release(self, rec: _Running, *, writing: bool = True) -> None:
