@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import errands  # noqa: E402
+from bench.cancel import cancel_latency  # noqa: E402
 from bench.common import (  # noqa: E402
     BENCH,
     FULL,
@@ -73,7 +74,9 @@ def markdown(info: dict[str, Any], rep: Report, mode: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (< 2 minutes)")
-    parser.add_argument("--only", default="W1,W2,W3,W4,W5,once", help="comma-separated workloads")
+    parser.add_argument(
+        "--only", default="W1,W2,W3,W4,W5,once,cancel", help="comma-separated workloads"
+    )
     parser.add_argument(
         "--peers",
         action="store_true",
@@ -127,6 +130,9 @@ def main() -> None:
                     ">= 45%",
                     base / floor[50],
                 )
+        if "cancel" in only:
+            log("cancellation latency")
+            cancel_latency(dsn, rep, 20 if args.quick else 100)
         if args.peers and only & {"W1", "W2", "W3"}:
             log("peers side by side")
             peer_res = peers(cluster, sz, PEERS_QUICK if args.quick else PEERS_FULL, only)
