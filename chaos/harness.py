@@ -335,7 +335,7 @@ class Chaos(Verdict):
             if self.rng.random() < 0.3:
                 # The commit may be lost with the connection: chaos_cancels says.
                 with contextlib.suppress(psycopg.OperationalError):
-                    self.sql(CANCEL_SOME, {"count": 1}, fetch=False)
+                    self.sql(CANCEL_SOME, fetch=False)
             if opts.terminate_interval and now >= next_terminate:
                 self.terminate_some()
                 next_terminate = time.monotonic() + opts.terminate_interval

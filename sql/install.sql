@@ -350,7 +350,7 @@ $errands_install_m0021$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '77b28521f1eff7839d237522847460bfd90fdc5d9babdf0c3da8b4195761964f') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '89324bf66c53238f9e60165860a63055c5661ecdbf4164153db02070cb815de4') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1453,8 +1453,6 @@ BEGIN
             coalesce(cardinality(worker_fail_jobs.payloads)::text, 'no')
             USING ERRCODE = '22023';
     END IF;
-    -- A job whose cancellation was requested ends cancelled instead.
-    PERFORM errands._end_cancelled(worker_fail_jobs.worker_id, worker_fail_jobs.job_ids, NULL, true);
     RETURN QUERY
     WITH f AS (
         SELECT * FROM unnest(worker_fail_jobs.job_ids, worker_fail_jobs.error_messages,
@@ -1469,6 +1467,7 @@ BEGIN
             payload = coalesce(f.payload, j.payload)
         FROM f
         WHERE j.id = f.id AND j.locked_by = worker_fail_jobs.worker_id
+          AND j.cancel_reason IS NULL
         RETURNING j.*
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -1480,6 +1479,9 @@ BEGIN
     JOIN errands._tasks t ON t.id = failed.task_id
     LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
     ORDER BY failed.id;
+    -- A job whose cancellation was requested (even while this ran: the update
+    -- above rechecks cancel_reason on the row it waited for) ends cancelled.
+    PERFORM errands._end_cancelled(worker_fail_jobs.worker_id, worker_fail_jobs.job_ids, NULL, true);
 END
 $$;
 COMMENT ON FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[]) IS
@@ -1517,8 +1519,6 @@ BEGIN
         RAISE EXCEPTION 'errands: a snooze delay must be finite and >= 0, got %', v_bad
             USING ERRCODE = '22023';
     END IF;
-    -- A job whose cancellation was requested ends cancelled instead.
-    PERFORM errands._end_cancelled(worker_snooze_jobs.worker_id, worker_snooze_jobs.job_ids, NULL, true);
     RETURN QUERY
     WITH s AS (
         SELECT * FROM unnest(worker_snooze_jobs.job_ids, worker_snooze_jobs.delays) AS s(id, delay)
@@ -1530,6 +1530,7 @@ BEGIN
             locked_by = NULL
         FROM s
         WHERE j.id = s.id AND j.locked_by = worker_snooze_jobs.worker_id
+          AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -1537,6 +1538,8 @@ BEGIN
           AND q.locked_by = worker_snooze_jobs.worker_id
     )
     SELECT snoozed.id FROM snoozed ORDER BY snoozed.id;
+    -- A job whose cancellation was requested ends cancelled instead.
+    PERFORM errands._end_cancelled(worker_snooze_jobs.worker_id, worker_snooze_jobs.job_ids, NULL, true);
 END
 $$;
 COMMENT ON FUNCTION errands.worker_snooze_jobs(text, bigint[], interval[]) IS
@@ -1588,14 +1591,13 @@ SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
 BEGIN
-    -- A job whose cancellation was requested ends cancelled instead.
-    PERFORM errands._end_cancelled(worker_return_jobs.worker_id, worker_return_jobs.job_ids, NULL, true);
     RETURN QUERY
     WITH returned AS (
         UPDATE errands._jobs j
         SET attempts = greatest(0, j.attempts - 1), locked_at = NULL, locked_by = NULL
         WHERE j.id = ANY(worker_return_jobs.job_ids)
           AND j.locked_by = worker_return_jobs.worker_id
+          AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -1603,6 +1605,8 @@ BEGIN
           AND q.locked_by = worker_return_jobs.worker_id
     )
     SELECT returned.id FROM returned;
+    -- A job whose cancellation was requested ends cancelled instead.
+    PERFORM errands._end_cancelled(worker_return_jobs.worker_id, worker_return_jobs.job_ids, NULL, true);
 END
 $$;
 COMMENT ON FUNCTION errands.worker_return_jobs(text, bigint[]) IS
@@ -1620,10 +1624,6 @@ DECLARE
     v_cancelled integer;
     v_count integer;
 BEGIN
-    -- A job whose cancellation was requested ends cancelled, never runs again.
-    v_cancelled := cardinality(errands._end_requested(ARRAY(
-        SELECT j.id FROM errands._jobs j
-        WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NOT NULL)));
     WITH jobs AS (
         UPDATE errands._jobs j
         SET locked_at = NULL,
@@ -1631,13 +1631,18 @@ BEGIN
             run_at = greatest(j.run_at, now()),
             last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
                                 j.locked_by, j.locked_at)
-        WHERE j.locked_at < now() - reset_locked.older_than
+        WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NULL
         RETURNING j.id
     ), queues AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
         WHERE q.locked_at < now() - reset_locked.older_than
     )
     SELECT count(*)::integer INTO v_count FROM jobs;
+    -- A job whose cancellation was requested (even while the update above waited
+    -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
+    v_cancelled := cardinality(errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NOT NULL)));
     RETURN v_count + v_cancelled;
 END
 $$;
@@ -1938,12 +1943,13 @@ CREATE OR REPLACE FUNCTION errands.force_unlock_workers(worker_ids text[]) RETUR
 LANGUAGE sql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    -- A job whose cancellation was requested ends cancelled, never runs again.
+    UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
+    WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NULL;
+    -- A job whose cancellation was requested (even while the update above waited
+    -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
     SELECT errands._end_requested(ARRAY(
         SELECT j.id FROM errands._jobs j
         WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NOT NULL));
-    UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
-    WHERE j.locked_by = ANY(worker_ids);
     UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
     WHERE q.locked_by = ANY(worker_ids);
 $$;
@@ -2513,10 +2519,6 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_count integer;
 BEGIN
-    -- A job whose cancellation was requested ends cancelled, never runs again.
-    PERFORM errands._end_requested(ARRAY(
-        SELECT j.id FROM errands._jobs j
-        WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NOT NULL));
     WITH jobs AS (
         UPDATE errands._jobs j
         SET locked_at = NULL,
@@ -2525,12 +2527,18 @@ BEGIN
             last_error = format('errands: worker %s %s while running this job (locked since %s)',
                                 j.locked_by, reason, j.locked_at)
         WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
+          AND j.cancel_reason IS NULL
         RETURNING j.id
     ), queues AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
         WHERE q.locked_by = ANY(worker_ids)
     )
     SELECT count(*)::integer INTO v_count FROM jobs;
+    -- A job whose cancellation was requested (even while the update above waited
+    -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
+    PERFORM errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NOT NULL));
     IF v_count > 0 THEN
         PERFORM pg_notify('errands:jobs', '');
     END IF;
@@ -3430,7 +3438,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '77b28521f1eff7839d237522847460bfd90fdc5d9babdf0c3da8b4195761964f')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '89324bf66c53238f9e60165860a63055c5661ecdbf4164153db02070cb815de4')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -266,3 +266,39 @@ def test_a_job_cancelled_while_it_waits_in_the_local_queue_never_runs(
         "errands: cancelled by cancel_jobs while running",
     )
     assert finished(conn, first) == ("completed", None)
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        "SELECT errands.force_unlock_workers(ARRAY['w-race'])",
+        "SELECT errands.unregister_worker('w-race')",
+        "SELECT errands.worker_fail_jobs('w-race', ARRAY[%(id)s::bigint], ARRAY['boom'])",
+        "SELECT errands.worker_snooze_jobs('w-race', ARRAY[%(id)s::bigint], ARRAY[interval '0'])",
+        "SELECT errands.worker_return_jobs('w-race', ARRAY[%(id)s::bigint])",
+        "SELECT errands.worker_complete_jobs('w-race', ARRAY[%(id)s::bigint])",
+    ],
+    ids=["force_unlock", "rescue", "fail", "snooze", "return", "complete"],
+)
+def test_a_cancellation_committing_while_the_job_is_released_still_wins(
+    db: str, conn: psycopg.Connection[Any], report: str
+) -> None:
+    """The release (rescue, fail, snooze, return, complete) waits for the row the
+    uncommitted cancel_jobs holds; once it commits, the job ends cancelled and is
+    not made runnable with its request pending (it would run again)."""
+    conn.execute("SELECT errands.set_retention('1 hour')")
+    job_id = errands.add_job(conn, "race").id
+    conn.execute("SELECT errands.get_jobs('w-race', ARRAY['race'])")
+    with psycopg.connect(db) as canceller:
+        assert cancel(canceller, job_id) == [(job_id, "cancel_requested")]  # not committed yet
+        released = threading.Thread(target=lambda: conn.execute(report, {"id": job_id}))
+        released.start()
+        time.sleep(0.3)  # the release now waits for the job's row
+        assert released.is_alive()
+        canceller.commit()
+        released.join(10)
+    assert finished(conn, job_id) == (
+        "cancelled",
+        "errands: cancelled by cancel_jobs while running",
+    )
+    assert jobs(conn) == []

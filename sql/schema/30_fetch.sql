@@ -254,8 +254,6 @@ BEGIN
             coalesce(cardinality(worker_fail_jobs.payloads)::text, 'no')
             USING ERRCODE = '22023';
     END IF;
-    -- A job whose cancellation was requested ends cancelled instead.
-    PERFORM errands._end_cancelled(worker_fail_jobs.worker_id, worker_fail_jobs.job_ids, NULL, true);
     RETURN QUERY
     WITH f AS (
         SELECT * FROM unnest(worker_fail_jobs.job_ids, worker_fail_jobs.error_messages,
@@ -270,6 +268,7 @@ BEGIN
             payload = coalesce(f.payload, j.payload)
         FROM f
         WHERE j.id = f.id AND j.locked_by = worker_fail_jobs.worker_id
+          AND j.cancel_reason IS NULL
         RETURNING j.*
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -281,6 +280,9 @@ BEGIN
     JOIN errands._tasks t ON t.id = failed.task_id
     LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
     ORDER BY failed.id;
+    -- A job whose cancellation was requested (even while this ran: the update
+    -- above rechecks cancel_reason on the row it waited for) ends cancelled.
+    PERFORM errands._end_cancelled(worker_fail_jobs.worker_id, worker_fail_jobs.job_ids, NULL, true);
 END
 $$;
 COMMENT ON FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[]) IS
@@ -318,8 +320,6 @@ BEGIN
         RAISE EXCEPTION 'errands: a snooze delay must be finite and >= 0, got %', v_bad
             USING ERRCODE = '22023';
     END IF;
-    -- A job whose cancellation was requested ends cancelled instead.
-    PERFORM errands._end_cancelled(worker_snooze_jobs.worker_id, worker_snooze_jobs.job_ids, NULL, true);
     RETURN QUERY
     WITH s AS (
         SELECT * FROM unnest(worker_snooze_jobs.job_ids, worker_snooze_jobs.delays) AS s(id, delay)
@@ -331,6 +331,7 @@ BEGIN
             locked_by = NULL
         FROM s
         WHERE j.id = s.id AND j.locked_by = worker_snooze_jobs.worker_id
+          AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -338,6 +339,8 @@ BEGIN
           AND q.locked_by = worker_snooze_jobs.worker_id
     )
     SELECT snoozed.id FROM snoozed ORDER BY snoozed.id;
+    -- A job whose cancellation was requested ends cancelled instead.
+    PERFORM errands._end_cancelled(worker_snooze_jobs.worker_id, worker_snooze_jobs.job_ids, NULL, true);
 END
 $$;
 COMMENT ON FUNCTION errands.worker_snooze_jobs(text, bigint[], interval[]) IS
@@ -389,14 +392,13 @@ SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
 BEGIN
-    -- A job whose cancellation was requested ends cancelled instead.
-    PERFORM errands._end_cancelled(worker_return_jobs.worker_id, worker_return_jobs.job_ids, NULL, true);
     RETURN QUERY
     WITH returned AS (
         UPDATE errands._jobs j
         SET attempts = greatest(0, j.attempts - 1), locked_at = NULL, locked_by = NULL
         WHERE j.id = ANY(worker_return_jobs.job_ids)
           AND j.locked_by = worker_return_jobs.worker_id
+          AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -404,6 +406,8 @@ BEGIN
           AND q.locked_by = worker_return_jobs.worker_id
     )
     SELECT returned.id FROM returned;
+    -- A job whose cancellation was requested ends cancelled instead.
+    PERFORM errands._end_cancelled(worker_return_jobs.worker_id, worker_return_jobs.job_ids, NULL, true);
 END
 $$;
 COMMENT ON FUNCTION errands.worker_return_jobs(text, bigint[]) IS
@@ -421,10 +425,6 @@ DECLARE
     v_cancelled integer;
     v_count integer;
 BEGIN
-    -- A job whose cancellation was requested ends cancelled, never runs again.
-    v_cancelled := cardinality(errands._end_requested(ARRAY(
-        SELECT j.id FROM errands._jobs j
-        WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NOT NULL)));
     WITH jobs AS (
         UPDATE errands._jobs j
         SET locked_at = NULL,
@@ -432,13 +432,18 @@ BEGIN
             run_at = greatest(j.run_at, now()),
             last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
                                 j.locked_by, j.locked_at)
-        WHERE j.locked_at < now() - reset_locked.older_than
+        WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NULL
         RETURNING j.id
     ), queues AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
         WHERE q.locked_at < now() - reset_locked.older_than
     )
     SELECT count(*)::integer INTO v_count FROM jobs;
+    -- A job whose cancellation was requested (even while the update above waited
+    -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
+    v_cancelled := cardinality(errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NOT NULL)));
     RETURN v_count + v_cancelled;
 END
 $$;

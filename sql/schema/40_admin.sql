@@ -104,12 +104,13 @@ CREATE OR REPLACE FUNCTION errands.force_unlock_workers(worker_ids text[]) RETUR
 LANGUAGE sql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    -- A job whose cancellation was requested ends cancelled, never runs again.
+    UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
+    WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NULL;
+    -- A job whose cancellation was requested (even while the update above waited
+    -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
     SELECT errands._end_requested(ARRAY(
         SELECT j.id FROM errands._jobs j
         WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NOT NULL));
-    UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
-    WHERE j.locked_by = ANY(worker_ids);
     UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
     WHERE q.locked_by = ANY(worker_ids);
 $$;

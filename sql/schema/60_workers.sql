@@ -36,10 +36,6 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     v_count integer;
 BEGIN
-    -- A job whose cancellation was requested ends cancelled, never runs again.
-    PERFORM errands._end_requested(ARRAY(
-        SELECT j.id FROM errands._jobs j
-        WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NOT NULL));
     WITH jobs AS (
         UPDATE errands._jobs j
         SET locked_at = NULL,
@@ -48,12 +44,18 @@ BEGIN
             last_error = format('errands: worker %s %s while running this job (locked since %s)',
                                 j.locked_by, reason, j.locked_at)
         WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
+          AND j.cancel_reason IS NULL
         RETURNING j.id
     ), queues AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
         WHERE q.locked_by = ANY(worker_ids)
     )
     SELECT count(*)::integer INTO v_count FROM jobs;
+    -- A job whose cancellation was requested (even while the update above waited
+    -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
+    PERFORM errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NOT NULL));
     IF v_count > 0 THEN
         PERFORM pg_notify('errands:jobs', '');
     END IF;
