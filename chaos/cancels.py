@@ -1,7 +1,8 @@
 """Cancellations in the chaos test (chaos/run.py).
 
-Job n of the run is long (300-600 ms, so that cancellations find it running)
-when n % 50 == 13, and a cancellation target when n % 100 == 13.  Every few
+Job n of the run is a cancellation target when n % 100 == 13, and long (300-600
+ms, so that cancellations find it running; 1 % of the jobs, so that slots stay
+free for the rescue-delay targets).  Every few
 ticks the harness cancels a random target still unfinished, running ones first,
 with ``errands.cancel_jobs``; the outcome, the time (``clock_timestamp()`` after
 the call, before the commit: no later try can start in between, the cancelled

@@ -54,7 +54,7 @@ WITH specs AS (
         (SELECT array_agg(ROW(
              'chaos_job',
              json_build_object('max_ms', %(max_ms)s::int, 'n', i, 'snooze', i %% 20 = 7,
-                               'long', i %% 50 = 13),
+                               'long', i %% 100 = 13),
              CASE WHEN kind = 'serial' THEN 'chaos-q' || ((i / 10) %% %(queues)s::int) END,
              NULL, NULL,
              CASE WHEN kind = 'keyed' THEN 'chaos-key-' || i END,
