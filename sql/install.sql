@@ -350,7 +350,7 @@ $errands_install_m0021$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '89324bf66c53238f9e60165860a63055c5661ecdbf4164153db02070cb815de4') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '5f20c8f8020ec3c34c49b77eebf3f91470dfb36fdb78108ac98c7517c7ba10cf') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1433,7 +1433,9 @@ job_ids[i]; NULL: none) when its task''s retention is above 0, else is deleted;
 their queues are unlocked. A result whose JSON text exceeds the payload size
 limit fails its job instead (as worker_fail_jobs, error naming the size).
 Returns the ids it completed: a job missing from the result was no longer this
-worker''s (its lock was taken away, or its result was too big) and may run again.';
+worker''s (its lock was taken away, or its result was too big) and may run again.
+A job whose cancellation was requested (errands.cancel_jobs) ends cancelled
+instead, its result dropped (its id is returned too).';
 
 CREATE OR REPLACE FUNCTION errands.worker_fail_jobs(
     worker_id text,
@@ -1489,7 +1491,8 @@ COMMENT ON FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[]) IS
 last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
 10)) seconds, lock and queue released; a non-NULL payload replaces the job''s
 (batch jobs keep only their failed items). Returns the failed jobs; those with
-attempts >= max_attempts will not run again.';
+attempts >= max_attempts will not run again. A job whose cancellation was
+requested ends cancelled instead (and is not returned).';
 
 -- Snooze: the task asked to run again later (errands.Snooze); the try is not
 -- an attempt. last_error is kept: a snooze is not a failure.
@@ -1547,7 +1550,8 @@ COMMENT ON FUNCTION errands.worker_snooze_jobs(text, bigint[], interval[]) IS
 errands.Snooze): run_at = now() + its delay, the attempt this try took is given
 back, lock and queue released, key, payload and last_error kept. Each delay must
 be finite and >= 0 (22023 otherwise, nothing changed). Returns the ids snoozed: a
-missing id was no longer this worker''s.';
+missing id was no longer this worker''s, or its cancellation was requested (it
+ended cancelled).';
 
 -- Failing for good: the task raised errands.Fail(retry=False).
 CREATE OR REPLACE FUNCTION errands.worker_fail_jobs_now(
@@ -1611,7 +1615,8 @@ END
 $$;
 COMMENT ON FUNCTION errands.worker_return_jobs(text, bigint[]) IS
 'Worker API. Hands back jobs worker_id fetched but never started (shutdown): the
-lock is released and the attempt it took is given back. Returns their ids.';
+lock is released and the attempt it took is given back. Returns their ids. A job
+whose cancellation was requested ends cancelled instead (and is not returned).';
 
 -- The default of older_than is errands._stale_lock_age(), written out (a default
 -- is evaluated with the caller's privileges; tests_sql/016_job_row.sql checks it).
@@ -2676,8 +2681,9 @@ heartbeat is older than 1.5 s but newer than the server''s start (after a restar
 workers get until heartbeat_timeout to reconnect), and each worker whose last
 heartbeat is older than heartbeat_timeout; deletes its row, makes the jobs it had
 locked runnable at once (keeping their place: run_at unchanged, the interrupted try
-counted, last_error says the worker died) and unlocks its queues. Returns the
-number of jobs rescued.';
+counted, last_error says the worker died; a job whose cancellation was requested
+ends cancelled instead) and unlocks its queues. Returns the number of jobs made
+runnable.';
 
 CREATE OR REPLACE FUNCTION errands.unregister_worker(worker_id text) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -3438,7 +3444,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '89324bf66c53238f9e60165860a63055c5661ecdbf4164153db02070cb815de4')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '5f20c8f8020ec3c34c49b77eebf3f91470dfb36fdb78108ac98c7517c7ba10cf')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

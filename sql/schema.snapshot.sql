@@ -2701,8 +2701,9 @@ $function$;
 --          workers get until heartbeat_timeout to reconnect), and each worker whose last
 --          heartbeat is older than heartbeat_timeout; deletes its row, makes the jobs it had
 --          locked runnable at once (keeping their place: run_at unchanged, the interrupted try
---          counted, last_error says the worker died) and unlocks its queues. Returns the
---          number of jobs rescued.
+--          counted, last_error says the worker died; a job whose cancellation was requested
+--          ends cancelled instead) and unlocks its queues. Returns the number of jobs made
+--          runnable.
 CREATE OR REPLACE FUNCTION errands.rescue_workers(heartbeat_timeout interval DEFAULT '00:00:30'::interval)
  RETURNS integer
  LANGUAGE plpgsql
@@ -3002,6 +3003,8 @@ $function$;
 --          limit fails its job instead (as worker_fail_jobs, error naming the size).
 --          Returns the ids it completed: a job missing from the result was no longer this
 --          worker's (its lock was taken away, or its result was too big) and may run again.
+--          A job whose cancellation was requested (errands.cancel_jobs) ends cancelled
+--          instead, its result dropped (its id is returned too).
 CREATE OR REPLACE FUNCTION errands.worker_complete_jobs(worker_id text, job_ids bigint[], results json[] DEFAULT NULL::json[])
  RETURNS SETOF bigint
  LANGUAGE plpgsql
@@ -3090,7 +3093,8 @@ $function$;
 --          last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
 --          10)) seconds, lock and queue released; a non-NULL payload replaces the job's
 --          (batch jobs keep only their failed items). Returns the failed jobs; those with
---          attempts >= max_attempts will not run again.
+--          attempts >= max_attempts will not run again. A job whose cancellation was
+--          requested ends cancelled instead (and is not returned).
 CREATE OR REPLACE FUNCTION errands.worker_fail_jobs(worker_id text, job_ids bigint[], error_messages text[], payloads json[] DEFAULT NULL::json[])
  RETURNS SETOF errands.jobs
  LANGUAGE plpgsql
@@ -3173,7 +3177,8 @@ $function$;
 -- FUNCTION errands.worker_return_jobs(text,bigint[])
 -- ACL: postgres=X/postgres
 -- comment: Worker API. Hands back jobs worker_id fetched but never started (shutdown): the
---          lock is released and the attempt it took is given back. Returns their ids.
+--          lock is released and the attempt it took is given back. Returns their ids. A job
+--          whose cancellation was requested ends cancelled instead (and is not returned).
 CREATE OR REPLACE FUNCTION errands.worker_return_jobs(worker_id text, job_ids bigint[])
  RETURNS SETOF bigint
  LANGUAGE plpgsql
@@ -3208,7 +3213,8 @@ $function$;
 --          errands.Snooze): run_at = now() + its delay, the attempt this try took is given
 --          back, lock and queue released, key, payload and last_error kept. Each delay must
 --          be finite and >= 0 (22023 otherwise, nothing changed). Returns the ids snoozed: a
---          missing id was no longer this worker's.
+--          missing id was no longer this worker's, or its cancellation was requested (it
+--          ended cancelled).
 CREATE OR REPLACE FUNCTION errands.worker_snooze_jobs(worker_id text, job_ids bigint[], delays interval[])
  RETURNS SETOF bigint
  LANGUAGE plpgsql

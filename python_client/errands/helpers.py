@@ -25,12 +25,16 @@ job_logger = logging.getLogger("errands.job")
 
 
 class AbortSignal:
-    """Set when the worker gives up waiting for running jobs at shutdown.
+    """Set when a job should stop: its cancellation was requested
+    (``errands.cancel_jobs``), or the worker gives up waiting for running jobs at
+    shutdown.
 
-    Shared by all jobs of a worker (pool-wide, like Graphile's ``abortSignal``).
-    Sync tasks (in threads) poll :meth:`is_set` or block in :meth:`wait`; async
-    tasks ``await signal.wait_async()``.  Shortly after it is set, async tasks are
-    cancelled and jobs still running are failed with "worker shutdown".
+    Each job has its own (``helpers.abort``); the worker's (``Worker.abort``) is set
+    at shutdown together with every running job's.  Sync tasks (in threads) poll
+    :meth:`is_set` or block in :meth:`wait`; async tasks ``await
+    signal.wait_async()``.  A cancelled job ends ``cancelled`` whatever its task
+    does next; at shutdown, shortly after it is set, async tasks are cancelled and
+    jobs still running are failed with "worker shutdown".
     """
 
     def __init__(self) -> None:
@@ -86,7 +90,8 @@ class Helpers:
 
     * ``job`` -- the :class:`~errands.job.Job` being run (``attempts`` is 1-based);
     * ``logger`` -- a logger tagged with the job (see :class:`JobLogger`);
-    * ``abort`` -- the worker's :class:`AbortSignal` (set at the shutdown timeout);
+    * ``abort`` -- this job's :class:`AbortSignal` (set when the job is cancelled
+      while it runs, and at the shutdown timeout);
     * ``connection()`` -- for **async** tasks: ``async with helpers.connection() as
       conn`` borrows a connection of the worker's pool (autocommit unless you open
       ``conn.transaction()``; committed at block exit otherwise);

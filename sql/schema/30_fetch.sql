@@ -234,7 +234,9 @@ job_ids[i]; NULL: none) when its task''s retention is above 0, else is deleted;
 their queues are unlocked. A result whose JSON text exceeds the payload size
 limit fails its job instead (as worker_fail_jobs, error naming the size).
 Returns the ids it completed: a job missing from the result was no longer this
-worker''s (its lock was taken away, or its result was too big) and may run again.';
+worker''s (its lock was taken away, or its result was too big) and may run again.
+A job whose cancellation was requested (errands.cancel_jobs) ends cancelled
+instead, its result dropped (its id is returned too).';
 
 CREATE OR REPLACE FUNCTION errands.worker_fail_jobs(
     worker_id text,
@@ -290,7 +292,8 @@ COMMENT ON FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[]) IS
 last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
 10)) seconds, lock and queue released; a non-NULL payload replaces the job''s
 (batch jobs keep only their failed items). Returns the failed jobs; those with
-attempts >= max_attempts will not run again.';
+attempts >= max_attempts will not run again. A job whose cancellation was
+requested ends cancelled instead (and is not returned).';
 
 -- Snooze: the task asked to run again later (errands.Snooze); the try is not
 -- an attempt. last_error is kept: a snooze is not a failure.
@@ -348,7 +351,8 @@ COMMENT ON FUNCTION errands.worker_snooze_jobs(text, bigint[], interval[]) IS
 errands.Snooze): run_at = now() + its delay, the attempt this try took is given
 back, lock and queue released, key, payload and last_error kept. Each delay must
 be finite and >= 0 (22023 otherwise, nothing changed). Returns the ids snoozed: a
-missing id was no longer this worker''s.';
+missing id was no longer this worker''s, or its cancellation was requested (it
+ended cancelled).';
 
 -- Failing for good: the task raised errands.Fail(retry=False).
 CREATE OR REPLACE FUNCTION errands.worker_fail_jobs_now(
@@ -412,7 +416,8 @@ END
 $$;
 COMMENT ON FUNCTION errands.worker_return_jobs(text, bigint[]) IS
 'Worker API. Hands back jobs worker_id fetched but never started (shutdown): the
-lock is released and the attempt it took is given back. Returns their ids.';
+lock is released and the attempt it took is given back. Returns their ids. A job
+whose cancellation was requested ends cancelled instead (and is not returned).';
 
 -- The default of older_than is errands._stale_lock_age(), written out (a default
 -- is evaluated with the caller's privileges; tests_sql/016_job_row.sql checks it).

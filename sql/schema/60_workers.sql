@@ -193,8 +193,9 @@ heartbeat is older than 1.5 s but newer than the server''s start (after a restar
 workers get until heartbeat_timeout to reconnect), and each worker whose last
 heartbeat is older than heartbeat_timeout; deletes its row, makes the jobs it had
 locked runnable at once (keeping their place: run_at unchanged, the interrupted try
-counted, last_error says the worker died) and unlocks its queues. Returns the
-number of jobs rescued.';
+counted, last_error says the worker died; a job whose cancellation was requested
+ends cancelled instead) and unlocks its queues. Returns the number of jobs made
+runnable.';
 
 CREATE OR REPLACE FUNCTION errands.unregister_worker(worker_id text) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
