@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import errands  # noqa: E402
+from bench.cancel import cancel_latency  # noqa: E402
 from bench.common import (  # noqa: E402
     BENCH,
     FULL,
@@ -76,6 +77,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (< 2 minutes)")
     parser.add_argument(
         "--only", default="W1,W2,W3,W4,W5,once,wait", help="comma-separated workloads"
+        "--only", default="W1,W2,W3,W4,W5,once,cancel", help="comma-separated workloads"
     )
     parser.add_argument(
         "--peers",
@@ -133,6 +135,9 @@ def main() -> None:
         if "wait" in only:
             log("wait latency")
             wait_row(dsn, 100 if args.quick else 500, rep)
+        if "cancel" in only:
+            log("cancellation latency")
+            cancel_latency(dsn, rep, 20 if args.quick else 100)
         if args.peers and only & {"W1", "W2", "W3"}:
             log("peers side by side")
             peer_res = peers(cluster, sz, PEERS_QUICK if args.quick else PEERS_FULL, only)

@@ -20,6 +20,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import errands  # noqa: E402
+from chaos.cancels import CANCEL_SOME, CANCELS_TABLE  # noqa: E402
 from chaos.model import Kill, Options, Report, Slot  # noqa: E402
 from chaos.netns import NetNs  # noqa: E402
 from chaos.tasks import RESULTS_TABLE, SNOOZED_TABLE  # noqa: E402
@@ -34,7 +35,8 @@ CREATE TABLE IF NOT EXISTS chaos_added (
     job_id bigint PRIMARY KEY,
     chunk int NOT NULL,
     kind text NOT NULL,
-    queue_name text
+    queue_name text,
+    cancel_target boolean NOT NULL
 )
 """
 
@@ -47,22 +49,23 @@ WITH specs AS (
                 ELSE 'serial' END AS kind
     FROM generate_series(%(first)s::int, %(last)s::int) AS i
 ), added AS (
-    SELECT a.id, a.queue_name, a.key
+    SELECT a.id, a.queue_name, a.key, (a.payload->>'n')::int %% 100 = 13 AS cancel_target
     FROM errands.add_jobs(
         (SELECT array_agg(ROW(
              'chaos_job',
-             json_build_object('max_ms', %(max_ms)s::int, 'n', i, 'snooze', i %% 20 = 7),
+             json_build_object('max_ms', %(max_ms)s::int, 'n', i, 'snooze', i %% 20 = 7,
+                               'long', i %% 100 = 13),
              CASE WHEN kind = 'serial' THEN 'chaos-q' || ((i / 10) %% %(queues)s::int) END,
              NULL, NULL,
              CASE WHEN kind = 'keyed' THEN 'chaos-key-' || i END,
              NULL, NULL)::errands.job_spec ORDER BY i)
          FROM specs)) AS a
 )
-INSERT INTO chaos_added (job_id, chunk, kind, queue_name)
+INSERT INTO chaos_added (job_id, chunk, kind, queue_name, cancel_target)
 SELECT id, %(chunk)s::int,
        CASE WHEN queue_name IS NOT NULL THEN 'serial' WHEN key IS NOT NULL THEN 'keyed'
             ELSE 'plain' END,
-       queue_name
+       queue_name, cancel_target
 FROM added
 """
 
@@ -151,6 +154,9 @@ class Chaos(Verdict):
             conn.execute(RESULTS_TABLE)
             conn.execute(SNOOZED_TABLE)
             conn.execute(ADDED_TABLE)
+            conn.execute(CANCELS_TABLE)
+            # History on: every job's end (completed or cancelled) is checked.
+            conn.execute("SELECT errands.set_retention('1 hour')")
         for i in range(opts.workers):
             slot = Slot(i)
             port = self.cluster.port
@@ -326,6 +332,10 @@ class Chaos(Verdict):
                 self.kill_one()
                 next_kill = time.monotonic() + self.rng.uniform(*opts.kill_interval)
             self.poll_unlocks()
+            if self.rng.random() < 0.3:
+                # The commit may be lost with the connection: chaos_cancels says.
+                with contextlib.suppress(psycopg.OperationalError):
+                    self.sql(CANCEL_SOME, fetch=False)
             if opts.terminate_interval and now >= next_terminate:
                 self.terminate_some()
                 next_terminate = time.monotonic() + opts.terminate_interval

@@ -11,6 +11,8 @@ twice has two rows.
 A job whose payload has ``snooze`` snoozes once before it runs: its first try
 records the job id in ``chaos_snoozed`` and raises :class:`errands.Snooze`, so
 snoozes (which give the attempt back) are mixed into the kills and restarts.
+A job whose payload has ``long`` sleeps 300-600 ms (chaos/cancels.py cancels
+some of those while they run).
 """
 
 from __future__ import annotations
@@ -62,7 +64,10 @@ async def chaos_job(payload: dict[str, Any], helpers: Helpers) -> None:
             if first.rowcount:
                 raise Snooze(0.05)
     started = time.time()
-    await asyncio.sleep(random.uniform(0, float(payload.get("max_ms", 20))) / 1000)
+    if payload.get("long"):
+        await asyncio.sleep(random.uniform(0.3, 0.6))
+    else:
+        await asyncio.sleep(random.uniform(0, float(payload.get("max_ms", 20))) / 1000)
     ended = time.time()
     async with helpers.connection() as conn:
         await conn.execute(

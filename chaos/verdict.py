@@ -12,6 +12,8 @@ import statistics
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
+from chaos.cancels import check_cancels
+
 if TYPE_CHECKING:
     from chaos.model import Kill
 
@@ -61,10 +63,13 @@ class Verdict:
             + (", 1 link cut" if self.cut else "")
         )
         rep.say(f"total time: {self.total_time:.1f} s; executions recorded: {len(rows)}")
-        missing = [j for j in added if j not in by_job]
+        starts = self.read_starts()
+        cancelled = check_cancels(self.sql, rep, by_job, starts)
+        missing = [j for j in added if j not in by_job and j not in cancelled]
         rep.check(
             len(added) == opts.jobs and not missing,
-            f"every job added ran to completion at least once ({len(added) - len(missing)}"
+            f"every job added and not cancelled ran to completion at least once "
+            f"({len(added) - len(missing)}"
             f"/{len(added)} of {opts.jobs} planned"
             + (f"; missing e.g. {missing[:5]}" if missing else "")
             + ")",
@@ -110,7 +115,6 @@ class Verdict:
 
         # Jobs that ran more than once (started more than once), and why.
         logs = self.worker_logs()
-        starts = self.read_starts()
         causes: Counter[str] = Counter()
         unexplained: list[str] = []
         rerun_jobs = 0
@@ -167,6 +171,8 @@ class Verdict:
         delays: dict[bool, list[float]] = {False: [], True: []}
         for kill in self.kills:
             for job_id, attempt in kill.locked.items():
+                if job_id in cancelled:
+                    continue  # a cancelled job must not run again
                 later = [t[2] for t in starts.get(job_id, []) if t[0] > attempt]
                 if later:
                     delays[near_restart(kill)].append(min(later) - kill.at)

@@ -35,12 +35,12 @@ DECLARE
     db_version integer;
 BEGIN
     SELECT max(id) INTO db_version FROM errands.migrations;
-    IF db_version > 20 THEN
+    IF db_version > 21 THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0001',
             MESSAGE = format('errands: database schema is at version %s but these '
                              'install files only know up to version %s; '
-                             'upgrade the errands package', db_version, 20);
+                             'upgrade the errands package', db_version, 21);
     END IF;
 END
 $errands_version_check$;
@@ -350,12 +350,32 @@ $errands_m0020$;
 END
 $errands_install_m0020$;
 
+-- Migration 0021_cancel.sql
+DO $errands_install_m0021$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 21) THEN
+        EXECUTE $errands_m0021$
+-- Cancelling running jobs (issue 12): a running job's cancellation is requested
+-- by setting its reason here; whatever its worker then reports, or rescue, ends
+-- it cancelled. NULL for every other job, so the column costs the fetch and
+-- complete paths nothing but a bit of the (already present) null bitmap.
+ALTER TABLE errands._jobs ADD COLUMN cancel_reason text;
+-- The slow-poll fallback (errands.worker_cancel_requests) finds a worker's
+-- requested jobs here; the predicate keeps every other row out of it.
+CREATE INDEX jobs_cancel_requested ON errands._jobs (locked_by) WHERE cancel_reason IS NOT NULL;
+$errands_m0021$;
+        INSERT INTO errands.migrations (id, name) VALUES (21, 'cancel');
+        PERFORM set_config('errands.install_migrated', 'on', true);
+    END IF;
+END
+$errands_install_m0021$;
+
 -- Definitions (sql/schema/*.sql) and the security pass: skipped when no
 -- migration ran and the recorded hash is theirs.
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '0241e85750bebc3b60c4cfccf15cf05a7e82609ee97247af5f099b89c916c169') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'a99f1f11ccb342c06584147f4ae23957dbc6b5a96a9cdb4945e3c9b43e5376cd') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1178,13 +1198,21 @@ DECLARE
     v_queue_id integer;
     v_limit bigint;
 BEGIN
-    IF v_mode NOT IN ('replace', 'preserve_run_at', 'unsafe_dedupe') THEN
-        RAISE EXCEPTION 'errands: invalid job_key_mode %; expected replace, preserve_run_at or unsafe_dedupe',
+    IF v_mode NOT IN ('replace', 'preserve_run_at', 'unsafe_dedupe', 'abort_replace') THEN
+        RAISE EXCEPTION 'errands: invalid job_key_mode %; expected replace, preserve_run_at, unsafe_dedupe or abort_replace',
             quote_literal(v_mode) USING ERRCODE = '22023';
     END IF;
     IF add_job.timeout <= interval '0' THEN
         RAISE EXCEPTION 'errands: timeout must be positive, got %', add_job.timeout
             USING ERRCODE = '22023';
+    END IF;
+    IF add_job.job_key IS NOT NULL AND v_mode = 'abort_replace' THEN
+        -- Graphile's #546: the running job holding the key gets its cancellation
+        -- requested. Its row stays locked by this transaction, so no fetch can
+        -- take it between the request and add_jobs giving its key away.
+        PERFORM errands._request_cancel(ARRAY(
+            SELECT j.id FROM errands._jobs j WHERE j.key = add_job.job_key FOR UPDATE),
+            format('errands: cancelled by abort_replace of job key %s', add_job.job_key));
     END IF;
     IF add_job.job_key IS NOT NULL AND v_mode <> 'unsafe_dedupe' THEN
         -- The job-key decision table lives in add_jobs (which clears timeout
@@ -1258,9 +1286,10 @@ COMMENT ON FUNCTION errands.add_job(text, json, text, timestamptz, integer, text
 max_attempts 25, priority 0. With a job_key, job_key_mode decides: replace
 updates a pending job with the key in place (every attribute, attempts reset,
 revision + 1), preserve_run_at does the same but keeps run_at of a job that has
-not been tried, unsafe_dedupe only bumps revision of any job holding the key.
-A running or permanently failed job with the key loses it and a new job is
-inserted. Array payloads of the same key concatenate (batch jobs). timeout
+not been tried, unsafe_dedupe only bumps revision of any job holding the key,
+abort_replace is replace that also requests the cancellation of a running job
+holding the key (errands.cancel_jobs). A running or permanently failed job with
+the key loses it and a new job is inserted. Array payloads of the same key concatenate (batch jobs). timeout
 (errands only, positive): each try of this job may run that long (overrides the
 task''s timeout). A caller that may not read jobs (no SELECT on errands.jobs)
 never gets another job''s payload back: payload and last_error are NULL when
@@ -1520,8 +1549,11 @@ BEGIN
                                             attempts, max_attempts, last_error, key, created_at,
                                             state, result)
         SELECT done.id, q.queue_name, t.identifier, done.payload, done.priority, done.attempts,
-               done.max_attempts, done.last_error, done.key, done.created_at, 'completed',
-               r.result
+               done.max_attempts,
+               -- A job whose cancellation was requested ends cancelled, result dropped.
+               coalesce(done.cancel_reason, done.last_error), done.key, done.created_at,
+               CASE WHEN done.cancel_reason IS NULL THEN 'completed' ELSE 'cancelled' END,
+               CASE WHEN done.cancel_reason IS NULL THEN r.result END
         FROM done
         JOIN errands._tasks t ON t.id = done.task_id
         LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
@@ -1542,7 +1574,9 @@ watches it (errands.watch_jobs: then "errands:finished" is notified), else is de
 their queues are unlocked. A result whose JSON text exceeds the payload size
 limit fails its job instead (as worker_fail_jobs, error naming the size).
 Returns the ids it completed: a job missing from the result was no longer this
-worker''s (its lock was taken away, or its result was too big) and may run again.';
+worker''s (its lock was taken away, or its result was too big) and may run again.
+A job whose cancellation was requested (errands.cancel_jobs) ends cancelled
+instead, its result dropped (its id is returned too).';
 
 CREATE OR REPLACE FUNCTION errands.worker_fail_jobs(
     worker_id text,
@@ -1576,6 +1610,7 @@ BEGIN
             payload = coalesce(f.payload, j.payload)
         FROM f
         WHERE j.id = f.id AND j.locked_by = worker_fail_jobs.worker_id
+          AND j.cancel_reason IS NULL
         RETURNING j.*
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -1587,6 +1622,9 @@ BEGIN
     JOIN errands._tasks t ON t.id = failed.task_id
     LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
     ORDER BY failed.id;
+    -- A job whose cancellation was requested (even while this ran: the update
+    -- above rechecks cancel_reason on the row it waited for) ends cancelled.
+    PERFORM errands._end_cancelled(worker_fail_jobs.worker_id, worker_fail_jobs.job_ids, NULL, true);
     -- Waiting hook (17_wait.sql): a job that failed for good ends its waits (a
     -- waiter woken by a retried job reads its state and keeps waiting).
     PERFORM errands._jobs_finished(worker_fail_jobs.job_ids);
@@ -1597,7 +1635,8 @@ COMMENT ON FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[]) IS
 last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
 10)) seconds, lock and queue released; a non-NULL payload replaces the job''s
 (batch jobs keep only their failed items). Returns the failed jobs; those with
-attempts >= max_attempts will not run again.';
+attempts >= max_attempts will not run again. A job whose cancellation was
+requested ends cancelled instead (and is not returned).';
 
 -- Snooze: the task asked to run again later (errands.Snooze); the try is not
 -- an attempt. last_error is kept: a snooze is not a failure.
@@ -1638,6 +1677,7 @@ BEGIN
             locked_by = NULL
         FROM s
         WHERE j.id = s.id AND j.locked_by = worker_snooze_jobs.worker_id
+          AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -1645,6 +1685,8 @@ BEGIN
           AND q.locked_by = worker_snooze_jobs.worker_id
     )
     SELECT snoozed.id FROM snoozed ORDER BY snoozed.id;
+    -- A job whose cancellation was requested ends cancelled instead.
+    PERFORM errands._end_cancelled(worker_snooze_jobs.worker_id, worker_snooze_jobs.job_ids, NULL, true);
 END
 $$;
 COMMENT ON FUNCTION errands.worker_snooze_jobs(text, bigint[], interval[]) IS
@@ -1652,7 +1694,8 @@ COMMENT ON FUNCTION errands.worker_snooze_jobs(text, bigint[], interval[]) IS
 errands.Snooze): run_at = now() + its delay, the attempt this try took is given
 back, lock and queue released, key, payload and last_error kept. Each delay must
 be finite and >= 0 (22023 otherwise, nothing changed). Returns the ids snoozed: a
-missing id was no longer this worker''s.';
+missing id was no longer this worker''s, or its cancellation was requested (it
+ended cancelled).';
 
 -- Failing for good: the task raised errands.Fail(retry=False).
 CREATE OR REPLACE FUNCTION errands.worker_fail_jobs_now(
@@ -1702,6 +1745,7 @@ BEGIN
         SET attempts = greatest(0, j.attempts - 1), locked_at = NULL, locked_by = NULL
         WHERE j.id = ANY(worker_return_jobs.job_ids)
           AND j.locked_by = worker_return_jobs.worker_id
+          AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -1709,19 +1753,26 @@ BEGIN
           AND q.locked_by = worker_return_jobs.worker_id
     )
     SELECT returned.id FROM returned;
+    -- A job whose cancellation was requested ends cancelled instead.
+    PERFORM errands._end_cancelled(worker_return_jobs.worker_id, worker_return_jobs.job_ids, NULL, true);
 END
 $$;
 COMMENT ON FUNCTION errands.worker_return_jobs(text, bigint[]) IS
 'Worker API. Hands back jobs worker_id fetched but never started (shutdown): the
-lock is released and the attempt it took is given back. Returns their ids.';
+lock is released and the attempt it took is given back. Returns their ids. A job
+whose cancellation was requested ends cancelled instead (and is not returned).';
 
 -- The default of older_than is errands._stale_lock_age(), written out (a default
 -- is evaluated with the caller's privileges; tests_sql/016_job_row.sql checks it).
 CREATE OR REPLACE FUNCTION errands.reset_locked(older_than interval DEFAULT interval '4 hours')
 RETURNS integer
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_cancelled integer;
+    v_count integer;
+BEGIN
     WITH jobs AS (
         UPDATE errands._jobs j
         SET locked_at = NULL,
@@ -1729,18 +1780,213 @@ AS $$
             run_at = greatest(j.run_at, now()),
             last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
                                 j.locked_by, j.locked_at)
-        WHERE j.locked_at < now() - older_than
+        WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NULL
         RETURNING j.id
     ), queues AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.locked_at < now() - older_than
+        WHERE q.locked_at < now() - reset_locked.older_than
     )
-    SELECT count(*)::integer FROM jobs
+    SELECT count(*)::integer INTO v_count FROM jobs;
+    -- A job whose cancellation was requested (even while the update above waited
+    -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
+    v_cancelled := cardinality(errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NOT NULL)));
+    RETURN v_count + v_cancelled;
+END
 $$;
 COMMENT ON FUNCTION errands.reset_locked(interval) IS
 'Rescues jobs whose lock is older than older_than (their worker died): they become
-runnable at once with the interrupted try counted, and stale queue locks are
-released. Returns the number of jobs rescued.';
+runnable at once with the interrupted try counted (a job whose cancellation was
+requested ends cancelled instead), and stale queue locks are released. Returns
+the number of jobs rescued.';
+-- sql/schema/35_cancel.sql
+-- Cancelling jobs (issue 12). A job that is not running is cancelled at once:
+-- deleted from errands._jobs and, when its task's retention is above 0, kept in
+-- errands._finished_jobs with state 'cancelled' and the reason as last_error. A
+-- running job gets its cancellation requested: errands._jobs.cancel_reason is
+-- set and its worker is told on the channel 'errands:cancel'; whatever the
+-- worker then reports (complete, fail, fail-now, snooze, return, cancel), or a
+-- rescue of its dead worker, ends it cancelled.
+
+-- The one statement that ends jobs cancelled. worker_id NULL: only jobs nobody
+-- has locked; else only jobs that worker has locked (its queues are unlocked),
+-- and with requested_only only those whose cancellation was requested. The
+-- reason recorded is reasons[i] (NULL: none given), else the requested one.
+CREATE OR REPLACE FUNCTION errands._end_cancelled(worker_id text, job_ids bigint[],
+                                                  reasons text[], requested_only boolean)
+RETURNS bigint[]
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_ids bigint[];
+BEGIN
+    WITH r AS (
+        SELECT DISTINCT ON (r.id) r.id, r.reason
+        FROM unnest(_end_cancelled.job_ids, _end_cancelled.reasons) AS r(id, reason)
+        WHERE r.id IS NOT NULL
+        ORDER BY r.id
+    ), gone AS (
+        DELETE FROM errands._jobs j USING r
+        WHERE j.id = r.id
+          AND CASE WHEN _end_cancelled.worker_id IS NULL THEN j.locked_at IS NULL
+                   ELSE j.locked_by = _end_cancelled.worker_id END
+          AND (NOT _end_cancelled.requested_only OR j.cancel_reason IS NOT NULL)
+        RETURNING j.*, coalesce(r.reason, j.cancel_reason, 'errands: cancelled') AS reason
+    ), unlocked AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.id IN (SELECT gone.job_queue_id FROM gone)
+          AND q.locked_by = _end_cancelled.worker_id
+    ), kept AS (
+        INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
+                                            attempts, max_attempts, last_error, key, created_at,
+                                            state, result)
+        SELECT gone.id, q.queue_name, t.identifier, gone.payload, gone.priority, gone.attempts,
+               gone.max_attempts, gone.reason, gone.key, gone.created_at, 'cancelled', NULL
+        FROM gone
+        JOIN errands._tasks t ON t.id = gone.task_id
+        LEFT JOIN errands._queues q ON q.id = gone.job_queue_id
+        WHERE coalesce(t.retention, errands._retention()) > interval '0'
+           OR gone.watched -- waiting (17_wait.sql): kept for its waiter
+        ON CONFLICT (id) DO NOTHING
+    )
+    SELECT array_agg(gone.id ORDER BY gone.id) INTO v_ids FROM gone;
+    PERFORM errands._jobs_finished(v_ids); -- waiting hook (17_wait.sql)
+    RETURN coalesce(v_ids, '{}');
+END
+$$;
+
+-- Cancel these unlocked unfinished jobs now; returns the ids cancelled (a job a
+-- worker locked meanwhile is left alone and missing from the result).
+CREATE OR REPLACE FUNCTION errands._cancel_now(job_ids bigint[], reason text) RETURNS bigint[]
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+    SELECT errands._end_cancelled(NULL, _cancel_now.job_ids,
+                                  array_fill(_cancel_now.reason, ARRAY[coalesce(cardinality(_cancel_now.job_ids), 0)]),
+                                  false)
+$$;
+
+-- Requests the cancellation of the running jobs among job_ids (first reason
+-- wins) and tells their workers; returns the ids requested.
+CREATE OR REPLACE FUNCTION errands._request_cancel(job_ids bigint[], reason text) RETURNS bigint[]
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_ids bigint[] := '{}';
+    v_row record;
+BEGIN
+    FOR v_row IN
+        UPDATE errands._jobs j
+        SET cancel_reason = coalesce(j.cancel_reason, _request_cancel.reason), updated_at = now()
+        WHERE j.id = ANY(_request_cancel.job_ids) AND j.locked_at IS NOT NULL
+        RETURNING j.id, j.locked_by
+    LOOP
+        v_ids := v_ids || v_row.id;
+        PERFORM pg_notify('errands:cancel',
+                          json_build_object('job_id', v_row.id, 'worker_id', v_row.locked_by)::text);
+    END LOOP;
+    RETURN v_ids;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION errands.cancel_jobs(job_ids bigint[])
+RETURNS TABLE (id bigint, outcome text)
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now bigint[];
+    v_requested bigint[];
+BEGIN
+    IF cancel_jobs.job_ids IS NULL THEN
+        RAISE EXCEPTION 'errands: cancel_jobs needs an array of job ids, got NULL'
+            USING ERRCODE = '22023';
+    END IF;
+    -- Lock the rows first (in id order: no deadlock between two cancel_jobs), so
+    -- that each is judged on its latest version: a fetch, completion or failure
+    -- in flight is waited for, and fetching (SKIP LOCKED) cannot take them now.
+    PERFORM 1 FROM errands._jobs j WHERE j.id = ANY(cancel_jobs.job_ids) ORDER BY j.id FOR UPDATE;
+    v_now := errands._cancel_now(cancel_jobs.job_ids, 'errands: cancelled by cancel_jobs');
+    v_requested := errands._request_cancel(cancel_jobs.job_ids,
+                                           'errands: cancelled by cancel_jobs while running');
+    RETURN QUERY
+    SELECT i.id,
+           CASE WHEN i.id = ANY(v_now) THEN 'cancelled'
+                WHEN i.id = ANY(v_requested) THEN 'cancel_requested'
+                WHEN EXISTS (SELECT 1 FROM errands._finished_jobs f WHERE f.id = i.id)
+                    THEN 'already_finished'
+                ELSE 'unknown' END
+    FROM (SELECT DISTINCT ON (x.id) x.id, x.ord
+          FROM unnest(cancel_jobs.job_ids) WITH ORDINALITY AS x(id, ord)
+          WHERE x.id IS NOT NULL
+          ORDER BY x.id, x.ord) i
+    ORDER BY i.ord;
+END
+$$;
+COMMENT ON FUNCTION errands.cancel_jobs(bigint[]) IS
+'Cancels the listed jobs and returns one row per distinct id, in input order, with
+its outcome: cancelled (it was scheduled, pending, retrying or failed: it is
+deleted now and kept in errands.finished_jobs with state cancelled when its
+task''s retention is above 0), cancel_requested (it is running: its worker is
+told on the channel errands:cancel and, whatever it reports next, the job ends
+cancelled; a rescue of that worker ends it cancelled too), already_finished (in
+errands.finished_jobs) or unknown (no such job, or finished and not kept).';
+
+CREATE OR REPLACE FUNCTION errands.worker_cancel_jobs(worker_id text, job_ids bigint[],
+                                                      reasons text[])
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF cardinality(worker_cancel_jobs.job_ids) IS DISTINCT FROM cardinality(worker_cancel_jobs.reasons) THEN
+        RAISE EXCEPTION 'errands: worker_cancel_jobs needs one reason (NULL: none) per job: % ids, % reasons',
+            coalesce(cardinality(worker_cancel_jobs.job_ids)::text, 'NULL'),
+            coalesce(cardinality(worker_cancel_jobs.reasons)::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    SELECT unnest(errands._end_cancelled(worker_cancel_jobs.worker_id, worker_cancel_jobs.job_ids,
+                                         worker_cancel_jobs.reasons, false));
+END
+$$;
+COMMENT ON FUNCTION errands.worker_cancel_jobs(text, bigint[], text[]) IS
+'Worker API. Cancels each listed job that worker_id has locked (the task raised
+errands.Cancel): it ends cancelled, never retried, with its reason (NULL: the
+requested one, else "errands: cancelled") as last_error; kept in
+errands.finished_jobs when its task''s retention is above 0; its queue is
+unlocked. Returns the ids cancelled: a missing id was no longer this worker''s.';
+
+CREATE OR REPLACE FUNCTION errands.worker_cancel_requests(worker_id text)
+RETURNS SETOF bigint
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT j.id FROM errands._jobs j
+    WHERE j.locked_by = worker_cancel_requests.worker_id AND j.cancel_reason IS NOT NULL
+    ORDER BY j.id
+$$;
+COMMENT ON FUNCTION errands.worker_cancel_requests(text) IS
+'Worker API. The ids of the jobs worker_id has locked whose cancellation was
+requested (the slow-poll fallback of the errands:cancel notifications).';
+
+-- Ends cancelled those of job_ids whose cancellation was requested, whoever has
+-- them locked (rescue of dead workers, stale locks); returns their ids.
+CREATE OR REPLACE FUNCTION errands._end_requested(job_ids bigint[]) RETURNS bigint[]
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_all bigint[] := '{}';
+    v_worker text;
+    v_ids bigint[];
+BEGIN
+    FOR v_worker, v_ids IN
+        SELECT j.locked_by, array_agg(j.id) FROM errands._jobs j
+        WHERE j.id = ANY(_end_requested.job_ids) AND j.cancel_reason IS NOT NULL
+          AND j.locked_by IS NOT NULL
+        GROUP BY j.locked_by
+    LOOP
+        v_all := v_all || errands._end_cancelled(v_worker, v_ids, NULL, true);
+    END LOOP;
+    RETURN v_all;
+END
+$$;
 -- sql/schema/40_admin.sql
 -- Administration (Graphile Worker's WorkerUtils functions) and cleanup.
 -- complete/fail/reschedule leave running jobs alone unless their lock is stale.
@@ -1854,13 +2100,19 @@ LANGUAGE sql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
-    WHERE j.locked_by = ANY(worker_ids);
+    WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NULL;
+    -- A job whose cancellation was requested (even while the update above waited
+    -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
+    SELECT errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NOT NULL));
     UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
     WHERE q.locked_by = ANY(worker_ids);
 $$;
 COMMENT ON FUNCTION errands.force_unlock_workers(text[]) IS
 'Unlocks every job and queue locked by the listed workers (use it for workers you
-know are dead). attempts is unchanged, so the interrupted try counts.';
+know are dead). attempts is unchanged, so the interrupted try counts; a job whose
+cancellation was requested ends cancelled instead.';
 
 CREATE OR REPLACE FUNCTION errands.cleanup(
     tasks text[] DEFAULT ARRAY['GC_JOB_QUEUES'],
@@ -2431,12 +2683,18 @@ BEGIN
             last_error = format('errands: worker %s %s while running this job (locked since %s)',
                                 j.locked_by, reason, j.locked_at)
         WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
+          AND j.cancel_reason IS NULL
         RETURNING j.id
     ), queues AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
         WHERE q.locked_by = ANY(worker_ids)
     )
     SELECT count(*)::integer INTO v_count FROM jobs;
+    -- A job whose cancellation was requested (even while the update above waited
+    -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
+    PERFORM errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NOT NULL));
     IF v_count > 0 THEN
         PERFORM pg_notify('errands:jobs', '');
     END IF;
@@ -2574,8 +2832,9 @@ heartbeat is older than 1.5 s but newer than the server''s start (after a restar
 workers get until heartbeat_timeout to reconnect), and each worker whose last
 heartbeat is older than heartbeat_timeout; deletes its row, makes the jobs it had
 locked runnable at once (keeping their place: run_at unchanged, the interrupted try
-counted, last_error says the worker died) and unlocks its queues. Returns the
-number of jobs rescued.';
+counted, last_error says the worker died; a job whose cancellation was requested
+ends cancelled instead) and unlocks its queues. Returns the number of jobs made
+runnable.';
 
 CREATE OR REPLACE FUNCTION errands.unregister_worker(worker_id text) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -2686,7 +2945,9 @@ BEGIN
           AND p.prokind = 'f'
           AND (p.proname = ANY (ARRAY['get_jobs', 'worker_complete_jobs', 'worker_fail_jobs',
                                       'worker_return_jobs', 'worker_snooze_jobs',
-                                      'worker_fail_jobs_now', 'reset_locked', 'complete_jobs',
+                                      'worker_fail_jobs_now', 'worker_cancel_jobs',
+                                      'worker_cancel_requests', 'cancel_jobs',
+                                      'reset_locked', 'complete_jobs',
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
                                       'prune_finished_jobs',
@@ -2704,9 +2965,10 @@ $$;
 COMMENT ON FUNCTION errands.grant_worker(regrole) IS
 'Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
 on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
-worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, reset_locked, try_lock_worker, register_worker, heartbeat,
+worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, worker_cancel_jobs,
+worker_cancel_requests, reset_locked, try_lock_worker, register_worker, heartbeat,
 rescue_workers, unregister_worker), the admin functions (complete_jobs,
-permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup,
+cancel_jobs, permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup,
 prune_finished_jobs, the cron
 functions if cron is installed when it runs, and what grant_read gives (SELECT on
 the errands.jobs and errands.finished_jobs views, never on the private tables).
@@ -3336,7 +3598,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '0241e85750bebc3b60c4cfccf15cf05a7e82609ee97247af5f099b89c916c169')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'a99f1f11ccb342c06584147f4ae23957dbc6b5a96a9cdb4945e3c9b43e5376cd')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -88,11 +88,13 @@ CREATE UNIQUE INDEX _job_waiters_pkey ON errands._job_waiters USING btree (job_i
 --   is_available boolean NOT NULL GENERATED AS ((locked_at IS NULL) AND (attempts < max_attempts))
 --   timeout interval
 --   watched boolean NOT NULL DEFAULT false
+--   cancel_reason text
 --   CONSTRAINT _jobs_pkey PRIMARY KEY (id)
 --   CONSTRAINT jobs_key_length CHECK (((length(key) >= 1) AND (length(key) <= 512)))
 --   CONSTRAINT jobs_max_attempts_positive CHECK ((max_attempts >= 1))
 --   CONSTRAINT jobs_timeout_positive CHECK ((timeout > '00:00:00'::interval))
 CREATE UNIQUE INDEX _jobs_pkey ON errands._jobs USING btree (id);
+CREATE INDEX jobs_cancel_requested ON errands._jobs USING btree (locked_by) WHERE (cancel_reason IS NOT NULL);
 CREATE INDEX jobs_fetch_queued ON errands._jobs USING btree (job_queue_id, priority, run_at, id) WHERE (is_available AND (job_queue_id IS NOT NULL));
 CREATE INDEX jobs_fetch_unqueued ON errands._jobs USING btree (task_id, priority, run_at, id) WHERE (is_available AND (job_queue_id IS NULL));
 CREATE UNIQUE INDEX jobs_key ON errands._jobs USING btree (key) WHERE (key IS NOT NULL);
@@ -330,6 +332,18 @@ AS $function$
              THEN session_user::text
              ELSE pg_catalog.current_setting('role') END,
         'errands.jobs'::regclass, 'SELECT')
+$function$;
+
+-- FUNCTION errands._cancel_now(bigint[],text)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._cancel_now(job_ids bigint[], reason text)
+ RETURNS bigint[]
+ LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    SELECT errands._end_cancelled(NULL, _cancel_now.job_ids,
+                                  array_fill(_cancel_now.reason, ARRAY[coalesce(cardinality(_cancel_now.job_ids), 0)]),
+                                  false)
 $function$;
 
 -- FUNCTION errands._cron_bad(text)
@@ -605,6 +619,75 @@ AS $function$
             THEN format('%s... (%s characters)', quote_literal(left(value, 40)), length(value))
         ELSE format('%s (%s characters)', quote_literal(value), length(value))
     END
+$function$;
+
+-- FUNCTION errands._end_cancelled(text,bigint[],text[],boolean)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._end_cancelled(worker_id text, job_ids bigint[], reasons text[], requested_only boolean)
+ RETURNS bigint[]
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_ids bigint[];
+BEGIN
+    WITH r AS (
+        SELECT DISTINCT ON (r.id) r.id, r.reason
+        FROM unnest(_end_cancelled.job_ids, _end_cancelled.reasons) AS r(id, reason)
+        WHERE r.id IS NOT NULL
+        ORDER BY r.id
+    ), gone AS (
+        DELETE FROM errands._jobs j USING r
+        WHERE j.id = r.id
+          AND CASE WHEN _end_cancelled.worker_id IS NULL THEN j.locked_at IS NULL
+                   ELSE j.locked_by = _end_cancelled.worker_id END
+          AND (NOT _end_cancelled.requested_only OR j.cancel_reason IS NOT NULL)
+        RETURNING j.*, coalesce(r.reason, j.cancel_reason, 'errands: cancelled') AS reason
+    ), unlocked AS (
+        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
+        WHERE q.id IN (SELECT gone.job_queue_id FROM gone)
+          AND q.locked_by = _end_cancelled.worker_id
+    ), kept AS (
+        INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
+                                            attempts, max_attempts, last_error, key, created_at,
+                                            state, result)
+        SELECT gone.id, q.queue_name, t.identifier, gone.payload, gone.priority, gone.attempts,
+               gone.max_attempts, gone.reason, gone.key, gone.created_at, 'cancelled', NULL
+        FROM gone
+        JOIN errands._tasks t ON t.id = gone.task_id
+        LEFT JOIN errands._queues q ON q.id = gone.job_queue_id
+        WHERE coalesce(t.retention, errands._retention()) > interval '0'
+           OR gone.watched -- waiting (17_wait.sql): kept for its waiter
+        ON CONFLICT (id) DO NOTHING
+    )
+    SELECT array_agg(gone.id ORDER BY gone.id) INTO v_ids FROM gone;
+    PERFORM errands._jobs_finished(v_ids); -- waiting hook (17_wait.sql)
+    RETURN coalesce(v_ids, '{}');
+END
+$function$;
+
+-- FUNCTION errands._end_requested(bigint[])
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._end_requested(job_ids bigint[])
+ RETURNS bigint[]
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_all bigint[] := '{}';
+    v_worker text;
+    v_ids bigint[];
+BEGIN
+    FOR v_worker, v_ids IN
+        SELECT j.locked_by, array_agg(j.id) FROM errands._jobs j
+        WHERE j.id = ANY(_end_requested.job_ids) AND j.cancel_reason IS NOT NULL
+          AND j.locked_by IS NOT NULL
+        GROUP BY j.locked_by
+    LOOP
+        v_all := v_all || errands._end_cancelled(v_worker, v_ids, NULL, true);
+    END LOOP;
+    RETURN v_all;
+END
 $function$;
 
 -- FUNCTION errands._ensure_tasks_and_queues(errands.job_spec[])
@@ -1028,16 +1111,47 @@ BEGIN
             last_error = format('errands: worker %s %s while running this job (locked since %s)',
                                 j.locked_by, reason, j.locked_at)
         WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
+          AND j.cancel_reason IS NULL
         RETURNING j.id
     ), queues AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
         WHERE q.locked_by = ANY(worker_ids)
     )
     SELECT count(*)::integer INTO v_count FROM jobs;
+    -- A job whose cancellation was requested (even while the update above waited
+    -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
+    PERFORM errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NOT NULL));
     IF v_count > 0 THEN
         PERFORM pg_notify('errands:jobs', '');
     END IF;
     RETURN v_count;
+END
+$function$;
+
+-- FUNCTION errands._request_cancel(bigint[],text)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._request_cancel(job_ids bigint[], reason text)
+ RETURNS bigint[]
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_ids bigint[] := '{}';
+    v_row record;
+BEGIN
+    FOR v_row IN
+        UPDATE errands._jobs j
+        SET cancel_reason = coalesce(j.cancel_reason, _request_cancel.reason), updated_at = now()
+        WHERE j.id = ANY(_request_cancel.job_ids) AND j.locked_at IS NOT NULL
+        RETURNING j.id, j.locked_by
+    LOOP
+        v_ids := v_ids || v_row.id;
+        PERFORM pg_notify('errands:cancel',
+                          json_build_object('job_id', v_row.id, 'worker_id', v_row.locked_by)::text);
+    END LOOP;
+    RETURN v_ids;
 END
 $function$;
 
@@ -1168,9 +1282,10 @@ $function$;
 --          max_attempts 25, priority 0. With a job_key, job_key_mode decides: replace
 --          updates a pending job with the key in place (every attribute, attempts reset,
 --          revision + 1), preserve_run_at does the same but keeps run_at of a job that has
---          not been tried, unsafe_dedupe only bumps revision of any job holding the key.
---          A running or permanently failed job with the key loses it and a new job is
---          inserted. Array payloads of the same key concatenate (batch jobs). timeout
+--          not been tried, unsafe_dedupe only bumps revision of any job holding the key,
+--          abort_replace is replace that also requests the cancellation of a running job
+--          holding the key (errands.cancel_jobs). A running or permanently failed job with
+--          the key loses it and a new job is inserted. Array payloads of the same key concatenate (batch jobs). timeout
 --          (errands only, positive): each try of this job may run that long (overrides the
 --          task's timeout). A caller that may not read jobs (no SELECT on errands.jobs)
 --          never gets another job's payload back: payload and last_error are NULL when
@@ -1190,13 +1305,21 @@ DECLARE
     v_queue_id integer;
     v_limit bigint;
 BEGIN
-    IF v_mode NOT IN ('replace', 'preserve_run_at', 'unsafe_dedupe') THEN
-        RAISE EXCEPTION 'errands: invalid job_key_mode %; expected replace, preserve_run_at or unsafe_dedupe',
+    IF v_mode NOT IN ('replace', 'preserve_run_at', 'unsafe_dedupe', 'abort_replace') THEN
+        RAISE EXCEPTION 'errands: invalid job_key_mode %; expected replace, preserve_run_at, unsafe_dedupe or abort_replace',
             quote_literal(v_mode) USING ERRCODE = '22023';
     END IF;
     IF add_job.timeout <= interval '0' THEN
         RAISE EXCEPTION 'errands: timeout must be positive, got %', add_job.timeout
             USING ERRCODE = '22023';
+    END IF;
+    IF add_job.job_key IS NOT NULL AND v_mode = 'abort_replace' THEN
+        -- Graphile's #546: the running job holding the key gets its cancellation
+        -- requested. Its row stays locked by this transaction, so no fetch can
+        -- take it between the request and add_jobs giving its key away.
+        PERFORM errands._request_cancel(ARRAY(
+            SELECT j.id FROM errands._jobs j WHERE j.key = add_job.job_key FOR UPDATE),
+            format('errands: cancelled by abort_replace of job key %s', add_job.job_key));
     END IF;
     IF add_job.job_key IS NOT NULL AND v_mode <> 'unsafe_dedupe' THEN
         -- The job-key decision table lives in add_jobs (which clears timeout
@@ -1487,6 +1610,51 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands.cancel_jobs(bigint[])
+-- ACL: postgres=X/postgres
+-- comment: Cancels the listed jobs and returns one row per distinct id, in input order, with
+--          its outcome: cancelled (it was scheduled, pending, retrying or failed: it is
+--          deleted now and kept in errands.finished_jobs with state cancelled when its
+--          task's retention is above 0), cancel_requested (it is running: its worker is
+--          told on the channel errands:cancel and, whatever it reports next, the job ends
+--          cancelled; a rescue of that worker ends it cancelled too), already_finished (in
+--          errands.finished_jobs) or unknown (no such job, or finished and not kept).
+CREATE OR REPLACE FUNCTION errands.cancel_jobs(job_ids bigint[])
+ RETURNS TABLE(id bigint, outcome text)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_now bigint[];
+    v_requested bigint[];
+BEGIN
+    IF cancel_jobs.job_ids IS NULL THEN
+        RAISE EXCEPTION 'errands: cancel_jobs needs an array of job ids, got NULL'
+            USING ERRCODE = '22023';
+    END IF;
+    -- Lock the rows first (in id order: no deadlock between two cancel_jobs), so
+    -- that each is judged on its latest version: a fetch, completion or failure
+    -- in flight is waited for, and fetching (SKIP LOCKED) cannot take them now.
+    PERFORM 1 FROM errands._jobs j WHERE j.id = ANY(cancel_jobs.job_ids) ORDER BY j.id FOR UPDATE;
+    v_now := errands._cancel_now(cancel_jobs.job_ids, 'errands: cancelled by cancel_jobs');
+    v_requested := errands._request_cancel(cancel_jobs.job_ids,
+                                           'errands: cancelled by cancel_jobs while running');
+    RETURN QUERY
+    SELECT i.id,
+           CASE WHEN i.id = ANY(v_now) THEN 'cancelled'
+                WHEN i.id = ANY(v_requested) THEN 'cancel_requested'
+                WHEN EXISTS (SELECT 1 FROM errands._finished_jobs f WHERE f.id = i.id)
+                    THEN 'already_finished'
+                ELSE 'unknown' END
+    FROM (SELECT DISTINCT ON (x.id) x.id, x.ord
+          FROM unnest(cancel_jobs.job_ids) WITH ORDINALITY AS x(id, ord)
+          WHERE x.id IS NOT NULL
+          ORDER BY x.id, x.ord) i
+    ORDER BY i.ord;
+END
+$function$;
+
 -- FUNCTION errands.check_job_triggers(regclass)
 -- ACL: postgres=X/postgres
 -- comment: Checks the arguments of every trigger that calls errands.job_trigger (on_table's
@@ -1745,7 +1913,8 @@ $function$;
 -- FUNCTION errands.force_unlock_workers(text[])
 -- ACL: postgres=X/postgres
 -- comment: Unlocks every job and queue locked by the listed workers (use it for workers you
---          know are dead). attempts is unchanged, so the interrupted try counts.
+--          know are dead). attempts is unchanged, so the interrupted try counts; a job whose
+--          cancellation was requested ends cancelled instead.
 CREATE OR REPLACE FUNCTION errands.force_unlock_workers(worker_ids text[])
  RETURNS void
  LANGUAGE sql
@@ -1753,7 +1922,12 @@ CREATE OR REPLACE FUNCTION errands.force_unlock_workers(worker_ids text[])
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
     UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
-    WHERE j.locked_by = ANY(worker_ids);
+    WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NULL;
+    -- A job whose cancellation was requested (even while the update above waited
+    -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
+    SELECT errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NOT NULL));
     UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
     WHERE q.locked_by = ANY(worker_ids);
 $function$;
@@ -1958,9 +2132,10 @@ $function$;
 -- ACL: postgres=X/postgres
 -- comment: Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
 --          on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
---          worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, reset_locked, try_lock_worker, register_worker, heartbeat,
+--          worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, worker_cancel_jobs,
+--          worker_cancel_requests, reset_locked, try_lock_worker, register_worker, heartbeat,
 --          rescue_workers, unregister_worker), the admin functions (complete_jobs,
---          permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup,
+--          cancel_jobs, permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup,
 --          prune_finished_jobs, the cron
 --          functions if cron is installed when it runs, and what grant_read gives (SELECT on
 --          the errands.jobs and errands.finished_jobs views, never on the private tables).
@@ -1987,7 +2162,9 @@ BEGIN
           AND p.prokind = 'f'
           AND (p.proname = ANY (ARRAY['get_jobs', 'worker_complete_jobs', 'worker_fail_jobs',
                                       'worker_return_jobs', 'worker_snooze_jobs',
-                                      'worker_fail_jobs_now', 'reset_locked', 'complete_jobs',
+                                      'worker_fail_jobs_now', 'worker_cancel_jobs',
+                                      'worker_cancel_requests', 'cancel_jobs',
+                                      'reset_locked', 'complete_jobs',
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
                                       'prune_finished_jobs',
@@ -2580,8 +2757,9 @@ $function$;
 --          workers get until heartbeat_timeout to reconnect), and each worker whose last
 --          heartbeat is older than heartbeat_timeout; deletes its row, makes the jobs it had
 --          locked runnable at once (keeping their place: run_at unchanged, the interrupted try
---          counted, last_error says the worker died) and unlocks its queues. Returns the
---          number of jobs rescued.
+--          counted, last_error says the worker died; a job whose cancellation was requested
+--          ends cancelled instead) and unlocks its queues. Returns the number of jobs made
+--          runnable.
 CREATE OR REPLACE FUNCTION errands.rescue_workers(heartbeat_timeout interval DEFAULT '00:00:30'::interval)
  RETURNS integer
  LANGUAGE plpgsql
@@ -2617,14 +2795,19 @@ $function$;
 -- FUNCTION errands.reset_locked(interval)
 -- ACL: postgres=X/postgres
 -- comment: Rescues jobs whose lock is older than older_than (their worker died): they become
---          runnable at once with the interrupted try counted, and stale queue locks are
---          released. Returns the number of jobs rescued.
+--          runnable at once with the interrupted try counted (a job whose cancellation was
+--          requested ends cancelled instead), and stale queue locks are released. Returns
+--          the number of jobs rescued.
 CREATE OR REPLACE FUNCTION errands.reset_locked(older_than interval DEFAULT '04:00:00'::interval)
  RETURNS integer
- LANGUAGE sql
+ LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
+DECLARE
+    v_cancelled integer;
+    v_count integer;
+BEGIN
     WITH jobs AS (
         UPDATE errands._jobs j
         SET locked_at = NULL,
@@ -2632,13 +2815,20 @@ AS $function$
             run_at = greatest(j.run_at, now()),
             last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
                                 j.locked_by, j.locked_at)
-        WHERE j.locked_at < now() - older_than
+        WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NULL
         RETURNING j.id
     ), queues AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.locked_at < now() - older_than
+        WHERE q.locked_at < now() - reset_locked.older_than
     )
-    SELECT count(*)::integer FROM jobs
+    SELECT count(*)::integer INTO v_count FROM jobs;
+    -- A job whose cancellation was requested (even while the update above waited
+    -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
+    v_cancelled := cardinality(errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NOT NULL)));
+    RETURN v_count + v_cancelled;
+END
 $function$;
 
 -- FUNCTION errands.set_crontab(text,text)
@@ -2872,6 +3062,47 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands.worker_cancel_jobs(text,bigint[],text[])
+-- ACL: postgres=X/postgres
+-- comment: Worker API. Cancels each listed job that worker_id has locked (the task raised
+--          errands.Cancel): it ends cancelled, never retried, with its reason (NULL: the
+--          requested one, else "errands: cancelled") as last_error; kept in
+--          errands.finished_jobs when its task's retention is above 0; its queue is
+--          unlocked. Returns the ids cancelled: a missing id was no longer this worker's.
+CREATE OR REPLACE FUNCTION errands.worker_cancel_jobs(worker_id text, job_ids bigint[], reasons text[])
+ RETURNS SETOF bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+BEGIN
+    IF cardinality(worker_cancel_jobs.job_ids) IS DISTINCT FROM cardinality(worker_cancel_jobs.reasons) THEN
+        RAISE EXCEPTION 'errands: worker_cancel_jobs needs one reason (NULL: none) per job: % ids, % reasons',
+            coalesce(cardinality(worker_cancel_jobs.job_ids)::text, 'NULL'),
+            coalesce(cardinality(worker_cancel_jobs.reasons)::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    SELECT unnest(errands._end_cancelled(worker_cancel_jobs.worker_id, worker_cancel_jobs.job_ids,
+                                         worker_cancel_jobs.reasons, false));
+END
+$function$;
+
+-- FUNCTION errands.worker_cancel_requests(text)
+-- ACL: postgres=X/postgres
+-- comment: Worker API. The ids of the jobs worker_id has locked whose cancellation was
+--          requested (the slow-poll fallback of the errands:cancel notifications).
+CREATE OR REPLACE FUNCTION errands.worker_cancel_requests(worker_id text)
+ RETURNS SETOF bigint
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    SELECT j.id FROM errands._jobs j
+    WHERE j.locked_by = worker_cancel_requests.worker_id AND j.cancel_reason IS NOT NULL
+    ORDER BY j.id
+$function$;
+
 -- FUNCTION errands.worker_complete_jobs(text,bigint[],json[])
 -- ACL: postgres=X/postgres
 -- comment: Worker API. Completes the listed jobs that worker_id has locked (it finished
@@ -2882,6 +3113,8 @@ $function$;
 --          limit fails its job instead (as worker_fail_jobs, error naming the size).
 --          Returns the ids it completed: a job missing from the result was no longer this
 --          worker's (its lock was taken away, or its result was too big) and may run again.
+--          A job whose cancellation was requested (errands.cancel_jobs) ends cancelled
+--          instead, its result dropped (its id is returned too).
 CREATE OR REPLACE FUNCTION errands.worker_complete_jobs(worker_id text, job_ids bigint[], results json[] DEFAULT NULL::json[])
  RETURNS SETOF bigint
  LANGUAGE plpgsql
@@ -2955,8 +3188,11 @@ BEGIN
                                             attempts, max_attempts, last_error, key, created_at,
                                             state, result)
         SELECT done.id, q.queue_name, t.identifier, done.payload, done.priority, done.attempts,
-               done.max_attempts, done.last_error, done.key, done.created_at, 'completed',
-               r.result
+               done.max_attempts,
+               -- A job whose cancellation was requested ends cancelled, result dropped.
+               coalesce(done.cancel_reason, done.last_error), done.key, done.created_at,
+               CASE WHEN done.cancel_reason IS NULL THEN 'completed' ELSE 'cancelled' END,
+               CASE WHEN done.cancel_reason IS NULL THEN r.result END
         FROM done
         JOIN errands._tasks t ON t.id = done.task_id
         LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
@@ -2976,7 +3212,8 @@ $function$;
 --          last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
 --          10)) seconds, lock and queue released; a non-NULL payload replaces the job's
 --          (batch jobs keep only their failed items). Returns the failed jobs; those with
---          attempts >= max_attempts will not run again.
+--          attempts >= max_attempts will not run again. A job whose cancellation was
+--          requested ends cancelled instead (and is not returned).
 CREATE OR REPLACE FUNCTION errands.worker_fail_jobs(worker_id text, job_ids bigint[], error_messages text[], payloads json[] DEFAULT NULL::json[])
  RETURNS SETOF errands.jobs
  LANGUAGE plpgsql
@@ -3006,6 +3243,7 @@ BEGIN
             payload = coalesce(f.payload, j.payload)
         FROM f
         WHERE j.id = f.id AND j.locked_by = worker_fail_jobs.worker_id
+          AND j.cancel_reason IS NULL
         RETURNING j.*
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -3017,6 +3255,9 @@ BEGIN
     JOIN errands._tasks t ON t.id = failed.task_id
     LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
     ORDER BY failed.id;
+    -- A job whose cancellation was requested (even while this ran: the update
+    -- above rechecks cancel_reason on the row it waited for) ends cancelled.
+    PERFORM errands._end_cancelled(worker_fail_jobs.worker_id, worker_fail_jobs.job_ids, NULL, true);
     -- Waiting hook (17_wait.sql): a job that failed for good ends its waits (a
     -- waiter woken by a retried job reads its state and keeps waiting).
     PERFORM errands._jobs_finished(worker_fail_jobs.job_ids);
@@ -3058,7 +3299,8 @@ $function$;
 -- FUNCTION errands.worker_return_jobs(text,bigint[])
 -- ACL: postgres=X/postgres
 -- comment: Worker API. Hands back jobs worker_id fetched but never started (shutdown): the
---          lock is released and the attempt it took is given back. Returns their ids.
+--          lock is released and the attempt it took is given back. Returns their ids. A job
+--          whose cancellation was requested ends cancelled instead (and is not returned).
 CREATE OR REPLACE FUNCTION errands.worker_return_jobs(worker_id text, job_ids bigint[])
  RETURNS SETOF bigint
  LANGUAGE plpgsql
@@ -3074,6 +3316,7 @@ BEGIN
         SET attempts = greatest(0, j.attempts - 1), locked_at = NULL, locked_by = NULL
         WHERE j.id = ANY(worker_return_jobs.job_ids)
           AND j.locked_by = worker_return_jobs.worker_id
+          AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -3081,6 +3324,8 @@ BEGIN
           AND q.locked_by = worker_return_jobs.worker_id
     )
     SELECT returned.id FROM returned;
+    -- A job whose cancellation was requested ends cancelled instead.
+    PERFORM errands._end_cancelled(worker_return_jobs.worker_id, worker_return_jobs.job_ids, NULL, true);
 END
 $function$;
 
@@ -3090,7 +3335,8 @@ $function$;
 --          errands.Snooze): run_at = now() + its delay, the attempt this try took is given
 --          back, lock and queue released, key, payload and last_error kept. Each delay must
 --          be finite and >= 0 (22023 otherwise, nothing changed). Returns the ids snoozed: a
---          missing id was no longer this worker's.
+--          missing id was no longer this worker's, or its cancellation was requested (it
+--          ended cancelled).
 CREATE OR REPLACE FUNCTION errands.worker_snooze_jobs(worker_id text, job_ids bigint[], delays interval[])
  RETURNS SETOF bigint
  LANGUAGE plpgsql
@@ -3126,6 +3372,7 @@ BEGIN
             locked_by = NULL
         FROM s
         WHERE j.id = s.id AND j.locked_by = worker_snooze_jobs.worker_id
+          AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -3133,5 +3380,7 @@ BEGIN
           AND q.locked_by = worker_snooze_jobs.worker_id
     )
     SELECT snoozed.id FROM snoozed ORDER BY snoozed.id;
+    -- A job whose cancellation was requested ends cancelled instead.
+    PERFORM errands._end_cancelled(worker_snooze_jobs.worker_id, worker_snooze_jobs.job_ids, NULL, true);
 END
 $function$;

@@ -1,7 +1,7 @@
 -- The public SQL API: exact function signatures, comments on every public
 -- function, the job_spec type and the read-only jobs view.
 BEGIN;
-SELECT plan(38);
+SELECT plan(41);
 
 -- Every public function with its exact argument types --------------------------------
 
@@ -33,6 +33,12 @@ SELECT has_function('errands', 'worker_snooze_jobs', ARRAY['text', 'bigint[]', '
     'errands.worker_snooze_jobs(text, bigint[], interval[]) exists');
 SELECT has_function('errands', 'worker_fail_jobs_now', ARRAY['text', 'bigint[]', 'text[]'],
     'errands.worker_fail_jobs_now(text, bigint[], text[]) exists');
+SELECT has_function('errands', 'worker_cancel_jobs', ARRAY['text', 'bigint[]', 'text[]'],
+    'errands.worker_cancel_jobs(text, bigint[], text[]) exists');
+SELECT has_function('errands', 'worker_cancel_requests', ARRAY['text'],
+    'errands.worker_cancel_requests(text) exists');
+SELECT has_function('errands', 'cancel_jobs', ARRAY['bigint[]'],
+    'errands.cancel_jobs(bigint[]) exists');
 SELECT has_function('errands', 'reset_locked', ARRAY['interval'],
     'errands.reset_locked(interval) exists');
 SELECT has_function('errands', 'cleanup', ARRAY['text[]', 'text[]'],

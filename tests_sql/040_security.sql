@@ -2,7 +2,7 @@
 -- DEFINER with a fixed search_path against hostile search paths, the payload
 -- size limit, and jobs of unknown tasks staying pending.
 BEGIN;
-SELECT plan(80);
+SELECT plan(86);
 
 CREATE ROLE errands_t040_web;
 CREATE ROLE errands_t040_worker;
@@ -116,6 +116,12 @@ SELECT throws_ok($$SELECT errands.worker_snooze_jobs('w', ARRAY[1::bigint], ARRA
                  'enqueue role: worker_snooze_jobs is denied');
 SELECT throws_ok($$SELECT errands.worker_fail_jobs_now('w', ARRAY[1::bigint], ARRAY['x'])$$, '42501', NULL,
                  'enqueue role: worker_fail_jobs_now is denied');
+SELECT throws_ok($$SELECT errands.worker_cancel_jobs('w', ARRAY[1::bigint], ARRAY['x'])$$, '42501', NULL,
+                 'enqueue role: worker_cancel_jobs is denied');
+SELECT throws_ok($$SELECT errands.worker_cancel_requests('w')$$, '42501', NULL,
+                 'enqueue role: worker_cancel_requests is denied');
+SELECT throws_ok($$SELECT errands.cancel_jobs(ARRAY[1::bigint])$$, '42501', NULL,
+                 'enqueue role: cancel_jobs is denied');
 SELECT throws_ok($$SELECT errands.reset_locked()$$, '42501', NULL,
                  'enqueue role: reset_locked is denied');
 SELECT throws_ok($$SELECT errands.try_lock_worker('w')$$, '42501', NULL,
@@ -165,6 +171,12 @@ SELECT lives_ok($$SELECT errands.worker_snooze_jobs('sec_w1', ARRAY[1::bigint], 
                 'worker role: worker_snooze_jobs works');
 SELECT lives_ok($$SELECT errands.worker_fail_jobs_now('sec_w1', ARRAY[1::bigint], ARRAY['x'])$$,
                 'worker role: worker_fail_jobs_now works');
+SELECT lives_ok($$SELECT errands.worker_cancel_jobs('sec_w1', ARRAY[1::bigint], ARRAY['x'])$$,
+                'worker role: worker_cancel_jobs works');
+SELECT lives_ok($$SELECT errands.worker_cancel_requests('sec_w1')$$,
+                'worker role: worker_cancel_requests works');
+SELECT lives_ok($$SELECT errands.cancel_jobs(ARRAY[987654321::bigint])$$,
+                'worker role: cancel_jobs works');
 SELECT is(errands.try_lock_worker('sec_lock_w'), true, 'worker role: try_lock_worker takes its lock');
 SELECT lives_ok($$SELECT errands.reset_locked()$$, 'worker role: reset_locked works');
 SELECT lives_ok($$SELECT errands.cleanup()$$, 'worker role: cleanup works');

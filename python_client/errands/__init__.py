@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from errands.helpers import AbortSignal, Helpers
     from errands.job import FinishedJob, Job, JobSpec
     from errands.logs import JsonFormatter, attach_job_logging, configure_logging
-    from errands.outcomes import Fail, Snooze
+    from errands.outcomes import Cancel, Fail, Snooze
     from errands.runner import Runner, run, run_once, run_sync
     from errands.tasks import TaskRegistry, load_tasks, task
     from errands.utils import SyncWorkerUtils, WorkerUtils
@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AbortSignal",
     "BatchFailure",
+    "Cancel",
     "Event",
     "Events",
     "Fail",
@@ -71,6 +72,7 @@ __all__ = [
 _EXPORTS: dict[str, str] = {
     "AbortSignal": "errands.helpers",
     "BatchFailure": "errands.worker",
+    "Cancel": "errands.outcomes",
     "Event": "errands.events",
     "Fail": "errands.outcomes",
     "Events": "errands.events",

@@ -9,6 +9,11 @@ Forced shutdown (:meth:`Executor.abort_running`): set the abort signal, give tas
 :data:`ABORT_GRACE` seconds to stop by themselves (their own outcome is then
 recorded), then cancel async tasks, abandon sync ones and fail every job still
 running with ``WorkerShutdown: worker shutdown`` (it will be retried).
+
+Cancellation (:meth:`Executor.cancel`, a request heard from ``errands:cancel``):
+the job's own abort signal is set and an async task is cancelled; whatever the
+task then does, its outcome is reported as ``worker_cancel_jobs`` (SQL would end
+a requested job cancelled whatever was reported; this says so in the events).
 """
 
 from __future__ import annotations
@@ -29,13 +34,19 @@ from errands._threads import DaemonThreadPool
 from errands.helpers import AbortSignal, Helpers
 from errands.job import Job
 from errands.logs import error_message
-from errands.outcomes import Fail, Snooze
+from errands.outcomes import Cancel, Fail, Snooze
 from errands.tasks import TaskInfo, TaskRegistry
 
 logger = logging.getLogger("errands.worker")
 
 ABORT_GRACE = 0.5
 """Seconds between setting the abort signal and cancelling/failing running jobs."""
+
+EARLY_CANCEL_TTL = 120.0
+"""Seconds a cancellation request for a job not started yet is remembered (a
+locked job starts or is handed back well within that)."""
+EARLY_CANCELS_KEPT = 100
+"""How many such requests are kept before the old ones are forgotten."""
 
 Emit = Callable[..., None]
 
@@ -70,10 +81,16 @@ class _Running:
     """A job in a slot (one per job: a plain class with slots, cheaper to make than a
     dataclass)."""
 
-    __slots__ = ("inner", "job", "settled", "started", "task")
+    __slots__ = ("abort", "cancelled", "inner", "job", "settled", "started", "sync", "task")
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, abort: AbortSignal) -> None:
         self.job = job
+        self.abort = abort
+        """This job's abort signal: set by a cancellation request or at shutdown."""
+        self.cancelled = False
+        """Its cancellation was requested (committed: notifications follow commits)."""
+        self.sync: bool | None = None
+        """Whether its task is sync; None until the task starts."""
         self.started = time.perf_counter()
         self.task: asyncio.Task[None] | None = None
         self.inner: asyncio.Future[Any] | None = None
@@ -109,6 +126,10 @@ class Executor:
         self.abort = AbortSignal()
         self.threads = DaemonThreadPool(concurrency)
         self.running: dict[int, _Running] = {}
+        # Cancellation requests for jobs locked but not started yet (in the local
+        # queue, or in a fetch in flight): job id -> when heard. They end cancelled
+        # without running when they reach a slot.
+        self._cancel_early: dict[int, float] = {}
         # Tasks whose slot is free but whose outcome (or hand-back) is still being written.
         self._writing: set[asyncio.Task[None]] = set()
 
@@ -125,7 +146,12 @@ class Executor:
         await asyncio.gather(*self._writing, return_exceptions=True)
 
     def start(self, job: Job) -> None:
-        rec = _Running(job)
+        rec = _Running(job, AbortSignal())
+        if self.abort.is_set():
+            rec.abort.set()
+        # Requested while it waited in the local queue: it never runs.
+        if self._cancel_early and self._cancel_early.pop(job.id, None) is not None:
+            rec.cancelled = True
         self.running[job.id] = rec
         # Unnamed: formatting a name per job costs more than the job.
         rec.task = asyncio.create_task(self._run_job(rec, self._tasks.get(job.task_identifier)))
@@ -135,6 +161,10 @@ class Executor:
     async def _run_job(self, rec: _Running, info: TaskInfo | None) -> None:
         job = rec.job
         try:
+            # Requested before this task's first step (cancel() leaves a task
+            # whose rec.sync is None alone): it never runs.
+            if self._cancelled_early(rec):
+                return
             self._emit("job:start", job=job)
             rec.started = time.perf_counter()
             error: BaseException | None = None
@@ -143,8 +173,9 @@ class Executor:
             try:
                 if info is None:
                     raise LookupError(f"unsupported task {job.task_identifier!r}")
+                rec.sync = not info.is_async
                 helpers = Helpers(
-                    job, source=self._source, sync_connections=self._sync, abort=self.abort,
+                    job, source=self._source, sync_connections=self._sync, abort=rec.abort,
                     worker_id=self._worker_id,
                 )  # fmt: skip
                 limit = job.timeout if job.timeout is not None else info.timeout
@@ -174,6 +205,11 @@ class Executor:
             except asyncio.CancelledError as exc:
                 if rec.settled:
                     return
+                if rec.cancelled:
+                    # Our own cancel(): this task goes on to report the outcome.
+                    current = asyncio.current_task()
+                    if current is not None and hasattr(current, "uncancel"):
+                        current.uncancel()
                 error = exc
             except Exception as exc:
                 error = exc
@@ -182,7 +218,7 @@ class Executor:
             rec.settled = True
             duration = time.perf_counter() - rec.started
             self._queue.record_duration(duration)
-            if job.queue_name is None:
+            if job.queue_name is None and not rec.cancelled:
                 # Free the slot now: the reporter owns the outcome (the job stays
                 # locked until its batch is written), so the next job overlaps
                 # the flush. A queued job keeps its slot: its queue stays locked
@@ -195,9 +231,44 @@ class Executor:
                     )
                     return
                 self._release(rec)
-            await self.record(job, error, replacement, duration, encoded)
+            await self.record(job, error, replacement, duration, encoded, cancelled=rec.cancelled)
         finally:
             self._release(rec)
+
+    def cancel(self, job_id: int) -> bool:
+        """A cancellation request for ``job_id``: set its abort signal and cancel it
+        if it is an async task (a sync task is expected to watch ``helpers.abort``).
+        Returns whether the job runs here and was not already cancelled or ending."""
+        rec = self.running.get(job_id)
+        if rec is None:
+            now = time.monotonic()
+            if len(self._cancel_early) >= EARLY_CANCELS_KEPT:
+                # Requests for jobs that ended before they were heard: forget old ones.
+                self._cancel_early = {
+                    j: t for j, t in self._cancel_early.items() if now - t < EARLY_CANCEL_TTL
+                }
+            self._cancel_early[job_id] = now
+            return False
+        if rec.settled or rec.cancelled:
+            return False
+        rec.cancelled = True
+        rec.abort.set()
+        self._emit("job:cancel_requested", job=rec.job)
+        if rec.sync is False:
+            if rec.inner is not None:
+                rec.inner.cancel()
+            elif rec.task is not None:
+                rec.task.cancel()
+        return True
+
+    def _cancelled_early(self, rec: _Running) -> bool:
+        """Whether ``rec`` was cancelled before it started; if so, report it."""
+        if not rec.cancelled:
+            return False
+        rec.settled = True
+        self._release(rec)
+        self.track(asyncio.ensure_future(self.record(rec.job, None, None, 0.0, cancelled=True)))
+        return True
 
     def _release(self, rec: _Running, *, writing: bool = True) -> None:
         """Free ``rec``'s slot; ``writing``: its task goes on to write the outcome."""
@@ -222,9 +293,16 @@ class Executor:
         replacement: Any,
         duration: float,
         result: str | None = None,
+        *,
+        cancelled: bool = False,
     ) -> None:
-        """Report the outcome, then emit the events that depend on it."""
+        """Report the outcome, then emit the events that depend on it (``cancelled``:
+        the job's cancellation was requested, so it ends cancelled whatever it did)."""
         try:
+            if cancelled or isinstance(error, Cancel):
+                reason = error.reason if isinstance(error, Cancel) else None
+                await self._record_cancel(job, reason, duration)
+                return
             if isinstance(error, Snooze):
                 await self._record_snooze(job, error, duration)
                 return
@@ -256,6 +334,14 @@ class Executor:
             self._emit("job:lock_lost", job=job)
         self._emit("job:complete", job=job, duration=duration)
 
+    async def _record_cancel(self, job: Job, reason: str | None, duration: float) -> None:
+        """A cancelled try (errands.Cancel, or a cancellation request): never retried."""
+        if await self._reporter.cancel(job.id, reason):
+            self._emit("job:cancelled", job=job, duration=duration, data={"reason": reason})
+        else:
+            self._emit("job:lock_lost", job=job)
+        self._emit("job:complete", job=job, duration=duration)
+
     # --- shutdown ------------------------------------------------------------------------
 
     async def wait_running(self, timeout: float, forced: Awaitable[Any]) -> None:
@@ -278,6 +364,8 @@ class Executor:
     async def abort_running(self) -> None:
         """Abort the running jobs and fail those that do not stop by themselves."""
         self.abort.set()
+        for rec in list(self.running.values()):
+            rec.abort.set()
         # A moment for tasks that watch the abort signal to wind down by themselves.
         tasks = {rec.task for rec in self.running.values() if rec.task is not None}
         await asyncio.wait(tasks, timeout=ABORT_GRACE)

@@ -1,7 +1,8 @@
 """A continuous worker's presence: its LISTEN connection (which holds its advisory
 lock), its registration and its heartbeat/rescue loop (:mod:`errands._heartbeat`).
 
-With ``listen`` one dedicated connection listens on ``errands:jobs`` and holds the
+With ``listen`` one dedicated connection listens on ``errands:jobs`` (and on
+``errands:cancel``, the cancellation requests of running jobs) and holds the
 worker's session advisory lock; it is reconnected (with backoff) when it drops,
 and while it is away the worker is "without its lock": other workers may declare
 it dead at any moment, so it must neither fetch nor start jobs.  Without
@@ -34,8 +35,9 @@ class Presence:
     """Registers the worker and keeps it visibly alive until :meth:`close`.
 
     ``on_notify`` is called for every notification, every reconnect and every
-    rescue of other workers' jobs (there may be jobs to fetch); ``on_reconnect``
-    is awaited after the LISTEN connection came back (before ``on_notify``)."""
+    rescue of other workers' jobs (there may be jobs to fetch); ``on_cancel`` for
+    every ``errands:cancel`` notification (its payload); ``on_reconnect`` is awaited
+    after the LISTEN connection came back (before ``on_notify``)."""
 
     def __init__(
         self,
@@ -51,6 +53,7 @@ class Presence:
         outage: Outage,
         on_notify: Callable[[], None],
         on_reconnect: Callable[[], Awaitable[None]],
+        on_cancel: Callable[[str], None] = lambda _payload: None,
     ) -> None:
         self._source = source
         self._worker_id = worker_id
@@ -63,6 +66,7 @@ class Presence:
         self._outage = outage
         self._on_notify = on_notify
         self._on_reconnect = on_reconnect
+        self._on_cancel = on_cancel
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self._registered = False
         self._lock_held = False  # the advisory lock, on the live LISTEN connection
@@ -152,7 +156,10 @@ class Presence:
                     self._outage.recovered("listen")
                     await self._on_reconnect()
                     self._on_notify()  # catch up: notifications may have been missed
-                async for _ in self.conn.notifies():
+                async for notify in self.conn.notifies():
+                    if notify.channel == q.CANCEL_CHANNEL:
+                        self._on_cancel(notify.payload)
+                        continue
                     self._on_notify()
                     self._emit("pool:listen:notification")
                 raise psycopg.OperationalError("the LISTEN connection stopped")

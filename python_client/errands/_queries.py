@@ -14,7 +14,13 @@ from psycopg import sql
 #: The NOTIFY channel ``add_jobs`` signals when a job is runnable now.
 CHANNEL: Final = "errands:jobs"
 
-LISTEN: Final = sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL))
+#: The NOTIFY channel ``cancel_jobs`` signals a running job's cancellation request
+#: on (payload: ``{"job_id": ..., "worker_id": ...}``).
+CANCEL_CHANNEL: Final = "errands:cancel"
+
+LISTEN: Final = sql.SQL("LISTEN {}; LISTEN {}").format(
+    sql.Identifier(CHANNEL), sql.Identifier(CANCEL_CHANNEL)
+)
 
 # --- enqueueing ----------------------------------------------------------------------
 
@@ -53,6 +59,15 @@ RESCHEDULE_JOBS: Final = sql.SQL(
 FORCE_UNLOCK_WORKERS: Final = sql.SQL("SELECT errands.force_unlock_workers(%(worker_ids)s::text[])")
 CLEANUP: Final = sql.SQL(
     "SELECT task, deleted FROM errands.cleanup(%(tasks)s::text[], %(keep)s::text[])"
+)
+CANCEL_JOBS: Final = sql.SQL(
+    "SELECT id, outcome FROM errands.cancel_jobs(%(ids)s::bigint[])"
+)
+# The filter of ``errands cancel --task``: the ids of the matching unfinished jobs.
+SELECT_JOB_IDS: Final = sql.SQL(
+    "SELECT id FROM errands.jobs WHERE task_identifier = %(task)s::text"
+    " AND (%(queue)s::text IS NULL OR queue_name = %(queue)s::text)"
+    " AND (%(state)s::text IS NULL OR state = %(state)s::text) ORDER BY id"
 )
 GET_FINISHED_JOB: Final = sql.SQL("SELECT * FROM errands.finished_jobs WHERE id = %(id)s::bigint")
 
@@ -102,6 +117,14 @@ WORKER_SNOOZE_JOBS: Final = sql.SQL(
     "SELECT * FROM errands.worker_snooze_jobs(%(worker_id)s::text, %(ids)s::bigint[], "
     "ARRAY(SELECT make_interval(secs => s) FROM unnest(%(seconds)s::float8[]) "
     "WITH ORDINALITY AS d(s, i) ORDER BY i))"
+)
+WORKER_CANCEL_JOBS: Final = sql.SQL(
+    "SELECT * FROM errands.worker_cancel_jobs(%(worker_id)s::text, %(ids)s::bigint[], "
+    "%(reasons)s::text[])"
+)
+#: The slow poll behind the ``errands:cancel`` notifications.
+WORKER_CANCEL_REQUESTS: Final = sql.SQL(
+    "SELECT errands.worker_cancel_requests(%(worker_id)s::text)"
 )
 WORKER_RETURN_JOBS: Final = sql.SQL(
     "SELECT * FROM errands.worker_return_jobs(%(worker_id)s::text, %(ids)s::bigint[])"

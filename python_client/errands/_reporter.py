@@ -1,6 +1,7 @@
 """Batched reporting of job outcomes: one ``worker_complete_jobs`` statement (and one
-``worker_fail_jobs``, one ``worker_snooze_jobs``, one ``worker_fail_jobs_now`` when
-there are such outcomes) for all the jobs that finished while the previous flush ran.
+``worker_fail_jobs``, one ``worker_snooze_jobs``, one ``worker_fail_jobs_now``, one
+``worker_cancel_jobs`` when there are such outcomes) for all the jobs that finished
+while the previous flush ran.
 
 A flush starts on the next loop iteration after the first outcome arrives (so
 jobs finishing in the same iteration share it) and takes up to ``max_batch``
@@ -52,6 +53,13 @@ class _Snooze:
     future: asyncio.Future[bool]
 
 
+@dataclass
+class _Cancel:
+    job_id: int
+    reason: str | None
+    future: asyncio.Future[bool]
+
+
 _Sink: TypeAlias = "asyncio.Future[bool] | Callable[[bool | None], None]"
 """Where a completion's outcome goes: a future, or a callback (True: written;
 False: the job's lock was lost; None: given up, see ReportError)."""
@@ -92,6 +100,7 @@ class Reporter:
         self._fails: list[_Fail] = []
         self._fails_now: list[_Fail] = []
         self._snoozes: list[_Snooze] = []
+        self._cancels: list[_Cancel] = []
         self._wakeup = asyncio.Event()
         self._closing_since: float | None = None
         self._task: asyncio.Task[None] | None = None
@@ -101,7 +110,9 @@ class Reporter:
 
     @property
     def idle(self) -> bool:
-        return not (self._completes or self._fails or self._fails_now or self._snoozes)
+        return not (
+            self._completes or self._fails or self._fails_now or self._snoozes or self._cancels
+        )
 
     def complete(self, job_id: int, result: str | None = None) -> asyncio.Future[bool]:
         """Resolves to ``True``, or ``False`` when the job's lock was lost (or its
@@ -145,6 +156,15 @@ class Reporter:
         self._wakeup.set()
         return future
 
+    def cancel(self, job_id: int, reason: str | None) -> asyncio.Future[bool]:
+        """Ends the job cancelled (``reason`` as its last_error; None: the reason its
+        cancellation was requested with): resolves to ``True``, or ``False`` when its
+        lock was lost."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._cancels.append(_Cancel(job_id, reason, future))
+        self._wakeup.set()
+        return future
+
     async def close(self) -> None:
         """Flush what is pending (retrying for up to ``give_up_after`` s), then stop."""
         self._closing_since = time.monotonic()
@@ -167,6 +187,7 @@ class Reporter:
                 (self._fails, self._flush_fails),
                 (self._fails_now, self._flush_fails_now),
                 (self._snoozes, self._flush_snoozes),
+                (self._cancels, self._flush_cancels),
             ):
                 batch = pending[: self._max_batch]
                 del pending[: self._max_batch]
@@ -263,3 +284,16 @@ class Reporter:
         for s in batch:
             if not s.future.done():
                 s.future.set_result(s.job_id in done)
+
+    async def _flush_cancels(self, batch: list[_Cancel]) -> None:
+        params = {
+            "worker_id": self._worker_id,
+            "ids": [c.job_id for c in batch],
+            "reasons": [c.reason for c in batch],
+        }
+        async with self._source.connection() as conn:
+            cur = await conn.execute(q.WORKER_CANCEL_JOBS, params)
+            done = {row[0] for row in await cur.fetchall()}
+        for c in batch:
+            if not c.future.done():
+                c.future.set_result(c.job_id in done)

@@ -15,7 +15,10 @@ Event names (after Graphile Worker's):
   (the outcome is recorded in the database; ``error`` is ``None`` on success),
   ``job:lock_lost`` (the job's lock was taken away before the outcome was recorded),
   ``job:snooze`` (the task raised :class:`errands.Snooze` and the snooze is recorded;
-  ``data["delay"]`` in seconds; followed by ``job:complete`` with ``error`` ``None``);
+  ``data["delay"]`` in seconds; followed by ``job:complete`` with ``error`` ``None``),
+  ``job:cancel_requested`` (a cancellation request for a running job was heard),
+  ``job:cancelled`` (the job ended cancelled: :class:`errands.Cancel`, or a request;
+  ``data["reason"]``, ``None`` for a request; followed by ``job:complete``);
 * ``pool:listen:connecting`` / ``:success`` / ``:error`` / ``:notification``.
 
 Callbacks take one :class:`Event` and may be sync or async.  An exception in a

@@ -25,31 +25,48 @@ job_logger = logging.getLogger("errands.job")
 
 
 class AbortSignal:
-    """Set when the worker gives up waiting for running jobs at shutdown.
+    """Set when a job should stop: its cancellation was requested
+    (``errands.cancel_jobs``), or the worker gives up waiting for running jobs at
+    shutdown.
 
-    Shared by all jobs of a worker (pool-wide, like Graphile's ``abortSignal``).
-    Sync tasks (in threads) poll :meth:`is_set` or block in :meth:`wait`; async
-    tasks ``await signal.wait_async()``.  Shortly after it is set, async tasks are
-    cancelled and jobs still running are failed with "worker shutdown".
+    Each job has its own (``helpers.abort``); the worker's (``Worker.abort``) is set
+    at shutdown together with every running job's.  Sync tasks (in threads) poll
+    :meth:`is_set` or block in :meth:`wait`; async tasks ``await
+    signal.wait_async()``.  A cancelled job ends ``cancelled`` whatever its task
+    does next; at shutdown, shortly after it is set, async tasks are cancelled and
+    jobs still running are failed with "worker shutdown".
     """
 
+    # One lock for every signal: a worker makes one signal per job, and creating
+    # a threading.Event and a Lock for each cost ~2.5 us, most of the per-job
+    # overhead it adds; the Event is made only when a thread waits.
+    _lock = threading.Lock()
+
+    __slots__ = ("_event", "_set", "_waiters")
+
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._set = False
+        self._event: threading.Event | None = None
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self._lock = threading.Lock()
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        return self._set
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until set (sync tasks); returns whether it is set."""
-        return self._event.wait(timeout)
+        with self._lock:
+            if self._set:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
 
     async def wait_async(self) -> None:
         """Wait until set (async tasks)."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            if self._event.is_set():
+            if self._set:
                 return
             future: asyncio.Future[None] = loop.create_future()
             self._waiters.append((loop, future))
@@ -58,8 +75,11 @@ class AbortSignal:
     def set(self) -> None:
         """Set the signal (the worker does this; safe from any thread)."""
         with self._lock:
-            self._event.set()
+            self._set = True
+            event = self._event
             waiters, self._waiters = self._waiters, []
+        if event is not None:
+            event.set()
         for loop, future in waiters:
             loop.call_soon_threadsafe(_resolve, future)
 
@@ -86,7 +106,8 @@ class Helpers:
 
     * ``job`` -- the :class:`~errands.job.Job` being run (``attempts`` is 1-based);
     * ``logger`` -- a logger tagged with the job (see :class:`JobLogger`);
-    * ``abort`` -- the worker's :class:`AbortSignal` (set at the shutdown timeout);
+    * ``abort`` -- this job's :class:`AbortSignal` (set when the job is cancelled
+      while it runs, and at the shutdown timeout);
     * ``connection()`` -- for **async** tasks: ``async with helpers.connection() as
       conn`` borrows a connection of the worker's pool (autocommit unless you open
       ``conn.transaction()``; committed at block exit otherwise);

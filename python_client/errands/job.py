@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from psycopg._cursor_base import BaseCursor
     from psycopg.rows import RowMaker
 
-JobKeyMode = Literal["replace", "preserve_run_at", "unsafe_dedupe"]
+JobKeyMode = Literal["replace", "preserve_run_at", "unsafe_dedupe", "abort_replace"]
 
 
 JobState = Literal["scheduled", "pending", "running", "retrying", "failed"]

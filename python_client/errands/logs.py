@@ -99,6 +99,15 @@ def attach_job_logging(
                 format_delay(event.data.get("delay", 0.0)), extra=_extra(event),
             )  # fmt: skip
 
+    def on_cancelled(event: Event) -> None:
+        if event.job is not None and log.isEnabledFor(logging.INFO):
+            reason = event.data.get("reason")
+            log.info(
+                "%s cancelled%s", _describe(event.job),
+                f": {reason}" if reason else " (its cancellation was requested)",
+                extra=_extra(event),
+            )  # fmt: skip
+
     def on_lock_lost(event: Event) -> None:
         if event.job is not None:
             log.warning(
@@ -138,6 +147,7 @@ def attach_job_logging(
     events.on("job:failed", on_failed)
     events.on("job:lock_lost", on_lock_lost)
     events.on("job:snooze", on_snooze)
+    events.on("job:cancelled", on_cancelled)
     # Operational errors (fetch, report, LISTEN, sweep, crash) are logged by the
     # worker itself, whether or not this is attached.
     for name in (

@@ -1,11 +1,11 @@
-"""Outcomes a task chooses by raising: :class:`Snooze` and :class:`Fail`.
+"""Outcomes a task chooses by raising: :class:`Snooze`, :class:`Fail` and :class:`Cancel`.
 
-Both work from async and sync tasks.  The worker reports them in its batches
-through their SQL counterparts, ``errands.worker_snooze_jobs`` and
-``errands.worker_fail_jobs_now``, so SQL decides the job's state, as for any outcome.
-A batch job (list payload) that raises one of them snoozes or fails as a whole;
-a :class:`Snooze` or :class:`Fail` *returned* as one item's result is an ordinary
-failed item (the batch's failed items are retried).
+All work from async and sync tasks.  The worker reports them in its batches
+through their SQL counterparts, ``errands.worker_snooze_jobs``,
+``errands.worker_fail_jobs_now`` and ``errands.worker_cancel_jobs``, so SQL decides
+the job's state, as for any outcome.  A batch job (list payload) that raises one
+of them snoozes, fails or is cancelled as a whole; one *returned* as an item's
+result is an ordinary failed item (the batch's failed items are retried).
 """
 
 from __future__ import annotations
@@ -38,6 +38,15 @@ class Fail(Exception):
     def __init__(self, reason: str, *, retry: bool = False) -> None:
         self.reason = str(reason)
         self.retry = retry
+        super().__init__(self.reason)
+
+
+class Cancel(Exception):
+    """End this job ``cancelled`` with ``reason`` as its ``last_error``: it is never
+    retried (it moves to ``errands.finished_jobs`` when its task keeps history)."""
+
+    def __init__(self, reason: str = "cancelled by the task") -> None:
+        self.reason = str(reason)
         super().__init__(self.reason)
 
 

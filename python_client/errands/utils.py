@@ -64,6 +64,10 @@ def _cleanup_params(tasks: Iterable[str], keep: Iterable[str]) -> dict[str, Any]
     return {"tasks": list(tasks), "keep": list(keep)}
 
 
+def _filter_params(task: str, queue: str | None, state: str | None) -> dict[str, Any]:
+    return {"task": task, "queue": queue, "state": state}
+
+
 class WorkerUtils:
     """Async administration helpers over a small pool (or your own pool, left open)."""
 
@@ -181,6 +185,20 @@ class WorkerUtils:
     ) -> list[Job]:
         params = _reschedule_params(ids, run_at, priority, attempts, max_attempts)
         return _jobs(await self._rows(q.RESCHEDULE_JOBS, params))
+
+    async def cancel_jobs(self, ids: Iterable[int]) -> dict[int, str]:
+        """Cancel jobs (``errands.cancel_jobs``): each id maps to its outcome,
+        ``cancelled``, ``cancel_requested`` (running: it ends cancelled once its
+        worker hears it), ``already_finished`` or ``unknown``."""
+        rows = await self._rows(q.CANCEL_JOBS, {"ids": list(ids)})
+        return {row["id"]: row["outcome"] for row in rows}
+
+    async def find_job_ids(
+        self, task: str, *, queue: str | None = None, state: str | None = None
+    ) -> list[int]:
+        """Ids of the unfinished jobs of ``task`` (in ``queue``, in ``state``)."""
+        rows = await self._rows(q.SELECT_JOB_IDS, _filter_params(task, queue, state))
+        return [row["id"] for row in rows]
 
     async def force_unlock_workers(self, worker_ids: Iterable[str]) -> None:
         await self._rows(q.FORCE_UNLOCK_WORKERS, {"worker_ids": list(worker_ids)})
@@ -312,6 +330,16 @@ class SyncWorkerUtils:
     ) -> list[Job]:
         params = _reschedule_params(ids, run_at, priority, attempts, max_attempts)
         return _jobs(self._rows(q.RESCHEDULE_JOBS, params))
+
+    def cancel_jobs(self, ids: Iterable[int]) -> dict[int, str]:
+        rows = self._rows(q.CANCEL_JOBS, {"ids": list(ids)})
+        return {row["id"]: row["outcome"] for row in rows}
+
+    def find_job_ids(
+        self, task: str, *, queue: str | None = None, state: str | None = None
+    ) -> list[int]:
+        rows = self._rows(q.SELECT_JOB_IDS, _filter_params(task, queue, state))
+        return [row["id"] for row in rows]
 
     def force_unlock_workers(self, worker_ids: Iterable[str]) -> None:
         self._rows(q.FORCE_UNLOCK_WORKERS, {"worker_ids": list(worker_ids)})

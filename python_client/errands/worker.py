@@ -32,6 +32,7 @@ shutdown`` and will be retried).  :meth:`Worker.force_stop` skips the wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import random
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from errands import _json
 from errands import _queries as q
+from errands._cancel_watch import CancelWatch
 from errands._connections import ConnectionSource, SyncConnections
 from errands._executor import (
     ABORT_GRACE,
@@ -136,6 +138,10 @@ class Worker:
             tasks, self._reporter, self._queue, source=source, sync_connections=self._sync,
             worker_id=self.worker_id, concurrency=opts.concurrency, emit=self._emit,
         )  # fmt: skip
+        self._cancels = CancelWatch(
+            source, self.worker_id, cancel=self._executor.cancel,
+            busy=lambda: bool(self._executor.running),
+        )  # fmt: skip
         self._presence: Presence | None = None
         if continuous:
             self._presence = Presence(
@@ -143,6 +149,7 @@ class Worker:
                 listen=opts.listen, heartbeat_interval=opts.heartbeat_interval,
                 heartbeat_timeout=opts.heartbeat_timeout, emit=self._emit,
                 outage=self._outage, on_notify=self._nudge, on_reconnect=self._reconnected,
+                on_cancel=self._cancels.notified,
             )  # fmt: skip
         self._producer = Producer(
             self._queue, self._executor.running, concurrency=opts.concurrency,
@@ -157,6 +164,7 @@ class Worker:
         self._main: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
+        self._cancel_poller: asyncio.Task[None] | None = None
 
     # --- public ------------------------------------------------------------------------
 
@@ -180,6 +188,9 @@ class Worker:
             self._sweeper = asyncio.create_task(self._sweep_loop(), name="errands-sweep")
             self._pruner = asyncio.create_task(
                 prune_loop(self._source, self._emit, self._outage), name="errands-prune"
+            )
+            self._cancel_poller = asyncio.create_task(
+                self._cancels.poll_loop(), name="errands-cancel-poll"
             )
             self._presence.start()
         self._emit(
@@ -232,7 +243,7 @@ class Worker:
             raise error
 
     async def _shutdown(self) -> None:
-        for task in (self._sweeper, self._pruner):
+        for task in (self._sweeper, self._pruner, self._cancel_poller):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -263,6 +274,9 @@ class Worker:
         # hand back those still ours (SQL skips the others).
         if self._queue:
             await self._return_jobs(self._queue.drain())
+        # Cancellation requests notified while the connection was away.
+        with contextlib.suppress(Exception):
+            await self._cancels.poll()
 
     async def _fetch(self, count: int) -> list[Job]:
         """``get_jobs`` for up to ``count`` jobs (none while the lock is lost)."""

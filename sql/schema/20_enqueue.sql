@@ -435,13 +435,21 @@ DECLARE
     v_queue_id integer;
     v_limit bigint;
 BEGIN
-    IF v_mode NOT IN ('replace', 'preserve_run_at', 'unsafe_dedupe') THEN
-        RAISE EXCEPTION 'errands: invalid job_key_mode %; expected replace, preserve_run_at or unsafe_dedupe',
+    IF v_mode NOT IN ('replace', 'preserve_run_at', 'unsafe_dedupe', 'abort_replace') THEN
+        RAISE EXCEPTION 'errands: invalid job_key_mode %; expected replace, preserve_run_at, unsafe_dedupe or abort_replace',
             quote_literal(v_mode) USING ERRCODE = '22023';
     END IF;
     IF add_job.timeout <= interval '0' THEN
         RAISE EXCEPTION 'errands: timeout must be positive, got %', add_job.timeout
             USING ERRCODE = '22023';
+    END IF;
+    IF add_job.job_key IS NOT NULL AND v_mode = 'abort_replace' THEN
+        -- Graphile's #546: the running job holding the key gets its cancellation
+        -- requested. Its row stays locked by this transaction, so no fetch can
+        -- take it between the request and add_jobs giving its key away.
+        PERFORM errands._request_cancel(ARRAY(
+            SELECT j.id FROM errands._jobs j WHERE j.key = add_job.job_key FOR UPDATE),
+            format('errands: cancelled by abort_replace of job key %s', add_job.job_key));
     END IF;
     IF add_job.job_key IS NOT NULL AND v_mode <> 'unsafe_dedupe' THEN
         -- The job-key decision table lives in add_jobs (which clears timeout
@@ -515,9 +523,10 @@ COMMENT ON FUNCTION errands.add_job(text, json, text, timestamptz, integer, text
 max_attempts 25, priority 0. With a job_key, job_key_mode decides: replace
 updates a pending job with the key in place (every attribute, attempts reset,
 revision + 1), preserve_run_at does the same but keeps run_at of a job that has
-not been tried, unsafe_dedupe only bumps revision of any job holding the key.
-A running or permanently failed job with the key loses it and a new job is
-inserted. Array payloads of the same key concatenate (batch jobs). timeout
+not been tried, unsafe_dedupe only bumps revision of any job holding the key,
+abort_replace is replace that also requests the cancellation of a running job
+holding the key (errands.cancel_jobs). A running or permanently failed job with
+the key loses it and a new job is inserted. Array payloads of the same key concatenate (batch jobs). timeout
 (errands only, positive): each try of this job may run that long (overrides the
 task''s timeout). A caller that may not read jobs (no SELECT on errands.jobs)
 never gets another job''s payload back: payload and last_error are NULL when

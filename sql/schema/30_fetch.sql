@@ -219,8 +219,11 @@ BEGIN
                                             attempts, max_attempts, last_error, key, created_at,
                                             state, result)
         SELECT done.id, q.queue_name, t.identifier, done.payload, done.priority, done.attempts,
-               done.max_attempts, done.last_error, done.key, done.created_at, 'completed',
-               r.result
+               done.max_attempts,
+               -- A job whose cancellation was requested ends cancelled, result dropped.
+               coalesce(done.cancel_reason, done.last_error), done.key, done.created_at,
+               CASE WHEN done.cancel_reason IS NULL THEN 'completed' ELSE 'cancelled' END,
+               CASE WHEN done.cancel_reason IS NULL THEN r.result END
         FROM done
         JOIN errands._tasks t ON t.id = done.task_id
         LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
@@ -241,7 +244,9 @@ watches it (errands.watch_jobs: then "errands:finished" is notified), else is de
 their queues are unlocked. A result whose JSON text exceeds the payload size
 limit fails its job instead (as worker_fail_jobs, error naming the size).
 Returns the ids it completed: a job missing from the result was no longer this
-worker''s (its lock was taken away, or its result was too big) and may run again.';
+worker''s (its lock was taken away, or its result was too big) and may run again.
+A job whose cancellation was requested (errands.cancel_jobs) ends cancelled
+instead, its result dropped (its id is returned too).';
 
 CREATE OR REPLACE FUNCTION errands.worker_fail_jobs(
     worker_id text,
@@ -275,6 +280,7 @@ BEGIN
             payload = coalesce(f.payload, j.payload)
         FROM f
         WHERE j.id = f.id AND j.locked_by = worker_fail_jobs.worker_id
+          AND j.cancel_reason IS NULL
         RETURNING j.*
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -286,6 +292,9 @@ BEGIN
     JOIN errands._tasks t ON t.id = failed.task_id
     LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
     ORDER BY failed.id;
+    -- A job whose cancellation was requested (even while this ran: the update
+    -- above rechecks cancel_reason on the row it waited for) ends cancelled.
+    PERFORM errands._end_cancelled(worker_fail_jobs.worker_id, worker_fail_jobs.job_ids, NULL, true);
     -- Waiting hook (17_wait.sql): a job that failed for good ends its waits (a
     -- waiter woken by a retried job reads its state and keeps waiting).
     PERFORM errands._jobs_finished(worker_fail_jobs.job_ids);
@@ -296,7 +305,8 @@ COMMENT ON FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[]) IS
 last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
 10)) seconds, lock and queue released; a non-NULL payload replaces the job''s
 (batch jobs keep only their failed items). Returns the failed jobs; those with
-attempts >= max_attempts will not run again.';
+attempts >= max_attempts will not run again. A job whose cancellation was
+requested ends cancelled instead (and is not returned).';
 
 -- Snooze: the task asked to run again later (errands.Snooze); the try is not
 -- an attempt. last_error is kept: a snooze is not a failure.
@@ -337,6 +347,7 @@ BEGIN
             locked_by = NULL
         FROM s
         WHERE j.id = s.id AND j.locked_by = worker_snooze_jobs.worker_id
+          AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -344,6 +355,8 @@ BEGIN
           AND q.locked_by = worker_snooze_jobs.worker_id
     )
     SELECT snoozed.id FROM snoozed ORDER BY snoozed.id;
+    -- A job whose cancellation was requested ends cancelled instead.
+    PERFORM errands._end_cancelled(worker_snooze_jobs.worker_id, worker_snooze_jobs.job_ids, NULL, true);
 END
 $$;
 COMMENT ON FUNCTION errands.worker_snooze_jobs(text, bigint[], interval[]) IS
@@ -351,7 +364,8 @@ COMMENT ON FUNCTION errands.worker_snooze_jobs(text, bigint[], interval[]) IS
 errands.Snooze): run_at = now() + its delay, the attempt this try took is given
 back, lock and queue released, key, payload and last_error kept. Each delay must
 be finite and >= 0 (22023 otherwise, nothing changed). Returns the ids snoozed: a
-missing id was no longer this worker''s.';
+missing id was no longer this worker''s, or its cancellation was requested (it
+ended cancelled).';
 
 -- Failing for good: the task raised errands.Fail(retry=False).
 CREATE OR REPLACE FUNCTION errands.worker_fail_jobs_now(
@@ -401,6 +415,7 @@ BEGIN
         SET attempts = greatest(0, j.attempts - 1), locked_at = NULL, locked_by = NULL
         WHERE j.id = ANY(worker_return_jobs.job_ids)
           AND j.locked_by = worker_return_jobs.worker_id
+          AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id
     ), unlocked AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
@@ -408,19 +423,26 @@ BEGIN
           AND q.locked_by = worker_return_jobs.worker_id
     )
     SELECT returned.id FROM returned;
+    -- A job whose cancellation was requested ends cancelled instead.
+    PERFORM errands._end_cancelled(worker_return_jobs.worker_id, worker_return_jobs.job_ids, NULL, true);
 END
 $$;
 COMMENT ON FUNCTION errands.worker_return_jobs(text, bigint[]) IS
 'Worker API. Hands back jobs worker_id fetched but never started (shutdown): the
-lock is released and the attempt it took is given back. Returns their ids.';
+lock is released and the attempt it took is given back. Returns their ids. A job
+whose cancellation was requested ends cancelled instead (and is not returned).';
 
 -- The default of older_than is errands._stale_lock_age(), written out (a default
 -- is evaluated with the caller's privileges; tests_sql/016_job_row.sql checks it).
 CREATE OR REPLACE FUNCTION errands.reset_locked(older_than interval DEFAULT interval '4 hours')
 RETURNS integer
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    v_cancelled integer;
+    v_count integer;
+BEGIN
     WITH jobs AS (
         UPDATE errands._jobs j
         SET locked_at = NULL,
@@ -428,15 +450,23 @@ AS $$
             run_at = greatest(j.run_at, now()),
             last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
                                 j.locked_by, j.locked_at)
-        WHERE j.locked_at < now() - older_than
+        WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NULL
         RETURNING j.id
     ), queues AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.locked_at < now() - older_than
+        WHERE q.locked_at < now() - reset_locked.older_than
     )
-    SELECT count(*)::integer FROM jobs
+    SELECT count(*)::integer INTO v_count FROM jobs;
+    -- A job whose cancellation was requested (even while the update above waited
+    -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
+    v_cancelled := cardinality(errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NOT NULL)));
+    RETURN v_count + v_cancelled;
+END
 $$;
 COMMENT ON FUNCTION errands.reset_locked(interval) IS
 'Rescues jobs whose lock is older than older_than (their worker died): they become
-runnable at once with the interrupted try counted, and stale queue locks are
-released. Returns the number of jobs rescued.';
+runnable at once with the interrupted try counted (a job whose cancellation was
+requested ends cancelled instead), and stale queue locks are released. Returns
+the number of jobs rescued.';

@@ -110,13 +110,19 @@ LANGUAGE sql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
     UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
-    WHERE j.locked_by = ANY(worker_ids);
+    WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NULL;
+    -- A job whose cancellation was requested (even while the update above waited
+    -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
+    SELECT errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NOT NULL));
     UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
     WHERE q.locked_by = ANY(worker_ids);
 $$;
 COMMENT ON FUNCTION errands.force_unlock_workers(text[]) IS
 'Unlocks every job and queue locked by the listed workers (use it for workers you
-know are dead). attempts is unchanged, so the interrupted try counts.';
+know are dead). attempts is unchanged, so the interrupted try counts; a job whose
+cancellation was requested ends cancelled instead.';
 
 CREATE OR REPLACE FUNCTION errands.cleanup(
     tasks text[] DEFAULT ARRAY['GC_JOB_QUEUES'],

@@ -44,12 +44,18 @@ BEGIN
             last_error = format('errands: worker %s %s while running this job (locked since %s)',
                                 j.locked_by, reason, j.locked_at)
         WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
+          AND j.cancel_reason IS NULL
         RETURNING j.id
     ), queues AS (
         UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
         WHERE q.locked_by = ANY(worker_ids)
     )
     SELECT count(*)::integer INTO v_count FROM jobs;
+    -- A job whose cancellation was requested (even while the update above waited
+    -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
+    PERFORM errands._end_requested(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NOT NULL));
     IF v_count > 0 THEN
         PERFORM pg_notify('errands:jobs', '');
     END IF;
@@ -187,8 +193,9 @@ heartbeat is older than 1.5 s but newer than the server''s start (after a restar
 workers get until heartbeat_timeout to reconnect), and each worker whose last
 heartbeat is older than heartbeat_timeout; deletes its row, makes the jobs it had
 locked runnable at once (keeping their place: run_at unchanged, the interrupted try
-counted, last_error says the worker died) and unlocks its queues. Returns the
-number of jobs rescued.';
+counted, last_error says the worker died; a job whose cancellation was requested
+ends cancelled instead) and unlocks its queues. Returns the number of jobs made
+runnable.';
 
 CREATE OR REPLACE FUNCTION errands.unregister_worker(worker_id text) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

@@ -71,7 +71,9 @@ BEGIN
           AND p.prokind = 'f'
           AND (p.proname = ANY (ARRAY['get_jobs', 'worker_complete_jobs', 'worker_fail_jobs',
                                       'worker_return_jobs', 'worker_snooze_jobs',
-                                      'worker_fail_jobs_now', 'reset_locked', 'complete_jobs',
+                                      'worker_fail_jobs_now', 'worker_cancel_jobs',
+                                      'worker_cancel_requests', 'cancel_jobs',
+                                      'reset_locked', 'complete_jobs',
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
                                       'prune_finished_jobs',
@@ -89,9 +91,10 @@ $$;
 COMMENT ON FUNCTION errands.grant_worker(regrole) IS
 'Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
 on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
-worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, reset_locked, try_lock_worker, register_worker, heartbeat,
+worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, worker_cancel_jobs,
+worker_cancel_requests, reset_locked, try_lock_worker, register_worker, heartbeat,
 rescue_workers, unregister_worker), the admin functions (complete_jobs,
-permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup,
+cancel_jobs, permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup,
 prune_finished_jobs, the cron
 functions if cron is installed when it runs, and what grant_read gives (SELECT on
 the errands.jobs and errands.finished_jobs views, never on the private tables).

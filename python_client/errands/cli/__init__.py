@@ -31,7 +31,7 @@ from errands.cli._app import app
 
 # Imported for their side effect: each registers its commands on `app`, in this order
 # (the order `errands --help` lists them in).
-from errands.cli import db, worker, jobs, wait, workers, cron, import_graphile  # noqa: F401  # isort: skip
+from errands.cli import db, worker, jobs, cancel, wait, workers, cron, import_graphile  # noqa: F401  # isort: skip
 
 
 def main() -> None:

@@ -51,7 +51,10 @@ def add_cmd(
     ] = None,
     job_key_mode: Annotated[
         str | None,
-        typer.Option("--job-key-mode", help="replace (default), preserve_run_at or unsafe_dedupe."),
+        typer.Option(
+            "--job-key-mode",
+            help="replace (default), preserve_run_at, unsafe_dedupe or abort_replace.",
+        ),
     ] = None,
     priority: Annotated[
         int | None, typer.Option("--priority", help="Lower runs first (default 0).")
