@@ -76,8 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (< 2 minutes)")
     parser.add_argument(
-        "--only", default="W1,W2,W3,W4,W5,once,wait", help="comma-separated workloads"
-        "--only", default="W1,W2,W3,W4,W5,once,cancel", help="comma-separated workloads"
+        "--only", default="W1,W2,W3,W4,W5,once,wait,cancel", help="comma-separated workloads"
     )
     parser.add_argument(
         "--peers",
