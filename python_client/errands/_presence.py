@@ -7,6 +7,8 @@ and while it is away the worker is "without its lock": other workers may declare
 it dead at any moment, so it must neither fetch nor start jobs.  Without
 ``listen`` (PgBouncer in transaction pooling mode) there is no session at all:
 the worker registers without a lock and only its heartbeat keeps it alive.
+With ``turns`` (:mod:`errands._turns`) the connection listens only while it holds
+the turn of its task set: idle workers take turns at answering notifications.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from errands import _heartbeat
 from errands import _queries as q
 from errands._connections import ConnectionSource
 from errands._retry import Backoff, Outage
+from errands._turns import Turns
 
 Emit = Callable[..., None]
 
@@ -35,7 +38,8 @@ class Presence:
 
     ``on_notify`` is called for every notification, every reconnect and every
     rescue of other workers' jobs (there may be jobs to fetch); ``on_reconnect``
-    is awaited after the LISTEN connection came back (before ``on_notify``)."""
+    is awaited after the LISTEN connection came back (before ``on_notify``);
+    ``turns`` (if given) decides when the connection listens."""
 
     def __init__(
         self,
@@ -51,6 +55,7 @@ class Presence:
         outage: Outage,
         on_notify: Callable[[], None],
         on_reconnect: Callable[[], Awaitable[None]],
+        turns: Turns | None = None,
     ) -> None:
         self._source = source
         self._worker_id = worker_id
@@ -63,6 +68,7 @@ class Presence:
         self._outage = outage
         self._on_notify = on_notify
         self._on_reconnect = on_reconnect
+        self._turns = turns
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self._registered = False
         self._lock_held = False  # the advisory lock, on the live LISTEN connection
@@ -110,6 +116,13 @@ class Presence:
         if self._listen_task is not None:
             self._listen_task.cancel()
             await asyncio.gather(self._listen_task, return_exceptions=True)
+            self._listen_task = None
+            if self._turns is not None and self.conn is not None:
+                # Idle workers must not wait for a turn this worker no longer takes.
+                try:
+                    await self._turns.leave(self.conn)
+                except Exception as exc:  # the connection's end releases it anyway
+                    self._emit("pool:listen:error", error=exc)
 
     async def close(self) -> None:
         """Stop beating, unregister and close the LISTEN connection."""
@@ -122,6 +135,11 @@ class Presence:
         if self.conn is not None:
             await self.conn.close()
 
+    def notified(self) -> None:
+        """A notification arrived (there may be jobs to fetch)."""
+        self._on_notify()
+        self._emit("pool:listen:notification")
+
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         self._emit("pool:listen:connecting")
         # TCP keepalives (unless the caller set them) so that a silently dropped
@@ -129,7 +147,8 @@ class Presence:
         kwargs = {**LISTEN_KEEPALIVES, **self._connect_kwargs}
         conn = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
         try:
-            await conn.execute(q.LISTEN)
+            if self._turns is None:
+                await conn.execute(q.LISTEN)
             # The advisory lock lives with this connection: take it again on every
             # reconnect, at once, so that rescue_workers sees this worker alive.
             held = await _heartbeat.register(conn, self._worker_id)
@@ -152,9 +171,11 @@ class Presence:
                     self._outage.recovered("listen")
                     await self._on_reconnect()
                     self._on_notify()  # catch up: notifications may have been missed
-                async for _ in self.conn.notifies():
-                    self._on_notify()
-                    self._emit("pool:listen:notification")
+                if self._turns is not None:
+                    await self._turns.run(self.conn)
+                else:
+                    async for _ in self.conn.notifies():
+                        self.notified()
                 raise psycopg.OperationalError("the LISTEN connection stopped")
             except Exception as exc:
                 # The advisory lock went with the connection: heartbeat at once (and

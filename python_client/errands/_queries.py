@@ -16,6 +16,17 @@ CHANNEL: Final = "errands:jobs"
 
 LISTEN: Final = sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL))
 
+# Idle workers taking turns at listening (errands._turns); {a}, {b}: the turn's
+# two-int advisory lock key, as literals (one simple-protocol round trip each).
+TAKE_TURN: Final = sql.SQL("SELECT pg_catalog.pg_advisory_lock({a}, {b}); LISTEN {channel}")
+# Unlocks only a turn this session holds (none after a cancelled wait).
+GIVE_TURN: Final = sql.SQL(
+    "UNLISTEN {channel}; SELECT pg_catalog.pg_advisory_unlock({a}, {b})"
+    " FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory'"
+    " AND l.pid = pg_catalog.pg_backend_pid() AND l.granted AND l.objsubid = 2"
+    " AND l.classid = {a}::oid AND l.objid = {b}::oid"
+)
+
 # --- enqueueing ----------------------------------------------------------------------
 
 ADD_JOB: Final = sql.SQL(

@@ -62,6 +62,7 @@ from errands._producer import Producer
 from errands._prune import prune_loop
 from errands._reporter import Reporter
 from errands._retry import Outage, retry_transient
+from errands._turns import Turns
 from errands.events import Event, Events
 from errands.helpers import AbortSignal
 from errands.job import Job
@@ -136,20 +137,30 @@ class Worker:
             tasks, self._reporter, self._queue, source=source, sync_connections=self._sync,
             worker_id=self.worker_id, concurrency=opts.concurrency, emit=self._emit,
         )  # fmt: skip
+        self._room = asyncio.Event()  # set by the producer when it may have room
         self._presence: Presence | None = None
         if continuous:
+            # Workers with forbidden flags fetch a different set of jobs than others
+            # of their task set: they answer every notification themselves.
+            turns = None
+            if opts.listen and not self._forbidden:
+                turns = Turns(
+                    self._identifiers, has_room=self._has_room, room=self._room,
+                    on_notify=lambda: self._presence.notified() if self._presence else None,
+                )  # fmt: skip
             self._presence = Presence(
                 source, self.worker_id, conninfo=conninfo, connect_kwargs=kwargs,
                 listen=opts.listen, heartbeat_interval=opts.heartbeat_interval,
                 heartbeat_timeout=opts.heartbeat_timeout, emit=self._emit,
                 outage=self._outage, on_notify=self._nudge, on_reconnect=self._reconnected,
+                turns=turns,
             )  # fmt: skip
         self._producer = Producer(
             self._queue, self._executor.running, concurrency=opts.concurrency,
             continuous=continuous, poll_interval=opts.poll_interval, fetch=self._fetch,
             start=self._executor.start, hand_back=self._return_jobs,
             may_start=self._presence.may_work if self._presence is not None else None,
-            track=self._executor.track, emit=self._emit, outage=self._outage,
+            track=self._executor.track, emit=self._emit, outage=self._outage, room=self._room,
         )  # fmt: skip
         self._executor.on_release = self._producer.slot_freed
         self._force = asyncio.Event()
@@ -254,6 +265,9 @@ class Worker:
         await asyncio.to_thread(self._sync.close)
 
     # --- what the parts call -----------------------------------------------------------
+
+    def _has_room(self) -> bool:
+        return self._producer.has_room()
 
     def _nudge(self) -> None:
         self._producer.nudge()

@@ -1,0 +1,94 @@
+"""Idle workers take turns at answering job notifications (no thundering herd).
+
+Every ``add_job`` of a job that is due notifies every listening session.  If every
+idle worker answered with a ``get_jobs`` call, N idle workers would run N fetches
+per job, all but one finding nothing.  Instead the continuous workers that run the
+same task set share one *turn*: a session-level advisory lock (two-int key: a
+constant and a hash of the sorted task identifiers) on their LISTEN connections.
+
+* The worker holding the turn listens and fetches on every notification.
+* A worker with room (free slots, or local queue to fill) that does not hold the
+  turn waits for it in ``pg_advisory_lock``; PostgreSQL grants it to one waiter at
+  a time.  It does not listen while it waits: a session busy in a statement cannot
+  take its notifications, and would hold back PostgreSQL's notification queue.
+* The holder keeps the turn while it has room.  A notification that finds it full
+  passes the turn on (``UNLISTEN``, unlock); the next waiter, once granted, listens
+  and fetches once at once (the catch-up for jobs notified while nobody listened).
+  The full worker waits for the turn again once it has room.
+
+So while any worker of the set has room, one of them listens and fetches every job
+notified, at once: one fetch per job, whatever the number of idle workers.  Every
+worker's other fetches (polls, a freed named queue, a fetch that came back full,
+rescues, reconnects) are unchanged.  A worker that dies releases the turn with its
+session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from errands import _queries as q
+
+_CLASS = zlib.crc32(b"errands:turn") & 0x7FFFFFFF
+
+
+def turn_key(identifiers: Sequence[str]) -> tuple[int, int]:
+    """The advisory lock key of the workers running exactly these tasks."""
+    tasks = "\0".join(sorted(set(identifiers))).encode()
+    return _CLASS, zlib.crc32(tasks) & 0x7FFFFFFF
+
+
+class Turns:
+    """Takes turns on a worker's LISTEN connection (see the module doc).
+
+    ``has_room`` says whether the worker could take more jobs now; ``room`` is set
+    whenever that may have become true; ``on_notify`` asks for a fetch."""
+
+    def __init__(
+        self,
+        identifiers: Sequence[str],
+        *,
+        has_room: Callable[[], bool],
+        room: asyncio.Event,
+        on_notify: Callable[[], None],
+    ) -> None:
+        a, b = turn_key(identifiers)
+        self._has_room = has_room
+        self._room = room
+        self._on_notify = on_notify
+        names = {"a": sql.Literal(a), "b": sql.Literal(b), "channel": sql.Identifier(q.CHANNEL)}
+        # The LISTEN runs once the lock is granted, in the same round trip.
+        self._take = q.TAKE_TURN.format(**names)
+        self._give = q.GIVE_TURN.format(**names)
+
+    async def run(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Take turns on ``conn`` (connected, not listening) until it fails."""
+        while True:
+            await self._wait_for_room()
+            await conn.execute(self._take)  # blocks until it is our turn
+            self._on_notify()  # catch up
+            async with contextlib.aclosing(conn.notifies()) as notifies:
+                async for _ in notifies:
+                    if not self._has_room():
+                        break  # pass the turn on: an idle worker takes this job
+                    self._on_notify()
+            await conn.execute(self._give)
+
+    async def leave(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """After :meth:`run` was cancelled: stop listening and give the turn back
+        if this session holds it (it may have been granted as it was cancelled)."""
+        await conn.execute(self._give)
+
+    async def _wait_for_room(self) -> None:
+        while not self._has_room():
+            self._room.clear()
+            if self._has_room():
+                return
+            await self._room.wait()
