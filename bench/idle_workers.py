@@ -105,12 +105,14 @@ def idle_workers(
     with connect(dsn) as conn:
         conn.execute("TRUNCATE errands._jobs")
         db = scalar(conn, "SELECT current_database()")
-        conn.execute(f'ALTER DATABASE "{db}" SET track_functions = \'pl\'')
+        conn.execute(f"ALTER DATABASE \"{db}\" SET track_functions = 'pl'")
     try:
         one: list[dict[str, Any]] = []
         many: list[dict[str, Any]] = []
         for r in range(rounds):
-            for n, into in ((1, one), (workers, many)) if r % 2 == 0 else ((workers, many), (1, one)):
+            for n, into in (
+                ((1, one), (workers, many)) if r % 2 == 0 else ((workers, many), (1, one))
+            ):
                 res = trickle(dsn, n, jobs, rate)
                 log(
                     f"idle round {r + 1}: {n:>2} worker(s): p50 {res['p50']:.2f} ms,"
@@ -123,7 +125,7 @@ def idle_workers(
     per_job = statistics.median(m["per_job"] for m in many)
     p50_one = statistics.median(o["p50"] for o in one)
     p50_many = statistics.median(m["p50"] for m in many)
-    ratio = statistics.median(m["p50"] / o["p50"] for m, o in zip(many, one))
+    ratio = statistics.median(m["p50"] / o["p50"] for m, o in zip(many, one, strict=True))
     what = f"{jobs:,} add_job one by one at {rate:.0f}/s, {rounds} rounds"
     rep.add(
         "idle.fetches",

@@ -86,8 +86,10 @@ class Producer:
         self.wakeup.set()
 
     def has_room(self) -> bool:
-        """Whether a fetch now would ask for jobs (free slots or local queue to fill)."""
-        return not self.stopping and self.queue.fetch_size(len(self.running)) > 0
+        """Whether a job fetched now would start at once (a slot is free).  Not the
+        local queue's prefetch: a job notified while every slot is busy is better
+        fetched by an idle worker (:mod:`errands._turns`)."""
+        return not self.stopping and not self.queue and len(self.running) < self.concurrency
 
     def stop(self) -> None:
         """Stop fetching and starting jobs; :meth:`run` returns."""

@@ -7,20 +7,21 @@ same task set share one *turn*: a session-level advisory lock (two-int key: a
 constant and a hash of the sorted task identifiers) on their LISTEN connections.
 
 * The worker holding the turn listens and fetches on every notification.
-* A worker with room (free slots, or local queue to fill) that does not hold the
-  turn waits for it in ``pg_advisory_lock``; PostgreSQL grants it to one waiter at
-  a time.  It does not listen while it waits: a session busy in a statement cannot
-  take its notifications, and would hold back PostgreSQL's notification queue.
-* The holder keeps the turn while it has room.  A notification that finds it full
-  passes the turn on (``UNLISTEN``, unlock); the next waiter, once granted, listens
-  and fetches once at once (the catch-up for jobs notified while nobody listened).
-  The full worker waits for the turn again once it has room.
+* A worker with room (a free slot) that does not hold the turn waits for it in
+  ``pg_advisory_lock``; PostgreSQL grants it to one waiter at a time.  It does not
+  listen while it waits: a session busy in a statement cannot take its
+  notifications, and would hold back PostgreSQL's notification queue.
+* The holder keeps the turn while it has room.  A notification that finds every
+  slot busy passes the turn on (``UNLISTEN``, unlock); the next waiter, once
+  granted, listens and fetches once at once (the catch-up for jobs notified while
+  nobody listened).  The busy worker waits for the turn again once a slot frees.
 
-So while any worker of the set has room, one of them listens and fetches every job
-notified, at once: one fetch per job, whatever the number of idle workers.  Every
-worker's other fetches (polls, a freed named queue, a fetch that came back full,
-rescues, reconnects) are unchanged.  A worker that dies releases the turn with its
-session.
+So while any worker of the set has a free slot, one of them listens and fetches
+every job notified, at once: one fetch per job, whatever the number of idle
+workers.  Every worker's other fetches (polls, a freed named queue, a fetch that
+came back full, rescues, reconnects) are unchanged.  A worker that dies releases
+the turn with its session; a worker that stops gives it back before it waits for
+its running jobs.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def turn_key(identifiers: Sequence[str]) -> tuple[int, int]:
 class Turns:
     """Takes turns on a worker's LISTEN connection (see the module doc).
 
-    ``has_room`` says whether the worker could take more jobs now; ``room`` is set
+    ``has_room`` says whether a job fetched now would start at once; ``room`` is set
     whenever that may have become true; ``on_notify`` asks for a fetch."""
 
     def __init__(
