@@ -199,9 +199,20 @@ def w3(dsn: str, sz: Sizes, rep: Report) -> None:
     rep.add("W3.ratio", "single add_job time / bare INSERT time", f"{ratio:.2f}x", "<= 1.10", ratio)
 
 
-def w4(dsn: str, sz: Sizes, rep: Report, base: float) -> None:
+def w4(dsn: str, sz: Sizes, rep: Report) -> None:
+    """W1 c10 with a large backlog of rows no worker may fetch, and with jobs behind
+    locked named queues; each compared with plain W1 c10 runs of the same round (one
+    before, one after: the mean), not with an earlier run."""
     extra = sz.w4_extra
     third = extra // 3
+    plain: list[float] = []
+
+    def plain_w1() -> None:
+        with connect(dsn) as conn:
+            conn.execute("TRUNCATE errands._jobs")
+        plain.append(sz.w1 / w1_round(dsn, sz.w1, 10).seconds)
+
+    plain_w1()
     with connect(dsn) as conn:
         conn.execute("TRUNCATE errands._jobs")
         conn.execute(
@@ -224,18 +235,7 @@ def w4(dsn: str, sz: Sizes, rep: Report, base: float) -> None:
             (unknown, extra - 2 * third),
         )
         conn.execute("VACUUM ANALYZE errands._jobs")
-    res = w1_round(dsn, sz.w1, 10)
-    rate = sz.w1 / res.seconds
-    rep.add(
-        "W4.extra",
-        f"W1 c10 with {extra:,} extra rows (scheduled/failed/unknown task)",
-        f"{rate:,.0f} jobs/s",
-        "",
-        rate,
-    )
-    rep.add(
-        "W4.extra.ratio", "  ratio to plain W1 c10", f"{rate / base:.2f}", ">= 0.90", rate / base
-    )
+    extra_rate = sz.w1 / w1_round(dsn, sz.w1, 10).seconds
     with connect(dsn) as conn:
         conn.execute("TRUNCATE errands._jobs")
         half = sz.w4_locked // 2
@@ -246,21 +246,48 @@ def w4(dsn: str, sz: Sizes, rep: Report, base: float) -> None:
         ).fetchall()
         assert len(got) == 2, got
         conn.execute("VACUUM ANALYZE errands._jobs")
-    res = w1_round(dsn, sz.w1, 10, leftover=0)
-    rate = sz.w1 / res.seconds
+    locked_rate = sz.w1 / w1_round(dsn, sz.w1, 10, leftover=0).seconds
+    with connect(dsn) as conn:
+        conn.execute("UPDATE errands._queues SET locked_at = NULL, locked_by = NULL")
+    plain_w1()
+    base = statistics.mean(plain)
+    rep.add(
+        "W4.plain",
+        "plain W1 c10 in the same round (before and after: mean)",
+        f"{base:,.0f} jobs/s",
+        "",
+        plain,
+    )
+    rep.add(
+        "W4.extra",
+        f"W1 c10 with {extra:,} extra rows (scheduled/failed/unknown task)",
+        f"{extra_rate:,.0f} jobs/s",
+        "",
+        extra_rate,
+    )
+    rep.add(
+        "W4.extra.ratio",
+        "  ratio to the same round's plain W1 c10",
+        f"{extra_rate / base:.2f}",
+        ">= 0.90",
+        extra_rate / base,
+    )
     rep.add(
         "W4.locked",
         f"W1 c10 with {sz.w4_locked:,} jobs behind 2 locked named queues",
-        f"{rate:,.0f} jobs/s",
+        f"{locked_rate:,.0f} jobs/s",
         "",
-        rate,
+        locked_rate,
     )
     rep.add(
-        "W4.locked.ratio", "  ratio to plain W1 c10", f"{rate / base:.2f}", ">= 0.90", rate / base
+        "W4.locked.ratio",
+        "  ratio to the same round's plain W1 c10",
+        f"{locked_rate / base:.2f}",
+        ">= 0.90",
+        locked_rate / base,
     )
     with connect(dsn) as conn:
         conn.execute("TRUNCATE errands._jobs")
-        conn.execute("UPDATE errands._queues SET locked_at = NULL, locked_by = NULL")
 
 
 def w5(dsn: str, sz: Sizes, rep: Report, pgbench: Path) -> dict[int, float]:
