@@ -31,6 +31,7 @@ from bench.common import (  # noqa: E402
     machine_info,
 )
 from bench.idle_workers import idle_workers  # noqa: E402
+from bench.memory import memory  # noqa: E402
 from bench.side_by_side import (  # noqa: E402
     PEERS_FULL,
     PEERS_QUICK,
@@ -75,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (< 2 minutes)")
     parser.add_argument(
-        "--only", default="W1,W2,W3,W4,W5,once,idle", help="comma-separated workloads"
+        "--only", default="W1,W2,W3,W4,W5,once,idle,RSS", help="comma-separated workloads"
     )
     parser.add_argument(
         "--peers",
@@ -122,6 +123,9 @@ def main() -> None:
         if "W4" in only:
             log("W4 scale")
             w4(dsn, sz, rep)
+        if "RSS" in only:
+            log("RSS: one worker's memory over many jobs")
+            memory(dsn, 200_000 if args.quick else 1_000_000, rep)
         if "W5" in only:
             log("W5 floor")
             floor = w5(dsn, sz, rep, cluster.bindir / "pgbench")
