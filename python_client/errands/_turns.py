@@ -50,7 +50,8 @@ class Turns:
     """Takes turns on a worker's LISTEN connection (see the module doc).
 
     ``has_room`` says whether a job fetched now would start at once; ``room`` is set
-    whenever that may have become true; ``on_notify`` asks for a fetch."""
+    whenever that may have become true; ``on_notify`` (a notification) and
+    ``on_turn`` (the turn was taken: catch up) ask for a fetch."""
 
     def __init__(
         self,
@@ -59,11 +60,13 @@ class Turns:
         has_room: Callable[[], bool],
         room: asyncio.Event,
         on_notify: Callable[[], None],
+        on_turn: Callable[[], None],
     ) -> None:
         a, b = turn_key(identifiers)
         self._has_room = has_room
         self._room = room
         self._on_notify = on_notify
+        self._on_turn = on_turn
         names = {"a": sql.Literal(a), "b": sql.Literal(b), "channel": sql.Identifier(q.CHANNEL)}
         # The LISTEN runs once the lock is granted, in the same round trip.
         self._take = q.TAKE_TURN.format(**names)
@@ -74,7 +77,7 @@ class Turns:
         while True:
             await self._wait_for_room()
             await conn.execute(self._take)  # blocks until it is our turn
-            self._on_notify()  # catch up
+            self._on_turn()  # catch up
             async with contextlib.aclosing(conn.notifies()) as notifies:
                 async for _ in notifies:
                     if not self._has_room():

@@ -147,6 +147,7 @@ class Worker:
                 turns = Turns(
                     self._identifiers, has_room=self._has_room, room=self._room,
                     on_notify=lambda: self._presence.notified() if self._presence else None,
+                    on_turn=self._nudge,
                 )  # fmt: skip
             self._presence = Presence(
                 source, self.worker_id, conninfo=conninfo, connect_kwargs=kwargs,
