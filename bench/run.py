@@ -122,7 +122,7 @@ def main() -> None:
             w3(dsn, sz, rep)
         if "W4" in only:
             log("W4 scale")
-            w4(dsn, sz, rep)
+            w4(dsn, sz, rep, rounds=3 if args.quick else 5)
         if "RSS" in only:
             log("RSS: one worker's memory over many jobs")
             memory(dsn, 200_000 if args.quick else 1_000_000, rep)
