@@ -245,6 +245,7 @@ def w4(dsn: str, sz: Sizes, rep: Report, rounds: int) -> None:
                 # The extra rows and the locked queues' jobs stay: none is ours to run.
                 res = w1_round(dbs[name], sz.w1, 10)
                 rates[name].append(sz.w1 / res.seconds)
+        fetch = fetch_cost(dbs["plain"], dbs["extra"])
     finally:
         with connect(dsn) as conn:
             for name in dbs:
@@ -256,6 +257,13 @@ def w4(dsn: str, sz: Sizes, rep: Report, rounds: int) -> None:
         f"{statistics.median(plain):,.0f} jobs/s",
         "",
         plain,
+    )
+    rep.add(
+        "W4.fetch",
+        "  one get_jobs(10) call, 20,000 runnable: with the extra rows / without, median",
+        f"{fetch['extra']:.3f} / {fetch['plain']:.3f} ms = {fetch['extra'] / fetch['plain']:.2f}",
+        "",
+        fetch,
     )
     for name, what in (
         ("extra", f"W1 c10 with {extra:,} extra rows (scheduled/failed/unknown task)"),
@@ -272,6 +280,30 @@ def w4(dsn: str, sz: Sizes, rep: Report, rounds: int) -> None:
             ">= 0.90",
             ratios,
         )
+
+
+def fetch_cost(plain: str, extra: str, calls: int = 300) -> dict[str, float]:
+    """One ``get_jobs(..., 10)`` call (rolled back) with 20,000 runnable jobs, in the
+    plain database and in the one with the extra rows, alternating call by call:
+    the median ms of each (the first 50 calls of each left out: warm-up)."""
+    times: dict[str, list[float]] = {"plain": [], "extra": []}
+    conns = {"plain": connect(plain), "extra": connect(extra)}
+    try:
+        for conn in conns.values():
+            enqueue_noops(conn, 20_000)
+            conn.execute("VACUUM ANALYZE errands._jobs")
+            conn.autocommit = False
+        query = "SELECT count(*) FROM errands.get_jobs('bench-fetch', ARRAY['noop'], 10)"
+        for _ in range(calls):
+            for name, conn in conns.items():
+                t0 = time.perf_counter()
+                conn.execute(query, prepare=True).fetchone()
+                times[name].append(time.perf_counter() - t0)
+                conn.rollback()
+    finally:
+        for conn in conns.values():
+            conn.close()
+    return {name: statistics.median(t[50:]) * 1000 for name, t in times.items()}
 
 
 def w4_database(dsn: str, name: str) -> str:
