@@ -125,7 +125,8 @@ def idle_workers(
     per_job = statistics.median(m["per_job"] for m in many)
     p50_one = statistics.median(o["p50"] for o in one)
     p50_many = statistics.median(m["p50"] for m in many)
-    ratio = statistics.median(m["p50"] / o["p50"] for m, o in zip(many, one, strict=True))
+    ratios = [m["p50"] / o["p50"] for m, o in zip(many, one, strict=True)]
+    ratio = statistics.median(ratios)
     what = f"{jobs:,} add_job one by one at {rate:.0f}/s, {rounds} rounds"
     rep.add(
         "idle.fetches",
@@ -136,8 +137,8 @@ def idle_workers(
     )
     rep.add(
         "idle.p50",
-        f"add->start p50, {workers} workers / 1 worker (same rounds)",
-        f"{p50_many:.2f} / {p50_one:.2f} ms = {ratio:.2f}",
+        f"add->start p50 {workers} workers / 1 worker, per round: median (min-max)",
+        f"{ratio:.2f} ({min(ratios):.2f}-{max(ratios):.2f}); {p50_many:.2f} / {p50_one:.2f} ms",
         "<= 1.20",
         ratio,
     )

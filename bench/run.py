@@ -116,7 +116,7 @@ def main() -> None:
             w2(dsn, sz, rep)
         if "idle" in only:
             log("idle workers: 16 workers, add_job one by one at 200/s")
-            idle_workers(dsn, rep, jobs=500 if args.quick else 1000)
+            idle_workers(dsn, rep, jobs=500 if args.quick else 1000, rounds=2 if args.quick else 4)
         if "W3" in only:
             log("W3 enqueue")
             w3(dsn, sz, rep)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import conninfo
 
 from errands._turns import turn_key
 from tests_py.worker_support import (
@@ -165,3 +167,30 @@ def test_stopping_holder_gives_the_turn_back(
     assert ("long", "finished") in marks(conn)
     other.send_signal(signal.SIGTERM)  # a worker waiting for the turn stops too
     assert finish(other)[0] == 0
+
+
+def test_waiting_for_the_turn_ignores_statement_timeouts(
+    db: str, conn: psycopg.Connection[Any], workers: list[subprocess.Popen[str]]
+) -> None:
+    """A connection string with a short statement_timeout / lock_timeout: the wait
+    for the turn (as long as another worker holds it) is not cut short by them (the
+    waiting worker keeps its LISTEN session, which holds its own lock too)."""
+    dsn = conninfo.make_conninfo(db, options="-c statement_timeout=300 -c lock_timeout=300")
+    start(dsn, workers, "--concurrency", "2")
+    wait_until(lambda: turn(conn) == (1, 0), what="the first worker holds the turn")
+    start(dsn, workers, "--concurrency", "2")
+    wait_until(lambda: turn(conn) == (1, 1), what="the second worker waits")
+
+    def waiting_pid() -> int:
+        row = conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
+            " AND classid = %s::int::oid AND objid = %s::int::oid AND NOT granted",
+            KEY,
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    pid = waiting_pid()
+    time.sleep(1.5)  # five times the timeouts
+    assert turn(conn) == (1, 1)
+    assert waiting_pid() == pid, "the waiting session was not cut and reconnected"

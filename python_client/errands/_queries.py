@@ -17,8 +17,13 @@ CHANNEL: Final = "errands:jobs"
 LISTEN: Final = sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL))
 
 # Idle workers taking turns at listening (errands._turns); {a}, {b}: the turn's
-# two-int advisory lock key, as literals (one simple-protocol round trip each).
-TAKE_TURN: Final = sql.SQL("SELECT pg_catalog.pg_advisory_lock({a}, {b}); LISTEN {channel}")
+# two-int advisory lock key, as literals (one simple-protocol round trip each, one
+# implicit transaction: SET LOCAL lifts a statement or lock timeout the connection
+# string may set, as the wait for the turn may last as long as the worker).
+TAKE_TURN: Final = sql.SQL(
+    "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0;"
+    " SELECT pg_catalog.pg_advisory_lock({a}, {b}); LISTEN {channel}"
+)
 # Unlocks only a turn this session holds (none after a cancelled wait).
 GIVE_TURN: Final = sql.SQL(
     "UNLISTEN {channel}; SELECT pg_catalog.pg_advisory_unlock({a}, {b})"
