@@ -194,3 +194,36 @@ def test_waiting_for_the_turn_ignores_statement_timeouts(
     time.sleep(1.5)  # five times the timeouts
     assert turn(conn) == (1, 1)
     assert waiting_pid() == pid, "the waiting session was not cut and reconnected"
+
+
+def test_killed_waiting_worker_is_rescued_at_once(
+    db: str, conn: psycopg.Connection[Any], workers: list[subprocess.Popen[str]]
+) -> None:
+    """A worker killed while it waits for the turn, a job running in one of its
+    slots: its session ends at once (its backend, blocked in the lock wait, checks
+    its client), so its job runs again within seconds, not after the heartbeat
+    timeout (30 s) that a session left behind would cost."""
+    start(db, workers, "--concurrency", "2")
+    wait_until(lambda: turn(conn) == (1, 0), what="the first worker holds the turn")
+    # Due in 2 s: the holder fetched at its start and polls every 60 s, so the job
+    # goes to the second worker's start-up fetch.
+    conn.execute(
+        "SELECT errands.add_job('sleepy', json_build_object('label', 'w-long', 'seconds', %s),"
+        " run_at => now() + interval '2 seconds')",
+        (SLOW,),
+    )
+    time.sleep(2.5)
+    waiter = start(db, workers, "--concurrency", "2")
+    first = wait_until(lambda: started(conn, "w-long"), PROMPT, "w-long started")
+    wait_until(lambda: turn(conn) == (1, 1), what="the second worker waits")
+    kill(waiter)
+
+    def rerun_by() -> list[str]:
+        rows = conn.execute(
+            "SELECT worker_id FROM marks WHERE label = 'w-long' AND what = 'started'"
+            " AND worker_id <> %s",
+            (first,),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    wait_until(rerun_by, PROMPT, "w-long ran again on the other worker")

@@ -7,8 +7,9 @@ and while it is away the worker is "without its lock": other workers may declare
 it dead at any moment, so it must neither fetch nor start jobs.  Without
 ``listen`` (PgBouncer in transaction pooling mode) there is no session at all:
 the worker registers without a lock and only its heartbeat keeps it alive.
-With ``turns`` (:mod:`errands._turns`) the connection listens only while it holds
-the turn of its task set: idle workers take turns at answering notifications.
+With ``turns`` (:mod:`errands._turns`; PostgreSQL >= 14) the connection listens
+only while it holds the turn of its task set: idle workers take turns at
+answering notifications.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Presence:
         self._on_notify = on_notify
         self._on_reconnect = on_reconnect
         self._turns = turns
+        self._taking_turns = False  # turns, and the server can check its clients
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self._registered = False
         self._lock_held = False  # the advisory lock, on the live LISTEN connection
@@ -117,7 +119,7 @@ class Presence:
             self._listen_task.cancel()
             await asyncio.gather(self._listen_task, return_exceptions=True)
             self._listen_task = None
-            if self._turns is not None and self.conn is not None:
+            if self._turns is not None and self._taking_turns and self.conn is not None:
                 # Idle workers must not wait for a turn this worker no longer takes.
                 try:
                     await self._turns.leave(self.conn)
@@ -147,7 +149,10 @@ class Presence:
         kwargs = {**LISTEN_KEEPALIVES, **self._connect_kwargs}
         conn = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
         try:
-            if self._turns is None:
+            self._taking_turns = (
+                self._turns is not None and conn.info.server_version >= q.TURNS_MIN_SERVER_VERSION
+            )
+            if not self._taking_turns:
                 await conn.execute(q.LISTEN)
             # The advisory lock lives with this connection: take it again on every
             # reconnect, at once, so that rescue_workers sees this worker alive.
@@ -171,7 +176,7 @@ class Presence:
                     self._outage.recovered("listen")
                     await self._on_reconnect()
                     self._on_notify()  # catch up: notifications may have been missed
-                if self._turns is not None:
+                if self._turns is not None and self._taking_turns:
                     await self._turns.run(self.conn)
                 else:
                     async for _ in self.conn.notifies():
