@@ -85,11 +85,14 @@ def worker(dsn: str, out_path: str) -> None:
     asyncio.run(main())
 
 
-def trace(dsn: str, jobs: int) -> dict[str, dict[str, float]]:
+def trace(dsn: str, jobs: int, worker_options: str = "") -> dict[str, dict[str, float]]:
     with tempfile.NamedTemporaryFile("r", suffix=".trace", delete=False) as tmp:
         path = Path(tmp.name)
+    env = dict(os.environ)
+    if worker_options:
+        env["PGOPTIONS"] = worker_options
     proc = subprocess.Popen(
-        [PY, __file__, "--worker", dsn, str(path)], stdout=subprocess.PIPE, text=True
+        [PY, __file__, "--worker", dsn, str(path)], stdout=subprocess.PIPE, text=True, env=env
     )
     adds: list[tuple[float, float]] = []
     try:
@@ -145,6 +148,12 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument(
+        "--worker-options",
+        default="",
+        help="PGOPTIONS of the worker process only, e.g. '-c synchronous_commit=off' to"
+        " see what its commits' WAL flushes cost",
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     import errands
@@ -154,7 +163,7 @@ def main() -> None:
         dsn = cluster.dsn()
         with connect(dsn) as conn:
             errands.install(conn)
-        res = trace(dsn, args.jobs)
+        res = trace(dsn, args.jobs, args.worker_options)
     print("| stage | p50 ms | p90 ms |")
     print("|---|---|---|")
     for name, v in res.items():
