@@ -1,4 +1,5 @@
-"""`--peers`: Errands, Graphile Worker, PgQueuer and Procrastinate side by side."""
+"""`--peers`: Errands, Graphile Worker, PgQueuer and Procrastinate side by side.
+"""
 
 from __future__ import annotations
 
