@@ -31,6 +31,8 @@ from bench.common import (  # noqa: E402
     log,
     machine_info,
 )
+from bench.idle_workers import idle_workers  # noqa: E402
+from bench.memory import memory  # noqa: E402
 from bench.side_by_side import (  # noqa: E402
     PEERS_FULL,
     PEERS_QUICK,
@@ -76,7 +78,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes (< 2 minutes)")
     parser.add_argument(
-        "--only", default="W1,W2,W3,W4,W5,once,wait,cancel", help="comma-separated workloads"
+        "--only",
+        default="W1,W2,W3,W4,W5,once,idle,RSS,wait,cancel",
+        help="comma-separated workloads",
     )
     parser.add_argument(
         "--peers",
@@ -108,18 +112,24 @@ def main() -> None:
         if "once" in only:
             log("--once on an empty queue")
             once_empty(dsn, rep)
-        if "W1" in only or "W4" in only:
+        if "W1" in only:
             log("W1 throughput")
             base = w1(dsn, sz, rep)
         if "W2" in only:
             log("W2 latency")
             w2(dsn, sz, rep)
+        if "idle" in only:
+            log("idle workers: 16 workers, add_job one by one at 200/s")
+            idle_workers(dsn, rep, jobs=500 if args.quick else 1000, rounds=2 if args.quick else 4)
         if "W3" in only:
             log("W3 enqueue")
             w3(dsn, sz, rep)
         if "W4" in only:
             log("W4 scale")
-            w4(dsn, sz, rep, base)
+            w4(dsn, sz, rep, rounds=3 if args.quick else 5)
+        if "RSS" in only:
+            log("RSS: one worker's memory over many jobs")
+            memory(dsn, 200_000 if args.quick else 1_000_000, rep)
         if "W5" in only:
             log("W5 floor")
             floor = w5(dsn, sz, rep, cluster.bindir / "pgbench")

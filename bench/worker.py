@@ -6,13 +6,17 @@ bench/tasks.py like ``errands worker -c DSN --tasks bench/tasks.py -j N --quiet
 exit, prints one JSON line on stdout: the number of ``job:complete`` events
 without error, with error, the number of distinct job ids completed (so a job
 run twice shows as completions > distinct) and its peak RSS.  In continuous
-mode it prints ``READY`` once it is listening and stops on SIGTERM.
+mode it prints ``READY`` once it is listening and stops on SIGTERM.  With
+``BENCH_RSS_EVERY=N`` it also samples its RSS every N completed jobs
+(``"rss": [[jobs, MB], ...]``, for bench/memory.py) and keeps no set of job ids,
+which would grow with the jobs (``distinct`` is then 0).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +31,8 @@ async def main(dsn: str, concurrency: int, mode: str) -> None:
     ok = 0
     failed = 0
     ids: set[int] = set()
+    every = int(os.environ.get("BENCH_RSS_EVERY", "0"))
+    rss: list[tuple[int, float]] = []
 
     def on_complete(event: Event) -> None:
         nonlocal ok, failed
@@ -34,8 +40,10 @@ async def main(dsn: str, concurrency: int, mode: str) -> None:
             ok += 1
         else:
             failed += 1
-        if event.job is not None:
+        if event.job is not None and not every:
             ids.add(event.job.id)
+        if every and (ok + failed) % every == 0:
+            rss.append((ok + failed, status_mb("VmRSS")))
 
     events.on("job:complete", on_complete)
     registry = errands.load_tasks([TASKS])
@@ -51,7 +59,7 @@ async def main(dsn: str, concurrency: int, mode: str) -> None:
         )  # fmt: skip
         print("READY", flush=True)
         await runner.wait()
-    out = {"ok": ok, "failed": failed, "distinct": len(ids), "vmhwm_mb": vmhwm_mb()}
+    out = {"ok": ok, "failed": failed, "distinct": len(ids), "vmhwm_mb": vmhwm_mb(), "rss": rss}
     print(json.dumps(out), flush=True)
 
 
@@ -61,8 +69,13 @@ def vmhwm_mb() -> float:
     Not ``wait4``'s ru_maxrss: Linux folds the forking parent's RSS into the child's
     ru_maxrss at exec, so a big bench/run.py would show up as the worker's size.
     """
+    return status_mb("VmHWM")
+
+
+def status_mb(field: str) -> float:
+    """A ``/proc/self/status`` figure (kB there), MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024.0
     return 0.0
 

@@ -45,9 +45,22 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("PG")}
 
 
-def run_cli(*args: str) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
+#: The continuous worker's machinery and the other commands' code: a run-once worker
+#: that finds nothing to do has no use for any of it.
+MACHINERY = [
+    "errands.worker", "errands.runner", "errands.utils", "errands._producer",
+    "errands._executor", "errands._reporter", "errands._presence", "errands._turns",
+    "errands._local_queue", "errands._heartbeat", "errands._prune", "errands._threads",
+    "errands._gc", "errands._embedded", "errands._embedded_os", "errands._cron",
+    "psycopg_pool", "pydantic", "rich", "concurrent.futures.thread",
+]  # fmt: skip
+
+
+def run_cli(
+    *args: str, watch: list[str] = HEAVY
+) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
     proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, json.dumps(HEAVY), *args],
+        [sys.executable, "-c", _PROBE, json.dumps(watch), *args],
         cwd=ROOT,
         env=_env(),
         capture_output=True,
@@ -136,6 +149,21 @@ def test_once_with_nothing_to_run_starts_no_worker(db: str) -> None:
         ).fetchall()
     # The probe's fetch was rolled back: no attempt charged, nothing left locked.
     assert jobs == [("hello", 0, None), ("not_one_of_ours", 0, None)]
+
+
+def test_once_with_nothing_to_run_loads_no_worker_machinery(db: str) -> None:
+    """What ``worker --once`` imports on an empty queue is what its start-up time is
+    made of: none of the continuous worker's parts, the pool, the embedded database
+    or typer's optional rich/pydantic (bench/run.py's ``once.empty`` times it)."""
+    report, proc = run_cli("worker", "--once", "--tasks", EXAMPLE_TASKS, "-c", db, watch=MACHINERY)
+    assert report["code"] == 0, proc.stderr
+    assert report["imported"] == []
+    # The same probe sees the machinery once there is a job to run.
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("""SELECT errands.add_job('hello', '{"name": "m"}')""")
+    report, proc = run_cli("worker", "--once", "--tasks", EXAMPLE_TASKS, "-c", db, watch=MACHINERY)
+    assert report["code"] == 0, proc.stderr
+    assert {"errands.worker", "errands._producer", "psycopg_pool"} <= set(report["imported"])
 
 
 def test_once_with_a_due_job_runs_it_once(db: str) -> None:

@@ -8,6 +8,9 @@ and while it is away the worker is "without its lock": other workers may declare
 it dead at any moment, so it must neither fetch nor start jobs.  Without
 ``listen`` (PgBouncer in transaction pooling mode) there is no session at all:
 the worker registers without a lock and only its heartbeat keeps it alive.
+With ``turns`` (:mod:`errands._turns`; PostgreSQL >= 14) it listens on
+``errands:cancel`` only: the connection of the worker's turn answers job
+notifications.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ class Presence:
     ``on_notify`` is called for every notification, every reconnect and every
     rescue of other workers' jobs (there may be jobs to fetch); ``on_cancel`` for
     every ``errands:cancel`` notification (its payload); ``on_reconnect`` is awaited
-    after the LISTEN connection came back (before ``on_notify``)."""
+    after the LISTEN connection came back (before ``on_notify``); with ``turns``
+    the connection does not listen on ``errands:jobs`` (the turn's own connection
+    does, :mod:`errands._turns`)."""
 
     def __init__(
         self,
@@ -54,6 +59,7 @@ class Presence:
         on_notify: Callable[[], None],
         on_reconnect: Callable[[], Awaitable[None]],
         on_cancel: Callable[[str], None] = lambda _payload: None,
+        turns: bool = False,
     ) -> None:
         self._source = source
         self._worker_id = worker_id
@@ -67,6 +73,7 @@ class Presence:
         self._on_notify = on_notify
         self._on_reconnect = on_reconnect
         self._on_cancel = on_cancel
+        self._turns = turns
         self.conn: psycopg.AsyncConnection[Any] | None = None
         self._registered = False
         self._lock_held = False  # the advisory lock, on the live LISTEN connection
@@ -114,6 +121,7 @@ class Presence:
         if self._listen_task is not None:
             self._listen_task.cancel()
             await asyncio.gather(self._listen_task, return_exceptions=True)
+            self._listen_task = None
 
     async def close(self) -> None:
         """Stop beating, unregister and close the LISTEN connection."""
@@ -126,6 +134,11 @@ class Presence:
         if self.conn is not None:
             await self.conn.close()
 
+    def notified(self) -> None:
+        """A notification arrived (there may be jobs to fetch)."""
+        self._on_notify()
+        self._emit("pool:listen:notification")
+
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         self._emit("pool:listen:connecting")
         # TCP keepalives (unless the caller set them) so that a silently dropped
@@ -133,7 +146,8 @@ class Presence:
         kwargs = {**LISTEN_KEEPALIVES, **self._connect_kwargs}
         conn = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
         try:
-            await conn.execute(q.LISTEN)
+            turns = self._turns and conn.info.server_version >= q.TURNS_MIN_SERVER_VERSION
+            await conn.execute(q.LISTEN_CANCEL if turns else q.LISTEN)
             # The advisory lock lives with this connection: take it again on every
             # reconnect, at once, so that rescue_workers sees this worker alive.
             held = await _heartbeat.register(conn, self._worker_id)

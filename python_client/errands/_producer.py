@@ -52,6 +52,7 @@ class Producer:
         track: Callable[[asyncio.Task[None]], None] = lambda _task: None,
         emit: Emit = lambda *_args, **_kwargs: None,
         outage: Outage | None = None,
+        room: asyncio.Event | None = None,
     ) -> None:
         self.queue = queue
         self.running = running
@@ -66,6 +67,8 @@ class Producer:
         self._emit = emit
         self._outage = outage if outage is not None else Outage("worker")
         self._backoff = Backoff()
+        self.room = room if room is not None else asyncio.Event()
+        """Set whenever the worker may have room for more jobs (:meth:`has_room`)."""
         self.stopping = False
         self.want_fetch = True
         """Fetch at the next turn whatever the poll deadline says."""
@@ -81,6 +84,12 @@ class Producer:
         """Fetch now (a notification, a rescue, a reconnect)."""
         self.want_fetch = True
         self.wakeup.set()
+
+    def has_room(self) -> bool:
+        """Whether a job fetched now would start at once (a slot is free).  Not the
+        local queue's prefetch: a job notified while every slot is busy is better
+        fetched by an idle worker (:mod:`errands._turns`)."""
+        return not self.stopping and not self.queue and len(self.running) < self.concurrency
 
     def stop(self) -> None:
         """Stop fetching and starting jobs; :meth:`run` returns."""
@@ -104,6 +113,7 @@ class Producer:
         free again, so that queue's next job may be fetched now)."""
         queue = self.queue
         queue.hold_prefetch = False
+        self.room.set()
         if named_queue:
             self.want_fetch = True
         if queue and not self.stopping:
@@ -132,6 +142,7 @@ class Producer:
         while not self.stopping:
             self.wakeup.clear()
             self.dispatch()
+            self.room.set()
             now = time.monotonic()
             self._take_fetch_error(now)
             if self.fetching is None and now >= self._retry_at:

@@ -21,6 +21,30 @@ CANCEL_CHANNEL: Final = "errands:cancel"
 LISTEN: Final = sql.SQL("LISTEN {}; LISTEN {}").format(
     sql.Identifier(CHANNEL), sql.Identifier(CANCEL_CHANNEL)
 )
+#: A worker taking turns (errands._turns) hears job notifications on its turn's
+#: connection only.
+LISTEN_CANCEL: Final = sql.SQL("LISTEN {}").format(sql.Identifier(CANCEL_CHANNEL))
+
+# Idle workers taking turns at listening (errands._turns); {a}, {b}: the turn's
+# two-int advisory lock key, as literals (one simple-protocol round trip each, one
+# implicit transaction).  SET LOCAL: the wait for the turn may last as long as the
+# worker, so a statement or lock timeout of the connection string is lifted; and
+# the waiting backend checks every 0.5 s that its client is still there (PostgreSQL
+# >= 14): a backend waiting for a lock does not notice a killed client otherwise,
+# and it holds the worker's own lock, so the dead worker would look alive.
+TAKE_TURN: Final = sql.SQL(
+    "SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0;"
+    " SET LOCAL client_connection_check_interval = 500;"
+    " SELECT pg_catalog.pg_advisory_lock({a}, {b}); LISTEN {channel}"
+)
+TURNS_MIN_SERVER_VERSION: Final = 140000
+# Unlocks only a turn this session holds (none after a cancelled wait).
+GIVE_TURN: Final = sql.SQL(
+    "UNLISTEN {channel}; SELECT pg_catalog.pg_advisory_unlock({a}, {b})"
+    " FROM pg_catalog.pg_locks l WHERE l.locktype = 'advisory'"
+    " AND l.pid = pg_catalog.pg_backend_pid() AND l.granted AND l.objsubid = 2"
+    " AND l.classid = {a}::oid AND l.objid = {b}::oid"
+)
 
 # --- enqueueing ----------------------------------------------------------------------
 

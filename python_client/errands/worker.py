@@ -39,6 +39,8 @@ import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+
 from errands import _json
 from errands import _queries as q
 from errands._cancel_watch import CancelWatch
@@ -64,6 +66,7 @@ from errands._producer import Producer
 from errands._prune import prune_loop
 from errands._reporter import Reporter
 from errands._retry import Outage, retry_transient
+from errands._turns import Turns
 from errands.events import Event, Events
 from errands.helpers import AbortSignal
 from errands.job import Job
@@ -142,21 +145,35 @@ class Worker:
             source, self.worker_id, cancel=self._executor.cancel,
             busy=lambda: bool(self._executor.running),
         )  # fmt: skip
+        self._room = asyncio.Event()  # set by the producer when it may have room
         self._presence: Presence | None = None
+        self._turns: Turns | None = None
         if continuous:
+            # Workers with forbidden flags fetch a different set of jobs than others
+            # of their task set: they answer every notification themselves.
+            turns = None
+            turn_kwargs = {**LISTEN_KEEPALIVES, **kwargs}
+            self._turn_connect = lambda: psycopg.AsyncConnection.connect(conninfo, **turn_kwargs)
+            if opts.listen and not self._forbidden:
+                turns = Turns(
+                    self._identifiers, has_room=self._has_room, room=self._room,
+                    on_notify=lambda: self._presence.notified() if self._presence else None,
+                    on_turn=self._nudge,
+                )  # fmt: skip
+            self._turns = turns
             self._presence = Presence(
                 source, self.worker_id, conninfo=conninfo, connect_kwargs=kwargs,
                 listen=opts.listen, heartbeat_interval=opts.heartbeat_interval,
                 heartbeat_timeout=opts.heartbeat_timeout, emit=self._emit,
                 outage=self._outage, on_notify=self._nudge, on_reconnect=self._reconnected,
-                on_cancel=self._cancels.notified,
+                on_cancel=self._cancels.notified, turns=turns is not None,
             )  # fmt: skip
         self._producer = Producer(
             self._queue, self._executor.running, concurrency=opts.concurrency,
             continuous=continuous, poll_interval=opts.poll_interval, fetch=self._fetch,
             start=self._executor.start, hand_back=self._return_jobs,
             may_start=self._presence.may_work if self._presence is not None else None,
-            track=self._executor.track, emit=self._emit, outage=self._outage,
+            track=self._executor.track, emit=self._emit, outage=self._outage, room=self._room,
         )  # fmt: skip
         self._executor.on_release = self._producer.slot_freed
         self._force = asyncio.Event()
@@ -165,6 +182,7 @@ class Worker:
         self._sweeper: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
         self._cancel_poller: asyncio.Task[None] | None = None
+        self._turner: asyncio.Task[None] | None = None
 
     # --- public ------------------------------------------------------------------------
 
@@ -192,6 +210,10 @@ class Worker:
             self._cancel_poller = asyncio.create_task(
                 self._cancels.poll_loop(), name="errands-cancel-poll"
             )
+            if self._turns is not None:
+                self._turner = asyncio.create_task(
+                    self._turns.serve(self._turn_connect, self._turn_error), name="errands-turns"
+                )
             self._presence.start()
         self._emit(
             "worker:start", data={"tasks": self._identifiers, "concurrency": self.concurrency}
@@ -243,7 +265,8 @@ class Worker:
             raise error
 
     async def _shutdown(self) -> None:
-        for task in (self._sweeper, self._pruner, self._cancel_poller):
+        # The turn first: idle workers must not wait for one this worker no longer takes.
+        for task in (self._turner, self._sweeper, self._pruner, self._cancel_poller):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -265,6 +288,12 @@ class Worker:
         await asyncio.to_thread(self._sync.close)
 
     # --- what the parts call -----------------------------------------------------------
+
+    def _has_room(self) -> bool:
+        return self._producer.has_room()
+
+    def _turn_error(self, exc: Exception) -> None:
+        self._emit("pool:listen:error", error=exc)
 
     def _nudge(self) -> None:
         self._producer.nudge()
