@@ -119,6 +119,9 @@ BEGIN
           AND f.finished_at < v_now - coalesce(
                 (SELECT t.retention FROM errands._tasks t WHERE t.identifier = f.task_identifier),
                 v_global)
+          -- Flows (25_flows.sql): kept while a job that depends on it is unfinished.
+          AND NOT EXISTS (SELECT 1 FROM errands._job_dependencies d JOIN errands._jobs w ON w.id = d.job_id
+                          WHERE d.depends_on = f.id)
         ORDER BY f.finished_at
         LIMIT max_rows
         FOR UPDATE SKIP LOCKED

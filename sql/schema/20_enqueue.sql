@@ -421,7 +421,8 @@ CREATE OR REPLACE FUNCTION errands.add_job(
     priority integer DEFAULT NULL,
     flags text[] DEFAULT NULL,
     job_key_mode text DEFAULT 'replace',
-    timeout interval DEFAULT NULL
+    timeout interval DEFAULT NULL,
+    depends_on bigint[] DEFAULT NULL
 ) RETURNS errands.jobs
 LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -442,6 +443,12 @@ BEGIN
     IF add_job.timeout <= interval '0' THEN
         RAISE EXCEPTION 'errands: timeout must be positive, got %', add_job.timeout
             USING ERRCODE = '22023';
+    END IF;
+    -- Flows (25_flows.sql): a job that waits for others.
+    IF cardinality(add_job.depends_on) > 0 THEN
+        RETURN errands._add_dependent_job(add_job.identifier, add_job.payload, add_job.queue_name,
+            add_job.run_at, add_job.max_attempts, add_job.job_key, add_job.priority,
+            add_job.flags, v_mode, add_job.timeout, add_job.depends_on);
     END IF;
     IF add_job.job_key IS NOT NULL AND v_mode <> 'unsafe_dedupe' THEN
         -- The job-key decision table lives in add_jobs (which clears timeout
@@ -510,7 +517,7 @@ BEGIN
     RETURN errands._job_view(v_row);
 END
 $$;
-COMMENT ON FUNCTION errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval) IS
+COMMENT ON FUNCTION errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval, bigint[]) IS
 'Adds one job (Graphile Worker''s add_job). Defaults: payload {}, run_at now(),
 max_attempts 25, priority 0. With a job_key, job_key_mode decides: replace
 updates a pending job with the key in place (every attribute, attempts reset,
@@ -521,7 +528,10 @@ inserted. Array payloads of the same key concatenate (batch jobs). timeout
 (errands only, positive): each try of this job may run that long (overrides the
 task''s timeout). A caller that may not read jobs (no SELECT on errands.jobs)
 never gets another job''s payload back: payload and last_error are NULL when
-unsafe_dedupe found an existing job or a batch payload was merged.';
+unsafe_dedupe found an existing job or a batch payload was merged. depends_on
+(errands only; not with a job_key): ids of jobs this one waits for (state
+waiting) until each has completed; each must be unfinished, or completed and
+still in errands.finished_jobs (22023 otherwise, naming it).';
 
 CREATE OR REPLACE FUNCTION errands.remove_job(job_key text) RETURNS errands.jobs
 LANGUAGE plpgsql STRICT

@@ -165,6 +165,8 @@ BEGIN
         RAISE EXCEPTION 'errands: worker_complete_jobs needs one result (NULL: none) per job: % ids, % results',
             cardinality(v_ids), cardinality(v_results) USING ERRCODE = '22023';
     END IF;
+    -- Flows (25_flows.sql): jobs others wait for keep their result; dependents released.
+    PERFORM errands._complete_dependencies(worker_complete_jobs.worker_id, v_ids, v_results);
     -- Today's path, unchanged: no task keeps history (retention 0 everywhere).
     IF NOT errands._history_on() THEN
         RETURN QUERY
@@ -276,6 +278,8 @@ BEGIN
     JOIN errands._tasks t ON t.id = failed.task_id
     LEFT JOIN errands._queues q ON q.id = failed.job_queue_id
     ORDER BY failed.id;
+    -- Flows (25_flows.sql): what a failed try added is cancelled; run-anyway dependents go on.
+    PERFORM errands._dependencies_failed(worker_fail_jobs.job_ids);
 END
 $$;
 COMMENT ON FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[]) IS

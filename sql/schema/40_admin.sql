@@ -5,6 +5,8 @@ CREATE OR REPLACE FUNCTION errands.complete_jobs(job_ids bigint[]) RETURNS SETOF
 LANGUAGE sql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+    -- Flows (25_flows.sql): jobs others wait for keep their result; dependents released.
+    SELECT errands._complete_dependencies(NULL, job_ids, NULL);
     WITH d AS (
         DELETE FROM errands._jobs j
         WHERE j.id = ANY(job_ids)
