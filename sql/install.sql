@@ -407,7 +407,7 @@ $errands_install_m0023$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '76102bfefa45207b13eec066035ea8af9d352e4e4bc2617c6effc6b97a932872') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '3b7a403aba01d9b9da536005b24b64379e128ea4ad0e1fe1532129c0ded3e34e') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1717,10 +1717,10 @@ BEGIN
     IF v_problem IS NOT NULL THEN
         RAISE EXCEPTION 'errands: %', v_problem USING ERRCODE = '22023';
     END IF;
-    SELECT array_agg(s.ord::integer), array_agg(o.ord::integer)
+    SELECT array_agg(st.ord::integer), array_agg(o.ord::integer)
     INTO v_child, v_parent
-    FROM jsonb_array_elements(v_steps) WITH ORDINALITY s(step, ord),
-         jsonb_array_elements_text(coalesce(nullif(s.step -> 'depends_on', 'null'), '[]')) d(name)
+    FROM jsonb_array_elements(v_steps) WITH ORDINALITY st(step, ord),
+         jsonb_array_elements_text(coalesce(nullif(st.step -> 'depends_on', 'null'), '[]')) d(name)
     JOIN jsonb_array_elements(v_steps) WITH ORDINALITY o(step, ord) ON o.step ->> 'name' = d.name;
     v_cycle := errands._flow_cycle_step(v_n, v_child, v_parent);
     IF v_cycle IS NOT NULL THEN
@@ -3249,7 +3249,7 @@ END
 $$;
 COMMENT ON FUNCTION errands.grant_enqueue(regrole) IS
 'Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
-schema errands and EXECUTE on add_job, add_jobs and remove_job (and on the
+schema errands and EXECUTE on add_job, add_jobs, add_flow and remove_job (and on the
 argument parser of errands.job_trigger, so that a table trigger can enqueue as
 the role). The role cannot read jobs or payloads (the three functions return
 payload NULL for a job whose payload the call did not write), fetch, complete,
@@ -3271,8 +3271,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION errands.grant_read(regrole) IS
-'Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs and
-errands.finished_jobs views (payloads and results included; never the private tables). With it, add_job, add_jobs and
+'Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs,
+errands.finished_jobs and errands.flow_steps views (payloads and results included; never the private tables). With it, add_job, add_jobs and
 remove_job (if also granted) return payloads of jobs the call did not write.
 Run it as the owner of the errands schema or a superuser.';
 
@@ -3317,7 +3317,7 @@ on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
 worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, reset_locked, try_lock_worker, register_worker, heartbeat,
 rescue_workers, unregister_worker), the admin functions (complete_jobs,
 permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup,
-prune_finished_jobs, the cron
+prune_finished_jobs, dependency_results, cancel_flow, the cron
 functions if cron is installed when it runs, and what grant_read gives (SELECT on
 the errands.jobs and errands.finished_jobs views, never on the private tables).
 Run it again after an upgrade adds functions. Run it as the owner of the
@@ -3946,7 +3946,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '76102bfefa45207b13eec066035ea8af9d352e4e4bc2617c6effc6b97a932872')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '3b7a403aba01d9b9da536005b24b64379e128ea4ad0e1fe1532129c0ded3e34e')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -455,10 +455,10 @@ BEGIN
     IF v_problem IS NOT NULL THEN
         RAISE EXCEPTION 'errands: %', v_problem USING ERRCODE = '22023';
     END IF;
-    SELECT array_agg(s.ord::integer), array_agg(o.ord::integer)
+    SELECT array_agg(st.ord::integer), array_agg(o.ord::integer)
     INTO v_child, v_parent
-    FROM jsonb_array_elements(v_steps) WITH ORDINALITY s(step, ord),
-         jsonb_array_elements_text(coalesce(nullif(s.step -> 'depends_on', 'null'), '[]')) d(name)
+    FROM jsonb_array_elements(v_steps) WITH ORDINALITY st(step, ord),
+         jsonb_array_elements_text(coalesce(nullif(st.step -> 'depends_on', 'null'), '[]')) d(name)
     JOIN jsonb_array_elements(v_steps) WITH ORDINALITY o(step, ord) ON o.step ->> 'name' = d.name;
     v_cycle := errands._flow_cycle_step(v_n, v_child, v_parent);
     IF v_cycle IS NOT NULL THEN
