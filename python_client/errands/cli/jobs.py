@@ -126,6 +126,7 @@ class JobState(str, Enum):
     scheduled = "scheduled"
     pending = "pending"
     running = "running"
+    waiting = "waiting"
     retrying = "retrying"
     failed = "failed"
 
