@@ -407,7 +407,7 @@ $errands_install_m0023$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '3b7a403aba01d9b9da536005b24b64379e128ea4ad0e1fe1532129c0ded3e34e') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'c573707e9b4099f697dda70f993357c86733c571329ddc0de2b91e3bbdc6d48b') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1886,6 +1886,43 @@ LEFT JOIN errands.jobs j ON j.id = s.job_id
 LEFT JOIN errands._finished_jobs f ON f.id = s.job_id;
 COMMENT ON VIEW errands.flow_steps IS
     'Steps of the flows made by errands.add_flow: flow_id, step name, job_id, position in the flow, depends_on (step names, or job ids), the job''s state (NULL: finished and no longer kept), task_identifier and last_error.';
+
+-- Roles granted before flows existed (grant_enqueue, grant_worker, grant_read
+-- on an older version) keep their grant: add_job's new signature and add_flow
+-- for enqueuers, dependency_results and cancel_flow for workers, the
+-- flow_steps view for readers.
+DO $grant_flows$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT ro.rolname, p.proname
+        FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a, pg_catalog.pg_roles ro
+        WHERE p.oid IN ('errands.add_jobs(errands.job_spec[], boolean)'::regprocedure,
+                        -- granted by grant_worker only (and defined before this file)
+                        'errands.prune_finished_jobs(integer)'::regprocedure)
+          AND a.privilege_type = 'EXECUTE' AND a.grantee = ro.oid AND a.grantee <> p.proowner
+        ORDER BY 1, 2
+    LOOP
+        IF r.proname = 'add_jobs' THEN
+            EXECUTE format('GRANT EXECUTE ON FUNCTION errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval, bigint[]), errands.add_flow(jsonb) TO %I',
+                           r.rolname);
+        ELSE
+            EXECUTE format('GRANT EXECUTE ON FUNCTION errands.dependency_results(bigint), errands.cancel_flow(bigint) TO %I',
+                           r.rolname);
+        END IF;
+    END LOOP;
+    FOR r IN
+        SELECT DISTINCT ro.rolname
+        FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a, pg_catalog.pg_roles ro
+        WHERE c.oid = 'errands.jobs'::regclass AND a.privilege_type = 'SELECT'
+          AND a.grantee = ro.oid AND a.grantee <> c.relowner
+        ORDER BY 1
+    LOOP
+        EXECUTE format('GRANT SELECT ON errands.flow_steps TO %I', r.rolname);
+    END LOOP;
+END
+$grant_flows$;
 -- sql/schema/30_fetch.sql
 -- Worker-facing functions: the only statements a worker runs against jobs.
 -- Each takes the caller's worker id; complete, fail and return touch only jobs
@@ -3946,7 +3983,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '3b7a403aba01d9b9da536005b24b64379e128ea4ad0e1fe1532129c0ded3e34e')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'c573707e9b4099f697dda70f993357c86733c571329ddc0de2b91e3bbdc6d48b')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

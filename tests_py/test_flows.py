@@ -52,7 +52,13 @@ def test_two_sessions_completing_the_last_two_dependencies_release_once(db: str)
             barrier = threading.Barrier(2, timeout=30)
             errors: list[BaseException] = []
 
-            def complete(worker: str, job_id: int, hold: float) -> None:
+            def complete(
+                worker: str,
+                job_id: int,
+                hold: float,
+                barrier: threading.Barrier = barrier,
+                errors: list[BaseException] = errors,
+            ) -> None:
                 try:
                     with psycopg.connect(db) as conn:  # one transaction, committed at exit
                         barrier.wait()

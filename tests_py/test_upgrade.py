@@ -24,7 +24,10 @@ DatabaseFactory = Callable[..., AbstractContextManager[str]]
 
 # Every table of the version-16 schema, read whole (ordered), before and after.
 TABLES = {
-    "_jobs": "SELECT * FROM errands._jobs ORDER BY id",
+    # The version-16 columns (0023 adds waiting_for and recreates is_available last).
+    "_jobs": "SELECT id, job_queue_id, task_id, payload, priority, run_at, attempts, max_attempts,"
+    " last_error, created_at, updated_at, key, locked_at, locked_by, revision, flags,"
+    " is_available, timeout FROM errands._jobs ORDER BY id",
     # The version-16 columns (0019 appends retention).
     "_tasks": "SELECT id, identifier FROM errands._tasks ORDER BY id",
     "_queues": "SELECT * FROM errands._queues ORDER BY id",
