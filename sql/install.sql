@@ -407,7 +407,7 @@ $errands_install_m0023$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'c573707e9b4099f697dda70f993357c86733c571329ddc0de2b91e3bbdc6d48b') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '1487a9f5f8ffe7f8c0a2c0eb90491aa95cc4948fb8eea31a74280431b0805b45') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1286,24 +1286,37 @@ retried. Returns NULL when no job has the key. A caller that may not read jobs
 -- counters and notifies when one became runnable now.
 CREATE OR REPLACE FUNCTION errands._resolve_dependencies(dep_ids bigint[], only_run_anyway boolean)
 RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- Index scans only (see errands._complete_dependencies).
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+AS $$
 DECLARE
     v_now_runnable boolean;
+    v_jobs bigint[];
+    v_counts integer[];
 BEGIN
-    -- Dependents are updated in id order: two transactions releasing
-    -- overlapping sets of jobs take the row locks in one order (no deadlock).
+    -- Arrays between the statements (not one statement of CTEs): a join with a
+    -- CTE's rows was planned as a scan of errands._jobs.
     WITH r AS (
         UPDATE errands._job_dependencies d SET resolved = true
         WHERE d.depends_on = ANY(dep_ids) AND NOT d.resolved
           AND (d.run_anyway OR NOT only_run_anyway)
         RETURNING d.job_id
-    ), c AS (
-        SELECT r.job_id, count(*)::integer AS n FROM r GROUP BY r.job_id ORDER BY r.job_id
-    ), released AS (
+    )
+    SELECT array_agg(c.job_id ORDER BY c.job_id), array_agg(c.n ORDER BY c.job_id)
+    INTO v_jobs, v_counts
+    FROM (SELECT r.job_id, count(*)::integer AS n FROM r GROUP BY r.job_id) c;
+    IF v_jobs IS NULL THEN
+        RETURN;
+    END IF;
+    -- Dependents are updated in id order: two transactions releasing
+    -- overlapping sets of jobs take the row locks in one order (no deadlock).
+    WITH released AS (
         UPDATE errands._jobs j
-        SET waiting_for = nullif(j.waiting_for - c.n, 0), updated_at = now()
-        FROM c
-        WHERE j.id = c.job_id AND j.waiting_for IS NOT NULL
+        SET waiting_for = nullif(j.waiting_for - v_counts[array_position(v_jobs, j.id)], 0),
+            updated_at = now()
+        WHERE j.id = ANY(v_jobs) AND j.waiting_for IS NOT NULL
         RETURNING j.waiting_for, j.run_at
     )
     SELECT bool_or(released.waiting_for IS NULL AND released.run_at <= now())
@@ -1365,7 +1378,12 @@ CREATE OR REPLACE FUNCTION errands._complete_dependencies(worker_id text, job_id
                                                           results json[])
 RETURNS void
 LANGUAGE plpgsql
+-- Every statement looks errands._job_dependencies and errands._jobs up by key
+-- (= ANY(array): one index scan); without statistics on the young edge table the
+-- planner chose sequential scans of both (10,000 edges: 5 ms per completion
+-- instead of 0.3). Plans made once, index scans only.
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
 AS $$
 DECLARE
     v_ids bigint[];
@@ -1413,18 +1431,22 @@ BEGIN
                                         state, result)
     SELECT j.id, q.queue_name, t.identifier, j.payload, j.priority, j.attempts,
            j.max_attempts, j.last_error, j.key, j.created_at, 'completed', r.result
-    FROM errands._jobs j
+    -- Driven by the ids (one index probe of errands._jobs each): a join of
+    -- errands._jobs with unnest() was planned as a nested loop over both.
+    FROM unnest(job_ids, coalesce(results, array_fill(NULL::json, ARRAY[cardinality(job_ids)])))
+         AS r(id, result)
+    JOIN errands._jobs j ON j.id = r.id
     JOIN errands._tasks t ON t.id = j.task_id
     LEFT JOIN errands._queues q ON q.id = j.job_queue_id
-    LEFT JOIN unnest(job_ids, results) AS r(id, result) ON r.id = j.id
-    WHERE j.id = ANY(v_ids)
+    WHERE r.id = ANY(v_ids)
       AND EXISTS (SELECT 1 FROM errands._job_dependencies d WHERE d.depends_on = j.id)
     ON CONFLICT (id) DO NOTHING;
     -- Jobs a running task added (helpers.add_flow) in an earlier try of it: that
     -- try failed or its worker died, so they are cancelled, not released.
     SELECT array_agg(d.job_id) INTO v_stale
     FROM errands._job_dependencies d JOIN errands._jobs j ON j.id = d.depends_on
-    WHERE d.depends_on = ANY(v_ids) AND NOT d.resolved AND d.parent_try <> j.attempts;
+    WHERE d.depends_on = ANY(v_ids) AND j.id = ANY(v_ids)
+      AND NOT d.resolved AND d.parent_try IS NOT NULL AND d.parent_try <> j.attempts;
     IF v_stale IS NOT NULL THEN
         PERFORM errands._cancel_dependents(errands._cancel_now(v_stale,
             'errands: cancelled because the try of the job that added it did not complete'));
@@ -1441,7 +1463,12 @@ $$;
 -- of the listed jobs that failed for good go on.
 CREATE OR REPLACE FUNCTION errands._dependencies_failed(job_ids bigint[]) RETURNS void
 LANGUAGE plpgsql
+-- Every statement looks errands._job_dependencies and errands._jobs up by key
+-- (= ANY(array): one index scan); without statistics on the young edge table the
+-- planner chose sequential scans of both (10,000 edges: 5 ms per completion
+-- instead of 0.3). Plans made once, index scans only.
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
 AS $$
 DECLARE
     v_gated bigint[];
@@ -1453,8 +1480,8 @@ BEGIN
     END IF;
     SELECT array_agg(d.job_id) INTO v_gated
     FROM errands._job_dependencies d JOIN errands._jobs j ON j.id = d.depends_on
-    WHERE d.depends_on = ANY(job_ids) AND NOT d.resolved
-      AND d.parent_try IS NOT NULL AND j.locked_at IS NULL;
+    WHERE d.depends_on = ANY(job_ids) AND j.id = ANY(job_ids)
+      AND NOT d.resolved AND d.parent_try IS NOT NULL AND j.locked_at IS NULL;
     IF v_gated IS NOT NULL THEN
         PERFORM errands._cancel_dependents(errands._cancel_now(v_gated,
             'errands: cancelled because the try of the job that added it failed'));
@@ -3983,7 +4010,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'c573707e9b4099f697dda70f993357c86733c571329ddc0de2b91e3bbdc6d48b')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '1487a9f5f8ffe7f8c0a2c0eb90491aa95cc4948fb8eea31a74280431b0805b45')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;
