@@ -1,5 +1,4 @@
-"""The benchmark's workloads W1-W5 and `--once` on an empty queue (bench/README.md).
-"""
+"""The benchmark's workloads W1-W5 and `--once` on an empty queue (bench/README.md)."""
 
 from __future__ import annotations
 
