@@ -407,7 +407,7 @@ $errands_install_m0023$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '1487a9f5f8ffe7f8c0a2c0eb90491aa95cc4948fb8eea31a74280431b0805b45') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '7a75b0588289f38c8c42b50104cffe70b04bfe9f9182f9a0507d2cb9c9860fb1') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1241,6 +1241,8 @@ BEGIN
     END IF;
     IF v_row.locked_at IS NULL OR v_row.locked_at < now() - errands._stale_lock_age() THEN
         DELETE FROM errands._jobs j WHERE j.id = v_row.id;
+        -- Flows (25_flows.sql): what waited for it will not run.
+        PERFORM errands._cancel_dependents(ARRAY[v_row.id], 'was removed');
     ELSE
         -- Running: it cannot be stopped, so it loses its key and will not retry.
         UPDATE errands._jobs j
@@ -1258,7 +1260,8 @@ COMMENT ON FUNCTION errands.remove_job(text) IS
 'Deletes the job holding job_key when it is not running and returns it. A running
 job instead loses its key and gets attempts = max_attempts, so it will not be
 retried. Returns NULL when no job has the key. A caller that may not read jobs
-(no SELECT on errands.jobs) gets the row with payload and last_error NULL.';
+(no SELECT on errands.jobs) gets the row with payload and last_error NULL. Jobs
+waiting for a deleted job (depends_on, flows) are cancelled, recursively.';
 -- sql/schema/25_flows.sql
 -- Job dependencies and flows (issue 14): add_job(..., depends_on), add_flow,
 -- dependency_results, cancel_flow, the errands.flow_steps view, and the hooks
@@ -2545,6 +2548,7 @@ AS $$
 DECLARE
     v_task text;
     v_count bigint;
+    v_gone bigint[];
 BEGIN
     SELECT t INTO v_task FROM unnest(cleanup.tasks) t
     WHERE t IS NULL OR t NOT IN ('DELETE_PERMAFAILED_JOBS', 'GC_JOB_QUEUES', 'GC_TASK_IDENTIFIERS')
@@ -2555,8 +2559,14 @@ BEGIN
     END IF;
     -- Jobs first, so the garbage collection below sees their rows gone.
     IF 'DELETE_PERMAFAILED_JOBS' = ANY(cleanup.tasks) THEN
-        DELETE FROM errands._jobs j WHERE j.locked_at IS NULL AND j.attempts >= j.max_attempts;
-        GET DIAGNOSTICS v_count = ROW_COUNT;
+        WITH gone AS (
+            DELETE FROM errands._jobs j WHERE j.locked_at IS NULL AND j.attempts >= j.max_attempts
+            RETURNING j.id
+        )
+        SELECT array_agg(gone.id) INTO v_gone FROM gone;
+        v_count := coalesce(cardinality(v_gone), 0);
+        -- Flows (25_flows.sql): what waited for them will not run.
+        PERFORM errands._cancel_dependents(v_gone, 'failed and was deleted by cleanup');
         task := 'DELETE_PERMAFAILED_JOBS'; deleted := v_count; RETURN NEXT;
     END IF;
     IF 'GC_JOB_QUEUES' = ANY(cleanup.tasks) THEN
@@ -2577,7 +2587,8 @@ END
 $$;
 COMMENT ON FUNCTION errands.cleanup(text[], text[]) IS
 'Housekeeping; returns a row per task run with the number of rows deleted.
-DELETE_PERMAFAILED_JOBS deletes permanently failed jobs; GC_JOB_QUEUES deletes
+DELETE_PERMAFAILED_JOBS deletes permanently failed jobs (and cancels the jobs
+waiting for them, recursively); GC_JOB_QUEUES deletes
 unlocked queues no job uses; GC_TASK_IDENTIFIERS deletes task identifiers no job
 uses except task_identifiers_to_keep (pass the ones running workers know).';
 -- sql/schema/50_cron.sql
@@ -4010,7 +4021,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '1487a9f5f8ffe7f8c0a2c0eb90491aa95cc4948fb8eea31a74280431b0805b45')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '7a75b0588289f38c8c42b50104cffe70b04bfe9f9182f9a0507d2cb9c9860fb1')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

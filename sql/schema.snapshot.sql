@@ -2202,7 +2202,8 @@ $function$;
 -- FUNCTION errands.cleanup(text[],text[])
 -- ACL: postgres=X/postgres
 -- comment: Housekeeping; returns a row per task run with the number of rows deleted.
---          DELETE_PERMAFAILED_JOBS deletes permanently failed jobs; GC_JOB_QUEUES deletes
+--          DELETE_PERMAFAILED_JOBS deletes permanently failed jobs (and cancels the jobs
+--          waiting for them, recursively); GC_JOB_QUEUES deletes
 --          unlocked queues no job uses; GC_TASK_IDENTIFIERS deletes task identifiers no job
 --          uses except task_identifiers_to_keep (pass the ones running workers know).
 CREATE OR REPLACE FUNCTION errands.cleanup(tasks text[] DEFAULT ARRAY['GC_JOB_QUEUES'::text], task_identifiers_to_keep text[] DEFAULT '{}'::text[])
@@ -2214,6 +2215,7 @@ AS $function$
 DECLARE
     v_task text;
     v_count bigint;
+    v_gone bigint[];
 BEGIN
     SELECT t INTO v_task FROM unnest(cleanup.tasks) t
     WHERE t IS NULL OR t NOT IN ('DELETE_PERMAFAILED_JOBS', 'GC_JOB_QUEUES', 'GC_TASK_IDENTIFIERS')
@@ -2224,8 +2226,14 @@ BEGIN
     END IF;
     -- Jobs first, so the garbage collection below sees their rows gone.
     IF 'DELETE_PERMAFAILED_JOBS' = ANY(cleanup.tasks) THEN
-        DELETE FROM errands._jobs j WHERE j.locked_at IS NULL AND j.attempts >= j.max_attempts;
-        GET DIAGNOSTICS v_count = ROW_COUNT;
+        WITH gone AS (
+            DELETE FROM errands._jobs j WHERE j.locked_at IS NULL AND j.attempts >= j.max_attempts
+            RETURNING j.id
+        )
+        SELECT array_agg(gone.id) INTO v_gone FROM gone;
+        v_count := coalesce(cardinality(v_gone), 0);
+        -- Flows (25_flows.sql): what waited for them will not run.
+        PERFORM errands._cancel_dependents(v_gone, 'failed and was deleted by cleanup');
         task := 'DELETE_PERMAFAILED_JOBS'; deleted := v_count; RETURN NEXT;
     END IF;
     IF 'GC_JOB_QUEUES' = ANY(cleanup.tasks) THEN
@@ -3164,7 +3172,8 @@ $function$;
 -- comment: Deletes the job holding job_key when it is not running and returns it. A running
 --          job instead loses its key and gets attempts = max_attempts, so it will not be
 --          retried. Returns NULL when no job has the key. A caller that may not read jobs
---          (no SELECT on errands.jobs) gets the row with payload and last_error NULL.
+--          (no SELECT on errands.jobs) gets the row with payload and last_error NULL. Jobs
+--          waiting for a deleted job (depends_on, flows) are cancelled, recursively.
 CREATE OR REPLACE FUNCTION errands.remove_job(job_key text)
  RETURNS errands.jobs
  LANGUAGE plpgsql
@@ -3181,6 +3190,8 @@ BEGIN
     END IF;
     IF v_row.locked_at IS NULL OR v_row.locked_at < now() - errands._stale_lock_age() THEN
         DELETE FROM errands._jobs j WHERE j.id = v_row.id;
+        -- Flows (25_flows.sql): what waited for it will not run.
+        PERFORM errands._cancel_dependents(ARRAY[v_row.id], 'was removed');
     ELSE
         -- Running: it cannot be stopped, so it loses its key and will not retry.
         UPDATE errands._jobs j

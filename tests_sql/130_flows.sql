@@ -2,7 +2,7 @@
 -- dependency_results, failure and cancel propagation, run-anyway steps, bad
 -- flows. The concurrent release is in tests_py/test_flows.py (two sessions).
 BEGIN;
-SELECT plan(60);
+SELECT plan(63);
 \ir include/jobs_by_name.sql
 
 -- Fetch the job of task t as worker w and complete it with result r; returns its id.
@@ -192,6 +192,18 @@ SELECT is((SELECT array_agg(last_error ORDER BY id) FROM errands.finished_jobs W
 SELECT is(pg_temp.error_of(format('SELECT errands.add_job(%L, depends_on => ARRAY[%s::bigint])', 't_x', pg_temp.id('c_p'))),
           format('22023: errands: depends_on: job %s was cancelled', pg_temp.id('c_p')),
           'a dependency on a cancelled job is refused');
+
+-- A dependency removed (remove_job) or deleted by cleanup: its dependents are cancelled.
+INSERT INTO j VALUES ('rk', (errands.add_job('t_rk', job_key => 'rk')).id);
+INSERT INTO j VALUES ('rk_dep', (errands.add_job('t_rk_dep', depends_on => ARRAY[pg_temp.id('rk')])).id);
+SELECT errands.remove_job('rk');
+SELECT is(pg_temp.state('rk_dep'), 'gone', 'remove_job of a dependency cancels its dependent');
+INSERT INTO j VALUES ('pf', (errands.add_job('t_pf', max_attempts => 1)).id);
+INSERT INTO j VALUES ('pf_dep', (errands.add_job('t_pf_dep', depends_on => ARRAY[pg_temp.id('pf')])).id);
+SELECT errands.permanently_fail_jobs(pg_temp.ids('pf'));
+SELECT is(pg_temp.state('pf_dep'), 'waiting', 'a dependency failed by hand: the dependent waits');
+SELECT errands.cleanup('{DELETE_PERMAFAILED_JOBS}');
+SELECT is(pg_temp.state('pf_dep'), 'gone', 'cleanup deleting the failed dependency cancels the dependent');
 
 -- cancel_flow: every step not running, and what depends on them.
 SELECT pg_temp.flow('cf_', '{"steps": [

@@ -547,6 +547,8 @@ BEGIN
     END IF;
     IF v_row.locked_at IS NULL OR v_row.locked_at < now() - errands._stale_lock_age() THEN
         DELETE FROM errands._jobs j WHERE j.id = v_row.id;
+        -- Flows (25_flows.sql): what waited for it will not run.
+        PERFORM errands._cancel_dependents(ARRAY[v_row.id], 'was removed');
     ELSE
         -- Running: it cannot be stopped, so it loses its key and will not retry.
         UPDATE errands._jobs j
@@ -564,4 +566,5 @@ COMMENT ON FUNCTION errands.remove_job(text) IS
 'Deletes the job holding job_key when it is not running and returns it. A running
 job instead loses its key and gets attempts = max_attempts, so it will not be
 retried. Returns NULL when no job has the key. A caller that may not read jobs
-(no SELECT on errands.jobs) gets the row with payload and last_error NULL.';
+(no SELECT on errands.jobs) gets the row with payload and last_error NULL. Jobs
+waiting for a deleted job (depends_on, flows) are cancelled, recursively.';
