@@ -238,3 +238,28 @@ def test_add_job_depends_on_from_python(
     with SyncWorkerUtils(db) as utils:
         assert utils.dependency_results(b.id) == {str(a.id): "r"}
     assert state(conn, b.id) == "pending"
+
+
+def test_run_once_runs_a_flow_through(db: str) -> None:
+    """A run-once worker fetches again after writing a completion, so the steps that
+    completion releases run in the same run (a chain of 3, then a fan-in of 20)."""
+    ran: list[str] = []
+
+    @task
+    async def step(payload: Any, helpers: Helpers) -> None:
+        ran.append(payload["name"])
+
+    chain = [{"name": "a", "task": "step", "payload": {"name": "a"}}] + [
+        {"name": n, "task": "step", "payload": {"name": n}, "depends_on": [p]}
+        for p, n in (("a", "b"), ("b", "c"))
+    ]
+    fan = [{"name": f"k{i}", "task": "step", "payload": {"name": "kid"}} for i in range(20)] + [
+        {"name": "join", "task": "step", "payload": {"name": "join"},
+         "depends_on": [f"k{i}" for i in range(20)]}
+    ]  # fmt: skip
+    with SyncWorkerUtils(db) as utils:
+        utils.add_flow(chain)
+        utils.add_flow(fan)
+    asyncio.run(errands.run_once(db, [step], concurrency=4))
+    assert [n for n in ran if n in "abc"] == ["a", "b", "c"]
+    assert ran.count("kid") == 20 and ran[-1] in ("c", "join") and "join" in ran
