@@ -407,7 +407,7 @@ $errands_install_m0023$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '7a75b0588289f38c8c42b50104cffe70b04bfe9f9182f9a0507d2cb9c9860fb1') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'a9d4a4e00aa83a9b9f5b6332fe985e090433c0202d64c24f3e0f6c6c035c21d6') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1395,9 +1395,16 @@ DECLARE
     v_big_errors text[];
     v_stale bigint[];
 BEGIN
-    -- The usual job: nobody depends on it and it depends on nobody.
+    -- The usual job: nobody depends on it, it depends on nobody, and no one is
+    -- making a job depend on it right now. (_add_dependencies locks a dependency
+    -- FOR KEY SHARE before writing its edge: while that transaction is open its
+    -- edge is invisible here, but the lock shows as the row's xmax. Such a row
+    -- takes the path below, whose FOR UPDATE waits for that transaction, and whose
+    -- later statements see its edge.)
     IF NOT EXISTS (SELECT 1 FROM errands._job_dependencies d WHERE d.depends_on = ANY(job_ids))
        AND NOT EXISTS (SELECT 1 FROM errands._job_dependencies d WHERE d.job_id = ANY(job_ids))
+       AND NOT EXISTS (SELECT 1 FROM errands._jobs j
+                       WHERE j.id = ANY(job_ids) AND j.xmax <> '0'::xid)
     THEN
         RETURN;
     END IF;
@@ -4021,7 +4028,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '7a75b0588289f38c8c42b50104cffe70b04bfe9f9182f9a0507d2cb9c9860fb1')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'a9d4a4e00aa83a9b9f5b6332fe985e090433c0202d64c24f3e0f6c6c035c21d6')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

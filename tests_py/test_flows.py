@@ -263,3 +263,42 @@ def test_run_once_runs_a_flow_through(db: str) -> None:
     asyncio.run(errands.run_once(db, [step], concurrency=4))
     assert [n for n in ran if n in "abc"] == ["a", "b", "c"]
     assert ran.count("kid") == 20 and ran[-1] in ("c", "join") and "join" in ran
+
+
+def test_a_dependency_added_while_its_job_completes_is_not_lost(db: str) -> None:
+    """add_job(depends_on => [a]) in a transaction still open while a worker
+    completes a: the completion waits for it and then releases the new job (and
+    keeps a's result for it) instead of leaving it waiting forever."""
+    with psycopg.connect(db, autocommit=True) as setup:
+        row = setup.execute("SELECT id FROM errands.add_job('race_dep')").fetchone()
+        assert row is not None
+        a = row[0]
+        setup.execute("SELECT errands.get_jobs('w', '{race_dep}')")
+    with psycopg.connect(db) as enqueuer:  # one open transaction
+        row = enqueuer.execute(
+            "SELECT id, state FROM errands.add_job('race_next', depends_on => ARRAY[%s::bigint])",
+            [a],
+        ).fetchone()
+        assert row is not None and row[1] == "waiting"
+        b = row[0]
+        done = threading.Event()
+
+        def complete() -> None:
+            with psycopg.connect(db, autocommit=True) as worker:
+                worker.execute(
+                    "SELECT errands.worker_complete_jobs('w', ARRAY[%s::bigint],"
+                    " ARRAY['\"A\"'::json])",
+                    [a],
+                )
+            done.set()
+
+        thread = threading.Thread(target=complete)
+        thread.start()
+        assert not done.wait(0.5), "the completion waits for the enqueuing transaction"
+        enqueuer.commit()
+        thread.join(30)
+        assert done.is_set()
+    with psycopg.connect(db, autocommit=True) as conn:
+        assert state(conn, b) == "pending"
+        with SyncWorkerUtils(db) as utils:
+            assert utils.dependency_results(b) == {str(a): "A"}

@@ -130,9 +130,16 @@ DECLARE
     v_big_errors text[];
     v_stale bigint[];
 BEGIN
-    -- The usual job: nobody depends on it and it depends on nobody.
+    -- The usual job: nobody depends on it, it depends on nobody, and no one is
+    -- making a job depend on it right now. (_add_dependencies locks a dependency
+    -- FOR KEY SHARE before writing its edge: while that transaction is open its
+    -- edge is invisible here, but the lock shows as the row's xmax. Such a row
+    -- takes the path below, whose FOR UPDATE waits for that transaction, and whose
+    -- later statements see its edge.)
     IF NOT EXISTS (SELECT 1 FROM errands._job_dependencies d WHERE d.depends_on = ANY(job_ids))
        AND NOT EXISTS (SELECT 1 FROM errands._job_dependencies d WHERE d.job_id = ANY(job_ids))
+       AND NOT EXISTS (SELECT 1 FROM errands._jobs j
+                       WHERE j.id = ANY(job_ids) AND j.xmax <> '0'::xid)
     THEN
         RETURN;
     END IF;
