@@ -31,6 +31,7 @@ from bench.common import (  # noqa: E402
     log,
     machine_info,
 )
+from bench.flows import flows  # noqa: E402
 from bench.idle_workers import idle_workers  # noqa: E402
 from bench.memory import memory  # noqa: E402
 from bench.side_by_side import (  # noqa: E402
@@ -79,7 +80,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (< 2 minutes)")
     parser.add_argument(
         "--only",
-        default="W1,W2,W3,W4,W5,once,idle,RSS,wait,cancel",
+        default="W1,W2,W3,W4,W5,once,idle,RSS,wait,cancel,flows",
         help="comma-separated workloads",
     )
     parser.add_argument(
@@ -147,6 +148,9 @@ def main() -> None:
         if "cancel" in only:
             log("cancellation latency")
             cancel_latency(dsn, rep, 20 if args.quick else 100)
+        if "flows" in only:
+            log("flows: fan-in and chain")
+            flows(dsn, rep, rounds=2 if args.quick else 3)
         if args.peers and only & {"W1", "W2", "W3"}:
             log("peers side by side")
             peer_res = peers(cluster, sz, PEERS_QUICK if args.quick else PEERS_FULL, only)

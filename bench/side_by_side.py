@@ -1,5 +1,4 @@
-"""`--peers`: Errands, Graphile Worker, PgQueuer and Procrastinate side by side.
-"""
+"""`--peers`: Errands, Graphile Worker, PgQueuer and Procrastinate side by side."""
 
 from __future__ import annotations
 

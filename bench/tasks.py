@@ -24,3 +24,12 @@ async def latency(payload: Any, helpers: Helpers) -> None:
     if _latency_out is None:
         _latency_out = open(os.environ["BENCH_LATENCY_FILE"], "a", buffering=1)  # noqa: SIM115
     _latency_out.write(f"{(start - float(payload['t'])) * 1000.0:.4f}\n")
+
+
+@task
+async def released(payload: Any, helpers: Helpers) -> None:
+    """Flows: record start - release time (ms; the release sets the job's
+    updated_at in the completing transaction) to ``$BENCH_LATENCY_FILE``."""
+    start = time.time()
+    with open(os.environ["BENCH_LATENCY_FILE"], "a") as out:
+        out.write(f"{(start - helpers.job.updated_at.timestamp()) * 1000.0:.4f}\n")

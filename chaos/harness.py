@@ -69,6 +69,29 @@ SELECT id, %(chunk)s::int,
 FROM added
 """
 
+# One flow per chunk, added after the chunk (its own transaction): a diamond
+# top -> (left, right) -> bottom of chaos jobs; chaos_flows records its jobs (the
+# graph is errands._flow_steps).
+FLOWS_TABLE = """
+CREATE TABLE IF NOT EXISTS chaos_flows (
+    job_id bigint PRIMARY KEY,
+    chunk int NOT NULL
+)
+"""
+ADD_FLOW = """
+WITH step(name, deps) AS (
+    VALUES ('top', '[]'::jsonb), ('left', '["top"]'), ('right', '["top"]'),
+           ('bottom', '["left", "right"]')
+)
+INSERT INTO chaos_flows (job_id, chunk)
+SELECT f.job_id, %(chunk)s::int
+FROM errands.add_flow(jsonb_build_object('steps', (
+    SELECT jsonb_agg(jsonb_build_object(
+        'name', name, 'task', 'chaos_job', 'depends_on', deps,
+        'payload', jsonb_build_object('max_ms', %(max_ms)s::int)))
+    FROM step))) f
+"""
+
 
 class Chaos(Verdict):
     def __init__(self, opts: Options, report: Report) -> None:
@@ -157,6 +180,7 @@ class Chaos(Verdict):
             conn.execute(CANCELS_TABLE)
             # History on: every job's end (completed or cancelled) is checked.
             conn.execute("SELECT errands.set_retention('1 hour')")
+            conn.execute(FLOWS_TABLE)
         for i in range(opts.workers):
             slot = Slot(i)
             port = self.cluster.port
@@ -269,6 +293,8 @@ class Chaos(Verdict):
             self.sql(ADD_CHUNK, params, fetch=False)
         if not self.sql("SELECT 1 FROM chaos_added WHERE chunk = %s LIMIT 1", [self.chunks]):
             return  # not added: try again on the next tick
+        with contextlib.suppress(psycopg.OperationalError):
+            self.sql(ADD_FLOW, {"chunk": self.chunks, "max_ms": self.opts.max_ms}, fetch=False)
         self.added += size
         self.chunks += 1
 

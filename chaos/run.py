@@ -12,7 +12,9 @@ What happens:
 * ``--workers`` worker processes (chaos/worker.py) at ``--concurrency``; the jobs
   are plain (60 %), keyed (20 %, unique ``job_key``) and in serial named queues
   (20 %, ``--queues`` queues), added in chunks while the workers run, keeping a
-  backlog of about two chunks;
+  backlog of about two chunks; after each chunk, one flow (errands.add_flow: a
+  diamond top -> left, right -> bottom of the same task, recorded in
+  ``chaos_flows``);
 * every ``--kill-interval`` seconds (random in the range) one worker is killed
   with SIGKILL and started again under a new worker id; the jobs it had locked
   at that moment are recorded with their attempt number;
@@ -32,7 +34,8 @@ connection or the cut link (counted per cause); every job a killed worker had
 locked ran again (the rescue delay, SIGKILL to the next attempt's start, is
 reported: max and p50, target max <= 5 s, p50 <= 2 s); with the network part:
 the cut host's jobs ran again elsewhere and its late completions were refused
-(logged as a lost lock by that worker).
+(logged as a lost lock by that worker); every flow step ran to completion and
+none started before some execution of each step it depends on had ended.
 """
 
 from __future__ import annotations
@@ -128,4 +131,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -74,7 +74,8 @@ class Verdict:
             + (f"; missing e.g. {missing[:5]}" if missing else "")
             + ")",
         )
-        strangers = [j for j in by_job if j not in added]
+        flow_jobs = {r[0] for r in self.sql("SELECT job_id FROM chaos_flows")}
+        strangers = [j for j in by_job if j not in added and j not in flow_jobs]
         rep.check(not strangers, f"no execution of a job that was not added ({len(strangers)})")
         rep.check(remaining == 0, f"no job remains in errands._jobs ({remaining})")
         snoozed = {r[0] for r in self.sql("SELECT job_id FROM chaos_snoozed")}
@@ -85,6 +86,8 @@ class Verdict:
             f"every job asked to snooze snoozed once and ran to completion afterwards"
             f" ({len(snoozed)} of {planned})",
         )
+
+        self.verdict_flows(by_job)
 
         # Serial queues: executions sorted by start must not overlap.
         overlaps: list[str] = []
@@ -257,6 +260,37 @@ class Verdict:
         rep.say(f"worker logs: {warnings} warnings, {lost} refused (lock lost) outcomes")
         if self.cut is not None:
             self.verdict_cut(by_job, starts, logs)
+
+    def verdict_flows(self, by_job: dict[int, list[Any]]) -> None:
+        """Flows (one diamond per chunk): every step ran to completion, and no step
+        started before some execution of each step it depends on had ended."""
+        rep = self.report
+        steps = self.sql(
+            "SELECT s.job_id, s.flow_id, s.step, s.depends_on FROM errands._flow_steps s"
+            " JOIN chaos_flows c ON c.job_id = s.job_id"
+        )
+        job_of = {(r[1], r[2]): r[0] for r in steps}
+        missing = [r[0] for r in steps if r[0] not in by_job]
+        early: list[str] = []
+        for job_id, flow_id, step, depends_on in steps:
+            if job_id not in by_job:
+                continue
+            first_start = min(r[4] for r in by_job[job_id])
+            for dep in depends_on:
+                ends = [r[5] for r in by_job.get(job_of[(flow_id, dep)], [])]
+                if not ends or min(ends) > first_start:
+                    early.append(
+                        f"flow {flow_id}: {step} (job {job_id}) started before {dep} ended"
+                    )
+        flows = len({r[1] for r in steps})
+        rep.check(
+            bool(steps) and not missing,
+            f"every flow step ran to completion ({len(steps) - len(missing)}/{len(steps)} steps"
+            f" of {flows} flows)",
+        )
+        rep.check(not early, f"no flow step started before its dependencies ended ({len(early)})")
+        for line in early[:10]:
+            rep.say("      " + line)
 
     def read_starts(self) -> dict[int, list[tuple[int, str, float]]]:
         """job id -> [(attempt, worker id, start time)] from the workers' start logs."""

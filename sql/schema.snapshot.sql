@@ -46,6 +46,33 @@ CREATE INDEX crontab_items_source ON errands._crontab_items USING btree (source)
 CREATE UNIQUE INDEX _finished_jobs_pkey ON errands._finished_jobs USING btree (id);
 CREATE INDEX finished_jobs_finished_at ON errands._finished_jobs USING btree (finished_at);
 
+-- TABLE errands._flow_steps
+-- ACL: postgres=arwdDxt/postgres
+-- ROW LEVEL SECURITY enabled
+--   flow_id bigint NOT NULL
+--   step text NOT NULL
+--   job_id bigint NOT NULL
+--   ord integer NOT NULL
+--   depends_on text[] NOT NULL DEFAULT '{}'::text[]
+--   run_anyway boolean NOT NULL DEFAULT false
+--   CONSTRAINT _flow_steps_flow_id_fkey FOREIGN KEY (flow_id) REFERENCES errands._flows(id) ON DELETE CASCADE
+--   CONSTRAINT _flow_steps_job_id_key UNIQUE (job_id)
+--   CONSTRAINT _flow_steps_pkey PRIMARY KEY (flow_id, step)
+CREATE UNIQUE INDEX _flow_steps_job_id_key ON errands._flow_steps USING btree (job_id);
+CREATE UNIQUE INDEX _flow_steps_pkey ON errands._flow_steps USING btree (flow_id, step);
+
+-- TABLE errands._flows
+-- ACL: postgres=arwdDxt/postgres
+-- ROW LEVEL SECURITY enabled
+--   id bigint NOT NULL IDENTITY ALWAYS
+--   created_at timestamp with time zone NOT NULL DEFAULT now()
+--   parent_job_id bigint
+--   CONSTRAINT _flows_pkey PRIMARY KEY (id)
+CREATE UNIQUE INDEX _flows_pkey ON errands._flows USING btree (id);
+
+-- SEQUENCE errands._flows_id_seq
+-- ACL: postgres=rwU/postgres
+
 -- TABLE errands._graphile_imports
 -- ACL: postgres=arwdDxt/postgres
 -- ROW LEVEL SECURITY enabled
@@ -56,6 +83,18 @@ CREATE INDEX finished_jobs_finished_at ON errands._finished_jobs USING btree (fi
 --   imported_at timestamp with time zone NOT NULL DEFAULT now()
 --   CONSTRAINT _graphile_imports_pkey PRIMARY KEY (source_schema, source_id, source_created_at)
 CREATE UNIQUE INDEX _graphile_imports_pkey ON errands._graphile_imports USING btree (source_schema, source_id, source_created_at);
+
+-- TABLE errands._job_dependencies
+-- ACL: postgres=arwdDxt/postgres
+-- ROW LEVEL SECURITY enabled
+--   depends_on bigint NOT NULL
+--   job_id bigint NOT NULL
+--   run_anyway boolean NOT NULL DEFAULT false
+--   parent_try smallint
+--   resolved boolean NOT NULL DEFAULT false
+--   CONSTRAINT _job_dependencies_pkey PRIMARY KEY (depends_on, job_id)
+CREATE UNIQUE INDEX _job_dependencies_pkey ON errands._job_dependencies USING btree (depends_on, job_id);
+CREATE INDEX job_dependencies_job_id ON errands._job_dependencies USING btree (job_id);
 
 -- TABLE errands._job_waiters
 -- ACL: postgres=arwdDxt/postgres
@@ -85,14 +124,16 @@ CREATE UNIQUE INDEX _job_waiters_pkey ON errands._job_waiters USING btree (job_i
 --   locked_by text
 --   revision integer NOT NULL DEFAULT 0
 --   flags jsonb
---   is_available boolean NOT NULL GENERATED AS ((locked_at IS NULL) AND (attempts < max_attempts))
 --   timeout interval
 --   watched boolean NOT NULL DEFAULT false
 --   cancel_reason text
+--   waiting_for integer
+--   is_available boolean NOT NULL GENERATED AS ((locked_at IS NULL) AND (attempts < max_attempts) AND (waiting_for IS NULL))
 --   CONSTRAINT _jobs_pkey PRIMARY KEY (id)
 --   CONSTRAINT jobs_key_length CHECK (((length(key) >= 1) AND (length(key) <= 512)))
 --   CONSTRAINT jobs_max_attempts_positive CHECK ((max_attempts >= 1))
 --   CONSTRAINT jobs_timeout_positive CHECK ((timeout > '00:00:00'::interval))
+--   CONSTRAINT jobs_waiting_for_positive CHECK ((waiting_for > 0))
 CREATE UNIQUE INDEX _jobs_pkey ON errands._jobs USING btree (id);
 CREATE INDEX jobs_cancel_requested ON errands._jobs USING btree (locked_by) WHERE (cancel_reason IS NOT NULL);
 CREATE INDEX jobs_fetch_queued ON errands._jobs USING btree (job_queue_id, priority, run_at, id) WHERE (is_available AND (job_queue_id IS NOT NULL));
@@ -220,6 +261,31 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 --   state text
 --   result json
 
+-- VIEW errands.flow_steps
+-- ACL: postgres=arwdDxt/postgres
+-- comment: Steps of the flows made by errands.add_flow: flow_id, step name, job_id, position in the flow, depends_on (step names, or job ids), the job's state (NULL: finished and no longer kept), task_identifier and last_error.
+ SELECT s.flow_id,
+    s.step,
+    s.job_id,
+    s.ord AS "position",
+    s.depends_on,
+    s.run_anyway,
+    COALESCE(j.state, f.state) AS state,
+    COALESCE(j.task_identifier, f.task_identifier) AS task_identifier,
+    COALESCE(j.last_error, f.last_error) AS last_error
+   FROM ((errands._flow_steps s
+     LEFT JOIN errands.jobs j ON ((j.id = s.job_id)))
+     LEFT JOIN errands._finished_jobs f ON ((f.id = s.job_id)));
+--   flow_id bigint
+--   step text
+--   job_id bigint
+--   position integer
+--   depends_on text[]
+--   run_anyway boolean
+--   state text
+--   task_identifier text
+--   last_error text
+
 -- TYPE errands.job_spec
 --   identifier text
 --   payload json
@@ -232,7 +298,7 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 
 -- VIEW errands.jobs
 -- ACL: postgres=arwdDxt/postgres
--- comment: Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, failed (no attempts left), retrying, scheduled or pending.
+-- comment: Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending.
  SELECT j.id,
     q.queue_name,
     t.identifier AS task_identifier,
@@ -252,6 +318,7 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
     j.timeout,
         CASE
             WHEN (j.locked_at IS NOT NULL) THEN 'running'::text
+            WHEN (j.waiting_for IS NOT NULL) THEN 'waiting'::text
             WHEN (j.attempts >= j.max_attempts) THEN 'failed'::text
             WHEN (j.attempts > 0) THEN 'retrying'::text
             WHEN (j.run_at > now()) THEN 'scheduled'::text
@@ -320,6 +387,74 @@ CREATE UNIQUE INDEX migrations_pkey ON errands.migrations USING btree (id);
 --   running_job_ids bigint[]
 --   session_lock boolean
 
+-- FUNCTION errands._add_dependencies(bigint,bigint[],boolean,smallint)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._add_dependencies(job_id bigint, depends_on bigint[], run_anyway boolean DEFAULT false, parent_try smallint DEFAULT NULL::smallint)
+ RETURNS integer
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_deps bigint[];
+    v_live bigint[];
+    v_bad bigint;
+    v_bad_state text;
+    v_waiting integer;
+BEGIN
+    IF array_position(depends_on, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'errands: depends_on must not contain NULL, got %', depends_on
+            USING ERRCODE = '22023';
+    END IF;
+    v_deps := ARRAY(SELECT DISTINCT u FROM unnest(depends_on) u ORDER BY u);
+    SELECT array_agg(s.id) INTO v_live FROM (
+        SELECT j.id FROM errands._jobs j WHERE j.id = ANY(v_deps) ORDER BY j.id FOR KEY SHARE
+    ) s;
+    v_live := coalesce(v_live, '{}');
+    SELECT u, f.state INTO v_bad, v_bad_state
+    FROM unnest(v_deps) u LEFT JOIN errands._finished_jobs f ON f.id = u
+    WHERE u <> ALL(v_live) AND f.state IS DISTINCT FROM 'completed'
+    ORDER BY u LIMIT 1;
+    IF FOUND THEN
+        IF v_bad_state IS NULL THEN
+            RAISE EXCEPTION 'errands: depends_on: job % does not exist (or finished and was pruned)',
+                v_bad USING ERRCODE = '22023';
+        END IF;
+        RAISE EXCEPTION 'errands: depends_on: job % was %', v_bad, v_bad_state
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO errands._job_dependencies (depends_on, job_id, run_anyway, parent_try, resolved)
+    SELECT u, _add_dependencies.job_id, coalesce(_add_dependencies.run_anyway, false),
+           _add_dependencies.parent_try, u <> ALL(v_live)
+    FROM unnest(v_deps) u;
+    v_waiting := cardinality(v_live);
+    IF v_waiting > 0 THEN
+        UPDATE errands._jobs j SET waiting_for = v_waiting WHERE j.id = _add_dependencies.job_id;
+    END IF;
+    RETURN v_waiting;
+END
+$function$;
+
+-- FUNCTION errands._add_dependent_job(text,json,text,timestamp with time zone,integer,text,integer,text[],text,interval,bigint[])
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._add_dependent_job(identifier text, payload json, queue_name text, run_at timestamp with time zone, max_attempts integer, job_key text, priority integer, flags text[], job_key_mode text, timeout interval, depends_on bigint[])
+ RETURNS errands.jobs
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_job errands.jobs;
+BEGIN
+    IF job_key IS NOT NULL THEN
+        RAISE EXCEPTION 'errands: depends_on cannot be combined with job_key (got job_key %)',
+            errands._describe(job_key) USING ERRCODE = '22023';
+    END IF;
+    v_job := errands.add_job(identifier, payload, queue_name, run_at, max_attempts, NULL,
+                             priority, flags, job_key_mode, timeout);
+    IF errands._add_dependencies(v_job.id, depends_on) > 0 THEN
+        RETURN errands._job_view((SELECT j FROM errands._jobs j WHERE j.id = v_job.id));
+    END IF;
+    RETURN v_job;
+END
+$function$;
+
 -- FUNCTION errands._caller_reads_jobs()
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._caller_reads_jobs()
@@ -334,16 +469,146 @@ AS $function$
         'errands.jobs'::regclass, 'SELECT')
 $function$;
 
--- FUNCTION errands._cancel_now(bigint[],text)
+-- FUNCTION errands._cancel_dependents(bigint[],text)
 -- ACL: postgres=X/postgres
-CREATE OR REPLACE FUNCTION errands._cancel_now(job_ids bigint[], reason text)
+CREATE OR REPLACE FUNCTION errands._cancel_dependents(job_ids bigint[], why text DEFAULT 'was cancelled'::text)
+ RETURNS bigint[]
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_frontier bigint[] := job_ids;
+    v_next bigint[];
+    v_all bigint[] := '{}';
+    v_why text := coalesce(why, 'was cancelled');
+    r record;
+BEGIN
+    WHILE cardinality(v_frontier) > 0 LOOP
+        PERFORM errands._resolve_dependencies(v_frontier, true);
+        v_next := '{}';
+        FOR r IN
+            SELECT d.depends_on AS cause, array_agg(d.job_id ORDER BY d.job_id) AS ids
+            FROM errands._job_dependencies d
+            WHERE d.depends_on = ANY(v_frontier) AND NOT d.resolved AND NOT d.run_anyway
+            GROUP BY d.depends_on ORDER BY d.depends_on
+        LOOP
+            v_next := v_next || errands._cancel_now(r.ids,
+                format('errands: cancelled because job %s it depends on %s', r.cause, v_why), false);
+        END LOOP;
+        UPDATE errands._job_dependencies d SET resolved = true
+        WHERE d.depends_on = ANY(v_frontier) AND NOT d.resolved;
+        -- A cancelled job's own edges are of no more use.
+        DELETE FROM errands._job_dependencies d WHERE d.job_id = ANY(v_next);
+        v_all := v_all || v_next;
+        v_frontier := v_next;
+        v_why := 'was cancelled';
+    END LOOP;
+    RETURN v_all;
+END
+$function$;
+
+-- FUNCTION errands._cancel_now(bigint[],text,boolean)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._cancel_now(job_ids bigint[], reason text, cascade boolean DEFAULT true)
  RETURNS bigint[]
  LANGUAGE sql
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
     SELECT errands._end_cancelled(NULL, _cancel_now.job_ids,
                                   array_fill(_cancel_now.reason, ARRAY[coalesce(cardinality(_cancel_now.job_ids), 0)]),
-                                  false)
+                                  false, _cancel_now.cascade)
+$function$;
+
+-- FUNCTION errands._complete_dependencies(text,bigint[],json[])
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._complete_dependencies(worker_id text, job_ids bigint[], results json[])
+ RETURNS void
+ LANGUAGE plpgsql
+ SET plan_cache_mode TO 'force_generic_plan'
+ SET enable_seqscan TO 'off'
+AS $function$
+DECLARE
+    v_ids bigint[];
+    v_limit bigint;
+    v_big_ids bigint[];
+    v_big_errors text[];
+    v_stale bigint[];
+BEGIN
+    -- The usual job: nobody depends on it, it depends on nobody, and no one is
+    -- making a job depend on it right now. (_add_dependencies locks a dependency
+    -- FOR KEY SHARE before writing its edge: while that transaction is open its
+    -- edge is invisible here, but the lock shows as the row's xmax. Such a row
+    -- takes the path below, whose FOR UPDATE waits for that transaction, and whose
+    -- later statements see its edge.)
+    IF NOT EXISTS (SELECT 1 FROM errands._job_dependencies d WHERE d.depends_on = ANY(job_ids))
+       AND NOT EXISTS (SELECT 1 FROM errands._job_dependencies d WHERE d.job_id = ANY(job_ids))
+       AND NOT EXISTS (SELECT 1 FROM errands._jobs j
+                       WHERE j.id = ANY(job_ids) AND j.xmax <> '0'::xid)
+    THEN
+        RETURN;
+    END IF;
+    -- A job whose cancellation was requested ends cancelled (35_cancel.sql), and
+    -- so do the jobs waiting for it: they must not be released.
+    IF _complete_dependencies.worker_id IS NOT NULL THEN
+        PERFORM errands._end_cancelled(_complete_dependencies.worker_id, job_ids, NULL, true);
+    END IF;
+    SELECT array_agg(s.id) INTO v_ids FROM (
+        SELECT j.id FROM errands._jobs j
+        WHERE j.id = ANY(job_ids)
+          AND CASE WHEN _complete_dependencies.worker_id IS NULL
+                   THEN j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age()
+                   ELSE j.locked_by = _complete_dependencies.worker_id END
+        ORDER BY j.id
+        FOR UPDATE
+    ) s;
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
+    v_limit := errands._max_payload_bytes();
+    IF results IS NOT NULL AND v_limit > 0 AND worker_id IS NOT NULL THEN
+        SELECT array_agg(r.id), array_agg(format(
+                   'errands: the task''s result is %s bytes of JSON, over the limit of %s bytes (errands.set_max_payload_bytes)',
+                   octet_length(r.result::text), v_limit))
+        INTO v_big_ids, v_big_errors
+        FROM unnest(job_ids, results) AS r(id, result)
+        WHERE r.id = ANY(v_ids) AND octet_length(r.result::text) > v_limit
+          AND EXISTS (SELECT 1 FROM errands._job_dependencies d
+                      WHERE d.depends_on = r.id AND NOT d.resolved);
+        IF v_big_ids IS NOT NULL THEN
+            PERFORM errands.worker_fail_jobs(worker_id, v_big_ids, v_big_errors);
+            v_ids := ARRAY(SELECT u FROM unnest(v_ids) u WHERE u <> ALL(v_big_ids));
+        END IF;
+    END IF;
+    -- Kept for the dependents (whatever the retention): pruned once none waits.
+    INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
+                                        attempts, max_attempts, last_error, key, created_at,
+                                        state, result)
+    SELECT j.id, q.queue_name, t.identifier, j.payload, j.priority, j.attempts,
+           j.max_attempts, j.last_error, j.key, j.created_at, 'completed', r.result
+    -- Driven by the ids (one index probe of errands._jobs each): a join of
+    -- errands._jobs with unnest() was planned as a nested loop over both.
+    FROM unnest(job_ids, coalesce(results, array_fill(NULL::json, ARRAY[cardinality(job_ids)])))
+         AS r(id, result)
+    JOIN errands._jobs j ON j.id = r.id
+    JOIN errands._tasks t ON t.id = j.task_id
+    LEFT JOIN errands._queues q ON q.id = j.job_queue_id
+    WHERE r.id = ANY(v_ids)
+      AND EXISTS (SELECT 1 FROM errands._job_dependencies d WHERE d.depends_on = j.id)
+    ON CONFLICT (id) DO NOTHING;
+    -- Jobs a running task added (helpers.add_flow) in an earlier try of it: that
+    -- try failed or its worker died, so they are cancelled, not released.
+    SELECT array_agg(d.job_id) INTO v_stale
+    FROM errands._job_dependencies d JOIN errands._jobs j ON j.id = d.depends_on
+    WHERE d.depends_on = ANY(v_ids) AND j.id = ANY(v_ids)
+      AND NOT d.resolved AND d.parent_try IS NOT NULL AND d.parent_try <> j.attempts;
+    IF v_stale IS NOT NULL THEN
+        PERFORM errands._cancel_now(v_stale,
+            'errands: cancelled because the try of the job that added it did not complete');
+        UPDATE errands._job_dependencies d SET resolved = true
+        WHERE d.depends_on = ANY(v_ids) AND d.job_id = ANY(v_stale);
+    END IF;
+    PERFORM errands._resolve_dependencies(v_ids, false);
+    DELETE FROM errands._job_dependencies d WHERE d.job_id = ANY(v_ids);
+END
 $function$;
 
 -- FUNCTION errands._cron_bad(text)
@@ -606,6 +871,40 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands._dependencies_failed(bigint[])
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._dependencies_failed(job_ids bigint[])
+ RETURNS void
+ LANGUAGE plpgsql
+ SET plan_cache_mode TO 'force_generic_plan'
+ SET enable_seqscan TO 'off'
+AS $function$
+DECLARE
+    v_gated bigint[];
+    v_failed bigint[];
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands._job_dependencies d
+                   WHERE d.depends_on = ANY(job_ids) AND NOT d.resolved) THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(d.job_id) INTO v_gated
+    FROM errands._job_dependencies d JOIN errands._jobs j ON j.id = d.depends_on
+    WHERE d.depends_on = ANY(job_ids) AND j.id = ANY(job_ids)
+      AND NOT d.resolved AND d.parent_try IS NOT NULL AND j.locked_at IS NULL;
+    IF v_gated IS NOT NULL THEN
+        PERFORM errands._cancel_now(v_gated,
+            'errands: cancelled because the try of the job that added it failed');
+        UPDATE errands._job_dependencies d SET resolved = true
+        WHERE d.depends_on = ANY(job_ids) AND d.job_id = ANY(v_gated);
+    END IF;
+    SELECT array_agg(j.id) INTO v_failed FROM errands._jobs j
+    WHERE j.id = ANY(job_ids) AND j.locked_at IS NULL AND j.attempts >= j.max_attempts;
+    IF v_failed IS NOT NULL THEN
+        PERFORM errands._resolve_dependencies(v_failed, true);
+    END IF;
+END
+$function$;
+
 -- FUNCTION errands._describe(text)
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._describe(value text)
@@ -621,9 +920,9 @@ AS $function$
     END
 $function$;
 
--- FUNCTION errands._end_cancelled(text,bigint[],text[],boolean)
+-- FUNCTION errands._end_cancelled(text,bigint[],text[],boolean,boolean)
 -- ACL: postgres=X/postgres
-CREATE OR REPLACE FUNCTION errands._end_cancelled(worker_id text, job_ids bigint[], reasons text[], requested_only boolean)
+CREATE OR REPLACE FUNCTION errands._end_cancelled(worker_id text, job_ids bigint[], reasons text[], requested_only boolean, cascade boolean DEFAULT true)
  RETURNS bigint[]
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'pg_temp'
@@ -662,6 +961,9 @@ BEGIN
     )
     SELECT array_agg(gone.id ORDER BY gone.id) INTO v_ids FROM gone;
     PERFORM errands._jobs_finished(v_ids); -- waiting hook (17_wait.sql)
+    IF _end_cancelled.cascade AND v_ids IS NOT NULL THEN
+        PERFORM errands._cancel_dependents(v_ids); -- flows (25_flows.sql)
+    END IF;
     RETURN coalesce(v_ids, '{}');
 END
 $function$;
@@ -734,6 +1036,152 @@ CREATE OR REPLACE FUNCTION errands._flags(flags text[])
 AS $function$
     SELECT CASE WHEN cardinality(flags) > 0
                 THEN (SELECT jsonb_object_agg(f, true) FROM unnest(flags) f) END
+$function$;
+
+-- FUNCTION errands._flow_cycle_step(integer,integer[],integer[])
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._flow_cycle_step(n integer, child integer[], parent integer[])
+ RETURNS integer
+ LANGUAGE plpgsql
+ IMMUTABLE
+AS $function$
+DECLARE
+    v_indeg integer[] := array_fill(0, ARRAY[n]);
+    v_first integer[] := array_fill(0, ARRAY[n + 1]);
+    v_kids integer[];
+    v_queue integer[];
+    v_head integer := 1;
+    v_len integer := 0;
+    v_p integer;
+    v_c integer;
+    v_seen integer[];
+    i integer;
+BEGIN
+    -- Children grouped by parent: v_kids[v_first[p] .. v_first[p + 1] - 1].
+    SELECT coalesce(array_agg(e.c ORDER BY e.p), '{}') INTO v_kids
+    FROM unnest(child, parent) e(c, p);
+    FOR i IN 1 .. coalesce(cardinality(child), 0) LOOP
+        v_indeg[child[i]] := v_indeg[child[i]] + 1;
+        v_first[parent[i] + 1] := v_first[parent[i] + 1] + 1;
+    END LOOP;
+    v_first[1] := 1;
+    FOR i IN 2 .. n + 1 LOOP
+        v_first[i] := v_first[i] + v_first[i - 1];
+    END LOOP;
+    v_queue := array_fill(0, ARRAY[n]);
+    FOR i IN 1 .. n LOOP
+        IF v_indeg[i] = 0 THEN
+            v_len := v_len + 1;
+            v_queue[v_len] := i;
+        END IF;
+    END LOOP;
+    WHILE v_head <= v_len LOOP
+        v_p := v_queue[v_head];
+        v_head := v_head + 1;
+        FOR i IN v_first[v_p] .. v_first[v_p + 1] - 1 LOOP
+            v_c := v_kids[i];
+            v_indeg[v_c] := v_indeg[v_c] - 1;
+            IF v_indeg[v_c] = 0 THEN
+                v_len := v_len + 1;
+                v_queue[v_len] := v_c;
+            END IF;
+        END LOOP;
+    END LOOP;
+    IF v_len = n THEN
+        RETURN NULL;
+    END IF;
+    -- Every step left has a dependency left: walk up them until a step repeats;
+    -- that step is on a cycle.
+    v_c := (SELECT min(i2) FROM generate_subscripts(v_indeg, 1) i2 WHERE v_indeg[i2] > 0);
+    v_seen := '{}';
+    WHILE NOT v_c = ANY(v_seen) LOOP
+        v_seen := v_seen || v_c;
+        v_c := (SELECT min(e.p) FROM unnest(child, parent) e(c, p)
+                WHERE e.c = v_c AND v_indeg[e.p] > 0);
+    END LOOP;
+    RETURN v_c;
+END
+$function$;
+
+-- FUNCTION errands._flow_shape_problem(jsonb)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._flow_shape_problem(steps jsonb)
+ RETURNS text
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+DECLARE
+    v_problem text;
+BEGIN
+    SELECT p INTO v_problem FROM (
+        SELECT s.ord, CASE
+            WHEN jsonb_typeof(s.step) <> 'object' THEN
+                format('flow step %s must be an object, got %s', s.ord, s.step)
+            WHEN jsonb_typeof(s.step -> 'name') IS DISTINCT FROM 'string'
+                 OR length(s.step ->> 'name') NOT BETWEEN 1 AND 128 THEN
+                format('flow step %s needs a "name" of 1 to 128 characters, got %s', s.ord,
+                       coalesce((s.step -> 'name')::text, 'none'))
+            WHEN EXISTS (SELECT 1 FROM jsonb_object_keys(s.step) k
+                         WHERE k <> ALL(errands._flow_step_fields())) THEN
+                format('flow step %s: unknown field %s (expected %s)',
+                       quote_literal(s.step ->> 'name'),
+                       (SELECT quote_literal(k) FROM jsonb_object_keys(s.step) k
+                        WHERE k <> ALL(errands._flow_step_fields()) ORDER BY k LIMIT 1),
+                       array_to_string(errands._flow_step_fields(), ', '))
+            WHEN jsonb_typeof(s.step -> 'task') IS DISTINCT FROM 'string' THEN
+                format('flow step %s needs a "task" (a string), got %s',
+                       quote_literal(s.step ->> 'name'), coalesce((s.step -> 'task')::text, 'none'))
+            ELSE (SELECT format('flow step %s: %s must be %s, got %s',
+                                quote_literal(s.step ->> 'name'), f.field, f.kind,
+                                s.step -> f.field)
+                  FROM (VALUES ('queue', 'string', 'a string'), ('run_at', 'string', 'a timestamp string'),
+                               ('max_attempts', 'number', 'a number'), ('key', 'string', 'a string'),
+                               ('priority', 'number', 'a number'), ('flags', 'array', 'an array of strings'),
+                               ('timeout', 'string', 'an interval string'),
+                               ('depends_on', 'array', 'an array of step names'),
+                               ('run_anyway', 'boolean', 'true or false')) f(field, type, kind)
+                  WHERE s.step ? f.field AND jsonb_typeof(s.step -> f.field) NOT IN (f.type, 'null')
+                  LIMIT 1)
+        END AS p
+        FROM jsonb_array_elements(steps) WITH ORDINALITY s(step, ord)
+    ) x WHERE p IS NOT NULL ORDER BY x.ord LIMIT 1;
+    IF v_problem IS NOT NULL THEN
+        RETURN v_problem;
+    END IF;
+    SELECT format('flow step %s appears %s times (step names must be unique)',
+                  quote_literal(n), count(*))
+    INTO v_problem
+    FROM jsonb_array_elements(steps) WITH ORDINALITY s(step, ord), LATERAL (SELECT s.step ->> 'name') x(n)
+    GROUP BY n HAVING count(*) > 1 ORDER BY min(s.ord) LIMIT 1;
+    IF v_problem IS NOT NULL THEN
+        RETURN v_problem;
+    END IF;
+    SELECT CASE WHEN jsonb_typeof(d.value) <> 'string'
+                THEN format('flow step %s: depends_on must hold step names, got %s',
+                            quote_literal(s.step ->> 'name'), d.value)
+                ELSE format('flow step %s depends on unknown step %s',
+                            quote_literal(s.step ->> 'name'), quote_literal(d.value #>> '{}')) END
+    INTO v_problem
+    FROM jsonb_array_elements(steps) WITH ORDINALITY s(step, ord),
+         jsonb_array_elements(CASE WHEN jsonb_typeof(s.step -> 'depends_on') = 'array'
+                                   THEN s.step -> 'depends_on' ELSE '[]' END) WITH ORDINALITY d(value, dord)
+    WHERE jsonb_typeof(d.value) <> 'string'
+       OR NOT EXISTS (SELECT 1 FROM jsonb_array_elements(steps) o
+                      WHERE o ->> 'name' = d.value #>> '{}')
+    ORDER BY s.ord, d.dord LIMIT 1;
+    RETURN v_problem;
+END
+$function$;
+
+-- FUNCTION errands._flow_step_fields()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._flow_step_fields()
+ RETURNS text[]
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$
+    SELECT ARRAY['name', 'task', 'payload', 'queue', 'run_at', 'max_attempts', 'key',
+                 'priority', 'flags', 'timeout', 'depends_on', 'run_anyway']
 $function$;
 
 -- FUNCTION errands._graphile_check(text)
@@ -859,6 +1307,7 @@ AS $function$
                j.attempts::integer, j.max_attempts::integer, j.last_error, j.created_at,
                j.updated_at, j.key, j.locked_at, j.locked_by, j.revision, j.flags, j.timeout,
                CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                    WHEN j.waiting_for IS NOT NULL THEN 'waiting'
                     WHEN j.attempts >= j.max_attempts THEN 'failed'
                     WHEN j.attempts > 0 THEN 'retrying'
                     WHEN j.run_at > now() THEN 'scheduled'
@@ -1163,6 +1612,50 @@ CREATE OR REPLACE FUNCTION errands._rescue_grace()
  IMMUTABLE PARALLEL SAFE
 AS $function$ SELECT interval '1.5 seconds' $function$;
 
+-- FUNCTION errands._resolve_dependencies(bigint[],boolean)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._resolve_dependencies(dep_ids bigint[], only_run_anyway boolean)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET plan_cache_mode TO 'force_generic_plan'
+ SET enable_seqscan TO 'off'
+AS $function$
+DECLARE
+    v_now_runnable boolean;
+    v_jobs bigint[];
+    v_counts integer[];
+BEGIN
+    -- Arrays between the statements (not one statement of CTEs): a join with a
+    -- CTE's rows was planned as a scan of errands._jobs.
+    WITH r AS (
+        UPDATE errands._job_dependencies d SET resolved = true
+        WHERE d.depends_on = ANY(dep_ids) AND NOT d.resolved
+          AND (d.run_anyway OR NOT only_run_anyway)
+        RETURNING d.job_id
+    )
+    SELECT array_agg(c.job_id ORDER BY c.job_id), array_agg(c.n ORDER BY c.job_id)
+    INTO v_jobs, v_counts
+    FROM (SELECT r.job_id, count(*)::integer AS n FROM r GROUP BY r.job_id) c;
+    IF v_jobs IS NULL THEN
+        RETURN;
+    END IF;
+    -- Dependents are updated in id order: two transactions releasing
+    -- overlapping sets of jobs take the row locks in one order (no deadlock).
+    WITH released AS (
+        UPDATE errands._jobs j
+        SET waiting_for = nullif(j.waiting_for - v_counts[array_position(v_jobs, j.id)], 0),
+            updated_at = now()
+        WHERE j.id = ANY(v_jobs) AND j.waiting_for IS NOT NULL
+        RETURNING j.waiting_for, j.run_at
+    )
+    SELECT bool_or(released.waiting_for IS NULL AND released.run_at <= now())
+    INTO v_now_runnable FROM released;
+    IF v_now_runnable THEN
+        PERFORM errands._notify();
+    END IF;
+END
+$function$;
+
 -- FUNCTION errands._retention()
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._retention()
@@ -1276,7 +1769,156 @@ AS $function$
     SELECT pg_catalog.hashtextextended(worker_id, 0)
 $function$;
 
--- FUNCTION errands.add_job(text,json,text,timestamp with time zone,integer,text,integer,text[],text,interval)
+-- FUNCTION errands.add_flow(jsonb)
+-- ACL: postgres=X/postgres
+-- comment: Adds a graph of jobs in one transaction: {"steps": [{"name": ..., "task": ...,
+--          "payload", "queue", "run_at", "max_attempts", "key", "priority", "flags",
+--          "timeout", "depends_on": [step names], "run_anyway": bool}, ...], "parent": job
+--          id}. A step waits (state waiting) until every step it depends on has completed.
+--          run_anyway: the step also goes on when a dependency fails for good or is
+--          cancelled. parent (helpers.add_flow): a running job; the steps without
+--          dependencies also wait for it to complete its current try, and are cancelled if
+--          that try fails. Returns each step's flow id, name and job id, in step order. An
+--          empty flow, a bad field, a duplicate or unknown step name, a cycle or a key
+--          already in use are refused (22023, naming the step), nothing written.
+CREATE OR REPLACE FUNCTION errands.add_flow(flow jsonb)
+ RETURNS TABLE(flow_id bigint, step text, job_id bigint)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET jit TO 'off'
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_steps jsonb := add_flow.flow -> 'steps';
+    v_n integer;
+    v_problem text;
+    v_child integer[];
+    v_parent integer[];
+    v_cycle integer;
+    v_parent_job bigint;
+    v_parent_try smallint;
+    v_ids bigint[];
+    v_job errands.jobs;
+    v_flow bigint;
+    v_limit bigint;
+    s record;
+BEGIN
+    IF jsonb_typeof(add_flow.flow) IS DISTINCT FROM 'object'
+       OR jsonb_typeof(v_steps) IS DISTINCT FROM 'array' OR jsonb_array_length(v_steps) = 0 THEN
+        RAISE EXCEPTION 'errands: a flow must be an object with a non-empty "steps" array, got %',
+            coalesce(left(add_flow.flow::text, 200), 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT 1 FROM jsonb_object_keys(add_flow.flow) k WHERE k NOT IN ('steps', 'parent')) THEN
+        RAISE EXCEPTION 'errands: unknown flow field %; expected steps, parent',
+            (SELECT quote_literal(k) FROM jsonb_object_keys(add_flow.flow) k
+             WHERE k NOT IN ('steps', 'parent') ORDER BY k LIMIT 1) USING ERRCODE = '22023';
+    END IF;
+    v_n := jsonb_array_length(v_steps);
+    v_problem := errands._flow_shape_problem(v_steps);
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION 'errands: %', v_problem USING ERRCODE = '22023';
+    END IF;
+    SELECT array_agg(st.ord::integer), array_agg(o.ord::integer)
+    INTO v_child, v_parent
+    FROM jsonb_array_elements(v_steps) WITH ORDINALITY st(step, ord),
+         jsonb_array_elements_text(coalesce(nullif(st.step -> 'depends_on', 'null'), '[]')) d(name)
+    JOIN jsonb_array_elements(v_steps) WITH ORDINALITY o(step, ord) ON o.step ->> 'name' = d.name;
+    v_cycle := errands._flow_cycle_step(v_n, v_child, v_parent);
+    IF v_cycle IS NOT NULL THEN
+        RAISE EXCEPTION 'errands: flow step % is on a dependency cycle',
+            quote_literal(v_steps -> (v_cycle - 1) ->> 'name') USING ERRCODE = '22023';
+    END IF;
+    -- The job-level checks of add_job, up front, so that nothing is written
+    -- when one step is bad.
+    v_limit := errands._max_payload_bytes();
+    FOR s IN
+        SELECT x.ord, x.step ->> 'name' AS name,
+               ROW(x.step ->> 'task', (x.step -> 'payload')::json, x.step ->> 'queue',
+                   (x.step ->> 'run_at')::timestamptz, (x.step ->> 'max_attempts')::integer,
+                   x.step ->> 'key', (x.step ->> 'priority')::integer,
+                   ARRAY(SELECT jsonb_array_elements_text(coalesce(nullif(x.step -> 'flags', 'null'), '[]')))
+               )::errands.job_spec AS spec,
+               (x.step ->> 'timeout')::interval AS timeout
+        FROM jsonb_array_elements(v_steps) WITH ORDINALITY x(step, ord)
+        ORDER BY x.ord
+    LOOP
+        IF errands._spec_is_bad((s.spec).identifier, (s.spec).queue_name, (s.spec).job_key,
+                                (s.spec).max_attempts, (s.spec).priority, (s.spec).flags,
+                                (s.spec).payload, CASE WHEN v_limit > 0 THEN v_limit END)
+           OR s.timeout <= interval '0' THEN
+            BEGIN
+                IF s.timeout <= interval '0' THEN
+                    RAISE EXCEPTION 'errands: timeout must be positive, got %', s.timeout
+                        USING ERRCODE = '22023';
+                END IF;
+                PERFORM errands._validate_specs(ARRAY[s.spec]);
+            EXCEPTION WHEN invalid_parameter_value THEN
+                RAISE EXCEPTION 'errands: flow step %: %', quote_literal(s.name),
+                    substr(SQLERRM, length('errands: ') + 1) USING ERRCODE = '22023';
+            END;
+        END IF;
+    END LOOP;
+    IF add_flow.flow ? 'parent' THEN
+        IF jsonb_typeof(add_flow.flow -> 'parent') IS DISTINCT FROM 'number' THEN
+            RAISE EXCEPTION 'errands: a flow''s parent must be a job id, got %',
+                add_flow.flow -> 'parent' USING ERRCODE = '22023';
+        END IF;
+        v_parent_job := (add_flow.flow ->> 'parent')::bigint;
+        SELECT j.attempts INTO v_parent_try FROM errands._jobs j
+        WHERE j.id = v_parent_job AND j.locked_at IS NOT NULL FOR KEY SHARE;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'errands: a flow''s parent must be a running job; job % is not running',
+                v_parent_job USING ERRCODE = '22023';
+        END IF;
+    END IF;
+
+    -- Write: the jobs, in step order, then the flow, its steps and the edges.
+    v_ids := array_fill(NULL::bigint, ARRAY[v_n]);
+    FOR s IN
+        SELECT x.ord, x.step ->> 'name' AS name, x.step
+        FROM jsonb_array_elements(v_steps) WITH ORDINALITY x(step, ord) ORDER BY x.ord
+    LOOP
+        v_job := errands.add_job(
+            s.step ->> 'task', (s.step -> 'payload')::json, s.step ->> 'queue',
+            (s.step ->> 'run_at')::timestamptz, (s.step ->> 'max_attempts')::integer,
+            s.step ->> 'key', (s.step ->> 'priority')::integer,
+            ARRAY(SELECT jsonb_array_elements_text(coalesce(nullif(s.step -> 'flags', 'null'), '[]'))),
+            'unsafe_dedupe', (s.step ->> 'timeout')::interval);
+        IF v_job.revision > 0 THEN
+            RAISE EXCEPTION 'errands: flow step %: job key % is already used by job %',
+                quote_literal(s.name), quote_literal(s.step ->> 'key'), v_job.id
+                USING ERRCODE = '22023';
+        END IF;
+        v_ids[s.ord] := v_job.id;
+    END LOOP;
+    INSERT INTO errands._flows (parent_job_id) VALUES (v_parent_job) RETURNING id INTO v_flow;
+    INSERT INTO errands._flow_steps (flow_id, step, job_id, ord, depends_on, run_anyway)
+    SELECT v_flow, x.step ->> 'name', v_ids[x.ord], x.ord,
+           ARRAY(SELECT jsonb_array_elements_text(coalesce(nullif(x.step -> 'depends_on', 'null'), '[]'))),
+           coalesce((x.step ->> 'run_anyway')::boolean, false)
+    FROM jsonb_array_elements(v_steps) WITH ORDINALITY x(step, ord);
+    INSERT INTO errands._job_dependencies (depends_on, job_id, run_anyway, parent_try)
+    SELECT DISTINCT v_ids[e.p], v_ids[e.c],
+           coalesce((v_steps -> (e.c - 1) ->> 'run_anyway')::boolean, false), NULL::smallint
+    FROM unnest(v_child, v_parent) e(c, p);
+    IF v_parent_job IS NOT NULL THEN
+        -- Roots wait for the task that adds the flow to complete this try.
+        INSERT INTO errands._job_dependencies (depends_on, job_id, parent_try)
+        SELECT v_parent_job, v_ids[i], v_parent_try
+        FROM generate_series(1, v_n) i
+        WHERE i <> ALL(coalesce(v_child, '{}'));
+    END IF;
+    UPDATE errands._jobs j SET waiting_for = c.n
+    FROM (SELECT d.job_id, count(*)::integer AS n FROM errands._job_dependencies d
+          WHERE d.job_id = ANY(v_ids) GROUP BY d.job_id) c
+    WHERE j.id = c.job_id;
+    RETURN QUERY
+    SELECT v_flow, x.step ->> 'name', v_ids[x.ord]
+    FROM jsonb_array_elements(v_steps) WITH ORDINALITY x(step, ord) ORDER BY x.ord;
+END
+$function$;
+
+-- FUNCTION errands.add_job(text,json,text,timestamp with time zone,integer,text,integer,text[],text,interval,bigint[])
 -- ACL: postgres=X/postgres
 -- comment: Adds one job (Graphile Worker's add_job). Defaults: payload {}, run_at now(),
 --          max_attempts 25, priority 0. With a job_key, job_key_mode decides: replace
@@ -1289,8 +1931,11 @@ $function$;
 --          (errands only, positive): each try of this job may run that long (overrides the
 --          task's timeout). A caller that may not read jobs (no SELECT on errands.jobs)
 --          never gets another job's payload back: payload and last_error are NULL when
---          unsafe_dedupe found an existing job or a batch payload was merged.
-CREATE OR REPLACE FUNCTION errands.add_job(identifier text, payload json DEFAULT NULL::json, queue_name text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, max_attempts integer DEFAULT NULL::integer, job_key text DEFAULT NULL::text, priority integer DEFAULT NULL::integer, flags text[] DEFAULT NULL::text[], job_key_mode text DEFAULT 'replace'::text, timeout interval DEFAULT NULL::interval)
+--          unsafe_dedupe found an existing job or a batch payload was merged. depends_on
+--          (errands only; not with a job_key): ids of jobs this one waits for (state
+--          waiting) until each has completed; each must be unfinished, or completed and
+--          still in errands.finished_jobs (22023 otherwise, naming it).
+CREATE OR REPLACE FUNCTION errands.add_job(identifier text, payload json DEFAULT NULL::json, queue_name text DEFAULT NULL::text, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, max_attempts integer DEFAULT NULL::integer, job_key text DEFAULT NULL::text, priority integer DEFAULT NULL::integer, flags text[] DEFAULT NULL::text[], job_key_mode text DEFAULT 'replace'::text, timeout interval DEFAULT NULL::interval, depends_on bigint[] DEFAULT NULL::bigint[])
  RETURNS errands.jobs
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -1320,6 +1965,12 @@ BEGIN
         PERFORM errands._request_cancel(ARRAY(
             SELECT j.id FROM errands._jobs j WHERE j.key = add_job.job_key FOR UPDATE),
             format('errands: cancelled by abort_replace of job key %s', add_job.job_key));
+    END IF;
+    -- Flows (25_flows.sql): a job that waits for others.
+    IF cardinality(add_job.depends_on) > 0 THEN
+        RETURN errands._add_dependent_job(add_job.identifier, add_job.payload, add_job.queue_name,
+            add_job.run_at, add_job.max_attempts, add_job.job_key, add_job.priority,
+            add_job.flags, v_mode, add_job.timeout, add_job.depends_on);
     END IF;
     IF add_job.job_key IS NOT NULL AND v_mode <> 'unsafe_dedupe' THEN
         -- The job-key decision table lives in add_jobs (which clears timeout
@@ -1610,6 +2261,33 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands.cancel_flow(bigint)
+-- ACL: postgres=X/postgres
+-- comment: Cancels every unfinished step of a flow that is not running (a running step
+--          finishes its try) and, recursively, the jobs that depend on them (run-anyway
+--          ones go on). Returns the ids cancelled. Unknown flow: 22023.
+CREATE OR REPLACE FUNCTION errands.cancel_flow(flow_id bigint)
+ RETURNS SETOF bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_ids bigint[];
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands._flows f WHERE f.id = cancel_flow.flow_id) THEN
+        RAISE EXCEPTION 'errands: flow % does not exist', coalesce(cancel_flow.flow_id::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    v_ids := errands._cancel_now(
+        ARRAY(SELECT s.job_id FROM errands._flow_steps s WHERE s.flow_id = cancel_flow.flow_id),
+        format('errands: flow %s was cancelled', cancel_flow.flow_id), false);
+    v_ids := v_ids || errands._cancel_dependents(v_ids);
+    DELETE FROM errands._job_dependencies d WHERE d.job_id = ANY(v_ids);
+    RETURN QUERY SELECT u FROM unnest(v_ids) u ORDER BY u;
+END
+$function$;
+
 -- FUNCTION errands.cancel_jobs(bigint[])
 -- ACL: postgres=X/postgres
 -- comment: Cancels the listed jobs and returns one row per distinct id, in input order, with
@@ -1711,7 +2389,8 @@ $function$;
 -- FUNCTION errands.cleanup(text[],text[])
 -- ACL: postgres=X/postgres
 -- comment: Housekeeping; returns a row per task run with the number of rows deleted.
---          DELETE_PERMAFAILED_JOBS deletes permanently failed jobs; GC_JOB_QUEUES deletes
+--          DELETE_PERMAFAILED_JOBS deletes permanently failed jobs (and cancels the jobs
+--          waiting for them, recursively); GC_JOB_QUEUES deletes
 --          unlocked queues no job uses; GC_TASK_IDENTIFIERS deletes task identifiers no job
 --          uses except task_identifiers_to_keep (pass the ones running workers know).
 CREATE OR REPLACE FUNCTION errands.cleanup(tasks text[] DEFAULT ARRAY['GC_JOB_QUEUES'::text], task_identifiers_to_keep text[] DEFAULT '{}'::text[])
@@ -1723,6 +2402,7 @@ AS $function$
 DECLARE
     v_task text;
     v_count bigint;
+    v_gone bigint[];
 BEGIN
     SELECT t INTO v_task FROM unnest(cleanup.tasks) t
     WHERE t IS NULL OR t NOT IN ('DELETE_PERMAFAILED_JOBS', 'GC_JOB_QUEUES', 'GC_TASK_IDENTIFIERS')
@@ -1733,8 +2413,14 @@ BEGIN
     END IF;
     -- Jobs first, so the garbage collection below sees their rows gone.
     IF 'DELETE_PERMAFAILED_JOBS' = ANY(cleanup.tasks) THEN
-        DELETE FROM errands._jobs j WHERE j.locked_at IS NULL AND j.attempts >= j.max_attempts;
-        GET DIAGNOSTICS v_count = ROW_COUNT;
+        WITH gone AS (
+            DELETE FROM errands._jobs j WHERE j.locked_at IS NULL AND j.attempts >= j.max_attempts
+            RETURNING j.id
+        )
+        SELECT array_agg(gone.id) INTO v_gone FROM gone;
+        v_count := coalesce(cardinality(v_gone), 0);
+        -- Flows (25_flows.sql): what waited for them will not run.
+        PERFORM errands._cancel_dependents(v_gone, 'failed and was deleted by cleanup');
         task := 'DELETE_PERMAFAILED_JOBS'; deleted := v_count; RETURN NEXT;
     END IF;
     IF 'GC_JOB_QUEUES' = ANY(cleanup.tasks) THEN
@@ -1767,6 +2453,8 @@ CREATE OR REPLACE FUNCTION errands.complete_jobs(job_ids bigint[])
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 BEGIN
+    -- Flows (25_flows.sql): jobs others wait for keep their result; dependents released.
+    PERFORM errands._complete_dependencies(NULL, complete_jobs.job_ids, NULL);
     RETURN QUERY
     WITH d AS (
         DELETE FROM errands._jobs j
@@ -1908,6 +2596,27 @@ BEGIN
     END LOOP;
     RETURN v_count;
 END
+$function$;
+
+-- FUNCTION errands.dependency_results(bigint)
+-- ACL: postgres=X/postgres
+-- comment: The results of the jobs job_id depends on that completed, as one JSON object:
+--          keyed by step name when both are steps of one flow, else by job id (as text);
+--          {} when none. Kept in errands._finished_jobs, whatever the retention, until every
+--          dependent has run.
+CREATE OR REPLACE FUNCTION errands.dependency_results(job_id bigint)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    SELECT coalesce(jsonb_object_agg(coalesce(s.step, d.depends_on::text), f.result::jsonb
+                                     ORDER BY d.depends_on), '{}'::jsonb)
+    FROM errands._job_dependencies d
+    JOIN errands._finished_jobs f ON f.id = d.depends_on AND f.state = 'completed'
+    LEFT JOIN errands._flow_steps me ON me.job_id = d.job_id
+    LEFT JOIN errands._flow_steps s ON s.job_id = d.depends_on AND s.flow_id = me.flow_id
+    WHERE d.job_id = dependency_results.job_id AND d.parent_try IS NULL
 $function$;
 
 -- FUNCTION errands.force_unlock_workers(text[])
@@ -2070,7 +2779,7 @@ $function$;
 -- FUNCTION errands.grant_enqueue(regrole)
 -- ACL: postgres=X/postgres
 -- comment: Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
---          schema errands and EXECUTE on add_job, add_jobs and remove_job (and on the
+--          schema errands and EXECUTE on add_job, add_jobs, add_flow and remove_job (and on the
 --          argument parser of errands.job_trigger, so that a table trigger can enqueue as
 --          the role). The role cannot read jobs or payloads (the three functions return
 --          payload NULL for a job whose payload the call did not write), fetch, complete,
@@ -2090,8 +2799,9 @@ BEGIN
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
     FOREACH v_fn IN ARRAY ARRAY[
-        'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval)',
+        'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval, bigint[])',
         'errands.add_jobs(errands.job_spec[], boolean)',
+        'errands.add_flow(jsonb)',
         'errands.remove_job(text)',
         -- errands.job_trigger runs as the role doing the DML and calls it
         'errands._job_trigger_options(text[], oid, text, name, name)'
@@ -2104,9 +2814,9 @@ $function$;
 
 -- FUNCTION errands.grant_read(regrole)
 -- ACL: postgres=X/postgres
--- comment: Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs and
---          errands.finished_jobs views (payloads and results included; never the private tables), and
---          EXECUTE on errands.watch_jobs (waiting for jobs). With it, add_job, add_jobs and
+-- comment: Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs,
+--          errands.finished_jobs and errands.flow_steps views (payloads and results included; never the
+--          private tables), and EXECUTE on errands.watch_jobs (waiting for jobs). With it, add_job, add_jobs and
 --          remove_job (if also granted) return payloads of jobs the call did not write.
 --          Run it as the owner of the errands schema or a superuser.
 CREATE OR REPLACE FUNCTION errands.grant_read(role regrole)
@@ -2125,6 +2835,7 @@ BEGIN
     EXECUTE format('GRANT SELECT ON errands.finished_jobs TO %I', v_name);
     -- Waiting reads states and results: a reader's right, not an enqueuer's.
     EXECUTE format('GRANT EXECUTE ON FUNCTION errands.watch_jobs(bigint[], interval) TO %I', v_name);
+    EXECUTE format('GRANT SELECT ON errands.flow_steps TO %I', v_name);
 END
 $function$;
 
@@ -2136,7 +2847,7 @@ $function$;
 --          worker_cancel_requests, reset_locked, try_lock_worker, register_worker, heartbeat,
 --          rescue_workers, unregister_worker), the admin functions (complete_jobs,
 --          cancel_jobs, permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup,
---          prune_finished_jobs, the cron
+--          prune_finished_jobs, dependency_results, cancel_flow, the cron
 --          functions if cron is installed when it runs, and what grant_read gives (SELECT on
 --          the errands.jobs and errands.finished_jobs views, never on the private tables).
 --          Run it again after an upgrade adds functions. Run it as the owner of the
@@ -2168,6 +2879,8 @@ BEGIN
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
                                       'prune_finished_jobs',
+                                      -- flows
+                                      'dependency_results', 'cancel_flow',
                                       -- crashed-worker rescue
                                       'try_lock_worker', 'register_worker', 'heartbeat',
                                       'rescue_workers', 'unregister_worker']::name[])
@@ -2601,6 +3314,9 @@ BEGIN
           -- Kept while a waiter's lease on it lasts (17_wait.sql).
           AND NOT EXISTS (SELECT FROM errands._job_waiters w
                           WHERE w.job_id = f.id AND w.expires_at > v_now)
+          -- Flows (25_flows.sql): kept while a job that depends on it is unfinished.
+          AND NOT EXISTS (SELECT 1 FROM errands._job_dependencies d JOIN errands._jobs w ON w.id = d.job_id
+                          WHERE d.depends_on = f.id)
         ORDER BY f.finished_at
         LIMIT max_rows
         FOR UPDATE SKIP LOCKED
@@ -2672,7 +3388,8 @@ $function$;
 -- comment: Deletes the job holding job_key when it is not running and returns it. A running
 --          job instead loses its key and gets attempts = max_attempts, so it will not be
 --          retried. Returns NULL when no job has the key. A caller that may not read jobs
---          (no SELECT on errands.jobs) gets the row with payload and last_error NULL.
+--          (no SELECT on errands.jobs) gets the row with payload and last_error NULL. Jobs
+--          waiting for a deleted job (depends_on, flows) are cancelled, recursively.
 CREATE OR REPLACE FUNCTION errands.remove_job(job_key text)
  RETURNS errands.jobs
  LANGUAGE plpgsql
@@ -2689,6 +3406,8 @@ BEGIN
     END IF;
     IF v_row.locked_at IS NULL OR v_row.locked_at < now() - errands._stale_lock_age() THEN
         DELETE FROM errands._jobs j WHERE j.id = v_row.id;
+        -- Flows (25_flows.sql): what waited for it will not run.
+        PERFORM errands._cancel_dependents(ARRAY[v_row.id], 'was removed');
     ELSE
         -- Running: it cannot be stopped, so it loses its key and will not retry.
         UPDATE errands._jobs j
@@ -3135,6 +3854,8 @@ BEGIN
         RAISE EXCEPTION 'errands: worker_complete_jobs needs one result (NULL: none) per job: % ids, % results',
             cardinality(v_ids), cardinality(v_results) USING ERRCODE = '22023';
     END IF;
+    -- Flows (25_flows.sql): jobs others wait for keep their result; dependents released.
+    PERFORM errands._complete_dependencies(worker_complete_jobs.worker_id, v_ids, v_results);
     -- No task keeps history (retention 0 everywhere): delete. A job a waiter
     -- watches (17_wait.sql) is left to the history path below, which keeps it
     -- and notifies; so the jobs nobody watches pay nothing more than this.
@@ -3258,6 +3979,8 @@ BEGIN
     -- A job whose cancellation was requested (even while this ran: the update
     -- above rechecks cancel_reason on the row it waited for) ends cancelled.
     PERFORM errands._end_cancelled(worker_fail_jobs.worker_id, worker_fail_jobs.job_ids, NULL, true);
+    -- Flows (25_flows.sql): what a failed try added is cancelled; run-anyway dependents go on.
+    PERFORM errands._dependencies_failed(worker_fail_jobs.job_ids);
     -- Waiting hook (17_wait.sql): a job that failed for good ends its waits (a
     -- waiter woken by a retried job reads its state and keeps waiting).
     PERFORM errands._jobs_finished(worker_fail_jobs.job_ids);

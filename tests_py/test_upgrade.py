@@ -24,7 +24,8 @@ DatabaseFactory = Callable[..., AbstractContextManager[str]]
 
 # Every table of the version-16 schema, read whole (ordered), before and after.
 TABLES = {
-    # The version-16 columns (0020 appends watched, 0021 cancel_reason).
+    # The version-16 columns (0020 appends watched, 0021 cancel_reason, 0023 adds
+    # waiting_for and recreates is_available last).
     "_jobs": (
         "SELECT id, job_queue_id, task_id, payload::text, priority, run_at, attempts,"
         " max_attempts, last_error, created_at, updated_at, key, locked_at, locked_by,"

@@ -6,8 +6,8 @@ SELECT plan(41);
 -- Every public function with its exact argument types --------------------------------
 
 SELECT has_function('errands', 'add_job',
-    ARRAY['text', 'json', 'text', 'timestamptz', 'integer', 'text', 'integer', 'text[]', 'text', 'interval'],
-    'errands.add_job(identifier, payload, queue_name, run_at, max_attempts, job_key, priority, flags, job_key_mode, timeout) exists');
+    ARRAY['text', 'json', 'text', 'timestamptz', 'integer', 'text', 'integer', 'text[]', 'text', 'interval', 'bigint[]'],
+    'errands.add_job(identifier, payload, queue_name, run_at, max_attempts, job_key, priority, flags, job_key_mode, timeout, depends_on) exists');
 SELECT has_function('errands', 'add_jobs', ARRAY['errands.job_spec[]', 'boolean'],
     'errands.add_jobs(job_spec[], boolean) exists');
 SELECT has_function('errands', 'remove_job', ARRAY['text'],
@@ -62,7 +62,7 @@ SELECT has_function('errands', 'watch_jobs', ARRAY['bigint[]', 'interval'],
 
 -- Return types and strictness a caller relies on.
 SELECT ok((SELECT prorettype = 'errands.jobs'::regtype AND NOT proretset FROM pg_proc
-           WHERE oid = 'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval)'::regprocedure),
+           WHERE oid = 'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval, bigint[])'::regprocedure),
           'add_job returns one errands.jobs row');
 SELECT ok((SELECT prorettype = 'errands.jobs'::regtype AND proretset FROM pg_proc
            WHERE oid = 'errands.add_jobs(errands.job_spec[], boolean)'::regprocedure),
@@ -71,7 +71,7 @@ SELECT ok((SELECT prorettype = 'errands.jobs'::regtype AND NOT proretset FROM pg
            WHERE oid = 'errands.remove_job(text)'::regprocedure),
           'remove_job returns one errands.jobs row');
 SELECT isnt_strict('errands', 'add_job',
-    ARRAY['text', 'json', 'text', 'timestamp with time zone', 'integer', 'text', 'integer', 'text[]', 'text', 'interval'],
+    ARRAY['text', 'json', 'text', 'timestamp with time zone', 'integer', 'text', 'integer', 'text[]', 'text', 'interval', 'bigint[]'],
     'add_job is not strict (NULL arguments take defaults; a NULL identifier is an error, not a silent NULL)');
 SELECT is_strict('errands', 'remove_job', ARRAY['text'], 'remove_job is strict (remove_job(NULL) is NULL)');
 SELECT ok((SELECT prorettype = 'boolean'::regtype AND proisstrict AND provolatile = 'v' FROM pg_proc

@@ -100,7 +100,9 @@ class _Running:
 
 class Executor:
     """The worker's slots: runs jobs and reports their outcomes.  ``on_release``
-    is called when a slot frees (with whether the job ran in a named queue)."""
+    is called when a slot frees (with whether the job ran in a named queue),
+    ``on_written`` when the completion of a job whose slot was freed early has
+    been written (``completions_writing`` counts those not written yet)."""
 
     def __init__(
         self,
@@ -123,6 +125,8 @@ class Executor:
         self._worker_id = worker_id
         self._emit = emit
         self.on_release = on_release
+        self.on_written: Callable[[], None] = lambda: None
+        self.completions_writing = 0
         self.abort = AbortSignal()
         self.threads = DaemonThreadPool(concurrency)
         self.running: dict[int, _Running] = {}
@@ -226,6 +230,7 @@ class Executor:
                 if error is None:
                     self._release(rec, writing=False)
                     self._emit("job:success", job=job, duration=duration)
+                    self.completions_writing += 1
                     self._reporter.complete_then(
                         job.id, functools.partial(self._completed, job, duration), encoded
                     )
@@ -280,6 +285,8 @@ class Executor:
 
     def _completed(self, job: Job, duration: float, written: bool | None) -> None:
         """The reporter wrote (or gave up on) the completion of a job without a queue."""
+        self.completions_writing -= 1
+        self.on_written()
         if written is None:
             return  # logged by the reporter
         if not written:

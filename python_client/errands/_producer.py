@@ -11,7 +11,9 @@ own task, so that the loop can meanwhile hand back buffered jobs that expired.
 A failed fetch is retried after a backoff (connection lost) or ``poll_interval``.
 
 Run-once mode (``continuous=False``): fetch until a fetch finds nothing while no
-job is running, then return; a failed fetch ends the loop with its error.
+job is running and no completion is being written (writing one can make a job
+that waited for it runnable: fetch again once it is written), then return; a
+failed fetch ends the loop with its error.
 """
 
 from __future__ import annotations
@@ -53,8 +55,10 @@ class Producer:
         emit: Emit = lambda *_args, **_kwargs: None,
         outage: Outage | None = None,
         room: asyncio.Event | None = None,
+        completions_writing: Callable[[], int] = lambda: 0,
     ) -> None:
         self.queue = queue
+        self._completions_writing = completions_writing
         self.running = running
         self.concurrency = concurrency
         self.continuous = continuous
@@ -90,6 +94,12 @@ class Producer:
         local queue's prefetch: a job notified while every slot is busy is better
         fetched by an idle worker (:mod:`errands._turns`)."""
         return not self.stopping and not self.queue and len(self.running) < self.concurrency
+
+    def completion_written(self) -> None:
+        """A completion was written: run-once fetches again (it may have released
+        a job that waited for it)."""
+        if not self.continuous:
+            self.nudge()
 
     def stop(self) -> None:
         """Stop fetching and starting jobs; :meth:`run` returns."""
@@ -152,8 +162,13 @@ class Producer:
                     self._next_poll = now + self.poll_interval
                     self.fetching = asyncio.create_task(self._fetch_into_queue(size))
                     continue
-                if not self.continuous and not self.running and not self.queue:
-                    return  # run-once: the last fetch found nothing and nothing runs
+                if (
+                    not self.continuous
+                    and not self.running
+                    and not self.queue
+                    and not self._completions_writing()
+                ):
+                    return  # run-once: the last fetch found nothing, nothing runs or is written
             if self._queue_expired(now):
                 await self._hand_back(self.queue.drain())
                 continue

@@ -54,7 +54,20 @@ ADD_JOB: Final = sql.SQL(
     "queue_name => %(queue_name)s::text, run_at => %(run_at)s::timestamptz, "
     "max_attempts => %(max_attempts)s::int, job_key => %(job_key)s::text, "
     "priority => %(priority)s::int, flags => %(flags)s::text[], "
-    "job_key_mode => %(job_key_mode)s::text, timeout => %(timeout)s::interval)"
+    "job_key_mode => %(job_key_mode)s::text, timeout => %(timeout)s::interval, "
+    "depends_on => %(depends_on)s::bigint[])"
+)
+
+# --- flows (sql/schema/25_flows.sql) --------------------------------------------------
+
+ADD_FLOW: Final = sql.SQL(
+    "SELECT flow_id, step, job_id FROM errands.add_flow(%(flow)s::jsonb)"
+)
+DEPENDENCY_RESULTS: Final = sql.SQL("SELECT errands.dependency_results(%(job_id)s::bigint)")
+CANCEL_FLOW: Final = sql.SQL("SELECT errands.cancel_flow(%(flow_id)s::bigint) AS id")
+FLOW_STEPS: Final = sql.SQL(
+    "SELECT flow_id, step, job_id, position, depends_on, run_anyway, state, task_identifier,"
+    " last_error FROM errands.flow_steps WHERE flow_id = %(flow_id)s::bigint ORDER BY position"
 )
 
 # Specs travel as one JSON array of objects (keys = job_spec fields), expanded

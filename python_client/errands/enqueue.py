@@ -54,6 +54,8 @@ class JobOptions(TypedDict, total=False):
     """What a job with an existing key does (default ``replace``)."""
     timeout: float | timedelta | None
     """How long each try may run, in seconds or as a timedelta (overrides the task's)."""
+    depends_on: Sequence[int] | None
+    """Ids of jobs this one waits for (state ``waiting``) until each has completed."""
 
 
 #: The option names, each an ``ADD_JOB`` parameter; all NULL unless given.
@@ -78,6 +80,9 @@ def add_job_params(
     flags = options.get("flags")
     if flags is not None:
         params["flags"] = list(flags)
+    depends_on = options.get("depends_on")
+    if depends_on is not None:
+        params["depends_on"] = list(depends_on)
     timeout = options.get("timeout")
     if isinstance(timeout, (int, float)):
         params["timeout"] = timedelta(seconds=timeout)

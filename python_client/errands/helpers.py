@@ -13,6 +13,14 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from errands.enqueue import add_job, add_job_async, add_jobs, add_jobs_async
+from errands.flows import (
+    AddedFlow,
+    FlowLike,
+    add_flow,
+    add_flow_async,
+    dependency_results,
+    dependency_results_async,
+)
 from errands.job import Job, SpecLike
 
 if TYPE_CHECKING:
@@ -115,7 +123,10 @@ class Helpers:
       helpers.sync_connection() as conn`` borrows a blocking connection from a small
       pool opened on first use;
     * ``add_job`` / ``add_jobs`` (async) and ``add_job_sync`` / ``add_jobs_sync``
-      (sync tasks): enqueue more jobs, with the parameters of ``errands.add_job``.
+      (sync tasks): enqueue more jobs, with the parameters of ``errands.add_job``;
+    * ``add_flow`` / ``add_flow_sync``: add a flow that starts only if this try of
+      the job completes (fan-out / fan-in); ``dependency_results`` /
+      ``dependency_results_sync``: the results of the jobs this one depended on.
     """
 
     def __init__(
@@ -168,6 +179,28 @@ class Helpers:
             return await add_jobs_async(
                 conn, specs, job_key_preserve_run_at=job_key_preserve_run_at
             )
+
+    async def add_flow(self, flow: FlowLike) -> AddedFlow:
+        """Add a flow (see :func:`errands.flows.add_flow`) whose steps without
+        dependencies also wait for this try of the job to complete: if it fails,
+        the whole flow is cancelled, so a retried task never leaves a second copy."""
+        async with self.connection() as conn:
+            return await add_flow_async(conn, flow, parent=self.job.id)
+
+    async def dependency_results(self) -> dict[str, Any]:
+        """Results of the jobs this one depended on, by step name (flows) or job id."""
+        async with self.connection() as conn:
+            return await dependency_results_async(conn, self.job.id)
+
+    def add_flow_sync(self, flow: FlowLike) -> AddedFlow:
+        """:meth:`add_flow` for sync tasks."""
+        with self.sync_connection() as conn:
+            return add_flow(conn, flow, parent=self.job.id)
+
+    def dependency_results_sync(self) -> dict[str, Any]:
+        """:meth:`dependency_results` for sync tasks."""
+        with self.sync_connection() as conn:
+            return dependency_results(conn, self.job.id)
 
     def add_job_sync(
         self,

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 JobKeyMode = Literal["replace", "preserve_run_at", "unsafe_dedupe", "abort_replace"]
 
 
-JobState = Literal["scheduled", "pending", "running", "retrying", "failed"]
+JobState = Literal["scheduled", "pending", "running", "waiting", "retrying", "failed"]
 """A job's state, as the ``state`` column of ``errands.jobs`` computes it."""
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from errands import _queries as q
@@ -31,6 +32,7 @@ from errands._prune import PRUNE_BATCH, prune_once
 from errands._retry import retry_transient, retry_transient_sync
 from errands._wait import POLL_INTERVAL, wait_async, wait_sync
 from errands.enqueue import add_job_params, add_jobs_params
+from errands.flows import AddedFlow, FlowLike, added_flow, flow_json
 from errands.job import FinishedJob, Job, SpecLike
 
 if TYPE_CHECKING:
@@ -58,6 +60,10 @@ def _reschedule_params(
         "ids": list(ids), "run_at": run_at, "priority": priority, "attempts": attempts,
         "max_attempts": max_attempts,
     }  # fmt: skip
+
+
+def _flow_params(flow: FlowLike) -> dict[str, Any]:
+    return {"flow": Jsonb(flow_json(flow))}
 
 
 def _cleanup_params(tasks: Iterable[str], keep: Iterable[str]) -> dict[str, Any]:
@@ -237,6 +243,23 @@ class WorkerUtils:
         async with await psycopg.AsyncConnection.connect(conninfo, **kwargs) as conn:
             return await wait_async(conn, job_id, timeout, poll_interval)
 
+    async def add_flow(self, flow: FlowLike) -> AddedFlow:
+        """Add a flow (``errands.add_flow``; see :mod:`errands.flows`)."""
+        return added_flow(await self._rows(q.ADD_FLOW, _flow_params(flow)))
+
+    async def dependency_results(self, job_id: int) -> dict[str, Any]:
+        """Results of the jobs ``job_id`` depends on (``errands.dependency_results``)."""
+        rows = await self._rows(q.DEPENDENCY_RESULTS, {"job_id": job_id})
+        return dict(rows[0]["dependency_results"] or {})
+
+    async def cancel_flow(self, flow_id: int) -> list[int]:
+        """Cancel a flow's steps that are not running; returns the job ids cancelled."""
+        return [row["id"] for row in await self._rows(q.CANCEL_FLOW, {"flow_id": flow_id})]
+
+    async def flow_steps(self, flow_id: int) -> list[dict[str, Any]]:
+        """The ``errands.flow_steps`` rows of a flow, in step order."""
+        return await self._rows(q.FLOW_STEPS, {"flow_id": flow_id})
+
     async def prune_finished_jobs(self, max_rows: int = PRUNE_BATCH) -> int:
         """Delete expired finished jobs (as live workers do); returns how many."""
         return await prune_once(PoolSource(await self._get_pool()), max_rows)
@@ -364,3 +387,16 @@ class SyncWorkerUtils:
         other methods stay usable from other threads meanwhile)."""
         with psycopg.connect(self._conninfo, **self._kwargs) as conn:
             return wait_sync(conn, job_id, timeout, poll_interval)
+
+    def add_flow(self, flow: FlowLike) -> AddedFlow:
+        return added_flow(self._rows(q.ADD_FLOW, _flow_params(flow)))
+
+    def dependency_results(self, job_id: int) -> dict[str, Any]:
+        rows = self._rows(q.DEPENDENCY_RESULTS, {"job_id": job_id})
+        return dict(rows[0]["dependency_results"] or {})
+
+    def cancel_flow(self, flow_id: int) -> list[int]:
+        return [row["id"] for row in self._rows(q.CANCEL_FLOW, {"flow_id": flow_id})]
+
+    def flow_steps(self, flow_id: int) -> list[dict[str, Any]]:
+        return self._rows(q.FLOW_STEPS, {"flow_id": flow_id})

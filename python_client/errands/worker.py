@@ -174,8 +174,10 @@ class Worker:
             start=self._executor.start, hand_back=self._return_jobs,
             may_start=self._presence.may_work if self._presence is not None else None,
             track=self._executor.track, emit=self._emit, outage=self._outage, room=self._room,
+            completions_writing=lambda: self._executor.completions_writing,
         )  # fmt: skip
         self._executor.on_release = self._producer.slot_freed
+        self._executor.on_written = self._producer.completion_written
         self._force = asyncio.Event()
         self._stop_signal: str | None = None
         self._main: asyncio.Task[None] | None = None

@@ -11,8 +11,8 @@ COMMENT ON TYPE errands.job_spec IS
 -- dataclass has the same fields in the same order (tests_py/test_job_row.py).
 -- Adding a column: append it here and to _job_row's ROW(...), and to Job.
 --
--- state is one of (first that applies): running (locked by a worker), failed (no
--- attempts left), retrying (failed at least once, attempts left), scheduled
+-- state is one of (first that applies): running (locked by a worker), waiting
+-- (for jobs it depends on: 25_flows.sql), failed (no attempts left), retrying (failed at least once, attempts left), scheduled
 -- (run_at in the future), pending (ready to run). A completed job leaves this
 -- view (for errands.finished_jobs, 15_history.sql, or deleted: retention 0).
 CREATE OR REPLACE VIEW errands.jobs AS
@@ -34,6 +34,7 @@ SELECT j.id,
        j.flags,
        j.timeout,
        CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+            WHEN j.waiting_for IS NOT NULL THEN 'waiting'
             WHEN j.attempts >= j.max_attempts THEN 'failed'
             WHEN j.attempts > 0 THEN 'retrying'
             WHEN j.run_at > now() THEN 'scheduled'
@@ -42,7 +43,7 @@ FROM errands._jobs j
 JOIN errands._tasks t ON t.id = j.task_id
 LEFT JOIN errands._queues q ON q.id = j.job_queue_id;
 COMMENT ON VIEW errands.jobs IS
-    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, failed (no attempts left), retrying, scheduled or pending.';
+    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending.';
 
 -- The errands.jobs row of job j whose queue and task are named queue_name and
 -- task_identifier. A SQL function of one expression: the planner inlines it, so
@@ -57,6 +58,7 @@ LANGUAGE sql STABLE AS $$
                j.attempts::integer, j.max_attempts::integer, j.last_error, j.created_at,
                j.updated_at, j.key, j.locked_at, j.locked_by, j.revision, j.flags, j.timeout,
                CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                    WHEN j.waiting_for IS NOT NULL THEN 'waiting'
                     WHEN j.attempts >= j.max_attempts THEN 'failed'
                     WHEN j.attempts > 0 THEN 'retrying'
                     WHEN j.run_at > now() THEN 'scheduled'

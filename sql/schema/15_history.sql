@@ -122,6 +122,9 @@ BEGIN
           -- Kept while a waiter's lease on it lasts (17_wait.sql).
           AND NOT EXISTS (SELECT FROM errands._job_waiters w
                           WHERE w.job_id = f.id AND w.expires_at > v_now)
+          -- Flows (25_flows.sql): kept while a job that depends on it is unfinished.
+          AND NOT EXISTS (SELECT 1 FROM errands._job_dependencies d JOIN errands._jobs w ON w.id = d.job_id
+                          WHERE d.depends_on = f.id)
         ORDER BY f.finished_at
         LIMIT max_rows
         FOR UPDATE SKIP LOCKED

@@ -421,7 +421,8 @@ CREATE OR REPLACE FUNCTION errands.add_job(
     priority integer DEFAULT NULL,
     flags text[] DEFAULT NULL,
     job_key_mode text DEFAULT 'replace',
-    timeout interval DEFAULT NULL
+    timeout interval DEFAULT NULL,
+    depends_on bigint[] DEFAULT NULL
 ) RETURNS errands.jobs
 LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -450,6 +451,12 @@ BEGIN
         PERFORM errands._request_cancel(ARRAY(
             SELECT j.id FROM errands._jobs j WHERE j.key = add_job.job_key FOR UPDATE),
             format('errands: cancelled by abort_replace of job key %s', add_job.job_key));
+    END IF;
+    -- Flows (25_flows.sql): a job that waits for others.
+    IF cardinality(add_job.depends_on) > 0 THEN
+        RETURN errands._add_dependent_job(add_job.identifier, add_job.payload, add_job.queue_name,
+            add_job.run_at, add_job.max_attempts, add_job.job_key, add_job.priority,
+            add_job.flags, v_mode, add_job.timeout, add_job.depends_on);
     END IF;
     IF add_job.job_key IS NOT NULL AND v_mode <> 'unsafe_dedupe' THEN
         -- The job-key decision table lives in add_jobs (which clears timeout
@@ -518,7 +525,7 @@ BEGIN
     RETURN errands._job_view(v_row);
 END
 $$;
-COMMENT ON FUNCTION errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval) IS
+COMMENT ON FUNCTION errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval, bigint[]) IS
 'Adds one job (Graphile Worker''s add_job). Defaults: payload {}, run_at now(),
 max_attempts 25, priority 0. With a job_key, job_key_mode decides: replace
 updates a pending job with the key in place (every attribute, attempts reset,
@@ -530,7 +537,10 @@ the key loses it and a new job is inserted. Array payloads of the same key conca
 (errands only, positive): each try of this job may run that long (overrides the
 task''s timeout). A caller that may not read jobs (no SELECT on errands.jobs)
 never gets another job''s payload back: payload and last_error are NULL when
-unsafe_dedupe found an existing job or a batch payload was merged.';
+unsafe_dedupe found an existing job or a batch payload was merged. depends_on
+(errands only; not with a job_key): ids of jobs this one waits for (state
+waiting) until each has completed; each must be unfinished, or completed and
+still in errands.finished_jobs (22023 otherwise, naming it).';
 
 CREATE OR REPLACE FUNCTION errands.remove_job(job_key text) RETURNS errands.jobs
 LANGUAGE plpgsql STRICT
@@ -546,6 +556,8 @@ BEGIN
     END IF;
     IF v_row.locked_at IS NULL OR v_row.locked_at < now() - errands._stale_lock_age() THEN
         DELETE FROM errands._jobs j WHERE j.id = v_row.id;
+        -- Flows (25_flows.sql): what waited for it will not run.
+        PERFORM errands._cancel_dependents(ARRAY[v_row.id], 'was removed');
     ELSE
         -- Running: it cannot be stopped, so it loses its key and will not retry.
         UPDATE errands._jobs j
@@ -563,4 +575,5 @@ COMMENT ON FUNCTION errands.remove_job(text) IS
 'Deletes the job holding job_key when it is not running and returns it. A running
 job instead loses its key and gets attempts = max_attempts, so it will not be
 retried. Returns NULL when no job has the key. A caller that may not read jobs
-(no SELECT on errands.jobs) gets the row with payload and last_error NULL.';
+(no SELECT on errands.jobs) gets the row with payload and last_error NULL. Jobs
+waiting for a deleted job (depends_on, flows) are cancelled, recursively.';

@@ -166,6 +166,8 @@ BEGIN
         RAISE EXCEPTION 'errands: worker_complete_jobs needs one result (NULL: none) per job: % ids, % results',
             cardinality(v_ids), cardinality(v_results) USING ERRCODE = '22023';
     END IF;
+    -- Flows (25_flows.sql): jobs others wait for keep their result; dependents released.
+    PERFORM errands._complete_dependencies(worker_complete_jobs.worker_id, v_ids, v_results);
     -- No task keeps history (retention 0 everywhere): delete. A job a waiter
     -- watches (17_wait.sql) is left to the history path below, which keeps it
     -- and notifies; so the jobs nobody watches pay nothing more than this.
@@ -295,6 +297,8 @@ BEGIN
     -- A job whose cancellation was requested (even while this ran: the update
     -- above rechecks cancel_reason on the row it waited for) ends cancelled.
     PERFORM errands._end_cancelled(worker_fail_jobs.worker_id, worker_fail_jobs.job_ids, NULL, true);
+    -- Flows (25_flows.sql): what a failed try added is cancelled; run-anyway dependents go on.
+    PERFORM errands._dependencies_failed(worker_fail_jobs.job_ids);
     -- Waiting hook (17_wait.sql): a job that failed for good ends its waits (a
     -- waiter woken by a retried job reads its state and keeps waiting).
     PERFORM errands._jobs_finished(worker_fail_jobs.job_ids);

@@ -10,8 +10,11 @@
 -- has locked; else only jobs that worker has locked (its queues are unlocked),
 -- and with requested_only only those whose cancellation was requested. The
 -- reason recorded is reasons[i] (NULL: none given), else the requested one.
+-- With cascade, the jobs waiting for them (flows, 25_flows.sql) are cancelled
+-- too; _cancel_dependents, which walks the graph level by level, passes false.
 CREATE OR REPLACE FUNCTION errands._end_cancelled(worker_id text, job_ids bigint[],
-                                                  reasons text[], requested_only boolean)
+                                                  reasons text[], requested_only boolean,
+                                                  cascade boolean DEFAULT true)
 RETURNS bigint[]
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -48,17 +51,21 @@ BEGIN
     )
     SELECT array_agg(gone.id ORDER BY gone.id) INTO v_ids FROM gone;
     PERFORM errands._jobs_finished(v_ids); -- waiting hook (17_wait.sql)
+    IF _end_cancelled.cascade AND v_ids IS NOT NULL THEN
+        PERFORM errands._cancel_dependents(v_ids); -- flows (25_flows.sql)
+    END IF;
     RETURN coalesce(v_ids, '{}');
 END
 $$;
 
 -- Cancel these unlocked unfinished jobs now; returns the ids cancelled (a job a
 -- worker locked meanwhile is left alone and missing from the result).
-CREATE OR REPLACE FUNCTION errands._cancel_now(job_ids bigint[], reason text) RETURNS bigint[]
+CREATE OR REPLACE FUNCTION errands._cancel_now(job_ids bigint[], reason text,
+                                               cascade boolean DEFAULT true) RETURNS bigint[]
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     SELECT errands._end_cancelled(NULL, _cancel_now.job_ids,
                                   array_fill(_cancel_now.reason, ARRAY[coalesce(cardinality(_cancel_now.job_ids), 0)]),
-                                  false)
+                                  false, _cancel_now.cascade)
 $$;
 
 -- Requests the cancellation of the running jobs among job_ids (first reason

@@ -6,6 +6,8 @@ LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- Flows (25_flows.sql): jobs others wait for keep their result; dependents released.
+    PERFORM errands._complete_dependencies(NULL, complete_jobs.job_ids, NULL);
     RETURN QUERY
     WITH d AS (
         DELETE FROM errands._jobs j
@@ -134,6 +136,7 @@ AS $$
 DECLARE
     v_task text;
     v_count bigint;
+    v_gone bigint[];
 BEGIN
     SELECT t INTO v_task FROM unnest(cleanup.tasks) t
     WHERE t IS NULL OR t NOT IN ('DELETE_PERMAFAILED_JOBS', 'GC_JOB_QUEUES', 'GC_TASK_IDENTIFIERS')
@@ -144,8 +147,14 @@ BEGIN
     END IF;
     -- Jobs first, so the garbage collection below sees their rows gone.
     IF 'DELETE_PERMAFAILED_JOBS' = ANY(cleanup.tasks) THEN
-        DELETE FROM errands._jobs j WHERE j.locked_at IS NULL AND j.attempts >= j.max_attempts;
-        GET DIAGNOSTICS v_count = ROW_COUNT;
+        WITH gone AS (
+            DELETE FROM errands._jobs j WHERE j.locked_at IS NULL AND j.attempts >= j.max_attempts
+            RETURNING j.id
+        )
+        SELECT array_agg(gone.id) INTO v_gone FROM gone;
+        v_count := coalesce(cardinality(v_gone), 0);
+        -- Flows (25_flows.sql): what waited for them will not run.
+        PERFORM errands._cancel_dependents(v_gone, 'failed and was deleted by cleanup');
         task := 'DELETE_PERMAFAILED_JOBS'; deleted := v_count; RETURN NEXT;
     END IF;
     IF 'GC_JOB_QUEUES' = ANY(cleanup.tasks) THEN
@@ -166,6 +175,7 @@ END
 $$;
 COMMENT ON FUNCTION errands.cleanup(text[], text[]) IS
 'Housekeeping; returns a row per task run with the number of rows deleted.
-DELETE_PERMAFAILED_JOBS deletes permanently failed jobs; GC_JOB_QUEUES deletes
+DELETE_PERMAFAILED_JOBS deletes permanently failed jobs (and cancels the jobs
+waiting for them, recursively); GC_JOB_QUEUES deletes
 unlocked queues no job uses; GC_TASK_IDENTIFIERS deletes task identifiers no job
 uses except task_identifiers_to_keep (pass the ones running workers know).';

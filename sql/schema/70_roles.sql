@@ -11,8 +11,9 @@ BEGIN
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
     FOREACH v_fn IN ARRAY ARRAY[
-        'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval)',
+        'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval, bigint[])',
         'errands.add_jobs(errands.job_spec[], boolean)',
+        'errands.add_flow(jsonb)',
         'errands.remove_job(text)',
         -- errands.job_trigger runs as the role doing the DML and calls it
         'errands._job_trigger_options(text[], oid, text, name, name)'
@@ -24,7 +25,7 @@ END
 $$;
 COMMENT ON FUNCTION errands.grant_enqueue(regrole) IS
 'Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
-schema errands and EXECUTE on add_job, add_jobs and remove_job (and on the
+schema errands and EXECUTE on add_job, add_jobs, add_flow and remove_job (and on the
 argument parser of errands.job_trigger, so that a table trigger can enqueue as
 the role). The role cannot read jobs or payloads (the three functions return
 payload NULL for a job whose payload the call did not write), fetch, complete,
@@ -44,12 +45,13 @@ BEGIN
     EXECUTE format('GRANT SELECT ON errands.finished_jobs TO %I', v_name);
     -- Waiting reads states and results: a reader's right, not an enqueuer's.
     EXECUTE format('GRANT EXECUTE ON FUNCTION errands.watch_jobs(bigint[], interval) TO %I', v_name);
+    EXECUTE format('GRANT SELECT ON errands.flow_steps TO %I', v_name);
 END
 $$;
 COMMENT ON FUNCTION errands.grant_read(regrole) IS
-'Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs and
-errands.finished_jobs views (payloads and results included; never the private tables), and
-EXECUTE on errands.watch_jobs (waiting for jobs). With it, add_job, add_jobs and
+'Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs,
+errands.finished_jobs and errands.flow_steps views (payloads and results included; never the
+private tables), and EXECUTE on errands.watch_jobs (waiting for jobs). With it, add_job, add_jobs and
 remove_job (if also granted) return payloads of jobs the call did not write.
 Run it as the owner of the errands schema or a superuser.';
 
@@ -77,6 +79,8 @@ BEGIN
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
                                       'prune_finished_jobs',
+                                      -- flows
+                                      'dependency_results', 'cancel_flow',
                                       -- crashed-worker rescue
                                       'try_lock_worker', 'register_worker', 'heartbeat',
                                       'rescue_workers', 'unregister_worker']::name[])
@@ -95,7 +99,7 @@ worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, worker_cancel_jobs
 worker_cancel_requests, reset_locked, try_lock_worker, register_worker, heartbeat,
 rescue_workers, unregister_worker), the admin functions (complete_jobs,
 cancel_jobs, permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup,
-prune_finished_jobs, the cron
+prune_finished_jobs, dependency_results, cancel_flow, the cron
 functions if cron is installed when it runs, and what grant_read gives (SELECT on
 the errands.jobs and errands.finished_jobs views, never on the private tables).
 Run it again after an upgrade adds functions. Run it as the owner of the

@@ -27,6 +27,8 @@ db_app = typer.Typer(
 app.add_typer(db_app, name="db")
 cron_app = typer.Typer(help="Recurring jobs (crontab files).", no_args_is_help=True)
 app.add_typer(cron_app, name="cron")
+flow_app = typer.Typer(help="Flows: graphs of jobs (errands.add_flow).", no_args_is_help=True)
+app.add_typer(flow_app, name="flow")
 
 
 def _print_version(value: bool) -> None:

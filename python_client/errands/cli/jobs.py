@@ -129,6 +129,7 @@ class JobState(str, Enum):
     scheduled = "scheduled"
     pending = "pending"
     running = "running"
+    waiting = "waiting"
     retrying = "retrying"
     failed = "failed"
 
