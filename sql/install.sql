@@ -452,7 +452,7 @@ $errands_install_m0023$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'a90853a1b808b7d12765c0f3d685d912994fe8d4aeebb61067557ea058007641') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '3bef76cf7a0eb83b5b0212dd5000bb740785f14cd879a90bc4f93338cff6b778') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1568,14 +1568,16 @@ BEGIN
     THEN
         RETURN;
     END IF;
-    -- A job whose cancellation was requested ends cancelled (35_cancel.sql), and
-    -- so do the jobs waiting for it: they must not be released.
-    IF _complete_dependencies.worker_id IS NOT NULL THEN
-        PERFORM errands._end_cancelled(_complete_dependencies.worker_id, job_ids, NULL, true);
-    END IF;
+    -- A job whose cancellation was requested ends cancelled (35_cancel.sql): the
+    -- jobs waiting for it are cancelled, not released.
+    PERFORM errands._cancel_dependents(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.id = ANY(job_ids) AND j.cancel_reason IS NOT NULL
+          AND j.locked_by = _complete_dependencies.worker_id));
     SELECT array_agg(s.id) INTO v_ids FROM (
         SELECT j.id FROM errands._jobs j
         WHERE j.id = ANY(job_ids)
+          AND (j.cancel_reason IS NULL OR _complete_dependencies.worker_id IS NULL)
           AND CASE WHEN _complete_dependencies.worker_id IS NULL
                    THEN j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age()
                    ELSE j.locked_by = _complete_dependencies.worker_id END
@@ -4421,7 +4423,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'a90853a1b808b7d12765c0f3d685d912994fe8d4aeebb61067557ea058007641')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '3bef76cf7a0eb83b5b0212dd5000bb740785f14cd879a90bc4f93338cff6b778')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

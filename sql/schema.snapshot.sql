@@ -546,14 +546,16 @@ BEGIN
     THEN
         RETURN;
     END IF;
-    -- A job whose cancellation was requested ends cancelled (35_cancel.sql), and
-    -- so do the jobs waiting for it: they must not be released.
-    IF _complete_dependencies.worker_id IS NOT NULL THEN
-        PERFORM errands._end_cancelled(_complete_dependencies.worker_id, job_ids, NULL, true);
-    END IF;
+    -- A job whose cancellation was requested ends cancelled (35_cancel.sql): the
+    -- jobs waiting for it are cancelled, not released.
+    PERFORM errands._cancel_dependents(ARRAY(
+        SELECT j.id FROM errands._jobs j
+        WHERE j.id = ANY(job_ids) AND j.cancel_reason IS NOT NULL
+          AND j.locked_by = _complete_dependencies.worker_id));
     SELECT array_agg(s.id) INTO v_ids FROM (
         SELECT j.id FROM errands._jobs j
         WHERE j.id = ANY(job_ids)
+          AND (j.cancel_reason IS NULL OR _complete_dependencies.worker_id IS NULL)
           AND CASE WHEN _complete_dependencies.worker_id IS NULL
                    THEN j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age()
                    ELSE j.locked_by = _complete_dependencies.worker_id END

@@ -181,8 +181,8 @@ SELECT pg_temp.flow('c_', '{"steps": [
     {"name": "q", "task": "c_q", "depends_on": ["p"]},
     {"name": "r", "task": "c_r", "depends_on": ["q"]},
     {"name": "cleanup", "task": "c_cleanup", "depends_on": ["q"], "run_anyway": true}]}');
-SELECT is(errands._cancel_dependents(errands._cancel_now(pg_temp.ids('c_p'), 'by hand')),
-          pg_temp.ids('c_q', 'c_r'), 'cancelling a step cancels its dependents, recursively');
+SELECT is(errands._cancel_now(pg_temp.ids('c_p'), 'by hand'), pg_temp.ids('c_p'),
+          'cancelling a step (its dependents are cancelled with it, recursively)');
 SELECT is(pg_temp.states('c_p', 'c_q', 'c_r', 'c_cleanup'), '{cancelled,cancelled,cancelled,pending}',
           'they are cancelled; the run-anyway step of a cancelled dependency goes on');
 SELECT is((SELECT array_agg(last_error ORDER BY id) FROM errands.finished_jobs WHERE id = ANY(pg_temp.ids('c_q', 'c_r'))),
