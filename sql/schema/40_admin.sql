@@ -10,6 +10,10 @@ AS $$
         WHERE j.id = ANY(job_ids)
           AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
         RETURNING j
+    -- Flow control: a job deleted under a stale lock frees its slots.
+    ), slots AS (
+        SELECT errands._release_slots(array_agg((d.j).job_queue_id), array_agg((d.j).task_id))
+        FROM d WHERE (d.j).locked_at IS NOT NULL
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
@@ -23,7 +27,7 @@ AS $$
         WHERE coalesce(t.retention, errands._retention()) > interval '0'
         ON CONFLICT (id) DO NOTHING
     )
-    SELECT v.* FROM d, LATERAL errands._job_view(d.j) v ORDER BY v.id
+    SELECT v.* FROM d, LATERAL errands._job_view(d.j) v, slots ORDER BY v.id
 $$;
 COMMENT ON FUNCTION errands.complete_jobs(bigint[]) IS
 'Marks the listed jobs as completed and returns them: they move to
@@ -104,10 +108,31 @@ CREATE OR REPLACE FUNCTION errands.force_unlock_workers(worker_ids text[]) RETUR
 LANGUAGE sql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
-    WHERE j.locked_by = ANY(worker_ids);
-    UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-    WHERE q.locked_by = ANY(worker_ids);
+    WITH jobs AS (
+        UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
+        WHERE j.locked_by = ANY(worker_ids)
+        RETURNING j.id, j.job_queue_id, j.task_id
+    -- Flow control (35_flow_control.sql): the released jobs free their queue
+    -- and task slots; a queue below its concurrency is unlocked.
+    ), unlocked AS (
+        UPDATE errands._queues q
+        SET running = greatest(0, q.running - r.n),
+            locked_at = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_at END,
+            locked_by = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_by END
+        FROM (SELECT jobs.job_queue_id, count(*)::integer AS n FROM jobs
+              WHERE jobs.job_queue_id IS NOT NULL GROUP BY 1) r
+        WHERE q.id = r.job_queue_id
+    ), task_slots AS (
+        UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
+        FROM (SELECT jobs.task_id, count(*)::integer AS n FROM jobs GROUP BY 1) r
+        WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+    )
+    SELECT;
+    -- A queue lock of theirs no locked job accounts for is released outright.
+    UPDATE errands._queues q SET running = 0, locked_at = NULL, locked_by = NULL
+    WHERE q.locked_by = ANY(worker_ids)
+      AND NOT EXISTS (SELECT 1 FROM errands._jobs j
+                      WHERE j.job_queue_id = q.id AND j.locked_at IS NOT NULL);
 $$;
 COMMENT ON FUNCTION errands.force_unlock_workers(text[]) IS
 'Unlocks every job and queue locked by the listed workers (use it for workers you

@@ -44,10 +44,21 @@ BEGIN
             last_error = format('errands: worker %s %s while running this job (locked since %s)',
                                 j.locked_by, reason, j.locked_at)
         WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
-        RETURNING j.id
-    ), queues AS (
-        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.locked_by = ANY(worker_ids)
+        RETURNING j.id, j.job_queue_id, j.task_id
+    -- Flow control (35_flow_control.sql): the released jobs free their queue
+    -- and task slots; a queue below its concurrency is unlocked.
+    ), unlocked AS (
+        UPDATE errands._queues q
+        SET running = greatest(0, q.running - r.n),
+            locked_at = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_at END,
+            locked_by = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_by END
+        FROM (SELECT jobs.job_queue_id, count(*)::integer AS n FROM jobs
+              WHERE jobs.job_queue_id IS NOT NULL GROUP BY 1) r
+        WHERE q.id = r.job_queue_id
+    ), task_slots AS (
+        UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
+        FROM (SELECT jobs.task_id, count(*)::integer AS n FROM jobs GROUP BY 1) r
+        WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
     )
     SELECT count(*)::integer INTO v_count FROM jobs;
     IF v_count > 0 THEN
