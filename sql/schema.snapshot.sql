@@ -2170,6 +2170,7 @@ DECLARE
     v_heads bigint[];        -- jobs of named queues (then: those locked)
     v_head_queues integer[]; -- their queues
     v_head_tasks integer[];  -- their tasks
+    v_locked_queues integer[]; -- the queues of v_heads this fetch locked
 BEGIN
     IF get_jobs.worker_id IS NULL OR get_jobs.worker_id = '' THEN
         RAISE EXCEPTION 'errands: worker_id must not be empty, got %',
@@ -2293,12 +2294,12 @@ BEGIN
     --    keep per queue no more jobs than its free slots and rate allow as of
     --    now, then lock the jobs and count them on their queues.
     IF v_heads IS NOT NULL THEN
-        SELECT array_agg(s.id) INTO v_head_queues FROM (
+        SELECT array_agg(s.id) INTO v_locked_queues FROM (
             SELECT q.id FROM errands._queues q
             WHERE q.id = ANY(v_head_queues) AND q.locked_at IS NULL AND NOT q.paused
             FOR UPDATE SKIP LOCKED
         ) s;
-        IF v_head_queues IS NOT NULL THEN
+        IF v_locked_queues IS NOT NULL THEN
             v_clock := coalesce(v_clock, clock_timestamp());
             SELECT array_agg(s.id), array_agg(s.job_queue_id), array_agg(s.task_id)
             INTO v_heads, v_head_queues, v_head_tasks FROM (
@@ -2308,7 +2309,7 @@ BEGIN
                     FROM (SELECT h.id, h.queue_id,
                                  row_number() OVER (PARTITION BY h.queue_id ORDER BY h.ord) AS rn
                           FROM unnest(v_heads, v_head_queues) WITH ORDINALITY AS h(id, queue_id, ord)
-                          WHERE h.queue_id = ANY(v_head_queues)) h
+                          WHERE h.queue_id = ANY(v_locked_queues)) h
                     JOIN errands._queues q ON q.id = h.queue_id
                     WHERE h.rn <= least(q.concurrency - q.running,
                                         errands._rate_room(q.starts, q.rate_limit, q.rate_period,
