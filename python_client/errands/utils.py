@@ -30,6 +30,7 @@ from errands._json import job_cursor
 from errands._prune import PRUNE_BATCH, prune_once
 from errands._retry import retry_transient, retry_transient_sync
 from errands.enqueue import add_job_params, add_jobs_params
+from errands.flow import Limits, QueueInfo, TaskLimitInfo
 from errands.job import FinishedJob, Job, SpecLike
 
 if TYPE_CHECKING:
@@ -205,6 +206,31 @@ class WorkerUtils:
         """Delete expired finished jobs (as live workers do); returns how many."""
         return await prune_once(PoolSource(await self._get_pool()), max_rows)
 
+    # Flow control (docs/flow-control.md): a name may be a 'prefix*' pattern.
+    async def set_queue_limits(self, queue_name: str, limits: Limits) -> None:
+        await self._rows(q.SET_QUEUE_LIMITS, limits.params(queue_name))
+
+    async def set_task_limits(self, task_identifier: str, limits: Limits) -> None:
+        await self._rows(q.SET_TASK_LIMITS, limits.params(task_identifier))
+
+    async def pause_queue(self, queue_name: str) -> None:
+        await self._rows(q.PAUSE_QUEUE, {"name": queue_name})
+
+    async def resume_queue(self, queue_name: str) -> None:
+        await self._rows(q.RESUME_QUEUE, {"name": queue_name})
+
+    async def pause_task(self, task_identifier: str) -> None:
+        await self._rows(q.PAUSE_TASK, {"name": task_identifier})
+
+    async def resume_task(self, task_identifier: str) -> None:
+        await self._rows(q.RESUME_TASK, {"name": task_identifier})
+
+    async def queues(self) -> list[QueueInfo]:
+        return [QueueInfo.from_row(r) for r in await self._rows(q.QUEUES, {})]
+
+    async def task_limits(self) -> list[TaskLimitInfo]:
+        return [TaskLimitInfo.from_row(r) for r in await self._rows(q.TASK_LIMITS, {})]
+
 
 class SyncWorkerUtils:
     """Blocking :class:`WorkerUtils` over one connection (thread-safe; opened lazily)."""
@@ -310,3 +336,27 @@ class SyncWorkerUtils:
     def get_finished_job(self, job_id: int) -> FinishedJob | None:
         rows = self._rows(q.GET_FINISHED_JOB, {"id": job_id})
         return FinishedJob.from_row(rows[0]) if rows else None
+
+    def set_queue_limits(self, queue_name: str, limits: Limits) -> None:
+        self._rows(q.SET_QUEUE_LIMITS, limits.params(queue_name))
+
+    def set_task_limits(self, task_identifier: str, limits: Limits) -> None:
+        self._rows(q.SET_TASK_LIMITS, limits.params(task_identifier))
+
+    def pause_queue(self, queue_name: str) -> None:
+        self._rows(q.PAUSE_QUEUE, {"name": queue_name})
+
+    def resume_queue(self, queue_name: str) -> None:
+        self._rows(q.RESUME_QUEUE, {"name": queue_name})
+
+    def pause_task(self, task_identifier: str) -> None:
+        self._rows(q.PAUSE_TASK, {"name": task_identifier})
+
+    def resume_task(self, task_identifier: str) -> None:
+        self._rows(q.RESUME_TASK, {"name": task_identifier})
+
+    def queues(self) -> list[QueueInfo]:
+        return [QueueInfo.from_row(r) for r in self._rows(q.QUEUES, {})]
+
+    def task_limits(self) -> list[TaskLimitInfo]:
+        return [TaskLimitInfo.from_row(r) for r in self._rows(q.TASK_LIMITS, {})]
