@@ -132,3 +132,30 @@ def test_paused_queue_starts_nothing_until_resumed(db: str, conn: psycopg.Connec
     finally:
         _stop(workers)
     assert conn.execute("SELECT count(*) FROM marks WHERE what = 'started'").fetchone() == (8,)
+
+
+def test_cli_sets_shows_and_rejects_limits(db: str, conn: psycopg.Connection[Any]) -> None:
+    from typer.testing import CliRunner
+
+    from errands.cli import app
+
+    def cli(*args: str) -> Any:
+        return CliRunner().invoke(app, [*args, "-c", db])
+
+    errands.add_jobs(conn, _specs("sleepy", "c", 3, 0.0, queue="tenant:1"))
+    assert cli("queue", "limit", "tenant:*", "--concurrency", "2").exit_code == 0
+    assert cli("queue", "pause", "tenant:1").stdout == "queue tenant:1: paused\n"
+    assert cli("task", "limit", "sleepy", "--rate", "100", "--per", "60").exit_code == 0
+    out = cli("queues").stdout.splitlines()
+    assert out[0].split() == ["KIND", "NAME", "CONCURRENCY", "RATE", "PAUSED", "RUNNING", "BACKLOG"]
+    assert out[1].split() == ["queue", "tenant:1", "2", "yes", "0", "3"]
+    assert out[2].split() == ["task", "sleepy", "100/60s"]
+    assert cli("queue", "resume", "tenant:1").exit_code == 0
+    assert cli("queue", "limit", "tenant:*").exit_code == 0  # no option: limits removed
+    assert conn.execute(
+        "SELECT concurrency, paused FROM errands.queues WHERE queue_name = 'tenant:1'"
+    ).fetchone() == (1, False)
+    bad = cli("task", "limit", "sleepy", "--concurrency", "0")
+    assert bad.exit_code == 1
+    assert "concurrency must be at least 1 (NULL: no limit), got 0" in bad.stderr
+    assert cli("task", "pause", "a*b").exit_code == 1
