@@ -24,3 +24,11 @@ async def latency(payload: Any, helpers: Helpers) -> None:
     if _latency_out is None:
         _latency_out = open(os.environ["BENCH_LATENCY_FILE"], "a", buffering=1)  # noqa: SIM115
     _latency_out.write(f"{(start - float(payload['t'])) * 1000.0:.4f}\n")
+
+
+@task
+async def nap(payload: Any, helpers: Helpers) -> None:
+    """bench/flow_control.py: a job that takes payload["s"] seconds."""
+    import asyncio
+
+    await asyncio.sleep(float(payload["s"]))

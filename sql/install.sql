@@ -399,7 +399,7 @@ $errands_install_m0022$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '4736445b75b301473f4a2560f6562d1dd1a124d94bf3638792bf6b4e8809174d') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'bfae4b18d8b8acc377a02180cd05443d40ee7bd9cf79d5e47bc934bd0940cf51') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -452,6 +452,14 @@ $$;
 -- 35_flow_control.sql, which redefines it from errands._task_limits.
 CREATE OR REPLACE FUNCTION errands._task_limits_on() RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT false $$;
+
+-- Wakes the listening workers (a task slot they may be waiting for was freed);
+-- returns true, so that it can sit in a RETURNING list. The channel is
+-- errands._notify()'s (20_enqueue.sql), written out: this file comes first.
+CREATE OR REPLACE FUNCTION errands._wake_workers() RETURNS boolean
+LANGUAGE sql VOLATILE AS $$
+    SELECT true FROM (SELECT pg_notify('errands:jobs', '')) n
+$$;
 -- sql/schema/10_jobs.sql
 -- The public job row: the errands.jobs view and the helpers that build its rows.
 
@@ -1532,6 +1540,8 @@ BEGIN
             UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
             FROM (SELECT done.task_id, count(*)::integer AS n FROM done GROUP BY 1) r
             WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+            -- A task that was full: a worker may be waiting for this slot.
+            RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
         )
         SELECT done.id FROM done;
         RETURN;
@@ -1572,6 +1582,8 @@ BEGIN
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT done.task_id, count(*)::integer AS n FROM done GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
@@ -1645,6 +1657,8 @@ BEGIN
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT failed.task_id, count(*)::integer AS n FROM failed GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT (errands._job_row(failed::errands._jobs, q.queue_name, t.identifier)).*
     FROM failed
@@ -1714,6 +1728,8 @@ BEGIN
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT snoozed.task_id, count(*)::integer AS n FROM snoozed GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT snoozed.id FROM snoozed ORDER BY snoozed.id;
 END
@@ -1788,6 +1804,8 @@ BEGIN
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT returned.task_id, count(*)::integer AS n FROM returned GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT returned.id FROM returned;
 END
@@ -1832,6 +1850,8 @@ AS $$
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT jobs.task_id, count(*)::integer AS n FROM jobs GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT count(*)::integer FROM jobs
 $$;
@@ -1962,6 +1982,9 @@ BEGIN
     FROM (SELECT u.id, count(*)::integer AS n FROM unnest(task_ids) u(id)
           WHERE u.id IS NOT NULL GROUP BY 1) r
     WHERE t.id = r.id AND t.concurrency IS NOT NULL;
+    IF FOUND THEN
+        PERFORM errands._notify();
+    END IF;
 END
 $$;
 
@@ -2334,6 +2357,8 @@ AS $$
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT jobs.task_id, count(*)::integer AS n FROM jobs GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT;
     -- A queue lock of theirs no locked job accounts for is released outright.
@@ -2930,6 +2955,8 @@ BEGIN
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT jobs.task_id, count(*)::integer AS n FROM jobs GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT count(*)::integer INTO v_count FROM jobs;
     IF v_count > 0 THEN
@@ -3836,7 +3863,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '4736445b75b301473f4a2560f6562d1dd1a124d94bf3638792bf6b4e8809174d')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'bfae4b18d8b8acc377a02180cd05443d40ee7bd9cf79d5e47bc934bd0940cf51')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -1284,6 +1284,9 @@ BEGIN
     FROM (SELECT u.id, count(*)::integer AS n FROM unnest(task_ids) u(id)
           WHERE u.id IS NOT NULL GROUP BY 1) r
     WHERE t.id = r.id AND t.concurrency IS NOT NULL;
+    IF FOUND THEN
+        PERFORM errands._notify();
+    END IF;
 END
 $function$;
 
@@ -1320,6 +1323,8 @@ BEGIN
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT jobs.task_id, count(*)::integer AS n FROM jobs GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT count(*)::integer INTO v_count FROM jobs;
     IF v_count > 0 THEN
@@ -1492,6 +1497,15 @@ BEGIN
     END;
     RAISE EXCEPTION 'errands: %', v_problem || v_where USING ERRCODE = '22023';
 END
+$function$;
+
+-- FUNCTION errands._wake_workers()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._wake_workers()
+ RETURNS boolean
+ LANGUAGE sql
+AS $function$
+    SELECT true FROM (SELECT pg_notify('errands:jobs', '')) n
 $function$;
 
 -- FUNCTION errands._worker_lock_held(text)
@@ -2132,6 +2146,8 @@ AS $function$
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT jobs.task_id, count(*)::integer AS n FROM jobs GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT;
     -- A queue lock of theirs no locked job accounts for is released outright.
@@ -3152,6 +3168,8 @@ AS $function$
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT jobs.task_id, count(*)::integer AS n FROM jobs GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT count(*)::integer FROM jobs
 $function$;
@@ -3452,6 +3470,8 @@ BEGIN
             UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
             FROM (SELECT done.task_id, count(*)::integer AS n FROM done GROUP BY 1) r
             WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+            -- A task that was full: a worker may be waiting for this slot.
+            RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
         )
         SELECT done.id FROM done;
         RETURN;
@@ -3492,6 +3512,8 @@ BEGIN
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT done.task_id, count(*)::integer AS n FROM done GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
@@ -3561,6 +3583,8 @@ BEGIN
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT failed.task_id, count(*)::integer AS n FROM failed GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT (errands._job_row(failed::errands._jobs, q.queue_name, t.identifier)).*
     FROM failed
@@ -3636,6 +3660,8 @@ BEGIN
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT returned.task_id, count(*)::integer AS n FROM returned GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT returned.id FROM returned;
 END
@@ -3698,6 +3724,8 @@ BEGIN
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT snoozed.task_id, count(*)::integer AS n FROM snoozed GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT snoozed.id FROM snoozed ORDER BY snoozed.id;
 END

@@ -159,3 +159,19 @@ def test_cli_sets_shows_and_rejects_limits(db: str, conn: psycopg.Connection[Any
     assert bad.exit_code == 1
     assert "concurrency must be at least 1 (NULL: no limit), got 0" in bad.stderr
     assert cli("task", "pause", "a*b").exit_code == 1
+
+
+def test_a_freed_task_slot_wakes_the_workers(db: str, conn: psycopg.Connection[Any]) -> None:
+    """Completing a job of a full task notifies the workers' channel (they may be
+    waiting for that slot); completing a job of an unlimited task does not."""
+    with errands.SyncWorkerUtils(db) as utils:
+        utils.set_task_limits("capped", Limits(concurrency=1))
+    errands.add_jobs(conn, [errands.JobSpec("capped", {}), errands.JobSpec("free", {})])
+    with psycopg.connect(db, autocommit=True) as listener:
+        listener.execute('LISTEN "errands:jobs"')
+        (capped,) = conn.execute("SELECT id FROM errands.get_jobs('w', '{capped}', 5)").fetchone()
+        (free,) = conn.execute("SELECT id FROM errands.get_jobs('w', '{free}', 5)").fetchone()
+        conn.execute("SELECT errands.worker_complete_jobs('w', ARRAY[%s::bigint])", [free])
+        assert list(listener.notifies(timeout=0.3)) == []
+        conn.execute("SELECT errands.worker_complete_jobs('w', ARRAY[%s::bigint])", [capped])
+        assert [n.channel for n in listener.notifies(timeout=2, stop_after=1)] == ["errands:jobs"]

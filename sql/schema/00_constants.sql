@@ -46,3 +46,11 @@ $$;
 -- 35_flow_control.sql, which redefines it from errands._task_limits.
 CREATE OR REPLACE FUNCTION errands._task_limits_on() RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT false $$;
+
+-- Wakes the listening workers (a task slot they may be waiting for was freed);
+-- returns true, so that it can sit in a RETURNING list. The channel is
+-- errands._notify()'s (20_enqueue.sql), written out: this file comes first.
+CREATE OR REPLACE FUNCTION errands._wake_workers() RETURNS boolean
+LANGUAGE sql VOLATILE AS $$
+    SELECT true FROM (SELECT pg_notify('errands:jobs', '')) n
+$$;

@@ -275,6 +275,8 @@ BEGIN
             UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
             FROM (SELECT done.task_id, count(*)::integer AS n FROM done GROUP BY 1) r
             WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+            -- A task that was full: a worker may be waiting for this slot.
+            RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
         )
         SELECT done.id FROM done;
         RETURN;
@@ -315,6 +317,8 @@ BEGIN
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT done.task_id, count(*)::integer AS n FROM done GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
@@ -388,6 +392,8 @@ BEGIN
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT failed.task_id, count(*)::integer AS n FROM failed GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT (errands._job_row(failed::errands._jobs, q.queue_name, t.identifier)).*
     FROM failed
@@ -457,6 +463,8 @@ BEGIN
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT snoozed.task_id, count(*)::integer AS n FROM snoozed GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT snoozed.id FROM snoozed ORDER BY snoozed.id;
 END
@@ -531,6 +539,8 @@ BEGIN
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT returned.task_id, count(*)::integer AS n FROM returned GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT returned.id FROM returned;
 END
@@ -575,6 +585,8 @@ AS $$
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT jobs.task_id, count(*)::integer AS n FROM jobs GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT count(*)::integer FROM jobs
 $$;

@@ -120,6 +120,9 @@ BEGIN
     FROM (SELECT u.id, count(*)::integer AS n FROM unnest(task_ids) u(id)
           WHERE u.id IS NOT NULL GROUP BY 1) r
     WHERE t.id = r.id AND t.concurrency IS NOT NULL;
+    IF FOUND THEN
+        PERFORM errands._notify();
+    END IF;
 END
 $$;
 

@@ -126,6 +126,8 @@ AS $$
         UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
         FROM (SELECT jobs.task_id, count(*)::integer AS n FROM jobs GROUP BY 1) r
         WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        -- A task that was full: a worker may be waiting for this slot.
+        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
     )
     SELECT;
     -- A queue lock of theirs no locked job accounts for is released outright.
