@@ -61,22 +61,25 @@ def w1_interleaved(dsns: dict[str, str], rounds: int, n: int) -> None:
     print(f"W1 c10 no limits, after / before: {med['after'] / med['before']:.3f}", flush=True)
 
 
-def _continuous_workers(dsn: str, count: int) -> list[subprocess.Popen[str]]:
+def _continuous_workers(dsn: str, count: int, poll: float) -> list[subprocess.Popen[str]]:
     procs = []
     for _ in range(count):
         proc = subprocess.Popen(
-            [PY, str(WORKER), dsn, "10", "continuous"], stdout=subprocess.PIPE, text=True
-        )
+            [PY, str(WORKER), dsn, "10", "continuous", str(poll)], stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "READY"
         procs.append(proc)
     return procs
 
 
-def limited_throughput(dsn: str, what: str, setup: str, specs_sql: str, n: int) -> None:
+def limited_throughput(
+    dsn: str, what: str, setup: str, specs_sql: str, n: int, poll: float = 2.0
+) -> None:
     with connect(dsn) as conn:
         conn.execute(setup)
-    workers = _continuous_workers(dsn, 4)
+    workers = _continuous_workers(dsn, 4, poll)
     try:
         with connect(dsn) as conn:
             t0 = time.perf_counter()
@@ -89,8 +92,8 @@ def limited_throughput(dsn: str, what: str, setup: str, specs_sql: str, n: int) 
             proc.terminate()
         for proc in workers:
             proc.communicate(timeout=30)
-    print(f"{what}: {n / seconds:,.1f} jobs/s ({n:,} jobs in {seconds:.1f} s, 4 workers)",
-          flush=True)  # fmt: skip
+    print(f"{what}: {n / seconds:,.1f} jobs/s ({n:,} jobs in {seconds:.1f} s, 4 workers,"
+          f" poll {poll:g} s)", flush=True)  # fmt: skip
 
 
 def fetch_by_queues(dsns: dict[str, str], counts: list[int], calls: int) -> None:
@@ -157,6 +160,14 @@ def main() -> None:
             "SELECT count(*) FROM errands.add_jobs(ARRAY(SELECT ROW('noop', NULL, 'rated', NULL,"
             " NULL, NULL, NULL, NULL)::errands.job_spec FROM generate_series(1, %s::int)))",
             2_000 if args.quick else 10_000,
+        )  # fmt: skip
+        # Rate room that reopens is found at the next poll (no event marks it).
+        limited_throughput(
+            after, "rate limit 500/s, 10,000 no-ops",
+            "SELECT errands.set_queue_limits('rated', 10000, 500, interval '1 second')",
+            "SELECT count(*) FROM errands.add_jobs(ARRAY(SELECT ROW('noop', NULL, 'rated', NULL,"
+            " NULL, NULL, NULL, NULL)::errands.job_spec FROM generate_series(1, %s::int)))",
+            2_000 if args.quick else 10_000, poll=0.1,
         )  # fmt: skip
         limited_throughput(
             after, "concurrency 5, 100 ms jobs (target 50/s)",
