@@ -26,9 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PY, ROOT, WORKER, connect, durable_cluster, log, scalar, w1_round
-
 import errands
+from bench.common import PY, ROOT, WORKER, connect, durable_cluster, log, scalar, w1_round
 from pgtap.cluster import PgCluster
 
 
