@@ -136,9 +136,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--n", type=int, default=20_000, help="no-ops per W1 round")
     args = parser.parse_args()
-    ref = args.before_ref or subprocess.run(
-        ["git", "merge-base", "HEAD", "main"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
+    ref = (
+        args.before_ref
+        or subprocess.run(
+            ["git", "merge-base", "HEAD", "main"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     before_sql = subprocess.run(
         ["git", "show", f"{ref}:sql/install.sql"], cwd=ROOT, capture_output=True, text=True,
         check=True,

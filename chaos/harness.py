@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import errands  # noqa: E402
-from chaos.model import Kill, Options, Report, Slot  # noqa: E402
+from chaos.model import LIMITED_CONCURRENCY, Kill, Options, Report, Slot  # noqa: E402
 from chaos.netns import NetNs  # noqa: E402
 from chaos.tasks import RESULTS_TABLE, SNOOZED_TABLE  # noqa: E402
 from chaos.verdict import Verdict  # noqa: E402
@@ -38,13 +38,23 @@ CREATE TABLE IF NOT EXISTS chaos_added (
 )
 """
 
-# One chunk: jobs chunk*size+1 .. chunk*size+size; 60 % plain, 20 % keyed, 20 % in
-# serial queues.  add_jobs and the record of what was added commit together.
+# Flow control under chaos: 5 queues 'chaos-lim-N' run at most LIMITED_CONCURRENCY
+# jobs at once (one pattern limit), and queue 'chaos-held' is paused until every job
+# has been added.
+FLOW_CONTROL = f"""
+SELECT errands.set_queue_limits('chaos-lim-*', {LIMITED_CONCURRENCY});
+SELECT errands.pause_queue('chaos-held');
+"""
+
+# One chunk: jobs chunk*size+1 .. chunk*size+size; 60 % plain, 20 % keyed, 10 % in
+# serial queues, 8 % in limited queues, 2 % in the paused queue.  add_jobs and the
+# record of what was added commit together.
 ADD_CHUNK = """
 WITH specs AS (
     SELECT i,
            CASE WHEN i %% 10 < 6 THEN 'plain' WHEN i %% 10 < 8 THEN 'keyed'
-                ELSE 'serial' END AS kind
+                WHEN i %% 10 = 8 THEN 'serial' WHEN i %% 50 = 49 THEN 'paused'
+                ELSE 'limited' END AS kind
     FROM generate_series(%(first)s::int, %(last)s::int) AS i
 ), added AS (
     SELECT a.id, a.queue_name, a.key
@@ -52,7 +62,9 @@ WITH specs AS (
         (SELECT array_agg(ROW(
              'chaos_job',
              json_build_object('max_ms', %(max_ms)s::int, 'n', i, 'snooze', i %% 20 = 7),
-             CASE WHEN kind = 'serial' THEN 'chaos-q' || ((i / 10) %% %(queues)s::int) END,
+             CASE kind WHEN 'serial' THEN 'chaos-q' || ((i / 10) %% %(queues)s::int)
+                       WHEN 'limited' THEN 'chaos-lim-' || ((i / 10) %% 5)
+                       WHEN 'paused' THEN 'chaos-held' END,
              NULL, NULL,
              CASE WHEN kind = 'keyed' THEN 'chaos-key-' || i END,
              NULL, NULL)::errands.job_spec ORDER BY i)
@@ -60,8 +72,10 @@ WITH specs AS (
 )
 INSERT INTO chaos_added (job_id, chunk, kind, queue_name)
 SELECT id, %(chunk)s::int,
-       CASE WHEN queue_name IS NOT NULL THEN 'serial' WHEN key IS NOT NULL THEN 'keyed'
-            ELSE 'plain' END,
+       CASE WHEN queue_name LIKE 'chaos-q%%' THEN 'serial'
+            WHEN queue_name LIKE 'chaos-lim-%%' THEN 'limited'
+            WHEN queue_name = 'chaos-held' THEN 'paused'
+            WHEN key IS NOT NULL THEN 'keyed' ELSE 'plain' END,
        queue_name
 FROM added
 """
@@ -88,6 +102,7 @@ class Chaos(Verdict):
         self.cut: dict[str, Any] | None = None
         self.added = 0
         self.chunks = 0
+        self.resumed_at: float | None = None  # wall time of resume_queue('chaos-held')
         self.started = 0.0
 
     # -- database access that survives restarts --
@@ -148,6 +163,7 @@ class Chaos(Verdict):
             if opts.extra_sql:
                 conn.execute(Path(opts.extra_sql).read_text())
                 self.report.say(f"applied --extra-sql {opts.extra_sql}")
+            conn.execute(FLOW_CONTROL)
             conn.execute(RESULTS_TABLE)
             conn.execute(SNOOZED_TABLE)
             conn.execute(ADDED_TABLE)
@@ -297,6 +313,10 @@ class Chaos(Verdict):
             if self.added < opts.jobs and remaining < 2 * opts.chunk:
                 self.add_chunk()
                 continue
+            if self.added >= opts.jobs and self.resumed_at is None:
+                self.resumed_at = time.time()
+                self.sql("SELECT errands.resume_queue('chaos-held')")
+                print(f"  [{self.elapsed():6.1f}s] resumed queue chaos-held", flush=True)
             progress = (self.added - remaining) / opts.jobs
             if progress - last_progress >= 0.1:
                 last_progress = progress
