@@ -63,7 +63,7 @@ WITH specs AS (
              'chaos_job',
              json_build_object('max_ms', %(max_ms)s::int, 'n', i, 'snooze', i %% 20 = 7),
              CASE kind WHEN 'serial' THEN 'chaos-q' || ((i / 10) %% %(queues)s::int)
-                       WHEN 'limited' THEN 'chaos-lim-' || ((i / 10) %% 5)
+                       WHEN 'limited' THEN 'chaos-lim-' || ((i / 50) %% 5)
                        WHEN 'paused' THEN 'chaos-held' END,
              NULL, NULL,
              CASE WHEN kind = 'keyed' THEN 'chaos-key-' || i END,
