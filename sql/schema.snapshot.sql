@@ -2418,7 +2418,8 @@ $function$;
 -- FUNCTION errands.grant_read(regrole)
 -- ACL: postgres=X/postgres
 -- comment: Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs and
---          errands.finished_jobs views (payloads and results included; never the private tables). With it, add_job, add_jobs and
+--          errands.finished_jobs views (payloads and results included; never the private tables)
+--          and on the flow-control views errands.limits, errands.queues and errands.task_limits. With it, add_job, add_jobs and
 --          remove_job (if also granted) return payloads of jobs the call did not write.
 --          Run it as the owner of the errands schema or a superuser.
 CREATE OR REPLACE FUNCTION errands.grant_read(role regrole)
@@ -2435,6 +2436,9 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
     EXECUTE format('GRANT SELECT ON errands.jobs TO %I', v_name);
     EXECUTE format('GRANT SELECT ON errands.finished_jobs TO %I', v_name);
+    -- Flow control as it stands (35_flow_control.sql); changing it stays the owner's.
+    EXECUTE format('GRANT SELECT ON errands.limits, errands.queues, errands.task_limits TO %I',
+                   v_name);
 END
 $function$;
 
