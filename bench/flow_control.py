@@ -6,6 +6,9 @@ sql/install.sql) and ``after`` with this checkout's.
 
 * **W1 without limits**: W1 c10 rounds (``--n`` no-ops, one ``--once`` worker)
   interleaved between the two databases; the ratio of medians.
+* **W1 with held-back work** (``after``): W1 c10 on an empty table vs with 100,000
+  (quick 20,000) jobs behind a paused queue and as many behind a full queue,
+  interleaved (the W4 idea for flow control).
 * **throughput under a limit** (``after``): a rate limit of 500 jobs/s over
   10,000 no-ops, and a concurrency limit of 5 over 100 ms jobs, each across 4
   continuous worker processes at concurrency 10; jobs/s from the first start to
@@ -58,6 +61,37 @@ def w1_interleaved(dsns: dict[str, str], rounds: int, n: int) -> None:
     for name, value in med.items():
         print(f"W1 c10 no limits, {name:>6}: median {value:,.0f} jobs/s over {rounds} rounds")
     print(f"W1 c10 no limits, after / before: {med['after'] / med['before']:.3f}", flush=True)
+
+
+HELD_BACK = """
+SELECT errands.pause_queue('held');
+SELECT count(*) FROM errands.add_jobs(ARRAY(SELECT ROW('noop', NULL, 'held', NULL, NULL, NULL,
+    NULL, NULL)::errands.job_spec FROM generate_series(1, %(n)s::int)));
+SELECT errands.set_queue_limits('capped', 1);
+SELECT count(*) FROM errands.add_jobs(ARRAY(SELECT ROW('noop', NULL, 'capped', NULL, NULL, NULL,
+    NULL, NULL)::errands.job_spec FROM generate_series(1, %(n)s::int)));
+"""
+
+
+def w1_held_back(empty: str, held: str, rounds: int, n: int, backlog: int) -> None:
+    """W1 on an empty table vs with ``backlog`` jobs behind a paused queue and as many
+    behind a full queue (its head locked by a fake worker), interleaved."""
+    with connect(held) as conn:
+        for statement in HELD_BACK.strip().split(";\n"):
+            conn.execute(statement, {"n": backlog})
+        conn.execute("SELECT count(*) FROM errands.get_jobs('fake', '{noop}', 1)")
+        assert scalar(conn, "SELECT running FROM errands._queues WHERE queue_name = 'capped'") == 1
+        conn.execute("VACUUM ANALYZE errands._jobs")
+    dsns = {"empty": empty, "held": held}
+    rates: dict[str, list[float]] = {name: [] for name in dsns}
+    for r in range(rounds):
+        for name in ("empty", "held") if r % 2 == 0 else ("held", "empty"):
+            res = w1_round(dsns[name], n, 10)
+            rates[name].append(n / res.seconds)
+    med = {name: statistics.median(v) for name, v in rates.items()}
+    print(f"W1 c10 with {backlog:,} jobs behind a paused queue and {backlog:,} behind a full"
+          f" queue: {med['held']:,.0f} jobs/s vs {med['empty']:,.0f} on an empty table:"
+          f" {med['held'] / med['empty']:.3f} ({rounds} rounds)", flush=True)  # fmt: skip
 
 
 def _continuous_workers(dsn: str, count: int, poll: float) -> list[subprocess.Popen[str]]:
@@ -129,12 +163,37 @@ def fetch_by_queues(dsns: dict[str, str], counts: list[int], calls: int) -> None
               flush=True)  # fmt: skip
 
 
+RATED = (
+    "SELECT count(*) FROM errands.add_jobs(ARRAY(SELECT ROW('noop', NULL, 'rated', NULL, NULL,"
+    " NULL, NULL, NULL)::errands.job_spec FROM generate_series(1, %s::int)))"
+)
+NAPS = (
+    "SELECT count(*) FROM errands.add_jobs(ARRAY(SELECT ROW('nap', '{\"s\": 0.1}', NULL, NULL,"
+    " NULL, NULL, NULL, NULL)::errands.job_spec FROM generate_series(1, %s::int)))"
+)
+
+
+def under_limits(dsn: str, quick: bool) -> None:
+    rate = "SELECT errands.set_queue_limits('rated', 10000, 500, interval '1 second')"
+    n = 2_000 if quick else 10_000
+    limited_throughput(dsn, "rate limit 500/s", rate, RATED, n)
+    # Rate room that reopens is found at a worker's next poll (no event marks it).
+    limited_throughput(dsn, "rate limit 500/s", rate, RATED, n, poll=0.1)
+    limited_throughput(
+        dsn, "concurrency 5, 100 ms jobs (target 50/s)", "SELECT errands.set_task_limits('nap', 5)",
+        NAPS, 200 if quick else 500,
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rounds and queues")
     parser.add_argument("--before-ref", default=None, help="git ref of the 'before' schema")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--n", type=int, default=20_000, help="no-ops per W1 round")
+    parser.add_argument(
+        "--only", default="w1,held,limits,queues", help="comma-separated: w1,held,limits,queues"
+    )
     args = parser.parse_args()
     ref = (
         args.before_ref
@@ -156,35 +215,23 @@ def main() -> None:
             "before": _create(cluster, "flow_before", before_sql),
             "after": _create(cluster, "flow_after", None),
         }
-        log(f"W1 c10 without limits: before ({ref[:10]}) vs after, interleaved")
-        w1_interleaved(dsns, rounds, args.n)
+        only = set(args.only.split(","))
         after = dsns["after"]
-        log("throughput under a limit")
-        limited_throughput(
-            after, "rate limit 500/s, 10,000 no-ops",
-            "SELECT errands.set_queue_limits('rated', 10000, 500, interval '1 second')",
-            "SELECT count(*) FROM errands.add_jobs(ARRAY(SELECT ROW('noop', NULL, 'rated', NULL,"
-            " NULL, NULL, NULL, NULL)::errands.job_spec FROM generate_series(1, %s::int)))",
-            2_000 if args.quick else 10_000,
-        )  # fmt: skip
-        # Rate room that reopens is found at the next poll (no event marks it).
-        limited_throughput(
-            after, "rate limit 500/s, 10,000 no-ops",
-            "SELECT errands.set_queue_limits('rated', 10000, 500, interval '1 second')",
-            "SELECT count(*) FROM errands.add_jobs(ARRAY(SELECT ROW('noop', NULL, 'rated', NULL,"
-            " NULL, NULL, NULL, NULL)::errands.job_spec FROM generate_series(1, %s::int)))",
-            2_000 if args.quick else 10_000, poll=0.1,
-        )  # fmt: skip
-        limited_throughput(
-            after, "concurrency 5, 100 ms jobs (target 50/s)",
-            "SELECT errands.set_task_limits('nap', 5)",
-            "SELECT count(*) FROM errands.add_jobs(ARRAY(SELECT ROW('nap', '{\"s\": 0.1}', NULL,"
-            " NULL, NULL, NULL, NULL, NULL)::errands.job_spec FROM generate_series(1, %s::int)))",
-            200 if args.quick else 500,
-        )  # fmt: skip
-        log("fetch cost by number of named queues")
-        counts = [10, 1_000, 10_000] if args.quick else [10, 1_000, 10_000, 100_000]
-        fetch_by_queues(dsns, counts, 50 if args.quick else 100)
+        if "w1" in only:
+            log(f"W1 c10 without limits: before ({ref[:10]}) vs after, interleaved")
+            w1_interleaved(dsns, rounds, args.n)
+        if "held" in only:
+            log("W1 with work held back by a pause and a concurrency limit")
+            backlog = 20_000 if args.quick else 100_000
+            held = _create(cluster, "flow_held", None)
+            w1_held_back(after, held, rounds, args.n, backlog)
+        if "limits" in only:
+            log("throughput under a limit")
+            under_limits(after, args.quick)
+        if "queues" in only:
+            log("fetch cost by number of named queues")
+            counts = [10, 1_000, 10_000] if args.quick else [10, 1_000, 10_000, 100_000]
+            fetch_by_queues(dsns, counts, 50 if args.quick else 100)
 
 
 if __name__ == "__main__":
