@@ -63,6 +63,46 @@ def w1_interleaved(dsns: dict[str, str], rounds: int, n: int) -> None:
     print(f"W1 c10 no limits, after / before: {med['after'] / med['before']:.3f}", flush=True)
 
 
+def calls_interleaved(dsns: dict[str, str], blocks: int, per_block: int) -> None:
+    """The statements W1 runs per batch, without the worker process: get_jobs(10) then
+    worker_complete_jobs of the batch, ``per_block`` times, blocks alternating
+    between the databases (less noise than whole W1 runs on a shared machine)."""
+    conns = {name: connect(dsn) for name, dsn in dsns.items()}
+    try:
+        for conn in conns.values():
+            conn.execute("TRUNCATE errands._jobs")
+            conn.execute(
+                "SELECT count(*) FROM errands.add_jobs(ARRAY(SELECT ROW('noop', NULL, NULL, NULL,"
+                " NULL, NULL, NULL, NULL)::errands.job_spec FROM generate_series(1, %s::int)))",
+                [blocks * per_block * 10 // 2 + 1000],
+            )
+            conn.execute("VACUUM ANALYZE errands._jobs")
+        ratios = []
+        for b in range(blocks):
+            took = {}
+            for name in list(conns) if b % 2 == 0 else list(conns)[::-1]:
+                conn = conns[name]
+                t0 = time.perf_counter()
+                for _ in range(per_block // 2):
+                    ids = [
+                        r[0]
+                        for r in conn.execute(
+                            "SELECT id FROM errands.get_jobs('b', '{noop}', 10)"
+                        ).fetchall()
+                    ]
+                    conn.execute("SELECT errands.worker_complete_jobs('b', %s::bigint[])", [ids])
+                took[name] = time.perf_counter() - t0
+            ratios.append(took["before"] / took["after"])
+        print(f"get_jobs(10) + worker_complete_jobs, after vs before (speed, >1: faster):"
+              f" median {statistics.median(ratios):.3f} over {blocks} interleaved blocks of"
+              f" {per_block // 2} batches (min {min(ratios):.3f}, max {max(ratios):.3f})",
+              flush=True)  # fmt: skip
+    finally:
+        for conn in conns.values():
+            conn.execute("TRUNCATE errands._jobs")
+            conn.close()
+
+
 HELD_BACK = """
 SELECT errands.pause_queue('held');
 SELECT count(*) FROM errands.add_jobs(ARRAY(SELECT ROW('noop', NULL, 'held', NULL, NULL, NULL,
@@ -192,7 +232,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--n", type=int, default=20_000, help="no-ops per W1 round")
     parser.add_argument(
-        "--only", default="w1,held,limits,queues", help="comma-separated: w1,held,limits,queues"
+        "--only",
+        default="w1,calls,held,limits,queues",
+        help="comma-separated: w1,calls,held,limits,queues",
     )
     args = parser.parse_args()
     ref = (
@@ -220,6 +262,9 @@ def main() -> None:
         if "w1" in only:
             log(f"W1 c10 without limits: before ({ref[:10]}) vs after, interleaved")
             w1_interleaved(dsns, rounds, args.n)
+        if "calls" in only:
+            log("get_jobs + worker_complete_jobs without limits: before vs after, interleaved")
+            calls_interleaved(dsns, 20, 200 if args.quick else 1000)
         if "held" in only:
             log("W1 with work held back by a pause and a concurrency limit")
             backlog = 20_000 if args.quick else 100_000
