@@ -264,7 +264,7 @@ def main() -> None:
             w1_interleaved(dsns, rounds, args.n)
         if "calls" in only:
             log("get_jobs + worker_complete_jobs without limits: before vs after, interleaved")
-            calls_interleaved(dsns, 20, 200 if args.quick else 1000)
+            calls_interleaved(dsns, 40 if args.quick else 200, 100)
         if "held" in only:
             log("W1 with work held back by a pause and a concurrency limit")
             backlog = 20_000 if args.quick else 100_000

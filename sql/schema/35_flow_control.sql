@@ -103,11 +103,14 @@ $$;
 DO $task_limits$ BEGIN PERFORM errands._define_task_limits_on(); END $task_limits$;
 
 -- Releases the slots of released jobs (one array element per job; NULL queue or
--- task elements are ignored). Used where a job is released outside the worker
--- outcome functions, which do the same in one statement.
+-- task elements are ignored) and wakes the workers when a full task got a slot
+-- back. Used by worker_complete_jobs (task slots) and where a job is released
+-- outside the worker outcome functions, which do the same in one statement.
 CREATE OR REPLACE FUNCTION errands._release_slots(queue_ids integer[], task_ids integer[])
 RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_was_full boolean;
 BEGIN
     UPDATE errands._queues q
     SET running = greatest(0, q.running - r.n),
@@ -116,11 +119,16 @@ BEGIN
     FROM (SELECT u.id, count(*)::integer AS n FROM unnest(queue_ids) u(id)
           WHERE u.id IS NOT NULL GROUP BY 1) r
     WHERE q.id = r.id;
-    UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
-    FROM (SELECT u.id, count(*)::integer AS n FROM unnest(task_ids) u(id)
-          WHERE u.id IS NOT NULL GROUP BY 1) r
-    WHERE t.id = r.id AND t.concurrency IS NOT NULL;
-    IF FOUND THEN
+    WITH freed AS (
+        UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
+        FROM (SELECT u.id, count(*)::integer AS n FROM unnest(task_ids) u(id)
+              WHERE u.id IS NOT NULL GROUP BY 1) r
+        WHERE t.id = r.id AND t.concurrency IS NOT NULL
+        RETURNING t.running + r.n >= t.concurrency AS was_full
+    )
+    SELECT coalesce(bool_or(freed.was_full), false) INTO v_was_full FROM freed;
+    -- A task that was full: a worker may be waiting for this slot.
+    IF v_was_full THEN
         PERFORM errands._notify();
     END IF;
 END

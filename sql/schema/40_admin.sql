@@ -116,18 +116,19 @@ AS $$
     -- and task slots; a queue below its concurrency is unlocked.
     ), unlocked AS (
         UPDATE errands._queues q
-        SET running = greatest(0, q.running - r.n),
-            locked_at = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_at END,
-            locked_by = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_by END
-        FROM (SELECT jobs.job_queue_id, count(*)::integer AS n FROM jobs
-              WHERE jobs.job_queue_id IS NOT NULL GROUP BY 1) r
-        WHERE q.id = r.job_queue_id
+        SET running = greatest(0, q.running - (SELECT count(*)::integer FROM jobs d WHERE d.job_queue_id = q.id)),
+            locked_at = CASE WHEN q.running - (SELECT count(*)::integer FROM jobs d WHERE d.job_queue_id = q.id) >= q.concurrency
+                             THEN q.locked_at END,
+            locked_by = CASE WHEN q.running - (SELECT count(*)::integer FROM jobs d WHERE d.job_queue_id = q.id) >= q.concurrency
+                             THEN q.locked_by END
+        WHERE q.id IN (SELECT jobs.job_queue_id FROM jobs)
     ), task_slots AS (
-        UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
-        FROM (SELECT jobs.task_id, count(*)::integer AS n FROM jobs GROUP BY 1) r
-        WHERE errands._task_limits_on() AND t.id = r.task_id AND t.concurrency IS NOT NULL
+        UPDATE errands._tasks t SET running = greatest(0, t.running - (SELECT count(*)::integer FROM jobs d WHERE d.task_id = t.id))
+        WHERE errands._task_limits_on() AND t.concurrency IS NOT NULL
+          AND t.id IN (SELECT jobs.task_id FROM jobs)
         -- A task that was full: a worker may be waiting for this slot.
-        RETURNING CASE WHEN t.running + r.n >= t.concurrency THEN errands._wake_workers() END
+        RETURNING CASE WHEN t.running + (SELECT count(*)::integer FROM jobs d WHERE d.task_id = t.id) >= t.concurrency
+                       THEN errands._wake_workers() END
     )
     SELECT;
     -- A queue lock of theirs no locked job accounts for is released outright.
