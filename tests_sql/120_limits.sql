@@ -1,7 +1,7 @@
 -- Flow control: queue and task concurrency limits, strict rate limits, patterns,
 -- pauses, and the release of slots by every outcome and rescue.
 BEGIN;
-SELECT plan(53);
+SELECT plan(57);
 \ir include/jobs_by_name.sql
 
 -- Names of the jobs of a fetch, sorted.
@@ -149,6 +149,24 @@ SELECT errands.resume_task('pt');
 SELECT is(pg_temp.fetch('w1', '{pq_task,pt}', 10), '{p2,p3}', 'resume_task: its jobs start, in any queue');
 SELECT is((SELECT count(*)::int FROM errands.limits WHERE name IN ('pq', 'pt')), 0,
           'resumed with nothing else set: no limits row left');
+
+------------------------------------------------------------------------------
+-- Rescue of a dead worker (rescue_workers' release) and completion with history
+------------------------------------------------------------------------------
+SELECT errands.set_queue_limits('hq', 2);
+SELECT errands.set_task_limits('ht', 1);
+INSERT INTO j VALUES ('h1', (errands.add_job('ht', '{}', 'hq')).id),
+                     ('h2', (errands.add_job('hq_other', '{}', 'hq')).id);
+SELECT is(pg_temp.fetch('dead', '{ht,hq_other}', 10), '{h1,h2}', 'setup: a worker takes both');
+SELECT errands._release_workers(ARRAY['dead'], 'died');
+SELECT is((pg_temp.running('hq'), pg_temp.task_running('ht'))::text, '(0,0)',
+          'the rescue of a dead worker frees its queue and task slots');
+SELECT errands.set_retention('1 hour');
+SELECT is(pg_temp.fetch('w5', '{ht,hq_other}', 10), '{h1,h2}', 'the rescued jobs start again');
+SELECT errands.worker_complete_jobs('w5', pg_temp.ids('h1', 'h2'), ARRAY['{"r": 1}', NULL]::json[]);
+SELECT is((pg_temp.running('hq'), pg_temp.task_running('ht'))::text, '(0,0)',
+          'completing with history kept frees the slots too');
+SELECT errands.set_retention('0');
 
 ------------------------------------------------------------------------------
 -- Bad input: 22023 naming the value, nothing changed
