@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from errands._options import WorkerOptions
     from errands.enqueue import JobOptions, add_job, add_job_async, add_jobs, add_jobs_async
     from errands.events import Event, Events
-    from errands.flow import Limits, QueueInfo, TaskLimitInfo
+    from errands.limits import Limits, QueueInfo, TaskLimitInfo
     from errands.helpers import AbortSignal, Helpers
     from errands.job import FinishedJob, Job, JobSpec
     from errands.logs import JsonFormatter, attach_job_logging, configure_logging
@@ -78,12 +78,12 @@ _EXPORTS: dict[str, str] = {
     "JobOptions": "errands.enqueue",
     "JobSpec": "errands.job",
     "JsonFormatter": "errands.logs",
-    "Limits": "errands.flow",
-    "QueueInfo": "errands.flow",
+    "Limits": "errands.limits",
+    "QueueInfo": "errands.limits",
     "Runner": "errands.runner",
     "Snooze": "errands.outcomes",
     "SyncWorkerUtils": "errands.utils",
-    "TaskLimitInfo": "errands.flow",
+    "TaskLimitInfo": "errands.limits",
     "TaskRegistry": "errands.tasks",
     "TaskTimeout": "errands.worker",
     "Worker": "errands.worker",

@@ -30,7 +30,7 @@ from errands._json import job_cursor
 from errands._prune import PRUNE_BATCH, prune_once
 from errands._retry import retry_transient, retry_transient_sync
 from errands.enqueue import add_job_params, add_jobs_params
-from errands.flow import Limits, QueueInfo, TaskLimitInfo
+from errands.limits import Limits, QueueInfo, TaskLimitInfo
 from errands.job import FinishedJob, Job, SpecLike
 
 if TYPE_CHECKING:

@@ -42,7 +42,7 @@ def _call(connection: str | None, query_name: str, params: dict[str, Any]) -> No
 def _limits(name: str, concurrency: int | None, rate: int | None, per: float | None) -> Any:
     from datetime import timedelta
 
-    from errands.flow import Limits
+    from errands.limits import Limits
 
     period = None if per is None else timedelta(seconds=per)
     return Limits(concurrency, rate, period).params(name)
