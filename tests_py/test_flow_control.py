@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 import errands
-from errands.flow import Limits
+from errands.limits import Limits
 from tests_py.worker_support import MARKS_TABLE, finish, jobs, start_worker, wait_until
 
 
