@@ -33,3 +33,10 @@ async def released(payload: Any, helpers: Helpers) -> None:
     start = time.time()
     with open(os.environ["BENCH_LATENCY_FILE"], "a") as out:
         out.write(f"{(start - helpers.job.updated_at.timestamp()) * 1000.0:.4f}\n")
+
+
+async def nap(payload: Any, helpers: Helpers) -> None:
+    """bench/flow_control.py: a job that takes payload["s"] seconds."""
+    import asyncio
+
+    await asyncio.sleep(float(payload["s"]))

@@ -1,6 +1,6 @@
 """A worker process for the benchmark: what ``errands worker`` does, plus counting.
 
-``python bench/worker.py DSN CONCURRENCY once|continuous`` runs the tasks of
+``python bench/worker.py DSN CONCURRENCY once|continuous [POLL_SECONDS]`` runs the tasks of
 bench/tasks.py like ``errands worker -c DSN --tasks bench/tasks.py -j N --quiet
 [--once]`` (with the CLI's garbage-collector tuning, ``gc_tuning=True``) and, at
 exit, prints one JSON line on stdout: the number of ``job:complete`` events
@@ -26,7 +26,7 @@ from errands import Event, Events
 TASKS = str(Path(__file__).resolve().parent / "tasks.py")
 
 
-async def main(dsn: str, concurrency: int, mode: str) -> None:
+async def main(dsn: str, concurrency: int, mode: str, poll_interval: float = 2.0) -> None:
     events = Events()
     ok = 0
     failed = 0
@@ -55,7 +55,7 @@ async def main(dsn: str, concurrency: int, mode: str) -> None:
     else:
         runner = await errands.run(
             dsn, registry, concurrency=concurrency, events=events, quiet=True,
-            handle_signals=True, poll_interval=2.0, gc_tuning=True,
+            handle_signals=True, poll_interval=poll_interval, gc_tuning=True,
         )  # fmt: skip
         print("READY", flush=True)
         await runner.wait()
@@ -82,4 +82,5 @@ def status_mb(field: str) -> float:
 
 if __name__ == "__main__":
     errands.configure_logging(level=30)
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
+    poll = float(sys.argv[4]) if len(sys.argv) > 4 else 2.0
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3], poll))

@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
 
 import errands  # noqa: E402
 from chaos.cancels import CANCEL_SOME, CANCELS_TABLE  # noqa: E402
-from chaos.model import Kill, Options, Report, Slot  # noqa: E402
+from chaos.model import LIMITED_CONCURRENCY, Kill, Options, Report, Slot  # noqa: E402
 from chaos.netns import NetNs  # noqa: E402
 from chaos.tasks import RESULTS_TABLE, SNOOZED_TABLE  # noqa: E402
 from chaos.verdict import Verdict  # noqa: E402
@@ -40,13 +40,23 @@ CREATE TABLE IF NOT EXISTS chaos_added (
 )
 """
 
-# One chunk: jobs chunk*size+1 .. chunk*size+size; 60 % plain, 20 % keyed, 20 % in
-# serial queues.  add_jobs and the record of what was added commit together.
+# Flow control under chaos: 5 queues 'chaos-lim-N' run at most LIMITED_CONCURRENCY
+# jobs at once (one pattern limit), and queue 'chaos-held' is paused until every job
+# has been added.
+FLOW_CONTROL = f"""
+SELECT errands.set_queue_limits('chaos-lim-*', {LIMITED_CONCURRENCY});
+SELECT errands.pause_queue('chaos-held');
+"""
+
+# One chunk: jobs chunk*size+1 .. chunk*size+size; 60 % plain, 20 % keyed, 10 % in
+# serial queues, 8 % in limited queues, 2 % in the paused queue.  add_jobs and the
+# record of what was added commit together.
 ADD_CHUNK = """
 WITH specs AS (
     SELECT i,
            CASE WHEN i %% 10 < 6 THEN 'plain' WHEN i %% 10 < 8 THEN 'keyed'
-                ELSE 'serial' END AS kind
+                WHEN i %% 10 = 8 THEN 'serial' WHEN i %% 50 = 49 THEN 'paused'
+                ELSE 'limited' END AS kind
     FROM generate_series(%(first)s::int, %(last)s::int) AS i
 ), added AS (
     SELECT a.id, a.queue_name, a.key, (a.payload->>'n')::int %% 100 = 13 AS cancel_target
@@ -55,7 +65,9 @@ WITH specs AS (
              'chaos_job',
              json_build_object('max_ms', %(max_ms)s::int, 'n', i, 'snooze', i %% 20 = 7,
                                'long', i %% 100 = 13),
-             CASE WHEN kind = 'serial' THEN 'chaos-q' || ((i / 10) %% %(queues)s::int) END,
+             CASE kind WHEN 'serial' THEN 'chaos-q' || ((i / 10) %% %(queues)s::int)
+                       WHEN 'limited' THEN 'chaos-lim-' || ((i / 50) %% 5)
+                       WHEN 'paused' THEN 'chaos-held' END,
              NULL, NULL,
              CASE WHEN kind = 'keyed' THEN 'chaos-key-' || i END,
              NULL, NULL)::errands.job_spec ORDER BY i)
@@ -63,8 +75,10 @@ WITH specs AS (
 )
 INSERT INTO chaos_added (job_id, chunk, kind, queue_name, cancel_target)
 SELECT id, %(chunk)s::int,
-       CASE WHEN queue_name IS NOT NULL THEN 'serial' WHEN key IS NOT NULL THEN 'keyed'
-            ELSE 'plain' END,
+       CASE WHEN queue_name LIKE 'chaos-q%%' THEN 'serial'
+            WHEN queue_name LIKE 'chaos-lim-%%' THEN 'limited'
+            WHEN queue_name = 'chaos-held' THEN 'paused'
+            WHEN key IS NOT NULL THEN 'keyed' ELSE 'plain' END,
        queue_name, cancel_target
 FROM added
 """
@@ -114,6 +128,7 @@ class Chaos(Verdict):
         self.cut: dict[str, Any] | None = None
         self.added = 0
         self.chunks = 0
+        self.resumed_at: float | None = None  # wall time of resume_queue('chaos-held')
         self.started = 0.0
 
     # -- database access that survives restarts --
@@ -174,6 +189,7 @@ class Chaos(Verdict):
             if opts.extra_sql:
                 conn.execute(Path(opts.extra_sql).read_text())
                 self.report.say(f"applied --extra-sql {opts.extra_sql}")
+            conn.execute(FLOW_CONTROL)
             conn.execute(RESULTS_TABLE)
             conn.execute(SNOOZED_TABLE)
             conn.execute(ADDED_TABLE)
@@ -329,6 +345,10 @@ class Chaos(Verdict):
             if self.added < opts.jobs and remaining < 2 * opts.chunk:
                 self.add_chunk()
                 continue
+            if self.added >= opts.jobs and self.resumed_at is None:
+                self.resumed_at = time.time()
+                self.sql("SELECT errands.resume_queue('chaos-held')")
+                print(f"  [{self.elapsed():6.1f}s] resumed queue chaos-held", flush=True)
             progress = (self.added - remaining) / opts.jobs
             if progress - last_progress >= 0.1:
                 last_progress = progress

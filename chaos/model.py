@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+#: The concurrency limit of the chaos run's limited queues ('chaos-lim-*').
+LIMITED_CONCURRENCY = 3
+
 
 @dataclass
 class Options:

@@ -10,11 +10,12 @@ What happens:
   harness added, written in the same transaction as ``add_jobs``) and
   ``chaos_results`` (one row per finished execution, see chaos/tasks.py);
 * ``--workers`` worker processes (chaos/worker.py) at ``--concurrency``; the jobs
-  are plain (60 %), keyed (20 %, unique ``job_key``) and in serial named queues
-  (20 %, ``--queues`` queues), added in chunks while the workers run, keeping a
-  backlog of about two chunks; after each chunk, one flow (errands.add_flow: a
-  diamond top -> left, right -> bottom of the same task, recorded in
-  ``chaos_flows``);
+  are plain (60 %), keyed (20 %, unique ``job_key``), in serial named queues
+  (10 %, ``--queues`` queues), in 5 queues limited to 3 at once by one pattern
+  (``'chaos-lim-*'``, 8 %) and in a paused queue resumed once every job is added
+  (2 %), added in chunks while the workers run, keeping a backlog of about two
+  chunks; after each chunk, one flow (errands.add_flow: a diamond top -> left,
+  right -> bottom of the same task, recorded in ``chaos_flows``);
 * every ``--kill-interval`` seconds (random in the range) one worker is killed
   with SIGKILL and started again under a new worker id; the jobs it had locked
   at that moment are recorded with their attempt number;
@@ -29,6 +30,8 @@ What happens:
 
 Verdict (exit code 1 on any failure): every job added ran to completion at least
 once; no job remains; no two executions of a serial queue overlapped in time;
+no limited queue ran more than 3 executions at once; the paused queue started
+nothing before its resume;
 every job that ran more than once is explained by a killed worker, a dead
 connection or the cut link (counted per cause); every job a killed worker had
 locked ran again (the rescue delay, SIGKILL to the next attempt's start, is

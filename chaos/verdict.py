@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
 from chaos.cancels import check_cancels
+from chaos.model import LIMITED_CONCURRENCY
 
 if TYPE_CHECKING:
     from chaos.model import Kill
@@ -22,8 +23,8 @@ LOCK_LOST_RE = re.compile(r"#(\d+) \(attempt (\d+)/\d+\): the job's lock was los
 
 class Verdict:
     """The checks of a finished run; uses the harness's ``sql``, ``report``, ``opts``,
-    ``logdir``, ``kills``, ``restarts``, ``conn_events``, ``unexpected_exits`` and
-    ``cut``."""
+    ``logdir``, ``kills``, ``restarts``, ``conn_events``, ``unexpected_exits``,
+    ``cut`` and ``resumed_at``."""
 
     def worker_logs(self) -> dict[str, list[str]]:
         """Log lines per worker id (a slot's log holds its generations in turn)."""
@@ -54,7 +55,9 @@ class Verdict:
         rep.say("=== chaos report ===")
         rep.say(
             f"jobs added: {len(added)} ({kinds['plain']} plain, {kinds['keyed']} keyed, "
-            f"{kinds['serial']} in {opts.queues} serial queues); workers: {opts.workers} x "
+            f"{kinds['serial']} in {opts.queues} serial queues, {kinds['limited']} in 5 queues"
+            f" limited to {LIMITED_CONCURRENCY}, {kinds['paused']} in a paused queue);"
+            f" workers: {opts.workers} x "
             f"concurrency {opts.concurrency}"
         )
         rep.say(
@@ -93,7 +96,7 @@ class Verdict:
         overlaps: list[str] = []
         per_queue: dict[str, list[Any]] = defaultdict(list)
         for r in rows:
-            if r[3] is not None:
+            if r[3] is not None and not r[3].startswith("chaos-lim-"):
                 per_queue[r[3]].append(r)
         for queue, runs in per_queue.items():
             runs.sort(key=lambda r: r[4])
@@ -115,6 +118,7 @@ class Verdict:
         )
         for line in overlaps[:10]:
             rep.say("      " + line)
+        self.verdict_flow_control(rows)
 
         # Jobs that ran more than once (started more than once), and why.
         logs = self.worker_logs()
@@ -291,6 +295,32 @@ class Verdict:
         rep.check(not early, f"no flow step started before its dependencies ended ({len(early)})")
         for line in early[:10]:
             rep.say("      " + line)
+    def verdict_flow_control(self, rows: list[Any]) -> None:
+        """Limited queues never ran more than their limit at once; the paused queue
+        started nothing before it was resumed."""
+        rep = self.report
+        worst: dict[str, int] = {}
+        for queue in {r[3] for r in rows if r[3] and r[3].startswith("chaos-lim-")}:
+            # Ends sort before starts at the same instant: touching is not overlapping.
+            runs = [r for r in rows if r[3] == queue]
+            events = sorted([(r[4], 1) for r in runs] + [(r[5], -1) for r in runs])
+            running = best = 0
+            for _, step in events:
+                running += step
+                best = max(best, running)
+            worst[queue] = best
+        rep.check(
+            bool(worst) and max(worst.values()) <= LIMITED_CONCURRENCY,
+            f"no limited queue ran more than {LIMITED_CONCURRENCY} jobs at once"
+            f" (most at once per queue: {dict(sorted(worst.items()))})",
+        )
+        held = [r for r in rows if r[3] == "chaos-held"]
+        early = [r for r in held if self.resumed_at is None or r[4] < self.resumed_at]
+        rep.check(
+            bool(held) and not early,
+            f"the paused queue started nothing before it was resumed ({len(held)} executions,"
+            f" {len(early)} before the resume)",
+        )
 
     def read_starts(self) -> dict[int, list[tuple[int, str, float]]]:
         """job id -> [(attempt, worker id, start time)] from the workers' start logs."""

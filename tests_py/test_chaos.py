@@ -1,7 +1,8 @@
 """The short chaos run (chaos/run.py; ``make chaos`` runs the full size): a few
-thousand plain, keyed and serial-queue jobs on two worker processes, one worker
-SIGKILLed and one PostgreSQL restart on the way.  Every job must run to
-completion at least once, none may remain, no serial queue may overlap, every
+thousand plain, keyed, serial-, limited- and paused-queue jobs on two worker
+processes, one worker SIGKILLed and one PostgreSQL restart on the way.  Every job
+must run to completion at least once, none may remain, no serial queue may
+overlap, no limited queue may exceed its limit, nothing starts while paused, every
 rerun must follow the kill or a dead connection, and the killed worker's jobs
 must run again.  Timing targets are reported, not asserted (they live in the
 full run)."""

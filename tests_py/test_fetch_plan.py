@@ -1,9 +1,11 @@
 """Query plans of the fetch and of a keyed add_job, captured with auto_explain.
 
 Two databases with the same runnable jobs (100 unqueued and 15 in 3 named queues, all
-for task 'work'); one of them also holds 1,200,000 rows no fetch should look at:
-500,000 future-scheduled and 500,000 permanently failed jobs of task 'work', and
-200,000 runnable jobs of a task no worker asks for. The statements inside
+for task 'work') and the same flow control (a paused queue, a full queue, a full task;
+tests_sql/120_limits.sql); one of them also holds 1,500,000 rows no fetch should look
+at: 500,000 future-scheduled and 500,000 permanently failed jobs of task 'work',
+200,000 runnable jobs of a task no worker asks for, and 100,000 due jobs behind each
+limit (the paused queue, the full queue, the full task). The statements inside
 errands.get_jobs are planned and run through auto_explain (log_analyze, log_buffers,
 nested statements, sent to the client as NOTICEs); their plans are printed (pytest -s)
 and the shared buffers they touch are compared between the two databases.
@@ -39,6 +41,34 @@ SELECT count(*) FROM errands.add_jobs(ARRAY(
                NULL, NULL, NULL, NULL)::errands.job_spec
     FROM generate_series(1, 15) g));
 SELECT errands.add_job('unasked', run_at => now() + interval '1 year');
+"""
+
+# Flow control in both databases: queue 'held' is paused, queue 'capped' runs 2 of 2,
+# task 'limited' runs 1 of 1 (the running jobs are locked by 'holder').
+LIMITS = """
+SELECT errands.add_job('work', queue_name => 'held');
+SELECT errands.pause_queue('held');
+SELECT errands.set_queue_limits('capped', 2);
+SELECT errands.add_job('work', queue_name => 'capped') FROM generate_series(1, 2);
+UPDATE errands._jobs j SET locked_at = now(), locked_by = 'holder', attempts = 1
+FROM errands._queues q WHERE q.id = j.job_queue_id AND q.queue_name = 'capped';
+UPDATE errands._queues SET running = 2, locked_at = now(), locked_by = 'holder'
+WHERE queue_name = 'capped';
+SELECT errands.add_job('limited');
+UPDATE errands._jobs j SET locked_at = now(), locked_by = 'holder', attempts = 1
+FROM errands._tasks t WHERE t.id = j.task_id AND t.identifier = 'limited';
+SELECT errands.set_task_limits('limited', 1);
+"""
+
+HELD_BACK_ROWS = """
+INSERT INTO errands._jobs (task_id, job_queue_id, run_at)
+SELECT t.id, q.id, now() - interval '1 hour'
+FROM errands._tasks t, errands._queues q, generate_series(1, 100000) g
+WHERE t.identifier = 'work' AND q.queue_name IN ('held', 'capped');
+INSERT INTO errands._jobs (task_id, run_at)
+SELECT t.id, now() - interval '1 hour'
+FROM errands._tasks t, generate_series(1, 100000) g
+WHERE t.identifier = 'limited';
 """
 
 EXTRA_ROWS = """
@@ -140,8 +170,10 @@ def databases(
         for dsn, extra in ((base_dsn, False), (big_dsn, True)):
             with psycopg.connect(dsn, autocommit=True) as c:
                 c.execute(RUNNABLE)
+                c.execute(LIMITS)
                 if extra:
                     c.execute(EXTRA_ROWS)
+                    c.execute(HELD_BACK_ROWS)
                 c.execute("VACUUM ANALYZE errands._jobs")
                 c.execute("ANALYZE errands._queues")
                 c.execute("ANALYZE errands._tasks")
@@ -164,7 +196,7 @@ def compare_fetch(
         assert plans, f"no plan of a statement reading _jobs was captured for {sql}"
         results.append((sum(p.top_buffers for p in plans), plans))
     (base_buffers, _), (big_buffers, big_plans) = results
-    print(f"\n=== {sql}\n=== buffers: {base_buffers} without, {big_buffers} with 1.2M extra rows")
+    print(f"\n=== {sql}\n=== buffers: {base_buffers} without, {big_buffers} with 1.5M extra rows")
     for plan in big_plans:
         print(plan)
     return base_buffers, big_buffers, big_plans
@@ -172,7 +204,7 @@ def compare_fetch(
 
 def assert_flat(base: int, big: int) -> None:
     assert big <= 2 * base + 20, (
-        f"the fetch touched {big} shared buffers with 1.2M extra rows, {base} without:"
+        f"the fetch touched {big} shared buffers with 1.5M extra rows, {base} without:"
         " its cost grows with jobs it does not return"
     )
 
@@ -200,6 +232,19 @@ def test_idle_poll_is_an_index_scan_with_flat_cost(databases: Databases) -> None
     text = "\n".join(p.plan for p in plans)
     assert "Seq Scan on _jobs" not in text
     assert "jobs_fetch_unqueued" in text
+    assert_flat(base, big)
+
+
+def test_idle_poll_does_not_read_work_held_back_by_flow_control(databases: Databases) -> None:
+    """A poll for the limited task and the task with a paused and a full queue, after
+    every due job it may take is taken: the 300,000 held-back jobs are not read."""
+    base, big, plans = compare_fetch(
+        databases,
+        "SELECT * FROM errands.get_jobs('idle', '{work,limited}', 10)",
+        setup="SELECT count(*) FROM errands.get_jobs('drain', '{work,limited}', 1000)",
+    )
+    text = "\n".join(p.plan for p in plans)
+    assert "Seq Scan on _jobs" not in text
     assert_flat(base, big)
 
 

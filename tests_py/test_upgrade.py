@@ -33,7 +33,8 @@ TABLES = {
     ),
     # The version-16 columns (0019 appends retention).
     "_tasks": "SELECT id, identifier FROM errands._tasks ORDER BY id",
-    "_queues": "SELECT * FROM errands._queues ORDER BY id",
+    # The version-16 columns (0022 appends the flow-control columns).
+    "_queues": "SELECT id, queue_name, locked_at, locked_by FROM errands._queues ORDER BY id",
     "_known_crontabs": "SELECT * FROM errands._known_crontabs ORDER BY identifier",
     "_crontab_items": "SELECT * FROM errands._crontab_items ORDER BY id",
     "_workers": "SELECT * FROM errands._workers ORDER BY id",
@@ -104,6 +105,10 @@ def test_upgrade_from_v16_keeps_live_data(empty_db: str, database_factory: Datab
 
         assert _tables(conn) == tables
         assert conn.execute(V16_VIEW).fetchall() == view
+        # The running queue head counts against its queue's concurrency (0022).
+        assert conn.execute(
+            "SELECT concurrency, running FROM errands._queues WHERE queue_name = 'up_q'"
+        ).fetchone() == (1, 1)
         states = dict(conn.execute("SELECT id, state FROM errands.jobs").fetchall())
         assert {name: states[i] for name, i in ids.items()} == {
             "pending": "pending",

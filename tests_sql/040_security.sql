@@ -2,7 +2,7 @@
 -- DEFINER with a fixed search_path against hostile search paths, the payload
 -- size limit, and jobs of unknown tasks staying pending.
 BEGIN;
-SELECT plan(86);
+SELECT plan(87);
 
 CREATE ROLE errands_t040_web;
 CREATE ROLE errands_t040_worker;
@@ -150,6 +150,12 @@ SELECT ok(has_table_privilege('errands_t040_worker', 'errands.finished_jobs', 'S
           AND has_function_privilege('errands_t040_worker', 'errands.watch_jobs(bigint[], interval)', 'EXECUTE')
           AND NOT has_function_privilege('errands_t040_worker', 'errands.set_retention(interval)', 'EXECUTE'),
           'grant_worker: SELECT on errands.finished_jobs, prune_finished_jobs, watch_jobs, not set_retention');
+SELECT ok(has_table_privilege('errands_t040_worker', 'errands.queues', 'SELECT')
+          AND NOT has_function_privilege('errands_t040_worker', 'errands.set_queue_limits(text, integer, integer, interval)', 'EXECUTE')
+          AND NOT has_function_privilege('errands_t040_worker', 'errands.set_task_limits(text, integer, integer, interval)', 'EXECUTE')
+          AND NOT has_function_privilege('errands_t040_worker', 'errands.pause_queue(text)', 'EXECUTE')
+          AND NOT has_function_privilege('errands_t040_worker', 'errands.resume_task(text)', 'EXECUTE'),
+          'grant_worker: reads the flow-control views; setting limits and pauses stays the owner''s');
 SELECT ok(NOT has_function_privilege('errands_t040_worker', 'errands.grant_worker(regrole)', 'EXECUTE')
           AND NOT has_function_privilege('errands_t040_worker', 'errands._validate_specs(errands.job_spec[])', 'EXECUTE'),
           'grant_worker: no EXECUTE on the grant helpers or private functions');

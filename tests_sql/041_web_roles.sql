@@ -38,8 +38,9 @@ SELECT is(
           WHERE c.relnamespace = 'errands'::regnamespace
             AND has_table_privilege('errands_t041_reader', c.oid, 'SELECT, INSERT, UPDATE, DELETE')
           ORDER BY 1),
-    ARRAY['errands.finished_jobs', 'errands.flow_steps', 'errands.jobs'],
-    'grant_read: SELECT on the errands.jobs, errands.finished_jobs and errands.flow_steps views, nothing else');
+    ARRAY['errands.finished_jobs', 'errands.flow_steps', 'errands.jobs', 'errands.limits',
+          'errands.queues', 'errands.task_limits'],
+    'grant_read: SELECT on the errands.jobs, errands.finished_jobs and errands.flow_steps views and the flow-control views, nothing else');
 SELECT is(
     ARRAY(SELECT c.oid::regclass::text FROM pg_class c
           WHERE c.relnamespace = 'errands'::regnamespace

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from errands.events import Event, Events
     from errands.helpers import AbortSignal, Helpers
     from errands.job import FinishedJob, Job, JobSpec
+    from errands.limits import Limits, QueueInfo, TaskLimitInfo
     from errands.logs import JsonFormatter, attach_job_logging, configure_logging
     from errands.outcomes import Cancel, Fail, Snooze
     from errands.runner import Runner, run, run_once, run_sync
@@ -36,9 +37,12 @@ __all__ = [
     "JobOptions",
     "JobSpec",
     "JsonFormatter",
+    "Limits",
+    "QueueInfo",
     "Runner",
     "Snooze",
     "SyncWorkerUtils",
+    "TaskLimitInfo",
     "TaskRegistry",
     "TaskTimeout",
     "UnknownJob",
@@ -87,9 +91,12 @@ _EXPORTS: dict[str, str] = {
     "JobOptions": "errands.enqueue",
     "JobSpec": "errands.job",
     "JsonFormatter": "errands.logs",
+    "Limits": "errands.limits",
+    "QueueInfo": "errands.limits",
     "Runner": "errands.runner",
     "Snooze": "errands.outcomes",
     "SyncWorkerUtils": "errands.utils",
+    "TaskLimitInfo": "errands.limits",
     "TaskRegistry": "errands.tasks",
     "TaskTimeout": "errands.worker",
     "Worker": "errands.worker",

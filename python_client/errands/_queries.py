@@ -126,6 +126,33 @@ JOB_STATE: Final = sql.SQL(
 )
 GET_JOB: Final = sql.SQL("SELECT * FROM errands.jobs WHERE id = %(id)s::bigint")
 
+# --- flow control (35_flow_control.sql) ---------------------------------------------
+
+SET_QUEUE_LIMITS: Final = sql.SQL(
+    "SELECT errands.set_queue_limits(%(name)s::text, %(concurrency)s::int, "
+    "%(rate_limit)s::int, %(rate_period)s::interval)"
+)
+SET_TASK_LIMITS: Final = sql.SQL(
+    "SELECT errands.set_task_limits(%(name)s::text, %(concurrency)s::int, "
+    "%(rate_limit)s::int, %(rate_period)s::interval)"
+)
+PAUSE_QUEUE: Final = sql.SQL("SELECT errands.pause_queue(%(name)s::text)")
+RESUME_QUEUE: Final = sql.SQL("SELECT errands.resume_queue(%(name)s::text)")
+PAUSE_TASK: Final = sql.SQL("SELECT errands.pause_task(%(name)s::text)")
+RESUME_TASK: Final = sql.SQL("SELECT errands.resume_task(%(name)s::text)")
+QUEUES: Final = sql.SQL(
+    "SELECT queue_name, concurrency, rate_limit, rate_period, paused, running, backlog"
+    " FROM errands.queues ORDER BY queue_name"
+)
+TASK_LIMITS: Final = sql.SQL(
+    "SELECT task_identifier, concurrency, rate_limit, rate_period, paused, running"
+    " FROM errands.task_limits ORDER BY task_identifier"
+)
+LIMITS: Final = sql.SQL(
+    "SELECT kind, name, concurrency, rate_limit, rate_period, paused, updated_at"
+    " FROM errands.limits ORDER BY kind, name"
+)
+
 # --- the worker --------------------------------------------------------------------
 
 GET_JOBS: Final = sql.SQL(

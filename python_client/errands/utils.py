@@ -34,6 +34,7 @@ from errands._wait import POLL_INTERVAL, wait_async, wait_sync
 from errands.enqueue import add_job_params, add_jobs_params
 from errands.flows import AddedFlow, FlowLike, added_flow, flow_json
 from errands.job import FinishedJob, Job, SpecLike
+from errands.limits import Limits, QueueInfo, TaskLimitInfo
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -264,6 +265,31 @@ class WorkerUtils:
         """Delete expired finished jobs (as live workers do); returns how many."""
         return await prune_once(PoolSource(await self._get_pool()), max_rows)
 
+    # Flow control (docs/flow-control.md): a name may be a 'prefix*' pattern.
+    async def set_queue_limits(self, queue_name: str, limits: Limits) -> None:
+        await self._rows(q.SET_QUEUE_LIMITS, limits.params(queue_name))
+
+    async def set_task_limits(self, task_identifier: str, limits: Limits) -> None:
+        await self._rows(q.SET_TASK_LIMITS, limits.params(task_identifier))
+
+    async def pause_queue(self, queue_name: str) -> None:
+        await self._rows(q.PAUSE_QUEUE, {"name": queue_name})
+
+    async def resume_queue(self, queue_name: str) -> None:
+        await self._rows(q.RESUME_QUEUE, {"name": queue_name})
+
+    async def pause_task(self, task_identifier: str) -> None:
+        await self._rows(q.PAUSE_TASK, {"name": task_identifier})
+
+    async def resume_task(self, task_identifier: str) -> None:
+        await self._rows(q.RESUME_TASK, {"name": task_identifier})
+
+    async def queues(self) -> list[QueueInfo]:
+        return [QueueInfo.from_row(r) for r in await self._rows(q.QUEUES, {})]
+
+    async def task_limits(self) -> list[TaskLimitInfo]:
+        return [TaskLimitInfo.from_row(r) for r in await self._rows(q.TASK_LIMITS, {})]
+
 
 class SyncWorkerUtils:
     """Blocking :class:`WorkerUtils` over one connection (thread-safe; opened lazily)."""
@@ -400,3 +426,27 @@ class SyncWorkerUtils:
 
     def flow_steps(self, flow_id: int) -> list[dict[str, Any]]:
         return self._rows(q.FLOW_STEPS, {"flow_id": flow_id})
+
+    def set_queue_limits(self, queue_name: str, limits: Limits) -> None:
+        self._rows(q.SET_QUEUE_LIMITS, limits.params(queue_name))
+
+    def set_task_limits(self, task_identifier: str, limits: Limits) -> None:
+        self._rows(q.SET_TASK_LIMITS, limits.params(task_identifier))
+
+    def pause_queue(self, queue_name: str) -> None:
+        self._rows(q.PAUSE_QUEUE, {"name": queue_name})
+
+    def resume_queue(self, queue_name: str) -> None:
+        self._rows(q.RESUME_QUEUE, {"name": queue_name})
+
+    def pause_task(self, task_identifier: str) -> None:
+        self._rows(q.PAUSE_TASK, {"name": task_identifier})
+
+    def resume_task(self, task_identifier: str) -> None:
+        self._rows(q.RESUME_TASK, {"name": task_identifier})
+
+    def queues(self) -> list[QueueInfo]:
+        return [QueueInfo.from_row(r) for r in self._rows(q.QUEUES, {})]
+
+    def task_limits(self) -> list[TaskLimitInfo]:
+        return [TaskLimitInfo.from_row(r) for r in self._rows(q.TASK_LIMITS, {})]

@@ -40,3 +40,9 @@ BEGIN
         name, type, value, type);
 END
 $$;
+
+-- Whether some task has a concurrency limit (false: releasing a job skips the
+-- task-slot update). A placeholder here, for the functions defined before
+-- 35_flow_control.sql, which redefines it from errands._task_limits.
+CREATE OR REPLACE FUNCTION errands._task_limits_on() RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT false $$;

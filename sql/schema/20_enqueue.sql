@@ -163,16 +163,24 @@ BEGIN
     IF EXISTS (SELECT 1 FROM unnest(v_tasks) n(identifier)
                WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t
                                  WHERE t.identifier = n.identifier)) THEN
-        INSERT INTO errands._tasks (identifier)
-        SELECT DISTINCT n.identifier FROM unnest(v_tasks) n(identifier)
+        -- A new task takes the limits set for its name or a matching pattern
+        -- (35_flow_control.sql); the SHARE lock waits for a limit change in flight.
+        LOCK TABLE errands._task_limits IN SHARE MODE;
+        INSERT INTO errands._tasks (identifier, concurrency, rate_limit, rate_period, paused)
+        SELECT n.identifier, v.concurrency, v.rate_limit, v.rate_period, v.paused
+        FROM (SELECT DISTINCT n.identifier FROM unnest(v_tasks) n(identifier)) n
+        CROSS JOIN LATERAL errands._task_limit_values(n.identifier) v
         WHERE NOT EXISTS (SELECT 1 FROM errands._tasks t WHERE t.identifier = n.identifier)
         ON CONFLICT DO NOTHING;
     END IF;
     IF EXISTS (SELECT 1 FROM unnest(v_queues) n(queue_name)
                WHERE NOT EXISTS (SELECT 1 FROM errands._queues q
                                  WHERE q.queue_name = n.queue_name)) THEN
-        INSERT INTO errands._queues (queue_name)
-        SELECT DISTINCT n.queue_name FROM unnest(v_queues) n(queue_name)
+        LOCK TABLE errands._queue_limits IN SHARE MODE;
+        INSERT INTO errands._queues (queue_name, concurrency, rate_limit, rate_period, paused)
+        SELECT n.queue_name, v.concurrency, v.rate_limit, v.rate_period, v.paused
+        FROM (SELECT DISTINCT n.queue_name FROM unnest(v_queues) n(queue_name)) n
+        CROSS JOIN LATERAL errands._queue_limit_values(n.queue_name) v
         WHERE NOT EXISTS (SELECT 1 FROM errands._queues q WHERE q.queue_name = n.queue_name)
         ON CONFLICT DO NOTHING;
     END IF;
@@ -556,6 +564,10 @@ BEGIN
     END IF;
     IF v_row.locked_at IS NULL OR v_row.locked_at < now() - errands._stale_lock_age() THEN
         DELETE FROM errands._jobs j WHERE j.id = v_row.id;
+        -- Flow control: a job removed under a stale lock frees its slots.
+        IF v_row.locked_at IS NOT NULL THEN
+            PERFORM errands._release_slots(ARRAY[v_row.job_queue_id], ARRAY[v_row.task_id]);
+        END IF;
         -- Flows (25_flows.sql): what waited for it will not run.
         PERFORM errands._cancel_dependents(ARRAY[v_row.id], 'was removed');
     ELSE

@@ -32,10 +32,10 @@ BEGIN
                    ELSE j.locked_by = _end_cancelled.worker_id END
           AND (NOT _end_cancelled.requested_only OR j.cancel_reason IS NOT NULL)
         RETURNING j.*, coalesce(r.reason, j.cancel_reason, 'errands: cancelled') AS reason
-    ), unlocked AS (
-        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.id IN (SELECT gone.job_queue_id FROM gone)
-          AND q.locked_by = _end_cancelled.worker_id
+    -- Flow control (35_flow_control.sql): locked jobs free their queue and task slots.
+    ), slots AS (
+        SELECT errands._release_slots(array_agg(gone.job_queue_id), array_agg(gone.task_id))
+        FROM gone WHERE gone.locked_at IS NOT NULL
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
@@ -49,7 +49,7 @@ BEGIN
            OR gone.watched -- waiting (17_wait.sql): kept for its waiter
         ON CONFLICT (id) DO NOTHING
     )
-    SELECT array_agg(gone.id ORDER BY gone.id) INTO v_ids FROM gone;
+    SELECT array_agg(gone.id ORDER BY gone.id) INTO v_ids FROM gone, slots;
     PERFORM errands._jobs_finished(v_ids); -- waiting hook (17_wait.sql)
     IF _end_cancelled.cascade AND v_ids IS NOT NULL THEN
         PERFORM errands._cancel_dependents(v_ids); -- flows (25_flows.sql)

@@ -14,6 +14,10 @@ BEGIN
         WHERE j.id = ANY(complete_jobs.job_ids)
           AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
         RETURNING j
+    -- Flow control: a job deleted under a stale lock frees its slots.
+    ), slots AS (
+        SELECT errands._release_slots(array_agg((d.j).job_queue_id), array_agg((d.j).task_id))
+        FROM d WHERE (d.j).locked_at IS NOT NULL
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
@@ -28,7 +32,7 @@ BEGIN
            OR (d.j).watched -- waiting (17_wait.sql): kept for its waiter
         ON CONFLICT (id) DO NOTHING
     )
-    SELECT v.* FROM d, LATERAL errands._job_view(d.j) v ORDER BY v.id;
+    SELECT v.* FROM d, LATERAL errands._job_view(d.j) v, slots ORDER BY v.id;
     PERFORM errands._jobs_finished(complete_jobs.job_ids); -- waiting hook (17_wait.sql)
 END
 $$;
@@ -111,15 +115,27 @@ CREATE OR REPLACE FUNCTION errands.force_unlock_workers(worker_ids text[]) RETUR
 LANGUAGE sql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
-    WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NULL;
+    WITH jobs AS (
+        UPDATE errands._jobs j SET locked_at = NULL, locked_by = NULL
+        WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NULL
+        RETURNING j.id, j.job_queue_id, j.task_id
+    -- Flow control (35_flow_control.sql): the released jobs free their queue
+    -- and task slots.
+    ), slots AS (
+        SELECT errands._release_slots(array_agg(jobs.job_queue_id), array_agg(jobs.task_id))
+        FROM jobs
+    )
+    SELECT FROM slots;
     -- A job whose cancellation was requested (even while the update above waited
     -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
     SELECT errands._end_requested(ARRAY(
         SELECT j.id FROM errands._jobs j
         WHERE j.locked_by = ANY(worker_ids) AND j.cancel_reason IS NOT NULL));
-    UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-    WHERE q.locked_by = ANY(worker_ids);
+    -- A queue lock of theirs no locked job accounts for is released outright.
+    UPDATE errands._queues q SET running = 0, locked_at = NULL, locked_by = NULL
+    WHERE q.locked_by = ANY(worker_ids)
+      AND NOT EXISTS (SELECT 1 FROM errands._jobs j
+                      WHERE j.job_queue_id = q.id AND j.locked_at IS NOT NULL);
 $$;
 COMMENT ON FUNCTION errands.force_unlock_workers(text[]) IS
 'Unlocks every job and queue locked by the listed workers (use it for workers you

@@ -45,12 +45,14 @@ BEGIN
                                 j.locked_by, reason, j.locked_at)
         WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
           AND j.cancel_reason IS NULL
-        RETURNING j.id
-    ), queues AS (
-        UPDATE errands._queues q SET locked_at = NULL, locked_by = NULL
-        WHERE q.locked_by = ANY(worker_ids)
+        RETURNING j.id, j.job_queue_id, j.task_id
+    -- Flow control (35_flow_control.sql): the released jobs free their queue
+    -- and task slots.
+    ), slots AS (
+        SELECT errands._release_slots(array_agg(jobs.job_queue_id), array_agg(jobs.task_id))
+        FROM jobs
     )
-    SELECT count(*)::integer INTO v_count FROM jobs;
+    SELECT count(*)::integer INTO v_count FROM jobs, slots;
     -- A job whose cancellation was requested (even while the update above waited
     -- for its row: it rechecks cancel_reason) ends cancelled, never runs again.
     PERFORM errands._end_requested(ARRAY(

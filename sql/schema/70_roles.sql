@@ -46,12 +46,16 @@ BEGIN
     -- Waiting reads states and results: a reader's right, not an enqueuer's.
     EXECUTE format('GRANT EXECUTE ON FUNCTION errands.watch_jobs(bigint[], interval) TO %I', v_name);
     EXECUTE format('GRANT SELECT ON errands.flow_steps TO %I', v_name);
+    -- Flow control as it stands (35_flow_control.sql); changing it stays the owner's.
+    EXECUTE format('GRANT SELECT ON errands.limits, errands.queues, errands.task_limits TO %I',
+                   v_name);
 END
 $$;
 COMMENT ON FUNCTION errands.grant_read(regrole) IS
 'Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs,
 errands.finished_jobs and errands.flow_steps views (payloads and results included; never the
-private tables), and EXECUTE on errands.watch_jobs (waiting for jobs). With it, add_job, add_jobs and
+private tables) and on the flow-control views errands.limits, errands.queues and
+errands.task_limits, and EXECUTE on errands.watch_jobs (waiting for jobs). With it, add_job, add_jobs and
 remove_job (if also granted) return payloads of jobs the call did not write.
 Run it as the owner of the errands schema or a superuser.';
 

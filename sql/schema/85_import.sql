@@ -118,6 +118,14 @@ BEGIN
                         ON CONFLICT (identifier) DO NOTHING', v_src);
         EXECUTE format('INSERT INTO errands._queues (queue_name) SELECT DISTINCT queue_name FROM (%s) s
                         WHERE queue_name IS NOT NULL ON CONFLICT (queue_name) DO NOTHING', v_src);
+        -- New queues and tasks take the limits set for their names or patterns.
+        IF EXISTS (SELECT 1 FROM errands._queue_limits) THEN
+            PERFORM errands._apply_queue_limits('*');
+        END IF;
+        IF EXISTS (SELECT 1 FROM errands._task_limits) THEN
+            LOCK TABLE errands._jobs IN EXCLUSIVE MODE;
+            PERFORM errands._apply_task_limits('*');
+        END IF;
         -- Ids are drawn first so the mapping can pair each source job with its copy.
         EXECUTE format($q$
             WITH src AS MATERIALIZED (
