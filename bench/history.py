@@ -21,14 +21,15 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run import compile_errands, connect, durable_cluster, enqueue_noops, log, w1_round
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import errands
+from bench.common import Report, connect, durable_cluster, enqueue_noops, log, w1_round
+from bench.workloads import compile_errands
 
 
-def w1_by_retention(dsn: str, rounds: int, n: int) -> None:
+def w1_by_retention(dsn: str, rounds: int, n: int) -> dict[str, list[float]]:
+    """W1 c10 jobs/s by retention ("1 hour", "0"), rounds interleaved."""
     rates: dict[str, list[float]] = {"1 hour": [], "0": []}
     for r in range(rounds):
         for retention in ("1 hour", "0") if r % 2 == 0 else ("0", "1 hour"):
@@ -42,8 +43,22 @@ def w1_by_retention(dsn: str, rounds: int, n: int) -> None:
         print(f"W1 c10 retention {retention:>6}: median {statistics.median(values):,.0f} jobs/s"
               f" over {len(values)} rounds", flush=True)  # fmt: skip
     with connect(dsn) as conn:
-        conn.execute("SELECT errands.set_retention('1 hour')")
+        conn.execute("SELECT errands.set_retention('0')")
         conn.execute("TRUNCATE errands._finished_jobs")
+    return rates
+
+
+def history_row(dsn: str, rounds: int, n: int, rep: Report) -> None:
+    """make bench's row: W1 with a retention of 1 hour vs 0 (the default), interleaved."""
+    rates = w1_by_retention(dsn, rounds, n)
+    on, off = statistics.median(rates["1 hour"]), statistics.median(rates["0"])
+    rep.add(
+        "history",
+        f"W1 c10, retention 1 hour / retention 0 (the default), jobs/s, {rounds} rounds each",
+        f"{on:,.0f} / {off:,.0f} ({on / off:.2f}x)",
+        "",
+        {"retention_1h": on, "retention_0": off},
+    )
 
 
 def _fetch_latencies(dsn: str, seconds: float, stop: threading.Event | None) -> list[float]:

@@ -32,6 +32,7 @@ from bench.common import (  # noqa: E402
     machine_info,
 )
 from bench.flows import flows  # noqa: E402
+from bench.history import history_row  # noqa: E402
 from bench.idle_workers import idle_workers  # noqa: E402
 from bench.memory import memory  # noqa: E402
 from bench.side_by_side import (  # noqa: E402
@@ -80,7 +81,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (< 2 minutes)")
     parser.add_argument(
         "--only",
-        default="W1,W2,W3,W4,W5,once,idle,RSS,wait,cancel,flows",
+        default="W1,W2,W3,W4,W5,once,idle,RSS,history,wait,cancel,flows",
         help="comma-separated workloads",
     )
     parser.add_argument(
@@ -142,6 +143,9 @@ def main() -> None:
                     ">= 45%",
                     base / floor[50],
                 )
+        if "history" in only:
+            log("W1 by retention")
+            history_row(dsn, 2 if args.quick else 4, sz.w1, rep)
         if "wait" in only:
             log("wait latency")
             wait_row(dsn, 100 if args.quick else 500, rep)

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 
 
 class SyncWorkerUtils:
-    """Blocking :class:`~errands.utils.WorkerUtils` over one connection (thread-safe; opened lazily)."""
+    """Blocking :class:`~errands.utils.WorkerUtils` over one connection (thread-safe;
+    opened lazily)."""
 
     def __init__(self, conninfo: str, *, prepare: bool | None = None) -> None:
         self._conninfo = conninfo
