@@ -263,7 +263,7 @@ class Verdict:
         warnings = sum(1 for lines in logs.values() for ln in lines if " WARNING " in ln)
         rep.say(f"worker logs: {warnings} warnings, {lost} refused (lock lost) outcomes")
         if self.cut is not None:
-            self.verdict_cut(by_job, starts, logs)
+            self.verdict_cut(by_job, starts, logs, cancelled)
 
     def verdict_flows(self, by_job: dict[int, list[Any]]) -> None:
         """Flows (one diamond per chunk): every step ran to completion, and no step
@@ -362,11 +362,15 @@ class Verdict:
         by_job: dict[int, list[Any]],
         starts: dict[int, list[tuple[int, str, float]]],
         logs: dict[str, list[str]],
+        cancelled: set[int],
     ) -> None:
         rep = self.report
         assert self.cut is not None
         cut_id: str = self.cut["worker_id"]
-        locked: dict[int, int] = self.cut["locked"]
+        # A cancelled job must not run again (check_cancels checks that it did not).
+        locked: dict[int, int] = {
+            j: a for j, a in self.cut["locked"].items() if j not in cancelled
+        }  # fmt: skip
         rerun = {
             j for j, attempt in locked.items() if any(t[0] > attempt for t in starts.get(j, []))
         }  # fmt: skip
