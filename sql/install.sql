@@ -521,7 +521,7 @@ $errands_install_m0023$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '39769afa8fd6f2abf6e5b8f5ea33aa4ec6ad44483c7fd7676c832fcf6cfa00d8') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'f9474d5bc5b4e1eaf6aa584d1a0ee9139db338d47ae04b61df1552372b5d00ad') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -3423,19 +3423,26 @@ hours).';
 
 CREATE OR REPLACE FUNCTION errands.permanently_fail_jobs(job_ids bigint[], error_message text DEFAULT NULL)
 RETURNS SETOF errands.jobs
-LANGUAGE sql
+LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    RETURN QUERY
     WITH u AS (
         UPDATE errands._jobs j
-        SET last_error = coalesce(error_message, 'Manually marked as failed'),
+        SET last_error = coalesce(permanently_fail_jobs.error_message, 'Manually marked as failed'),
             attempts = j.max_attempts,
             updated_at = now()
-        WHERE j.id = ANY(job_ids)
+        WHERE j.id = ANY(permanently_fail_jobs.job_ids)
           AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
         RETURNING j
     )
-    SELECT v.* FROM u, LATERAL errands._job_view(u.j) v ORDER BY v.id
+    SELECT v.* FROM u, LATERAL errands._job_view(u.j) v ORDER BY v.id;
+    -- Failed for good, as by a worker: run-anyway dependents go on (25_flows.sql)
+    -- and waiters hear of it (17_wait.sql).
+    PERFORM errands._dependencies_failed(permanently_fail_jobs.job_ids);
+    PERFORM errands._jobs_finished(permanently_fail_jobs.job_ids);
+END
 $$;
 COMMENT ON FUNCTION errands.permanently_fail_jobs(bigint[], text) IS
 'Fails the listed jobs for good (attempts = max_attempts, last_error = the message
@@ -5031,7 +5038,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '39769afa8fd6f2abf6e5b8f5ea33aa4ec6ad44483c7fd7676c832fcf6cfa00d8')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'f9474d5bc5b4e1eaf6aa584d1a0ee9139db338d47ae04b61df1552372b5d00ad')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

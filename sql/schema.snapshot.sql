@@ -3812,20 +3812,27 @@ $function$;
 --          their lock is stale.
 CREATE OR REPLACE FUNCTION errands.permanently_fail_jobs(job_ids bigint[], error_message text DEFAULT NULL::text)
  RETURNS SETOF errands.jobs
- LANGUAGE sql
+ LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
+BEGIN
+    RETURN QUERY
     WITH u AS (
         UPDATE errands._jobs j
-        SET last_error = coalesce(error_message, 'Manually marked as failed'),
+        SET last_error = coalesce(permanently_fail_jobs.error_message, 'Manually marked as failed'),
             attempts = j.max_attempts,
             updated_at = now()
-        WHERE j.id = ANY(job_ids)
+        WHERE j.id = ANY(permanently_fail_jobs.job_ids)
           AND (j.locked_at IS NULL OR j.locked_at < now() - errands._stale_lock_age())
         RETURNING j
     )
-    SELECT v.* FROM u, LATERAL errands._job_view(u.j) v ORDER BY v.id
+    SELECT v.* FROM u, LATERAL errands._job_view(u.j) v ORDER BY v.id;
+    -- Failed for good, as by a worker: run-anyway dependents go on (25_flows.sql)
+    -- and waiters hear of it (17_wait.sql).
+    PERFORM errands._dependencies_failed(permanently_fail_jobs.job_ids);
+    PERFORM errands._jobs_finished(permanently_fail_jobs.job_ids);
+END
 $function$;
 
 -- FUNCTION errands.prune_finished_jobs(integer)

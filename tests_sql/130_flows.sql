@@ -2,7 +2,7 @@
 -- dependency_results, failure and cancel propagation, run-anyway steps, bad
 -- flows. The concurrent release is in tests_py/test_flows.py (two sessions).
 BEGIN;
-SELECT plan(63);
+SELECT plan(64);
 \ir include/jobs_by_name.sql
 
 -- Fetch the job of task t as worker w and complete it with result r; returns its id.
@@ -202,6 +202,13 @@ INSERT INTO j VALUES ('pf', (errands.add_job('t_pf', max_attempts => 1)).id);
 INSERT INTO j VALUES ('pf_dep', (errands.add_job('t_pf_dep', depends_on => ARRAY[pg_temp.id('pf')])).id);
 SELECT errands.permanently_fail_jobs(pg_temp.ids('pf'));
 SELECT is(pg_temp.state('pf_dep'), 'waiting', 'a dependency failed by hand: the dependent waits');
+SELECT pg_temp.flow('pf_', '{"steps": [
+    {"name": "x", "task": "pf_x"},
+    {"name": "y", "task": "pf_y", "depends_on": ["x"]},
+    {"name": "cleanup", "task": "pf_cleanup", "depends_on": ["x"], "run_anyway": true}]}');
+SELECT errands.permanently_fail_jobs(pg_temp.ids('pf_x'));
+SELECT is(pg_temp.states('pf_y', 'pf_cleanup'), '{waiting,pending}',
+          'a flow step failed by hand (permanently_fail_jobs): dependents wait, the run-anyway step goes on');
 SELECT errands.cleanup('{DELETE_PERMAFAILED_JOBS}');
 SELECT is(pg_temp.state('pf_dep'), 'gone', 'cleanup deleting the failed dependency cancels the dependent');
 
