@@ -53,7 +53,7 @@ def trickle(dsn: str, workers: int, jobs: int, rate: float) -> dict[str, Any]:
         path = Path(tmp.name)
     env = {**os.environ, "BENCH_LATENCY_FILE": str(path)}
     before = get_jobs_calls(dsn)
-    cmd = [PY, str(WORKER), dsn, "10", "continuous", str(path)]
+    cmd = [PY, str(WORKER), dsn, "10", "continuous"]
     procs = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) for _ in range(workers)
     ]
