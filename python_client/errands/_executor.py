@@ -21,19 +21,25 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from errands._connections import ConnectionSource, SyncConnections
 from errands._local_queue import LocalQueue
 from errands._reporter import Reporter, ReportError
+from errands._task_results import (
+    BatchFailure,
+    TaskTimeout,
+    WorkerShutdown,
+    batch_outcome,
+    encode_result,
+    failure_message,
+)
 from errands._threads import DaemonThreadPool
 from errands.helpers import AbortSignal, Helpers
 from errands.job import Job
-from errands.logs import error_message
 from errands.outcomes import Cancel, Fail, Snooze
 from errands.tasks import TaskInfo, TaskRegistry
 
@@ -49,32 +55,6 @@ EARLY_CANCELS_KEPT = 100
 """How many such requests are kept before the old ones are forgotten."""
 
 Emit = Callable[..., None]
-
-
-class WorkerShutdown(Exception):
-    """The error recorded for jobs still running when the worker stopped."""
-
-
-class TaskTimeout(Exception):
-    """The error recorded for a try that ran longer than its timeout (the job's own,
-    else ``@task(timeout=...)``)."""
-
-
-class BatchFailure(Exception):
-    """Some items of a batch job failed; ``errors`` holds one exception per failed item."""
-
-    def __init__(self, errors: Sequence[BaseException]) -> None:
-        self.errors = list(errors)
-        super().__init__("\n".join(error_message(e) for e in self.errors))
-
-
-def failure_message(error: BaseException) -> str:
-    """The ``last_error`` text of a failed try."""
-    if isinstance(error, BatchFailure):
-        return "Batch failures:\n" + "\n".join(error_message(e) for e in error.errors)
-    if isinstance(error, Fail):
-        return error.reason  # the task chose the wording
-    return error_message(error)
 
 
 class _Running:
@@ -203,7 +183,7 @@ class Executor:
                 if result is not None and inspect.isawaitable(result):
                     result = await result
                 if isinstance(job.payload, list) and isinstance(result, (list, tuple)):
-                    error, replacement, result = await _batch_outcome(job.payload, result)
+                    error, replacement, result = await batch_outcome(job.payload, result)
                 if error is None and result is not None:
                     encoded = encode_result(result)
             except asyncio.CancelledError as exc:
@@ -406,51 +386,3 @@ async def _give_up(inner: asyncio.Future[Any]) -> None:
     await asyncio.wait({inner}, timeout=ABORT_GRACE)
     if inner.done() and not inner.cancelled():
         inner.exception()  # retrieved: no "exception was never retrieved" warning
-
-
-def encode_result(result: Any) -> str:
-    """A task's return value as JSON text for ``finished_jobs.result``; a clear
-    error naming the type when it is not JSON data (the job then fails)."""
-    try:
-        return json.dumps(result, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"errands: the task returned a {type(result).__name__} that is not "
-            f"JSON-serialisable ({exc}); return JSON data or None"
-        ) from None
-
-
-async def _batch_outcome(
-    payload: Any, result: Any
-) -> tuple[BaseException | None, list[Any] | None, Any]:
-    """Batch jobs: a list payload and a list result of the same length.  Entries that
-    are exceptions (or awaitables that raise) are failed items: returns the failure
-    and the replacement payload (the failed items); ``(None, None, values)``
-    otherwise, values being the result with awaitables replaced by their values
-    (the job's result)."""
-    if not isinstance(payload, list) or not isinstance(result, (list, tuple)):
-        return None, None, result
-    if len(result) != len(payload):
-        logger.warning(
-            "errands: a batch job returned %d results for %d payload items; "
-            "treating the job as a success", len(result), len(payload),
-        )  # fmt: skip
-        return None, None, result
-    awaited = await asyncio.gather(*(_settle(entry) for entry in result), return_exceptions=True)
-    failed = [i for i, value in enumerate(awaited) if isinstance(value, BaseException)]
-    if not failed:
-        return None, None, list(awaited)
-    errors = [awaited[i] for i in failed]
-    return (
-        BatchFailure([e for e in errors if isinstance(e, BaseException)]),
-        [payload[i] for i in failed],
-        None,
-    )
-
-
-async def _settle(entry: Any) -> Any:
-    if isinstance(entry, BaseException):
-        raise entry
-    if inspect.isawaitable(entry):
-        return await entry
-    return entry

@@ -45,14 +45,7 @@ from errands import _json
 from errands import _queries as q
 from errands._cancel_watch import CancelWatch
 from errands._connections import ConnectionSource, SyncConnections
-from errands._executor import (
-    ABORT_GRACE,
-    BatchFailure,
-    Executor,
-    TaskTimeout,
-    WorkerShutdown,
-    failure_message,
-)
+from errands._executor import ABORT_GRACE, Executor
 from errands._local_queue import LocalQueue
 from errands._options import (
     ForbiddenFlags,
@@ -66,6 +59,7 @@ from errands._producer import Producer
 from errands._prune import prune_loop
 from errands._reporter import Reporter
 from errands._retry import Outage, retry_transient
+from errands._task_results import BatchFailure, TaskTimeout, WorkerShutdown, failure_message
 from errands._turns import Turns
 from errands.events import Event, Events
 from errands.helpers import AbortSignal
