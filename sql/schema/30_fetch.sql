@@ -98,10 +98,31 @@ BEGIN
             LIMIT tid.cap
         ) u
         UNION ALL
-        -- Named queues: never more jobs of a queue than it has free slots, so
-        -- never two jobs of a serial queue in a batch (Graphile's #621).
-        SELECT h.id, h.job_queue_id, h.task_id, h.priority, h.run_at
-        FROM errands._queues q
+        -- Named queues: the queues that may start a job (not full, not paused)
+        -- walked by their due heads in job order, one priority at a time (a loose
+        -- scan of queues_ready, 32_queue_heads.sql), until job_count jobs are
+        -- found; each is probed for its best due jobs, never more than its free
+        -- slots, so never two jobs of a serial queue in a batch (Graphile's #621).
+        (SELECT h.id, h.job_queue_id, h.task_id, h.priority, h.run_at
+        FROM (
+            WITH RECURSIVE prio(p) AS (
+                SELECT min(q.head_priority) FROM errands._queues q
+                WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                UNION ALL
+                SELECT (SELECT min(q.head_priority) FROM errands._queues q
+                        WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                          AND q.head_priority > prio.p)
+                FROM prio WHERE prio.p IS NOT NULL
+            )
+            SELECT r.id, r.concurrency, r.running, r.rate_limit, r.rate_period, r.starts
+            FROM prio CROSS JOIN LATERAL (
+                SELECT q.id, q.concurrency, q.running, q.rate_limit, q.rate_period, q.starts
+                FROM errands._queues q
+                WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                  AND q.head_priority = prio.p AND q.head_run_at <= v_now
+                ORDER BY q.head_run_at, q.head_id
+            ) r
+        ) q
         CROSS JOIN LATERAL (
             SELECT j.id, j.job_queue_id, j.task_id, j.priority, j.run_at
             FROM errands._jobs j
@@ -115,7 +136,7 @@ BEGIN
                                               errands._rate_room(q.starts, q.rate_limit,
                                                                  q.rate_period, v_now))) END
         ) h
-        WHERE q.locked_at IS NULL AND NOT q.paused
+        LIMIT get_jobs.job_count)
         ORDER BY 4, 5, 1
         LIMIT get_jobs.job_count
     ) c;
