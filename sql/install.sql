@@ -558,7 +558,7 @@ $errands_install_m0024$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '6baa14ee2b79709bb9ec13ce1cb8d1b50158316970836469a08f7ac5278ab2b3') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '5a28910e1dadfe310fdae99b9ca7878a7c775130ee95894b6337274f87b42322') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -2270,6 +2270,12 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- jit_above_cost: JIT compilation took ~68 ms per call. Plan once, no JIT.
 SET plan_cache_mode = force_generic_plan
 SET jit = off
+-- The walk over queues_ready must be an ordered index scan that stops after
+-- job_count queues; the generic plan's estimate (every ready queue of a
+-- priority, an unknown LIMIT) chose a bitmap or sequential scan and a sort of
+-- all of them instead. Every other read here is an index scan anyway.
+SET enable_bitmapscan = off
+SET enable_seqscan = off
 AS $$
 DECLARE
     v_task_ids integer[];
@@ -5234,7 +5240,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '6baa14ee2b79709bb9ec13ce1cb8d1b50158316970836469a08f7ac5278ab2b3')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '5a28910e1dadfe310fdae99b9ca7878a7c775130ee95894b6337274f87b42322')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -3175,6 +3175,8 @@ CREATE OR REPLACE FUNCTION errands.get_jobs(worker_id text, task_identifiers tex
  SET search_path TO 'pg_catalog', 'pg_temp'
  SET plan_cache_mode TO 'force_generic_plan'
  SET jit TO 'off'
+ SET enable_bitmapscan TO 'off'
+ SET enable_seqscan TO 'off'
 AS $function$
 DECLARE
     v_task_ids integer[];

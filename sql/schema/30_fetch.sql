@@ -16,6 +16,12 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- jit_above_cost: JIT compilation took ~68 ms per call. Plan once, no JIT.
 SET plan_cache_mode = force_generic_plan
 SET jit = off
+-- The walk over queues_ready must be an ordered index scan that stops after
+-- job_count queues; the generic plan's estimate (every ready queue of a
+-- priority, an unknown LIMIT) chose a bitmap or sequential scan and a sort of
+-- all of them instead. Every other read here is an index scan anyway.
+SET enable_bitmapscan = off
+SET enable_seqscan = off
 AS $$
 DECLARE
     v_task_ids integer[];
