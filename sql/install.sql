@@ -558,7 +558,7 @@ $errands_install_m0024$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '5a28910e1dadfe310fdae99b9ca7878a7c775130ee95894b6337274f87b42322') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'fe6e0983ef78defce2a1dc85002de27de37ffbe4a064a60aff0f4e520fb74cfa') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1174,6 +1174,14 @@ BEGIN
     END IF;
     PERFORM errands._validate_specs(specs);
     PERFORM errands._ensure_tasks_and_queues(specs);
+    -- Queue heads (32_queue_heads.sql): jobs added to several named queues may
+    -- update several queue rows, in spec order; lock them in id order first so
+    -- that two such calls cannot deadlock on each other's rows.
+    IF (SELECT min(s.queue_name) <> max(s.queue_name) FROM unnest(specs) s) THEN
+        PERFORM FROM errands._queues q
+        WHERE q.queue_name IN (SELECT s.queue_name FROM unnest(specs) s)
+        ORDER BY q.id FOR NO KEY UPDATE;
+    END IF;
 
     IF NOT EXISTS (SELECT 1 FROM unnest(specs) s WHERE s.job_key IS NOT NULL) THEN
         -- Fast path, no keys: one INSERT, rows returned straight from it.
@@ -3313,6 +3321,12 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_was_full boolean;
 BEGIN
+    -- Several queues: their rows in id order first, as add_jobs locks them (queue
+    -- heads, 32_queue_heads.sql), so that the two cannot deadlock.
+    IF cardinality(queue_ids) > 1 THEN
+        PERFORM FROM errands._queues q WHERE q.id = ANY(queue_ids)
+        ORDER BY q.id FOR NO KEY UPDATE;
+    END IF;
     UPDATE errands._queues q
     SET running = greatest(0, q.running - r.n),
         locked_at = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_at END,
@@ -5240,7 +5254,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '5a28910e1dadfe310fdae99b9ca7878a7c775130ee95894b6337274f87b42322')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'fe6e0983ef78defce2a1dc85002de27de37ffbe4a064a60aff0f4e520fb74cfa')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

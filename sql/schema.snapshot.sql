@@ -1898,6 +1898,12 @@ AS $function$
 DECLARE
     v_was_full boolean;
 BEGIN
+    -- Several queues: their rows in id order first, as add_jobs locks them (queue
+    -- heads, 32_queue_heads.sql), so that the two cannot deadlock.
+    IF cardinality(queue_ids) > 1 THEN
+        PERFORM FROM errands._queues q WHERE q.id = ANY(queue_ids)
+        ORDER BY q.id FOR NO KEY UPDATE;
+    END IF;
     UPDATE errands._queues q
     SET running = greatest(0, q.running - r.n),
         locked_at = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_at END,
@@ -2574,6 +2580,14 @@ BEGIN
     END IF;
     PERFORM errands._validate_specs(specs);
     PERFORM errands._ensure_tasks_and_queues(specs);
+    -- Queue heads (32_queue_heads.sql): jobs added to several named queues may
+    -- update several queue rows, in spec order; lock them in id order first so
+    -- that two such calls cannot deadlock on each other's rows.
+    IF (SELECT min(s.queue_name) <> max(s.queue_name) FROM unnest(specs) s) THEN
+        PERFORM FROM errands._queues q
+        WHERE q.queue_name IN (SELECT s.queue_name FROM unnest(specs) s)
+        ORDER BY q.id FOR NO KEY UPDATE;
+    END IF;
 
     IF NOT EXISTS (SELECT 1 FROM unnest(specs) s WHERE s.job_key IS NOT NULL) THEN
         -- Fast path, no keys: one INSERT, rows returned straight from it.
