@@ -558,7 +558,7 @@ $errands_install_m0024$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'fe6e0983ef78defce2a1dc85002de27de37ffbe4a064a60aff0f4e520fb74cfa') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'e19e82d557ab4707258be3014d98936f47199abdf69582a45712ea02ec2b465a') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -2477,8 +2477,34 @@ BEGIN
                 locked_at = CASE WHEN q.running + n.n >= q.concurrency THEN v_now END,
                 locked_by = CASE WHEN q.running + n.n >= q.concurrency THEN get_jobs.worker_id END,
                 starts = CASE WHEN q.rate_limit IS NOT NULL
-                              THEN errands._record_starts(q.starts, n.n, q.rate_limit, v_clock) END
-            FROM (SELECT u.id, count(*)::integer AS n FROM unnest(v_head_queues) u(id) GROUP BY 1) n
+                              THEN errands._record_starts(q.starts, n.n, q.rate_limit, v_clock) END,
+                -- Their next heads (32_queue_heads.sql: chosen as errands._queue_head
+                -- does, the jobs taken now left out; a take fires no head trigger).
+                head_priority = h.priority, head_run_at = h.run_at, head_id = h.id
+            FROM (SELECT u.id, count(*)::integer AS n, array_agg(u.job) AS taken
+                  FROM unnest(v_head_queues, v_heads) u(id, job) GROUP BY 1) n
+            LEFT JOIN LATERAL (
+                WITH RECURSIVE prio(p) AS (
+                    SELECT min(j.priority) FROM errands._jobs j
+                    WHERE j.job_queue_id = n.id AND j.is_available AND j.id <> ALL(n.taken)
+                    UNION ALL
+                    SELECT (SELECT min(j.priority) FROM errands._jobs j
+                            WHERE j.job_queue_id = n.id AND j.is_available
+                              AND j.id <> ALL(n.taken) AND j.priority > prio.p)
+                    FROM prio WHERE prio.p IS NOT NULL
+                )
+                SELECT e.priority, e.run_at, e.id
+                FROM prio CROSS JOIN LATERAL (
+                    SELECT j.priority, j.run_at, j.id FROM errands._jobs j
+                    WHERE j.job_queue_id = n.id AND j.is_available AND j.priority = prio.p
+                      AND j.id <> ALL(n.taken)
+                    ORDER BY j.run_at, j.id
+                    LIMIT 1
+                ) e
+                ORDER BY e.run_at > v_now, CASE WHEN e.run_at > v_now THEN e.run_at END,
+                         e.priority, e.run_at, e.id
+                LIMIT 1
+            ) h ON true
             WHERE q.id = n.id;
         END IF;
     END IF;
@@ -2894,13 +2920,18 @@ Returns the number of jobs rescued.';
 -- its older head's place (order across queues in one batch, never which job of
 -- a queue runs first).
 --
--- Upkeep: triggers on errands._jobs, only for jobs of named queues that are or
--- were available (plain jobs evaluate the WHEN clause and nothing else):
+-- Upkeep: get_jobs chooses the next heads of the queues it takes jobs from (in
+-- the UPDATE that counts them, under the queue row locks it holds); elsewhere,
+-- triggers on errands._jobs, only for jobs of named queues that are or were
+-- available (plain jobs evaluate the WHEN clause and nothing else):
 --   * a job becomes available (added, released, rescued, rescheduled, moved):
 --     it replaces the head when its key is better;
---   * the head stops being available (taken, failed for good, deleted,
---     cancelled, rescheduled, moved): the head is chosen again, with a loose
---     index scan (one probe per distinct priority of the queue).
+--   * the head stops being available (failed for good, deleted, cancelled,
+--     rescheduled, moved): the head is chosen again, with a loose index scan
+--     (one probe per distinct priority of the queue).
+-- A job locked other than by get_jobs (an UPDATE by hand) leaves its queue's
+-- head on it: a due key, so the queue is still walked, and the next fetch from
+-- the queue chooses the head again.
 -- Concurrency: choosing a head again reads the queue's jobs in a statement run
 -- after taking the queue row FOR UPDATE; a job that becomes available takes the
 -- row FOR KEY SHARE before comparing. The two modes conflict, so a head chosen
@@ -3003,7 +3034,9 @@ CREATE TRIGGER _queue_head_update AFTER UPDATE ON errands._jobs
 FOR EACH ROW WHEN (((OLD.job_queue_id IS NOT NULL AND OLD.is_available)
                     OR (NEW.job_queue_id IS NOT NULL AND NEW.is_available))
                    AND (OLD.job_queue_id, OLD.is_available, OLD.priority, OLD.run_at)
-                       IS DISTINCT FROM (NEW.job_queue_id, NEW.is_available, NEW.priority, NEW.run_at))
+                       IS DISTINCT FROM (NEW.job_queue_id, NEW.is_available, NEW.priority, NEW.run_at)
+                   -- a take: get_jobs chooses the next heads itself, set-based
+                   AND NOT (OLD.locked_at IS NULL AND NEW.locked_at IS NOT NULL))
 EXECUTE FUNCTION errands._track_queue_head();
 DROP TRIGGER IF EXISTS _queue_head_delete ON errands._jobs;
 CREATE TRIGGER _queue_head_delete AFTER DELETE ON errands._jobs
@@ -5254,7 +5287,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'fe6e0983ef78defce2a1dc85002de27de37ffbe4a064a60aff0f4e520fb74cfa')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'e19e82d557ab4707258be3014d98936f47199abdf69582a45712ea02ec2b465a')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

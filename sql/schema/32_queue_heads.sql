@@ -17,13 +17,18 @@
 -- its older head's place (order across queues in one batch, never which job of
 -- a queue runs first).
 --
--- Upkeep: triggers on errands._jobs, only for jobs of named queues that are or
--- were available (plain jobs evaluate the WHEN clause and nothing else):
+-- Upkeep: get_jobs chooses the next heads of the queues it takes jobs from (in
+-- the UPDATE that counts them, under the queue row locks it holds); elsewhere,
+-- triggers on errands._jobs, only for jobs of named queues that are or were
+-- available (plain jobs evaluate the WHEN clause and nothing else):
 --   * a job becomes available (added, released, rescued, rescheduled, moved):
 --     it replaces the head when its key is better;
---   * the head stops being available (taken, failed for good, deleted,
---     cancelled, rescheduled, moved): the head is chosen again, with a loose
---     index scan (one probe per distinct priority of the queue).
+--   * the head stops being available (failed for good, deleted, cancelled,
+--     rescheduled, moved): the head is chosen again, with a loose index scan
+--     (one probe per distinct priority of the queue).
+-- A job locked other than by get_jobs (an UPDATE by hand) leaves its queue's
+-- head on it: a due key, so the queue is still walked, and the next fetch from
+-- the queue chooses the head again.
 -- Concurrency: choosing a head again reads the queue's jobs in a statement run
 -- after taking the queue row FOR UPDATE; a job that becomes available takes the
 -- row FOR KEY SHARE before comparing. The two modes conflict, so a head chosen
@@ -126,7 +131,9 @@ CREATE TRIGGER _queue_head_update AFTER UPDATE ON errands._jobs
 FOR EACH ROW WHEN (((OLD.job_queue_id IS NOT NULL AND OLD.is_available)
                     OR (NEW.job_queue_id IS NOT NULL AND NEW.is_available))
                    AND (OLD.job_queue_id, OLD.is_available, OLD.priority, OLD.run_at)
-                       IS DISTINCT FROM (NEW.job_queue_id, NEW.is_available, NEW.priority, NEW.run_at))
+                       IS DISTINCT FROM (NEW.job_queue_id, NEW.is_available, NEW.priority, NEW.run_at)
+                   -- a take: get_jobs chooses the next heads itself, set-based
+                   AND NOT (OLD.locked_at IS NULL AND NEW.locked_at IS NOT NULL))
 EXECUTE FUNCTION errands._track_queue_head();
 DROP TRIGGER IF EXISTS _queue_head_delete ON errands._jobs;
 CREATE TRIGGER _queue_head_delete AFTER DELETE ON errands._jobs
