@@ -98,6 +98,30 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
+def _singles(conn: psycopg.Connection[Any], count: int, queues: int) -> None:
+    for i in range(count):
+        conn.execute(
+            "SELECT errands.add_job(identifier => %s::text, queue_name => %s)",
+            ("noop", f"s{i % queues}" if queues else None),
+            prepare=True,
+        )
+
+
+def _enqueue_block(conn: psycopg.Connection[Any], bulk: int, single: int) -> dict[str, float]:
+    """Seconds of each enqueue kind on one database."""
+    took = {}
+    for key, run in (
+        ("bulk", lambda: conn.execute(BULK, {"n": bulk, "queues": 0})),
+        ("bulk_queues", lambda: conn.execute(BULK, {"n": bulk, "queues": bulk // 2})),
+        ("single", lambda: _singles(conn, single, 0)),
+        ("single_queues", lambda: _singles(conn, single, 100)),
+    ):
+        _reset(conn)
+        took[key] = _timed(run)
+    _reset(conn)
+    return took
+
+
 def enqueue(dsns: dict[str, str], blocks: int, bulk: int, single: int) -> None:
     conns = {name: connect(dsn) for name, dsn in dsns.items()}
     times: dict[str, dict[str, list[float]]] = {
@@ -106,28 +130,8 @@ def enqueue(dsns: dict[str, str], blocks: int, bulk: int, single: int) -> None:
     try:
         for b in range(blocks):
             for name in list(conns) if b % 2 == 0 else list(conns)[::-1]:
-                conn = conns[name]
-                t = times[name]
-                _reset(conn)
-                t["bulk"].append(_timed(lambda: conn.execute(BULK, {"n": bulk, "queues": 0})))
-                _reset(conn)
-                t["bulk_queues"].append(
-                    _timed(lambda: conn.execute(BULK, {"n": bulk, "queues": bulk // 2}))
-                )
-                _reset(conn)
-
-                def singles(queues: int) -> None:
-                    for i in range(single):
-                        conn.execute(
-                            "SELECT errands.add_job(identifier => %s::text, queue_name => %s)",
-                            ("noop", f"s{i % queues}" if queues else None),
-                            prepare=True,
-                        )
-
-                t["single"].append(_timed(lambda: singles(0)))
-                _reset(conn)
-                t["single_queues"].append(_timed(lambda: singles(100)))
-                _reset(conn)
+                for key, seconds in _enqueue_block(conns[name], bulk, single).items():
+                    times[name][key].append(seconds)
         labels = {
             "bulk": f"bulk add_jobs, {bulk:,} plain specs (W3)",
             "bulk_queues": f"bulk add_jobs, {bulk:,} specs over {bulk // 2:,} named queues",
@@ -135,7 +139,7 @@ def enqueue(dsns: dict[str, str], blocks: int, bulk: int, single: int) -> None:
             "single_queues": f"{single:,} single add_job calls, 100 named queues",
         }
         for key, label in labels.items():
-            ratios = [a / b for a, b in zip(times["after"][key], times["before"][key])]
+            ratios = [a / b for a, b in zip(times["after"][key], times["before"][key], strict=True)]
             after = statistics.median(times["after"][key])
             before = statistics.median(times["before"][key])
             print(f"{label}: after {after * 1000:,.0f} ms, before {before * 1000:,.0f} ms;"

@@ -196,7 +196,9 @@ def compare_fetch(
         assert plans, f"no plan of a statement reading _jobs was captured for {sql}"
         results.append((sum(p.top_buffers for p in plans), plans))
     (base_buffers, _), (big_buffers, big_plans) = results
-    print(f"\n=== {sql}\n=== buffers: {base_buffers} small, {big_buffers} big (extra rows or queues)")
+    print(
+        f"\n=== {sql}\n=== buffers: {base_buffers} small, {big_buffers} big (extra rows or queues)"
+    )
     for plan in big_plans:
         print(plan)
     return base_buffers, big_buffers, big_plans
@@ -337,7 +339,9 @@ def test_idle_poll_is_flat_in_the_number_of_full_and_future_queues(
     """Every queue is full (its one job running, the next held back) or has its only
     job an hour ahead: the poll reads neither kind."""
     with _queue_databases(database_factory, errands_template, due=False) as dbs:
-        base, big, plans = compare_fetch(dbs, "SELECT * FROM errands.get_jobs('idle', '{work}', 10)")
+        base, big, plans = compare_fetch(
+            dbs, "SELECT * FROM errands.get_jobs('idle', '{work}', 10)"
+        )
     text = "\n".join(p.plan for p in plans)
     assert "queues_ready" in text
     assert "Seq Scan on _queues" not in text

@@ -547,9 +547,7 @@ def test_queue_heads_under_concurrent_producers_and_workers(
             deadline = time.monotonic() + THREAD_TIMEOUT - 5
             added = 0
             while time.monotonic() < deadline:
-                added = c.execute(
-                    "SELECT count(*) FROM errands._jobs"
-                ).fetchone()[0]  # type: ignore[index]
+                added = c.execute("SELECT count(*) FROM errands._jobs").fetchone()[0]  # type: ignore[index]
                 if added == 0 and producers_done.is_set():
                     break
                 time.sleep(0.05)
