@@ -218,7 +218,9 @@ class Executor:
                         job.id, functools.partial(self._completed, job, duration), encoded
                     )
                     return
-                self._release(rec)
+                if job.queue_name is None:
+                    # A failure of a queued job keeps its slot until written.
+                    self._release(rec)
             await self.record(job, error, replacement, duration, encoded, cancelled=rec.cancelled)
         finally:
             self._release(rec)
