@@ -142,7 +142,7 @@ CREATE UNIQUE INDEX jobs_key ON errands._jobs USING btree (key) WHERE (key IS NO
 CREATE TRIGGER _queue_head_delete AFTER DELETE ON errands._jobs FOR EACH ROW WHEN (((old.job_queue_id IS NOT NULL) AND old.is_available)) EXECUTE FUNCTION errands._track_queue_head();
 CREATE TRIGGER _queue_head_insert AFTER INSERT ON errands._jobs FOR EACH ROW WHEN (((new.job_queue_id IS NOT NULL) AND new.is_available)) EXECUTE FUNCTION errands._track_queue_head();
 CREATE TRIGGER _queue_head_truncate AFTER TRUNCATE ON errands._jobs FOR EACH STATEMENT EXECUTE FUNCTION errands._clear_queue_heads();
-CREATE TRIGGER _queue_head_update AFTER UPDATE ON errands._jobs FOR EACH ROW WHEN (((((old.job_queue_id IS NOT NULL) AND old.is_available) OR ((new.job_queue_id IS NOT NULL) AND new.is_available)) AND ((((old.job_queue_id IS DISTINCT FROM new.job_queue_id) OR (old.is_available IS DISTINCT FROM new.is_available)) OR (old.priority IS DISTINCT FROM new.priority)) OR (old.run_at IS DISTINCT FROM new.run_at)))) EXECUTE FUNCTION errands._track_queue_head();
+CREATE TRIGGER _queue_head_update AFTER UPDATE ON errands._jobs FOR EACH ROW WHEN (((((old.job_queue_id IS NOT NULL) AND old.is_available) OR ((new.job_queue_id IS NOT NULL) AND new.is_available)) AND ((((old.job_queue_id IS DISTINCT FROM new.job_queue_id) OR (old.is_available IS DISTINCT FROM new.is_available)) OR (old.priority IS DISTINCT FROM new.priority)) OR (old.run_at IS DISTINCT FROM new.run_at)) AND (NOT ((old.locked_at IS NULL) AND (new.locked_at IS NOT NULL))))) EXECUTE FUNCTION errands._track_queue_head();
 
 -- SEQUENCE errands._jobs_id_seq
 -- ACL: postgres=rwU/postgres
@@ -3384,8 +3384,34 @@ BEGIN
                 locked_at = CASE WHEN q.running + n.n >= q.concurrency THEN v_now END,
                 locked_by = CASE WHEN q.running + n.n >= q.concurrency THEN get_jobs.worker_id END,
                 starts = CASE WHEN q.rate_limit IS NOT NULL
-                              THEN errands._record_starts(q.starts, n.n, q.rate_limit, v_clock) END
-            FROM (SELECT u.id, count(*)::integer AS n FROM unnest(v_head_queues) u(id) GROUP BY 1) n
+                              THEN errands._record_starts(q.starts, n.n, q.rate_limit, v_clock) END,
+                -- Their next heads (32_queue_heads.sql: chosen as errands._queue_head
+                -- does, the jobs taken now left out; a take fires no head trigger).
+                head_priority = h.priority, head_run_at = h.run_at, head_id = h.id
+            FROM (SELECT u.id, count(*)::integer AS n, array_agg(u.job) AS taken
+                  FROM unnest(v_head_queues, v_heads) u(id, job) GROUP BY 1) n
+            LEFT JOIN LATERAL (
+                WITH RECURSIVE prio(p) AS (
+                    SELECT min(j.priority) FROM errands._jobs j
+                    WHERE j.job_queue_id = n.id AND j.is_available AND j.id <> ALL(n.taken)
+                    UNION ALL
+                    SELECT (SELECT min(j.priority) FROM errands._jobs j
+                            WHERE j.job_queue_id = n.id AND j.is_available
+                              AND j.id <> ALL(n.taken) AND j.priority > prio.p)
+                    FROM prio WHERE prio.p IS NOT NULL
+                )
+                SELECT e.priority, e.run_at, e.id
+                FROM prio CROSS JOIN LATERAL (
+                    SELECT j.priority, j.run_at, j.id FROM errands._jobs j
+                    WHERE j.job_queue_id = n.id AND j.is_available AND j.priority = prio.p
+                      AND j.id <> ALL(n.taken)
+                    ORDER BY j.run_at, j.id
+                    LIMIT 1
+                ) e
+                ORDER BY e.run_at > v_now, CASE WHEN e.run_at > v_now THEN e.run_at END,
+                         e.priority, e.run_at, e.id
+                LIMIT 1
+            ) h ON true
             WHERE q.id = n.id;
         END IF;
     END IF;
