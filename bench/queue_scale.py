@@ -18,6 +18,7 @@ On a throwaway durable cluster (as bench/run.py), databases ``before`` (the sche
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -173,6 +174,7 @@ def main() -> None:
     rounds = args.rounds or (3 if args.quick else 6)
     n = args.n or (10_000 if args.quick else 20_000)
     only = set(args.only.split(","))
+    os.environ["BENCH_WORKER_INSTALL"] = "0"  # never upgrade the "before" database
     with durable_cluster() as cluster:
         after = _create(cluster, "scale_after", None)
         if "serial" in only:
