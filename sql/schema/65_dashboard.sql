@@ -1,0 +1,187 @@
+-- (65_: after the workers view of 60_workers.sql, whose row type dashboard_workers returns.)
+-- What the web dashboard (python_client/errands/dashboard) reads that the public
+-- views cannot give cheaply: job counts (exact on a small table, estimated from
+-- a block sample on a big one), the overview's charts and the crontab items with
+-- their next run. Read-only; errands.grant_dashboard (70_roles.sql) grants them.
+
+-- Rows of errands._jobs as the planner would estimate them now: reltuples per
+-- page times the current number of pages (reltuples alone lags behind inserts).
+CREATE OR REPLACE FUNCTION errands._jobs_estimate() RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN c.relpages > 0 AND c.reltuples >= 0
+                THEN (c.reltuples / c.relpages
+                      * (pg_catalog.pg_relation_size(c.oid)
+                         / pg_catalog.current_setting('block_size')::bigint))::bigint
+                ELSE -1 END
+    FROM pg_catalog.pg_class c WHERE c.oid = 'errands._jobs'::regclass
+$$;
+
+CREATE OR REPLACE FUNCTION errands.dashboard_counts(exact_below bigint DEFAULT 100000)
+RETURNS TABLE (state text, task_identifier text, queue_name text, jobs bigint, estimated boolean)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_est bigint := errands._jobs_estimate();
+    v_pct float8;
+BEGIN
+    IF exact_below IS NULL OR exact_below < 0 THEN
+        RAISE EXCEPTION 'errands: dashboard_counts needs exact_below >= 0, got %',
+            coalesce(exact_below::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    -- Unknown size (never analysed) or small: count exactly.
+    IF exact_below > 0 AND v_est < exact_below THEN
+        RETURN QUERY
+        SELECT j.state, j.task_identifier, j.queue_name, count(*), false
+        FROM errands.jobs j GROUP BY 1, 2, 3;
+        RETURN;
+    END IF;
+    -- Big: about 50,000 rows from a block sample, scaled to the estimated size.
+    v_pct := least(100.0, 100.0 * 50000 / greatest(v_est, 1));
+    RETURN QUERY EXECUTE format($q$
+        WITH s AS (
+            SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                        WHEN j.waiting_for IS NOT NULL THEN 'waiting'
+                        WHEN j.attempts >= j.max_attempts THEN 'failed'
+                        WHEN j.attempts > 0 THEN 'retrying'
+                        WHEN j.run_at > now() THEN 'scheduled'
+                        ELSE 'pending' END AS state,
+                   j.task_id, j.job_queue_id
+            FROM errands._jobs j TABLESAMPLE SYSTEM (%s)
+        ), g AS (
+            SELECT s.state, s.task_id, s.job_queue_id, count(*) AS n,
+                   sum(count(*)) OVER () AS total
+            FROM s GROUP BY 1, 2, 3
+        )
+        SELECT g.state, t.identifier, q.queue_name,
+               greatest(1, round(g.n * %s / g.total))::bigint, true
+        FROM g
+        JOIN errands._tasks t ON t.id = g.task_id
+        LEFT JOIN errands._queues q ON q.id = g.job_queue_id$q$, v_pct, v_est);
+END
+$$;
+COMMENT ON FUNCTION errands.dashboard_counts(bigint) IS
+'Dashboard: the unfinished jobs counted by state, task and queue. When errands._jobs
+holds fewer than exact_below rows (planner estimate) the counts are exact
+(estimated false); otherwise they come from a block sample of about 50,000 rows
+scaled to the estimated table size (estimated true), so the call costs the same
+on any table size. Rare combinations may be missing from an estimate.';
+
+CREATE OR REPLACE FUNCTION errands.dashboard_chart(since timestamptz, bucket interval)
+RETURNS TABLE (bucket_start timestamptz, completed bigint, cancelled bigint, failed bigint,
+               wait_p50 float8, wait_max float8)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_est bigint := errands._jobs_estimate();
+    v_pct float8 := 100.0;
+BEGIN
+    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
+       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
+        RAISE EXCEPTION 'errands: dashboard_chart needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
+            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF v_est >= 100000 THEN
+        v_pct := least(100.0, 100.0 * 50000 / v_est);
+    END IF;
+    RETURN QUERY EXECUTE format($q$
+        WITH b AS (
+            SELECT g AS s FROM generate_series($1, now(), $2) g
+        ), h AS (
+            -- History (kept when retention > 0): finished_at is indexed.
+            SELECT $1 + $2 * floor(extract(epoch FROM f.finished_at - $1)
+                                   / extract(epoch FROM $2)) AS s,
+                   f.state,
+                   extract(epoch FROM f.finished_at - f.created_at)::float8 AS wait
+            FROM errands._finished_jobs f
+            WHERE f.finished_at >= $1
+        ), hb AS (
+            SELECT h.s, count(*) FILTER (WHERE h.state = 'completed') AS completed,
+                   count(*) FILTER (WHERE h.state = 'cancelled') AS cancelled,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY h.wait)
+                       FILTER (WHERE h.state = 'completed') AS wait_p50,
+                   max(h.wait) FILTER (WHERE h.state = 'completed') AS wait_max
+            FROM h GROUP BY 1
+        ), fb AS (
+            -- Failed tries still in errands._jobs (retrying or failed), by the
+            -- time of their last failure; sampled on a big table.
+            SELECT $1 + $2 * floor(extract(epoch FROM j.updated_at - $1)
+                                   / extract(epoch FROM $2)) AS s,
+                   round(count(*) * 100.0 / %s)::bigint AS failed
+            FROM errands._jobs j TABLESAMPLE SYSTEM (%s)
+            WHERE j.updated_at >= $1 AND j.attempts > 0 AND j.locked_at IS NULL
+              AND j.last_error IS NOT NULL
+            GROUP BY 1
+        )
+        SELECT b.s, coalesce(hb.completed, 0), coalesce(hb.cancelled, 0),
+               coalesce(fb.failed, 0), hb.wait_p50, hb.wait_max
+        FROM b LEFT JOIN hb ON hb.s = b.s LEFT JOIN fb ON fb.s = b.s
+        ORDER BY b.s$q$, v_pct, v_pct) USING since, bucket;
+END
+$$;
+COMMENT ON FUNCTION errands.dashboard_chart(timestamptz, interval) IS
+'Dashboard: per bucket of the given length since the given time (at most 7 days,
+1000 buckets): jobs completed and cancelled (from errands.finished_jobs: zero when
+retention is 0), jobs whose last try failed then and that are still in
+errands.jobs (retrying or failed; estimated from a block sample on a big table),
+and the median and maximum seconds from creation to completion of the completed
+jobs (history does not keep start times: this is queue wait plus run time).';
+
+-- The next minute after "after" at which a crontab item is due, within a year.
+CREATE OR REPLACE FUNCTION errands._cron_next_run(i errands._crontab_items, after timestamptz)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_tz text := coalesce(i.options->>'tz', 'UTC');
+    v_after timestamptz := date_trunc('minute', after);
+    v_day date := (v_after AT TIME ZONE v_tz)::date;
+    v_m timestamptz;
+BEGIN
+    WHILE v_day <= (v_after AT TIME ZONE v_tz)::date + 366 LOOP
+        IF errands._cron_wall_match(v_day::timestamp, '{0}', '{0}', i.days_of_month,
+                                    i.months, i.days_of_week) THEN
+            SELECT g INTO v_m FROM generate_series(
+                greatest(v_day::timestamp AT TIME ZONE v_tz, v_after + interval '1 minute'),
+                (v_day + 1)::timestamp AT TIME ZONE v_tz - interval '1 minute',
+                interval '1 minute') g
+            WHERE errands._cron_due(g, i.minutes, i.hours, i.days_of_month, i.months,
+                                    i.days_of_week, v_tz)
+            ORDER BY g LIMIT 1;
+            IF v_m IS NOT NULL THEN
+                RETURN v_m;
+            END IF;
+        END IF;
+        v_day := v_day + 1;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION errands.dashboard_cron()
+RETURNS TABLE (identifier text, source text, task text, options jsonb, payload jsonb,
+               last_execution timestamptz, next_run timestamptz)
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.id, i.source, i.task, i.options, i.payload, k.last_execution,
+           errands._cron_next_run(i, now())
+    FROM errands._crontab_items i
+    LEFT JOIN errands._known_crontabs k ON k.identifier = i.id
+    ORDER BY i.source, i.line_number
+$$;
+COMMENT ON FUNCTION errands.dashboard_cron() IS
+'Dashboard: every stored crontab item (set_crontab) with its source, task,
+options, payload, the minute cron_tick last scheduled (NULL: never) and its next
+due minute within a year (NULL: none).';
+
+CREATE OR REPLACE FUNCTION errands.dashboard_workers() RETURNS SETOF errands.workers
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM errands.workers w ORDER BY w.started_at DESC, w.id
+$$;
+COMMENT ON FUNCTION errands.dashboard_workers() IS
+'Dashboard: the rows of the errands.workers view (alive, hung or dead, heartbeat,
+running job ids), newest first, for a role that may not call the private
+functions the view uses.';
