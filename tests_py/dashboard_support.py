@@ -178,7 +178,7 @@ class Client:
         button ``name="action" value=button`` when given)."""
         page = self.get(page_path)
         assert page.status == 200, (page_path, page.status, page.text[:2000])
-        form = page.page.form(action)
+        form = page.page.form(action, button)
         fields = {**form.fields, **overrides}
         if button is not None:
             assert ("action", button) in form.buttons, (action, form.buttons)
@@ -310,9 +310,15 @@ class Page(HTMLParser):
         """The ids of the job rows (``tr.job-row[data-job-id]``), in page order."""
         return [int(e.attrs["data-job-id"]) for e in self.find("tr", "job-row")]
 
-    def form(self, action: str) -> Form:
-        """The one form posting to ``action`` (its path, query string ignored)."""
-        found = [f for f in self.forms if urllib.parse.urlsplit(f.action).path == action]
+    def form(self, action: str, button: str | None = None) -> Form:
+        """The one form posting to ``action`` (its path, query string ignored) with the
+        submit button ``name="action" value=button`` when given."""
+        found = [
+            f
+            for f in self.forms
+            if urllib.parse.urlsplit(f.action).path == action
+            and (button is None or ("action", button) in f.buttons)
+        ]
         assert len(found) == 1, f"{len(found)} forms post to {action!r}: {self.forms}"
         return found[0]
 

@@ -1,6 +1,8 @@
 """Tasks of the worker the dashboard tests start (``errands worker --tasks
 dashboard_tasks``): plausible names for the screenshots, one behaviour driven by the
-payload: ``seconds`` to sleep (cancellable: async), ``fail`` an error message to raise.
+payload: ``seconds`` to sleep (cancellable: async), ``fail`` an error message to raise,
+``fail_unless`` the name of a row of table ``dash_flags`` (fails while it is missing:
+the "fix the cause, then retry" story).
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ async def _work(payload: Any, helpers: Helpers) -> dict[str, Any]:
     await asyncio.sleep(float(payload.get("seconds", 0)))
     if payload.get("fail"):
         raise RuntimeError(str(payload["fail"]))
+    if payload.get("fail_unless"):
+        async with helpers.connection() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM dash_flags WHERE name = %s", [payload["fail_unless"]]
+            )
+            if await cur.fetchone() is None:
+                raise RuntimeError(f"feature flag {payload['fail_unless']!r} is off")
     return {"attempt": helpers.job.attempts, "done": payload.get("label", helpers.job.id)}
 
 
