@@ -501,3 +501,16 @@ def test_a_hostile_payload_is_shown_as_text_and_runs_no_script(
     ui.open(f"/jobs/{job}", "page-job")
     assert json.loads(ui.one("pre#payload").text) == payload
     assert "<svg onload=" in ui.one("ol#errors").text
+
+
+def test_the_overview_refreshes_itself(
+    ui: UI, seeded: dict[str, int], conn: psycopg.Connection[Any]
+) -> None:
+    ui.driver.get(ui.server.url + "/")  # the default: live refresh every 5 s
+    ui.main("page-overview")
+    assert "live_refresh_probe" not in ui.one("main").text
+    run_at = conn.execute("SELECT now() + interval '1 hour'").fetchone()[0]  # type: ignore[index]
+    add(conn, "live_refresh_probe", {}, queue_name="live", run_at=run_at)
+    wait_until(
+        lambda: "live_refresh_probe" in ui.one("main").text, 20, "the overview to show the new task"
+    )
