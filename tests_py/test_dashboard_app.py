@@ -75,7 +75,9 @@ def test_non_loopback_without_credentials_is_refused(db: str) -> None:
     assert "0.0.0.0" in proc.stderr and "credentials" in proc.stderr
 
 
-def test_every_page_answers_with_server_timing(dashboard: Client, conn: psycopg.Connection[Any]) -> None:
+def test_every_page_answers_with_server_timing(
+    dashboard: Client, conn: psycopg.Connection[Any]
+) -> None:
     conn.execute("SELECT errands.add_job('t', '{\"a\": 1}')")
     for path in ("/", "/jobs", "/jobs?state=completed", "/queues", "/workers", "/cron", "/flows",
                  "/static/style.css", "/static/app.js"):
@@ -84,12 +86,16 @@ def test_every_page_answers_with_server_timing(dashboard: Client, conn: psycopg.
         assert re.fullmatch(r"app;dur=[0-9.]+", headers["server-timing"]), path
 
 
-def test_hostile_payload_and_error_are_text(dashboard: Client, conn: psycopg.Connection[Any]) -> None:
+def test_hostile_payload_and_error_are_text(
+    dashboard: Client, conn: psycopg.Connection[Any]
+) -> None:
     job_id = conn.execute(
         "SELECT id FROM errands.add_job('x<script>', '{\"h\": \"<script>alert(1)</script>\"}')"
     ).fetchone()[0]  # type: ignore[index]
     nested = "[" * 3000 + "]" * 3000
-    deep_id = conn.execute("SELECT id FROM errands.add_job('deep', %s::json)", [nested]).fetchone()[0]  # type: ignore[index]
+    deep_id = conn.execute(
+        "SELECT id FROM errands.add_job('deep', %s::json)", [nested]
+    ).fetchone()[0]  # type: ignore[index]
     for path in ("/jobs", f"/jobs/{job_id}", "/"):
         _, _, html = dashboard.request(path)
         assert "<script>alert" not in html and "x<script>" not in html
@@ -99,7 +105,9 @@ def test_hostile_payload_and_error_are_text(dashboard: Client, conn: psycopg.Con
     assert status == 200 and '<pre id="payload">[[[' in html
 
 
-def test_post_needs_the_csrf_token(dashboard: Client, conn: psycopg.Connection[Any]) -> None:
+def test_post_needs_the_csrf_token(
+    dashboard: Client, conn: psycopg.Connection[Any]
+) -> None:
     job_id = conn.execute("SELECT id FROM errands.add_job('t', '{}')").fetchone()[0]  # type: ignore[index]
     dashboard.request("/jobs")  # sets the cookie
     status, _, _ = dashboard.request(f"/jobs/{job_id}/remove", {"csrf_token": "wrong"})
@@ -115,7 +123,9 @@ def test_post_needs_the_csrf_token(dashboard: Client, conn: psycopg.Connection[A
     assert re.search(r'<div id="flash"[^>]*>removed 1 of job', html)
 
 
-def test_bulk_retry_confirms_with_the_count(dashboard: Client, conn: psycopg.Connection[Any]) -> None:
+def test_bulk_retry_confirms_with_the_count(
+    dashboard: Client, conn: psycopg.Connection[Any]
+) -> None:
     conn.execute("SELECT errands.add_job('bulk', json_build_object('i', i), max_attempts => 1) "
                  "FROM generate_series(1, 3) i")
     conn.execute("SELECT errands.add_job('other', '{}')")
@@ -125,15 +135,17 @@ def test_bulk_retry_confirms_with_the_count(dashboard: Client, conn: psycopg.Con
     form = {"csrf_token": dashboard.csrf(), "action": "retry", "state": "failed", "task": "bulk"}
     status, _, html = dashboard.request("/jobs/bulk", form)
     assert status == 200 and '<span id="bulk-count">3</span>' in html
-    assert conn.execute("SELECT count(*) FROM errands.jobs WHERE state = 'failed'").fetchone() == (3,)
+    failed = "SELECT count(*) FROM errands.jobs WHERE state = 'failed'"
+    assert conn.execute(failed).fetchone() == (3,)
     status, headers, _ = dashboard.request("/jobs/bulk", {**form, "confirm": "yes"})
     assert status == 303 and "state=failed" in headers["location"]
     assert conn.execute("SELECT state, count(*) FROM errands.jobs GROUP BY 1").fetchall() == [
         ("pending", 4)]
 
 
-def test_jobs_keyset_pages_cover_every_job_once(dashboard: Client,
-                                                conn: psycopg.Connection[Any]) -> None:
+def test_jobs_keyset_pages_cover_every_job_once(
+    dashboard: Client, conn: psycopg.Connection[Any]
+) -> None:
     conn.execute("SELECT errands.add_job('page', json_build_object('i', i), "
                  "run_at => now() - i * interval '1 minute') FROM generate_series(1, 25) i")
     for sort in ("-id", "run_at", "-attempts"):

@@ -33,7 +33,8 @@ from errands.cli._app import app
 
 # Imported for their side effect: each registers its commands on `app`, in this order
 # (the order `errands --help` lists them in).
-from errands.cli import db, worker, jobs, cancel, wait, workers, limits, cron, flow, import_graphile, dashboard  # noqa: F401  # isort: skip
+from errands.cli import db, worker, jobs, cancel, wait, workers, limits, cron, flow  # noqa: F401  # isort: skip
+from errands.cli import import_graphile, dashboard  # noqa: F401  # isort: skip
 
 
 def main() -> None:

@@ -6,7 +6,6 @@ command runs, so other commands do not pay for them.
 
 # No `from __future__ import annotations`: typer reads the signatures (see errands.cli).
 
-import ipaddress
 from typing import Annotated
 
 import typer
@@ -18,6 +17,8 @@ EXIT_USAGE = 2
 
 
 def is_loopback(host: str) -> bool:
+    import ipaddress  # here: not on the start-up path of the other commands
+
     if host == "localhost":
         return True
     try:

@@ -36,8 +36,14 @@ def create_app(conninfo: str, options: DashboardOptions | None = None) -> Starle
     ``conninfo``: a libpq connection string for a role with
     ``errands.grant_dashboard(role, read_only)`` (or the schema owner).
     """
-    from errands.dashboard import pages_actions, pages_flows, pages_jobs, pages_overview
-    from errands.dashboard import pages_queues, pages_workers
+    from errands.dashboard import (
+        pages_actions,
+        pages_flows,
+        pages_jobs,
+        pages_overview,
+        pages_queues,
+        pages_workers,
+    )
 
     opts = options or DashboardOptions()
     dash = Dashboard(opts, Database(conninfo, opts.max_connections), Renderer(opts))

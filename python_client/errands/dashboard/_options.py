@@ -51,7 +51,8 @@ class DashboardOptions:
         ERRANDS_DASHBOARD_USERS ("alice:pw1,bob:pw2")."""
         env = os.environ if environ is None else environ
         token = env.get(TOKEN_ENV) or None
-        return cls(read_only=read_only, token=token, basic_users=parse_users(env.get(USERS_ENV, "")))
+        users = parse_users(env.get(USERS_ENV, ""))
+        return cls(read_only=read_only, token=token, basic_users=users)
 
 
 def parse_users(text: str) -> dict[str, str]:

@@ -16,13 +16,14 @@ from starlette.responses import HTMLResponse, RedirectResponse
 from errands.dashboard._options import DashboardOptions
 
 FLASH_COOKIE = "errands_flash"
+NONE = "\u2013"  # an en dash: no value
 # Payloads larger than this are shown as stored, not re-indented.
 PRETTY_LIMIT = 100_000
 
 
 def seconds_text(seconds: float | None) -> str:
     if seconds is None:
-        return "–"
+        return NONE
     s = abs(seconds)
     if s < 1:
         return f"{s * 1000:.0f} ms"
@@ -37,14 +38,14 @@ def seconds_text(seconds: float | None) -> str:
 
 def ago(value: datetime | None) -> str:
     if value is None:
-        return "–"
+        return NONE
     delta = (datetime.now(timezone.utc) - value).total_seconds()
     return f"{seconds_text(delta)} ago" if delta >= 0 else f"in {seconds_text(delta)}"
 
 
 def when(value: datetime | None) -> str:
     if value is None:
-        return "–"
+        return NONE
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -61,12 +62,12 @@ def pretty_json(text: str | None) -> str:
 
 
 def interval_text(value: timedelta | None) -> str:
-    return "–" if value is None else seconds_text(value.total_seconds())
+    return NONE if value is None else seconds_text(value.total_seconds())
 
 
 def number(value: int | None, estimated: bool = False) -> str:
     if value is None:
-        return "–"
+        return NONE
     return f"≈{value:,}" if estimated else f"{value:,}"
 
 

@@ -17,16 +17,19 @@ from errands.dashboard._svg import flow_graph
 if TYPE_CHECKING:
     from errands.dashboard._app import Dashboard
 
-LIVE_COLUMNS = ("id, state, task_identifier, queue_name, run_at, NULL::timestamptz AS finished_at, "
-                "attempts, max_attempts, left(last_error, 300) AS last_error, key, locked_by, "
+LIVE_COLUMNS = ("id, state, task_identifier, queue_name, run_at, "
+                "NULL::timestamptz AS finished_at, attempts, max_attempts, "
+                "left(last_error, 300) AS last_error, key, locked_by, "
                 "left(payload::text, 160) AS payload_preview, created_at")
 FINISHED_COLUMNS = ("id, state, task_identifier, queue_name, NULL::timestamptz AS run_at, "
-                    "finished_at, attempts, max_attempts, left(last_error, 300) AS last_error, key, "
+                    "finished_at, attempts, max_attempts, left(last_error, 300) AS last_error, "
+                    "key, "
                     "NULL::text AS locked_by, left(payload::text, 160) AS payload_preview, "
                     "created_at")
 # Payloads and results as text: shown as stored (a deeply nested value need not parse).
-LIVE_JOB = ("SELECT id, queue_name, task_identifier, payload::text AS payload, NULL::text AS result, "
-            "priority, run_at, attempts, max_attempts, last_error, created_at, updated_at, key, "
+LIVE_JOB = ("SELECT id, queue_name, task_identifier, payload::text AS payload, "
+            "NULL::text AS result, priority, run_at, attempts, max_attempts, last_error, "
+            "created_at, updated_at, key, "
             "locked_at, locked_by, state, timeout, NULL::timestamptz AS finished_at "
             "FROM errands.jobs WHERE id = %s")
 FINISHED_JOB = ("SELECT id, queue_name, task_identifier, payload::text AS payload, "

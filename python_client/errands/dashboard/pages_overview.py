@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 BUCKET = timedelta(minutes=5)
 WINDOW = timedelta(hours=1)
 
-COUNTS = "SELECT state, task_identifier, queue_name, jobs, estimated FROM errands.dashboard_counts(%s)"
+COUNTS = ("SELECT state, task_identifier, queue_name, jobs, estimated "
+          "FROM errands.dashboard_counts(%s)")
 CHART = ("SELECT bucket_start, completed, cancelled, failed, wait_p50, wait_max "
          "FROM errands.dashboard_chart(now() - %s::interval, %s::interval)")
 # The oldest due job nobody has taken: walks the primary key from the oldest id.
