@@ -54,7 +54,8 @@ def fill(dsn: str, jobs: int, finished: int) -> None:
                    CASE WHEN i %% 100 = 98
                         THEN (SELECT min(id) FROM errands._queues) + i %% %(queues)s END,
                    json_build_object('user', i %% 5000, 'order', i, 'note', 'bench'),
-                   CASE WHEN i %% 100 BETWEEN 70 AND 84 THEN now() + (i %% 1000) * interval '1 minute'
+                   CASE WHEN i %% 100 BETWEEN 70 AND 84
+                        THEN now() + (i %% 1000) * interval '1 minute'
                         ELSE now() - (i %% 10000) * interval '1 second' END,
                    CASE WHEN i %% 100 BETWEEN 85 AND 92 THEN 1 + i %% 3
                         WHEN i %% 100 BETWEEN 93 AND 97 THEN 5 ELSE 0 END,

@@ -109,7 +109,15 @@ class JobFilter:
     def relation(self) -> sql.Composable:
         return sql.SQL("errands.finished_jobs" if self.finished else "errands.jobs")
 
-    def where(self, with_cursor: bool = True) -> tuple[sql.Composable, list[Any]]:
+    @property
+    def scans(self) -> bool:
+        """Some condition no index serves (all but key): a big table is searched
+        in windows of ids (see pages_jobs)."""
+        return any(getattr(self, f) for f in ("state", "task", "queue", "error", "payload",
+                                              "since", "until"))
+
+    def where(self, with_cursor: bool = True,
+              id_bound: int | None = None) -> tuple[sql.Composable, list[Any]]:
         conds: list[sql.Composable] = []
         params: list[Any] = []
 
@@ -141,6 +149,8 @@ class JobFilter:
                 add(f"id {op} %s", last_id)
             else:
                 add(f"({self.sort_column}, id) {op} (%s, %s)", value, last_id)
+        if id_bound is not None:
+            add("id >= %s" if self.descending else "id <= %s", id_bound)
         if not conds:
             return sql.SQL("true"), params
         return sql.SQL(" AND ").join(conds), params

@@ -43,12 +43,46 @@ FLOW_STEPS = ("SELECT flow_id, step, job_id, position, depends_on, run_anyway, s
               "ORDER BY position")
 
 
-def list_query(flt: JobFilter) -> tuple[sql.Composable, list[Any]]:
-    where, params = flt.where()
+# A big table's rows are searched this many ids at a time when no index serves the
+# filter: each page reads a bounded number of rows, whatever the filter matches.
+WINDOW = 100_000
+SIZE = "SELECT c.reltuples::bigint AS n FROM pg_catalog.pg_class c WHERE c.oid = %s::regclass"
+
+
+def list_query(flt: JobFilter, id_bound: int | None) -> tuple[sql.Composable, list[Any]]:
+    """The page's ids first (only the columns the filter and order need), then
+    their rows: the payload preview and error text are computed for one page only."""
+    where, params = flt.where(id_bound=id_bound)
     cols = FINISHED_COLUMNS if flt.finished else LIVE_COLUMNS
-    query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT %s").format(
-        sql.SQL(cols), flt.relation(), where, flt.order_by())
+    query = sql.SQL(
+        "SELECT {cols} FROM {rel} WHERE id = ANY(ARRAY("
+        "SELECT id FROM {rel} WHERE {where} ORDER BY {order} LIMIT %s)) ORDER BY {order}"
+    ).format(cols=sql.SQL(cols), rel=flt.relation(), where=where, order=flt.order_by())
     return query, [*params, flt.limit + 1]
+
+
+async def window_bound(dash: Dashboard, flt: JobFilter) -> tuple[int | None, bool]:
+    """(the id bound of this page's search window, whether ids lie beyond it), or
+    (None, False) when the table is small or an index serves the query."""
+    if flt.sort_column != "id" or not flt.scans:
+        return None, False
+    table = "errands._finished_jobs" if flt.finished else "errands._jobs"
+    size = await dash.db.row(SIZE, [table])
+    if size is None or size["n"] < dash.options.exact_count_below:
+        return None, False
+    rel = flt.relation()
+    first = sql.SQL("SELECT id FROM {} ORDER BY id {} LIMIT 1")
+    newest = await dash.db.row(first.format(rel, sql.SQL("DESC")))
+    oldest = await dash.db.row(first.format(rel, sql.SQL("ASC")))
+    if newest is None or oldest is None:
+        return None, False
+    if flt.descending:
+        start = flt.cursor()[1] if flt.after else newest["id"] + 1
+        bound = start - WINDOW
+        return bound, bound > oldest["id"]
+    start = flt.cursor()[1] if flt.after else oldest["id"] - 1
+    bound = start + WINDOW
+    return bound, bound < newest["id"]
 
 
 def timeline(job: dict[str, Any]) -> list[tuple[datetime, str]]:
@@ -75,15 +109,22 @@ def routes(dash: Dashboard) -> list[BaseRoute]:
         except FilterError as exc:
             return dash.render.page(request, "jobs.html", status=400, error=str(exc),
                                     flt=JobFilter(), rows=[], next_query=None, states=STATES,
-                                    live_states=LIVE_STATES)
-        query, params = list_query(flt)
+                                    live_states=LIVE_STATES, searched=None, window=WINDOW)
+        bound, beyond = await window_bound(dash, flt)
+        query, params = list_query(flt, bound)
         rows = await dash.db.rows(query, params)
         next_query = None
+        searched = None
         if len(rows) > flt.limit:
             rows = rows[: flt.limit]
             next_query = flt.query(after=flt.next_cursor(rows[-1]))
+        elif beyond and bound is not None:
+            # The window ended before the page filled: go on from its edge.
+            next_query = flt.query(after=str(bound))
+            searched = bound
         return dash.render.page(request, "jobs.html", flt=flt, rows=rows, next_query=next_query,
-                                states=STATES, live_states=LIVE_STATES, error=None)
+                                states=STATES, live_states=LIVE_STATES, error=None,
+                                searched=searched, window=WINDOW)
 
     async def job(request: Request) -> Response:
         raw = request.path_params["job_id"]
