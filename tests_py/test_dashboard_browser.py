@@ -299,7 +299,8 @@ class UI:
         return [
             entry["message"]
             for entry in self.driver.get_log("browser")
-            if entry.get("level") == "SEVERE"
+            # The browser asks for /favicon.ico by itself; the pages link none.
+            if entry.get("level") == "SEVERE" and "/favicon.ico" not in entry["message"]
         ]
 
 
