@@ -12,6 +12,7 @@ docs/img/dashboard-*.png are written too."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -98,56 +99,101 @@ def seed(conn: psycopg.Connection[Any]) -> dict[str, int]:
     conn.execute("CREATE TABLE dash_flags (name text PRIMARY KEY)")
     people = ["ada", "grace", "alan", "edsger", "barbara", "donald", "margaret", "ken"]
     for n, who in enumerate(people):
-        add(conn, "send_email", {"to": f"{who}@example.com", "template": "welcome",
-                                 "seconds": 0.05 * n}, queue_name="emails")  # fmt: skip
+        add(
+            conn,
+            "send_email",
+            {"to": f"{who}@example.com", "template": "welcome", "seconds": 0.05 * n},
+            queue_name="emails",
+        )
     for n in range(6):
-        add(conn, "resize_image", {"image": f"uploads/{1000 + n}.jpg", "width": 640},
-            queue_name="media")  # fmt: skip
+        add(
+            conn,
+            "resize_image",
+            {"image": f"uploads/{1000 + n}.jpg", "width": 640},
+            queue_name="media",
+        )
     for n in range(3):
-        add(conn, "webhooks.deliver", {"url": "https://hooks.example.com/orders", "order": 77 + n},
-            queue_name="webhooks")  # fmt: skip
-    bounced = add(conn, "send_email",
-                  {"to": "nobody@example.org", "template": "invoice",
-                   "fail": "SMTP 550 5.1.1 <nobody@example.org>: mailbox unavailable"},
-                  queue_name="emails", max_attempts=1)  # fmt: skip
-    add(conn, "webhooks.deliver",
+        add(
+            conn,
+            "webhooks.deliver",
+            {"url": "https://hooks.example.com/orders", "order": 77 + n},
+            queue_name="webhooks",
+        )
+    bounced = add(
+        conn,
+        "send_email",
+        {
+            "to": "nobody@example.org",
+            "template": "invoice",
+            "fail": "SMTP 550 5.1.1 <nobody@example.org>: mailbox unavailable",
+        },
+        queue_name="emails",
+        max_attempts=1,
+    )
+    add(
+        conn,
+        "webhooks.deliver",
         {"url": "https://hooks.example.com/crm", "fail": "HTTP 503 from hooks.example.com"},
-        queue_name="webhooks", max_attempts=1)  # fmt: skip
-    add(conn, "reports.build",
+        queue_name="webhooks",
+        max_attempts=1,
+    )
+    add(
+        conn,
+        "reports.build",
         {"report": "revenue", "month": "2026-11", "fail": "warehouse query timed out after 30 s"},
-        queue_name="reports", max_attempts=8)  # fmt: skip
-    running = add(conn, "reports.build", {"report": "yearly-summary", "seconds": 3600},
-                  queue_name="reports")  # fmt: skip
+        queue_name="reports",
+        max_attempts=8,
+    )
+    running = add(
+        conn, "reports.build", {"report": "yearly-summary", "seconds": 3600}, queue_name="reports"
+    )
     for n, who in enumerate(people[:3]):
-        add(conn, "send_email", {"to": f"{who}@example.com", "template": "reminder"},
-            queue_name="emails", job_key=f"reminder:{who}",
-            run_at=conn.execute("SELECT now() + %s * interval '1 hour'", [n + 2]).fetchone()[0])  # type: ignore[index]  # fmt: skip
+        add(
+            conn,
+            "send_email",
+            {"to": f"{who}@example.com", "template": "reminder"},
+            queue_name="emails",
+            job_key=f"reminder:{who}",
+            run_at=conn.execute("SELECT now() + %s * interval '1 hour'", [n + 2]).fetchone()[0],
+        )  # type: ignore[index]
     conn.execute("SELECT errands.pause_queue('exports')")
     for n in range(2):
         add(conn, "reports.build", {"report": "export", "customer": 40 + n}, queue_name="exports")
     flow = {
         "steps": [
             {"name": "avatar", "task": "resize_image", "payload": {"image": "avatars/ada.png"}},
-            {"name": "welcome", "task": "send_email", "depends_on": ["avatar"],
-             "payload": {"to": "ada@example.com", "template": "welcome"}},
-            {"name": "crm", "task": "webhooks.deliver", "depends_on": ["avatar"],
-             "max_attempts": 1,
-             "payload": {"url": "https://crm.example.com", "fail": "HTTP 401 Unauthorized"}},
-            {"name": "report", "task": "reports.build", "depends_on": ["welcome", "crm"],
-             "payload": {"report": "onboarding"}},
+            {
+                "name": "welcome",
+                "task": "send_email",
+                "depends_on": ["avatar"],
+                "payload": {"to": "ada@example.com", "template": "welcome"},
+            },
+            {
+                "name": "crm",
+                "task": "webhooks.deliver",
+                "depends_on": ["avatar"],
+                "max_attempts": 1,
+                "payload": {"url": "https://crm.example.com", "fail": "HTTP 401 Unauthorized"},
+            },
+            {
+                "name": "report",
+                "task": "reports.build",
+                "depends_on": ["welcome", "crm"],
+                "payload": {"report": "onboarding"},
+            },
         ]
-    }  # fmt: skip
+    }
     steps = conn.execute(
         "SELECT step, flow_id, job_id FROM errands.add_flow(%s::jsonb)", [json.dumps(flow)]
     ).fetchall()
     conn.execute(
         "SELECT errands.set_crontab(%s)",
         [
-            "0 4 * * * reports.build ?id=nightly_revenue {\"report\": \"revenue\"}\n"
-            "30 8 * * 1 send_email ?id=weekly_digest {\"template\": \"digest\"}\n"
-            "0 * * * * webhooks.deliver ?id=hourly_sync {\"url\": \"https://crm.example.com\"}\n"
+            '0 4 * * * reports.build ?id=nightly_revenue {"report": "revenue"}\n'
+            '30 8 * * 1 send_email ?id=weekly_digest {"template": "digest"}\n'
+            '0 * * * * webhooks.deliver ?id=hourly_sync {"url": "https://crm.example.com"}\n'
         ],
-    )  # fmt: skip
+    )
     return {
         "bounced": bounced,
         "running": running,
@@ -179,7 +225,8 @@ def seeded(dsn: str, logs: Path) -> Iterator[dict[str, int]]:
     what it can of the seed (only the long report runs; retries wait for their turn)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         ids = seed(conn)
-        with worker(dsn, logs / "worker.log") as proc:
+        # Two workers, as a small deployment would run.
+        with worker(dsn, logs / "worker.log") as proc, worker(dsn, logs / "worker2.log"):
 
             def settled() -> bool:
                 # Left: the long report running, the exports paused, three failures
@@ -189,10 +236,11 @@ def seeded(dsn: str, logs: Path) -> Iterator[dict[str, int]]:
                     "SELECT count(*) FILTER (WHERE state = 'pending'"
                     "                        AND queue_name IS DISTINCT FROM 'exports'),"
                     "       count(*) FILTER (WHERE state = 'running'),"
-                    "       count(*) FILTER (WHERE state = 'failed')"
+                    "       count(*) FILTER (WHERE state = 'failed'),"
+                    "       (SELECT count(*) FROM errands.workers WHERE state = 'alive')"
                     " FROM errands.jobs"
                 ).fetchone()
-                return row == (0, 1, 3) and state(conn, ids["running"]) == "running"
+                return row == (0, 1, 3, 2) and state(conn, ids["running"]) == "running"
 
             wait_until(settled, 60, "the worker to run the seeded jobs")
             yield {**ids, "worker_pid": proc.pid}
@@ -285,11 +333,26 @@ class UI:
     def shoot(self, name: str) -> Path:
         """Full-page screenshot ``name``.png (and docs/img/dashboard-``name``.png when
         ERRANDS_UPDATE_SCREENSHOTS=1)."""
-        height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        self.driver.set_window_size(1360, max(700, min(int(height), 2000)))
+        # The whole page down to the end of <main> (at most 2400 px), not only the
+        # window: DevTools' capture beyond the viewport.
+        metrics = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+        bottom = self.driver.execute_script(
+            "return document.querySelector('main').getBoundingClientRect().bottom + window.scrollY"
+        )
+        height = min(max(float(bottom) + 24, 300), 2400)
+        clip = {
+            "x": 0,
+            "y": 0,
+            "width": metrics["cssContentSize"]["width"],
+            "height": height,
+            "scale": 1,
+        }
+        shot = self.driver.execute_cdp_cmd(
+            "Page.captureScreenshot",
+            {"format": "png", "captureBeyondViewport": True, "clip": clip},
+        )
         path = self.screenshots / f"{name}.png"
-        assert self.driver.save_screenshot(str(path)), path
-        self.driver.set_window_size(1360, 900)
+        path.write_bytes(base64.b64decode(shot["data"]))
         if os.environ.get("ERRANDS_UPDATE_SCREENSHOTS") == "1" and name in README_SHOTS:
             DOCS_IMG.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, DOCS_IMG / f"dashboard-{name}.png")
@@ -343,7 +406,9 @@ def test_every_page_loads_without_errors_and_is_screenshotted(
     queues = {e.get_attribute("data-queue") for e in ui.css("tr.queue-row")}
     assert {"emails", "media", "webhooks", "reports", "exports"} <= queues, queues
     ui.open("/workers", "page-workers")
-    assert len(ui.css("tr.worker-row")) == 1
+    shown = {e.get_attribute("data-worker-id") for e in ui.css("tr.worker-row")}
+    alive = {r[0] for r in conn.execute("SELECT id FROM errands.workers").fetchall()}
+    assert len(shown) == 2 and shown == alive, (shown, alive)
     ui.open("/cron", "page-cron")
     items = {e.get_attribute("data-identifier") for e in ui.css("tr.cron-row")}
     assert items == {"nightly_revenue", "weekly_digest", "hourly_sync"}, items
@@ -352,9 +417,11 @@ def test_every_page_loads_without_errors_and_is_screenshotted(
         int(e.get_attribute("data-job-id") or 0): e.get_attribute("class") or ""
         for e in ui.css("svg#flow-graph g.step")
     }
-    expected = dict(conn.execute(
-        "SELECT job_id, state FROM errands.flow_steps WHERE flow_id = %s", [seeded["flow"]]
-    ).fetchall())  # fmt: skip
+    expected = dict(
+        conn.execute(
+            "SELECT job_id, state FROM errands.flow_steps WHERE flow_id = %s", [seeded["flow"]]
+        ).fetchall()
+    )
     assert set(steps) == set(expected)
     for job_id, classes in steps.items():
         assert f"state-{expected[job_id]}" in classes.split(), (job_id, classes, expected)
@@ -384,9 +451,12 @@ def test_filters_on_the_jobs_page(
     wait_until(lambda: ui.path()[1].get("task") == "send_email", 15, "the filtered page")
     ui.main("page-jobs")
     assert ui.path()[1].get("state") == "failed"
-    expected = [r[0] for r in conn.execute(
-        "SELECT id FROM errands.jobs WHERE task_identifier = 'send_email' AND state = 'failed'"
-    ).fetchall()]  # fmt: skip
+    expected = [
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM errands.jobs WHERE task_identifier = 'send_email' AND state = 'failed'"
+        ).fetchall()
+    ]
     assert expected and sorted(ui.job_ids()) == sorted(expected)
     badges = ui.css("tr.job-row span.state")
     assert badges and all("state-failed" in (b.get_attribute("class") or "") for b in badges)
@@ -409,8 +479,13 @@ def test_cancel_a_running_job_from_the_ui_and_the_worker_stops_it(
 def test_retry_a_failed_job_from_the_ui_and_it_runs(
     ui: UI, seeded: dict[str, int], conn: psycopg.Connection[Any]
 ) -> None:
-    job = add(conn, "send_email", {"to": "ada@example.com", "fail_unless": "smtp-fixed"},
-              queue_name="adhoc", max_attempts=1)  # fmt: skip
+    job = add(
+        conn,
+        "send_email",
+        {"to": "ada@example.com", "fail_unless": "smtp-fixed"},
+        queue_name="adhoc",
+        max_attempts=1,
+    )
     wait_until(lambda: state(conn, job) == "failed", 15, "the job to fail")
     conn.execute("INSERT INTO dash_flags VALUES ('smtp-fixed')")  # the cause is fixed
     ui.open(f"/jobs/{job}", "page-job")
@@ -455,8 +530,7 @@ def test_bulk_cancel_by_filter_shows_the_count_and_acts_after_confirmation(
         add(conn, "webhooks.deliver", {"order": n}, queue_name="bulk-ui", run_at=run_at)
         for n in range(5)
     ]
-    spared = add(conn, "send_email", {"to": "ada@example.com"}, queue_name="bulk-ui",
-                 run_at=run_at)  # fmt: skip
+    spared = add(conn, "send_email", {"to": "ada@example.com"}, queue_name="bulk-ui", run_at=run_at)
     ui.open("/jobs?queue=bulk-ui&task=webhooks.deliver", "page-jobs")
     assert sorted(ui.job_ids()) == targets
     ui.click(ui.one("form[action$='/jobs/bulk'] button[name=action][value=cancel]"))
@@ -482,15 +556,30 @@ def test_bulk_cancel_by_filter_shows_the_count_and_acts_after_confirmation(
 def test_a_hostile_payload_is_shown_as_text_and_runs_no_script(
     ui: UI, seeded: dict[str, int], conn: psycopg.Connection[Any]
 ) -> None:
-    payload = {"html": HOSTILE, "img": "<img src=x onerror=\"window.pwned=2\">",
-               "attr": "\"' onmouseover=\"window.pwned=3\" x='"}  # fmt: skip
+    payload = {
+        "html": HOSTILE,
+        "img": '<img src=x onerror="window.pwned=2">',
+        "attr": '"\' onmouseover="window.pwned=3" x=\'',
+    }
     run_at = conn.execute("SELECT now() + interval '1 hour'").fetchone()[0]  # type: ignore[index]
-    job = add(conn, "webhooks.deliver", payload, queue_name="hostile", run_at=run_at,
-              max_attempts=1, job_key="<b>key</b>")  # fmt: skip
-    conn.execute("SELECT errands.permanently_fail_jobs(%s, %s)",
-                 [[job], "<svg onload=\"window.pwned=4\"></svg>"])  # fmt: skip
-    for path, main in ((f"/jobs/{job}", "page-job"), ("/jobs?queue=hostile", "page-jobs"),
-                       ("/", "page-overview")):  # fmt: skip
+    job = add(
+        conn,
+        "webhooks.deliver",
+        payload,
+        queue_name="hostile",
+        run_at=run_at,
+        max_attempts=1,
+        job_key="<b>key</b>",
+    )
+    conn.execute(
+        "SELECT errands.permanently_fail_jobs(%s, %s)",
+        [[job], '<svg onload="window.pwned=4"></svg>'],
+    )
+    for path, main in (
+        (f"/jobs/{job}", "page-job"),
+        ("/jobs?queue=hostile", "page-jobs"),
+        ("/", "page-overview"),
+    ):
         ui.open(path, main)
         assert ui.driver.execute_script("return typeof window.pwned") == "undefined", path
         injected = ui.driver.execute_script(
