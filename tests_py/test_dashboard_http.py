@@ -14,6 +14,7 @@ import json
 import re
 import socket
 import subprocess
+import sys
 import urllib.parse
 from collections.abc import Iterator
 from datetime import timedelta
@@ -24,7 +25,7 @@ import psycopg
 import pytest
 from dashboard_support import PAGES, UNSET, Client, Page, dashboard, dashboard_argv
 from psycopg import sql
-from server_support import Server, free_port
+from server_support import Server, free_port, serve
 from worker_support import wait_until
 
 for _module in ("starlette", "jinja2", "uvicorn", "multipart"):
@@ -662,3 +663,57 @@ def test_the_grant_dashboard_role_loads_every_page_and_acts_only_when_allowed(
             for statement in statements:
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     role_conn.execute(statement)
+
+
+MOUNTED_APP = """
+import os
+
+from fastapi import FastAPI
+
+from errands.dashboard import create_app
+
+app = FastAPI()
+app.mount("/errands", create_app(os.environ["DATABASE_URL"]))
+
+
+@app.get("/")
+def home() -> dict[str, str]:
+    return {"app": "mine"}
+"""
+
+
+def test_mounted_in_a_fastapi_app_every_link_and_form_stays_under_its_prefix(
+    dsn: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    (tmp_path / "mounted_app.py").write_text(MOUNTED_APP)
+    job = add(conn, "send_email", {"to": "ada@example.com"}, queue_name="mounted")
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "mounted_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    env = {"DATABASE_URL": dsn}
+    with serve(
+        argv, port=port, log=tmp_path / "uvicorn.log", env=env, cwd=tmp_path, unset=UNSET
+    ) as srv:
+        client = Client(srv.url)
+        assert json.loads(client.get("/").text) == {"app": "mine"}
+        for path in [*PAGES, f"/jobs/{job}"]:
+            response = client.get("/errands" + path + "?refresh=0")
+            assert response.status == 200, (path, response.text[:2000])
+            for element in response.page.elements:
+                for attr in ("href", "src", "action"):
+                    value = element.attrs.get(attr, "")
+                    if value.startswith("/"):
+                        assert value.startswith("/errands/"), (path, element)
+        response = client.submit(f"/errands/jobs/{job}", f"/errands/jobs/{job}/cancel", "cancel")
+        assert response.status == 303, response.text[:2000]
+        location = urllib.parse.urlsplit(response.headers["Location"]).path
+        assert location.startswith("/errands/"), location
+        assert state(conn, job) == "cancelled"
