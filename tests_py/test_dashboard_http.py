@@ -257,8 +257,12 @@ def test_keyset_pages_cover_every_job_once_in_sort_order(
     client: Client, conn: psycopg.Connection[Any]
 ) -> None:
     tag = "pages"
-    made = [add(conn, "resize_image", {"n": n}, queue_name=tag) for n in range(7)]
-    for sort, expected in (("id", made), ("-id", made[::-1])):
+    # One transaction: the same run_at (now()) and attempts for all, so the sorts by
+    # run_at and attempts must break their ties to page without loss or repeat.
+    with conn.transaction():
+        made = [add(conn, "resize_image", {"n": n}, queue_name=tag) for n in range(7)]
+    sorts = (("id", made), ("-id", made[::-1]), ("run_at", None), ("-attempts", None))
+    for sort, expected in sorts:
         seen: list[int] = []
         path: str | None = f"/jobs?queue={tag}&limit=3&sort={sort}"
         pages = 0
@@ -276,7 +280,9 @@ def test_keyset_pages_cover_every_job_once_in_sort_order(
                 href = urllib.parse.urlsplit(links[0].attrs["href"])
                 path = href.path + "?" + href.query
             assert pages <= 4, f"more pages than jobs: {seen}"
-        assert seen == expected, (sort, seen)
+        if expected is not None:
+            assert seen == expected, (sort, seen)
+        assert sorted(seen) == made, (sort, seen)
         assert pages == 3, (sort, pages)
 
 
@@ -311,6 +317,16 @@ def test_single_actions_each_change_the_job_and_flash(
         "SELECT run_at = %s::timestamptz, state FROM errands.jobs WHERE id = %s", [when, later]
     ).fetchone()
     assert row == (True, "scheduled")
+    # What a browser's datetime-local input sends: no zone; the pages show UTC.
+    response = client.submit(
+        f"/jobs/{later}", f"/jobs/{later}/reschedule", "reschedule", run_at="2032-05-06T07:08"
+    )
+    assert flash(client, response)
+    row = conn.execute(
+        "SELECT run_at = '2032-05-06 07:08:00+00'::timestamptz FROM errands.jobs WHERE id = %s",
+        [later],
+    ).fetchone()
+    assert row == (True,)
 
 
 def test_bulk_action_by_filter_counts_then_acts_on_exactly_those(
@@ -340,6 +356,42 @@ def test_bulk_action_by_filter_counts_then_acts_on_exactly_those(
     query = dict(urllib.parse.parse_qsl(location.query))
     assert query.get("queue") == tag and query.get("task") == "webhooks.deliver", query
     assert [state(conn, j) for j in targets] == ["cancelled"] * 4
+    assert state(conn, spared) == "pending"
+
+
+@pytest.mark.parametrize("action", ["retry", "remove", "reschedule"])
+def test_every_bulk_action_touches_exactly_the_filtered_jobs(
+    client: Client, conn: psycopg.Connection[Any], action: str
+) -> None:
+    tag = f"bulk-{action}"
+    targets = [
+        add(conn, "reports.build", {"n": n}, queue_name=tag, max_attempts=1) for n in range(3)
+    ]
+    for job in targets:
+        fail(conn, job, "boom")
+    spared = add(conn, "reports.build", {"n": 9}, queue_name=tag)  # pending, not failed
+    query = {"queue": tag, "state": "failed"}
+    jobs_page = client.get("/jobs?" + urllib.parse.urlencode(query)).page
+    fields = {**jobs_page.form("/jobs/bulk", action).fields, "action": action}
+    if action == "reschedule":
+        fields["run_at"] = "2033-03-03T03:03:03+00:00"
+    before = snapshot(conn)
+    confirm = client.post("/jobs/bulk", fields)
+    assert confirm.status == 200, confirm.text[:2000]
+    assert confirm.page.by_id("bulk-count").text.strip() == "3"
+    assert snapshot(conn) == before
+    (form,) = [f for f in confirm.page.forms if f.fields.get("confirm") == "yes"]
+    done = client.post("/jobs/bulk", {**form.fields, "action": form.fields.get("action", action)})
+    assert done.status == 303, done.text[:2000]
+    expected = {"retry": "pending", "remove": None, "reschedule": "failed"}[action]
+    assert [state(conn, j) for j in targets] == [expected] * 3
+    if action == "reschedule":
+        rows = conn.execute(
+            "SELECT bool_and(run_at = '2033-03-03 03:03:03+00') FROM errands.jobs"
+            " WHERE id = ANY(%s)",
+            [targets],
+        ).fetchone()
+        assert rows == (True,)
     assert state(conn, spared) == "pending"
 
 
