@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import socket
 import subprocess
@@ -434,16 +435,17 @@ def test_queue_and_task_controls_call_the_flow_control_api(
 # --- safety ----------------------------------------------------------------------
 
 
-def test_a_non_loopback_host_without_credentials_is_refused(dsn: str) -> None:
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "example.com"])
+def test_a_non_loopback_host_without_credentials_is_refused(dsn: str, host: str) -> None:
     port = free_port()
-    env = {k: v for k, v in __import__("os").environ.items() if k not in UNSET}
+    env = {k: v for k, v in os.environ.items() if k not in UNSET}
     env["DATABASE_URL"] = dsn
     done = subprocess.run(
-        dashboard_argv(port, "0.0.0.0"), capture_output=True, text=True, env=env, timeout=60
+        dashboard_argv(port, host), capture_output=True, text=True, env=env, timeout=60
     )
     output = done.stdout + done.stderr
     assert done.returncode == 2, output
-    assert "0.0.0.0" in output, output
+    assert host in output, output
     with pytest.raises(OSError):  # nothing listens
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
