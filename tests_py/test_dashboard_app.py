@@ -178,3 +178,38 @@ def test_credentials_and_read_only(db: str, tmp_path: Path) -> None:
         assert status == 200 and 'value="retry"' not in html  # read-only: no action forms
         status, _, _ = browser.request("/jobs/1/retry", {"csrf_token": browser.csrf()})
         assert status == 403
+
+
+def test_a_grant_dashboard_role_loads_every_page_and_acts_only_when_allowed(
+    db: str, conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    conn.execute("CREATE ROLE dash_ro LOGIN PASSWORD 'ro'")
+    conn.execute("CREATE ROLE dash_rw LOGIN PASSWORD 'rw'")
+    conn.execute("SELECT errands.grant_dashboard('dash_ro')")
+    conn.execute("SELECT errands.grant_dashboard('dash_rw', read_only => false)")
+    conn.execute("SELECT errands.add_job('t', '{}', queue_name => 'q1')")
+    conn.execute("SELECT errands.set_crontab('0 4 * * * nightly')")
+    conn.execute("""SELECT errands.add_flow('{"steps": [{"name": "a", "task": "t"},
+                    {"name": "b", "task": "t", "depends_on": ["a"]}]}')""")
+    job_id = conn.execute("SELECT min(id) FROM errands.jobs").fetchone()[0]  # type: ignore[index]
+    flow_id = conn.execute("SELECT max(flow_id) FROM errands.flow_steps").fetchone()[0]  # type: ignore[index]
+    info = psycopg.conninfo.conninfo_to_dict(db)
+    for role in ("dash_ro", "dash_rw"):
+        dsn = psycopg.conninfo.make_conninfo(db, user=role, password=role[-2:])
+        assert info.get("dbname")
+        port = free_port()
+        with serve([*ERRANDS, "dashboard", "--port", str(port), "-c", dsn], port=port,
+                   log=tmp_path / f"{role}.log"):
+            client = Client(f"http://127.0.0.1:{port}")
+            for path in ("/", "/jobs", "/jobs?state=completed", f"/jobs/{job_id}", "/queues",
+                         "/workers", "/cron", "/flows", f"/flows/{flow_id}"):
+                assert client.request(path)[0] == 200, (role, path)
+            status, _, _ = client.request("/queues/q1/pause", {"csrf_token": client.csrf()})
+            assert status == 303
+            _, _, html = client.request("/queues")
+            paused = conn.execute(
+                "SELECT paused FROM errands.queues WHERE queue_name = 'q1'").fetchone()
+            if role == "dash_ro":
+                assert "permission denied" in html and paused == (False,)
+            else:
+                assert paused == (True,)
