@@ -213,3 +213,60 @@ def test_a_grant_dashboard_role_loads_every_page_and_acts_only_when_allowed(
                 assert "permission denied" in html and paused == (False,)
             else:
                 assert paused == (True,)
+
+
+@pytest.fixture
+def big_table_dashboard(db: str) -> Iterator[Client]:
+    """create_app under a real uvicorn in a thread, treating every table as big
+    (exact_count_below=1): counts are estimated, filtered lists searched in windows."""
+    import threading
+
+    import uvicorn
+
+    from errands.dashboard import DashboardOptions, create_app
+
+    port = free_port()
+    app = create_app(db, DashboardOptions(exact_count_below=1))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        import time
+
+        while not server.started:
+            time.sleep(0.05)
+        yield Client(f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def test_a_big_table_is_searched_in_windows_without_gaps(
+    big_table_dashboard: Client, conn: psycopg.Connection[Any]
+) -> None:
+    from errands.dashboard.pages_jobs import WINDOW
+
+    # Matches far apart in id order: one near the top, one a window and a half below.
+    conn.execute("SELECT errands.add_job('rare', '{}')")
+    conn.execute("SELECT setval(pg_get_serial_sequence('errands._jobs', 'id'), %s)",
+                 [int(WINDOW * 1.5)])
+    conn.execute("SELECT errands.add_job('common', json_build_object('i', i)) "
+                 "FROM generate_series(1, 30) i")
+    conn.execute("SELECT errands.add_job('rare', '{}')")
+    conn.execute("ANALYZE errands._jobs")
+    found: list[int] = []
+    path = "/jobs?task=rare"
+    pages = 0
+    while path:
+        status, _, html = big_table_dashboard.request(path)
+        assert status == 200
+        pages += 1
+        found += [int(x) for x in re.findall(r'data-job-id="(\d+)"', html)]
+        nxt = re.search(r'id="next-page" href="([^"]+)"', html)
+        path = nxt.group(1).replace("&amp;", "&") if nxt else ""
+    expected = [r[0] for r in conn.execute(
+        "SELECT id FROM errands.jobs WHERE task_identifier = 'rare' ORDER BY id DESC")]
+    assert found == expected
+    assert pages == 2  # the newest window held one; the next page searched on
+    _, _, html = big_table_dashboard.request("/?refresh=0")
+    assert "≈" in html  # estimated counts
