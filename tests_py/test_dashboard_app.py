@@ -84,6 +84,7 @@ def test_every_page_answers_with_server_timing(
         status, headers, _ = dashboard.request(path)
         assert status == 200, path
         assert re.fullmatch(r"app;dur=[0-9.]+", headers["server-timing"]), path
+        assert "script-src 'self'" in headers["content-security-policy"], path
 
 
 def test_hostile_payload_and_error_are_text(
