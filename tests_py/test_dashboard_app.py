@@ -271,3 +271,51 @@ def test_a_big_table_is_searched_in_windows_without_gaps(
     assert pages == 2  # the newest window held one; the next page searched on
     _, _, html = big_table_dashboard.request("/?refresh=0")
     assert "≈" in html  # estimated counts
+
+
+def test_charts_come_from_history_and_say_when_none_is_kept(
+    dashboard: Client, conn: psycopg.Connection[Any]
+) -> None:
+    _, _, html = dashboard.request("/?refresh=0")
+    assert 'id="no-history"' in html and 'data-refresh="0"' in html
+    conn.execute("SELECT errands.set_retention('1 hour')")
+    conn.execute("SELECT errands.add_job('c', json_build_object('i', i)) "
+                 "FROM generate_series(1, 4) i")
+    conn.execute("SELECT errands.worker_complete_jobs('w', ARRAY(SELECT id FROM "
+                 "errands.get_jobs('w', ARRAY['c'], 10)))")
+    _, _, html = dashboard.request("/")
+    assert 'id="no-history"' not in html and 'data-refresh="5"' in html
+    chart = re.search(r'<svg class="chart" id="chart-throughput".*?</svg>', html, re.S)
+    assert chart is not None
+    assert sum(float(v) for v in re.findall(r'data-value="([0-9.]+)"', chart.group(0))) == 4
+
+
+def test_queue_limits_cron_run_now_and_reschedule(
+    dashboard: Client, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute("SELECT errands.add_job('t', '{}', queue_name => 'tenant:1')")
+    conn.execute("SELECT errands.set_crontab('0 4 * * * nightly ?id=n1')")
+    job_id = conn.execute("SELECT id FROM errands.add_job('later', '{}')").fetchone()[0]  # type: ignore[index]
+    _, _, html = dashboard.request("/queues")
+    assert 'data-queue="tenant:1"' in html
+    csrf = dashboard.csrf()
+    status, _, _ = dashboard.request("/queues/tenant:1/limits", {
+        "csrf_token": csrf, "concurrency": "3", "rate_limit": "10", "rate_period": "1 minute"})
+    assert status == 303
+    assert conn.execute("SELECT concurrency, rate_limit, rate_period::text FROM errands.queues "
+                        "WHERE queue_name = 'tenant:1'").fetchone() == (3, 10, "00:01:00")
+    status, _, _ = dashboard.request("/queues/tenant:1/limits", {
+        "csrf_token": csrf, "concurrency": "0", "rate_limit": "", "rate_period": ""})
+    _, _, html = dashboard.request("/queues")
+    assert status == 303 and re.search(r'<div id="flash"[^>]*>queue tenant:1: errands: ', html)
+    dashboard.request("/tasks/t/pause", {"csrf_token": csrf})
+    assert conn.execute("SELECT paused FROM errands.task_limits "
+                        "WHERE task_identifier = 't'").fetchone() == (True,)
+    assert dashboard.request("/cron/n1/run", {"csrf_token": csrf})[0] == 303
+    assert conn.execute("SELECT count(*) FROM errands.jobs WHERE task_identifier = 'nightly' "
+                        "AND run_at <= now()").fetchone() == (1,)
+    status, _, _ = dashboard.request(f"/jobs/{job_id}/reschedule", {
+        "csrf_token": csrf, "run_at": "2031-05-04T03:02"})
+    assert status == 303
+    assert conn.execute("SELECT run_at = '2031-05-04 03:02:00+00' FROM errands.jobs "
+                        "WHERE id = %s", [job_id]).fetchone() == (True,)
