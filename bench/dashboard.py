@@ -73,6 +73,10 @@ def fill(dsn: str, jobs: int, finished: int) -> None:
         conn.execute("UPDATE errands._jobs SET locked_at = now(), locked_by = 'bench-w', "
                      "attempts = 1 WHERE id IN (SELECT id FROM errands._jobs "
                      "WHERE job_queue_id IS NULL AND attempts = 0 LIMIT 40)")
+        # Registered workers: the workers page then finds their running jobs (a scan:
+        # there is deliberately no index on locked_by).
+        conn.execute("SELECT errands.register_worker('bench-w', 'bench-host', 1, false)")
+        conn.execute("SELECT errands.register_worker('bench-w2', 'bench-host', 2, false)")
         log(f"filled jobs in {time.perf_counter() - t0:.1f} s; filling {finished:,} finished jobs")
         t0 = time.perf_counter()
         conn.execute(

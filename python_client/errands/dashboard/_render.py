@@ -107,3 +107,9 @@ def redirect(request: Request, path: str, message: str) -> RedirectResponse:
     response.set_cookie(FLASH_COOKIE, quote(message[:500]), httponly=True, samesite="strict",
                         path="/")
     return response
+
+
+def first_line(exc: BaseException) -> str:
+    """A database error as one line for a flash message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

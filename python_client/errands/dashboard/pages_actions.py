@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
+import psycopg
 from psycopg import sql
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -14,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from errands.dashboard._filters import FilterError, JobFilter
-from errands.dashboard._render import redirect
+from errands.dashboard._render import first_line, redirect
 from errands.dashboard._security import checked_form
 
 if TYPE_CHECKING:
@@ -67,8 +69,11 @@ def routes(dash: Dashboard) -> list[BaseRoute]:
         params: list[Any] = [job_id]
         if action == "reschedule":
             params.append(parse_run_at(str(form.get("run_at") or "")))
-        row = await dash.db.row(query, params)
         back = f"/jobs/{job_id}" if action in ("retry", "reschedule") else "/jobs"
+        try:
+            row = await dash.db.row(query, params)
+        except psycopg.Error as exc:
+            return redirect(request, back, f"{action} job {job_id}: {first_line(exc)}")
         return redirect(request, back, message(action, row, f"job {job_id}"))
 
     async def bulk(request: Request) -> Response:
@@ -96,12 +101,13 @@ def routes(dash: Dashboard) -> list[BaseRoute]:
                                     run_at=form.get("run_at") or "")
         ids = sql.SQL("ARRAY(SELECT id FROM errands.jobs WHERE {})").format(where)
         query = sql.SQL(CALLS[action]).format(ids=ids)
-        row = await dash.db.row(query, [*params, *([run_at] if run_at else [])])
         target = flt.query()
         target.pop("limit", None)
-        from urllib.parse import urlencode
-
         path = "/jobs" + (f"?{urlencode(target)}" if target else "")
+        try:
+            row = await dash.db.row(query, [*params, *([run_at] if run_at else [])])
+        except psycopg.Error as exc:
+            return redirect(request, path, f"{action}: {first_line(exc)}")
         return redirect(request, path, message(action, row, "the filtered jobs"))
 
     return [Route("/jobs/bulk", bulk, methods=["POST"]),

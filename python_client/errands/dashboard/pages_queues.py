@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from errands.dashboard._filters import LIVE_STATES
-from errands.dashboard._render import redirect
+from errands.dashboard._render import first_line, redirect
 from errands.dashboard._security import checked_form
 
 if TYPE_CHECKING:
@@ -76,8 +76,7 @@ def routes(dash: Dashboard) -> list[BaseRoute]:
         try:
             await dash.db.rows(call, params)
         except psycopg.Error as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return redirect(request, "/queues", f"{kind} {name}: {first}")
+            return redirect(request, "/queues", f"{kind} {name}: {first_line(exc)}")
         done = {"pause": "paused", "resume": "resumed", "limits": "limits set"}[action]
         return redirect(request, "/queues", f"{kind} {name}: {done}")
 

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from errands.dashboard._render import redirect
+from errands.dashboard._render import first_line, redirect
 from errands.dashboard._security import checked_form
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def routes(dash: Dashboard) -> list[BaseRoute]:
         try:
             row = await dash.db.row("SELECT errands.run_cron_now(%s) AS id", [identifier])
         except psycopg.Error as exc:
-            return redirect(request, "/cron", str(exc).splitlines()[0])
+            return redirect(request, "/cron", f"cron {identifier}: {first_line(exc)}")
         return redirect(request, "/cron", f"cron {identifier}: added job {row and row['id']}")
 
     return [Route("/workers", workers, methods=["GET"]),
