@@ -432,6 +432,51 @@ def test_queue_and_task_controls_call_the_flow_control_api(
     assert snapshot(conn) == before
 
 
+@pytest.mark.parametrize(
+    "name", ['ops & "billing" <b>#1</b>?x=1%20', "tenant/42", "sync<img src=x onerror=alert(5)>"]
+)
+def test_odd_queue_and_task_names_are_escaped_and_their_forms_reach_them(
+    client: Client, conn: psycopg.Connection[Any], name: str
+) -> None:
+    # Names are free text (1-128 characters): they go into URLs and HTML.
+    job = add(conn, name, {}, queue_name=name, max_attempts=1)
+    fail(conn, job, "boom")
+    for path in (
+        "/queues",
+        "/?refresh=0",
+        "/jobs?" + urllib.parse.urlencode({"queue": name}),
+        f"/jobs/{job}",
+    ):
+        response = client.get(path)
+        assert response.status == 200, (path, response.text[:2000])
+        assert "<b>#1" not in response.text and "<img src=x" not in response.text, path
+    listing = client.get("/jobs?" + urllib.parse.urlencode({"queue": name}))
+    assert listing.page.job_ids() == [job]
+    page = client.get("/queues").page
+    rows = page.find("tr", "queue-row", data_queue=name)
+    assert len(rows) == 1, [e.attrs for e in page.find("tr", "queue-row")]
+    assert len(page.find("tr", "task-row", data_task=name)) == 1
+    for kind, view, column in (
+        ("queues", "queues", "queue_name"),
+        ("tasks", "task_limits", "task_identifier"),
+    ):
+        forms = [
+            f
+            for f in page.forms
+            if urllib.parse.unquote(urllib.parse.urlsplit(f.action).path) == f"/{kind}/{name}/pause"
+        ]
+        assert len(forms) == 1, (kind, [f.action for f in page.forms])
+        response = client.post(urllib.parse.urlsplit(forms[0].action).path, forms[0].fields)
+        assert response.status == 303, (kind, response.status, response.text[:500])
+        paused = conn.execute(
+            sql.SQL("SELECT paused FROM errands.{} WHERE {} = %s").format(
+                sql.Identifier(view), sql.Identifier(column)
+            ),
+            [name],
+        ).fetchone()
+        assert paused == (True,), kind
+
+
 # --- safety ----------------------------------------------------------------------
 
 
