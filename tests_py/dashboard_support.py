@@ -324,3 +324,12 @@ class Page(HTMLParser):
 
     def post_forms(self) -> list[Form]:
         return [f for f in self.forms if f.method == "post"]
+
+
+def flash(client: Client, response: Response) -> str:
+    """Follow the 303 of an action; the flash message of the page it leads to."""
+    assert response.status == 303, (response.status, response.text[:2000])
+    location = response.headers["Location"]
+    page = client.get(urllib.parse.urlsplit(location)._replace(scheme="", netloc="").geturl())
+    assert page.status == 200, page.text[:2000]
+    return page.page.by_id("flash").text.strip()

@@ -12,21 +12,18 @@ docs/img/dashboard-*.png are written too."""
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
 import os
 import shutil
 import tempfile
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from dashboard_data import HOSTILE, add, seed, state
 from dashboard_support import PAGES, dashboard, worker
-from psycopg import sql
 from server_support import Server
 from worker_support import wait_until
 
@@ -41,165 +38,15 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
 for _module in ("selenium", "starlette", "jinja2", "uvicorn", "multipart"):
     pytest.importorskip(_module, reason=f"{_module} is not installed: pip install -e '.[test]'")
 
-from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
+from dashboard_ui import UI, start_browser  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
-from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
-# Without the networking flags chromium hangs on a closed network (it phones home).
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1360,900",
-]
-HOSTILE = "<script>window.pwned=1</script>"
-# The screenshots docs/img/dashboard-NAME.png (README, docs/dashboard.md).
-README_SHOTS = {"overview", "jobs", "job", "queues", "workers", "cron", "flow"}
-
 
 # --- fixtures --------------------------------------------------------------------
-
-
-def add(conn: psycopg.Connection[Any], task: str, payload: Any = None, **options: Any) -> int:
-    """errands.add_job(task, payload, **options) -> the new job's id."""
-    args = [sql.SQL("%s"), sql.SQL("%s::json")]
-    args += [sql.SQL("{} => %s").format(sql.Identifier(k)) for k in options]
-    query = sql.SQL("SELECT id FROM errands.add_job({})").format(sql.SQL(", ").join(args))
-    row = conn.execute(query, [task, json.dumps(payload or {}), *options.values()]).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def state(conn: psycopg.Connection[Any], job_id: int) -> str | None:
-    row = conn.execute(
-        "SELECT state FROM errands.jobs WHERE id = %(id)s"
-        " UNION ALL SELECT state FROM errands.finished_jobs WHERE id = %(id)s",
-        {"id": job_id},
-    ).fetchone()
-    return None if row is None else str(row[0])
-
-
-def seed(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    """Realistic work for the pages and the screenshots: the worker runs it for real
-    (completions, failures with their errors, retries), plus scheduled jobs, a paused
-    queue, a long-running report, a flow and a crontab.  Returns ids worth a look."""
-    conn.execute("SELECT errands.set_retention('1 hour')")
-    conn.execute("CREATE TABLE dash_flags (name text PRIMARY KEY)")
-    people = ["ada", "grace", "alan", "edsger", "barbara", "donald", "margaret", "ken"]
-    for n, who in enumerate(people):
-        add(
-            conn,
-            "send_email",
-            {"to": f"{who}@example.com", "template": "welcome", "seconds": 0.05 * n},
-            queue_name="emails",
-        )
-    for n in range(6):
-        add(
-            conn,
-            "resize_image",
-            {"image": f"uploads/{1000 + n}.jpg", "width": 640},
-            queue_name="media",
-        )
-    for n in range(3):
-        add(
-            conn,
-            "webhooks.deliver",
-            {"url": "https://hooks.example.com/orders", "order": 77 + n},
-            queue_name="webhooks",
-        )
-    bounced = add(
-        conn,
-        "send_email",
-        {
-            "to": "nobody@example.org",
-            "template": "invoice",
-            "fail": "SMTP 550 5.1.1 <nobody@example.org>: mailbox unavailable",
-        },
-        queue_name="emails",
-        max_attempts=1,
-    )
-    add(
-        conn,
-        "webhooks.deliver",
-        {"url": "https://hooks.example.com/crm", "fail": "HTTP 503 from hooks.example.com"},
-        queue_name="webhooks",
-        max_attempts=1,
-    )
-    add(
-        conn,
-        "reports.build",
-        {"report": "revenue", "month": "2026-11", "fail": "warehouse query timed out after 30 s"},
-        queue_name="reports",
-        max_attempts=8,
-    )
-    running = add(
-        conn, "reports.build", {"report": "yearly-summary", "seconds": 3600}, queue_name="reports"
-    )
-    for n, who in enumerate(people[:3]):
-        add(
-            conn,
-            "send_email",
-            {"to": f"{who}@example.com", "template": "reminder"},
-            queue_name="emails",
-            job_key=f"reminder:{who}",
-            run_at=conn.execute("SELECT now() + %s * interval '1 hour'", [n + 2]).fetchone()[0],
-        )  # type: ignore[index]
-    conn.execute("SELECT errands.pause_queue('exports')")
-    for n in range(2):
-        add(conn, "reports.build", {"report": "export", "customer": 40 + n}, queue_name="exports")
-    flow = {
-        "steps": [
-            {"name": "avatar", "task": "resize_image", "payload": {"image": "avatars/ada.png"}},
-            {
-                "name": "welcome",
-                "task": "send_email",
-                "depends_on": ["avatar"],
-                "payload": {"to": "ada@example.com", "template": "welcome"},
-            },
-            {
-                "name": "crm",
-                "task": "webhooks.deliver",
-                "depends_on": ["avatar"],
-                "max_attempts": 1,
-                "payload": {"url": "https://crm.example.com", "fail": "HTTP 401 Unauthorized"},
-            },
-            {
-                "name": "report",
-                "task": "reports.build",
-                "depends_on": ["welcome", "crm"],
-                "payload": {"report": "onboarding"},
-            },
-        ]
-    }
-    steps = conn.execute(
-        "SELECT step, flow_id, job_id FROM errands.add_flow(%s::jsonb)", [json.dumps(flow)]
-    ).fetchall()
-    conn.execute(
-        "SELECT errands.set_crontab(%s)",
-        [
-            '0 4 * * * reports.build ?id=nightly_revenue {"report": "revenue"}\n'
-            '30 8 * * 1 send_email ?id=weekly_digest {"template": "digest"}\n'
-            '0 * * * * webhooks.deliver ?id=hourly_sync {"url": "https://crm.example.com"}\n'
-        ],
-    )
-    return {
-        "bounced": bounced,
-        "running": running,
-        "flow": steps[0][1],
-        "flow_step": next(job for step, _, job in steps if step == "crm"),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -269,102 +116,13 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    profile = tempfile.mkdtemp(prefix="errands-chromium-")
-    options.add_argument(f"--user-data-dir={profile}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    profile = Path(tempfile.mkdtemp(prefix="errands-chromium-"))
+    driver = start_browser(profile)
     try:
         yield driver
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
-
-
-class UI:
-    """The browser on the dashboard: open pages, find elements, take screenshots."""
-
-    def __init__(self, driver: WebDriver, server: Server, screenshots: Path) -> None:
-        self.driver = driver
-        self.server = server
-        self.screenshots = screenshots
-
-    def open(self, path: str, main: str | None = None) -> None:
-        separator = "&" if "?" in path else "?"
-        self.driver.get(self.server.url + path + separator + "refresh=0")
-        if main is not None:
-            self.main(main)
-
-    def main(self, main: str) -> None:
-        found = self.driver.find_elements(By.CSS_SELECTOR, f"main#{main}")
-        assert found, f"no main#{main} at {self.driver.current_url}:\n{self.source()}"
-
-    def source(self) -> str:
-        return self.driver.page_source[:3000]
-
-    def css(self, selector: str) -> list[WebElement]:
-        return self.driver.find_elements(By.CSS_SELECTOR, selector)
-
-    def one(self, selector: str) -> WebElement:
-        found = self.css(selector)
-        assert len(found) == 1, f"{len(found)} x {selector} at {self.driver.current_url}"
-        return found[0]
-
-    def path(self) -> tuple[str, dict[str, str]]:
-        url = urllib.parse.urlsplit(self.driver.current_url)
-        return url.path, dict(urllib.parse.parse_qsl(url.query))
-
-    def job_ids(self) -> list[int]:
-        return [int(e.get_attribute("data-job-id") or 0) for e in self.css("tr.job-row")]
-
-    def click(self, element: WebElement) -> None:
-        """Click, accepting the confirm() dialog our script may show."""
-        element.click()
-        with contextlib.suppress(NoAlertPresentException):
-            self.driver.switch_to.alert.accept()
-
-    def flash(self) -> str:
-        wait_until(lambda: self.css("#flash"), 15, f"a flash message at {self.driver.current_url}")
-        return self.one("#flash").text
-
-    def shoot(self, name: str) -> Path:
-        """Full-page screenshot ``name``.png (and docs/img/dashboard-``name``.png when
-        ERRANDS_UPDATE_SCREENSHOTS=1)."""
-        # The whole page down to the end of <main> (at most 2400 px), not only the
-        # window: DevTools' capture beyond the viewport.
-        metrics = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
-        bottom = self.driver.execute_script(
-            "return document.querySelector('main').getBoundingClientRect().bottom + window.scrollY"
-        )
-        height = min(max(float(bottom) + 24, 300), 2400)
-        clip = {
-            "x": 0,
-            "y": 0,
-            "width": metrics["cssContentSize"]["width"],
-            "height": height,
-            "scale": 1,
-        }
-        shot = self.driver.execute_cdp_cmd(
-            "Page.captureScreenshot",
-            {"format": "png", "captureBeyondViewport": True, "clip": clip},
-        )
-        path = self.screenshots / f"{name}.png"
-        path.write_bytes(base64.b64decode(shot["data"]))
-        if os.environ.get("ERRANDS_UPDATE_SCREENSHOTS") == "1" and name in README_SHOTS:
-            DOCS_IMG.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, DOCS_IMG / f"dashboard-{name}.png")
-        return path
-
-    def console_errors(self) -> list[str]:
-        return [
-            entry["message"]
-            for entry in self.driver.get_log("browser")
-            # The browser asks for /favicon.ico by itself; the pages link none.
-            if entry.get("level") == "SEVERE" and "/favicon.ico" not in entry["message"]
-        ]
 
 
 @pytest.fixture
