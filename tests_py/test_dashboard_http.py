@@ -218,6 +218,7 @@ def test_csrf_double_submit_is_required_for_every_post(
     for who, fields in attempts:
         response = who.post(f"/jobs/{job}/cancel", fields)
         assert response.status == 403, (fields, response.status)
+        assert "app;dur=" in response.headers.get("Server-Timing", "")
     for path, fields in [
         ("/jobs/bulk", {"action": "cancel", "queue": "csrf", "confirm": "yes"}),
         ("/queues/csrf/pause", {}),
@@ -324,6 +325,8 @@ def test_a_1_mb_payload_and_200_deep_nesting_render(
         ("sort", "password"),
         ("limit", "lots"),
         ("limit", "-3"),
+        ("limit", "0"),
+        ("limit", "1001"),
         ("after", "garbage-cursor"),
     ],
 )

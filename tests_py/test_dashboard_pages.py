@@ -119,6 +119,7 @@ def test_every_page_answers_with_its_main_and_server_timing(
         assert path.startswith("/static/"), href
         css = client.get(path)
         assert css.status == 200 and css.headers.get_content_type() == "text/css", href
+        assert SERVER_TIMING.search(css.headers.get("Server-Timing", "")), href
     # The job page shows the job; the flow page draws its steps.
     job_page = client.get(f"/jobs/{job}").page
     assert json.loads(job_page.by_id("payload").text) == {"to": "ada@example.com"}
@@ -139,6 +140,7 @@ def test_unknown_job_and_flow_are_404(client: Client) -> None:
     for path in ("/jobs/987654321", "/flows/987654321"):
         response = client.get(path)
         assert response.status == 404, (path, response.status, response.text[:500])
+        assert SERVER_TIMING.search(response.headers.get("Server-Timing", "")), path
     assert client.get("/jobs/not-a-number").status in (400, 404)
 
 
@@ -244,6 +246,10 @@ def test_single_actions_each_change_the_job_and_flash(
     doomed = add(conn, "send_email", {"to": "eve@example.com"}, queue_name="actions")
     assert flash(client, client.submit(f"/jobs/{doomed}", f"/jobs/{doomed}/cancel", "cancel"))
     assert state(conn, doomed) == "cancelled"
+    # The history is a filter away, and the finished job keeps its page.
+    assert doomed in client.get("/jobs?state=cancelled&queue=actions").page.job_ids()
+    finished = client.get(f"/jobs/{doomed}").page
+    assert finished.find("span", "state-cancelled")
 
     removed = add(conn, "send_email", {"to": "mallory@example.com"}, queue_name="actions")
     assert flash(client, client.submit(f"/jobs/{removed}", f"/jobs/{removed}/remove", "remove"))
