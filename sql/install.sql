@@ -521,7 +521,7 @@ $errands_install_m0023$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '0ad88f7c188a30ef6f59bd9b114fddd93398f4f93fa47bc9ef9d8701e23ff4cb') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '62356b02dd24b7c7121a2be97834346977ca95ae4c937f2b1f7973d0b3ccb84f') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -4554,7 +4554,7 @@ CREATE OR REPLACE FUNCTION errands.dashboard_job_ids(filter jsonb, sort text DEF
                                                      after_id bigint DEFAULT NULL,
                                                      id_bound bigint DEFAULT NULL,
                                                      n integer DEFAULT NULL)
-RETURNS bigint[]
+RETURNS SETOF bigint
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -4563,7 +4563,6 @@ DECLARE
     v_op text := CASE WHEN descending THEN '<' ELSE '>' END;
     v_dir text := CASE WHEN descending THEN 'DESC' ELSE 'ASC' END;
     v_key text;
-    v_ids bigint[];
 BEGIN
     IF filter IS NULL OR jsonb_typeof(filter) <> 'object' OR descending IS NULL
        OR sort IS NULL OR sort NOT IN ('id', 'run_at', 'attempts') OR n < 0 THEN
@@ -4628,13 +4627,12 @@ BEGIN
         v_where := v_where || format(' AND j.id %s %s', CASE WHEN descending THEN '>=' ELSE '<=' END,
                                      id_bound);
     END IF;
-    EXECUTE format('SELECT coalesce(array_agg(x.id), ''{}'') FROM (SELECT j.id FROM errands._jobs j
-                    WHERE %s ORDER BY %s LIMIT %s) x', v_where,
+    -- RETURN QUERY (not EXECUTE ... INTO) may run the scan in parallel.
+    RETURN QUERY EXECUTE format('SELECT j.id FROM errands._jobs j WHERE %s ORDER BY %s LIMIT %s',
+                   v_where,
                    CASE WHEN sort = 'id' THEN format('j.id %s', v_dir)
                         ELSE format('j.%I %s, j.id %s', sort, v_dir, v_dir) END,
-                   coalesce(n::text, 'ALL'))
-    INTO v_ids;
-    RETURN v_ids;
+                   coalesce(n::text, 'ALL'));
 END
 $$;
 COMMENT ON FUNCTION errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer) IS
@@ -4643,7 +4641,7 @@ state, task, queue, key, error (text in last_error, any case), payload (a JSON v
 the payload contains), since and until (bounds of run_at)), in order of sort (id,
 run_at or attempts, then id; descending or not), after the keyset cursor
 (after_value, after_id), within id_bound (ids >= it when descending, <= it
-otherwise), at most n (NULL: all). Bad arguments raise 22023.';
+otherwise), at most n (NULL: all), one row each. Bad arguments raise 22023.';
 -- sql/schema/70_roles.sql
 -- Role helpers. They run as the caller (who must own the schema or be a
 -- superuser) and only GRANT; role names go through regrole and %I.
@@ -5445,7 +5443,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '0ad88f7c188a30ef6f59bd9b114fddd93398f4f93fa47bc9ef9d8701e23ff4cb')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '62356b02dd24b7c7121a2be97834346977ca95ae4c937f2b1f7973d0b3ccb84f')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -3193,9 +3193,9 @@ $function$;
 --          the payload contains), since and until (bounds of run_at)), in order of sort (id,
 --          run_at or attempts, then id; descending or not), after the keyset cursor
 --          (after_value, after_id), within id_bound (ids >= it when descending, <= it
---          otherwise), at most n (NULL: all). Bad arguments raise 22023.
+--          otherwise), at most n (NULL: all), one row each. Bad arguments raise 22023.
 CREATE OR REPLACE FUNCTION errands.dashboard_job_ids(filter jsonb, sort text DEFAULT 'id'::text, descending boolean DEFAULT true, after_value text DEFAULT NULL::text, after_id bigint DEFAULT NULL::bigint, id_bound bigint DEFAULT NULL::bigint, n integer DEFAULT NULL::integer)
- RETURNS bigint[]
+ RETURNS SETOF bigint
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
@@ -3205,7 +3205,6 @@ DECLARE
     v_op text := CASE WHEN descending THEN '<' ELSE '>' END;
     v_dir text := CASE WHEN descending THEN 'DESC' ELSE 'ASC' END;
     v_key text;
-    v_ids bigint[];
 BEGIN
     IF filter IS NULL OR jsonb_typeof(filter) <> 'object' OR descending IS NULL
        OR sort IS NULL OR sort NOT IN ('id', 'run_at', 'attempts') OR n < 0 THEN
@@ -3270,13 +3269,12 @@ BEGIN
         v_where := v_where || format(' AND j.id %s %s', CASE WHEN descending THEN '>=' ELSE '<=' END,
                                      id_bound);
     END IF;
-    EXECUTE format('SELECT coalesce(array_agg(x.id), ''{}'') FROM (SELECT j.id FROM errands._jobs j
-                    WHERE %s ORDER BY %s LIMIT %s) x', v_where,
+    -- RETURN QUERY (not EXECUTE ... INTO) may run the scan in parallel.
+    RETURN QUERY EXECUTE format('SELECT j.id FROM errands._jobs j WHERE %s ORDER BY %s LIMIT %s',
+                   v_where,
                    CASE WHEN sort = 'id' THEN format('j.id %s', v_dir)
                         ELSE format('j.%I %s, j.id %s', sort, v_dir, v_dir) END,
-                   coalesce(n::text, 'ALL'))
-    INTO v_ids;
-    RETURN v_ids;
+                   coalesce(n::text, 'ALL'));
 END
 $function$;
 

@@ -130,16 +130,16 @@ SELECT throws_ok($$SELECT * FROM errands.dashboard_chart(now() - interval '1 hou
 -- dashboard_job_ids: the same jobs as the view's filter, in order, with cursor and bound.
 SELECT errands.add_job('ids', json_build_object('i', i, 'tag', i % 2), run_at := now() - i * interval '1 minute')
 FROM generate_series(1, 6) i;
-SELECT is(errands.dashboard_job_ids('{"task": "ids", "payload": {"tag": 1}}'),
+SELECT is(ARRAY(SELECT errands.dashboard_job_ids('{"task": "ids", "payload": {"tag": 1}}')),
           ARRAY(SELECT id FROM errands.jobs WHERE task_identifier = 'ids'
                 AND payload::jsonb @> '{"tag": 1}' ORDER BY id DESC),
           'dashboard_job_ids: task and payload filter, newest first');
-SELECT is(errands.dashboard_job_ids('{"task": "ids"}', 'run_at', false, NULL, NULL, NULL, 2),
+SELECT is(ARRAY(SELECT errands.dashboard_job_ids('{"task": "ids"}', 'run_at', false, NULL, NULL, NULL, 2)),
           ARRAY(SELECT id FROM errands.jobs WHERE task_identifier = 'ids' ORDER BY run_at, id LIMIT 2),
           'dashboard_job_ids: sorted by run_at, at most n');
-SELECT is(errands.dashboard_job_ids('{"task": "ids", "state": "pending"}', 'run_at', false,
+SELECT is(ARRAY(SELECT errands.dashboard_job_ids('{"task": "ids", "state": "pending"}', 'run_at', false,
               (SELECT run_at::text FROM errands.jobs WHERE task_identifier = 'ids' ORDER BY run_at, id LIMIT 1),
-              (SELECT id FROM errands.jobs WHERE task_identifier = 'ids' ORDER BY run_at, id LIMIT 1), NULL, 2),
+              (SELECT id FROM errands.jobs WHERE task_identifier = 'ids' ORDER BY run_at, id LIMIT 1), NULL, 2)),
           ARRAY(SELECT id FROM errands.jobs WHERE task_identifier = 'ids' ORDER BY run_at, id OFFSET 1 LIMIT 2),
           'dashboard_job_ids: the keyset cursor goes on after the last row');
 SELECT throws_ok($$SELECT errands.dashboard_job_ids('{"nope": 1}')$$, '22023', NULL,

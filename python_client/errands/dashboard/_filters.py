@@ -168,13 +168,14 @@ class JobFilter:
 
     def id_call(self, id_bound: int | None, n: int | None,
                 with_cursor: bool = True) -> tuple[sql.Composable, list[Any]]:
-        """errands.dashboard_job_ids(...) for this filter, as SQL and parameters."""
+        """The array of errands.dashboard_job_ids(...) for this filter, as SQL and parameters."""
         after_value: str | None = None
         after_id: int | None = None
         if with_cursor and self.after:
             value, after_id = self.cursor()
             after_value = value.isoformat() if isinstance(value, datetime) else str(value)
-        query = sql.SQL("errands.dashboard_job_ids(%s::jsonb, %s, %s, %s, %s, %s, %s)")
+        query = sql.SQL(
+            "ARRAY(SELECT errands.dashboard_job_ids(%s::jsonb, %s, %s, %s, %s, %s, %s))")
         return query, [json.dumps(self.sql_filter()), self.sort_column, self.descending,
                        after_value, after_id, id_bound, n]
 
