@@ -45,7 +45,7 @@ FLOW_STEPS = ("SELECT flow_id, step, job_id, position, depends_on, run_anyway, s
 
 # A big table's rows are searched this many ids at a time when no index serves the
 # filter: each page reads a bounded number of rows, whatever the filter matches.
-WINDOW = 100_000
+WINDOW = 50_000
 SIZE = "SELECT c.reltuples::bigint AS n FROM pg_catalog.pg_class c WHERE c.oid = %s::regclass"
 
 
