@@ -1817,6 +1817,19 @@ AS $function$
     SELECT CASE WHEN right(pattern, 1) = '*' THEN length(pattern) ELSE 1000000 END
 $function$;
 
+-- FUNCTION errands._locked_jobs_by_worker()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._locked_jobs_by_worker()
+ RETURNS TABLE(locked_by text, ids bigint[])
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+BEGIN
+    RETURN QUERY SELECT j.locked_by, array_agg(j.id ORDER BY j.id)
+                 FROM errands._jobs j WHERE j.locked_by IS NOT NULL GROUP BY j.locked_by;
+END
+$function$;
+
 -- FUNCTION errands._max_payload_bytes()
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._max_payload_bytes()
@@ -3289,7 +3302,12 @@ CREATE OR REPLACE FUNCTION errands.dashboard_workers()
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-    SELECT * FROM errands.workers w ORDER BY w.started_at DESC, w.id
+    -- The view's running_job_ids is not read, so its own scan is planned away.
+    SELECT w.id, w.host, w.pid, w.started_at, w.last_heartbeat, w.state,
+           coalesce(r.ids, '{}'), w.session_lock
+    FROM errands.workers w
+    LEFT JOIN errands._locked_jobs_by_worker() r ON r.locked_by = w.id
+    ORDER BY w.started_at DESC, w.id
 $function$;
 
 -- FUNCTION errands.dependency_results(bigint)
