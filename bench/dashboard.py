@@ -135,6 +135,7 @@ def pages(dsn: str) -> list[tuple[str, str, dict[str, str] | None]]:
         ("jobs payload user 42", "/jobs?payload=" + urllib.parse.quote('{"user": 42}'), None),
         ("jobs since/until", "/jobs?since=2020-01-01T00:00Z&until=2100-01-01T00:00Z", None),
         ("jobs state=completed", "/jobs?state=completed", None),
+        ("jobs state=completed sort=-run_at", "/jobs?state=completed&sort=-run_at", None),
         ("jobs state=cancelled task", "/jobs?state=cancelled&task=task_3", None),
         ("job detail", f"/jobs/{live}", None),
         ("finished job detail", f"/jobs/{done}", None),

@@ -521,7 +521,7 @@ $errands_install_m0023$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'a0c66b83a6c61cf6caf77d97aeac7e315a7e978c39bbece8e635ced9bb8291dc') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'ad06b26c06de308428cbe8ccd110c5b43cd0a993ed54154829447dc251812ea0') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -4534,16 +4534,132 @@ COMMENT ON FUNCTION errands.dashboard_cron() IS
 options, payload, the minute cron_tick last scheduled (NULL: never) and its next
 due minute within a year (NULL: none).';
 
+-- Each worker's locked jobs. A function of its own: the scan it needs (there is
+-- deliberately no index on locked_by) may then run in parallel, which the
+-- parallel-unsafe liveness checks of the errands.workers view forbid in a query
+-- that contains them.
+CREATE OR REPLACE FUNCTION errands._locked_jobs_by_worker()
+RETURNS TABLE (locked_by text, ids bigint[])
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY SELECT j.locked_by, array_agg(j.id ORDER BY j.id)
+                 FROM errands._jobs j WHERE j.locked_by IS NOT NULL GROUP BY j.locked_by;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION errands.dashboard_workers() RETURNS SETOF errands.workers
 LANGUAGE sql STABLE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT * FROM errands.workers w ORDER BY w.started_at DESC, w.id
+    -- The view's running_job_ids is not read, so its own scan is planned away.
+    SELECT w.id, w.host, w.pid, w.started_at, w.last_heartbeat, w.state,
+           coalesce(r.ids, '{}'), w.session_lock
+    FROM errands.workers w
+    LEFT JOIN errands._locked_jobs_by_worker() r ON r.locked_by = w.id
+    ORDER BY w.started_at DESC, w.id
 $$;
 COMMENT ON FUNCTION errands.dashboard_workers() IS
 'Dashboard: the rows of the errands.workers view (alive, hung or dead, heartbeat,
 running job ids), newest first, for a role that may not call the private
 functions the view uses.';
+
+-- The live-job lists and bulk actions of the dashboard select their ids here, on
+-- errands._jobs itself: no join with the task table per row (the view's), so a
+-- list sorted by run_at or attempts reads the table once and sorts only ids.
+CREATE OR REPLACE FUNCTION errands.dashboard_job_ids(filter jsonb, sort text DEFAULT 'id',
+                                                     descending boolean DEFAULT true,
+                                                     after_value text DEFAULT NULL,
+                                                     after_id bigint DEFAULT NULL,
+                                                     id_bound bigint DEFAULT NULL,
+                                                     n integer DEFAULT NULL)
+RETURNS SETOF bigint
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_where text := 'true';
+    v_op text := CASE WHEN descending THEN '<' ELSE '>' END;
+    v_dir text := CASE WHEN descending THEN 'DESC' ELSE 'ASC' END;
+    v_key text;
+BEGIN
+    IF filter IS NULL OR jsonb_typeof(filter) <> 'object' OR descending IS NULL
+       OR sort IS NULL OR sort NOT IN ('id', 'run_at', 'attempts') OR n < 0 THEN
+        RAISE EXCEPTION 'errands: dashboard_job_ids needs a filter object, sort id, run_at or attempts, descending and n >= 0, got filter %, sort %, n %',
+            coalesce(left(filter::text, 200), 'NULL'), coalesce(quote_literal(sort), 'NULL'),
+            coalesce(n::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    SELECT k INTO v_key FROM jsonb_object_keys(filter) k
+    WHERE k NOT IN ('state', 'task', 'queue', 'key', 'error', 'payload', 'since', 'until')
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'errands: dashboard_job_ids: unknown filter field %', quote_literal(v_key)
+            USING ERRCODE = '22023';
+    END IF;
+    IF filter ? 'state' THEN
+        IF filter->>'state' NOT IN ('running', 'waiting', 'failed', 'retrying', 'scheduled',
+                                    'pending') THEN
+            RAISE EXCEPTION 'errands: dashboard_job_ids: unknown state %',
+                quote_literal(filter->>'state') USING ERRCODE = '22023';
+        END IF;
+        -- As the state column of errands.jobs (10_jobs.sql).
+        v_where := v_where || format(' AND CASE WHEN j.locked_at IS NOT NULL THEN ''running''
+            WHEN j.waiting_for IS NOT NULL THEN ''waiting''
+            WHEN j.attempts >= j.max_attempts THEN ''failed''
+            WHEN j.attempts > 0 THEN ''retrying''
+            WHEN j.run_at > now() THEN ''scheduled''
+            ELSE ''pending'' END = %L', filter->>'state');
+    END IF;
+    IF filter ? 'task' THEN
+        v_where := v_where || format(' AND j.task_id = (SELECT t.id FROM errands._tasks t
+            WHERE t.identifier = %L)', filter->>'task');
+    END IF;
+    IF filter ? 'queue' THEN
+        v_where := v_where || format(' AND j.job_queue_id = (SELECT q.id FROM errands._queues q
+            WHERE q.queue_name = %L)', filter->>'queue');
+    END IF;
+    IF filter ? 'key' THEN
+        v_where := v_where || format(' AND j.key = %L', filter->>'key');
+    END IF;
+    IF filter ? 'error' THEN
+        v_where := v_where || format(' AND strpos(lower(j.last_error), lower(%L)) > 0',
+                                     filter->>'error');
+    END IF;
+    IF filter ? 'payload' THEN
+        v_where := v_where || format(' AND j.payload::jsonb @> %L::jsonb', filter->'payload');
+    END IF;
+    IF filter ? 'since' THEN
+        v_where := v_where || format(' AND j.run_at >= %L::timestamptz', filter->>'since');
+    END IF;
+    IF filter ? 'until' THEN
+        v_where := v_where || format(' AND j.run_at < %L::timestamptz', filter->>'until');
+    END IF;
+    IF after_id IS NOT NULL THEN
+        v_where := v_where || CASE sort
+            WHEN 'id' THEN format(' AND j.id %s %s', v_op, after_id)
+            WHEN 'run_at' THEN format(' AND (j.run_at, j.id) %s (%L::timestamptz, %s)', v_op,
+                                      after_value, after_id)
+            ELSE format(' AND (j.attempts, j.id) %s (%L::integer, %s)', v_op, after_value,
+                        after_id) END;
+    END IF;
+    IF id_bound IS NOT NULL THEN
+        v_where := v_where || format(' AND j.id %s %s', CASE WHEN descending THEN '>=' ELSE '<=' END,
+                                     id_bound);
+    END IF;
+    -- RETURN QUERY (not EXECUTE ... INTO) may run the scan in parallel.
+    RETURN QUERY EXECUTE format('SELECT j.id FROM errands._jobs j WHERE %s ORDER BY %s LIMIT %s',
+                   v_where,
+                   CASE WHEN sort = 'id' THEN format('j.id %s', v_dir)
+                        ELSE format('j.%I %s, j.id %s', sort, v_dir, v_dir) END,
+                   coalesce(n::text, 'ALL'));
+END
+$$;
+COMMENT ON FUNCTION errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer) IS
+'Dashboard: the ids of the unfinished jobs matching filter (an object with any of
+state, task, queue, key, error (text in last_error, any case), payload (a JSON value
+the payload contains), since and until (bounds of run_at)), in order of sort (id,
+run_at or attempts, then id; descending or not), after the keyset cursor
+(after_value, after_id), within id_bound (ids >= it when descending, <= it
+otherwise), at most n (NULL: all), one row each. Bad arguments raise 22023.';
 -- sql/schema/70_roles.sql
 -- Role helpers. They run as the caller (who must own the schema or be a
 -- superuser) and only GRANT; role names go through regrole and %I.
@@ -4679,7 +4795,8 @@ BEGIN
     FOREACH v_fn IN ARRAY ARRAY['errands.dashboard_counts(bigint)',
                                 'errands.dashboard_chart(timestamptz, interval)',
                                 'errands.dashboard_cron()',
-                                'errands.dashboard_workers()'] LOOP
+                                'errands.dashboard_workers()',
+                                'errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer)'] LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn::regprocedure, v_name);
     END LOOP;
     IF grant_dashboard.read_only THEN
@@ -4704,8 +4821,8 @@ COMMENT ON FUNCTION errands.grant_dashboard(regrole, boolean) IS
 'Gives role what the web dashboard (errands dashboard) needs: USAGE on schema
 errands, SELECT on the views errands.jobs, finished_jobs, flow_steps, limits,
 queues and task_limits (payloads and results included; never the private
-tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_cron and
-dashboard_workers. With
+tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_cron,
+dashboard_workers and dashboard_job_ids. With
 read_only false also EXECUTE on the functions its actions call: reschedule_jobs,
 cancel_jobs, remove_jobs, set_queue_limits, set_task_limits, pause_queue,
 resume_queue, pause_task, resume_task and run_cron_now. It never revokes: to make
@@ -5344,7 +5461,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'a0c66b83a6c61cf6caf77d97aeac7e315a7e978c39bbece8e635ced9bb8291dc')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'ad06b26c06de308428cbe8ccd110c5b43cd0a993ed54154829447dc251812ea0')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

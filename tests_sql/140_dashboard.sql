@@ -2,7 +2,7 @@
 -- read-only, the actions) need; remove_jobs, run_cron_now, dashboard_counts,
 -- dashboard_chart and dashboard_cron.
 BEGIN;
-SELECT plan(36);
+SELECT plan(42);
 
 CREATE ROLE errands_t140_ro NOLOGIN;
 CREATE ROLE errands_t140_rw NOLOGIN;
@@ -39,14 +39,16 @@ SELECT is(
           WHERE p.pronamespace = 'errands'::regnamespace
             AND has_function_privilege('errands_t140_ro', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['dashboard_chart', 'dashboard_counts', 'dashboard_cron', 'dashboard_workers'],
-    'read-only dashboard: EXECUTE on the four dashboard functions only');
+    ARRAY['dashboard_chart', 'dashboard_counts', 'dashboard_cron', 'dashboard_job_ids',
+          'dashboard_workers'],
+    'read-only dashboard: EXECUTE on the five dashboard functions only');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'errands'::regnamespace
             AND has_function_privilege('errands_t140_rw', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['cancel_jobs', 'dashboard_chart', 'dashboard_counts', 'dashboard_cron', 'dashboard_workers', 'pause_queue',
+    ARRAY['cancel_jobs', 'dashboard_chart', 'dashboard_counts', 'dashboard_cron', 'dashboard_job_ids', 'dashboard_workers',
+          'pause_queue',
           'pause_task', 'remove_jobs', 'reschedule_jobs', 'resume_queue', 'resume_task',
           'run_cron_now', 'set_queue_limits', 'set_task_limits'],
     'dashboard with actions: the read functions plus exactly the action functions');
@@ -124,6 +126,28 @@ SELECT is((SELECT sum(failed)::int FROM errands.dashboard_chart(now() - interval
           1, 'dashboard_chart counts the failure of the last hour');
 SELECT throws_ok($$SELECT * FROM errands.dashboard_chart(now() - interval '1 hour', interval '0')$$,
                  '22023', NULL, 'dashboard_chart with a zero bucket raises 22023');
+
+-- dashboard_job_ids: the same jobs as the view's filter, in order, with cursor and bound.
+SELECT errands.add_job('ids', json_build_object('i', i, 'tag', i % 2), run_at := now() - i * interval '1 minute')
+FROM generate_series(1, 6) i;
+SELECT is(ARRAY(SELECT errands.dashboard_job_ids('{"task": "ids", "payload": {"tag": 1}}')),
+          ARRAY(SELECT id FROM errands.jobs WHERE task_identifier = 'ids'
+                AND payload::jsonb @> '{"tag": 1}' ORDER BY id DESC),
+          'dashboard_job_ids: task and payload filter, newest first');
+SELECT is(ARRAY(SELECT errands.dashboard_job_ids('{"task": "ids"}', 'run_at', false, NULL, NULL, NULL, 2)),
+          ARRAY(SELECT id FROM errands.jobs WHERE task_identifier = 'ids' ORDER BY run_at, id LIMIT 2),
+          'dashboard_job_ids: sorted by run_at, at most n');
+SELECT is(ARRAY(SELECT errands.dashboard_job_ids('{"task": "ids", "state": "pending"}', 'run_at', false,
+              (SELECT run_at::text FROM errands.jobs WHERE task_identifier = 'ids' ORDER BY run_at, id LIMIT 1),
+              (SELECT id FROM errands.jobs WHERE task_identifier = 'ids' ORDER BY run_at, id LIMIT 1), NULL, 2)),
+          ARRAY(SELECT id FROM errands.jobs WHERE task_identifier = 'ids' ORDER BY run_at, id OFFSET 1 LIMIT 2),
+          'dashboard_job_ids: the keyset cursor goes on after the last row');
+SELECT throws_ok($$SELECT errands.dashboard_job_ids('{"nope": 1}')$$, '22023', NULL,
+                 'dashboard_job_ids: an unknown filter field raises 22023');
+SELECT throws_ok($$SELECT errands.dashboard_job_ids('{}', 'payload')$$, '22023', NULL,
+                 'dashboard_job_ids: an unknown sort raises 22023');
+SELECT throws_ok($$SELECT errands.dashboard_job_ids('{"state": "completed"}')$$, '22023', NULL,
+                 'dashboard_job_ids: a finished state raises 22023 (finished jobs are in errands.finished_jobs)');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -155,6 +155,30 @@ class JobFilter:
             return sql.SQL("true"), params
         return sql.SQL(" AND ").join(conds), params
 
+    def sql_filter(self) -> dict[str, Any]:
+        """The filter of errands.dashboard_job_ids (unfinished jobs)."""
+        out: dict[str, Any] = {f: getattr(self, f) for f in ("state", "task", "queue", "key",
+                                                             "error") if getattr(self, f)}
+        if self.payload:
+            out["payload"] = json.loads(self.payload)
+        for name in ("since", "until"):
+            if getattr(self, name):
+                out[name] = _time(name, getattr(self, name)).isoformat()
+        return out
+
+    def id_call(self, id_bound: int | None, n: int | None,
+                with_cursor: bool = True) -> tuple[sql.Composable, list[Any]]:
+        """The array of errands.dashboard_job_ids(...) for this filter, as SQL and parameters."""
+        after_value: str | None = None
+        after_id: int | None = None
+        if with_cursor and self.after:
+            value, after_id = self.cursor()
+            after_value = value.isoformat() if isinstance(value, datetime) else str(value)
+        query = sql.SQL(
+            "ARRAY(SELECT errands.dashboard_job_ids(%s::jsonb, %s, %s, %s, %s, %s, %s))")
+        return query, [json.dumps(self.sql_filter()), self.sort_column, self.descending,
+                       after_value, after_id, id_bound, n]
+
     def order_by(self) -> sql.Composable:
         direction = "DESC" if self.descending else "ASC"
         col = self.sort_column

@@ -1,6 +1,6 @@
 """POST actions on jobs, one by one and in bulk for a filter. Each is ONE call of
 the public SQL API (reschedule_jobs, cancel_jobs, remove_jobs); a bulk action
-passes the filter's ids as a sub-query of that call."""
+passes the filter's ids (errands.dashboard_job_ids) as an argument of that call."""
 
 from __future__ import annotations
 
@@ -89,17 +89,16 @@ def routes(dash: Dashboard) -> list[BaseRoute]:
             raise HTTPException(400, str(exc)) from None
         if flt.finished:
             raise HTTPException(400, f"finished ({flt.state}) jobs take no actions")
-        where, params = flt.where(with_cursor=False)
+        ids, params = flt.id_call(None, None, with_cursor=False)
         run_at = None
         if action == "reschedule":
             run_at = parse_run_at(str(form.get("run_at") or ""))
         if form.get("confirm") != "yes":
             count = await dash.db.row(
-                sql.SQL("SELECT count(*) AS n FROM errands.jobs WHERE {}").format(where), params)
+                sql.SQL("SELECT cardinality({}) AS n").format(ids), params)
             return dash.render.page(request, "bulk_confirm.html", action=action, flt=flt,
                                     count=count["n"] if count else 0,
                                     run_at=form.get("run_at") or "")
-        ids = sql.SQL("ARRAY(SELECT id FROM errands.jobs WHERE {})").format(where)
         query = sql.SQL(CALLS[action]).format(ids=ids)
         target = flt.query()
         target.pop("limit", None)

@@ -45,20 +45,26 @@ FLOW_STEPS = ("SELECT flow_id, step, job_id, position, depends_on, run_anyway, s
 
 # A big table's rows are searched this many ids at a time when no index serves the
 # filter: each page reads a bounded number of rows, whatever the filter matches.
-WINDOW = 100_000
+WINDOW = 50_000
 SIZE = "SELECT c.reltuples::bigint AS n FROM pg_catalog.pg_class c WHERE c.oid = %s::regclass"
 
 
 def list_query(flt: JobFilter, id_bound: int | None) -> tuple[sql.Composable, list[Any]]:
-    """The page's ids first (only the columns the filter and order need), then
-    their rows: the payload preview and error text are computed for one page only."""
-    where, params = flt.where(id_bound=id_bound)
+    """The page's ids first (only the columns the filter and order need; for
+    unfinished jobs by errands.dashboard_job_ids, on the table itself), then their
+    rows: the payload preview and error text are computed for one page only."""
     cols = FINISHED_COLUMNS if flt.finished else LIVE_COLUMNS
-    query = sql.SQL(
-        "SELECT {cols} FROM {rel} WHERE id = ANY(ARRAY("
-        "SELECT id FROM {rel} WHERE {where} ORDER BY {order} LIMIT %s)) ORDER BY {order}"
-    ).format(cols=sql.SQL(cols), rel=flt.relation(), where=where, order=flt.order_by())
-    return query, [*params, flt.limit + 1]
+    ids: sql.Composable
+    if flt.finished:
+        where, params = flt.where(id_bound=id_bound)
+        ids = sql.SQL("ARRAY(SELECT id FROM {rel} WHERE {where} ORDER BY {order} LIMIT %s)").format(
+            rel=flt.relation(), where=where, order=flt.order_by())
+        params = [*params, flt.limit + 1]
+    else:
+        ids, params = flt.id_call(id_bound, flt.limit + 1)
+    query = sql.SQL("SELECT {cols} FROM {rel} WHERE id = ANY({ids}) ORDER BY {order}").format(
+        cols=sql.SQL(cols), rel=flt.relation(), ids=ids, order=flt.order_by())
+    return query, params
 
 
 async def window_bound(dash: Dashboard, flt: JobFilter) -> tuple[int | None, bool]:
