@@ -223,7 +223,9 @@ def test_filters_on_the_jobs_page(
 def test_cancel_a_running_job_from_the_ui_and_the_worker_stops_it(
     ui: UI, seeded: dict[str, int], conn: psycopg.Connection[Any]
 ) -> None:
-    job = add(conn, "reports.build", {"report": "cancel-me", "seconds": 600}, queue_name="adhoc")
+    job = add(
+        conn, "reports.build", {"report": "cancel-me", "seconds": 600}, queue_name="cancel-ui"
+    )
     wait_until(lambda: state(conn, job) == "running", 15, "the job to start")
     ui.open(f"/jobs/{job}", "page-job")
     ui.click(ui.one("button[name=action][value=cancel]"))
@@ -241,7 +243,7 @@ def test_retry_a_failed_job_from_the_ui_and_it_runs(
         conn,
         "send_email",
         {"to": "ada@example.com", "fail_unless": "smtp-fixed"},
-        queue_name="adhoc",
+        queue_name="retry-ui",
         max_attempts=1,
     )
     wait_until(lambda: state(conn, job) == "failed", 15, "the job to fail")
