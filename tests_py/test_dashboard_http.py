@@ -388,6 +388,17 @@ def test_the_grant_dashboard_role_loads_every_page_and_acts_only_when_allowed(
         assert wait_until(
             lambda: ids(conn, "task_identifier = 'nightly.cleanup'"), what="the cron item's job"
         )
+    # Misconfigured: the read-only role behind a dashboard that shows actions. An
+    # action is refused by PostgreSQL: a clear answer (no 500), nothing changed.
+    other = add(conn, "reports.build", {}, queue_name="role")
+    with dashboard(dashboard_roles["ro"], logs / "dashboard_role_mixed.log") as srv:
+        client = Client(srv.url)
+        before = snapshot(conn)
+        response = client.submit(f"/jobs/{other}", f"/jobs/{other}/cancel", "cancel")
+        assert response.status in (303, 403), (response.status, response.text[:2000])
+        if response.status == 303:
+            assert "permission" in flash(client, response).lower()
+        assert snapshot(conn) == before
     # Neither role can enqueue, fetch or write the tables; the read-only one cannot act.
     forbidden = [
         "SELECT errands.add_job('send_email')",
