@@ -367,3 +367,40 @@ def test_the_overview_refreshes_itself(
         20,
         "the overview to show the new task",
     )
+
+
+def test_reschedule_with_the_browsers_date_field(
+    ui: UI, seeded: dict[str, int], conn: psycopg.Connection[Any]
+) -> None:
+    run_at = conn.execute("SELECT now() + interval '1 hour'").fetchone()[0]  # type: ignore[index]
+    job = add(conn, "send_email", {"to": "ada@example.com"}, queue_name="later-ui", run_at=run_at)
+    ui.open(f"/jobs/{job}", "page-job")
+    field = ui.one("form[action$='/reschedule'] input[name=run_at]")
+    # What the browser submits is its own format (datetime-local: no zone, read as UTC).
+    ui.driver.execute_script("arguments[0].value = '2031-01-02T03:04:05'", field)
+    ui.click(ui.one("button[name=action][value=reschedule]"))
+    assert ui.flash()
+    row = conn.execute(
+        "SELECT run_at = '2031-01-02 03:04:05+00'::timestamptz FROM errands.jobs WHERE id = %s",
+        [job],
+    ).fetchone()
+    assert row == (True,)
+
+
+def test_run_a_cron_item_now_from_the_ui_and_the_worker_runs_it(
+    ui: UI, seeded: dict[str, int], conn: psycopg.Connection[Any]
+) -> None:
+    def digests() -> list[tuple[int, str]]:
+        rows = conn.execute(
+            "SELECT id, state FROM errands.jobs WHERE payload->>'template' = 'digest'"
+            " UNION ALL SELECT id, state FROM errands.finished_jobs"
+            " WHERE payload->>'template' = 'digest'"
+        ).fetchall()
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    assert digests() == []
+    ui.open("/cron", "page-cron")
+    row = ui.one("tr.cron-row[data-identifier=weekly_digest]")
+    ui.click(row.find_element(By.CSS_SELECTOR, "button"))
+    assert ui.flash()
+    wait_until(lambda: [s for _, s in digests()] == ["completed"], 20, "the digest job to run")
