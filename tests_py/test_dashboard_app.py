@@ -41,16 +41,13 @@ class Client:
                 return None
 
         self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.jar), NoRedirect
-        )
+            urllib.request.HTTPCookieProcessor(self.jar), NoRedirect)
 
-    def request(
-        self, path: str, form: dict[str, str] | None = None, headers: dict[str, str] | None = None
-    ) -> tuple[int, dict[str, str], str]:
+    def request(self, path: str, form: dict[str, str] | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
         data = urllib.parse.urlencode(form).encode() if form is not None else None
-        req = urllib.request.Request(
-            self.base + path, data=data, headers={**self.headers, **(headers or {})}
-        )
+        req = urllib.request.Request(self.base + path, data=data,
+                                     headers={**self.headers, **(headers or {})})
         try:
             with self.opener.open(req, timeout=30) as r:
                 return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read().decode()
@@ -64,25 +61,16 @@ class Client:
 @pytest.fixture
 def dashboard(db: str, tmp_path: Path) -> Iterator[Client]:
     port = free_port()
-    with serve(
-        [*ERRANDS, "dashboard", "--port", str(port), "-c", db],
-        port=port,
-        log=tmp_path / "dashboard.log",
-    ):
+    with serve([*ERRANDS, "dashboard", "--port", str(port), "-c", db], port=port,
+               log=tmp_path / "dashboard.log"):
         yield Client(f"http://127.0.0.1:{port}")
 
 
 def test_non_loopback_without_credentials_is_refused(db: str) -> None:
-    env = {
-        k: v for k, v in __import__("os").environ.items() if not k.startswith("ERRANDS_DASHBOARD")
-    }
-    proc = subprocess.run(
-        [*ERRANDS, "dashboard", "--host", "0.0.0.0", "--port", "0", "-c", db],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    env = {k: v for k, v in __import__("os").environ.items()
+           if not k.startswith("ERRANDS_DASHBOARD")}
+    proc = subprocess.run([*ERRANDS, "dashboard", "--host", "0.0.0.0", "--port", "0", "-c", db],
+                          capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2
     assert "0.0.0.0" in proc.stderr and "credentials" in proc.stderr
 
@@ -91,17 +79,8 @@ def test_every_page_answers_with_server_timing(
     dashboard: Client, conn: psycopg.Connection[Any]
 ) -> None:
     conn.execute("SELECT errands.add_job('t', '{\"a\": 1}')")
-    for path in (
-        "/",
-        "/jobs",
-        "/jobs?state=completed",
-        "/queues",
-        "/workers",
-        "/cron",
-        "/flows",
-        "/static/style.css",
-        "/static/app.js",
-    ):
+    for path in ("/", "/jobs", "/jobs?state=completed", "/queues", "/workers", "/cron", "/flows",
+                 "/static/style.css", "/static/app.js"):
         status, headers, _ = dashboard.request(path)
         assert status == 200, path
         assert re.fullmatch(r"app;dur=[0-9.]+", headers["server-timing"]), path
@@ -115,9 +94,9 @@ def test_hostile_payload_and_error_are_text(
         "SELECT id FROM errands.add_job('x<script>', '{\"h\": \"<script>alert(1)</script>\"}')"
     ).fetchone()[0]  # type: ignore[index]
     nested = "[" * 3000 + "]" * 3000
-    deep_id = conn.execute("SELECT id FROM errands.add_job('deep', %s::json)", [nested]).fetchone()[
-        0
-    ]  # type: ignore[index]
+    deep_id = conn.execute(
+        "SELECT id FROM errands.add_job('deep', %s::json)", [nested]
+    ).fetchone()[0]  # type: ignore[index]
     for path in ("/jobs", f"/jobs/{job_id}", "/"):
         _, _, html = dashboard.request(path)
         assert "<script>alert" not in html and "x<script>" not in html
@@ -127,7 +106,9 @@ def test_hostile_payload_and_error_are_text(
     assert status == 200 and '<pre id="payload">[[[' in html
 
 
-def test_post_needs_the_csrf_token(dashboard: Client, conn: psycopg.Connection[Any]) -> None:
+def test_post_needs_the_csrf_token(
+    dashboard: Client, conn: psycopg.Connection[Any]
+) -> None:
     job_id = conn.execute("SELECT id FROM errands.add_job('t', '{}')").fetchone()[0]  # type: ignore[index]
     dashboard.request("/jobs")  # sets the cookie
     status, _, _ = dashboard.request(f"/jobs/{job_id}/remove", {"csrf_token": "wrong"})
@@ -135,9 +116,8 @@ def test_post_needs_the_csrf_token(dashboard: Client, conn: psycopg.Connection[A
     status, _, _ = dashboard.request(f"/jobs/{job_id}/remove", {})
     assert status == 403
     assert conn.execute("SELECT count(*) FROM errands.jobs").fetchone() == (1,)
-    status, headers, _ = dashboard.request(
-        f"/jobs/{job_id}/remove", {"csrf_token": dashboard.csrf()}
-    )
+    status, headers, _ = dashboard.request(f"/jobs/{job_id}/remove",
+                                           {"csrf_token": dashboard.csrf()})
     assert status == 303 and headers["location"].endswith("/jobs")
     assert conn.execute("SELECT count(*) FROM errands.jobs").fetchone() == (0,)
     _, _, html = dashboard.request("/jobs")
@@ -147,15 +127,11 @@ def test_post_needs_the_csrf_token(dashboard: Client, conn: psycopg.Connection[A
 def test_bulk_retry_confirms_with_the_count(
     dashboard: Client, conn: psycopg.Connection[Any]
 ) -> None:
-    conn.execute(
-        "SELECT errands.add_job('bulk', json_build_object('i', i), max_attempts => 1) "
-        "FROM generate_series(1, 3) i"
-    )
+    conn.execute("SELECT errands.add_job('bulk', json_build_object('i', i), max_attempts => 1) "
+                 "FROM generate_series(1, 3) i")
     conn.execute("SELECT errands.add_job('other', '{}')")
-    conn.execute(
-        "SELECT errands.worker_fail_jobs('w', ARRAY(SELECT id FROM errands.get_jobs("
-        "'w', ARRAY['bulk'], 10)), ARRAY['boom', 'boom', 'boom'])"
-    )
+    conn.execute("SELECT errands.worker_fail_jobs('w', ARRAY(SELECT id FROM errands.get_jobs("
+                 "'w', ARRAY['bulk'], 10)), ARRAY['boom', 'boom', 'boom'])")
     dashboard.request("/jobs")
     form = {"csrf_token": dashboard.csrf(), "action": "retry", "state": "failed", "task": "bulk"}
     status, _, html = dashboard.request("/jobs/bulk", form)
@@ -165,17 +141,14 @@ def test_bulk_retry_confirms_with_the_count(
     status, headers, _ = dashboard.request("/jobs/bulk", {**form, "confirm": "yes"})
     assert status == 303 and "state=failed" in headers["location"]
     assert conn.execute("SELECT state, count(*) FROM errands.jobs GROUP BY 1").fetchall() == [
-        ("pending", 4)
-    ]
+        ("pending", 4)]
 
 
 def test_jobs_keyset_pages_cover_every_job_once(
     dashboard: Client, conn: psycopg.Connection[Any]
 ) -> None:
-    conn.execute(
-        "SELECT errands.add_job('page', json_build_object('i', i), "
-        "run_at => now() - i * interval '1 minute') FROM generate_series(1, 25) i"
-    )
+    conn.execute("SELECT errands.add_job('page', json_build_object('i', i), "
+                 "run_at => now() - i * interval '1 minute') FROM generate_series(1, 25) i")
     for sort in ("-id", "run_at", "-attempts"):
         seen: list[int] = []
         path = f"/jobs?limit=10&sort={sort}"
@@ -190,12 +163,8 @@ def test_jobs_keyset_pages_cover_every_job_once(
 def test_credentials_and_read_only(db: str, tmp_path: Path) -> None:
     port = free_port()
     env = {"ERRANDS_DASHBOARD_TOKEN": "s3cret", "ERRANDS_DASHBOARD_USERS": "alice:pw1"}
-    with serve(
-        [*ERRANDS, "dashboard", "--port", str(port), "--read-only", "-c", db],
-        port=port,
-        log=tmp_path / "d.log",
-        env=env,
-    ):
+    with serve([*ERRANDS, "dashboard", "--port", str(port), "--read-only", "-c", db], port=port,
+               log=tmp_path / "d.log", env=env):
         base = f"http://127.0.0.1:{port}"
         anon = Client(base)
         assert anon.request("/")[0] == 401
@@ -230,30 +199,17 @@ def test_a_grant_dashboard_role_loads_every_page_and_acts_only_when_allowed(
         dsn = psycopg.conninfo.make_conninfo(db, user=role, password=role[-2:])
         assert info.get("dbname")
         port = free_port()
-        with serve(
-            [*ERRANDS, "dashboard", "--port", str(port), "-c", dsn],
-            port=port,
-            log=tmp_path / f"{role}.log",
-        ):
+        with serve([*ERRANDS, "dashboard", "--port", str(port), "-c", dsn], port=port,
+                   log=tmp_path / f"{role}.log"):
             client = Client(f"http://127.0.0.1:{port}")
-            for path in (
-                "/",
-                "/jobs",
-                "/jobs?state=completed",
-                f"/jobs/{job_id}",
-                "/queues",
-                "/workers",
-                "/cron",
-                "/flows",
-                f"/flows/{flow_id}",
-            ):
+            for path in ("/", "/jobs", "/jobs?state=completed", f"/jobs/{job_id}", "/queues",
+                         "/workers", "/cron", "/flows", f"/flows/{flow_id}"):
                 assert client.request(path)[0] == 200, (role, path)
             status, _, _ = client.request("/queues/q1/pause", {"csrf_token": client.csrf()})
             assert status == 303
             _, _, html = client.request("/queues")
             paused = conn.execute(
-                "SELECT paused FROM errands.queues WHERE queue_name = 'q1'"
-            ).fetchone()
+                "SELECT paused FROM errands.queues WHERE queue_name = 'q1'").fetchone()
             if role == "dash_ro":
                 assert "permission denied" in html and paused == (False,)
             else:
@@ -293,12 +249,10 @@ def test_a_big_table_is_searched_in_windows_without_gaps(
 
     # Matches far apart in id order: one near the top, one a window and a half below.
     conn.execute("SELECT errands.add_job('rare', '{}')")
-    conn.execute(
-        "SELECT setval(pg_get_serial_sequence('errands._jobs', 'id'), %s)", [int(WINDOW * 1.5)]
-    )
-    conn.execute(
-        "SELECT errands.add_job('common', json_build_object('i', i)) FROM generate_series(1, 30) i"
-    )
+    conn.execute("SELECT setval(pg_get_serial_sequence('errands._jobs', 'id'), %s)",
+                 [int(WINDOW * 1.5)])
+    conn.execute("SELECT errands.add_job('common', json_build_object('i', i)) "
+                 "FROM generate_series(1, 30) i")
     conn.execute("SELECT errands.add_job('rare', '{}')")
     conn.execute("ANALYZE errands._jobs")
     found: list[int] = []
@@ -311,12 +265,8 @@ def test_a_big_table_is_searched_in_windows_without_gaps(
         found += [int(x) for x in re.findall(r'data-job-id="(\d+)"', html)]
         nxt = re.search(r'id="next-page" href="([^"]+)"', html)
         path = nxt.group(1).replace("&amp;", "&") if nxt else ""
-    expected = [
-        r[0]
-        for r in conn.execute(
-            "SELECT id FROM errands.jobs WHERE task_identifier = 'rare' ORDER BY id DESC"
-        )
-    ]
+    expected = [r[0] for r in conn.execute(
+        "SELECT id FROM errands.jobs WHERE task_identifier = 'rare' ORDER BY id DESC")]
     assert found == expected
     assert pages == 2  # the newest window held one; the next page searched on
     _, _, html = big_table_dashboard.request("/?refresh=0")
@@ -329,13 +279,10 @@ def test_charts_come_from_history_and_say_when_none_is_kept(
     _, _, html = dashboard.request("/?refresh=0")
     assert 'id="no-history"' in html and 'data-refresh="0"' in html
     conn.execute("SELECT errands.set_retention('1 hour')")
-    conn.execute(
-        "SELECT errands.add_job('c', json_build_object('i', i)) FROM generate_series(1, 4) i"
-    )
-    conn.execute(
-        "SELECT errands.worker_complete_jobs('w', ARRAY(SELECT id FROM "
-        "errands.get_jobs('w', ARRAY['c'], 10)))"
-    )
+    conn.execute("SELECT errands.add_job('c', json_build_object('i', i)) "
+                 "FROM generate_series(1, 4) i")
+    conn.execute("SELECT errands.worker_complete_jobs('w', ARRAY(SELECT id FROM "
+                 "errands.get_jobs('w', ARRAY['c'], 10)))")
     _, _, html = dashboard.request("/")
     assert 'id="no-history"' not in html and 'data-refresh="5"' in html
     chart = re.search(r'<svg class="chart" id="chart-throughput".*?</svg>', html, re.S)
@@ -352,33 +299,23 @@ def test_queue_limits_cron_run_now_and_reschedule(
     _, _, html = dashboard.request("/queues")
     assert 'data-queue="tenant:1"' in html
     csrf = dashboard.csrf()
-    status, _, _ = dashboard.request(
-        "/queues/tenant:1/limits",
-        {"csrf_token": csrf, "concurrency": "3", "rate_limit": "10", "rate_period": "1 minute"},
-    )
+    status, _, _ = dashboard.request("/queues/tenant:1/limits", {
+        "csrf_token": csrf, "concurrency": "3", "rate_limit": "10", "rate_period": "1 minute"})
     assert status == 303
-    assert conn.execute(
-        "SELECT concurrency, rate_limit, rate_period::text FROM errands.queues "
-        "WHERE queue_name = 'tenant:1'"
-    ).fetchone() == (3, 10, "00:01:00")
-    status, _, _ = dashboard.request(
-        "/queues/tenant:1/limits",
-        {"csrf_token": csrf, "concurrency": "0", "rate_limit": "", "rate_period": ""},
-    )
+    assert conn.execute("SELECT concurrency, rate_limit, rate_period::text FROM errands.queues "
+                        "WHERE queue_name = 'tenant:1'").fetchone() == (3, 10, "00:01:00")
+    status, _, _ = dashboard.request("/queues/tenant:1/limits", {
+        "csrf_token": csrf, "concurrency": "0", "rate_limit": "", "rate_period": ""})
     _, _, html = dashboard.request("/queues")
     assert status == 303 and re.search(r'<div id="flash"[^>]*>queue tenant:1: errands: ', html)
     dashboard.request("/tasks/t/pause", {"csrf_token": csrf})
-    assert conn.execute(
-        "SELECT paused FROM errands.task_limits WHERE task_identifier = 't'"
-    ).fetchone() == (True,)
+    assert conn.execute("SELECT paused FROM errands.task_limits "
+                        "WHERE task_identifier = 't'").fetchone() == (True,)
     assert dashboard.request("/cron/n1/run", {"csrf_token": csrf})[0] == 303
-    assert conn.execute(
-        "SELECT count(*) FROM errands.jobs WHERE task_identifier = 'nightly' AND run_at <= now()"
-    ).fetchone() == (1,)
-    status, _, _ = dashboard.request(
-        f"/jobs/{job_id}/reschedule", {"csrf_token": csrf, "run_at": "2031-05-04T03:02"}
-    )
+    assert conn.execute("SELECT count(*) FROM errands.jobs WHERE task_identifier = 'nightly' "
+                        "AND run_at <= now()").fetchone() == (1,)
+    status, _, _ = dashboard.request(f"/jobs/{job_id}/reschedule", {
+        "csrf_token": csrf, "run_at": "2031-05-04T03:02"})
     assert status == 303
-    assert conn.execute(
-        "SELECT run_at = '2031-05-04 03:02:00+00' FROM errands.jobs WHERE id = %s", [job_id]
-    ).fetchone() == (True,)
+    assert conn.execute("SELECT run_at = '2031-05-04 03:02:00+00' FROM errands.jobs "
+                        "WHERE id = %s", [job_id]).fetchone() == (True,)
