@@ -73,7 +73,10 @@ def latencies(cmd: list[str], dsn: str, add_sql: str, n: int) -> list[float]:
     with tempfile.NamedTemporaryFile("r", suffix=".lat", delete=False) as tmp:
         path = Path(tmp.name)
     env = {**os.environ, "BENCH_LATENCY_FILE": str(path)}
-    proc = subprocess.Popen([*cmd, str(path)], stdout=subprocess.PIPE, text=True, env=env)
+    # Peer runners take the file as their last argument; bench/worker.py reads it
+    # from the environment (its fifth argument is the poll interval).
+    args = cmd if cmd[1:2] == [str(WORKER)] else [*cmd, str(path)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
     lat: list[float] = []
     try:
         assert proc.stdout is not None
