@@ -35,12 +35,12 @@ DECLARE
     db_version integer;
 BEGIN
     SELECT max(id) INTO db_version FROM errands.migrations;
-    IF db_version > 24 THEN
+    IF db_version > 28 THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0001',
             MESSAGE = format('errands: database schema is at version %s but these '
                              'install files only know up to version %s; '
-                             'upgrade the errands package', db_version, 24);
+                             'upgrade the errands package', db_version, 28);
     END IF;
 END
 $errands_version_check$;
@@ -553,12 +553,29 @@ $errands_m0024$;
 END
 $errands_install_m0024$;
 
+-- Migration 0028_async_fetch.sql
+DO $errands_install_m0028$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 28) THEN
+        EXECUTE $errands_m0028$
+-- get_jobs gains a trailing async_commit parameter (issue 17, W2 latency): the
+-- worker's fetch transaction commits without waiting for its WAL flush. The old
+-- four-argument function would make four-argument calls ambiguous: drop it
+-- (sql/schema/30_fetch.sql creates the new one).
+DROP FUNCTION IF EXISTS errands.get_jobs(text, text[], integer, text[]);
+$errands_m0028$;
+        INSERT INTO errands.migrations (id, name) VALUES (28, 'async_fetch');
+        PERFORM set_config('errands.install_migrated', 'on', true);
+    END IF;
+END
+$errands_install_m0028$;
+
 -- Definitions (sql/schema/*.sql) and the security pass: skipped when no
 -- migration ran and the recorded hash is theirs.
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '7108f007718940087d6ff4e0e4a461cdeeaec9e33051cb9b4f0d1c674dbbdaba') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '63a2917ec3dfb7ce7458fda9f99872b25bab7959996c45aa3d57c15354de2924') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -2268,7 +2285,8 @@ CREATE OR REPLACE FUNCTION errands.get_jobs(
     worker_id text,
     task_identifiers text[],
     job_count integer DEFAULT 1,
-    forbidden_flags text[] DEFAULT NULL
+    forbidden_flags text[] DEFAULT NULL,
+    async_commit boolean DEFAULT false
 ) RETURNS SETOF errands.jobs
 LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -2323,6 +2341,14 @@ BEGIN
     WHERE t.identifier = ANY(get_jobs.task_identifiers) AND NOT t.paused AND c.cap > 0;
     IF v_task_ids IS NULL THEN
         RETURN;
+    END IF;
+    -- The caller's transaction (the worker's: this call alone) commits without
+    -- waiting for its WAL flush: a fetch lost in a server crash leaves its jobs
+    -- as they were, to be fetched and run again (at least once holds), and the
+    -- completion, a synchronous commit, flushes the fetch's WAL before its own.
+    -- Saves a flush wait on the add->start path (docs/worker.md).
+    IF get_jobs.async_commit THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
 
     -- 1. The best job_count candidates: jobs without a queue (row-locked as they
@@ -2538,13 +2564,16 @@ BEGIN
     ORDER BY tk.priority, tk.run_at, tk.id;
 END
 $$;
-COMMENT ON FUNCTION errands.get_jobs(text, text[], integer, text[]) IS
+COMMENT ON FUNCTION errands.get_jobs(text, text[], integer, text[], boolean) IS
 'Worker API. Locks and returns up to job_count runnable jobs (due, not running,
 attempts left, task in task_identifiers, no forbidden flag) in priority, run_at,
 id order, with attempts + 1 and locked_by = worker_id. A named queue yields no
 more jobs than its free slots (concurrency, default 1: its head job, and none
 while one of its jobs runs). Flow control: paused queues and tasks yield
-nothing; concurrency and rate limits of queues and tasks hold for all workers.';
+nothing; concurrency and rate limits of queues and tasks hold for all workers.
+async_commit: the calling transaction commits without waiting for its WAL flush
+(SET LOCAL synchronous_commit = off; a fetch lost in a crash only means its jobs
+run again).';
 
 -- Completing and returning jobs are PL/pgSQL, not SQL: a SQL function that is not
 -- inlined plans its statement on every call (~0.8 ms for a DELETE that takes
@@ -5710,7 +5739,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '7108f007718940087d6ff4e0e4a461cdeeaec9e33051cb9b4f0d1c674dbbdaba')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '63a2917ec3dfb7ce7458fda9f99872b25bab7959996c45aa3d57c15354de2924')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -3479,7 +3479,7 @@ AS $function$
                       WHERE j.job_queue_id = q.id AND j.locked_at IS NOT NULL);
 $function$;
 
--- FUNCTION errands.get_jobs(text,text[],integer,text[])
+-- FUNCTION errands.get_jobs(text,text[],integer,text[],boolean)
 -- ACL: postgres=X/postgres
 -- comment: Worker API. Locks and returns up to job_count runnable jobs (due, not running,
 --          attempts left, task in task_identifiers, no forbidden flag) in priority, run_at,
@@ -3487,7 +3487,10 @@ $function$;
 --          more jobs than its free slots (concurrency, default 1: its head job, and none
 --          while one of its jobs runs). Flow control: paused queues and tasks yield
 --          nothing; concurrency and rate limits of queues and tasks hold for all workers.
-CREATE OR REPLACE FUNCTION errands.get_jobs(worker_id text, task_identifiers text[], job_count integer DEFAULT 1, forbidden_flags text[] DEFAULT NULL::text[])
+--          async_commit: the calling transaction commits without waiting for its WAL flush
+--          (SET LOCAL synchronous_commit = off; a fetch lost in a crash only means its jobs
+--          run again).
+CREATE OR REPLACE FUNCTION errands.get_jobs(worker_id text, task_identifiers text[], job_count integer DEFAULT 1, forbidden_flags text[] DEFAULT NULL::text[], async_commit boolean DEFAULT false)
  RETURNS SETOF errands.jobs
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -3535,6 +3538,14 @@ BEGIN
     WHERE t.identifier = ANY(get_jobs.task_identifiers) AND NOT t.paused AND c.cap > 0;
     IF v_task_ids IS NULL THEN
         RETURN;
+    END IF;
+    -- The caller's transaction (the worker's: this call alone) commits without
+    -- waiting for its WAL flush: a fetch lost in a server crash leaves its jobs
+    -- as they were, to be fetched and run again (at least once holds), and the
+    -- completion, a synchronous commit, flushes the fetch's WAL before its own.
+    -- Saves a flush wait on the add->start path (docs/worker.md).
+    IF get_jobs.async_commit THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
 
     -- 1. The best job_count candidates: jobs without a queue (row-locked as they

@@ -22,6 +22,6 @@ def test_committed_schema_snapshot_is_current(conn: psycopg.Connection[Any]) -> 
 
 def test_snapshot_shows_security_attributes_and_acls() -> None:
     text = SNAPSHOT.read_text(encoding="utf-8")
-    assert "-- FUNCTION errands.get_jobs(text,text[],integer,text[])" in text
+    assert "-- FUNCTION errands.get_jobs(text,text[],integer,text[],boolean)" in text
     assert " SECURITY DEFINER\n" in text
     assert "-- SCHEMA errands ACL: postgres=UC/postgres" in text

@@ -21,8 +21,8 @@ SELECT has_function('errands', 'reschedule_jobs',
     'errands.reschedule_jobs(bigint[], timestamptz, integer, integer, integer) exists');
 SELECT has_function('errands', 'force_unlock_workers', ARRAY['text[]'],
     'errands.force_unlock_workers(text[]) exists');
-SELECT has_function('errands', 'get_jobs', ARRAY['text', 'text[]', 'integer', 'text[]'],
-    'errands.get_jobs(text, text[], integer, text[]) exists');
+SELECT has_function('errands', 'get_jobs', ARRAY['text', 'text[]', 'integer', 'text[]', 'boolean'],
+    'errands.get_jobs(text, text[], integer, text[], boolean) exists');
 SELECT has_function('errands', 'worker_complete_jobs', ARRAY['text', 'bigint[]', 'json[]'],
     'errands.worker_complete_jobs(text, bigint[], json[]) exists');
 SELECT has_function('errands', 'worker_fail_jobs', ARRAY['text', 'bigint[]', 'text[]', 'json[]'],

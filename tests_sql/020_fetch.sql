@@ -1,7 +1,7 @@
 -- errands.get_jobs: which jobs a fetch takes, in which order, and what it does to them.
 -- Inside this transaction now() is constant, so "due" means run_at <= now().
 BEGIN;
-SELECT plan(45);
+SELECT plan(47);
 \ir include/jobs_by_name.sql
 
 ------------------------------------------------------------------------------
@@ -204,6 +204,18 @@ SELECT is((SELECT (x.updated_at, x.last_error, x.run_at, x.payload::text, x.crea
           'fetch leaves updated_at, last_error, run_at, payload, created_at and priority alone');
 SELECT is((SELECT (payload::text, last_error, queue_name)::text FROM fr), '("{""p"": [1, 2]}","earlier failure",)',
           'the returned row carries the payload verbatim and the previous last_error');
+
+------------------------------------------------------------------------------
+-- async_commit (the worker's fetch): the calling transaction commits without
+-- waiting for its WAL flush; by default it waits as usual.
+------------------------------------------------------------------------------
+SET LOCAL synchronous_commit = on;  -- the test cluster runs with it off
+SELECT ok((SELECT count(*) FROM errands.get_jobs('w_async', '{a}', 1, NULL, false)) >= 0
+          AND current_setting('synchronous_commit') = 'on',
+          'async_commit false: synchronous_commit stays on');
+SELECT ok((SELECT count(*) FROM errands.get_jobs('w_async', '{a}', 1, NULL, true)) >= 0
+          AND current_setting('synchronous_commit') = 'off',
+          'async_commit true: synchronous_commit is off for the rest of the transaction');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -40,7 +40,8 @@ def finds_nothing_to_run(
     if callable(flags):
         return False  # may be async: the worker asks it
     params = {"worker_id": worker_id, "tasks": identifiers, "count": 1,
-              "forbidden": list(flags) if flags else None}  # fmt: skip
+              "forbidden": list(flags) if flags else None,
+              "async_commit": False}  # shares its transaction with the sweep  # fmt: skip
 
     def probe() -> tuple[Any, bool]:
         found = False

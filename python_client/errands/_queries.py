@@ -155,9 +155,11 @@ LIMITS: Final = sql.SQL(
 
 # --- the worker --------------------------------------------------------------------
 
+# async_commit: true only where the call is its transaction's one write (the
+# worker's fetch): that commit then does not wait for its WAL flush (docs/worker.md).
 GET_JOBS: Final = sql.SQL(
     "SELECT * FROM errands.get_jobs(%(worker_id)s::text, %(tasks)s::text[], "
-    "%(count)s::int, %(forbidden)s::text[])"
+    "%(count)s::int, %(forbidden)s::text[], %(async_commit)s::boolean)"
 )
 # Results are sent as JSON text (NULL = no result); results NULL when no job has one.
 WORKER_COMPLETE_JOBS: Final = sql.SQL(

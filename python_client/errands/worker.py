@@ -312,6 +312,9 @@ class Worker:
             "tasks": self._identifiers,
             "count": count,
             "forbidden": await self._forbidden_flags(),
+            # The fetch is its transaction's only statement: its commit need not
+            # wait for the WAL flush (a fetch lost in a crash: the jobs run again).
+            "async_commit": True,
         }
 
         async def fetch() -> list[Job]:

@@ -6,7 +6,8 @@ CREATE OR REPLACE FUNCTION errands.get_jobs(
     worker_id text,
     task_identifiers text[],
     job_count integer DEFAULT 1,
-    forbidden_flags text[] DEFAULT NULL
+    forbidden_flags text[] DEFAULT NULL,
+    async_commit boolean DEFAULT false
 ) RETURNS SETOF errands.jobs
 LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -61,6 +62,14 @@ BEGIN
     WHERE t.identifier = ANY(get_jobs.task_identifiers) AND NOT t.paused AND c.cap > 0;
     IF v_task_ids IS NULL THEN
         RETURN;
+    END IF;
+    -- The caller's transaction (the worker's: this call alone) commits without
+    -- waiting for its WAL flush: a fetch lost in a server crash leaves its jobs
+    -- as they were, to be fetched and run again (at least once holds), and the
+    -- completion, a synchronous commit, flushes the fetch's WAL before its own.
+    -- Saves a flush wait on the add->start path (docs/worker.md).
+    IF get_jobs.async_commit THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
 
     -- 1. The best job_count candidates: jobs without a queue (row-locked as they
@@ -276,13 +285,16 @@ BEGIN
     ORDER BY tk.priority, tk.run_at, tk.id;
 END
 $$;
-COMMENT ON FUNCTION errands.get_jobs(text, text[], integer, text[]) IS
+COMMENT ON FUNCTION errands.get_jobs(text, text[], integer, text[], boolean) IS
 'Worker API. Locks and returns up to job_count runnable jobs (due, not running,
 attempts left, task in task_identifiers, no forbidden flag) in priority, run_at,
 id order, with attempts + 1 and locked_by = worker_id. A named queue yields no
 more jobs than its free slots (concurrency, default 1: its head job, and none
 while one of its jobs runs). Flow control: paused queues and tasks yield
-nothing; concurrency and rate limits of queues and tasks hold for all workers.';
+nothing; concurrency and rate limits of queues and tasks hold for all workers.
+async_commit: the calling transaction commits without waiting for its WAL flush
+(SET LOCAL synchronous_commit = off; a fetch lost in a crash only means its jobs
+run again).';
 
 -- Completing and returning jobs are PL/pgSQL, not SQL: a SQL function that is not
 -- inlined plans its statement on every call (~0.8 ms for a DELETE that takes
