@@ -50,15 +50,19 @@ async def main(dsn: str, concurrency: int, mode: str, poll_interval: float = 2.0
     # BENCH_WORKER_INSTALL=0: leave the schema as it is (a "before" database of a
     # before/after comparison must not be upgraded to this checkout's schema).
     install = os.environ.get("BENCH_WORKER_INSTALL", "1") != "0"
+    # BENCH_FETCH_ASYNC=0: fetches wait for their WAL flush (the before of bench/async_fetch.py).
+    fetch_async = os.environ.get("BENCH_FETCH_ASYNC", "1") != "0"
     if mode == "once":
         await errands.run_once(
             dsn, registry, concurrency=concurrency, events=events, quiet=True,
             handle_signals=True, gc_tuning=True, install=install,
+            fetch_async_commit=fetch_async,
         )  # fmt: skip
     else:
         runner = await errands.run(
             dsn, registry, concurrency=concurrency, events=events, quiet=True,
             handle_signals=True, poll_interval=poll_interval, gc_tuning=True, install=install,
+            fetch_async_commit=fetch_async,
         )  # fmt: skip
         print("READY", flush=True)
         await runner.wait()

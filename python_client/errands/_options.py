@@ -93,6 +93,11 @@ class WorkerOptions:
     gc_tuning: bool = False
     """Tune the garbage collector of the whole process for a worker
     (``errands._gc``); leave it off when the worker shares its process."""
+    fetch_async_commit: bool = True
+    """The fetch's transaction commits without waiting for its WAL flush (one
+    flush wait less between ``add_job`` and the task's start).  A fetch lost in a
+    server crash leaves its jobs unlocked, attempt uncounted: they run again
+    (at-least-once, as always).  ``False``: every fetch waits for its flush."""
 
     def __post_init__(self) -> None:
         _integer("concurrency", self.concurrency, 1)
@@ -113,7 +118,7 @@ class WorkerOptions:
             _integer("max_pool_size", self.max_pool_size, 1)
         if self.worker_id is not None and not (isinstance(self.worker_id, str) and self.worker_id):
             _bad("worker_id must be a non-empty string", repr(self.worker_id))
-        for name in ("listen", "install", "log_jobs", "quiet", "gc_tuning"):
+        for name in ("listen", "install", "log_jobs", "quiet", "gc_tuning", "fetch_async_commit"):
             if not isinstance(getattr(self, name), bool):
                 _bad(f"{name} must be True or False", repr(getattr(self, name)))
         if self.prepare is not None and not isinstance(self.prepare, bool):
@@ -151,6 +156,7 @@ class WorkerOverrides(TypedDict, total=False):
     max_pool_size: int | None
     prepare: bool | None
     gc_tuning: bool
+    fetch_async_commit: bool
 
 
 def resolve(options: WorkerOptions | None, overrides: WorkerOverrides) -> WorkerOptions:

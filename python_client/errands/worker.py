@@ -314,7 +314,7 @@ class Worker:
             "forbidden": await self._forbidden_flags(),
             # The fetch is its transaction's only statement: its commit need not
             # wait for the WAL flush (a fetch lost in a crash: the jobs run again).
-            "async_commit": True,
+            "async_commit": self.options.fetch_async_commit,
         }
 
         async def fetch() -> list[Job]:
