@@ -575,7 +575,7 @@ $errands_install_m0028$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '63a2917ec3dfb7ce7458fda9f99872b25bab7959996c45aa3d57c15354de2924') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'dcb469e550bec532141879b5492f5b8e0178b965930a2be5502dba4fd12fbcae') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -2342,15 +2342,6 @@ BEGIN
     IF v_task_ids IS NULL THEN
         RETURN;
     END IF;
-    -- The caller's transaction (the worker's: this call alone) commits without
-    -- waiting for its WAL flush: a fetch lost in a server crash leaves its jobs
-    -- as they were, to be fetched and run again (at least once holds), and the
-    -- completion, a synchronous commit, flushes the fetch's WAL before its own.
-    -- Saves a flush wait on the add->start path (docs/worker.md).
-    IF get_jobs.async_commit THEN
-        PERFORM set_config('synchronous_commit', 'off', true);
-    END IF;
-
     -- 1. The best job_count candidates: jobs without a queue (row-locked as they
     --    are read, SKIP LOCKED) and the first jobs of each named queue that may
     --    start one (not paused, not full: one for a serial queue).
@@ -2549,6 +2540,18 @@ BEGIN
         WHERE t.id = n.id;
     END IF;
 
+    -- The caller's transaction (the worker's: this call alone) may commit without
+    -- waiting for its WAL flush: a fetch lost in a server crash leaves its jobs
+    -- as they were, to be fetched and run again (at least once holds), and the
+    -- completion, a synchronous commit, flushes the fetch's WAL before its own.
+    -- Not when it took jobs of named queues or limited tasks: a lost slot count
+    -- would let a serial queue or a limit run a second job beside the first.
+    -- Saves a flush wait on the add->start path (docs/worker.md).
+    IF get_jobs.async_commit AND v_heads IS NULL
+       AND NOT coalesce(v_id_tasks && v_limited, false) THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
+
     -- 5. Take them.
     RETURN QUERY
     WITH taken AS (
@@ -2571,9 +2574,10 @@ id order, with attempts + 1 and locked_by = worker_id. A named queue yields no
 more jobs than its free slots (concurrency, default 1: its head job, and none
 while one of its jobs runs). Flow control: paused queues and tasks yield
 nothing; concurrency and rate limits of queues and tasks hold for all workers.
-async_commit: the calling transaction commits without waiting for its WAL flush
-(SET LOCAL synchronous_commit = off; a fetch lost in a crash only means its jobs
-run again).';
+async_commit: when the fetch took only jobs without a queue and of tasks
+without limits, the calling transaction commits without waiting for its WAL
+flush (SET LOCAL synchronous_commit = off; a fetch lost in a crash only means
+its jobs run again).';
 
 -- Completing and returning jobs are PL/pgSQL, not SQL: a SQL function that is not
 -- inlined plans its statement on every call (~0.8 ms for a DELETE that takes
@@ -5739,7 +5743,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '63a2917ec3dfb7ce7458fda9f99872b25bab7959996c45aa3d57c15354de2924')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'dcb469e550bec532141879b5492f5b8e0178b965930a2be5502dba4fd12fbcae')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -3487,9 +3487,10 @@ $function$;
 --          more jobs than its free slots (concurrency, default 1: its head job, and none
 --          while one of its jobs runs). Flow control: paused queues and tasks yield
 --          nothing; concurrency and rate limits of queues and tasks hold for all workers.
---          async_commit: the calling transaction commits without waiting for its WAL flush
---          (SET LOCAL synchronous_commit = off; a fetch lost in a crash only means its jobs
---          run again).
+--          async_commit: when the fetch took only jobs without a queue and of tasks
+--          without limits, the calling transaction commits without waiting for its WAL
+--          flush (SET LOCAL synchronous_commit = off; a fetch lost in a crash only means
+--          its jobs run again).
 CREATE OR REPLACE FUNCTION errands.get_jobs(worker_id text, task_identifiers text[], job_count integer DEFAULT 1, forbidden_flags text[] DEFAULT NULL::text[], async_commit boolean DEFAULT false)
  RETURNS SETOF errands.jobs
  LANGUAGE plpgsql
@@ -3539,15 +3540,6 @@ BEGIN
     IF v_task_ids IS NULL THEN
         RETURN;
     END IF;
-    -- The caller's transaction (the worker's: this call alone) commits without
-    -- waiting for its WAL flush: a fetch lost in a server crash leaves its jobs
-    -- as they were, to be fetched and run again (at least once holds), and the
-    -- completion, a synchronous commit, flushes the fetch's WAL before its own.
-    -- Saves a flush wait on the add->start path (docs/worker.md).
-    IF get_jobs.async_commit THEN
-        PERFORM set_config('synchronous_commit', 'off', true);
-    END IF;
-
     -- 1. The best job_count candidates: jobs without a queue (row-locked as they
     --    are read, SKIP LOCKED) and the first jobs of each named queue that may
     --    start one (not paused, not full: one for a serial queue).
@@ -3744,6 +3736,18 @@ BEGIN
         FROM (SELECT u.id, count(*)::integer AS n FROM unnest(v_id_tasks) u(id)
               WHERE u.id = ANY(v_limited) GROUP BY 1) n
         WHERE t.id = n.id;
+    END IF;
+
+    -- The caller's transaction (the worker's: this call alone) may commit without
+    -- waiting for its WAL flush: a fetch lost in a server crash leaves its jobs
+    -- as they were, to be fetched and run again (at least once holds), and the
+    -- completion, a synchronous commit, flushes the fetch's WAL before its own.
+    -- Not when it took jobs of named queues or limited tasks: a lost slot count
+    -- would let a serial queue or a limit run a second job beside the first.
+    -- Saves a flush wait on the add->start path (docs/worker.md).
+    IF get_jobs.async_commit AND v_heads IS NULL
+       AND NOT coalesce(v_id_tasks && v_limited, false) THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
 
     -- 5. Take them.

@@ -1,7 +1,7 @@
 -- errands.get_jobs: which jobs a fetch takes, in which order, and what it does to them.
 -- Inside this transaction now() is constant, so "due" means run_at <= now().
 BEGIN;
-SELECT plan(47);
+SELECT plan(49);
 \ir include/jobs_by_name.sql
 
 ------------------------------------------------------------------------------
@@ -206,16 +206,29 @@ SELECT is((SELECT (payload::text, last_error, queue_name)::text FROM fr), '("{""
           'the returned row carries the payload verbatim and the previous last_error');
 
 ------------------------------------------------------------------------------
--- async_commit (the worker's fetch): the calling transaction commits without
--- waiting for its WAL flush; by default it waits as usual.
+-- async_commit (the worker's fetch): a fetch of jobs without a queue and of
+-- unlimited tasks commits without waiting for its WAL flush; one that took a
+-- named queue's job or a limited task's waits (a lost slot count after a crash
+-- would let a second job of a serial queue run); without it, every fetch waits.
 ------------------------------------------------------------------------------
 SET LOCAL synchronous_commit = on;  -- the test cluster runs with it off
-SELECT ok((SELECT count(*) FROM errands.get_jobs('w_async', '{a}', 1, NULL, false)) >= 0
+SELECT errands.add_job('async_plain');
+SELECT errands.add_job('async_queued', queue_name := 'async_q');
+SELECT errands.add_job('async_limited');
+SELECT errands.set_task_limits('async_limited', 2);
+SELECT ok((SELECT count(*) FROM errands.get_jobs('w_async', '{async_plain}', 1, NULL, false)) = 1
           AND current_setting('synchronous_commit') = 'on',
-          'async_commit false: synchronous_commit stays on');
-SELECT ok((SELECT count(*) FROM errands.get_jobs('w_async', '{a}', 1, NULL, true)) >= 0
+          'async_commit false: a fetch leaves synchronous_commit on');
+SELECT errands.add_job('async_plain');
+SELECT ok((SELECT count(*) FROM errands.get_jobs('w_async', '{async_queued}', 1, NULL, true)) = 1
+          AND current_setting('synchronous_commit') = 'on',
+          'async_commit true, a named queue''s job taken: synchronous_commit stays on');
+SELECT ok((SELECT count(*) FROM errands.get_jobs('w_async', '{async_limited}', 1, NULL, true)) = 1
+          AND current_setting('synchronous_commit') = 'on',
+          'async_commit true, a limited task''s job taken: synchronous_commit stays on');
+SELECT ok((SELECT count(*) FROM errands.get_jobs('w_async', '{async_plain}', 1, NULL, true)) = 1
           AND current_setting('synchronous_commit') = 'off',
-          'async_commit true: synchronous_commit is off for the rest of the transaction');
+          'async_commit true, plain jobs only: synchronous_commit off for the rest of the transaction');
 
 SELECT * FROM finish();
 ROLLBACK;
