@@ -25,6 +25,7 @@ from chaos.model import LIMITED_CONCURRENCY, Kill, Options, Report, Slot  # noqa
 from chaos.netns import NetNs  # noqa: E402
 from chaos.tasks import RESULTS_TABLE, SNOOZED_TABLE  # noqa: E402
 from chaos.verdict import Verdict  # noqa: E402
+from pgtap import cluster as pgtap_cluster  # noqa: E402
 from pgtap.cluster import PgCluster  # noqa: E402
 
 WORKER_SCRIPT = Path(__file__).resolve().parent / "worker.py"
@@ -178,7 +179,15 @@ class Chaos(Verdict):
                 + ("--netns off" if opts.netns == "off" else f"namespaces not available ({reason})")
             )
         extra = [h[2] for h in self.netns.hosts] if self.netns else []
-        self.cluster = PgCluster(extra_listen_addresses=extra).start()
+        saved = pgtap_cluster.SERVER_OPTIONS
+        if opts.crash:  # a crash must lose only what was committed asynchronously
+            pgtap_cluster.SERVER_OPTIONS = saved.replace(
+                "synchronous_commit=off", "synchronous_commit=on"
+            )
+        try:
+            self.cluster = PgCluster(extra_listen_addresses=extra).start()
+        finally:
+            pgtap_cluster.SERVER_OPTIONS = saved
         if self.netns is not None:
             for _, _, host_ip, _ in self.netns.hosts:
                 self.cluster.allow_network(host_ip.rsplit(".", 1)[0] + ".0/24")
@@ -281,7 +290,7 @@ class Chaos(Verdict):
         down = time.time()
         for slot in self.slots:
             self.conn_events.append((down, slot.worker_id))
-        self.cluster.restart(self.opts.pg_down)
+        self.cluster.restart(self.opts.pg_down, crash=self.opts.crash)
         self.restarts.append((down, time.time()))
         print(f"  [{self.elapsed():6.1f}s] PostgreSQL restarted", flush=True)
 

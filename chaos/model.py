@@ -35,6 +35,10 @@ class Options:
     """Whether the rescue delay targets count for the verdict (not in make test)."""
     extra_sql: str | None = None
     """A SQL file run after installing errands (to try a schema change under chaos)."""
+    crash: bool = False
+    """Restart PostgreSQL as a crash would (immediate stop: WAL not yet written is
+    lost), the cluster committing synchronously as a real one (the worker's fetch
+    of plain jobs commits without waiting for its flush, so it may be lost)."""
 
 
 @dataclass

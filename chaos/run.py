@@ -85,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--keep-logs", action="store_true")
     p.add_argument("--extra-sql", help="SQL file run after installing errands")
+    p.add_argument("--crash", action="store_true",
+                   help="restarts are crashes (immediate stop), commits synchronous")  # fmt: skip
     a = p.parse_args(argv)
     return Options(
         jobs=a.jobs, workers=a.workers, concurrency=a.concurrency,
@@ -93,7 +95,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         terminate_count=a.terminate_count, queues=a.queues, max_ms=a.max_ms, chunk=a.chunk,
         netns=a.netns, heartbeat_interval=a.heartbeat_interval,
         heartbeat_timeout=a.heartbeat_timeout, timeout=a.timeout, seed=a.seed,
-        keep_logs=a.keep_logs, extra_sql=a.extra_sql,
+        keep_logs=a.keep_logs, extra_sql=a.extra_sql, crash=a.crash,
     )  # fmt: skip
 
 

@@ -30,7 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from mirakuru.exceptions import AlreadyRunning
+from mirakuru import TCPExecutor
+from mirakuru.exceptions import AlreadyRunning, ProcessFinishedWithError
 from pytest_postgresql.executors import PostgreSQLExecutor
 
 from errands._embedded import ensure_os_user
@@ -186,13 +187,25 @@ class PgCluster:
             return self
         raise RuntimeError(f"could not find a free port for PostgreSQL: {last_error}")
 
-    def restart(self, down_seconds: float = 0.0) -> None:
+    def restart(self, down_seconds: float = 0.0, *, crash: bool = False) -> None:
         """Stop the server (fast mode: every client connection is cut), wait
-        ``down_seconds``, start it again on the same port with the same data."""
+        ``down_seconds``, start it again on the same port with the same data.
+        ``crash``: stop in immediate mode instead, as a crash would (WAL not yet
+        written is lost, crash recovery at start)."""
         executor = self._executor
         if executor is None:
             raise RuntimeError("the cluster is not running")
-        executor.stop()
+        if crash:
+            subprocess.run(
+                [self.pg_ctl, "stop", "-D", str(self.datadir), "-m", "immediate"],
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+            # The server is gone: only forget mirakuru's reference to `pg_ctl start`
+            # (the executor's own stop would run `pg_ctl stop -m f` and fail).
+            with contextlib.suppress(ProcessFinishedWithError):
+                TCPExecutor.stop(executor)
+        else:
+            executor.stop()
         time.sleep(down_seconds)
         try:
             executor.start()

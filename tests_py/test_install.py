@@ -247,7 +247,8 @@ def _importable(module: str) -> bool:
 def _definitions_state(c: psycopg.Connection[Any]) -> tuple[Any, ...]:
     row = c.execute(
         "SELECT d.hash, d.installed_at, p.xmin::text FROM errands.definitions d,"
-        " pg_proc p WHERE p.oid = 'errands.get_jobs(text, text[], integer, text[], boolean)'::regprocedure"
+        " pg_proc p WHERE p.oid ="
+        " 'errands.get_jobs(text, text[], integer, text[], boolean)'::regprocedure"
     ).fetchone()
     assert row is not None
     return tuple(row)
