@@ -24,7 +24,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from errands._connections import ConnectionSource, SyncConnections
 from errands._local_queue import LocalQueue
@@ -38,10 +38,14 @@ from errands._task_results import (
     failure_message,
 )
 from errands._threads import DaemonThreadPool
+from errands._worker_stats import CANCELLED, COMPLETED, FAILED, RETRIED, SNOOZED
 from errands.helpers import AbortSignal, Helpers
 from errands.job import Job
 from errands.outcomes import Cancel, Fail, Snooze
 from errands.tasks import TaskInfo, TaskRegistry
+
+if TYPE_CHECKING:
+    from errands._worker_stats import WorkerStats
 
 logger = logging.getLogger("errands.worker")
 
@@ -116,6 +120,8 @@ class Executor:
         self._cancel_early: dict[int, float] = {}
         # Tasks whose slot is free but whose outcome (or hand-back) is still being written.
         self._writing: set[asyncio.Task[None]] = set()
+        self.stats: WorkerStats | None = None
+        """Per-try counts for the metrics endpoint (None: metrics off)."""
 
     @property
     def jobs(self) -> list[Job]:
@@ -209,6 +215,10 @@ class Executor:
                 # until the outcome is written.
                 if error is None:
                     self._release(rec, writing=False)
+                    if self.stats is not None:
+                        self.stats.job(
+                            job.task_identifier, job.run_at, COMPLETED, duration, rec.started
+                        )
                     self._emit("job:success", job=job, duration=duration)
                     self.completions_writing += 1
                     self._reporter.complete_then(
@@ -285,15 +295,23 @@ class Executor:
     ) -> None:
         """Report the outcome, then emit the events that depend on it (``cancelled``:
         the job's cancellation was requested, so it ends cancelled whatever it did)."""
+        stats = self.stats
+        started = time.perf_counter() - duration
         try:
             if cancelled or isinstance(error, Cancel):
                 reason = error.reason if isinstance(error, Cancel) else None
+                if stats is not None:
+                    stats.job(job.task_identifier, job.run_at, CANCELLED, duration, started)
                 await self._record_cancel(job, reason, duration)
                 return
             if isinstance(error, Snooze):
+                if stats is not None:
+                    stats.job(job.task_identifier, job.run_at, SNOOZED, duration, started)
                 await self._record_snooze(job, error, duration)
                 return
             if error is None:
+                if stats is not None:
+                    stats.job(job.task_identifier, job.run_at, COMPLETED, duration, started)
                 self._emit("job:success", job=job, duration=duration)
                 if not await self._reporter.complete(job.id, result):
                     self._emit("job:lock_lost", job=job)
@@ -305,6 +323,13 @@ class Executor:
                     row = await self._reporter.fail_now(job.id, failure_message(error))
                 else:
                     row = await self._reporter.fail(job.id, failure_message(error), replacement)
+                if stats is not None:
+                    # The written row says whether a retry follows (job: its lock was lost).
+                    left = (row or job).has_attempts_left and not (
+                        isinstance(error, Fail) and not error.retry
+                    )
+                    outcome = RETRIED if left else FAILED
+                    stats.job(job.task_identifier, job.run_at, outcome, duration, started)
                 if row is None:
                     self._emit("job:lock_lost", job=job)
                 elif not row.has_attempts_left:

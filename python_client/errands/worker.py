@@ -70,6 +70,9 @@ from errands.tasks import TaskRegistry
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from errands._worker_stats import WorkerStats
+    from errands.metrics import MetricsServer
+
 __all__ = [
     "ABORT_GRACE",
     "LISTEN_KEEPALIVES",
@@ -171,6 +174,16 @@ class Worker:
             completions_writing=lambda: self._executor.completions_writing,
         )  # fmt: skip
         self._executor.on_release = self._producer.slot_freed
+        self._stats: WorkerStats | None = None
+        self._metrics: MetricsServer | None = None
+        if opts.metrics_port is not None:
+            # Only now: a worker without metrics never imports them.
+            from errands._worker_stats import WorkerStats
+
+            self._stats = stats = WorkerStats(self._identifiers)
+            stats.running = self._executor.running.__len__
+            stats.buffered = self._queue.__len__
+            self._executor.stats = stats
         self._executor.on_written = self._producer.completion_written
         self._force = asyncio.Event()
         self._stop_signal: str | None = None
@@ -195,6 +208,12 @@ class Worker:
         if self._main is not None:
             raise RuntimeError("errands: worker already started")
         await self._sweep()
+        if self._stats is not None:
+            from errands.metrics import serve
+
+            opts = self.options
+            assert opts.metrics_port is not None
+            self._metrics = serve(self._stats, opts.metrics_host, opts.metrics_port)
         if self._presence is not None:
             await self._presence.register()
         self._reporter.start()
@@ -240,6 +259,11 @@ class Worker:
         return self._producer.stopping
 
     @property
+    def metrics_port(self) -> int | None:
+        """The port of the metrics endpoint once started (the one chosen for 0)."""
+        return self._metrics.port if self._metrics is not None else None
+
+    @property
     def done(self) -> bool:
         return self._main is not None and self._main.done()
 
@@ -282,6 +306,8 @@ class Worker:
             await self._presence.close()
         executor.threads.shutdown()
         await asyncio.to_thread(self._sync.close)
+        if self._metrics is not None:
+            await asyncio.to_thread(self._metrics.close)
 
     # --- what the parts call -----------------------------------------------------------
 
@@ -320,7 +346,16 @@ class Worker:
                 await cur.execute(q.GET_JOBS, params)
                 return await cur.fetchall()
 
-        return await retry_transient(fetch, "get_jobs")
+        stats = self._stats
+        if stats is None:
+            return await retry_transient(fetch, "get_jobs")
+        try:
+            jobs = await retry_transient(fetch, "get_jobs")
+        except Exception:
+            stats.fetch_errors += 1
+            raise
+        stats.fetched(len(jobs))
+        return jobs
 
     async def _forbidden_flags(self) -> list[str] | None:
         value: Any = self._forbidden
@@ -365,6 +400,8 @@ class Worker:
                 self._outage.failed("sweep", exc, "reset_locked", hold=False)
 
     def _on_report_error(self, error: BaseException, job_ids: list[int]) -> None:
+        if self._stats is not None:
+            self._stats.report_errors += 1
         self._emit("worker:report:error", error=error, data={"job_ids": job_ids})
 
     def _emit(
