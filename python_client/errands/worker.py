@@ -177,7 +177,10 @@ class Worker:
         self._stats: WorkerStats | None = None
         self._metrics: MetricsServer | None = None
         if opts.metrics_port is not None:
-            # Only now: a worker without metrics never imports them.
+            # Only now: a worker without metrics never imports them.  Here, not in
+            # start(): a process with gc_tuning freezes what exists before start()
+            # (errands._gc), and the server's modules should be among them.
+            import errands.metrics  # noqa: F401
             from errands._worker_stats import WorkerStats
 
             self._stats = stats = WorkerStats(self._identifiers)
