@@ -3324,7 +3324,8 @@ $function$;
 -- comment: Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs,
 --          errands.finished_jobs and errands.flow_steps views (payloads and results included; never the
 --          private tables) and on the flow-control views errands.limits, errands.queues and
---          errands.task_limits, and EXECUTE on errands.watch_jobs (waiting for jobs). With it, add_job, add_jobs and
+--          errands.task_limits, and EXECUTE on errands.watch_jobs (waiting for jobs) and on the
+--          monitoring functions errands.job_counts, errands.oldest_ready_run_at and errands.worker_counts. With it, add_job, add_jobs and
 --          remove_job (if also granted) return payloads of jobs the call did not write.
 --          Run it as the owner of the errands schema or a superuser.
 CREATE OR REPLACE FUNCTION errands.grant_read(role regrole)
@@ -3347,6 +3348,9 @@ BEGIN
     -- Flow control as it stands (35_flow_control.sql); changing it stays the owner's.
     EXECUTE format('GRANT SELECT ON errands.limits, errands.queues, errands.task_limits TO %I',
                    v_name);
+    -- Monitoring figures (47_metrics.sql): counts, no payloads.
+    EXECUTE format('GRANT EXECUTE ON FUNCTION errands.job_counts(bigint, integer), '
+                   'errands.oldest_ready_run_at(), errands.worker_counts() TO %I', v_name);
 END
 $function$;
 
@@ -3518,6 +3522,62 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands.job_counts(bigint,integer)
+-- ACL: postgres=X/postgres
+-- comment: Jobs of errands.jobs by task_identifier, queue_name and state. Exact while the
+--          table holds fewer than exact_below rows (planner estimate); otherwise estimated
+--          from a block sample of about sample_rows rows scaled to the estimated table size
+--          (estimated true): a bounded cost per call whatever the backlog.
+CREATE OR REPLACE FUNCTION errands.job_counts(exact_below bigint DEFAULT 100000, sample_rows integer DEFAULT 20000)
+ RETURNS TABLE(task_identifier text, queue_name text, state text, jobs bigint, estimated boolean)
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_pages double precision;
+    v_rows double precision;
+    v_percent double precision;
+BEGIN
+    IF exact_below IS NULL OR exact_below < 0 OR sample_rows IS NULL OR sample_rows < 1 THEN
+        RAISE EXCEPTION 'errands: job_counts needs exact_below >= 0 and sample_rows >= 1, got % and %',
+            coalesce(exact_below::text, 'NULL'), coalesce(sample_rows::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    -- The planner's estimate: rows per page at the last ANALYZE times the pages now.
+    SELECT c.reltuples / greatest(c.relpages, 1)::double precision,
+           pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::double precision
+    INTO v_rows, v_pages
+    FROM pg_catalog.pg_class c WHERE c.oid = 'errands._jobs'::regclass;
+    -- Never analyzed (reltuples -1): assume 100 rows a page, which errs on the
+    -- side of sampling.
+    v_rows := CASE WHEN v_rows > 0 THEN v_rows ELSE 100 END * v_pages;
+    IF v_rows < exact_below THEN
+        RETURN QUERY
+        SELECT j.task_identifier, j.queue_name, j.state, count(*), false
+        FROM errands.jobs j
+        GROUP BY 1, 2, 3;
+        RETURN;
+    END IF;
+    v_percent := least(100, 100 * sample_rows / v_rows);
+    -- A view cannot be sampled: the rows of errands.jobs from the table, the
+    -- state as errands._job_row computes it.
+    RETURN QUERY
+    WITH s AS (
+        SELECT t.identifier AS task_identifier, q.queue_name,
+               (errands._job_row(j, q.queue_name, t.identifier)).state AS state,
+               count(*) AS n
+        FROM errands._jobs j TABLESAMPLE SYSTEM (v_percent)
+        JOIN errands._tasks t ON t.id = j.task_id
+        LEFT JOIN errands._queues q ON q.id = j.job_queue_id
+        GROUP BY 1, 2, 3
+    )
+    SELECT s.task_identifier, s.queue_name, s.state,
+           round(s.n * v_rows / greatest(sum(s.n) OVER (), 1))::bigint, true
+    FROM s;
+END
+$function$;
+
 -- FUNCTION errands.job_trigger()
 -- ACL: postgres=X/postgres
 -- comment: Trigger function that enqueues a job: errands.job_trigger(task, 'name=value', ...).
@@ -3675,6 +3735,56 @@ BEGIN
     PERFORM errands.add_jobs(v_specs, v_opt ->> 'job_key_mode' = 'preserve_run_at');
     RETURN NULL;
 END
+$function$;
+
+-- FUNCTION errands.oldest_ready_run_at()
+-- ACL: postgres=X/postgres
+-- comment: The run_at of the job that has waited longest among those ready to run now
+--          (pending, or retrying with its backoff over: not running, attempts left, not
+--          waiting for dependencies, run_at passed); NULL when there is none. Reads one
+--          index entry per (task, priority) and (queue, priority) that has available jobs.
+CREATE OR REPLACE FUNCTION errands.oldest_ready_run_at()
+ RETURNS timestamp with time zone
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    WITH RECURSIVE plain AS (
+        (SELECT j.task_id, j.priority FROM errands._jobs j
+         WHERE j.is_available AND j.job_queue_id IS NULL
+         ORDER BY j.task_id, j.priority LIMIT 1)
+        UNION ALL
+        SELECT n.task_id, n.priority
+        FROM plain p, LATERAL (
+            SELECT j.task_id, j.priority FROM errands._jobs j
+            WHERE j.is_available AND j.job_queue_id IS NULL
+              AND (j.task_id, j.priority) > (p.task_id, p.priority)
+            ORDER BY j.task_id, j.priority LIMIT 1) n
+    ), queued AS (
+        (SELECT j.job_queue_id, j.priority FROM errands._jobs j
+         WHERE j.is_available AND j.job_queue_id IS NOT NULL
+         ORDER BY j.job_queue_id, j.priority LIMIT 1)
+        UNION ALL
+        SELECT n.job_queue_id, n.priority
+        FROM queued p, LATERAL (
+            SELECT j.job_queue_id, j.priority FROM errands._jobs j
+            WHERE j.is_available AND j.job_queue_id IS NOT NULL
+              AND (j.job_queue_id, j.priority) > (p.job_queue_id, p.priority)
+            ORDER BY j.job_queue_id, j.priority LIMIT 1) n
+    ), heads AS (
+        SELECT (SELECT j.run_at FROM errands._jobs j
+                WHERE j.is_available AND j.job_queue_id IS NULL
+                  AND j.task_id = p.task_id AND j.priority = p.priority
+                ORDER BY j.run_at LIMIT 1) AS run_at
+        FROM plain p
+        UNION ALL
+        SELECT (SELECT j.run_at FROM errands._jobs j
+                WHERE j.is_available AND j.job_queue_id = p.job_queue_id
+                  AND j.priority = p.priority
+                ORDER BY j.run_at LIMIT 1)
+        FROM queued p
+    )
+    SELECT min(h.run_at) FROM heads h WHERE h.run_at <= now()
 $function$;
 
 -- FUNCTION errands.parse_crontab(text)
@@ -4572,6 +4682,18 @@ BEGIN
     SELECT done.id FROM done, slots;
     PERFORM errands._jobs_finished(v_ids); -- waiting hook (17_wait.sql)
 END
+$function$;
+
+-- FUNCTION errands.worker_counts()
+-- ACL: postgres=X/postgres
+-- comment: Registered workers by state (alive, hung, dead, as errands.workers shows them).
+CREATE OR REPLACE FUNCTION errands.worker_counts()
+ RETURNS TABLE(state text, workers bigint)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    SELECT w.state, count(*) FROM errands.workers w GROUP BY w.state
 $function$;
 
 -- FUNCTION errands.worker_fail_jobs(text,bigint[],text[],json[])

@@ -49,13 +49,17 @@ BEGIN
     -- Flow control as it stands (35_flow_control.sql); changing it stays the owner's.
     EXECUTE format('GRANT SELECT ON errands.limits, errands.queues, errands.task_limits TO %I',
                    v_name);
+    -- Monitoring figures (47_metrics.sql): counts, no payloads.
+    EXECUTE format('GRANT EXECUTE ON FUNCTION errands.job_counts(bigint, integer), '
+                   'errands.oldest_ready_run_at(), errands.worker_counts() TO %I', v_name);
 END
 $$;
 COMMENT ON FUNCTION errands.grant_read(regrole) IS
 'Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs,
 errands.finished_jobs and errands.flow_steps views (payloads and results included; never the
 private tables) and on the flow-control views errands.limits, errands.queues and
-errands.task_limits, and EXECUTE on errands.watch_jobs (waiting for jobs). With it, add_job, add_jobs and
+errands.task_limits, and EXECUTE on errands.watch_jobs (waiting for jobs) and on the
+monitoring functions errands.job_counts, errands.oldest_ready_run_at and errands.worker_counts. With it, add_job, add_jobs and
 remove_job (if also granted) return payloads of jobs the call did not write.
 Run it as the owner of the errands schema or a superuser.';
 
