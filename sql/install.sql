@@ -35,12 +35,12 @@ DECLARE
     db_version integer;
 BEGIN
     SELECT max(id) INTO db_version FROM errands.migrations;
-    IF db_version > 23 THEN
+    IF db_version > 25 THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0001',
             MESSAGE = format('errands: database schema is at version %s but these '
                              'install files only know up to version %s; '
-                             'upgrade the errands package', db_version, 23);
+                             'upgrade the errands package', db_version, 25);
     END IF;
 END
 $errands_version_check$;
@@ -516,12 +516,29 @@ $errands_m0023$;
 END
 $errands_install_m0023$;
 
+-- Migration 0025_traceparent.sql
+DO $errands_install_m0025$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 25) THEN
+        EXECUTE $errands_m0025$
+-- OpenTelemetry trace context stored with a job (issue 15): the W3C traceparent
+-- of the span that enqueued it (errands.tracing, errands.set_traceparent), so
+-- that the worker's execution span continues the caller's trace. NULL for a job
+-- enqueued without tracing. Appended to the job row (errands.jobs, _job_row).
+ALTER TABLE errands._jobs ADD COLUMN traceparent text;
+$errands_m0025$;
+        INSERT INTO errands.migrations (id, name) VALUES (25, 'traceparent');
+        PERFORM set_config('errands.install_migrated', 'on', true);
+    END IF;
+END
+$errands_install_m0025$;
+
 -- Definitions (sql/schema/*.sql) and the security pass: skipped when no
 -- migration ran and the recorded hash is theirs.
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'ea89ee265ef33d54a92157b491a748d6f272003495c08cf6666d375d9545e842') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '87a6a75987be6a9aea46841ea07d901307c3229ea29d0e1e264979c95b7ee09b') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -615,12 +632,13 @@ SELECT j.id,
             WHEN j.attempts >= j.max_attempts THEN 'failed'
             WHEN j.attempts > 0 THEN 'retrying'
             WHEN j.run_at > now() THEN 'scheduled'
-            ELSE 'pending' END AS state
+            ELSE 'pending' END AS state,
+       j.traceparent
 FROM errands._jobs j
 JOIN errands._tasks t ON t.id = j.task_id
 LEFT JOIN errands._queues q ON q.id = j.job_queue_id;
 COMMENT ON VIEW errands.jobs IS
-    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending.';
+    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending. traceparent: the W3C trace context of the span that enqueued the job (errands.set_traceparent), or NULL.';
 
 -- The errands.jobs row of job j whose queue and task are named queue_name and
 -- task_identifier. A SQL function of one expression: the planner inlines it, so
@@ -639,7 +657,8 @@ LANGUAGE sql STABLE AS $$
                     WHEN j.attempts >= j.max_attempts THEN 'failed'
                     WHEN j.attempts > 0 THEN 'retrying'
                     WHEN j.run_at > now() THEN 'scheduled'
-                    ELSE 'pending' END)::errands.jobs
+                    ELSE 'pending' END,
+               j.traceparent)::errands.jobs
 $$;
 
 -- One job row as the public view shows it, the task and queue names looked up.
@@ -1509,6 +1528,55 @@ job instead loses its key and gets attempts = max_attempts, so it will not be
 retried. Returns NULL when no job has the key. A caller that may not read jobs
 (no SELECT on errands.jobs) gets the row with payload and last_error NULL. Jobs
 waiting for a deleted job (depends_on, flows) are cancelled, recursively.';
+
+-- OpenTelemetry (issue 15): the trace context of the span that enqueued jobs.
+-- errands.tracing calls it in the statement that adds the jobs (a CTE around
+-- add_job / add_jobs, so no extra round trip); any SQL client may do the same
+-- after add_job. A job that is running keeps the context its try started with.
+CREATE OR REPLACE FUNCTION errands.set_traceparent(job_ids bigint[], traceparent text)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    IF set_traceparent.traceparent IS NULL
+       OR set_traceparent.traceparent !~ '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
+    THEN
+        RAISE EXCEPTION 'errands: traceparent must be a W3C traceparent (version-trace_id-parent_id-flags in lowercase hex, 55 characters), got %',
+            errands._describe(set_traceparent.traceparent) USING ERRCODE = '22023';
+    END IF;
+    UPDATE errands._jobs j SET traceparent = set_traceparent.traceparent
+    WHERE j.id = ANY (set_traceparent.job_ids) AND j.locked_at IS NULL;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION errands.set_traceparent(bigint[], text) IS
+'Stores a W3C traceparent (the enqueuing span''s trace context) with the given jobs
+that are not running; a worker with tracing enabled continues that trace when it
+runs them. Returns the number of jobs changed. errands.tracing calls it with
+add_job/add_jobs in one statement.';
+
+-- Roles made with grant_enqueue before set_traceparent existed get it too (a
+-- traced Python enqueue calls it).
+DO $grant_set_traceparent$
+DECLARE
+    v_role name;
+BEGIN
+    FOR v_role IN
+        SELECT DISTINCT r.rolname
+        FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a, pg_catalog.pg_roles r
+        WHERE p.oid = 'errands.add_jobs(errands.job_spec[], boolean)'::regprocedure
+          AND a.privilege_type = 'EXECUTE' AND a.grantee = r.oid AND a.grantee <> p.proowner
+        ORDER BY 1
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION errands.set_traceparent(bigint[], text) TO %I',
+                       v_role);
+    END LOOP;
+END
+$grant_set_traceparent$;
 -- sql/schema/25_flows.sql
 -- Job dependencies and flows (issue 14): add_job(..., depends_on), add_flow,
 -- dependency_results, cancel_flow, the errands.flow_steps view, and the hooks
@@ -4440,6 +4508,7 @@ BEGIN
         'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval, bigint[])',
         'errands.add_jobs(errands.job_spec[], boolean)',
         'errands.add_flow(jsonb)',
+        'errands.set_traceparent(bigint[], text)',
         'errands.remove_job(text)',
         -- errands.job_trigger runs as the role doing the DML and calls it
         'errands._job_trigger_options(text[], oid, text, name, name)'
@@ -4451,7 +4520,7 @@ END
 $$;
 COMMENT ON FUNCTION errands.grant_enqueue(regrole) IS
 'Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
-schema errands and EXECUTE on add_job, add_jobs, add_flow and remove_job (and on the
+schema errands and EXECUTE on add_job, add_jobs, add_flow, set_traceparent and remove_job (and on the
 argument parser of errands.job_trigger, so that a table trigger can enqueue as
 the role). The role cannot read jobs or payloads (the three functions return
 payload NULL for a job whose payload the call did not write), fetch, complete,
@@ -5170,7 +5239,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'ea89ee265ef33d54a92157b491a748d6f272003495c08cf6666d375d9545e842')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '87a6a75987be6a9aea46841ea07d901307c3229ea29d0e1e264979c95b7ee09b')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

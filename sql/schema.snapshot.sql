@@ -129,6 +129,7 @@ CREATE UNIQUE INDEX _job_waiters_pkey ON errands._job_waiters USING btree (job_i
 --   cancel_reason text
 --   waiting_for integer
 --   is_available boolean NOT NULL GENERATED AS ((locked_at IS NULL) AND (attempts < max_attempts) AND (waiting_for IS NULL))
+--   traceparent text
 --   CONSTRAINT _jobs_pkey PRIMARY KEY (id)
 --   CONSTRAINT jobs_key_length CHECK (((length(key) >= 1) AND (length(key) <= 512)))
 --   CONSTRAINT jobs_max_attempts_positive CHECK ((max_attempts >= 1))
@@ -344,7 +345,7 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 
 -- VIEW errands.jobs
 -- ACL: postgres=arwdDxt/postgres
--- comment: Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending.
+-- comment: Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending. traceparent: the W3C trace context of the span that enqueued the job (errands.set_traceparent), or NULL.
  SELECT j.id,
     q.queue_name,
     t.identifier AS task_identifier,
@@ -369,7 +370,8 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
             WHEN (j.attempts > 0) THEN 'retrying'::text
             WHEN (j.run_at > now()) THEN 'scheduled'::text
             ELSE 'pending'::text
-        END AS state
+        END AS state,
+    j.traceparent
    FROM ((errands._jobs j
      JOIN errands._tasks t ON ((t.id = j.task_id)))
      LEFT JOIN errands._queues q ON ((q.id = j.job_queue_id)));
@@ -391,6 +393,7 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 --   flags jsonb
 --   timeout interval
 --   state text
+--   traceparent text
 
 -- VIEW errands.limits
 -- ACL: postgres=arwdDxt/postgres
@@ -1536,7 +1539,8 @@ AS $function$
                     WHEN j.attempts >= j.max_attempts THEN 'failed'
                     WHEN j.attempts > 0 THEN 'retrying'
                     WHEN j.run_at > now() THEN 'scheduled'
-                    ELSE 'pending' END)::errands.jobs
+                    ELSE 'pending' END,
+               j.traceparent)::errands.jobs
 $function$;
 
 -- FUNCTION errands._job_trigger_options(text[],oid,text,name,name)
@@ -3286,7 +3290,7 @@ $function$;
 -- FUNCTION errands.grant_enqueue(regrole)
 -- ACL: postgres=X/postgres
 -- comment: Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
---          schema errands and EXECUTE on add_job, add_jobs, add_flow and remove_job (and on the
+--          schema errands and EXECUTE on add_job, add_jobs, add_flow, set_traceparent and remove_job (and on the
 --          argument parser of errands.job_trigger, so that a table trigger can enqueue as
 --          the role). The role cannot read jobs or payloads (the three functions return
 --          payload NULL for a job whose payload the call did not write), fetch, complete,
@@ -3309,6 +3313,7 @@ BEGIN
         'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval, bigint[])',
         'errands.add_jobs(errands.job_spec[], boolean)',
         'errands.add_flow(jsonb)',
+        'errands.set_traceparent(bigint[], text)',
         'errands.remove_job(text)',
         -- errands.job_trigger runs as the role doing the DML and calls it
         'errands._job_trigger_options(text[], oid, text, name, name)'
@@ -4438,6 +4443,34 @@ BEGIN
     ON CONFLICT (identifier) DO UPDATE SET retention = EXCLUDED.retention;
     PERFORM errands._define_retention();
     RETURN set_task_retention.retention;
+END
+$function$;
+
+-- FUNCTION errands.set_traceparent(bigint[],text)
+-- ACL: postgres=X/postgres
+-- comment: Stores a W3C traceparent (the enqueuing span's trace context) with the given jobs
+--          that are not running; a worker with tracing enabled continues that trace when it
+--          runs them. Returns the number of jobs changed. errands.tracing calls it with
+--          add_job/add_jobs in one statement.
+CREATE OR REPLACE FUNCTION errands.set_traceparent(job_ids bigint[], traceparent text)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_count integer;
+BEGIN
+    IF set_traceparent.traceparent IS NULL
+       OR set_traceparent.traceparent !~ '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
+    THEN
+        RAISE EXCEPTION 'errands: traceparent must be a W3C traceparent (version-trace_id-parent_id-flags in lowercase hex, 55 characters), got %',
+            errands._describe(set_traceparent.traceparent) USING ERRCODE = '22023';
+    END IF;
+    UPDATE errands._jobs j SET traceparent = set_traceparent.traceparent
+    WHERE j.id = ANY (set_traceparent.job_ids) AND j.locked_at IS NULL;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
 END
 $function$;
 

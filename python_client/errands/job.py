@@ -49,6 +49,9 @@ class Job:
     timeout: float | None
     """This job's own task timeout in seconds (``add_job(..., timeout=)``), if any."""
     state: str
+    traceparent: str | None = None
+    """The W3C trace context of the span that enqueued the job (``errands.tracing``),
+    if any."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:

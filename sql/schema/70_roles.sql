@@ -14,6 +14,7 @@ BEGIN
         'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval, bigint[])',
         'errands.add_jobs(errands.job_spec[], boolean)',
         'errands.add_flow(jsonb)',
+        'errands.set_traceparent(bigint[], text)',
         'errands.remove_job(text)',
         -- errands.job_trigger runs as the role doing the DML and calls it
         'errands._job_trigger_options(text[], oid, text, name, name)'
@@ -25,7 +26,7 @@ END
 $$;
 COMMENT ON FUNCTION errands.grant_enqueue(regrole) IS
 'Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
-schema errands and EXECUTE on add_job, add_jobs, add_flow and remove_job (and on the
+schema errands and EXECUTE on add_job, add_jobs, add_flow, set_traceparent and remove_job (and on the
 argument parser of errands.job_trigger, so that a table trigger can enqueue as
 the role). The role cannot read jobs or payloads (the three functions return
 payload NULL for a job whose payload the call did not write), fetch, complete,
