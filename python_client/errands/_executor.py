@@ -46,6 +46,7 @@ from errands.tasks import TaskInfo, TaskRegistry
 
 if TYPE_CHECKING:
     from errands._worker_stats import WorkerStats
+    from errands.tracing import JobSpans
 
 logger = logging.getLogger("errands.worker")
 
@@ -122,6 +123,10 @@ class Executor:
         self._writing: set[asyncio.Task[None]] = set()
         self.stats: WorkerStats | None = None
         """Per-try counts for the metrics endpoint (None: metrics off)."""
+        self.spans: JobSpans | None = None
+        """Per-try OpenTelemetry spans (None: tracing off)."""
+        self.observed = False
+        """Whether ``stats`` or ``spans`` is set (one check per job on the hot path)."""
 
     @property
     def jobs(self) -> list[Job]:
@@ -144,7 +149,11 @@ class Executor:
             rec.cancelled = True
         self.running[job.id] = rec
         # Unnamed: formatting a name per job costs more than the job.
-        rec.task = asyncio.create_task(self._run_job(rec, self._tasks.get(job.task_identifier)))
+        run = self._run_job(rec, self._tasks.get(job.task_identifier))
+        if self.spans is not None:
+            rec.task = asyncio.create_task(self.spans.run(job, run))
+        else:
+            rec.task = asyncio.create_task(run)
 
     # --- one job -------------------------------------------------------------------------
 
@@ -215,10 +224,8 @@ class Executor:
                 # until the outcome is written.
                 if error is None:
                     self._release(rec, writing=False)
-                    if self.stats is not None:
-                        self.stats.job(
-                            job.task_identifier, job.run_at, COMPLETED, duration, rec.started
-                        )
+                    if self.observed:
+                        self._observe(job, COMPLETED, duration, rec.started)
                     self._emit("job:success", job=job, duration=duration)
                     self.completions_writing += 1
                     self._reporter.complete_then(
@@ -295,23 +302,23 @@ class Executor:
     ) -> None:
         """Report the outcome, then emit the events that depend on it (``cancelled``:
         the job's cancellation was requested, so it ends cancelled whatever it did)."""
-        stats = self.stats
+        observed = self.observed
         started = time.perf_counter() - duration
         try:
             if cancelled or isinstance(error, Cancel):
                 reason = error.reason if isinstance(error, Cancel) else None
-                if stats is not None:
-                    stats.job(job.task_identifier, job.run_at, CANCELLED, duration, started)
+                if observed:
+                    self._observe(job, CANCELLED, duration, started)
                 await self._record_cancel(job, reason, duration)
                 return
             if isinstance(error, Snooze):
-                if stats is not None:
-                    stats.job(job.task_identifier, job.run_at, SNOOZED, duration, started)
+                if observed:
+                    self._observe(job, SNOOZED, duration, started)
                 await self._record_snooze(job, error, duration)
                 return
             if error is None:
-                if stats is not None:
-                    stats.job(job.task_identifier, job.run_at, COMPLETED, duration, started)
+                if observed:
+                    self._observe(job, COMPLETED, duration, started)
                 self._emit("job:success", job=job, duration=duration)
                 if not await self._reporter.complete(job.id, result):
                     self._emit("job:lock_lost", job=job)
@@ -323,13 +330,12 @@ class Executor:
                     row = await self._reporter.fail_now(job.id, failure_message(error))
                 else:
                     row = await self._reporter.fail(job.id, failure_message(error), replacement)
-                if stats is not None:
+                if observed:
                     # The written row says whether a retry follows (job: its lock was lost).
                     left = (row or job).has_attempts_left and not (
                         isinstance(error, Fail) and not error.retry
                     )
-                    outcome = RETRIED if left else FAILED
-                    stats.job(job.task_identifier, job.run_at, outcome, duration, started)
+                    self._observe(job, RETRIED if left else FAILED, duration, started, error)
                 if row is None:
                     self._emit("job:lock_lost", job=job)
                 elif not row.has_attempts_left:
@@ -337,6 +343,16 @@ class Executor:
         except ReportError:
             return  # logged by the reporter
         self._emit("job:complete", job=job, error=error, duration=duration)
+
+    def _observe(
+        self, job: Job, outcome: int, duration: float, started: float,
+        error: BaseException | None = None,
+    ) -> None:  # fmt: skip
+        """A try ended with ``outcome``: count it (metrics) and say so on its span."""
+        if self.stats is not None:
+            self.stats.job(job.task_identifier, job.run_at, outcome, duration, started)
+        if self.spans is not None:
+            self.spans.ended(job.id, outcome, error)
 
     async def _record_snooze(self, job: Job, snooze: Snooze, duration: float) -> None:
         """A try that raised :class:`Snooze`: not a failure, and not an attempt."""

@@ -187,6 +187,16 @@ class Worker:
             stats.running = self._executor.running.__len__
             stats.buffered = self._queue.__len__
             self._executor.stats = stats
+        from errands import _trace_state
+
+        if opts.otel or _trace_state.tracer is not None:
+            from errands import tracing
+
+            if _trace_state.tracer is None:
+                tracing.enable()
+            self._executor.spans = tracing.JobSpans(_trace_state.tracer)
+        executor = self._executor
+        executor.observed = executor.stats is not None or executor.spans is not None
         self._executor.on_written = self._producer.completion_written
         self._force = asyncio.Event()
         self._stop_signal: str | None = None
