@@ -30,6 +30,11 @@ from errands._connections import ConnectionSource, SyncConnections
 from errands._local_queue import LocalQueue
 from errands._reporter import Reporter, ReportError
 from errands._task_results import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    RETRIED,
+    SNOOZED,
     BatchFailure,
     TaskTimeout,
     WorkerShutdown,
@@ -38,7 +43,6 @@ from errands._task_results import (
     failure_message,
 )
 from errands._threads import DaemonThreadPool
-from errands._worker_stats import CANCELLED, COMPLETED, FAILED, RETRIED, SNOOZED
 from errands.helpers import AbortSignal, Helpers
 from errands.job import Job
 from errands.outcomes import Cancel, Fail, Snooze

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeAlias
 
-COMPLETED, FAILED, RETRIED, CANCELLED, SNOOZED = range(5)
-OUTCOMES = ("completed", "failed", "retried", "cancelled", "snoozed")
-"""Label values of ``outcome``, indexed by the constants above."""
+from errands._task_results import OUTCOMES
+
+__all__ = ["OUTCOMES", "Histogram", "Snapshot", "WorkerStats"]
 
 RUN_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                60.0, 300.0)  # fmt: skip

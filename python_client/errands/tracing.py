@@ -29,7 +29,7 @@ from psycopg import sql
 
 from errands import _queries as q
 from errands import _trace_state
-from errands._worker_stats import FAILED, OUTCOMES, RETRIED
+from errands._task_results import FAILED, OUTCOMES, RETRIED
 from errands.job import Job, JobSpec, SpecLike
 
 __all__ = ["JobSpans", "disable", "enable", "enqueue_span", "is_enabled", "traced", "traced_async"]
