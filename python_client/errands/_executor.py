@@ -49,8 +49,7 @@ from errands.outcomes import Cancel, Fail, Snooze
 from errands.tasks import TaskInfo, TaskRegistry
 
 if TYPE_CHECKING:
-    from errands._worker_stats import WorkerStats
-    from errands.tracing import JobSpans
+    from errands._observe import Observer
 
 logger = logging.getLogger("errands.worker")
 
@@ -125,12 +124,8 @@ class Executor:
         self._cancel_early: dict[int, float] = {}
         # Tasks whose slot is free but whose outcome (or hand-back) is still being written.
         self._writing: set[asyncio.Task[None]] = set()
-        self.stats: WorkerStats | None = None
-        """Per-try counts for the metrics endpoint (None: metrics off)."""
-        self.spans: JobSpans | None = None
-        """Per-try OpenTelemetry spans (None: tracing off)."""
-        self.observed = False
-        """Whether ``stats`` or ``spans`` is set (one check per job on the hot path)."""
+        self.observer: Observer | None = None
+        """Counts (metrics) and spans (tracing) of the tries; None: neither."""
 
     @property
     def jobs(self) -> list[Job]:
@@ -154,10 +149,9 @@ class Executor:
         self.running[job.id] = rec
         # Unnamed: formatting a name per job costs more than the job.
         run = self._run_job(rec, self._tasks.get(job.task_identifier))
-        if self.spans is not None:
-            rec.task = asyncio.create_task(self.spans.run(job, run))
-        else:
-            rec.task = asyncio.create_task(run)
+        if self.observer is not None:
+            run = self.observer.run(job, run)
+        rec.task = asyncio.create_task(run)
 
     # --- one job -------------------------------------------------------------------------
 
@@ -228,8 +222,8 @@ class Executor:
                 # until the outcome is written.
                 if error is None:
                     self._release(rec, writing=False)
-                    if self.observed:
-                        self._observe(job, COMPLETED, duration, rec.started)
+                    if self.observer is not None:
+                        self.observer.ended(job, COMPLETED, duration, rec.started)
                     self._emit("job:success", job=job, duration=duration)
                     self.completions_writing += 1
                     self._reporter.complete_then(
@@ -306,23 +300,23 @@ class Executor:
     ) -> None:
         """Report the outcome, then emit the events that depend on it (``cancelled``:
         the job's cancellation was requested, so it ends cancelled whatever it did)."""
-        observed = self.observed
+        observer = self.observer
         started = time.perf_counter() - duration
         try:
             if cancelled or isinstance(error, Cancel):
                 reason = error.reason if isinstance(error, Cancel) else None
-                if observed:
-                    self._observe(job, CANCELLED, duration, started)
+                if observer is not None:
+                    observer.ended(job, CANCELLED, duration, started)
                 await self._record_cancel(job, reason, duration)
                 return
             if isinstance(error, Snooze):
-                if observed:
-                    self._observe(job, SNOOZED, duration, started)
+                if observer is not None:
+                    observer.ended(job, SNOOZED, duration, started)
                 await self._record_snooze(job, error, duration)
                 return
             if error is None:
-                if observed:
-                    self._observe(job, COMPLETED, duration, started)
+                if observer is not None:
+                    observer.ended(job, COMPLETED, duration, started)
                 self._emit("job:success", job=job, duration=duration)
                 if not await self._reporter.complete(job.id, result):
                     self._emit("job:lock_lost", job=job)
@@ -334,12 +328,12 @@ class Executor:
                     row = await self._reporter.fail_now(job.id, failure_message(error))
                 else:
                     row = await self._reporter.fail(job.id, failure_message(error), replacement)
-                if observed:
+                if observer is not None:
                     # The written row says whether a retry follows (job: its lock was lost).
                     left = (row or job).has_attempts_left and not (
                         isinstance(error, Fail) and not error.retry
                     )
-                    self._observe(job, RETRIED if left else FAILED, duration, started, error)
+                    observer.ended(job, RETRIED if left else FAILED, duration, started, error)
                 if row is None:
                     self._emit("job:lock_lost", job=job)
                 elif not row.has_attempts_left:
@@ -347,16 +341,6 @@ class Executor:
         except ReportError:
             return  # logged by the reporter
         self._emit("job:complete", job=job, error=error, duration=duration)
-
-    def _observe(
-        self, job: Job, outcome: int, duration: float, started: float,
-        error: BaseException | None = None,
-    ) -> None:  # fmt: skip
-        """A try ended with ``outcome``: count it (metrics) and say so on its span."""
-        if self.stats is not None:
-            self.stats.job(job.task_identifier, job.run_at, outcome, duration, started)
-        if self.spans is not None:
-            self.spans.ended(job.id, outcome, error)
 
     async def _record_snooze(self, job: Job, snooze: Snooze, duration: float) -> None:
         """A try that raised :class:`Snooze`: not a failure, and not an attempt."""

@@ -94,7 +94,8 @@ class WorkerStats:
             self.fold()
 
     def fetched(self, count: int) -> None:
-        self.fetches.observe(count)
+        with self._lock:  # once per fetch; a scrape reads the buckets in its thread
+            self.fetches.observe(count)
 
     def fold(self) -> None:
         """Move the logged tries into the counters and histograms."""

@@ -44,6 +44,11 @@ class MetricsServer:
         )
         self._thread.start()
         logger.info("errands: metrics on http://%s:%d/metrics", host, self.port)
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            logger.warning(
+                "errands: the metrics endpoint on %s has no authentication: anyone who "
+                "reaches the port can read it", host,
+            )  # fmt: skip
 
     def close(self) -> None:
         self._server.shutdown()

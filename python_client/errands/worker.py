@@ -47,6 +47,7 @@ from errands._cancel_watch import CancelWatch
 from errands._connections import ConnectionSource, SyncConnections
 from errands._executor import ABORT_GRACE, Executor
 from errands._local_queue import LocalQueue
+from errands._observe import observer_for
 from errands._options import (
     ForbiddenFlags,
     WorkerOptions,
@@ -69,9 +70,6 @@ from errands.tasks import TaskRegistry
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
-
-    from errands._worker_stats import WorkerStats
-    from errands.metrics import MetricsServer
 
 __all__ = [
     "ABORT_GRACE",
@@ -174,29 +172,11 @@ class Worker:
             completions_writing=lambda: self._executor.completions_writing,
         )  # fmt: skip
         self._executor.on_release = self._producer.slot_freed
-        self._stats: WorkerStats | None = None
-        self._metrics: MetricsServer | None = None
-        if opts.metrics_port is not None:
-            # Only now: a worker without metrics never imports them.  Here, not in
-            # start(): a process with gc_tuning freezes what exists before start()
-            # (errands._gc), and the server's modules should be among them.
-            import errands.metrics  # noqa: F401
-            from errands._worker_stats import WorkerStats
-
-            self._stats = stats = WorkerStats(self._identifiers)
-            stats.running = self._executor.running.__len__
-            stats.buffered = self._queue.__len__
-            self._executor.stats = stats
-        from errands import _trace_state
-
-        if opts.otel or _trace_state.tracer is not None:
-            from errands import tracing
-
-            if _trace_state.tracer is None:
-                tracing.enable()
-            self._executor.spans = tracing.JobSpans(_trace_state.tracer)
-        executor = self._executor
-        executor.observed = executor.stats is not None or executor.spans is not None
+        observer = observer_for(
+            opts, self._identifiers, self._executor.running.__len__, self._queue.__len__
+        )
+        self._executor.observer = self._observer = observer
+        self._stats = observer.stats if observer is not None else None
         self._executor.on_written = self._producer.completion_written
         self._force = asyncio.Event()
         self._stop_signal: str | None = None
@@ -221,14 +201,15 @@ class Worker:
         if self._main is not None:
             raise RuntimeError("errands: worker already started")
         await self._sweep()
-        if self._stats is not None:
-            from errands.metrics import serve
-
-            opts = self.options
-            assert opts.metrics_port is not None
-            self._metrics = serve(self._stats, opts.metrics_host, opts.metrics_port)
+        if self._observer is not None:
+            self._observer.serve(self.options)
         if self._presence is not None:
-            await self._presence.register()
+            try:
+                await self._presence.register()
+            except BaseException:
+                if self._observer is not None:
+                    self._observer.close()
+                raise
         self._reporter.start()
         if self._presence is not None:
             self._sweeper = asyncio.create_task(self._sweep_loop(), name="errands-sweep")
@@ -274,7 +255,8 @@ class Worker:
     @property
     def metrics_port(self) -> int | None:
         """The port of the metrics endpoint once started (the one chosen for 0)."""
-        return self._metrics.port if self._metrics is not None else None
+        server = self._observer.server if self._observer is not None else None
+        return server.port if server is not None else None
 
     @property
     def done(self) -> bool:
@@ -319,8 +301,8 @@ class Worker:
             await self._presence.close()
         executor.threads.shutdown()
         await asyncio.to_thread(self._sync.close)
-        if self._metrics is not None:
-            await asyncio.to_thread(self._metrics.close)
+        if self._observer is not None:
+            await asyncio.to_thread(self._observer.close)
 
     # --- what the parts call -----------------------------------------------------------
 
@@ -428,3 +410,4 @@ class Worker:
     ) -> None:
         if self.events.wants(name):
             self.events.emit(Event.fast(name, self.worker_id, job, error, duration, data or {}))
+
