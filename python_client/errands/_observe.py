@@ -30,6 +30,15 @@ class Observer:
         self.stats = stats
         self.spans = spans
         self.server: MetricsServer | None = None
+        # ended(job, outcome, duration, started, error=None): a try ended with
+        # outcome (errands._task_results), started at that time.perf_counter().
+        # The one callable that does it: one call per try on the hot path.
+        self.ended: Callable[..., None] = (
+            self._both if stats is not None and spans is not None
+            else stats.ended if stats is not None
+            else spans.ended if spans is not None
+            else lambda *_args: None
+        )  # fmt: skip
 
     def serve(self, options: WorkerOptions) -> None:
         """Start the metrics endpoint (when ``options`` asks for one)."""
@@ -48,16 +57,13 @@ class Observer:
         """The coroutine running ``job``'s try (in its span when tracing)."""
         return self.spans.run(job, coro) if self.spans is not None else coro
 
-    def ended(
+    def _both(
         self, job: Job, outcome: int, duration: float, started: float,
         error: BaseException | None = None,
     ) -> None:  # fmt: skip
-        """A try ended with ``outcome`` (errands._task_results), ``started`` at that
-        ``time.perf_counter()``, after ``duration`` seconds."""
-        if self.stats is not None:
-            self.stats.job(job.task_identifier, job.run_at, outcome, duration, started)
-        if self.spans is not None:
-            self.spans.ended(job.id, outcome, error)
+        assert self.stats is not None and self.spans is not None
+        self.stats.ended(job, outcome, duration, started)
+        self.spans.ended(job, outcome, duration, started, error)
 
 
 def observer_for(

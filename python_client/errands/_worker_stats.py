@@ -1,12 +1,12 @@
 """What a worker counts for its Prometheus endpoint (``metrics_port``), in plain
 Python: the collector of :mod:`errands.metrics` reads it at scrape time.
 
-The hot path (:meth:`WorkerStats.job`) is one tuple appended to a deque; the
-tuples are folded into per-task counters and histogram buckets every
-:data:`FOLD_AT` jobs (on the event loop) or at a scrape (in the HTTP server's
-thread): a ``prometheus_client`` ``.labels(...).observe()`` per job costs several
-microseconds, this about a quarter of one.  ``deque.append`` and ``popleft`` are
-atomic, so the two threads never lose a tuple; the fold itself holds a lock.
+The hot path (:meth:`WorkerStats.ended`, once per try) adds to a few list cells of
+its task's :class:`TaskStats` (outcome counter, two histogram buckets found by
+``bisect``): no lock, no allocation, no ``prometheus_client`` (whose
+``.labels(...).observe()`` costs several microseconds per call).  A scrape, in
+the HTTP server's thread, copies the lists; under the GIL a copy never sees a
+torn value, at worst a try counted in one list and not yet in the next.
 
 Imported only when metrics are enabled; it imports nothing beyond the standard
 library (``prometheus_client`` is :mod:`errands.metrics`' business).
@@ -14,18 +14,19 @@ library (``prometheus_client`` is :mod:`errands.metrics`' business).
 
 from __future__ import annotations
 
-import bisect
 import threading
 import time
-from collections import deque
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from errands._task_results import OUTCOMES
 
-__all__ = ["OUTCOMES", "Histogram", "Snapshot", "WorkerStats"]
+if TYPE_CHECKING:
+    from errands.job import Job
+
+__all__ = ["OUTCOMES", "Snapshot", "TaskStats", "WorkerStats"]
 
 RUN_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                60.0, 300.0)  # fmt: skip
@@ -36,12 +37,9 @@ WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 FETCH_BUCKETS = (0.0, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
 """Upper bounds (jobs) of ``errands_fetch_batch_size`` (then +Inf)."""
 
-FOLD_AT = 2048
-"""Jobs logged before the event loop folds them (bounds the deque's memory)."""
-
-
 class Histogram:
-    """Bucket counts (not cumulative; the last one is +Inf) and the sum."""
+    """Bucket counts (not cumulative; the last one is +Inf) and the sum (the fetch
+    sizes: one observation per fetch)."""
 
     __slots__ = ("bounds", "counts", "total")
 
@@ -51,87 +49,91 @@ class Histogram:
         self.total = 0.0
 
     def observe(self, value: float) -> None:
-        # bisect_left: a value equal to a bound belongs to that bucket (le).
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
 
     def freeze(self) -> HistogramValues:
-        """Cumulative ``(le, count)`` pairs and the sum."""
-        out: list[tuple[str, int]] = []
-        running = 0
-        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
-            running += count
-            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
-        return out, self.total
+        return _cumulative(self.bounds, list(self.counts), self.total)
+
+
+def _cumulative(bounds: tuple[float, ...], counts: list[int], total: float) -> HistogramValues:
+    """Cumulative ``(le, count)`` pairs, as Prometheus exposes them, and the sum."""
+    out: list[tuple[str, int]] = []
+    running = 0
+    for bound, count in zip((*bounds, float("inf")), counts, strict=True):
+        running += count
+        out.append(("+Inf" if bound == float("inf") else repr(float(bound)), running))
+    return out, total
+
+
+class TaskStats:
+    """One task's counts: tries by outcome, and the buckets (not cumulative; the
+    last one is +Inf) and sums of the run-duration and queue-wait histograms."""
+
+    __slots__ = ("outcomes", "run", "run_sum", "wait", "wait_sum")
+
+    def __init__(self) -> None:
+        self.outcomes = [0] * len(OUTCOMES)
+        self.run = [0] * (len(RUN_BUCKETS) + 1)
+        self.run_sum = 0.0
+        self.wait = [0] * (len(WAIT_BUCKETS) + 1)
+        self.wait_sum = 0.0
 
 
 class WorkerStats:
     """One worker's counters, histograms and gauges (see the module doc)."""
 
     def __init__(self, tasks: Iterable[str] = ()) -> None:
-        self._log: deque[tuple[str, datetime, int, float, float]] = deque()
         self._lock = threading.Lock()
-        # Wall clock = perf_counter + offset (one time.time() per fold, not per job).
+        # Wall clock = perf_counter + offset: no time.time() per try; refreshed per fetch.
         self._offset = time.time() - time.perf_counter()
-        self.outcomes: dict[tuple[str, int], int] = {}
-        for task in tasks:  # every series exists from the start: rate() sees the first job
-            for outcome in range(len(OUTCOMES)):
-                self.outcomes[(task, outcome)] = 0
-        self.run: dict[str, Histogram] = {}
-        self.wait: dict[str, Histogram] = {}
+        # Every task's series exist from the start: rate() sees the first try.
+        self.tasks: dict[str, TaskStats] = {task: TaskStats() for task in tasks}
         self.fetches = Histogram(FETCH_BUCKETS)
         self.fetch_errors = 0
         self.report_errors = 0
         self.running: Callable[[], int] = lambda: 0
         self.buffered: Callable[[], int] = lambda: 0
 
-    def job(self, task: str, run_at: datetime, outcome: int, duration: float,
-            started: float) -> None:  # fmt: skip
-        """A try ended: ``started`` is its ``time.perf_counter()`` at start."""
-        log = self._log
-        log.append((task, run_at, outcome, duration, started))
-        if len(log) >= FOLD_AT:
-            self.fold()
+    def ended(self, job: Job, outcome: int, duration: float, started: float,
+              error: BaseException | None = None) -> None:  # fmt: skip
+        """A try of ``job`` ended with ``outcome`` after ``duration`` seconds;
+        ``started`` is its ``time.perf_counter()`` at start."""
+        st = self.tasks.get(job.task_identifier)
+        if st is None:
+            st = self.tasks[job.task_identifier] = TaskStats()
+        st.outcomes[outcome] += 1
+        # bisect_left: a value equal to a bound belongs to that bucket (le).
+        st.run[bisect_left(RUN_BUCKETS, duration)] += 1
+        st.run_sum += duration
+        wait = started + self._offset - job.run_at.timestamp()
+        if wait < 0.0:  # a clock ahead of the database's
+            wait = 0.0
+        st.wait[bisect_left(WAIT_BUCKETS, wait)] += 1
+        st.wait_sum += wait
 
     def fetched(self, count: int) -> None:
+        self._offset = time.time() - time.perf_counter()
         with self._lock:  # once per fetch; a scrape reads the buckets in its thread
             self.fetches.observe(count)
 
-    def fold(self) -> None:
-        """Move the logged tries into the counters and histograms."""
-        log = self._log
-        with self._lock:
-            self._offset = offset = time.time() - time.perf_counter()
-            outcomes, run, wait = self.outcomes, self.run, self.wait
-            while True:
-                try:
-                    task, run_at, outcome, duration, started = log.popleft()
-                except IndexError:
-                    break
-                key = (task, outcome)
-                outcomes[key] = outcomes.get(key, 0) + 1
-                hist = run.get(task)
-                if hist is None:
-                    hist = run[task] = Histogram(RUN_BUCKETS)
-                    wait[task] = Histogram(WAIT_BUCKETS)
-                hist.observe(duration)
-                # A clock ahead of the database's would give negative waits.
-                wait[task].observe(max(0.0, started + offset - run_at.timestamp()))
-
     def snapshot(self) -> Snapshot:
-        """A consistent copy for a scrape (folds first)."""
-        self.fold()
+        """A copy of the values for a scrape."""
+        outcomes: dict[tuple[str, int], int] = {}
+        run: dict[str, HistogramValues] = {}
+        wait: dict[str, HistogramValues] = {}
+        for task, st in list(self.tasks.items()):
+            for outcome, count in enumerate(list(st.outcomes)):
+                outcomes[(task, outcome)] = count
+            run[task] = _cumulative(RUN_BUCKETS, list(st.run), st.run_sum)
+            wait[task] = _cumulative(WAIT_BUCKETS, list(st.wait), st.wait_sum)
         with self._lock:
-            return Snapshot(
-                outcomes=dict(self.outcomes),
-                run={task: hist.freeze() for task, hist in self.run.items()},
-                wait={task: hist.freeze() for task, hist in self.wait.items()},
-                fetches=self.fetches.freeze(),
-                fetch_errors=self.fetch_errors,
-                report_errors=self.report_errors,
-                running=self.running(),
-                buffered=self.buffered(),
-            )
+            fetches = self.fetches.freeze()
+        return Snapshot(
+            outcomes=outcomes, run=run, wait=wait, fetches=fetches,
+            fetch_errors=self.fetch_errors, report_errors=self.report_errors,
+            running=self.running(), buffered=self.buffered(),
+        )  # fmt: skip
 
 
 HistogramValues: TypeAlias = "tuple[list[tuple[str, int]], float]"

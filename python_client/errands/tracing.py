@@ -177,9 +177,12 @@ class JobSpans:
             self._open.pop(job.id, None)
             span.end()
 
-    def ended(self, job_id: int, outcome: int, error: BaseException | None) -> None:
-        """The try of ``job_id`` ended with ``outcome`` (errands._worker_stats)."""
-        span = self._open.get(job_id)
+    def ended(
+        self, job: Job, outcome: int, duration: float, started: float,
+        error: BaseException | None = None,
+    ) -> None:  # fmt: skip
+        """The try of ``job`` ended with ``outcome`` (errands._task_results)."""
+        span = self._open.get(job.id)
         if span is None:
             return
         span.set_attribute("errands.outcome", OUTCOMES[outcome])
