@@ -149,8 +149,8 @@ class Executor:
         self.running[job.id] = rec
         # Unnamed: formatting a name per job costs more than the job.
         run = self._run_job(rec, self._tasks.get(job.task_identifier))
-        if self.observer is not None:
-            run = self.observer.run(job, run)
+        if self.observer is not None and self.observer.spans is not None:
+            run = self.observer.spans.run(job, run)
         rec.task = asyncio.create_task(run)
 
     # --- one job -------------------------------------------------------------------------

@@ -10,8 +10,8 @@ and neither extra is imported.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from errands import _trace_state
 from errands._options import WorkerOptions
@@ -52,10 +52,6 @@ class Observer:
         if self.server is not None:
             self.server.close()
             self.server = None
-
-    def run(self, job: Job, coro: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
-        """The coroutine running ``job``'s try (in its span when tracing)."""
-        return self.spans.run(job, coro) if self.spans is not None else coro
 
     def _both(
         self, job: Job, outcome: int, duration: float, started: float,

@@ -19,9 +19,10 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, TypeAlias
 
-from errands._task_results import OUTCOMES
+from errands._task_results import COMPLETED, OUTCOMES
 
 if TYPE_CHECKING:
     from errands.job import Job
@@ -31,11 +32,14 @@ __all__ = ["OUTCOMES", "Snapshot", "TaskStats", "WorkerStats"]
 RUN_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                60.0, 300.0)  # fmt: skip
 """Upper bounds (seconds) of ``errands_job_run_duration_seconds`` (then +Inf)."""
+_FIRST_RUN_BOUND = RUN_BUCKETS[0]
+
 WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                 300.0, 900.0, 3600.0)  # fmt: skip
 """Upper bounds (seconds) of ``errands_job_queue_wait_seconds`` (then +Inf)."""
 FETCH_BUCKETS = (0.0, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
 """Upper bounds (jobs) of ``errands_fetch_batch_size`` (then +Inf)."""
+
 
 class Histogram:
     """Bucket counts (not cumulative; the last one is +Inf) and the sum (the fetch
@@ -67,8 +71,9 @@ def _cumulative(bounds: tuple[float, ...], counts: list[int], total: float) -> H
 
 
 class TaskStats:
-    """One task's counts: tries by outcome, and the buckets (not cumulative; the
-    last one is +Inf) and sums of the run-duration and queue-wait histograms."""
+    """One task's counts: tries by outcome (but completed, derived at a scrape),
+    and the buckets (not cumulative; the last one is +Inf) and sums of the
+    run-duration and queue-wait histograms."""
 
     __slots__ = ("outcomes", "run", "run_sum", "wait", "wait_sum")
 
@@ -94,19 +99,34 @@ class WorkerStats:
         self.report_errors = 0
         self.running: Callable[[], int] = lambda: 0
         self.buffered: Callable[[], int] = lambda: 0
+        self._run_at: datetime | None = None  # the last run_at seen, and its timestamp
+        self._due = 0.0
 
     def ended(self, job: Job, outcome: int, duration: float, started: float,
               error: BaseException | None = None) -> None:  # fmt: skip
         """A try of ``job`` ended with ``outcome`` after ``duration`` seconds;
-        ``started`` is its ``time.perf_counter()`` at start."""
+        ``started`` is its ``time.perf_counter()`` at start.  Every step counts
+        here (a no-op job costs the worker ~30 us): see docs/metrics.md."""
         st = self.tasks.get(job.task_identifier)
         if st is None:
             st = self.tasks[job.task_identifier] = TaskStats()
-        st.outcomes[outcome] += 1
-        # bisect_left: a value equal to a bound belongs to that bucket (le).
-        st.run[bisect_left(RUN_BUCKETS, duration)] += 1
+        if outcome:  # completed (0) is not counted: tries (the run count) minus the rest
+            st.outcomes[outcome] += 1
+        # bisect_left: a value equal to a bound belongs to that bucket (le); a fast
+        # job skips the call.
+        if duration <= _FIRST_RUN_BOUND:
+            st.run[0] += 1
+        else:
+            st.run[bisect_left(RUN_BUCKETS, duration)] += 1
         st.run_sum += duration
-        wait = started + self._offset - job.run_at.timestamp()
+        # Jobs added together share their run_at: one timestamp() for a run of them.
+        run_at = job.run_at
+        if run_at == self._run_at:
+            due = self._due
+        else:
+            due = self._due = run_at.timestamp()
+            self._run_at = run_at
+        wait = started + self._offset - due
         if wait < 0.0:  # a clock ahead of the database's
             wait = 0.0
         st.wait[bisect_left(WAIT_BUCKETS, wait)] += 1
@@ -123,9 +143,11 @@ class WorkerStats:
         run: dict[str, HistogramValues] = {}
         wait: dict[str, HistogramValues] = {}
         for task, st in list(self.tasks.items()):
-            for outcome, count in enumerate(list(st.outcomes)):
+            counts, buckets = list(st.outcomes), list(st.run)
+            counts[COMPLETED] = max(0, sum(buckets) - sum(counts))  # see ended()
+            for outcome, count in enumerate(counts):
                 outcomes[(task, outcome)] = count
-            run[task] = _cumulative(RUN_BUCKETS, list(st.run), st.run_sum)
+            run[task] = _cumulative(RUN_BUCKETS, buckets, st.run_sum)
             wait[task] = _cumulative(WAIT_BUCKETS, list(st.wait), st.wait_sum)
         with self._lock:
             fetches = self.fetches.freeze()
