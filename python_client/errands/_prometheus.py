@@ -1,6 +1,7 @@
-"""The worker's metrics as ``prometheus_client`` metric families (``errands[metrics]``).
+"""The worker's metrics as ``prometheus_client`` metric families (``errands[metrics]``),
+and the HTTP server that serves them.
 
-Imported by :mod:`errands.metrics` at the first scrape only.  The values live in
+Imported by :mod:`errands.metrics`' thread at the first connection only.  The values live in
 a :class:`~errands._worker_stats.WorkerStats` the worker updates in plain Python;
 :class:`WorkerCollector` turns them into metric families only when scraped, so a
 worker pays nothing per job for ``prometheus_client``.  Every metric is listed in
@@ -10,7 +11,9 @@ payload values.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -19,7 +22,9 @@ from prometheus_client.registry import Collector
 
 from errands._worker_stats import OUTCOMES, WorkerStats
 
-__all__ = ["WorkerCollector", "render"]
+__all__ = ["WorkerCollector", "http_server", "render"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class WorkerCollector(Collector):
@@ -80,3 +85,32 @@ def render(stats: WorkerStats) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WorkerCollector(stats))
     return generate_latest(registry)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    stats: WorkerStats
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] not in ("/metrics", "/"):
+            self.send_error(404)
+            return
+        body = render(self.stats)
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per scrape on stderr is noise
+
+
+def http_server(stats: WorkerStats, sock: socket.socket) -> ThreadingHTTPServer:
+    """A threading HTTP server serving ``stats`` on ``sock`` (bound, listening)."""
+    handler = type("Handler", (_Handler,), {"stats": stats})
+    server = ThreadingHTTPServer(sock.getsockname()[:2], handler, bind_and_activate=False)
+    server.socket.close()  # the one it made: ours is already bound
+    server.socket = sock
+    server.server_name, server.server_port = str(sock.getsockname()[0]), sock.getsockname()[1]
+    server.daemon_threads = True
+    return server
