@@ -19,7 +19,8 @@ What happens:
 * every ``--kill-interval`` seconds (random in the range) one worker is killed
   with SIGKILL and started again under a new worker id; the jobs it had locked
   at that moment are recorded with their attempt number;
-* PostgreSQL is restarted ``--pg-restarts`` times (fast shutdown, ``--pg-down``
+* PostgreSQL is restarted ``--pg-restarts`` times (fast shutdown, or immediate
+  with ``--crash`` on a cluster committing synchronously, ``--pg-down``
   seconds down) at evenly spread points of progress;
 * every ``--terminate-interval`` seconds ``--terminate-count`` random client
   connections of the workers are terminated with ``pg_terminate_backend``;
