@@ -53,7 +53,8 @@ class Slots:
         if self.fail_fetches:
             self.fail_fetches -= 1
             raise RuntimeError("no fetch this time")
-        params = {"worker_id": WORKER, "tasks": ["t"], "count": count, "forbidden": None}
+        params = {"worker_id": WORKER, "tasks": ["t"], "count": count, "forbidden": None,
+                  "async_commit": False}
         async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
             cur = _json.job_cursor(conn)
             await cur.execute(q.GET_JOBS, params)
