@@ -35,6 +35,7 @@ async def released(payload: Any, helpers: Helpers) -> None:
         out.write(f"{(start - helpers.job.updated_at.timestamp()) * 1000.0:.4f}\n")
 
 
+@task
 async def nap(payload: Any, helpers: Helpers) -> None:
     """bench/flow_control.py: a job that takes payload["s"] seconds."""
     import asyncio
