@@ -9,6 +9,10 @@ finished (its queue is free again); otherwise a continuous worker waits for
 ``poll_interval`` (jobs becoming due, retries).  One fetch runs at a time, in its
 own task, so that the loop can meanwhile hand back buffered jobs that expired.
 A failed fetch is retried after a backoff (connection lost) or ``poll_interval``.
+A fetch that came back short may have been held back by a rate limit: with
+``next_start`` (:mod:`errands._rate_wake`) the loop then asks when the earliest
+exhausted rate window reopens and fetches at that moment if it comes before the
+next poll.
 
 Run-once mode (``continuous=False``): fetch until a fetch finds nothing while no
 job is running and no completion is being written (writing one can make a job
@@ -56,8 +60,11 @@ class Producer:
         outage: Outage | None = None,
         room: asyncio.Event | None = None,
         completions_writing: Callable[[], int] = lambda: 0,
+        next_start: Callable[[], Awaitable[float | None]] | None = None,
     ) -> None:
         self.queue = queue
+        self._next_start = next_start
+        self._asking = False  # a next_start call is in flight
         self._completions_writing = completions_writing
         self.running = running
         self.concurrency = concurrency
@@ -236,3 +243,27 @@ class Producer:
             self.dispatch()
         if len(jobs) >= count:
             self.want_fetch = True  # there may be more
+        elif (
+            self.continuous
+            and self._next_start is not None
+            and self._error is None
+            and not self._asking
+        ):
+            self._asking = True
+            self._track(asyncio.create_task(self._fetch_when_rate_room()))
+
+    async def _fetch_when_rate_room(self) -> None:
+        """After a short fetch: move the next poll to when a rate window reopens."""
+        try:
+            assert self._next_start is not None
+            delay = await self._next_start()
+        except Exception:
+            return  # the next poll finds the work anyway
+        finally:
+            self._asking = False
+        if delay is None or self.stopping:
+            return
+        at = time.monotonic() + delay
+        if at < self._next_poll:
+            self._next_poll = at
+            self.wakeup.set()
