@@ -41,7 +41,9 @@ class Producer:
     ``running`` is the collection of busy slots (its length is read); ``start``
     puts a job into a free slot; ``hand_back`` returns fetched jobs unstarted;
     ``may_start`` (if given) says whether jobs may be started now; ``track``
-    is given the tasks handing back stale jobs (for the shutdown to await)."""
+    is given the tasks handing back stale jobs (for the shutdown to await);
+    ``next_start`` (if given) says, after a short fetch, in how many seconds a
+    rate window holding work back reopens (None: nothing to wait for)."""
 
     def __init__(
         self,
