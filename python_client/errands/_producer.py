@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sized
 from typing import Any
@@ -34,6 +35,9 @@ from errands.job import Job
 
 Emit = Callable[..., None]
 
+RECHECK = 0.05
+"""Seconds after a short fetch to look again once while rate limits have room."""
+
 
 class Producer:
     """Feeds the slots of a worker from the database through its local queue.
@@ -42,8 +46,10 @@ class Producer:
     puts a job into a free slot; ``hand_back`` returns fetched jobs unstarted;
     ``may_start`` (if given) says whether jobs may be started now; ``track``
     is given the tasks handing back stale jobs (for the shutdown to await);
-    ``next_start`` (if given) says, after a short fetch, in how many seconds a
-    rate window holding work back reopens (None: nothing to wait for)."""
+    ``next_start`` (if given) says, after a short fetch (its argument: whether
+    a fetch took jobs since the last short one), in how many seconds a rate
+    window holding work back reopens (None: nothing to wait for; infinity: rate
+    limits have room)."""
 
     def __init__(
         self,
@@ -62,11 +68,13 @@ class Producer:
         outage: Outage | None = None,
         room: asyncio.Event | None = None,
         completions_writing: Callable[[], int] = lambda: 0,
-        next_start: Callable[[], Awaitable[float | None]] | None = None,
+        next_start: Callable[[bool], Awaitable[float | None]] | None = None,
     ) -> None:
         self.queue = queue
         self._next_start = next_start
         self._asking = False  # a next_start call is in flight
+        self._took = False  # a fetch took jobs since the last short one
+        self._rechecked = False  # the short fetch was looked at again (RECHECK)
         self._completions_writing = completions_writing
         self.running = running
         self.concurrency = concurrency
@@ -243,6 +251,8 @@ class Producer:
         if jobs:
             self.queue.add(jobs, started)
             self.dispatch()
+            self._took = True
+            self._rechecked = False
         if len(jobs) >= count:
             self.want_fetch = True  # there may be more
         elif (
@@ -252,19 +262,29 @@ class Producer:
             and not self._asking
         ):
             self._asking = True
-            self._track(asyncio.create_task(self._fetch_when_rate_room()))
+            took, self._took = self._took, False
+            self._track(asyncio.create_task(self._fetch_when_rate_room(took)))
 
-    async def _fetch_when_rate_room(self) -> None:
+    async def _fetch_when_rate_room(self, took_jobs: bool) -> None:
         """After a short fetch: move the next poll to when a rate window reopens."""
         try:
             assert self._next_start is not None
-            delay = await self._next_start()
+            delay = await self._next_start(took_jobs)
         except Exception:
             return  # the next poll finds the work anyway
         finally:
             self._asking = False
         if delay is None or self.stopping:
             return
+        if math.isinf(delay):
+            # Rate limits exist, none is full now: the fetch may have come back
+            # short because another fetch held the queue's row at that moment
+            # (SKIP LOCKED), with room left that nothing will announce. Look
+            # once more, shortly; then wait for a notification or the poll.
+            if self._rechecked:
+                return
+            self._rechecked = True
+            delay = RECHECK
         at = time.monotonic() + delay
         if at < self._next_poll:
             self._next_poll = at

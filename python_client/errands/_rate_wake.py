@@ -37,7 +37,9 @@ class RateWake:
 
     async def delay(self) -> float | None:
         """Seconds until an exhausted rate window of the worker's tasks (or of a
-        named queue with waiting jobs) reopens; None: nothing to wait for."""
+        named queue with waiting jobs) reopens; infinity: rate limits exist but
+        none holds work back; None: no rate limit is set (not asked again for a
+        poll interval)."""
         now = time.monotonic()
         if now < self._ask_after:
             return None
@@ -49,5 +51,5 @@ class RateWake:
             self._ask_after = now + self._quiet
             return None
         if math.isinf(seconds):
-            return None
+            return math.inf  # rate limits exist, none holds work back now
         return max(0.0, float(seconds)) + MARGIN

@@ -18,8 +18,9 @@ holds the worker's lock; a backend blocked waiting for the turn could do neither
   granted, listens and fetches once at once (the catch-up for jobs notified while
   nobody listened).  The busy worker waits for the turn again once a slot frees.
 
-* The holder also fetches when a rate window reopens (:mod:`errands._rate_wake`),
-  so a reopening costs one fetch, not one per idle worker.
+* The holder also fetches when a rate window reopens (:mod:`errands._rate_wake`;
+  so does a worker whose last fetch took jobs), so a reopening costs a fetch or
+  two, not one per idle worker.
 
 So while any worker of the set has a free slot, one of them listens and fetches
 every job notified, at once: one fetch per job, whatever the number of idle
@@ -75,7 +76,7 @@ class Turns:
         self._on_turn = on_turn
         self.holding = False
         """Whether this worker holds the turn (it also answers rate windows that
-        reopen, :mod:`errands._rate_wake`: one worker of the set, not all).  True
+        reopen, :mod:`errands._rate_wake`, not every idle worker).  True
         for good on a server without turns (every worker answers for itself)."""
         names = {"a": sql.Literal(a), "b": sql.Literal(b), "channel": sql.Identifier(q.CHANNEL)}
         # The LISTEN runs once the lock is granted, in the same round trip.

@@ -325,11 +325,12 @@ class Worker:
 
         return await retry_transient(fetch, "get_jobs")
 
-    async def _next_start(self) -> float | None:
+    async def _next_start(self, took_jobs: bool) -> float | None:
         """Seconds until a rate window holding back work reopens (None: nothing to
-        wait for).  With turns, only the worker holding the turn asks: one fetch
-        per reopening, not one per idle worker."""
-        if self._turns is not None and not self._turns.holding:
+        wait for).  With turns, only the worker holding the turn and a worker whose
+        short fetch took jobs ask (the last to take jobs of a window sees it full):
+        a reopening costs a fetch or two, not one per idle worker."""
+        if self._turns is not None and not self._turns.holding and not took_jobs:
             return None
         return await self._rate_wake.delay()
 
