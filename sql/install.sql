@@ -536,7 +536,7 @@ $errands_install_m0027$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '3caaf818cd2c3454f40e48a3ede9399bf8fcd4e5afc9442cc6583c244a575f58') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '6c25c82ec20fa97f83cf72a05153bff9c87cff39a45c16f7295caeaa5b2c865d') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -3434,10 +3434,19 @@ BEGIN
           AND t.rate_limit IS NOT NULL AND NOT t.paused
           AND errands._rate_room(t.starts, t.rate_limit, t.rate_period, v_now) = 0
         UNION ALL
-        SELECT q.starts[cardinality(q.starts) - q.rate_limit + 1] + q.rate_period
+        -- A queue with room and jobs due: now. A fetch skips a queue whose row
+        -- another fetch holds (SKIP LOCKED), so two racing fetches can both
+        -- come back short with room left; nothing else would announce it.
+        SELECT CASE WHEN errands._rate_room(q.starts, q.rate_limit, q.rate_period, v_now) = 0
+                    THEN q.starts[cardinality(q.starts) - q.rate_limit + 1] + q.rate_period
+                    ELSE v_now END
         FROM errands._queues q
         WHERE q.rate_limit IS NOT NULL AND NOT q.paused
-          AND errands._rate_room(q.starts, q.rate_limit, q.rate_period, v_now) = 0
+          AND (errands._rate_room(q.starts, q.rate_limit, q.rate_period, v_now) = 0
+               OR (q.locked_at IS NULL
+                   AND EXISTS (SELECT 1 FROM errands._jobs j
+                               WHERE j.job_queue_id = q.id AND j.is_available
+                                 AND j.run_at <= v_now)))
           AND EXISTS (SELECT 1 FROM errands._jobs j
                       WHERE j.job_queue_id = q.id AND j.is_available)
     ) r;
@@ -3447,8 +3456,8 @@ $$;
 COMMENT ON FUNCTION errands.next_start_at(text[]) IS
 'Worker API (flow control). The earliest time a rate window that holds work back
 now reopens: of a task in task_identifiers, or of a named queue with jobs
-waiting. ''infinity'' when rate limits exist but none holds work back now; NULL
-when no rate limit is set at all. Workers call it when a fetch came back short
+waiting (now: a rate-limited queue has room and jobs due). ''infinity'' when rate
+limits exist but none holds work back now; NULL when no rate limit is set at all. Workers call it when a fetch came back short
 and sleep until then rather than until their next poll.';
 -- sql/schema/40_admin.sql
 -- Administration (Graphile Worker's WorkerUtils functions) and cleanup.
@@ -5113,7 +5122,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '3caaf818cd2c3454f40e48a3ede9399bf8fcd4e5afc9442cc6583c244a575f58')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '6c25c82ec20fa97f83cf72a05153bff9c87cff39a45c16f7295caeaa5b2c865d')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

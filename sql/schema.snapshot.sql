@@ -3686,8 +3686,8 @@ $function$;
 -- ACL: postgres=X/postgres
 -- comment: Worker API (flow control). The earliest time a rate window that holds work back
 --          now reopens: of a task in task_identifiers, or of a named queue with jobs
---          waiting. 'infinity' when rate limits exist but none holds work back now; NULL
---          when no rate limit is set at all. Workers call it when a fetch came back short
+--          waiting (now: a rate-limited queue has room and jobs due). 'infinity' when rate
+--          limits exist but none holds work back now; NULL when no rate limit is set at all. Workers call it when a fetch came back short
 --          and sleep until then rather than until their next poll.
 CREATE OR REPLACE FUNCTION errands.next_start_at(task_identifiers text[])
  RETURNS timestamp with time zone
@@ -3713,10 +3713,19 @@ BEGIN
           AND t.rate_limit IS NOT NULL AND NOT t.paused
           AND errands._rate_room(t.starts, t.rate_limit, t.rate_period, v_now) = 0
         UNION ALL
-        SELECT q.starts[cardinality(q.starts) - q.rate_limit + 1] + q.rate_period
+        -- A queue with room and jobs due: now. A fetch skips a queue whose row
+        -- another fetch holds (SKIP LOCKED), so two racing fetches can both
+        -- come back short with room left; nothing else would announce it.
+        SELECT CASE WHEN errands._rate_room(q.starts, q.rate_limit, q.rate_period, v_now) = 0
+                    THEN q.starts[cardinality(q.starts) - q.rate_limit + 1] + q.rate_period
+                    ELSE v_now END
         FROM errands._queues q
         WHERE q.rate_limit IS NOT NULL AND NOT q.paused
-          AND errands._rate_room(q.starts, q.rate_limit, q.rate_period, v_now) = 0
+          AND (errands._rate_room(q.starts, q.rate_limit, q.rate_period, v_now) = 0
+               OR (q.locked_at IS NULL
+                   AND EXISTS (SELECT 1 FROM errands._jobs j
+                               WHERE j.job_queue_id = q.id AND j.is_available
+                                 AND j.run_at <= v_now)))
           AND EXISTS (SELECT 1 FROM errands._jobs j
                       WHERE j.job_queue_id = q.id AND j.is_available)
     ) r;

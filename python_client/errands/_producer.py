@@ -36,7 +36,8 @@ from errands.job import Job
 Emit = Callable[..., None]
 
 RECHECK = 0.05
-"""Seconds after a short fetch to look again once while rate limits have room."""
+"""Seconds after a short fetch to look again (once) when a rate-limited queue has
+room and jobs due (``next_start`` answered 0: now)."""
 
 
 class Producer:
@@ -48,8 +49,7 @@ class Producer:
     is given the tasks handing back stale jobs (for the shutdown to await);
     ``next_start`` (if given) says, after a short fetch (its argument: whether
     a fetch took jobs since the last short one), in how many seconds a rate
-    window holding work back reopens (None: nothing to wait for; infinity: rate
-    limits have room)."""
+    window holding work back reopens (None or infinity: nothing to wait for)."""
 
     def __init__(
         self,
@@ -73,8 +73,9 @@ class Producer:
         self.queue = queue
         self._next_start = next_start
         self._asking = False  # a next_start call is in flight
+        self._ask: bool | None = None  # a short fetch to ask about (took jobs before it)
         self._took = False  # a fetch took jobs since the last short one
-        self._rechecked = False  # the short fetch was looked at again (RECHECK)
+        self._rechecked = False  # looked again (RECHECK) since a fetch took jobs
         self._completions_writing = completions_writing
         self.running = running
         self.concurrency = concurrency
@@ -255,15 +256,20 @@ class Producer:
             self._rechecked = False
         if len(jobs) >= count:
             self.want_fetch = True  # there may be more
-        elif (
-            self.continuous
-            and self._next_start is not None
-            and self._error is None
-            and not self._asking
-        ):
-            self._asking = True
+        elif self.continuous and self._next_start is not None and self._error is None:
             took, self._took = self._took, False
-            self._track(asyncio.create_task(self._fetch_when_rate_room(took)))
+            self._ask = took or bool(self._ask)
+            if not self._asking:  # else the call in flight asks again (its answer is old)
+                self._asking = True
+                self._track(asyncio.create_task(self._ask_until_answered()))
+
+    async def _ask_until_answered(self) -> None:
+        try:
+            while self._ask is not None and not self.stopping:
+                took, self._ask = self._ask, None
+                await self._fetch_when_rate_room(took)
+        finally:
+            self._asking = False
 
     async def _fetch_when_rate_room(self, took_jobs: bool) -> None:
         """After a short fetch: move the next poll to when a rate window reopens."""
@@ -272,15 +278,12 @@ class Producer:
             delay = await self._next_start(took_jobs)
         except Exception:
             return  # the next poll finds the work anyway
-        finally:
-            self._asking = False
-        if delay is None or self.stopping:
+        if delay is None or math.isinf(delay) or self.stopping:
             return
-        if math.isinf(delay):
-            # Rate limits exist, none is full now: the fetch may have come back
-            # short because another fetch held the queue's row at that moment
-            # (SKIP LOCKED), with room left that nothing will announce. Look
-            # once more, shortly; then wait for a notification or the poll.
+        if delay == 0:
+            # Room now: this fetch lost a race for a queue's row (SKIP LOCKED).
+            # Look once more, shortly; not again before a fetch takes jobs (the
+            # room may hold jobs this worker does not run).
             if self._rechecked:
                 return
             self._rechecked = True

@@ -37,9 +37,9 @@ class RateWake:
 
     async def delay(self) -> float | None:
         """Seconds until an exhausted rate window of the worker's tasks (or of a
-        named queue with waiting jobs) reopens; infinity: rate limits exist but
-        none holds work back; None: no rate limit is set (not asked again for a
-        poll interval)."""
+        named queue with waiting jobs) reopens; 0: now (a rate-limited queue has
+        room and jobs due); infinity: rate limits exist but none holds work back;
+        None: no rate limit is set (not asked again for a poll interval)."""
         now = time.monotonic()
         if now < self._ask_after:
             return None
@@ -52,4 +52,6 @@ class RateWake:
             return None
         if math.isinf(seconds):
             return math.inf  # rate limits exist, none holds work back now
-        return max(0.0, float(seconds)) + MARGIN
+        if seconds <= 0:
+            return 0.0  # room now (a rate-limited queue has room and jobs due)
+        return float(seconds) + MARGIN
