@@ -6,6 +6,8 @@
 #   make schema-snapshot  regenerate sql/schema.snapshot.sql (catalogue of a fresh install)
 #   make bench        benchmark (bench/run.py, own durable cluster); bench-quick < 2 min;
 #                     then bench/flow_control.py (W1 before/after, limits, queue count)
+#                     and bench/queue_scale.py (W1 over serial queues, enqueue before/after)
+#                     and bench/dashboard.py (page server times at 1M + 1M jobs)
 #                     PEERS=1: Graphile Worker, PgQueuer, Procrastinate side by side
 #   make chaos        chaos test (chaos/run.py): kills, PG restarts, cut links; CHAOS_ARGS=--help
 #   make clean        remove the virtualenv and caches
@@ -34,6 +36,10 @@ PGCRON_CONTROL := /usr/share/postgresql/$(PG_VERSION)/extension/pg_cron.control
 PGBOUNCER_BIN := /usr/sbin/pgbouncer
 # Optional (tests_py/test_postgraphile.py skips without it): npm, installed only when
 # root (Debian's nodejs npm); the test gets PostGraphile and a newer Node from npm.
+# Optional (tests_py/test_dashboard_browser.py skips without them): Debian's chromium
+# and chromium-driver, installed only when root; selenium drives them headless.
+CHROMIUM_BIN := /usr/bin/chromium
+CHROMEDRIVER_BIN := /usr/bin/chromedriver
 
 LINT_PATHS := python_client tests_py pgtap conftest.py bench examples chaos
 
@@ -55,6 +61,12 @@ system-deps:
 	fi; \
 	if [ "$$(id -u)" -eq 0 ] && ! command -v npm >/dev/null; then \
 	  missing="$$missing nodejs npm"; \
+	fi; \
+	if [ "$$(id -u)" -eq 0 ] && [ ! -x "$(CHROMIUM_BIN)" ]; then \
+	  missing="$$missing chromium"; \
+	fi; \
+	if [ "$$(id -u)" -eq 0 ] && [ ! -x "$(CHROMEDRIVER_BIN)" ]; then \
+	  missing="$$missing chromium-driver"; \
 	fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" -ne 0 ]; then \
@@ -112,10 +124,14 @@ BENCH_PEERS := $(if $(filter 1 yes true,$(PEERS)),--peers)
 bench: system-deps $(STAMP)
 	$(VPY) bench/run.py $(BENCH_PEERS) $(BENCH_ARGS)
 	$(VPY) bench/flow_control.py
+	$(VPY) bench/queue_scale.py
+	$(VPY) bench/dashboard.py
 
 bench-quick: system-deps $(STAMP)
 	$(VPY) bench/run.py --quick $(BENCH_PEERS) $(BENCH_ARGS)
 	$(VPY) bench/flow_control.py --quick
+	$(VPY) bench/queue_scale.py --quick
+	$(VPY) bench/dashboard.py --quick
 
 # --- chaos test (chaos/run.py) ------------------------------------------------------
 # iproute2 (`ip netns`) for the network-partition part, installed when root.

@@ -47,15 +47,18 @@ async def main(dsn: str, concurrency: int, mode: str, poll_interval: float = 2.0
 
     events.on("job:complete", on_complete)
     registry = errands.load_tasks([TASKS])
+    # BENCH_WORKER_INSTALL=0: leave the schema as it is (a "before" database of a
+    # before/after comparison must not be upgraded to this checkout's schema).
+    install = os.environ.get("BENCH_WORKER_INSTALL", "1") != "0"
     if mode == "once":
         await errands.run_once(
             dsn, registry, concurrency=concurrency, events=events, quiet=True,
-            handle_signals=True, gc_tuning=True,
+            handle_signals=True, gc_tuning=True, install=install,
         )  # fmt: skip
     else:
         runner = await errands.run(
             dsn, registry, concurrency=concurrency, events=events, quiet=True,
-            handle_signals=True, poll_interval=poll_interval, gc_tuning=True,
+            handle_signals=True, poll_interval=poll_interval, gc_tuning=True, install=install,
         )  # fmt: skip
         print("READY", flush=True)
         await runner.wait()

@@ -516,6 +516,43 @@ $errands_m0023$;
 END
 $errands_install_m0023$;
 
+-- Migration 0024_queue_heads.sql
+DO $errands_install_m0024$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 24) THEN
+        EXECUTE $errands_m0024$
+-- Fetch cost flat in the number of named queues (issue 17).
+--
+-- Each named queue keeps its head on its row: the key (priority, run_at, id)
+-- of the job a fetch would look at first, kept by the triggers of
+-- sql/schema/32_queue_heads.sql wherever a job of the queue is added, taken,
+-- released, changed or deleted. queues_ready indexes the queues that may start
+-- a job (not full, not paused) by that key, so get_jobs walks queue heads in
+-- job order and stops after job_count of them, instead of probing every queue.
+ALTER TABLE errands._queues
+    ADD COLUMN head_priority smallint,
+    ADD COLUMN head_run_at timestamptz,
+    ADD COLUMN head_id bigint;
+CREATE INDEX queues_ready ON errands._queues (head_priority, head_run_at, head_id)
+    WHERE head_id IS NOT NULL AND locked_at IS NULL AND NOT paused;
+
+-- The heads of the queues that exist: the best due job, else the earliest one
+-- (32_queue_heads.sql says why).
+UPDATE errands._queues q
+SET head_priority = h.priority, head_run_at = h.run_at, head_id = h.id
+FROM (SELECT DISTINCT ON (j.job_queue_id) j.job_queue_id, j.priority, j.run_at, j.id
+      FROM errands._jobs j
+      WHERE j.job_queue_id IS NOT NULL AND j.is_available
+      ORDER BY j.job_queue_id, j.run_at > now(),
+               CASE WHEN j.run_at > now() THEN j.run_at END, j.priority, j.run_at, j.id) h
+WHERE h.job_queue_id = q.id;
+$errands_m0024$;
+        INSERT INTO errands.migrations (id, name) VALUES (24, 'queue_heads');
+        PERFORM set_config('errands.install_migrated', 'on', true);
+    END IF;
+END
+$errands_install_m0024$;
+
 -- Migration 0027_rate_wake.sql
 DO $errands_install_m0027$
 BEGIN
@@ -536,7 +573,7 @@ $errands_install_m0027$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '6c25c82ec20fa97f83cf72a05153bff9c87cff39a45c16f7295caeaa5b2c865d') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'f99860db3cbaaa05ee2855369ab0d9654b16f04529b0a33afb93015e87191fa5') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1152,6 +1189,14 @@ BEGIN
     END IF;
     PERFORM errands._validate_specs(specs);
     PERFORM errands._ensure_tasks_and_queues(specs);
+    -- Queue heads (32_queue_heads.sql): jobs added to several named queues may
+    -- update several queue rows, in spec order; lock them in id order first so
+    -- that two such calls cannot deadlock on each other's rows.
+    IF (SELECT min(s.queue_name) <> max(s.queue_name) FROM unnest(specs) s) THEN
+        PERFORM FROM errands._queues q
+        WHERE q.queue_name IN (SELECT s.queue_name FROM unnest(specs) s)
+        ORDER BY q.id FOR NO KEY UPDATE;
+    END IF;
 
     IF NOT EXISTS (SELECT 1 FROM unnest(specs) s WHERE s.job_key IS NOT NULL) THEN
         -- Fast path, no keys: one INSERT, rows returned straight from it.
@@ -2248,6 +2293,12 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- jit_above_cost: JIT compilation took ~68 ms per call. Plan once, no JIT.
 SET plan_cache_mode = force_generic_plan
 SET jit = off
+-- The walk over queues_ready must be an ordered index scan that stops after
+-- job_count queues; the generic plan's estimate (every ready queue of a
+-- priority, an unknown LIMIT) chose a bitmap or sequential scan and a sort of
+-- all of them instead. Every other read here is an index scan anyway.
+SET enable_bitmapscan = off
+SET enable_seqscan = off
 AS $$
 DECLARE
     v_task_ids integer[];
@@ -2330,10 +2381,31 @@ BEGIN
             LIMIT tid.cap
         ) u
         UNION ALL
-        -- Named queues: never more jobs of a queue than it has free slots, so
-        -- never two jobs of a serial queue in a batch (Graphile's #621).
-        SELECT h.id, h.job_queue_id, h.task_id, h.priority, h.run_at
-        FROM errands._queues q
+        -- Named queues: the queues that may start a job (not full, not paused)
+        -- walked by their due heads in job order, one priority at a time (a loose
+        -- scan of queues_ready, 32_queue_heads.sql), until job_count jobs are
+        -- found; each is probed for its best due jobs, never more than its free
+        -- slots, so never two jobs of a serial queue in a batch (Graphile's #621).
+        (SELECT h.id, h.job_queue_id, h.task_id, h.priority, h.run_at
+        FROM (
+            WITH RECURSIVE prio(p) AS (
+                SELECT min(q.head_priority) FROM errands._queues q
+                WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                UNION ALL
+                SELECT (SELECT min(q.head_priority) FROM errands._queues q
+                        WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                          AND q.head_priority > prio.p)
+                FROM prio WHERE prio.p IS NOT NULL
+            )
+            SELECT r.id, r.concurrency, r.running, r.rate_limit, r.rate_period, r.starts
+            FROM prio CROSS JOIN LATERAL (
+                SELECT q.id, q.concurrency, q.running, q.rate_limit, q.rate_period, q.starts
+                FROM errands._queues q
+                WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                  AND q.head_priority = prio.p AND q.head_run_at <= v_now
+                ORDER BY q.head_run_at, q.head_id
+            ) r
+        ) q
         CROSS JOIN LATERAL (
             SELECT j.id, j.job_queue_id, j.task_id, j.priority, j.run_at
             FROM errands._jobs j
@@ -2347,7 +2419,7 @@ BEGIN
                                               errands._rate_room(q.starts, q.rate_limit,
                                                                  q.rate_period, v_now))) END
         ) h
-        WHERE q.locked_at IS NULL AND NOT q.paused
+        LIMIT get_jobs.job_count)
         ORDER BY 4, 5, 1
         LIMIT get_jobs.job_count
     ) c;
@@ -2420,8 +2492,34 @@ BEGIN
                 locked_at = CASE WHEN q.running + n.n >= q.concurrency THEN v_now END,
                 locked_by = CASE WHEN q.running + n.n >= q.concurrency THEN get_jobs.worker_id END,
                 starts = CASE WHEN q.rate_limit IS NOT NULL
-                              THEN errands._record_starts(q.starts, n.n, q.rate_limit, v_clock) END
-            FROM (SELECT u.id, count(*)::integer AS n FROM unnest(v_head_queues) u(id) GROUP BY 1) n
+                              THEN errands._record_starts(q.starts, n.n, q.rate_limit, v_clock) END,
+                -- Their next heads (32_queue_heads.sql: chosen as errands._queue_head
+                -- does, the jobs taken now left out; a take fires no head trigger).
+                head_priority = h.priority, head_run_at = h.run_at, head_id = h.id
+            FROM (SELECT u.id, count(*)::integer AS n, array_agg(u.job) AS taken
+                  FROM unnest(v_head_queues, v_heads) u(id, job) GROUP BY 1) n
+            LEFT JOIN LATERAL (
+                WITH RECURSIVE prio(p) AS (
+                    SELECT min(j.priority) FROM errands._jobs j
+                    WHERE j.job_queue_id = n.id AND j.is_available AND j.id <> ALL(n.taken)
+                    UNION ALL
+                    SELECT (SELECT min(j.priority) FROM errands._jobs j
+                            WHERE j.job_queue_id = n.id AND j.is_available
+                              AND j.id <> ALL(n.taken) AND j.priority > prio.p)
+                    FROM prio WHERE prio.p IS NOT NULL
+                )
+                SELECT e.priority, e.run_at, e.id
+                FROM prio CROSS JOIN LATERAL (
+                    SELECT j.priority, j.run_at, j.id FROM errands._jobs j
+                    WHERE j.job_queue_id = n.id AND j.is_available AND j.priority = prio.p
+                      AND j.id <> ALL(n.taken)
+                    ORDER BY j.run_at, j.id
+                    LIMIT 1
+                ) e
+                ORDER BY e.run_at > v_now, CASE WHEN e.run_at > v_now THEN e.run_at END,
+                         e.priority, e.run_at, e.id
+                LIMIT 1
+            ) h ON true
             WHERE q.id = n.id;
         END IF;
     END IF;
@@ -2817,6 +2915,151 @@ COMMENT ON FUNCTION errands.reset_locked(interval) IS
 runnable at once with the interrupted try counted (a job whose cancellation was
 requested ends cancelled instead), and their queue and task slots are freed.
 Returns the number of jobs rescued.';
+-- sql/schema/32_queue_heads.sql
+-- Queue heads (issue 17): what lets errands.get_jobs read a bounded number of
+-- named queues, however many exist and however much work is held back in them.
+--
+-- Each errands._queues row carries its head (head_priority, head_run_at,
+-- head_id): a job of the queue that is available (not locked, attempts left,
+-- not waiting for other jobs), chosen as
+--   * its best due job by (priority, run_at, id) when one was due when the head
+--     was chosen (now() of the choosing transaction), else
+--   * its earliest job (run_at, then priority, id): the first to become due.
+-- So a queue's head is due (head_run_at <= now) whenever any of its jobs is:
+-- the queues_ready index (head key, only queues that are not full and not
+-- paused) finds every queue that has work, in job order, and future-scheduled
+-- heads sit after the due ones at their priority until they are due. get_jobs
+-- then probes each queue it walks for its best due jobs (exactly as before), so
+-- the head only decides which queues are looked at and in what order; a queue
+-- whose better-priority job became due after its head was chosen is walked at
+-- its older head's place (order across queues in one batch, never which job of
+-- a queue runs first).
+--
+-- Upkeep: get_jobs chooses the next heads of the queues it takes jobs from (in
+-- the UPDATE that counts them, under the queue row locks it holds); elsewhere,
+-- triggers on errands._jobs, only for jobs of named queues that are or were
+-- available (plain jobs evaluate the WHEN clause and nothing else):
+--   * a job becomes available (added, released, rescued, rescheduled, moved):
+--     it replaces the head when its key is better;
+--   * the head stops being available (failed for good, deleted, cancelled,
+--     rescheduled, moved): the head is chosen again, with a loose index scan
+--     (one probe per distinct priority of the queue).
+-- A job locked other than by get_jobs (an UPDATE by hand) leaves its queue's
+-- head on it: a due key, so the queue is still walked, and the next fetch from
+-- the queue chooses the head again.
+-- Concurrency: choosing a head again reads the queue's jobs in a statement run
+-- after taking the queue row FOR UPDATE; a job that becomes available takes the
+-- row FOR KEY SHARE before comparing. The two modes conflict, so a head chosen
+-- again sees every job committed by a transaction that compared, and a
+-- comparison sees the head chosen by a transaction that committed; two
+-- comparisons (KEY SHARE both) go on together and their UPDATEs re-check the
+-- comparison against the newest row. A fetch holds its queues FOR UPDATE
+-- already (get_jobs step 3) when it takes their jobs.
+
+-- The head of a queue as chosen now (NULL: the queue has no available job).
+CREATE OR REPLACE FUNCTION errands._queue_head(queue_id integer,
+    OUT priority smallint, OUT run_at timestamptz, OUT id bigint)
+LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+BEGIN
+    -- The first job of each distinct priority (jobs_fetch_queued: one index
+    -- probe per priority); of those, the best due one, else the earliest.
+    WITH RECURSIVE prio(p) AS (
+        SELECT min(j.priority) FROM errands._jobs j
+        WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available
+        UNION ALL
+        SELECT (SELECT min(j.priority) FROM errands._jobs j
+                WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available
+                  AND j.priority > prio.p)
+        FROM prio WHERE prio.p IS NOT NULL
+    )
+    SELECT e.priority, e.run_at, e.id INTO _queue_head.priority, _queue_head.run_at, _queue_head.id
+    FROM prio CROSS JOIN LATERAL (
+        SELECT j.priority, j.run_at, j.id FROM errands._jobs j
+        WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available AND j.priority = prio.p
+        ORDER BY j.run_at, j.id
+        LIMIT 1
+    ) e
+    ORDER BY e.run_at > now(), CASE WHEN e.run_at > now() THEN e.run_at END,
+             e.priority, e.run_at, e.id
+    LIMIT 1;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION errands._track_queue_head() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_head bigint;
+    v_new errands._queues%ROWTYPE;
+BEGIN
+    -- An available job leaves: when it was the head, choose the head again.
+    IF TG_OP <> 'INSERT' AND OLD.job_queue_id IS NOT NULL AND OLD.is_available THEN
+        SELECT q.head_id INTO v_head FROM errands._queues q
+        WHERE q.id = OLD.job_queue_id FOR UPDATE;
+        IF v_head = OLD.id THEN
+            SELECT h.priority, h.run_at, h.id
+            INTO v_new.head_priority, v_new.head_run_at, v_new.head_id
+            FROM errands._queue_head(OLD.job_queue_id) h;
+            UPDATE errands._queues q
+            SET head_priority = v_new.head_priority, head_run_at = v_new.head_run_at,
+                head_id = v_new.head_id
+            WHERE q.id = OLD.job_queue_id;
+        END IF;
+    END IF;
+    -- An available job arrives: it becomes the head when its key is better
+    -- (due before future; due ones by priority, run_at, id; future ones by
+    -- run_at first). The comparison is in the UPDATE's WHERE: re-checked
+    -- against the newest row when another comparison updated it meanwhile.
+    IF TG_OP <> 'DELETE' AND NEW.job_queue_id IS NOT NULL AND NEW.is_available THEN
+        PERFORM FROM errands._queues q WHERE q.id = NEW.job_queue_id FOR KEY SHARE;
+        UPDATE errands._queues q
+        SET head_priority = NEW.priority, head_run_at = NEW.run_at, head_id = NEW.id
+        WHERE q.id = NEW.job_queue_id
+          AND (q.head_id IS NULL
+               OR (NEW.run_at > now(),
+                   CASE WHEN NEW.run_at > now() THEN NEW.run_at ELSE '-infinity' END,
+                   NEW.priority, NEW.run_at, NEW.id)
+                < (q.head_run_at > now(),
+                   CASE WHEN q.head_run_at > now() THEN q.head_run_at ELSE '-infinity' END,
+                   q.head_priority, q.head_run_at, q.head_id));
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- TRUNCATE fires no row trigger: no job is left, so no queue has a head.
+CREATE OR REPLACE FUNCTION errands._clear_queue_heads() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE errands._queues q SET head_priority = NULL, head_run_at = NULL, head_id = NULL
+    WHERE q.head_id IS NOT NULL;
+    RETURN NULL;
+END
+$$;
+
+-- (DROP + CREATE: CREATE OR REPLACE TRIGGER needs PostgreSQL 14.)
+DROP TRIGGER IF EXISTS _queue_head_insert ON errands._jobs;
+CREATE TRIGGER _queue_head_insert AFTER INSERT ON errands._jobs
+FOR EACH ROW WHEN (NEW.job_queue_id IS NOT NULL AND NEW.is_available)
+EXECUTE FUNCTION errands._track_queue_head();
+DROP TRIGGER IF EXISTS _queue_head_update ON errands._jobs;
+CREATE TRIGGER _queue_head_update AFTER UPDATE ON errands._jobs
+FOR EACH ROW WHEN (((OLD.job_queue_id IS NOT NULL AND OLD.is_available)
+                    OR (NEW.job_queue_id IS NOT NULL AND NEW.is_available))
+                   AND (OLD.job_queue_id, OLD.is_available, OLD.priority, OLD.run_at)
+                       IS DISTINCT FROM (NEW.job_queue_id, NEW.is_available, NEW.priority, NEW.run_at)
+                   -- a take: get_jobs chooses the next heads itself, set-based
+                   AND NOT (OLD.locked_at IS NULL AND NEW.locked_at IS NOT NULL))
+EXECUTE FUNCTION errands._track_queue_head();
+DROP TRIGGER IF EXISTS _queue_head_delete ON errands._jobs;
+CREATE TRIGGER _queue_head_delete AFTER DELETE ON errands._jobs
+FOR EACH ROW WHEN (OLD.job_queue_id IS NOT NULL AND OLD.is_available)
+EXECUTE FUNCTION errands._track_queue_head();
+DROP TRIGGER IF EXISTS _queue_head_truncate ON errands._jobs;
+CREATE TRIGGER _queue_head_truncate AFTER TRUNCATE ON errands._jobs
+FOR EACH STATEMENT EXECUTE FUNCTION errands._clear_queue_heads();
 -- sql/schema/35_cancel.sql
 -- Cancelling jobs (issue 12). A job that is not running is cancelled at once:
 -- deleted from errands._jobs and, when its task's retention is above 0, kept in
@@ -3136,6 +3379,12 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_wake boolean;
 BEGIN
+    -- Several queues: their rows in id order first, as add_jobs locks them (queue
+    -- heads, 32_queue_heads.sql), so that the two cannot deadlock.
+    IF cardinality(queue_ids) > 1 THEN
+        PERFORM FROM errands._queues q WHERE q.id = ANY(queue_ids)
+        ORDER BY q.id FOR NO KEY UPDATE;
+    END IF;
     WITH freed AS (
         UPDATE errands._queues q
         SET running = greatest(0, q.running - r.n),
@@ -3579,6 +3828,37 @@ COMMENT ON FUNCTION errands.reschedule_jobs(bigint[], timestamptz, integer, inte
 'Changes run_at, priority, attempts and/or max_attempts (each NULL argument leaves
 its column alone) of the listed jobs and returns them. Running jobs are skipped
 unless their lock is stale. last_error is kept.';
+
+CREATE OR REPLACE FUNCTION errands.remove_jobs(job_ids bigint[]) RETURNS SETOF bigint
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_gone bigint[];
+BEGIN
+    IF remove_jobs.job_ids IS NULL THEN
+        RAISE EXCEPTION 'errands: remove_jobs needs an array of job ids, got NULL'
+            USING ERRCODE = '22023';
+    END IF;
+    -- Running jobs stay (cancel them instead): their worker would report on a
+    -- row that is gone and their queue and task slots would need releasing.
+    WITH gone AS (
+        DELETE FROM errands._jobs j
+        WHERE j.id = ANY(remove_jobs.job_ids) AND j.locked_at IS NULL
+        RETURNING j.id
+    )
+    SELECT array_agg(gone.id ORDER BY gone.id) INTO v_gone FROM gone;
+    -- As cleanup's DELETE_PERMAFAILED_JOBS: what waited for them will not run,
+    -- and waiters (17_wait.sql) hear that they are gone.
+    PERFORM errands._cancel_dependents(v_gone, 'was removed');
+    PERFORM errands._jobs_finished(v_gone);
+    RETURN QUERY SELECT unnest(coalesce(v_gone, '{}'));
+END
+$$;
+COMMENT ON FUNCTION errands.remove_jobs(bigint[]) IS
+'Deletes the listed jobs that are not running (nothing is kept in history) and
+returns their ids; jobs waiting for them (workflows) are cancelled. Running jobs
+are left alone: cancel them with cancel_jobs. NULL: 22023.';
 
 CREATE OR REPLACE FUNCTION errands.force_unlock_workers(worker_ids text[]) RETURNS void
 LANGUAGE sql
@@ -4141,6 +4421,36 @@ COMMENT ON FUNCTION errands.cron_next_runs(text, timestamptz, integer) IS
 'Previews a crontab: for each item (in file order) its next n (default 5) run
 times after the given time, as cron_tick would schedule them. Raises 22023 on a
 bad crontab like parse_crontab.';
+
+CREATE OR REPLACE FUNCTION errands.run_cron_now(identifier text) RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_item errands._crontab_items;
+BEGIN
+    SELECT * INTO v_item FROM errands._crontab_items i WHERE i.id = run_cron_now.identifier;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'errands: no crontab item %', errands._describe(run_cron_now.identifier)
+            USING ERRCODE = '22023';
+    END IF;
+    -- The job cron_tick would add, due now; its schedule (last_execution) is untouched.
+    RETURN (errands.add_job(
+        identifier => v_item.task,
+        payload => (v_item.payload || jsonb_build_object('_cron', jsonb_build_object(
+            'ts', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+            'backfilled', false, 'manual', true)))::json,
+        queue_name => v_item.options->>'queue',
+        max_attempts => (v_item.options->>'max')::integer,
+        job_key => v_item.options->>'jobKey',
+        priority => (v_item.options->>'priority')::integer,
+        job_key_mode => coalesce(v_item.options->>'jobKeyMode', 'replace'))).id;
+END
+$$;
+COMMENT ON FUNCTION errands.run_cron_now(text) IS
+'Adds the job of the stored crontab item with this id now (as cron_tick would for a
+due minute, with _cron.manual true in the payload), without changing its schedule.
+Returns the job id. Raises 22023 for an unknown id.';
 -- sql/schema/60_workers.sql
 -- Crashed-worker rescue. Each live worker registers a row in errands._workers,
 -- heartbeats it every few seconds, and holds a session-level advisory lock on
@@ -4378,6 +4688,310 @@ FROM errands._workers w
 LEFT JOIN running r ON r.locked_by = w.id;
 COMMENT ON VIEW errands.workers IS
     'Registered workers: state alive, hung (heartbeat older than 30 s) or dead (it holds a session lock (session_lock) and no session holds it any more; rescue_workers() will release its jobs), the ids of the jobs it has locked, and whether it holds a session lock (false: a worker behind a transaction-pooling PgBouncer, rescued by heartbeat timeout only).';
+-- sql/schema/65_dashboard.sql
+-- (65_: after the workers view of 60_workers.sql, whose row type dashboard_workers returns.)
+-- What the web dashboard (python_client/errands/dashboard) reads that the public
+-- views cannot give cheaply: job counts (exact on a small table, estimated from
+-- a block sample on a big one), the overview's charts and the crontab items with
+-- their next run. Read-only; errands.grant_dashboard (70_roles.sql) grants them.
+
+-- Rows of errands._jobs as the planner would estimate them now: reltuples per
+-- page times the current number of pages (reltuples alone lags behind inserts).
+CREATE OR REPLACE FUNCTION errands._jobs_estimate() RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN c.relpages > 0 AND c.reltuples >= 0
+                THEN (c.reltuples / c.relpages
+                      * (pg_catalog.pg_relation_size(c.oid)
+                         / pg_catalog.current_setting('block_size')::bigint))::bigint
+                ELSE -1 END
+    FROM pg_catalog.pg_class c WHERE c.oid = 'errands._jobs'::regclass
+$$;
+
+CREATE OR REPLACE FUNCTION errands.dashboard_counts(exact_below bigint DEFAULT 100000)
+RETURNS TABLE (state text, task_identifier text, queue_name text, jobs bigint, estimated boolean)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_est bigint := errands._jobs_estimate();
+    v_pct float8;
+BEGIN
+    IF exact_below IS NULL OR exact_below < 0 THEN
+        RAISE EXCEPTION 'errands: dashboard_counts needs exact_below >= 0, got %',
+            coalesce(exact_below::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    -- Unknown size (never analysed) or small: count exactly.
+    IF exact_below > 0 AND v_est < exact_below THEN
+        RETURN QUERY
+        SELECT j.state, j.task_identifier, j.queue_name, count(*), false
+        FROM errands.jobs j GROUP BY 1, 2, 3;
+        RETURN;
+    END IF;
+    -- Big: about 50,000 rows from a block sample, scaled to the estimated size.
+    v_pct := least(100.0, 100.0 * 50000 / greatest(v_est, 1));
+    RETURN QUERY EXECUTE format($q$
+        WITH s AS (
+            SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                        WHEN j.waiting_for IS NOT NULL THEN 'waiting'
+                        WHEN j.attempts >= j.max_attempts THEN 'failed'
+                        WHEN j.attempts > 0 THEN 'retrying'
+                        WHEN j.run_at > now() THEN 'scheduled'
+                        ELSE 'pending' END AS state,
+                   j.task_id, j.job_queue_id
+            FROM errands._jobs j TABLESAMPLE SYSTEM (%s)
+        ), g AS (
+            SELECT s.state, s.task_id, s.job_queue_id, count(*) AS n,
+                   sum(count(*)) OVER () AS total
+            FROM s GROUP BY 1, 2, 3
+        )
+        SELECT g.state, t.identifier, q.queue_name,
+               greatest(1, round(g.n * %s / g.total))::bigint, true
+        FROM g
+        JOIN errands._tasks t ON t.id = g.task_id
+        LEFT JOIN errands._queues q ON q.id = g.job_queue_id$q$, v_pct, v_est);
+END
+$$;
+COMMENT ON FUNCTION errands.dashboard_counts(bigint) IS
+'Dashboard: the unfinished jobs counted by state, task and queue. When errands._jobs
+holds fewer than exact_below rows (planner estimate) the counts are exact
+(estimated false); otherwise they come from a block sample of about 50,000 rows
+scaled to the estimated table size (estimated true), so the call costs the same
+on any table size. Rare combinations may be missing from an estimate.';
+
+CREATE OR REPLACE FUNCTION errands.dashboard_chart(since timestamptz, bucket interval)
+RETURNS TABLE (bucket_start timestamptz, completed bigint, cancelled bigint, failed bigint,
+               wait_p50 float8, wait_max float8)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_est bigint := errands._jobs_estimate();
+    v_pct float8 := 100.0;
+BEGIN
+    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
+       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
+        RAISE EXCEPTION 'errands: dashboard_chart needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
+            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF v_est >= 100000 THEN
+        v_pct := least(100.0, 100.0 * 50000 / v_est);
+    END IF;
+    RETURN QUERY EXECUTE format($q$
+        WITH b AS (
+            SELECT g AS s FROM generate_series($1, now(), $2) g
+        ), h AS (
+            -- History (kept when retention > 0): finished_at is indexed.
+            SELECT $1 + $2 * floor(extract(epoch FROM f.finished_at - $1)
+                                   / extract(epoch FROM $2)) AS s,
+                   f.state,
+                   extract(epoch FROM f.finished_at - f.created_at)::float8 AS wait
+            FROM errands._finished_jobs f
+            WHERE f.finished_at >= $1
+        ), hb AS (
+            SELECT h.s, count(*) FILTER (WHERE h.state = 'completed') AS completed,
+                   count(*) FILTER (WHERE h.state = 'cancelled') AS cancelled,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY h.wait)
+                       FILTER (WHERE h.state = 'completed') AS wait_p50,
+                   max(h.wait) FILTER (WHERE h.state = 'completed') AS wait_max
+            FROM h GROUP BY 1
+        ), fb AS (
+            -- Failed tries still in errands._jobs (retrying or failed), by the
+            -- time of their last failure; sampled on a big table.
+            SELECT $1 + $2 * floor(extract(epoch FROM j.updated_at - $1)
+                                   / extract(epoch FROM $2)) AS s,
+                   round(count(*) * 100.0 / %s)::bigint AS failed
+            FROM errands._jobs j TABLESAMPLE SYSTEM (%s)
+            WHERE j.updated_at >= $1 AND j.attempts > 0 AND j.locked_at IS NULL
+              AND j.last_error IS NOT NULL
+            GROUP BY 1
+        )
+        SELECT b.s, coalesce(hb.completed, 0), coalesce(hb.cancelled, 0),
+               coalesce(fb.failed, 0), hb.wait_p50, hb.wait_max
+        FROM b LEFT JOIN hb ON hb.s = b.s LEFT JOIN fb ON fb.s = b.s
+        ORDER BY b.s$q$, v_pct, v_pct) USING since, bucket;
+END
+$$;
+COMMENT ON FUNCTION errands.dashboard_chart(timestamptz, interval) IS
+'Dashboard: per bucket of the given length since the given time (at most 7 days,
+1000 buckets): jobs completed and cancelled (from errands.finished_jobs: zero when
+retention is 0), jobs whose last try failed then and that are still in
+errands.jobs (retrying or failed; estimated from a block sample on a big table),
+and the median and maximum seconds from creation to completion of the completed
+jobs (history does not keep start times: this is queue wait plus run time).';
+
+-- The next minute after "after" at which a crontab item is due, within a year.
+CREATE OR REPLACE FUNCTION errands._cron_next_run(i errands._crontab_items, after timestamptz)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_tz text := coalesce(i.options->>'tz', 'UTC');
+    v_after timestamptz := date_trunc('minute', after);
+    v_day date := (v_after AT TIME ZONE v_tz)::date;
+    v_m timestamptz;
+BEGIN
+    WHILE v_day <= (v_after AT TIME ZONE v_tz)::date + 366 LOOP
+        IF errands._cron_wall_match(v_day::timestamp, '{0}', '{0}', i.days_of_month,
+                                    i.months, i.days_of_week) THEN
+            SELECT g INTO v_m FROM generate_series(
+                greatest(v_day::timestamp AT TIME ZONE v_tz, v_after + interval '1 minute'),
+                (v_day + 1)::timestamp AT TIME ZONE v_tz - interval '1 minute',
+                interval '1 minute') g
+            WHERE errands._cron_due(g, i.minutes, i.hours, i.days_of_month, i.months,
+                                    i.days_of_week, v_tz)
+            ORDER BY g LIMIT 1;
+            IF v_m IS NOT NULL THEN
+                RETURN v_m;
+            END IF;
+        END IF;
+        v_day := v_day + 1;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION errands.dashboard_cron()
+RETURNS TABLE (identifier text, source text, task text, options jsonb, payload jsonb,
+               last_execution timestamptz, next_run timestamptz)
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.id, i.source, i.task, i.options, i.payload, k.last_execution,
+           errands._cron_next_run(i, now())
+    FROM errands._crontab_items i
+    LEFT JOIN errands._known_crontabs k ON k.identifier = i.id
+    ORDER BY i.source, i.line_number
+$$;
+COMMENT ON FUNCTION errands.dashboard_cron() IS
+'Dashboard: every stored crontab item (set_crontab) with its source, task,
+options, payload, the minute cron_tick last scheduled (NULL: never) and its next
+due minute within a year (NULL: none).';
+
+-- Each worker's locked jobs. A function of its own: the scan it needs (there is
+-- deliberately no index on locked_by) may then run in parallel, which the
+-- parallel-unsafe liveness checks of the errands.workers view forbid in a query
+-- that contains them.
+CREATE OR REPLACE FUNCTION errands._locked_jobs_by_worker()
+RETURNS TABLE (locked_by text, ids bigint[])
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY SELECT j.locked_by, array_agg(j.id ORDER BY j.id)
+                 FROM errands._jobs j WHERE j.locked_by IS NOT NULL GROUP BY j.locked_by;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION errands.dashboard_workers() RETURNS SETOF errands.workers
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    -- The view's running_job_ids is not read, so its own scan is planned away.
+    SELECT w.id, w.host, w.pid, w.started_at, w.last_heartbeat, w.state,
+           coalesce(r.ids, '{}'), w.session_lock
+    FROM errands.workers w
+    LEFT JOIN errands._locked_jobs_by_worker() r ON r.locked_by = w.id
+    ORDER BY w.started_at DESC, w.id
+$$;
+COMMENT ON FUNCTION errands.dashboard_workers() IS
+'Dashboard: the rows of the errands.workers view (alive, hung or dead, heartbeat,
+running job ids), newest first, for a role that may not call the private
+functions the view uses.';
+
+-- The live-job lists and bulk actions of the dashboard select their ids here, on
+-- errands._jobs itself: no join with the task table per row (the view's), so a
+-- list sorted by run_at or attempts reads the table once and sorts only ids.
+CREATE OR REPLACE FUNCTION errands.dashboard_job_ids(filter jsonb, sort text DEFAULT 'id',
+                                                     descending boolean DEFAULT true,
+                                                     after_value text DEFAULT NULL,
+                                                     after_id bigint DEFAULT NULL,
+                                                     id_bound bigint DEFAULT NULL,
+                                                     n integer DEFAULT NULL)
+RETURNS SETOF bigint
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_where text := 'true';
+    v_op text := CASE WHEN descending THEN '<' ELSE '>' END;
+    v_dir text := CASE WHEN descending THEN 'DESC' ELSE 'ASC' END;
+    v_key text;
+BEGIN
+    IF filter IS NULL OR jsonb_typeof(filter) <> 'object' OR descending IS NULL
+       OR sort IS NULL OR sort NOT IN ('id', 'run_at', 'attempts') OR n < 0 THEN
+        RAISE EXCEPTION 'errands: dashboard_job_ids needs a filter object, sort id, run_at or attempts, descending and n >= 0, got filter %, sort %, n %',
+            coalesce(left(filter::text, 200), 'NULL'), coalesce(quote_literal(sort), 'NULL'),
+            coalesce(n::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    SELECT k INTO v_key FROM jsonb_object_keys(filter) k
+    WHERE k NOT IN ('state', 'task', 'queue', 'key', 'error', 'payload', 'since', 'until')
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'errands: dashboard_job_ids: unknown filter field %', quote_literal(v_key)
+            USING ERRCODE = '22023';
+    END IF;
+    IF filter ? 'state' THEN
+        IF filter->>'state' NOT IN ('running', 'waiting', 'failed', 'retrying', 'scheduled',
+                                    'pending') THEN
+            RAISE EXCEPTION 'errands: dashboard_job_ids: unknown state %',
+                quote_literal(filter->>'state') USING ERRCODE = '22023';
+        END IF;
+        -- As the state column of errands.jobs (10_jobs.sql).
+        v_where := v_where || format(' AND CASE WHEN j.locked_at IS NOT NULL THEN ''running''
+            WHEN j.waiting_for IS NOT NULL THEN ''waiting''
+            WHEN j.attempts >= j.max_attempts THEN ''failed''
+            WHEN j.attempts > 0 THEN ''retrying''
+            WHEN j.run_at > now() THEN ''scheduled''
+            ELSE ''pending'' END = %L', filter->>'state');
+    END IF;
+    IF filter ? 'task' THEN
+        v_where := v_where || format(' AND j.task_id = (SELECT t.id FROM errands._tasks t
+            WHERE t.identifier = %L)', filter->>'task');
+    END IF;
+    IF filter ? 'queue' THEN
+        v_where := v_where || format(' AND j.job_queue_id = (SELECT q.id FROM errands._queues q
+            WHERE q.queue_name = %L)', filter->>'queue');
+    END IF;
+    IF filter ? 'key' THEN
+        v_where := v_where || format(' AND j.key = %L', filter->>'key');
+    END IF;
+    IF filter ? 'error' THEN
+        v_where := v_where || format(' AND strpos(lower(j.last_error), lower(%L)) > 0',
+                                     filter->>'error');
+    END IF;
+    IF filter ? 'payload' THEN
+        v_where := v_where || format(' AND j.payload::jsonb @> %L::jsonb', filter->'payload');
+    END IF;
+    IF filter ? 'since' THEN
+        v_where := v_where || format(' AND j.run_at >= %L::timestamptz', filter->>'since');
+    END IF;
+    IF filter ? 'until' THEN
+        v_where := v_where || format(' AND j.run_at < %L::timestamptz', filter->>'until');
+    END IF;
+    IF after_id IS NOT NULL THEN
+        v_where := v_where || CASE sort
+            WHEN 'id' THEN format(' AND j.id %s %s', v_op, after_id)
+            WHEN 'run_at' THEN format(' AND (j.run_at, j.id) %s (%L::timestamptz, %s)', v_op,
+                                      after_value, after_id)
+            ELSE format(' AND (j.attempts, j.id) %s (%L::integer, %s)', v_op, after_value,
+                        after_id) END;
+    END IF;
+    IF id_bound IS NOT NULL THEN
+        v_where := v_where || format(' AND j.id %s %s', CASE WHEN descending THEN '>=' ELSE '<=' END,
+                                     id_bound);
+    END IF;
+    -- RETURN QUERY (not EXECUTE ... INTO) may run the scan in parallel.
+    RETURN QUERY EXECUTE format('SELECT j.id FROM errands._jobs j WHERE %s ORDER BY %s LIMIT %s',
+                   v_where,
+                   CASE WHEN sort = 'id' THEN format('j.id %s', v_dir)
+                        ELSE format('j.%I %s, j.id %s', sort, v_dir, v_dir) END,
+                   coalesce(n::text, 'ALL'));
+END
+$$;
+COMMENT ON FUNCTION errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer) IS
+'Dashboard: the ids of the unfinished jobs matching filter (an object with any of
+state, task, queue, key, error (text in last_error, any case), payload (a JSON value
+the payload contains), since and until (bounds of run_at)), in order of sort (id,
+run_at or attempts, then id; descending or not), after the keyset cursor
+(after_value, after_id), within id_bound (ids >= it when descending, <= it
+otherwise), at most n (NULL: all), one row each. Bad arguments raise 22023.';
 -- sql/schema/70_roles.sql
 -- Role helpers. They run as the caller (who must own the schema or be a
 -- superuser) and only GRANT; role names go through regrole and %I.
@@ -4490,6 +5104,63 @@ functions if cron is installed when it runs, and what grant_read gives (SELECT o
 the errands.jobs and errands.finished_jobs views, never on the private tables).
 Run it again after an upgrade adds functions. Run it as the owner of the
 errands schema or a superuser.';
+
+CREATE OR REPLACE FUNCTION errands.grant_dashboard(role regrole, read_only boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_fn text;
+    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r
+                    WHERE r.oid = grant_dashboard.role);
+BEGIN
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_dashboard needs a role, got NULL' USING ERRCODE = '22023';
+    END IF;
+    IF grant_dashboard.read_only IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_dashboard needs read_only true or false, got NULL'
+            USING ERRCODE = '22023';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
+    -- The pages: jobs and history, flows, flow control, workers, cron, counts, charts.
+    EXECUTE format('GRANT SELECT ON errands.jobs, errands.finished_jobs, errands.flow_steps, '
+                   'errands.limits, errands.queues, errands.task_limits TO %I',
+                   v_name);
+    FOREACH v_fn IN ARRAY ARRAY['errands.dashboard_counts(bigint)',
+                                'errands.dashboard_chart(timestamptz, interval)',
+                                'errands.dashboard_cron()',
+                                'errands.dashboard_workers()',
+                                'errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer)'] LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn::regprocedure, v_name);
+    END LOOP;
+    IF grant_dashboard.read_only THEN
+        RETURN;
+    END IF;
+    -- The actions, each one call of the public API.
+    FOREACH v_fn IN ARRAY ARRAY[
+        'errands.reschedule_jobs(bigint[], timestamptz, integer, integer, integer)',
+        'errands.cancel_jobs(bigint[])',
+        'errands.remove_jobs(bigint[])',
+        'errands.set_queue_limits(text, integer, integer, interval)',
+        'errands.set_task_limits(text, integer, integer, interval)',
+        'errands.pause_queue(text)', 'errands.resume_queue(text)',
+        'errands.pause_task(text)', 'errands.resume_task(text)',
+        'errands.run_cron_now(text)'
+    ] LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn::regprocedure, v_name);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION errands.grant_dashboard(regrole, boolean) IS
+'Gives role what the web dashboard (errands dashboard) needs: USAGE on schema
+errands, SELECT on the views errands.jobs, finished_jobs, flow_steps, limits,
+queues and task_limits (payloads and results included; never the private
+tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_cron,
+dashboard_workers and dashboard_job_ids. With
+read_only false also EXECUTE on the functions its actions call: reschedule_jobs,
+cancel_jobs, remove_jobs, set_queue_limits, set_task_limits, pause_queue,
+resume_queue, pause_task, resume_task and run_cron_now. It never revokes: to make
+a role read-only again, revoke or recreate it. Run it as the owner of the errands
+schema or a superuser.';
 -- sql/schema/80_triggers.sql
 -- Triggers: errands.job_trigger(), a generic trigger function that enqueues a
 -- job from its arguments, and errands.check_job_triggers(), which checks those
@@ -5110,7 +5781,8 @@ BEGIN
         WHERE p.pronamespace = 'errands'::regnamespace
           AND p.prokind = 'f'
           AND left(p.proname, 1) <> '_'
-          AND p.proname NOT IN ('grant_enqueue', 'grant_read', 'grant_worker', 'import_graphile',
+          AND p.proname NOT IN ('grant_enqueue', 'grant_read', 'grant_worker', 'grant_dashboard',
+                                'import_graphile',
                                 'job_trigger')
           AND NOT (p.prosecdef
                    AND 'search_path=pg_catalog, pg_temp' = ANY (coalesce(p.proconfig, '{}')))
@@ -5122,7 +5794,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '6c25c82ec20fa97f83cf72a05153bff9c87cff39a45c16f7295caeaa5b2c865d')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'f99860db3cbaaa05ee2855369ab0d9654b16f04529b0a33afb93015e87191fa5')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -139,6 +139,10 @@ CREATE INDEX jobs_cancel_requested ON errands._jobs USING btree (locked_by) WHER
 CREATE INDEX jobs_fetch_queued ON errands._jobs USING btree (job_queue_id, priority, run_at, id) WHERE (is_available AND (job_queue_id IS NOT NULL));
 CREATE INDEX jobs_fetch_unqueued ON errands._jobs USING btree (task_id, priority, run_at, id) WHERE (is_available AND (job_queue_id IS NULL));
 CREATE UNIQUE INDEX jobs_key ON errands._jobs USING btree (key) WHERE (key IS NOT NULL);
+CREATE TRIGGER _queue_head_delete AFTER DELETE ON errands._jobs FOR EACH ROW WHEN (((old.job_queue_id IS NOT NULL) AND old.is_available)) EXECUTE FUNCTION errands._track_queue_head();
+CREATE TRIGGER _queue_head_insert AFTER INSERT ON errands._jobs FOR EACH ROW WHEN (((new.job_queue_id IS NOT NULL) AND new.is_available)) EXECUTE FUNCTION errands._track_queue_head();
+CREATE TRIGGER _queue_head_truncate AFTER TRUNCATE ON errands._jobs FOR EACH STATEMENT EXECUTE FUNCTION errands._clear_queue_heads();
+CREATE TRIGGER _queue_head_update AFTER UPDATE ON errands._jobs FOR EACH ROW WHEN (((((old.job_queue_id IS NOT NULL) AND old.is_available) OR ((new.job_queue_id IS NOT NULL) AND new.is_available)) AND ((((old.job_queue_id IS DISTINCT FROM new.job_queue_id) OR (old.is_available IS DISTINCT FROM new.is_available)) OR (old.priority IS DISTINCT FROM new.priority)) OR (old.run_at IS DISTINCT FROM new.run_at)) AND (NOT ((old.locked_at IS NULL) AND (new.locked_at IS NOT NULL))))) EXECUTE FUNCTION errands._track_queue_head();
 
 -- SEQUENCE errands._jobs_id_seq
 -- ACL: postgres=rwU/postgres
@@ -194,12 +198,16 @@ CREATE UNIQUE INDEX _queue_limits_pkey ON errands._queue_limits USING btree (pat
 --   rate_limit integer
 --   rate_period interval
 --   starts timestamp with time zone[]
+--   head_priority smallint
+--   head_run_at timestamp with time zone
+--   head_id bigint
 --   CONSTRAINT _queues_pkey PRIMARY KEY (id)
 --   CONSTRAINT _queues_queue_name_key UNIQUE (queue_name)
 --   CONSTRAINT queues_queue_name_length CHECK (((length(queue_name) >= 1) AND (length(queue_name) <= 128)))
 CREATE UNIQUE INDEX _queues_pkey ON errands._queues USING btree (id);
 CREATE UNIQUE INDEX _queues_queue_name_key ON errands._queues USING btree (queue_name);
 CREATE INDEX queues_rate_limited ON errands._queues USING btree (id) WHERE (rate_limit IS NOT NULL);
+CREATE INDEX queues_ready ON errands._queues USING btree (head_priority, head_run_at, head_id) WHERE ((head_id IS NOT NULL) AND (locked_at IS NULL) AND (NOT paused));
 
 -- SEQUENCE errands._queues_id_seq
 -- ACL: postgres=rwU/postgres
@@ -722,6 +730,19 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands._clear_queue_heads()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._clear_queue_heads()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    UPDATE errands._queues q SET head_priority = NULL, head_run_at = NULL, head_id = NULL
+    WHERE q.head_id IS NOT NULL;
+    RETURN NULL;
+END
+$function$;
+
 -- FUNCTION errands._complete_dependencies(text,bigint[],json[])
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._complete_dependencies(worker_id text, job_ids bigint[], results json[])
@@ -933,6 +954,39 @@ BEGIN
         v_vals := array_replace(v_vals, 7, 0);
     END IF;
     RETURN ARRAY(SELECT DISTINCT v FROM unnest(v_vals) v ORDER BY v);
+END
+$function$;
+
+-- FUNCTION errands._cron_next_run(errands._crontab_items,timestamp with time zone)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._cron_next_run(i errands._crontab_items, after timestamp with time zone)
+ RETURNS timestamp with time zone
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+DECLARE
+    v_tz text := coalesce(i.options->>'tz', 'UTC');
+    v_after timestamptz := date_trunc('minute', after);
+    v_day date := (v_after AT TIME ZONE v_tz)::date;
+    v_m timestamptz;
+BEGIN
+    WHILE v_day <= (v_after AT TIME ZONE v_tz)::date + 366 LOOP
+        IF errands._cron_wall_match(v_day::timestamp, '{0}', '{0}', i.days_of_month,
+                                    i.months, i.days_of_week) THEN
+            SELECT g INTO v_m FROM generate_series(
+                greatest(v_day::timestamp AT TIME ZONE v_tz, v_after + interval '1 minute'),
+                (v_day + 1)::timestamp AT TIME ZONE v_tz - interval '1 minute',
+                interval '1 minute') g
+            WHERE errands._cron_due(g, i.minutes, i.hours, i.days_of_month, i.months,
+                                    i.days_of_week, v_tz)
+            ORDER BY g LIMIT 1;
+            IF v_m IS NOT NULL THEN
+                RETURN v_m;
+            END IF;
+        END IF;
+        v_day := v_day + 1;
+    END LOOP;
+    RETURN NULL;
 END
 $function$;
 
@@ -1723,6 +1777,21 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands._jobs_estimate()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._jobs_estimate()
+ RETURNS bigint
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT CASE WHEN c.relpages > 0 AND c.reltuples >= 0
+                THEN (c.reltuples / c.relpages
+                      * (pg_catalog.pg_relation_size(c.oid)
+                         / pg_catalog.current_setting('block_size')::bigint))::bigint
+                ELSE -1 END
+    FROM pg_catalog.pg_class c WHERE c.oid = 'errands._jobs'::regclass
+$function$;
+
 -- FUNCTION errands._jobs_finished(bigint[])
 -- ACL: postgres=X/postgres
 -- comment: Private hook of every path that finishes jobs (completion, failure for good,
@@ -1770,6 +1839,19 @@ AS $function$
     SELECT CASE WHEN right(pattern, 1) = '*' THEN length(pattern) ELSE 1000000 END
 $function$;
 
+-- FUNCTION errands._locked_jobs_by_worker()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._locked_jobs_by_worker()
+ RETURNS TABLE(locked_by text, ids bigint[])
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+BEGIN
+    RETURN QUERY SELECT j.locked_by, array_agg(j.id ORDER BY j.id)
+                 FROM errands._jobs j WHERE j.locked_by IS NOT NULL GROUP BY j.locked_by;
+END
+$function$;
+
 -- FUNCTION errands._max_payload_bytes()
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._max_payload_bytes()
@@ -1788,6 +1870,40 @@ AS $function$
     -- transaction into one, so a statement that adds many jobs wakes
     -- listeners once.
     SELECT pg_notify('errands:jobs', '')
+$function$;
+
+-- FUNCTION errands._queue_head(integer)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._queue_head(queue_id integer, OUT priority smallint, OUT run_at timestamp with time zone, OUT id bigint)
+ RETURNS record
+ LANGUAGE plpgsql
+ STABLE
+ SET plan_cache_mode TO 'force_generic_plan'
+ SET jit TO 'off'
+AS $function$
+BEGIN
+    -- The first job of each distinct priority (jobs_fetch_queued: one index
+    -- probe per priority); of those, the best due one, else the earliest.
+    WITH RECURSIVE prio(p) AS (
+        SELECT min(j.priority) FROM errands._jobs j
+        WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available
+        UNION ALL
+        SELECT (SELECT min(j.priority) FROM errands._jobs j
+                WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available
+                  AND j.priority > prio.p)
+        FROM prio WHERE prio.p IS NOT NULL
+    )
+    SELECT e.priority, e.run_at, e.id INTO _queue_head.priority, _queue_head.run_at, _queue_head.id
+    FROM prio CROSS JOIN LATERAL (
+        SELECT j.priority, j.run_at, j.id FROM errands._jobs j
+        WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available AND j.priority = prio.p
+        ORDER BY j.run_at, j.id
+        LIMIT 1
+    ) e
+    ORDER BY e.run_at > now(), CASE WHEN e.run_at > now() THEN e.run_at END,
+             e.priority, e.run_at, e.id
+    LIMIT 1;
+END
 $function$;
 
 -- FUNCTION errands._queue_limit_values(text)
@@ -1844,6 +1960,12 @@ AS $function$
 DECLARE
     v_wake boolean;
 BEGIN
+    -- Several queues: their rows in id order first, as add_jobs locks them (queue
+    -- heads, 32_queue_heads.sql), so that the two cannot deadlock.
+    IF cardinality(queue_ids) > 1 THEN
+        PERFORM FROM errands._queues q WHERE q.id = ANY(queue_ids)
+        ORDER BY q.id FOR NO KEY UPDATE;
+    END IF;
     WITH freed AS (
         UPDATE errands._queues q
         SET running = greatest(0, q.running - r.n),
@@ -2095,6 +2217,51 @@ CREATE OR REPLACE FUNCTION errands._task_limits_on()
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
 AS $function$ SELECT 'false'::boolean $function$;
+
+-- FUNCTION errands._track_queue_head()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._track_queue_head()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_head bigint;
+    v_new errands._queues%ROWTYPE;
+BEGIN
+    -- An available job leaves: when it was the head, choose the head again.
+    IF TG_OP <> 'INSERT' AND OLD.job_queue_id IS NOT NULL AND OLD.is_available THEN
+        SELECT q.head_id INTO v_head FROM errands._queues q
+        WHERE q.id = OLD.job_queue_id FOR UPDATE;
+        IF v_head = OLD.id THEN
+            SELECT h.priority, h.run_at, h.id
+            INTO v_new.head_priority, v_new.head_run_at, v_new.head_id
+            FROM errands._queue_head(OLD.job_queue_id) h;
+            UPDATE errands._queues q
+            SET head_priority = v_new.head_priority, head_run_at = v_new.head_run_at,
+                head_id = v_new.head_id
+            WHERE q.id = OLD.job_queue_id;
+        END IF;
+    END IF;
+    -- An available job arrives: it becomes the head when its key is better
+    -- (due before future; due ones by priority, run_at, id; future ones by
+    -- run_at first). The comparison is in the UPDATE's WHERE: re-checked
+    -- against the newest row when another comparison updated it meanwhile.
+    IF TG_OP <> 'DELETE' AND NEW.job_queue_id IS NOT NULL AND NEW.is_available THEN
+        PERFORM FROM errands._queues q WHERE q.id = NEW.job_queue_id FOR KEY SHARE;
+        UPDATE errands._queues q
+        SET head_priority = NEW.priority, head_run_at = NEW.run_at, head_id = NEW.id
+        WHERE q.id = NEW.job_queue_id
+          AND (q.head_id IS NULL
+               OR (NEW.run_at > now(),
+                   CASE WHEN NEW.run_at > now() THEN NEW.run_at ELSE '-infinity' END,
+                   NEW.priority, NEW.run_at, NEW.id)
+                < (q.head_run_at > now(),
+                   CASE WHEN q.head_run_at > now() THEN q.head_run_at ELSE '-infinity' END,
+                   q.head_priority, q.head_run_at, q.head_id));
+    END IF;
+    RETURN NULL;
+END
+$function$;
 
 -- FUNCTION errands._validate_specs(errands.job_spec[])
 -- ACL: postgres=X/postgres
@@ -2478,6 +2645,14 @@ BEGIN
     END IF;
     PERFORM errands._validate_specs(specs);
     PERFORM errands._ensure_tasks_and_queues(specs);
+    -- Queue heads (32_queue_heads.sql): jobs added to several named queues may
+    -- update several queue rows, in spec order; lock them in id order first so
+    -- that two such calls cannot deadlock on each other's rows.
+    IF (SELECT min(s.queue_name) <> max(s.queue_name) FROM unnest(specs) s) THEN
+        PERFORM FROM errands._queues q
+        WHERE q.queue_name IN (SELECT s.queue_name FROM unnest(specs) s)
+        ORDER BY q.id FOR NO KEY UPDATE;
+    END IF;
 
     IF NOT EXISTS (SELECT 1 FROM unnest(specs) s WHERE s.job_key IS NOT NULL) THEN
         -- Fast path, no keys: one INSERT, rows returned straight from it.
@@ -3009,6 +3184,250 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands.dashboard_chart(timestamp with time zone,interval)
+-- ACL: postgres=X/postgres
+-- comment: Dashboard: per bucket of the given length since the given time (at most 7 days,
+--          1000 buckets): jobs completed and cancelled (from errands.finished_jobs: zero when
+--          retention is 0), jobs whose last try failed then and that are still in
+--          errands.jobs (retrying or failed; estimated from a block sample on a big table),
+--          and the median and maximum seconds from creation to completion of the completed
+--          jobs (history does not keep start times: this is queue wait plus run time).
+CREATE OR REPLACE FUNCTION errands.dashboard_chart(since timestamp with time zone, bucket interval)
+ RETURNS TABLE(bucket_start timestamp with time zone, completed bigint, cancelled bigint, failed bigint, wait_p50 double precision, wait_max double precision)
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_est bigint := errands._jobs_estimate();
+    v_pct float8 := 100.0;
+BEGIN
+    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
+       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
+        RAISE EXCEPTION 'errands: dashboard_chart needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
+            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF v_est >= 100000 THEN
+        v_pct := least(100.0, 100.0 * 50000 / v_est);
+    END IF;
+    RETURN QUERY EXECUTE format($q$
+        WITH b AS (
+            SELECT g AS s FROM generate_series($1, now(), $2) g
+        ), h AS (
+            -- History (kept when retention > 0): finished_at is indexed.
+            SELECT $1 + $2 * floor(extract(epoch FROM f.finished_at - $1)
+                                   / extract(epoch FROM $2)) AS s,
+                   f.state,
+                   extract(epoch FROM f.finished_at - f.created_at)::float8 AS wait
+            FROM errands._finished_jobs f
+            WHERE f.finished_at >= $1
+        ), hb AS (
+            SELECT h.s, count(*) FILTER (WHERE h.state = 'completed') AS completed,
+                   count(*) FILTER (WHERE h.state = 'cancelled') AS cancelled,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY h.wait)
+                       FILTER (WHERE h.state = 'completed') AS wait_p50,
+                   max(h.wait) FILTER (WHERE h.state = 'completed') AS wait_max
+            FROM h GROUP BY 1
+        ), fb AS (
+            -- Failed tries still in errands._jobs (retrying or failed), by the
+            -- time of their last failure; sampled on a big table.
+            SELECT $1 + $2 * floor(extract(epoch FROM j.updated_at - $1)
+                                   / extract(epoch FROM $2)) AS s,
+                   round(count(*) * 100.0 / %s)::bigint AS failed
+            FROM errands._jobs j TABLESAMPLE SYSTEM (%s)
+            WHERE j.updated_at >= $1 AND j.attempts > 0 AND j.locked_at IS NULL
+              AND j.last_error IS NOT NULL
+            GROUP BY 1
+        )
+        SELECT b.s, coalesce(hb.completed, 0), coalesce(hb.cancelled, 0),
+               coalesce(fb.failed, 0), hb.wait_p50, hb.wait_max
+        FROM b LEFT JOIN hb ON hb.s = b.s LEFT JOIN fb ON fb.s = b.s
+        ORDER BY b.s$q$, v_pct, v_pct) USING since, bucket;
+END
+$function$;
+
+-- FUNCTION errands.dashboard_counts(bigint)
+-- ACL: postgres=X/postgres
+-- comment: Dashboard: the unfinished jobs counted by state, task and queue. When errands._jobs
+--          holds fewer than exact_below rows (planner estimate) the counts are exact
+--          (estimated false); otherwise they come from a block sample of about 50,000 rows
+--          scaled to the estimated table size (estimated true), so the call costs the same
+--          on any table size. Rare combinations may be missing from an estimate.
+CREATE OR REPLACE FUNCTION errands.dashboard_counts(exact_below bigint DEFAULT 100000)
+ RETURNS TABLE(state text, task_identifier text, queue_name text, jobs bigint, estimated boolean)
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_est bigint := errands._jobs_estimate();
+    v_pct float8;
+BEGIN
+    IF exact_below IS NULL OR exact_below < 0 THEN
+        RAISE EXCEPTION 'errands: dashboard_counts needs exact_below >= 0, got %',
+            coalesce(exact_below::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    -- Unknown size (never analysed) or small: count exactly.
+    IF exact_below > 0 AND v_est < exact_below THEN
+        RETURN QUERY
+        SELECT j.state, j.task_identifier, j.queue_name, count(*), false
+        FROM errands.jobs j GROUP BY 1, 2, 3;
+        RETURN;
+    END IF;
+    -- Big: about 50,000 rows from a block sample, scaled to the estimated size.
+    v_pct := least(100.0, 100.0 * 50000 / greatest(v_est, 1));
+    RETURN QUERY EXECUTE format($q$
+        WITH s AS (
+            SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                        WHEN j.waiting_for IS NOT NULL THEN 'waiting'
+                        WHEN j.attempts >= j.max_attempts THEN 'failed'
+                        WHEN j.attempts > 0 THEN 'retrying'
+                        WHEN j.run_at > now() THEN 'scheduled'
+                        ELSE 'pending' END AS state,
+                   j.task_id, j.job_queue_id
+            FROM errands._jobs j TABLESAMPLE SYSTEM (%s)
+        ), g AS (
+            SELECT s.state, s.task_id, s.job_queue_id, count(*) AS n,
+                   sum(count(*)) OVER () AS total
+            FROM s GROUP BY 1, 2, 3
+        )
+        SELECT g.state, t.identifier, q.queue_name,
+               greatest(1, round(g.n * %s / g.total))::bigint, true
+        FROM g
+        JOIN errands._tasks t ON t.id = g.task_id
+        LEFT JOIN errands._queues q ON q.id = g.job_queue_id$q$, v_pct, v_est);
+END
+$function$;
+
+-- FUNCTION errands.dashboard_cron()
+-- ACL: postgres=X/postgres
+-- comment: Dashboard: every stored crontab item (set_crontab) with its source, task,
+--          options, payload, the minute cron_tick last scheduled (NULL: never) and its next
+--          due minute within a year (NULL: none).
+CREATE OR REPLACE FUNCTION errands.dashboard_cron()
+ RETURNS TABLE(identifier text, source text, task text, options jsonb, payload jsonb, last_execution timestamp with time zone, next_run timestamp with time zone)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    SELECT i.id, i.source, i.task, i.options, i.payload, k.last_execution,
+           errands._cron_next_run(i, now())
+    FROM errands._crontab_items i
+    LEFT JOIN errands._known_crontabs k ON k.identifier = i.id
+    ORDER BY i.source, i.line_number
+$function$;
+
+-- FUNCTION errands.dashboard_job_ids(jsonb,text,boolean,text,bigint,bigint,integer)
+-- ACL: postgres=X/postgres
+-- comment: Dashboard: the ids of the unfinished jobs matching filter (an object with any of
+--          state, task, queue, key, error (text in last_error, any case), payload (a JSON value
+--          the payload contains), since and until (bounds of run_at)), in order of sort (id,
+--          run_at or attempts, then id; descending or not), after the keyset cursor
+--          (after_value, after_id), within id_bound (ids >= it when descending, <= it
+--          otherwise), at most n (NULL: all), one row each. Bad arguments raise 22023.
+CREATE OR REPLACE FUNCTION errands.dashboard_job_ids(filter jsonb, sort text DEFAULT 'id'::text, descending boolean DEFAULT true, after_value text DEFAULT NULL::text, after_id bigint DEFAULT NULL::bigint, id_bound bigint DEFAULT NULL::bigint, n integer DEFAULT NULL::integer)
+ RETURNS SETOF bigint
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_where text := 'true';
+    v_op text := CASE WHEN descending THEN '<' ELSE '>' END;
+    v_dir text := CASE WHEN descending THEN 'DESC' ELSE 'ASC' END;
+    v_key text;
+BEGIN
+    IF filter IS NULL OR jsonb_typeof(filter) <> 'object' OR descending IS NULL
+       OR sort IS NULL OR sort NOT IN ('id', 'run_at', 'attempts') OR n < 0 THEN
+        RAISE EXCEPTION 'errands: dashboard_job_ids needs a filter object, sort id, run_at or attempts, descending and n >= 0, got filter %, sort %, n %',
+            coalesce(left(filter::text, 200), 'NULL'), coalesce(quote_literal(sort), 'NULL'),
+            coalesce(n::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    SELECT k INTO v_key FROM jsonb_object_keys(filter) k
+    WHERE k NOT IN ('state', 'task', 'queue', 'key', 'error', 'payload', 'since', 'until')
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'errands: dashboard_job_ids: unknown filter field %', quote_literal(v_key)
+            USING ERRCODE = '22023';
+    END IF;
+    IF filter ? 'state' THEN
+        IF filter->>'state' NOT IN ('running', 'waiting', 'failed', 'retrying', 'scheduled',
+                                    'pending') THEN
+            RAISE EXCEPTION 'errands: dashboard_job_ids: unknown state %',
+                quote_literal(filter->>'state') USING ERRCODE = '22023';
+        END IF;
+        -- As the state column of errands.jobs (10_jobs.sql).
+        v_where := v_where || format(' AND CASE WHEN j.locked_at IS NOT NULL THEN ''running''
+            WHEN j.waiting_for IS NOT NULL THEN ''waiting''
+            WHEN j.attempts >= j.max_attempts THEN ''failed''
+            WHEN j.attempts > 0 THEN ''retrying''
+            WHEN j.run_at > now() THEN ''scheduled''
+            ELSE ''pending'' END = %L', filter->>'state');
+    END IF;
+    IF filter ? 'task' THEN
+        v_where := v_where || format(' AND j.task_id = (SELECT t.id FROM errands._tasks t
+            WHERE t.identifier = %L)', filter->>'task');
+    END IF;
+    IF filter ? 'queue' THEN
+        v_where := v_where || format(' AND j.job_queue_id = (SELECT q.id FROM errands._queues q
+            WHERE q.queue_name = %L)', filter->>'queue');
+    END IF;
+    IF filter ? 'key' THEN
+        v_where := v_where || format(' AND j.key = %L', filter->>'key');
+    END IF;
+    IF filter ? 'error' THEN
+        v_where := v_where || format(' AND strpos(lower(j.last_error), lower(%L)) > 0',
+                                     filter->>'error');
+    END IF;
+    IF filter ? 'payload' THEN
+        v_where := v_where || format(' AND j.payload::jsonb @> %L::jsonb', filter->'payload');
+    END IF;
+    IF filter ? 'since' THEN
+        v_where := v_where || format(' AND j.run_at >= %L::timestamptz', filter->>'since');
+    END IF;
+    IF filter ? 'until' THEN
+        v_where := v_where || format(' AND j.run_at < %L::timestamptz', filter->>'until');
+    END IF;
+    IF after_id IS NOT NULL THEN
+        v_where := v_where || CASE sort
+            WHEN 'id' THEN format(' AND j.id %s %s', v_op, after_id)
+            WHEN 'run_at' THEN format(' AND (j.run_at, j.id) %s (%L::timestamptz, %s)', v_op,
+                                      after_value, after_id)
+            ELSE format(' AND (j.attempts, j.id) %s (%L::integer, %s)', v_op, after_value,
+                        after_id) END;
+    END IF;
+    IF id_bound IS NOT NULL THEN
+        v_where := v_where || format(' AND j.id %s %s', CASE WHEN descending THEN '>=' ELSE '<=' END,
+                                     id_bound);
+    END IF;
+    -- RETURN QUERY (not EXECUTE ... INTO) may run the scan in parallel.
+    RETURN QUERY EXECUTE format('SELECT j.id FROM errands._jobs j WHERE %s ORDER BY %s LIMIT %s',
+                   v_where,
+                   CASE WHEN sort = 'id' THEN format('j.id %s', v_dir)
+                        ELSE format('j.%I %s, j.id %s', sort, v_dir, v_dir) END,
+                   coalesce(n::text, 'ALL'));
+END
+$function$;
+
+-- FUNCTION errands.dashboard_workers()
+-- ACL: postgres=X/postgres
+-- comment: Dashboard: the rows of the errands.workers view (alive, hung or dead, heartbeat,
+--          running job ids), newest first, for a role that may not call the private
+--          functions the view uses.
+CREATE OR REPLACE FUNCTION errands.dashboard_workers()
+ RETURNS SETOF errands.workers
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    -- The view's running_job_ids is not read, so its own scan is planned away.
+    SELECT w.id, w.host, w.pid, w.started_at, w.last_heartbeat, w.state,
+           coalesce(r.ids, '{}'), w.session_lock
+    FROM errands.workers w
+    LEFT JOIN errands._locked_jobs_by_worker() r ON r.locked_by = w.id
+    ORDER BY w.started_at DESC, w.id
+$function$;
+
 -- FUNCTION errands.dependency_results(bigint)
 -- ACL: postgres=X/postgres
 -- comment: The results of the jobs job_id depends on that completed, as one JSON object:
@@ -3079,6 +3498,8 @@ CREATE OR REPLACE FUNCTION errands.get_jobs(worker_id text, task_identifiers tex
  SET search_path TO 'pg_catalog', 'pg_temp'
  SET plan_cache_mode TO 'force_generic_plan'
  SET jit TO 'off'
+ SET enable_bitmapscan TO 'off'
+ SET enable_seqscan TO 'off'
 AS $function$
 DECLARE
     v_task_ids integer[];
@@ -3161,10 +3582,31 @@ BEGIN
             LIMIT tid.cap
         ) u
         UNION ALL
-        -- Named queues: never more jobs of a queue than it has free slots, so
-        -- never two jobs of a serial queue in a batch (Graphile's #621).
-        SELECT h.id, h.job_queue_id, h.task_id, h.priority, h.run_at
-        FROM errands._queues q
+        -- Named queues: the queues that may start a job (not full, not paused)
+        -- walked by their due heads in job order, one priority at a time (a loose
+        -- scan of queues_ready, 32_queue_heads.sql), until job_count jobs are
+        -- found; each is probed for its best due jobs, never more than its free
+        -- slots, so never two jobs of a serial queue in a batch (Graphile's #621).
+        (SELECT h.id, h.job_queue_id, h.task_id, h.priority, h.run_at
+        FROM (
+            WITH RECURSIVE prio(p) AS (
+                SELECT min(q.head_priority) FROM errands._queues q
+                WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                UNION ALL
+                SELECT (SELECT min(q.head_priority) FROM errands._queues q
+                        WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                          AND q.head_priority > prio.p)
+                FROM prio WHERE prio.p IS NOT NULL
+            )
+            SELECT r.id, r.concurrency, r.running, r.rate_limit, r.rate_period, r.starts
+            FROM prio CROSS JOIN LATERAL (
+                SELECT q.id, q.concurrency, q.running, q.rate_limit, q.rate_period, q.starts
+                FROM errands._queues q
+                WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                  AND q.head_priority = prio.p AND q.head_run_at <= v_now
+                ORDER BY q.head_run_at, q.head_id
+            ) r
+        ) q
         CROSS JOIN LATERAL (
             SELECT j.id, j.job_queue_id, j.task_id, j.priority, j.run_at
             FROM errands._jobs j
@@ -3178,7 +3620,7 @@ BEGIN
                                               errands._rate_room(q.starts, q.rate_limit,
                                                                  q.rate_period, v_now))) END
         ) h
-        WHERE q.locked_at IS NULL AND NOT q.paused
+        LIMIT get_jobs.job_count)
         ORDER BY 4, 5, 1
         LIMIT get_jobs.job_count
     ) c;
@@ -3251,8 +3693,34 @@ BEGIN
                 locked_at = CASE WHEN q.running + n.n >= q.concurrency THEN v_now END,
                 locked_by = CASE WHEN q.running + n.n >= q.concurrency THEN get_jobs.worker_id END,
                 starts = CASE WHEN q.rate_limit IS NOT NULL
-                              THEN errands._record_starts(q.starts, n.n, q.rate_limit, v_clock) END
-            FROM (SELECT u.id, count(*)::integer AS n FROM unnest(v_head_queues) u(id) GROUP BY 1) n
+                              THEN errands._record_starts(q.starts, n.n, q.rate_limit, v_clock) END,
+                -- Their next heads (32_queue_heads.sql: chosen as errands._queue_head
+                -- does, the jobs taken now left out; a take fires no head trigger).
+                head_priority = h.priority, head_run_at = h.run_at, head_id = h.id
+            FROM (SELECT u.id, count(*)::integer AS n, array_agg(u.job) AS taken
+                  FROM unnest(v_head_queues, v_heads) u(id, job) GROUP BY 1) n
+            LEFT JOIN LATERAL (
+                WITH RECURSIVE prio(p) AS (
+                    SELECT min(j.priority) FROM errands._jobs j
+                    WHERE j.job_queue_id = n.id AND j.is_available AND j.id <> ALL(n.taken)
+                    UNION ALL
+                    SELECT (SELECT min(j.priority) FROM errands._jobs j
+                            WHERE j.job_queue_id = n.id AND j.is_available
+                              AND j.id <> ALL(n.taken) AND j.priority > prio.p)
+                    FROM prio WHERE prio.p IS NOT NULL
+                )
+                SELECT e.priority, e.run_at, e.id
+                FROM prio CROSS JOIN LATERAL (
+                    SELECT j.priority, j.run_at, j.id FROM errands._jobs j
+                    WHERE j.job_queue_id = n.id AND j.is_available AND j.priority = prio.p
+                      AND j.id <> ALL(n.taken)
+                    ORDER BY j.run_at, j.id
+                    LIMIT 1
+                ) e
+                ORDER BY e.run_at > v_now, CASE WHEN e.run_at > v_now THEN e.run_at END,
+                         e.priority, e.run_at, e.id
+                LIMIT 1
+            ) h ON true
             WHERE q.id = n.id;
         END IF;
     END IF;
@@ -3284,6 +3752,66 @@ BEGIN
     JOIN errands._tasks t ON t.id = tk.task_id
     LEFT JOIN errands._queues q ON q.id = tk.job_queue_id
     ORDER BY tk.priority, tk.run_at, tk.id;
+END
+$function$;
+
+-- FUNCTION errands.grant_dashboard(regrole,boolean)
+-- ACL: postgres=X/postgres
+-- comment: Gives role what the web dashboard (errands dashboard) needs: USAGE on schema
+--          errands, SELECT on the views errands.jobs, finished_jobs, flow_steps, limits,
+--          queues and task_limits (payloads and results included; never the private
+--          tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_cron,
+--          dashboard_workers and dashboard_job_ids. With
+--          read_only false also EXECUTE on the functions its actions call: reschedule_jobs,
+--          cancel_jobs, remove_jobs, set_queue_limits, set_task_limits, pause_queue,
+--          resume_queue, pause_task, resume_task and run_cron_now. It never revokes: to make
+--          a role read-only again, revoke or recreate it. Run it as the owner of the errands
+--          schema or a superuser.
+CREATE OR REPLACE FUNCTION errands.grant_dashboard(role regrole, read_only boolean DEFAULT true)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_fn text;
+    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r
+                    WHERE r.oid = grant_dashboard.role);
+BEGIN
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_dashboard needs a role, got NULL' USING ERRCODE = '22023';
+    END IF;
+    IF grant_dashboard.read_only IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_dashboard needs read_only true or false, got NULL'
+            USING ERRCODE = '22023';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
+    -- The pages: jobs and history, flows, flow control, workers, cron, counts, charts.
+    EXECUTE format('GRANT SELECT ON errands.jobs, errands.finished_jobs, errands.flow_steps, '
+                   'errands.limits, errands.queues, errands.task_limits TO %I',
+                   v_name);
+    FOREACH v_fn IN ARRAY ARRAY['errands.dashboard_counts(bigint)',
+                                'errands.dashboard_chart(timestamptz, interval)',
+                                'errands.dashboard_cron()',
+                                'errands.dashboard_workers()',
+                                'errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer)'] LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn::regprocedure, v_name);
+    END LOOP;
+    IF grant_dashboard.read_only THEN
+        RETURN;
+    END IF;
+    -- The actions, each one call of the public API.
+    FOREACH v_fn IN ARRAY ARRAY[
+        'errands.reschedule_jobs(bigint[], timestamptz, integer, integer, integer)',
+        'errands.cancel_jobs(bigint[])',
+        'errands.remove_jobs(bigint[])',
+        'errands.set_queue_limits(text, integer, integer, interval)',
+        'errands.set_task_limits(text, integer, integer, interval)',
+        'errands.pause_queue(text)', 'errands.resume_queue(text)',
+        'errands.pause_task(text)', 'errands.resume_task(text)',
+        'errands.run_cron_now(text)'
+    ] LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn::regprocedure, v_name);
+    END LOOP;
 END
 $function$;
 
@@ -4038,6 +4566,40 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands.remove_jobs(bigint[])
+-- ACL: postgres=X/postgres
+-- comment: Deletes the listed jobs that are not running (nothing is kept in history) and
+--          returns their ids; jobs waiting for them (workflows) are cancelled. Running jobs
+--          are left alone: cancel them with cancel_jobs. NULL: 22023.
+CREATE OR REPLACE FUNCTION errands.remove_jobs(job_ids bigint[])
+ RETURNS SETOF bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_gone bigint[];
+BEGIN
+    IF remove_jobs.job_ids IS NULL THEN
+        RAISE EXCEPTION 'errands: remove_jobs needs an array of job ids, got NULL'
+            USING ERRCODE = '22023';
+    END IF;
+    -- Running jobs stay (cancel them instead): their worker would report on a
+    -- row that is gone and their queue and task slots would need releasing.
+    WITH gone AS (
+        DELETE FROM errands._jobs j
+        WHERE j.id = ANY(remove_jobs.job_ids) AND j.locked_at IS NULL
+        RETURNING j.id
+    )
+    SELECT array_agg(gone.id ORDER BY gone.id) INTO v_gone FROM gone;
+    -- As cleanup's DELETE_PERMAFAILED_JOBS: what waited for them will not run,
+    -- and waiters (17_wait.sql) hear that they are gone.
+    PERFORM errands._cancel_dependents(v_gone, 'was removed');
+    PERFORM errands._jobs_finished(v_gone);
+    RETURN QUERY SELECT unnest(coalesce(v_gone, '{}'));
+END
+$function$;
+
 -- FUNCTION errands.reschedule_jobs(bigint[],timestamp with time zone,integer,integer,integer)
 -- ACL: postgres=X/postgres
 -- comment: Changes run_at, priority, attempts and/or max_attempts (each NULL argument leaves
@@ -4201,6 +4763,39 @@ CREATE OR REPLACE FUNCTION errands.resume_task(task_identifier text)
 AS $function$
 BEGIN
     PERFORM errands._set_limits('task', resume_task.task_identifier, false, NULL, NULL, NULL, false);
+END
+$function$;
+
+-- FUNCTION errands.run_cron_now(text)
+-- ACL: postgres=X/postgres
+-- comment: Adds the job of the stored crontab item with this id now (as cron_tick would for a
+--          due minute, with _cron.manual true in the payload), without changing its schedule.
+--          Returns the job id. Raises 22023 for an unknown id.
+CREATE OR REPLACE FUNCTION errands.run_cron_now(identifier text)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_item errands._crontab_items;
+BEGIN
+    SELECT * INTO v_item FROM errands._crontab_items i WHERE i.id = run_cron_now.identifier;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'errands: no crontab item %', errands._describe(run_cron_now.identifier)
+            USING ERRCODE = '22023';
+    END IF;
+    -- The job cron_tick would add, due now; its schedule (last_execution) is untouched.
+    RETURN (errands.add_job(
+        identifier => v_item.task,
+        payload => (v_item.payload || jsonb_build_object('_cron', jsonb_build_object(
+            'ts', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+            'backfilled', false, 'manual', true)))::json,
+        queue_name => v_item.options->>'queue',
+        max_attempts => (v_item.options->>'max')::integer,
+        job_key => v_item.options->>'jobKey',
+        priority => (v_item.options->>'priority')::integer,
+        job_key_mode => coalesce(v_item.options->>'jobKeyMode', 'replace'))).id;
 END
 $function$;
 

@@ -133,7 +133,7 @@ def test_help_lists_every_command() -> None:
 
 def test_help_lists_the_commands_in_their_usual_order() -> None:
     order = ["install", "worker", "add", "jobs", "retry", "remove", "cleanup", "cancel", "wait",
-             "workers", "queues", "import-graphile",
+             "workers", "queues", "import-graphile", "dashboard",
              "db", "cron", "flow", "queue", "task"]  # fmt: skip
     commands = ok(cli("--help")).split("Commands")[1]
     listed = re.findall(r"^│ (\S+)", commands, flags=re.MULTILINE)  # not wrapped lines

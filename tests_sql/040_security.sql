@@ -41,7 +41,7 @@ SELECT is(
     ARRAY(SELECT p.oid::regprocedure::text FROM pg_proc p
           WHERE p.pronamespace = 'errands'::regnamespace
             AND left(p.proname, 1) <> '_'
-            AND p.proname NOT IN ('grant_enqueue', 'grant_read', 'grant_worker', 'import_graphile', 'job_trigger')
+            AND p.proname NOT IN ('grant_enqueue', 'grant_read', 'grant_worker', 'grant_dashboard', 'import_graphile', 'job_trigger')
             AND NOT (p.prosecdef AND 'search_path=pg_catalog, pg_temp' = ANY(p.proconfig))
           ORDER BY 1),
     '{}'::text[],

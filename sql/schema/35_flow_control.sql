@@ -122,6 +122,12 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_wake boolean;
 BEGIN
+    -- Several queues: their rows in id order first, as add_jobs locks them (queue
+    -- heads, 32_queue_heads.sql), so that the two cannot deadlock.
+    IF cardinality(queue_ids) > 1 THEN
+        PERFORM FROM errands._queues q WHERE q.id = ANY(queue_ids)
+        ORDER BY q.id FOR NO KEY UPDATE;
+    END IF;
     WITH freed AS (
         UPDATE errands._queues q
         SET running = greatest(0, q.running - r.n),

@@ -118,6 +118,37 @@ COMMENT ON FUNCTION errands.reschedule_jobs(bigint[], timestamptz, integer, inte
 its column alone) of the listed jobs and returns them. Running jobs are skipped
 unless their lock is stale. last_error is kept.';
 
+CREATE OR REPLACE FUNCTION errands.remove_jobs(job_ids bigint[]) RETURNS SETOF bigint
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_gone bigint[];
+BEGIN
+    IF remove_jobs.job_ids IS NULL THEN
+        RAISE EXCEPTION 'errands: remove_jobs needs an array of job ids, got NULL'
+            USING ERRCODE = '22023';
+    END IF;
+    -- Running jobs stay (cancel them instead): their worker would report on a
+    -- row that is gone and their queue and task slots would need releasing.
+    WITH gone AS (
+        DELETE FROM errands._jobs j
+        WHERE j.id = ANY(remove_jobs.job_ids) AND j.locked_at IS NULL
+        RETURNING j.id
+    )
+    SELECT array_agg(gone.id ORDER BY gone.id) INTO v_gone FROM gone;
+    -- As cleanup's DELETE_PERMAFAILED_JOBS: what waited for them will not run,
+    -- and waiters (17_wait.sql) hear that they are gone.
+    PERFORM errands._cancel_dependents(v_gone, 'was removed');
+    PERFORM errands._jobs_finished(v_gone);
+    RETURN QUERY SELECT unnest(coalesce(v_gone, '{}'));
+END
+$$;
+COMMENT ON FUNCTION errands.remove_jobs(bigint[]) IS
+'Deletes the listed jobs that are not running (nothing is kept in history) and
+returns their ids; jobs waiting for them (workflows) are cancelled. Running jobs
+are left alone: cancel them with cancel_jobs. NULL: 22023.';
+
 CREATE OR REPLACE FUNCTION errands.force_unlock_workers(worker_ids text[]) RETURNS void
 LANGUAGE sql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp

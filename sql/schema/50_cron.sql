@@ -474,3 +474,33 @@ COMMENT ON FUNCTION errands.cron_next_runs(text, timestamptz, integer) IS
 'Previews a crontab: for each item (in file order) its next n (default 5) run
 times after the given time, as cron_tick would schedule them. Raises 22023 on a
 bad crontab like parse_crontab.';
+
+CREATE OR REPLACE FUNCTION errands.run_cron_now(identifier text) RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_item errands._crontab_items;
+BEGIN
+    SELECT * INTO v_item FROM errands._crontab_items i WHERE i.id = run_cron_now.identifier;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'errands: no crontab item %', errands._describe(run_cron_now.identifier)
+            USING ERRCODE = '22023';
+    END IF;
+    -- The job cron_tick would add, due now; its schedule (last_execution) is untouched.
+    RETURN (errands.add_job(
+        identifier => v_item.task,
+        payload => (v_item.payload || jsonb_build_object('_cron', jsonb_build_object(
+            'ts', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+            'backfilled', false, 'manual', true)))::json,
+        queue_name => v_item.options->>'queue',
+        max_attempts => (v_item.options->>'max')::integer,
+        job_key => v_item.options->>'jobKey',
+        priority => (v_item.options->>'priority')::integer,
+        job_key_mode => coalesce(v_item.options->>'jobKeyMode', 'replace'))).id;
+END
+$$;
+COMMENT ON FUNCTION errands.run_cron_now(text) IS
+'Adds the job of the stored crontab item with this id now (as cron_tick would for a
+due minute, with _cron.manual true in the payload), without changing its schedule.
+Returns the job id. Raises 22023 for an unknown id.';

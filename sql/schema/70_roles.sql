@@ -109,3 +109,60 @@ functions if cron is installed when it runs, and what grant_read gives (SELECT o
 the errands.jobs and errands.finished_jobs views, never on the private tables).
 Run it again after an upgrade adds functions. Run it as the owner of the
 errands schema or a superuser.';
+
+CREATE OR REPLACE FUNCTION errands.grant_dashboard(role regrole, read_only boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_fn text;
+    v_name name := (SELECT r.rolname FROM pg_catalog.pg_roles r
+                    WHERE r.oid = grant_dashboard.role);
+BEGIN
+    IF v_name IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_dashboard needs a role, got NULL' USING ERRCODE = '22023';
+    END IF;
+    IF grant_dashboard.read_only IS NULL THEN
+        RAISE EXCEPTION 'errands: grant_dashboard needs read_only true or false, got NULL'
+            USING ERRCODE = '22023';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA errands TO %I', v_name);
+    -- The pages: jobs and history, flows, flow control, workers, cron, counts, charts.
+    EXECUTE format('GRANT SELECT ON errands.jobs, errands.finished_jobs, errands.flow_steps, '
+                   'errands.limits, errands.queues, errands.task_limits TO %I',
+                   v_name);
+    FOREACH v_fn IN ARRAY ARRAY['errands.dashboard_counts(bigint)',
+                                'errands.dashboard_chart(timestamptz, interval)',
+                                'errands.dashboard_cron()',
+                                'errands.dashboard_workers()',
+                                'errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer)'] LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn::regprocedure, v_name);
+    END LOOP;
+    IF grant_dashboard.read_only THEN
+        RETURN;
+    END IF;
+    -- The actions, each one call of the public API.
+    FOREACH v_fn IN ARRAY ARRAY[
+        'errands.reschedule_jobs(bigint[], timestamptz, integer, integer, integer)',
+        'errands.cancel_jobs(bigint[])',
+        'errands.remove_jobs(bigint[])',
+        'errands.set_queue_limits(text, integer, integer, interval)',
+        'errands.set_task_limits(text, integer, integer, interval)',
+        'errands.pause_queue(text)', 'errands.resume_queue(text)',
+        'errands.pause_task(text)', 'errands.resume_task(text)',
+        'errands.run_cron_now(text)'
+    ] LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn::regprocedure, v_name);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION errands.grant_dashboard(regrole, boolean) IS
+'Gives role what the web dashboard (errands dashboard) needs: USAGE on schema
+errands, SELECT on the views errands.jobs, finished_jobs, flow_steps, limits,
+queues and task_limits (payloads and results included; never the private
+tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_cron,
+dashboard_workers and dashboard_job_ids. With
+read_only false also EXECUTE on the functions its actions call: reschedule_jobs,
+cancel_jobs, remove_jobs, set_queue_limits, set_task_limits, pause_queue,
+resume_queue, pause_task, resume_task and run_cron_now. It never revokes: to make
+a role read-only again, revoke or recreate it. Run it as the owner of the errands
+schema or a superuser.';

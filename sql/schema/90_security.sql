@@ -25,7 +25,8 @@ BEGIN
         WHERE p.pronamespace = 'errands'::regnamespace
           AND p.prokind = 'f'
           AND left(p.proname, 1) <> '_'
-          AND p.proname NOT IN ('grant_enqueue', 'grant_read', 'grant_worker', 'import_graphile',
+          AND p.proname NOT IN ('grant_enqueue', 'grant_read', 'grant_worker', 'grant_dashboard',
+                                'import_graphile',
                                 'job_trigger')
           AND NOT (p.prosecdef
                    AND 'search_path=pg_catalog, pg_temp' = ANY (coalesce(p.proconfig, '{}')))

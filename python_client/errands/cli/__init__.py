@@ -12,7 +12,7 @@ One module per command group: :mod:`~errands.cli.worker` (``worker``),
 :mod:`~errands.cli.wait` (``wait``),
 :mod:`~errands.cli.workers` (``workers``), :mod:`~errands.cli.limits` (``queue ...``,
 ``task ...``, ``queues``), :mod:`~errands.cli.cron` (``cron ...``),
-:mod:`~errands.cli.flow` (``flow ...``),
+:mod:`~errands.cli.flow` (``flow ...``), :mod:`~errands.cli.dashboard` (``dashboard``),
 :mod:`~errands.cli.db` (``install``, ``db ...``) and
 :mod:`~errands.cli.import_graphile` (``import-graphile``); what they share is in
 ``_common`` (connections, errors) and ``_format`` (output).
@@ -33,7 +33,8 @@ from errands.cli._app import app
 
 # Imported for their side effect: each registers its commands on `app`, in this order
 # (the order `errands --help` lists them in).
-from errands.cli import db, worker, jobs, cancel, wait, workers, limits, cron, flow, import_graphile  # noqa: F401  # isort: skip
+from errands.cli import db, worker, jobs, cancel, wait, workers, limits, cron, flow  # noqa: F401  # isort: skip
+from errands.cli import import_graphile, dashboard  # noqa: F401  # isort: skip
 
 
 def main() -> None:

@@ -1,0 +1,303 @@
+-- (65_: after the workers view of 60_workers.sql, whose row type dashboard_workers returns.)
+-- What the web dashboard (python_client/errands/dashboard) reads that the public
+-- views cannot give cheaply: job counts (exact on a small table, estimated from
+-- a block sample on a big one), the overview's charts and the crontab items with
+-- their next run. Read-only; errands.grant_dashboard (70_roles.sql) grants them.
+
+-- Rows of errands._jobs as the planner would estimate them now: reltuples per
+-- page times the current number of pages (reltuples alone lags behind inserts).
+CREATE OR REPLACE FUNCTION errands._jobs_estimate() RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN c.relpages > 0 AND c.reltuples >= 0
+                THEN (c.reltuples / c.relpages
+                      * (pg_catalog.pg_relation_size(c.oid)
+                         / pg_catalog.current_setting('block_size')::bigint))::bigint
+                ELSE -1 END
+    FROM pg_catalog.pg_class c WHERE c.oid = 'errands._jobs'::regclass
+$$;
+
+CREATE OR REPLACE FUNCTION errands.dashboard_counts(exact_below bigint DEFAULT 100000)
+RETURNS TABLE (state text, task_identifier text, queue_name text, jobs bigint, estimated boolean)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_est bigint := errands._jobs_estimate();
+    v_pct float8;
+BEGIN
+    IF exact_below IS NULL OR exact_below < 0 THEN
+        RAISE EXCEPTION 'errands: dashboard_counts needs exact_below >= 0, got %',
+            coalesce(exact_below::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    -- Unknown size (never analysed) or small: count exactly.
+    IF exact_below > 0 AND v_est < exact_below THEN
+        RETURN QUERY
+        SELECT j.state, j.task_identifier, j.queue_name, count(*), false
+        FROM errands.jobs j GROUP BY 1, 2, 3;
+        RETURN;
+    END IF;
+    -- Big: about 50,000 rows from a block sample, scaled to the estimated size.
+    v_pct := least(100.0, 100.0 * 50000 / greatest(v_est, 1));
+    RETURN QUERY EXECUTE format($q$
+        WITH s AS (
+            SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                        WHEN j.waiting_for IS NOT NULL THEN 'waiting'
+                        WHEN j.attempts >= j.max_attempts THEN 'failed'
+                        WHEN j.attempts > 0 THEN 'retrying'
+                        WHEN j.run_at > now() THEN 'scheduled'
+                        ELSE 'pending' END AS state,
+                   j.task_id, j.job_queue_id
+            FROM errands._jobs j TABLESAMPLE SYSTEM (%s)
+        ), g AS (
+            SELECT s.state, s.task_id, s.job_queue_id, count(*) AS n,
+                   sum(count(*)) OVER () AS total
+            FROM s GROUP BY 1, 2, 3
+        )
+        SELECT g.state, t.identifier, q.queue_name,
+               greatest(1, round(g.n * %s / g.total))::bigint, true
+        FROM g
+        JOIN errands._tasks t ON t.id = g.task_id
+        LEFT JOIN errands._queues q ON q.id = g.job_queue_id$q$, v_pct, v_est);
+END
+$$;
+COMMENT ON FUNCTION errands.dashboard_counts(bigint) IS
+'Dashboard: the unfinished jobs counted by state, task and queue. When errands._jobs
+holds fewer than exact_below rows (planner estimate) the counts are exact
+(estimated false); otherwise they come from a block sample of about 50,000 rows
+scaled to the estimated table size (estimated true), so the call costs the same
+on any table size. Rare combinations may be missing from an estimate.';
+
+CREATE OR REPLACE FUNCTION errands.dashboard_chart(since timestamptz, bucket interval)
+RETURNS TABLE (bucket_start timestamptz, completed bigint, cancelled bigint, failed bigint,
+               wait_p50 float8, wait_max float8)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_est bigint := errands._jobs_estimate();
+    v_pct float8 := 100.0;
+BEGIN
+    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
+       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
+        RAISE EXCEPTION 'errands: dashboard_chart needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
+            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF v_est >= 100000 THEN
+        v_pct := least(100.0, 100.0 * 50000 / v_est);
+    END IF;
+    RETURN QUERY EXECUTE format($q$
+        WITH b AS (
+            SELECT g AS s FROM generate_series($1, now(), $2) g
+        ), h AS (
+            -- History (kept when retention > 0): finished_at is indexed.
+            SELECT $1 + $2 * floor(extract(epoch FROM f.finished_at - $1)
+                                   / extract(epoch FROM $2)) AS s,
+                   f.state,
+                   extract(epoch FROM f.finished_at - f.created_at)::float8 AS wait
+            FROM errands._finished_jobs f
+            WHERE f.finished_at >= $1
+        ), hb AS (
+            SELECT h.s, count(*) FILTER (WHERE h.state = 'completed') AS completed,
+                   count(*) FILTER (WHERE h.state = 'cancelled') AS cancelled,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY h.wait)
+                       FILTER (WHERE h.state = 'completed') AS wait_p50,
+                   max(h.wait) FILTER (WHERE h.state = 'completed') AS wait_max
+            FROM h GROUP BY 1
+        ), fb AS (
+            -- Failed tries still in errands._jobs (retrying or failed), by the
+            -- time of their last failure; sampled on a big table.
+            SELECT $1 + $2 * floor(extract(epoch FROM j.updated_at - $1)
+                                   / extract(epoch FROM $2)) AS s,
+                   round(count(*) * 100.0 / %s)::bigint AS failed
+            FROM errands._jobs j TABLESAMPLE SYSTEM (%s)
+            WHERE j.updated_at >= $1 AND j.attempts > 0 AND j.locked_at IS NULL
+              AND j.last_error IS NOT NULL
+            GROUP BY 1
+        )
+        SELECT b.s, coalesce(hb.completed, 0), coalesce(hb.cancelled, 0),
+               coalesce(fb.failed, 0), hb.wait_p50, hb.wait_max
+        FROM b LEFT JOIN hb ON hb.s = b.s LEFT JOIN fb ON fb.s = b.s
+        ORDER BY b.s$q$, v_pct, v_pct) USING since, bucket;
+END
+$$;
+COMMENT ON FUNCTION errands.dashboard_chart(timestamptz, interval) IS
+'Dashboard: per bucket of the given length since the given time (at most 7 days,
+1000 buckets): jobs completed and cancelled (from errands.finished_jobs: zero when
+retention is 0), jobs whose last try failed then and that are still in
+errands.jobs (retrying or failed; estimated from a block sample on a big table),
+and the median and maximum seconds from creation to completion of the completed
+jobs (history does not keep start times: this is queue wait plus run time).';
+
+-- The next minute after "after" at which a crontab item is due, within a year.
+CREATE OR REPLACE FUNCTION errands._cron_next_run(i errands._crontab_items, after timestamptz)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_tz text := coalesce(i.options->>'tz', 'UTC');
+    v_after timestamptz := date_trunc('minute', after);
+    v_day date := (v_after AT TIME ZONE v_tz)::date;
+    v_m timestamptz;
+BEGIN
+    WHILE v_day <= (v_after AT TIME ZONE v_tz)::date + 366 LOOP
+        IF errands._cron_wall_match(v_day::timestamp, '{0}', '{0}', i.days_of_month,
+                                    i.months, i.days_of_week) THEN
+            SELECT g INTO v_m FROM generate_series(
+                greatest(v_day::timestamp AT TIME ZONE v_tz, v_after + interval '1 minute'),
+                (v_day + 1)::timestamp AT TIME ZONE v_tz - interval '1 minute',
+                interval '1 minute') g
+            WHERE errands._cron_due(g, i.minutes, i.hours, i.days_of_month, i.months,
+                                    i.days_of_week, v_tz)
+            ORDER BY g LIMIT 1;
+            IF v_m IS NOT NULL THEN
+                RETURN v_m;
+            END IF;
+        END IF;
+        v_day := v_day + 1;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION errands.dashboard_cron()
+RETURNS TABLE (identifier text, source text, task text, options jsonb, payload jsonb,
+               last_execution timestamptz, next_run timestamptz)
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT i.id, i.source, i.task, i.options, i.payload, k.last_execution,
+           errands._cron_next_run(i, now())
+    FROM errands._crontab_items i
+    LEFT JOIN errands._known_crontabs k ON k.identifier = i.id
+    ORDER BY i.source, i.line_number
+$$;
+COMMENT ON FUNCTION errands.dashboard_cron() IS
+'Dashboard: every stored crontab item (set_crontab) with its source, task,
+options, payload, the minute cron_tick last scheduled (NULL: never) and its next
+due minute within a year (NULL: none).';
+
+-- Each worker's locked jobs. A function of its own: the scan it needs (there is
+-- deliberately no index on locked_by) may then run in parallel, which the
+-- parallel-unsafe liveness checks of the errands.workers view forbid in a query
+-- that contains them.
+CREATE OR REPLACE FUNCTION errands._locked_jobs_by_worker()
+RETURNS TABLE (locked_by text, ids bigint[])
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY SELECT j.locked_by, array_agg(j.id ORDER BY j.id)
+                 FROM errands._jobs j WHERE j.locked_by IS NOT NULL GROUP BY j.locked_by;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION errands.dashboard_workers() RETURNS SETOF errands.workers
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    -- The view's running_job_ids is not read, so its own scan is planned away.
+    SELECT w.id, w.host, w.pid, w.started_at, w.last_heartbeat, w.state,
+           coalesce(r.ids, '{}'), w.session_lock
+    FROM errands.workers w
+    LEFT JOIN errands._locked_jobs_by_worker() r ON r.locked_by = w.id
+    ORDER BY w.started_at DESC, w.id
+$$;
+COMMENT ON FUNCTION errands.dashboard_workers() IS
+'Dashboard: the rows of the errands.workers view (alive, hung or dead, heartbeat,
+running job ids), newest first, for a role that may not call the private
+functions the view uses.';
+
+-- The live-job lists and bulk actions of the dashboard select their ids here, on
+-- errands._jobs itself: no join with the task table per row (the view's), so a
+-- list sorted by run_at or attempts reads the table once and sorts only ids.
+CREATE OR REPLACE FUNCTION errands.dashboard_job_ids(filter jsonb, sort text DEFAULT 'id',
+                                                     descending boolean DEFAULT true,
+                                                     after_value text DEFAULT NULL,
+                                                     after_id bigint DEFAULT NULL,
+                                                     id_bound bigint DEFAULT NULL,
+                                                     n integer DEFAULT NULL)
+RETURNS SETOF bigint
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_where text := 'true';
+    v_op text := CASE WHEN descending THEN '<' ELSE '>' END;
+    v_dir text := CASE WHEN descending THEN 'DESC' ELSE 'ASC' END;
+    v_key text;
+BEGIN
+    IF filter IS NULL OR jsonb_typeof(filter) <> 'object' OR descending IS NULL
+       OR sort IS NULL OR sort NOT IN ('id', 'run_at', 'attempts') OR n < 0 THEN
+        RAISE EXCEPTION 'errands: dashboard_job_ids needs a filter object, sort id, run_at or attempts, descending and n >= 0, got filter %, sort %, n %',
+            coalesce(left(filter::text, 200), 'NULL'), coalesce(quote_literal(sort), 'NULL'),
+            coalesce(n::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    SELECT k INTO v_key FROM jsonb_object_keys(filter) k
+    WHERE k NOT IN ('state', 'task', 'queue', 'key', 'error', 'payload', 'since', 'until')
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'errands: dashboard_job_ids: unknown filter field %', quote_literal(v_key)
+            USING ERRCODE = '22023';
+    END IF;
+    IF filter ? 'state' THEN
+        IF filter->>'state' NOT IN ('running', 'waiting', 'failed', 'retrying', 'scheduled',
+                                    'pending') THEN
+            RAISE EXCEPTION 'errands: dashboard_job_ids: unknown state %',
+                quote_literal(filter->>'state') USING ERRCODE = '22023';
+        END IF;
+        -- As the state column of errands.jobs (10_jobs.sql).
+        v_where := v_where || format(' AND CASE WHEN j.locked_at IS NOT NULL THEN ''running''
+            WHEN j.waiting_for IS NOT NULL THEN ''waiting''
+            WHEN j.attempts >= j.max_attempts THEN ''failed''
+            WHEN j.attempts > 0 THEN ''retrying''
+            WHEN j.run_at > now() THEN ''scheduled''
+            ELSE ''pending'' END = %L', filter->>'state');
+    END IF;
+    IF filter ? 'task' THEN
+        v_where := v_where || format(' AND j.task_id = (SELECT t.id FROM errands._tasks t
+            WHERE t.identifier = %L)', filter->>'task');
+    END IF;
+    IF filter ? 'queue' THEN
+        v_where := v_where || format(' AND j.job_queue_id = (SELECT q.id FROM errands._queues q
+            WHERE q.queue_name = %L)', filter->>'queue');
+    END IF;
+    IF filter ? 'key' THEN
+        v_where := v_where || format(' AND j.key = %L', filter->>'key');
+    END IF;
+    IF filter ? 'error' THEN
+        v_where := v_where || format(' AND strpos(lower(j.last_error), lower(%L)) > 0',
+                                     filter->>'error');
+    END IF;
+    IF filter ? 'payload' THEN
+        v_where := v_where || format(' AND j.payload::jsonb @> %L::jsonb', filter->'payload');
+    END IF;
+    IF filter ? 'since' THEN
+        v_where := v_where || format(' AND j.run_at >= %L::timestamptz', filter->>'since');
+    END IF;
+    IF filter ? 'until' THEN
+        v_where := v_where || format(' AND j.run_at < %L::timestamptz', filter->>'until');
+    END IF;
+    IF after_id IS NOT NULL THEN
+        v_where := v_where || CASE sort
+            WHEN 'id' THEN format(' AND j.id %s %s', v_op, after_id)
+            WHEN 'run_at' THEN format(' AND (j.run_at, j.id) %s (%L::timestamptz, %s)', v_op,
+                                      after_value, after_id)
+            ELSE format(' AND (j.attempts, j.id) %s (%L::integer, %s)', v_op, after_value,
+                        after_id) END;
+    END IF;
+    IF id_bound IS NOT NULL THEN
+        v_where := v_where || format(' AND j.id %s %s', CASE WHEN descending THEN '>=' ELSE '<=' END,
+                                     id_bound);
+    END IF;
+    -- RETURN QUERY (not EXECUTE ... INTO) may run the scan in parallel.
+    RETURN QUERY EXECUTE format('SELECT j.id FROM errands._jobs j WHERE %s ORDER BY %s LIMIT %s',
+                   v_where,
+                   CASE WHEN sort = 'id' THEN format('j.id %s', v_dir)
+                        ELSE format('j.%I %s, j.id %s', sort, v_dir, v_dir) END,
+                   coalesce(n::text, 'ALL'));
+END
+$$;
+COMMENT ON FUNCTION errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer) IS
+'Dashboard: the ids of the unfinished jobs matching filter (an object with any of
+state, task, queue, key, error (text in last_error, any case), payload (a JSON value
+the payload contains), since and until (bounds of run_at)), in order of sort (id,
+run_at or attempts, then id; descending or not), after the keyset cursor
+(after_value, after_id), within id_bound (ids >= it when descending, <= it
+otherwise), at most n (NULL: all), one row each. Bad arguments raise 22023.';
