@@ -148,6 +148,9 @@ class WorkerResult:
     failed: int
     distinct: int
     max_rss_mb: float
+    cpu_seconds: float = 0.0
+    """User + system CPU time of the worker processes (less sensitive than
+    ``seconds`` to other load on the machine)."""
 
 
 def run_once_workers(dsn: str, concurrency: int, processes: int = 1) -> WorkerResult:
@@ -160,9 +163,11 @@ def run_once_workers(dsn: str, concurrency: int, processes: int = 1) -> WorkerRe
         for _ in range(processes)
     ]
     rss = 0.0
+    cpu = 0.0
     outs: list[dict[str, int]] = []
     for proc in procs:
-        _, status, _ = os.wait4(proc.pid, 0)
+        _, status, usage = os.wait4(proc.pid, 0)
+        cpu += usage.ru_utime + usage.ru_stime
         proc.returncode = os.waitstatus_to_exitcode(status)
         assert proc.stdout is not None
         out = proc.stdout.read()
@@ -177,6 +182,7 @@ def run_once_workers(dsn: str, concurrency: int, processes: int = 1) -> WorkerRe
         sum(o["failed"] for o in outs),
         sum(o["distinct"] for o in outs),
         rss,
+        cpu,
     )
 
 

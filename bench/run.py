@@ -35,6 +35,8 @@ from bench.flows import flows  # noqa: E402
 from bench.history import history_row  # noqa: E402
 from bench.idle_workers import idle_workers  # noqa: E402
 from bench.memory import memory  # noqa: E402
+from bench.metrics import metrics_row  # noqa: E402
+from bench.metrics_db import metrics_db_row  # noqa: E402
 from bench.side_by_side import (  # noqa: E402
     PEERS_FULL,
     PEERS_QUICK,
@@ -81,7 +83,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (< 2 minutes)")
     parser.add_argument(
         "--only",
-        default="W1,W2,W3,W4,W5,once,idle,RSS,history,wait,cancel,flows",
+        default="W1,W2,W3,W4,W5,once,idle,RSS,history,wait,cancel,flows,metrics,metrics_db",
         help="comma-separated workloads",
     )
     parser.add_argument(
@@ -155,6 +157,12 @@ def main() -> None:
         if "flows" in only:
             log("flows: fan-in and chain")
             flows(dsn, rep, rounds=2 if args.quick else 3)
+        if "metrics" in only:
+            log("W1 with metrics on / off")
+            metrics_row(dsn, 4 if args.quick else 6, sz.w1, rep)
+        if "metrics_db" in only:
+            log("database gauges on a big table")
+            metrics_db_row(dsn, 200_000 if args.quick else 1_000_000, rep)
         if args.peers and only & {"W1", "W2", "W3"}:
             log("peers side by side")
             peer_res = peers(cluster, sz, PEERS_QUICK if args.quick else PEERS_FULL, only)

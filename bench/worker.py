@@ -9,7 +9,8 @@ run twice shows as completions > distinct) and its peak RSS.  In continuous
 mode it prints ``READY`` once it is listening and stops on SIGTERM.  With
 ``BENCH_RSS_EVERY=N`` it also samples its RSS every N completed jobs
 (``"rss": [[jobs, MB], ...]``, for bench/memory.py) and keeps no set of job ids,
-which would grow with the jobs (``distinct`` is then 0).
+which would grow with the jobs (``distinct`` is then 0).  With ``BENCH_METRICS=1``
+it serves Prometheus metrics (``metrics_port=0``: the cost of counting for them).
 """
 
 from __future__ import annotations
@@ -47,18 +48,21 @@ async def main(dsn: str, concurrency: int, mode: str, poll_interval: float = 2.0
 
     events.on("job:complete", on_complete)
     registry = errands.load_tasks([TASKS])
+    # BENCH_METRICS=1: with the Prometheus endpoint on (bench/metrics.py).
+    metrics_port = 0 if os.environ.get("BENCH_METRICS") == "1" else None
     # BENCH_WORKER_INSTALL=0: leave the schema as it is (a "before" database of a
     # before/after comparison must not be upgraded to this checkout's schema).
     install = os.environ.get("BENCH_WORKER_INSTALL", "1") != "0"
     if mode == "once":
         await errands.run_once(
             dsn, registry, concurrency=concurrency, events=events, quiet=True,
-            handle_signals=True, gc_tuning=True, install=install,
+            handle_signals=True, gc_tuning=True, install=install, metrics_port=metrics_port,
         )  # fmt: skip
     else:
         runner = await errands.run(
             dsn, registry, concurrency=concurrency, events=events, quiet=True,
             handle_signals=True, poll_interval=poll_interval, gc_tuning=True, install=install,
+            metrics_port=metrics_port,
         )  # fmt: skip
         print("READY", flush=True)
         await runner.wait()

@@ -553,6 +553,23 @@ $errands_m0024$;
 END
 $errands_install_m0024$;
 
+-- Migration 0025_traceparent.sql
+DO $errands_install_m0025$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 25) THEN
+        EXECUTE $errands_m0025$
+-- OpenTelemetry trace context stored with a job (issue 15): the W3C traceparent
+-- of the span that enqueued it (errands.tracing, errands.set_traceparent), so
+-- that the worker's execution span continues the caller's trace. NULL for a job
+-- enqueued without tracing. Appended to the job row (errands.jobs, _job_row).
+ALTER TABLE errands._jobs ADD COLUMN traceparent text;
+$errands_m0025$;
+        INSERT INTO errands.migrations (id, name) VALUES (25, 'traceparent');
+        PERFORM set_config('errands.install_migrated', 'on', true);
+    END IF;
+END
+$errands_install_m0025$;
+
 -- Migration 0027_rate_wake.sql
 DO $errands_install_m0027$
 BEGIN
@@ -573,7 +590,7 @@ $errands_install_m0027$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'f99860db3cbaaa05ee2855369ab0d9654b16f04529b0a33afb93015e87191fa5') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'bf1b63f02b62926f3423cc55f898306746e30d08c2c137bf89813a12b9af030f') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -667,12 +684,13 @@ SELECT j.id,
             WHEN j.attempts >= j.max_attempts THEN 'failed'
             WHEN j.attempts > 0 THEN 'retrying'
             WHEN j.run_at > now() THEN 'scheduled'
-            ELSE 'pending' END AS state
+            ELSE 'pending' END AS state,
+       j.traceparent
 FROM errands._jobs j
 JOIN errands._tasks t ON t.id = j.task_id
 LEFT JOIN errands._queues q ON q.id = j.job_queue_id;
 COMMENT ON VIEW errands.jobs IS
-    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending.';
+    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending. traceparent: the W3C trace context of the span that enqueued the job (errands.set_traceparent), or NULL.';
 
 -- The errands.jobs row of job j whose queue and task are named queue_name and
 -- task_identifier. A SQL function of one expression: the planner inlines it, so
@@ -691,7 +709,8 @@ LANGUAGE sql STABLE AS $$
                     WHEN j.attempts >= j.max_attempts THEN 'failed'
                     WHEN j.attempts > 0 THEN 'retrying'
                     WHEN j.run_at > now() THEN 'scheduled'
-                    ELSE 'pending' END)::errands.jobs
+                    ELSE 'pending' END,
+               j.traceparent)::errands.jobs
 $$;
 
 -- One job row as the public view shows it, the task and queue names looked up.
@@ -1569,6 +1588,55 @@ job instead loses its key and gets attempts = max_attempts, so it will not be
 retried. Returns NULL when no job has the key. A caller that may not read jobs
 (no SELECT on errands.jobs) gets the row with payload and last_error NULL. Jobs
 waiting for a deleted job (depends_on, flows) are cancelled, recursively.';
+
+-- OpenTelemetry (issue 15): the trace context of the span that enqueued jobs.
+-- errands.tracing calls it in the statement that adds the jobs (a CTE around
+-- add_job / add_jobs, so no extra round trip); any SQL client may do the same
+-- after add_job. A job that is running keeps the context its try started with.
+CREATE OR REPLACE FUNCTION errands.set_traceparent(job_ids bigint[], traceparent text)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    IF set_traceparent.traceparent IS NULL
+       OR set_traceparent.traceparent !~ '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
+    THEN
+        RAISE EXCEPTION 'errands: traceparent must be a W3C traceparent (version-trace_id-parent_id-flags in lowercase hex, 55 characters), got %',
+            errands._describe(set_traceparent.traceparent) USING ERRCODE = '22023';
+    END IF;
+    UPDATE errands._jobs j SET traceparent = set_traceparent.traceparent
+    WHERE j.id = ANY (set_traceparent.job_ids) AND j.locked_at IS NULL;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION errands.set_traceparent(bigint[], text) IS
+'Stores a W3C traceparent (the enqueuing span''s trace context) with the given jobs
+that are not running; a worker with tracing enabled continues that trace when it
+runs them. Returns the number of jobs changed. errands.tracing calls it with
+add_job/add_jobs in one statement.';
+
+-- Roles made with grant_enqueue before set_traceparent existed get it too (a
+-- traced Python enqueue calls it).
+DO $grant_set_traceparent$
+DECLARE
+    v_role name;
+BEGIN
+    FOR v_role IN
+        SELECT DISTINCT r.rolname
+        FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a, pg_catalog.pg_roles r
+        WHERE p.oid = 'errands.add_jobs(errands.job_spec[], boolean)'::regprocedure
+          AND a.privilege_type = 'EXECUTE' AND a.grantee = r.oid AND a.grantee <> p.proowner
+        ORDER BY 1
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION errands.set_traceparent(bigint[], text) TO %I',
+                       v_role);
+    END LOOP;
+END
+$grant_set_traceparent$;
 -- sql/schema/25_flows.sql
 -- Job dependencies and flows (issue 14): add_job(..., depends_on), add_flow,
 -- dependency_results, cancel_flow, the errands.flow_steps view, and the hooks
@@ -4992,6 +5060,134 @@ the payload contains), since and until (bounds of run_at)), in order of sort (id
 run_at or attempts, then id; descending or not), after the keyset cursor
 (after_value, after_id), within id_bound (ids >= it when descending, <= it
 otherwise), at most n (NULL: all), one row each. Bad arguments raise 22023.';
+-- sql/schema/65_metrics.sql
+-- Database-wide figures for monitoring (errands.metrics_db renders them for
+-- Prometheus): jobs by task, queue and state, the oldest job waiting to run,
+-- workers by state. Each is cheap on a big table: no full scan per call.
+
+-- Jobs by task, queue and state (the states of errands.jobs). Exact (one pass
+-- over errands.jobs) while the table holds fewer than exact_below rows by the
+-- planner's estimate; above that, estimated from a block sample of about
+-- sample_rows rows scaled to the table's estimated size (estimated = true): a
+-- scrape then reads a bounded number of pages whatever the backlog.
+CREATE OR REPLACE FUNCTION errands.job_counts(exact_below bigint DEFAULT 100000,
+                                              sample_rows integer DEFAULT 20000)
+RETURNS TABLE (task_identifier text, queue_name text, state text, jobs bigint,
+               estimated boolean)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_pages double precision;
+    v_rows double precision;
+    v_percent double precision;
+BEGIN
+    IF exact_below IS NULL OR exact_below < 0 OR sample_rows IS NULL OR sample_rows < 1 THEN
+        RAISE EXCEPTION 'errands: job_counts needs exact_below >= 0 and sample_rows >= 1, got % and %',
+            coalesce(exact_below::text, 'NULL'), coalesce(sample_rows::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    -- The planner's estimate: rows per page at the last ANALYZE times the pages now.
+    SELECT c.reltuples / greatest(c.relpages, 1)::double precision,
+           pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::double precision
+    INTO v_rows, v_pages
+    FROM pg_catalog.pg_class c WHERE c.oid = 'errands._jobs'::regclass;
+    -- Never analyzed (reltuples -1): assume 100 rows a page, which errs on the
+    -- side of sampling.
+    v_rows := CASE WHEN v_rows > 0 THEN v_rows ELSE 100 END * v_pages;
+    IF v_rows < exact_below THEN
+        RETURN QUERY
+        SELECT j.task_identifier, j.queue_name, j.state, count(*), false
+        FROM errands.jobs j
+        GROUP BY 1, 2, 3;
+        RETURN;
+    END IF;
+    v_percent := least(100, 100 * sample_rows / v_rows);
+    -- A view cannot be sampled: the rows of errands.jobs from the table, the
+    -- state as errands._job_row computes it.
+    RETURN QUERY
+    WITH s AS (
+        SELECT t.identifier AS task_identifier, q.queue_name,
+               (errands._job_row(j, q.queue_name, t.identifier)).state AS state,
+               count(*) AS n
+        FROM errands._jobs j TABLESAMPLE SYSTEM (v_percent)
+        JOIN errands._tasks t ON t.id = j.task_id
+        LEFT JOIN errands._queues q ON q.id = j.job_queue_id
+        GROUP BY 1, 2, 3
+    )
+    SELECT s.task_identifier, s.queue_name, s.state,
+           round(s.n * v_rows / greatest(sum(s.n) OVER (), 1))::bigint, true
+    FROM s;
+END
+$$;
+COMMENT ON FUNCTION errands.job_counts(bigint, integer) IS
+'Jobs of errands.jobs by task_identifier, queue_name and state. Exact while the
+table holds fewer than exact_below rows (planner estimate); otherwise estimated
+from a block sample of about sample_rows rows scaled to the estimated table size
+(estimated true): a bounded cost per call whatever the backlog.';
+
+-- The run_at of the job that has waited longest among those ready to run (not
+-- running, attempts left, not waiting for dependencies, run_at passed): NULL
+-- when none. A skip scan of the two fetch indexes: one probe per (task,
+-- priority) of plain jobs and per (queue, priority) of named-queue jobs that
+-- have available jobs, not one per job.
+CREATE OR REPLACE FUNCTION errands.oldest_ready_run_at() RETURNS timestamptz
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH RECURSIVE plain AS (
+        (SELECT j.task_id, j.priority FROM errands._jobs j
+         WHERE j.is_available AND j.job_queue_id IS NULL
+         ORDER BY j.task_id, j.priority LIMIT 1)
+        UNION ALL
+        SELECT n.task_id, n.priority
+        FROM plain p, LATERAL (
+            SELECT j.task_id, j.priority FROM errands._jobs j
+            WHERE j.is_available AND j.job_queue_id IS NULL
+              AND (j.task_id, j.priority) > (p.task_id, p.priority)
+            ORDER BY j.task_id, j.priority LIMIT 1) n
+    ), queued AS (
+        (SELECT j.job_queue_id, j.priority FROM errands._jobs j
+         WHERE j.is_available AND j.job_queue_id IS NOT NULL
+         ORDER BY j.job_queue_id, j.priority LIMIT 1)
+        UNION ALL
+        SELECT n.job_queue_id, n.priority
+        FROM queued p, LATERAL (
+            SELECT j.job_queue_id, j.priority FROM errands._jobs j
+            WHERE j.is_available AND j.job_queue_id IS NOT NULL
+              AND (j.job_queue_id, j.priority) > (p.job_queue_id, p.priority)
+            ORDER BY j.job_queue_id, j.priority LIMIT 1) n
+    ), heads AS (
+        SELECT (SELECT j.run_at FROM errands._jobs j
+                WHERE j.is_available AND j.job_queue_id IS NULL
+                  AND j.task_id = p.task_id AND j.priority = p.priority
+                ORDER BY j.run_at LIMIT 1) AS run_at
+        FROM plain p
+        UNION ALL
+        SELECT (SELECT j.run_at FROM errands._jobs j
+                WHERE j.is_available AND j.job_queue_id = p.job_queue_id
+                  AND j.priority = p.priority
+                ORDER BY j.run_at LIMIT 1)
+        FROM queued p
+    )
+    SELECT min(h.run_at) FROM heads h WHERE h.run_at <= now()
+$$;
+COMMENT ON FUNCTION errands.oldest_ready_run_at() IS
+'The run_at of the job that has waited longest among those ready to run now
+(pending, or retrying with its backoff over: not running, attempts left, not
+waiting for dependencies, run_at passed); NULL when there is none. Reads one
+index entry per (task, priority) and (queue, priority) that has available jobs.';
+
+-- Registered workers by the state errands.workers shows (alive, hung, dead).
+CREATE OR REPLACE FUNCTION errands.worker_counts()
+RETURNS TABLE (state text, workers bigint)
+LANGUAGE sql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT w.state, count(*) FROM errands.workers w GROUP BY w.state
+$$;
+COMMENT ON FUNCTION errands.worker_counts() IS
+'Registered workers by state (alive, hung, dead, as errands.workers shows them).';
 -- sql/schema/70_roles.sql
 -- Role helpers. They run as the caller (who must own the schema or be a
 -- superuser) and only GRANT; role names go through regrole and %I.
@@ -5009,6 +5205,7 @@ BEGIN
         'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval, bigint[])',
         'errands.add_jobs(errands.job_spec[], boolean)',
         'errands.add_flow(jsonb)',
+        'errands.set_traceparent(bigint[], text)',
         'errands.remove_job(text)',
         -- errands.job_trigger runs as the role doing the DML and calls it
         'errands._job_trigger_options(text[], oid, text, name, name)'
@@ -5020,7 +5217,7 @@ END
 $$;
 COMMENT ON FUNCTION errands.grant_enqueue(regrole) IS
 'Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
-schema errands and EXECUTE on add_job, add_jobs, add_flow and remove_job (and on the
+schema errands and EXECUTE on add_job, add_jobs, add_flow, set_traceparent and remove_job (and on the
 argument parser of errands.job_trigger, so that a table trigger can enqueue as
 the role). The role cannot read jobs or payloads (the three functions return
 payload NULL for a job whose payload the call did not write), fetch, complete,
@@ -5044,13 +5241,17 @@ BEGIN
     -- Flow control as it stands (35_flow_control.sql); changing it stays the owner's.
     EXECUTE format('GRANT SELECT ON errands.limits, errands.queues, errands.task_limits TO %I',
                    v_name);
+    -- Monitoring figures (47_metrics.sql): counts, no payloads.
+    EXECUTE format('GRANT EXECUTE ON FUNCTION errands.job_counts(bigint, integer), '
+                   'errands.oldest_ready_run_at(), errands.worker_counts() TO %I', v_name);
 END
 $$;
 COMMENT ON FUNCTION errands.grant_read(regrole) IS
 'Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs,
 errands.finished_jobs and errands.flow_steps views (payloads and results included; never the
 private tables) and on the flow-control views errands.limits, errands.queues and
-errands.task_limits, and EXECUTE on errands.watch_jobs (waiting for jobs). With it, add_job, add_jobs and
+errands.task_limits, and EXECUTE on errands.watch_jobs (waiting for jobs) and on the
+monitoring functions errands.job_counts, errands.oldest_ready_run_at and errands.worker_counts. With it, add_job, add_jobs and
 remove_job (if also granted) return payloads of jobs the call did not write.
 Run it as the owner of the errands schema or a superuser.';
 
@@ -5794,7 +5995,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'f99860db3cbaaa05ee2855369ab0d9654b16f04529b0a33afb93015e87191fa5')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'bf1b63f02b62926f3423cc55f898306746e30d08c2c137bf89813a12b9af030f')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

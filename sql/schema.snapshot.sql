@@ -129,6 +129,7 @@ CREATE UNIQUE INDEX _job_waiters_pkey ON errands._job_waiters USING btree (job_i
 --   cancel_reason text
 --   waiting_for integer
 --   is_available boolean NOT NULL GENERATED AS ((locked_at IS NULL) AND (attempts < max_attempts) AND (waiting_for IS NULL))
+--   traceparent text
 --   CONSTRAINT _jobs_pkey PRIMARY KEY (id)
 --   CONSTRAINT jobs_key_length CHECK (((length(key) >= 1) AND (length(key) <= 512)))
 --   CONSTRAINT jobs_max_attempts_positive CHECK ((max_attempts >= 1))
@@ -353,7 +354,7 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 
 -- VIEW errands.jobs
 -- ACL: postgres=arwdDxt/postgres
--- comment: Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending.
+-- comment: Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending. traceparent: the W3C trace context of the span that enqueued the job (errands.set_traceparent), or NULL.
  SELECT j.id,
     q.queue_name,
     t.identifier AS task_identifier,
@@ -378,7 +379,8 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
             WHEN (j.attempts > 0) THEN 'retrying'::text
             WHEN (j.run_at > now()) THEN 'scheduled'::text
             ELSE 'pending'::text
-        END AS state
+        END AS state,
+    j.traceparent
    FROM ((errands._jobs j
      JOIN errands._tasks t ON ((t.id = j.task_id)))
      LEFT JOIN errands._queues q ON ((q.id = j.job_queue_id)));
@@ -400,6 +402,7 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 --   flags jsonb
 --   timeout interval
 --   state text
+--   traceparent text
 
 -- VIEW errands.limits
 -- ACL: postgres=arwdDxt/postgres
@@ -1591,7 +1594,8 @@ AS $function$
                     WHEN j.attempts >= j.max_attempts THEN 'failed'
                     WHEN j.attempts > 0 THEN 'retrying'
                     WHEN j.run_at > now() THEN 'scheduled'
-                    ELSE 'pending' END)::errands.jobs
+                    ELSE 'pending' END,
+               j.traceparent)::errands.jobs
 $function$;
 
 -- FUNCTION errands._job_trigger_options(text[],oid,text,name,name)
@@ -3818,7 +3822,7 @@ $function$;
 -- FUNCTION errands.grant_enqueue(regrole)
 -- ACL: postgres=X/postgres
 -- comment: Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
---          schema errands and EXECUTE on add_job, add_jobs, add_flow and remove_job (and on the
+--          schema errands and EXECUTE on add_job, add_jobs, add_flow, set_traceparent and remove_job (and on the
 --          argument parser of errands.job_trigger, so that a table trigger can enqueue as
 --          the role). The role cannot read jobs or payloads (the three functions return
 --          payload NULL for a job whose payload the call did not write), fetch, complete,
@@ -3841,6 +3845,7 @@ BEGIN
         'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval, bigint[])',
         'errands.add_jobs(errands.job_spec[], boolean)',
         'errands.add_flow(jsonb)',
+        'errands.set_traceparent(bigint[], text)',
         'errands.remove_job(text)',
         -- errands.job_trigger runs as the role doing the DML and calls it
         'errands._job_trigger_options(text[], oid, text, name, name)'
@@ -3856,7 +3861,8 @@ $function$;
 -- comment: Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs,
 --          errands.finished_jobs and errands.flow_steps views (payloads and results included; never the
 --          private tables) and on the flow-control views errands.limits, errands.queues and
---          errands.task_limits, and EXECUTE on errands.watch_jobs (waiting for jobs). With it, add_job, add_jobs and
+--          errands.task_limits, and EXECUTE on errands.watch_jobs (waiting for jobs) and on the
+--          monitoring functions errands.job_counts, errands.oldest_ready_run_at and errands.worker_counts. With it, add_job, add_jobs and
 --          remove_job (if also granted) return payloads of jobs the call did not write.
 --          Run it as the owner of the errands schema or a superuser.
 CREATE OR REPLACE FUNCTION errands.grant_read(role regrole)
@@ -3879,6 +3885,9 @@ BEGIN
     -- Flow control as it stands (35_flow_control.sql); changing it stays the owner's.
     EXECUTE format('GRANT SELECT ON errands.limits, errands.queues, errands.task_limits TO %I',
                    v_name);
+    -- Monitoring figures (47_metrics.sql): counts, no payloads.
+    EXECUTE format('GRANT EXECUTE ON FUNCTION errands.job_counts(bigint, integer), '
+                   'errands.oldest_ready_run_at(), errands.worker_counts() TO %I', v_name);
 END
 $function$;
 
@@ -4048,6 +4057,62 @@ BEGIN
     RETURN QUERY
         SELECT i, coalesce((v_counts->>i)::bigint, 0)
         FROM unnest(v_items) WITH ORDINALITY AS u(i, n) ORDER BY n;
+END
+$function$;
+
+-- FUNCTION errands.job_counts(bigint,integer)
+-- ACL: postgres=X/postgres
+-- comment: Jobs of errands.jobs by task_identifier, queue_name and state. Exact while the
+--          table holds fewer than exact_below rows (planner estimate); otherwise estimated
+--          from a block sample of about sample_rows rows scaled to the estimated table size
+--          (estimated true): a bounded cost per call whatever the backlog.
+CREATE OR REPLACE FUNCTION errands.job_counts(exact_below bigint DEFAULT 100000, sample_rows integer DEFAULT 20000)
+ RETURNS TABLE(task_identifier text, queue_name text, state text, jobs bigint, estimated boolean)
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_pages double precision;
+    v_rows double precision;
+    v_percent double precision;
+BEGIN
+    IF exact_below IS NULL OR exact_below < 0 OR sample_rows IS NULL OR sample_rows < 1 THEN
+        RAISE EXCEPTION 'errands: job_counts needs exact_below >= 0 and sample_rows >= 1, got % and %',
+            coalesce(exact_below::text, 'NULL'), coalesce(sample_rows::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    -- The planner's estimate: rows per page at the last ANALYZE times the pages now.
+    SELECT c.reltuples / greatest(c.relpages, 1)::double precision,
+           pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::double precision
+    INTO v_rows, v_pages
+    FROM pg_catalog.pg_class c WHERE c.oid = 'errands._jobs'::regclass;
+    -- Never analyzed (reltuples -1): assume 100 rows a page, which errs on the
+    -- side of sampling.
+    v_rows := CASE WHEN v_rows > 0 THEN v_rows ELSE 100 END * v_pages;
+    IF v_rows < exact_below THEN
+        RETURN QUERY
+        SELECT j.task_identifier, j.queue_name, j.state, count(*), false
+        FROM errands.jobs j
+        GROUP BY 1, 2, 3;
+        RETURN;
+    END IF;
+    v_percent := least(100, 100 * sample_rows / v_rows);
+    -- A view cannot be sampled: the rows of errands.jobs from the table, the
+    -- state as errands._job_row computes it.
+    RETURN QUERY
+    WITH s AS (
+        SELECT t.identifier AS task_identifier, q.queue_name,
+               (errands._job_row(j, q.queue_name, t.identifier)).state AS state,
+               count(*) AS n
+        FROM errands._jobs j TABLESAMPLE SYSTEM (v_percent)
+        JOIN errands._tasks t ON t.id = j.task_id
+        LEFT JOIN errands._queues q ON q.id = j.job_queue_id
+        GROUP BY 1, 2, 3
+    )
+    SELECT s.task_identifier, s.queue_name, s.state,
+           round(s.n * v_rows / greatest(sum(s.n) OVER (), 1))::bigint, true
+    FROM s;
 END
 $function$;
 
@@ -4259,6 +4324,56 @@ BEGIN
     ) r;
     RETURN coalesce(v_at, 'infinity');
 END
+$function$;
+
+-- FUNCTION errands.oldest_ready_run_at()
+-- ACL: postgres=X/postgres
+-- comment: The run_at of the job that has waited longest among those ready to run now
+--          (pending, or retrying with its backoff over: not running, attempts left, not
+--          waiting for dependencies, run_at passed); NULL when there is none. Reads one
+--          index entry per (task, priority) and (queue, priority) that has available jobs.
+CREATE OR REPLACE FUNCTION errands.oldest_ready_run_at()
+ RETURNS timestamp with time zone
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    WITH RECURSIVE plain AS (
+        (SELECT j.task_id, j.priority FROM errands._jobs j
+         WHERE j.is_available AND j.job_queue_id IS NULL
+         ORDER BY j.task_id, j.priority LIMIT 1)
+        UNION ALL
+        SELECT n.task_id, n.priority
+        FROM plain p, LATERAL (
+            SELECT j.task_id, j.priority FROM errands._jobs j
+            WHERE j.is_available AND j.job_queue_id IS NULL
+              AND (j.task_id, j.priority) > (p.task_id, p.priority)
+            ORDER BY j.task_id, j.priority LIMIT 1) n
+    ), queued AS (
+        (SELECT j.job_queue_id, j.priority FROM errands._jobs j
+         WHERE j.is_available AND j.job_queue_id IS NOT NULL
+         ORDER BY j.job_queue_id, j.priority LIMIT 1)
+        UNION ALL
+        SELECT n.job_queue_id, n.priority
+        FROM queued p, LATERAL (
+            SELECT j.job_queue_id, j.priority FROM errands._jobs j
+            WHERE j.is_available AND j.job_queue_id IS NOT NULL
+              AND (j.job_queue_id, j.priority) > (p.job_queue_id, p.priority)
+            ORDER BY j.job_queue_id, j.priority LIMIT 1) n
+    ), heads AS (
+        SELECT (SELECT j.run_at FROM errands._jobs j
+                WHERE j.is_available AND j.job_queue_id IS NULL
+                  AND j.task_id = p.task_id AND j.priority = p.priority
+                ORDER BY j.run_at LIMIT 1) AS run_at
+        FROM plain p
+        UNION ALL
+        SELECT (SELECT j.run_at FROM errands._jobs j
+                WHERE j.is_available AND j.job_queue_id = p.job_queue_id
+                  AND j.priority = p.priority
+                ORDER BY j.run_at LIMIT 1)
+        FROM queued p
+    )
+    SELECT min(h.run_at) FROM heads h WHERE h.run_at <= now()
 $function$;
 
 -- FUNCTION errands.parse_crontab(text)
@@ -4982,6 +5097,34 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands.set_traceparent(bigint[],text)
+-- ACL: postgres=X/postgres
+-- comment: Stores a W3C traceparent (the enqueuing span's trace context) with the given jobs
+--          that are not running; a worker with tracing enabled continues that trace when it
+--          runs them. Returns the number of jobs changed. errands.tracing calls it with
+--          add_job/add_jobs in one statement.
+CREATE OR REPLACE FUNCTION errands.set_traceparent(job_ids bigint[], traceparent text)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_count integer;
+BEGIN
+    IF set_traceparent.traceparent IS NULL
+       OR set_traceparent.traceparent !~ '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
+    THEN
+        RAISE EXCEPTION 'errands: traceparent must be a W3C traceparent (version-trace_id-parent_id-flags in lowercase hex, 55 characters), got %',
+            errands._describe(set_traceparent.traceparent) USING ERRCODE = '22023';
+    END IF;
+    UPDATE errands._jobs j SET traceparent = set_traceparent.traceparent
+    WHERE j.id = ANY (set_traceparent.job_ids) AND j.locked_at IS NULL;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$function$;
+
 -- FUNCTION errands.try_lock_worker(text)
 -- ACL: postgres=X/postgres
 -- comment: Worker API. Takes the session-level advisory lock of worker_id for the calling
@@ -5223,6 +5366,18 @@ BEGIN
     SELECT done.id FROM done, slots;
     PERFORM errands._jobs_finished(v_ids); -- waiting hook (17_wait.sql)
 END
+$function$;
+
+-- FUNCTION errands.worker_counts()
+-- ACL: postgres=X/postgres
+-- comment: Registered workers by state (alive, hung, dead, as errands.workers shows them).
+CREATE OR REPLACE FUNCTION errands.worker_counts()
+ RETURNS TABLE(state text, workers bigint)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    SELECT w.state, count(*) FROM errands.workers w GROUP BY w.state
 $function$;
 
 -- FUNCTION errands.worker_fail_jobs(text,bigint[],text[],json[])

@@ -7,7 +7,9 @@ import json
 import subprocess
 import sys
 
-FRAMEWORKS = ["django", "sqlalchemy", "fastapi", "starlette"]
+# The metrics and otel extras too (errands.metrics, errands.tracing: only when enabled).
+FRAMEWORKS = ["django", "sqlalchemy", "fastapi", "starlette", "prometheus_client",
+              "opentelemetry", "errands.metrics", "errands.tracing", "http.server"]  # fmt: skip
 
 
 def frameworks_imported_by(code: str) -> list[str]:
@@ -32,3 +34,15 @@ def test_core_and_cli_import_no_framework() -> None:
 def test_the_django_package_imports_django_only_when_used() -> None:
     # INSTALLED_APPS imports it before Django's app registry is ready.
     assert frameworks_imported_by("import errands.contrib.django") == []
+
+
+def test_a_worker_without_metrics_or_tracing_imports_neither(db: str) -> None:
+    code = (
+        "import asyncio, errands, psycopg\n"
+        f"conn = psycopg.connect({db!r}, autocommit=True)\n"
+        "errands.add_job(conn, 'noop')\n"
+        "async def noop(payload, helpers): pass\n"
+        "asyncio.run(errands.run_once(conn.info.dsn, {'noop': noop}))\n"
+        "assert conn.execute('SELECT count(*) FROM errands.jobs').fetchone() == (0,)"
+    )
+    assert frameworks_imported_by(code) == []

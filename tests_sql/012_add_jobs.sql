@@ -37,7 +37,8 @@ SELECT is((SELECT count(*)::int FROM errands.jobs WHERE task_identifier LIKE 'fi
 SELECT is(
     ARRAY(SELECT (f.id, f.queue_name, f.task_identifier, f.payload::text, f.priority, f.run_at,
                   f.attempts, f.max_attempts, f.last_error, f.created_at, f.updated_at, f.key,
-                  f.locked_at, f.locked_by, f.revision, f.flags, f.timeout, f.state)::text
+                  f.locked_at, f.locked_by, f.revision, f.flags, f.timeout, f.state,
+                  f.traceparent)::text
           FROM five f ORDER BY f.ordinality),
     ARRAY(SELECT j::text FROM five f JOIN errands.jobs j ON j.id = f.id ORDER BY f.ordinality),
     'every returned row equals the job''s row in errands.jobs'

@@ -64,8 +64,9 @@ SELECT is(
           WHERE p.pronamespace = 'errands'::regnamespace
             AND has_function_privilege('errands_t040_web', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['_job_trigger_options', 'add_flow', 'add_job', 'add_jobs', 'remove_job'],
-    'grant_enqueue: EXECUTE on add_job, add_jobs, add_flow, remove_job and job_trigger''s argument parser only'
+    ARRAY['_job_trigger_options', 'add_flow', 'add_job', 'add_jobs', 'remove_job',
+          'set_traceparent'],
+    'grant_enqueue: EXECUTE on add_job, add_jobs, add_flow, remove_job, set_traceparent and job_trigger''s argument parser only'
 );
 SELECT is(
     ARRAY(SELECT c.oid::regclass::text FROM pg_class c

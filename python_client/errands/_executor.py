@@ -24,12 +24,17 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from errands._connections import ConnectionSource, SyncConnections
 from errands._local_queue import LocalQueue
 from errands._reporter import Reporter, ReportError
 from errands._task_results import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    RETRIED,
+    SNOOZED,
     BatchFailure,
     TaskTimeout,
     WorkerShutdown,
@@ -42,6 +47,9 @@ from errands.helpers import AbortSignal, Helpers
 from errands.job import Job
 from errands.outcomes import Cancel, Fail, Snooze
 from errands.tasks import TaskInfo, TaskRegistry
+
+if TYPE_CHECKING:
+    from errands._observe import Observer
 
 logger = logging.getLogger("errands.worker")
 
@@ -117,6 +125,8 @@ class Executor:
         self._cancel_early: dict[int, float] = {}
         # Tasks whose slot is free but whose outcome (or hand-back) is still being written.
         self._writing: set[asyncio.Task[None]] = set()
+        self.observer: Observer | None = None
+        """Counts (metrics) and spans (tracing) of the tries; None: neither."""
 
     @property
     def jobs(self) -> list[Job]:
@@ -139,7 +149,10 @@ class Executor:
             rec.cancelled = True
         self.running[job.id] = rec
         # Unnamed: formatting a name per job costs more than the job.
-        rec.task = asyncio.create_task(self._run_job(rec, self._tasks.get(job.task_identifier)))
+        run = self._run_job(rec, self._tasks.get(job.task_identifier))
+        if self.observer is not None and self.observer.spans is not None:
+            run = self.observer.spans.run(job, run)
+        rec.task = asyncio.create_task(run)
 
     # --- one job -------------------------------------------------------------------------
 
@@ -212,6 +225,8 @@ class Executor:
                 # worker of serial queues at one flush per `concurrency` jobs.)
                 if error is None:
                     self._release(rec, writing=False, queue_freed=False)
+                    if self.observer is not None:
+                        self.observer.ended(job, COMPLETED, duration, rec.started)
                     self._emit("job:success", job=job, duration=duration)
                     self.completions_writing += 1
                     self._reporter.complete_then(
@@ -291,15 +306,23 @@ class Executor:
     ) -> None:
         """Report the outcome, then emit the events that depend on it (``cancelled``:
         the job's cancellation was requested, so it ends cancelled whatever it did)."""
+        observer = self.observer
+        started = time.perf_counter() - duration
         try:
             if cancelled or isinstance(error, Cancel):
                 reason = error.reason if isinstance(error, Cancel) else None
+                if observer is not None:
+                    observer.ended(job, CANCELLED, duration, started)
                 await self._record_cancel(job, reason, duration)
                 return
             if isinstance(error, Snooze):
+                if observer is not None:
+                    observer.ended(job, SNOOZED, duration, started)
                 await self._record_snooze(job, error, duration)
                 return
             if error is None:
+                if observer is not None:
+                    observer.ended(job, COMPLETED, duration, started)
                 self._emit("job:success", job=job, duration=duration)
                 if not await self._reporter.complete(job.id, result):
                     self._emit("job:lock_lost", job=job)
@@ -311,6 +334,12 @@ class Executor:
                     row = await self._reporter.fail_now(job.id, failure_message(error))
                 else:
                     row = await self._reporter.fail(job.id, failure_message(error), replacement)
+                if observer is not None:
+                    # The written row says whether a retry follows (job: its lock was lost).
+                    left = (row or job).has_attempts_left and not (
+                        isinstance(error, Fail) and not error.retry
+                    )
+                    observer.ended(job, RETRIED if left else FAILED, duration, started, error)
                 if row is None:
                     self._emit("job:lock_lost", job=job)
                 elif not row.has_attempts_left:

@@ -93,6 +93,15 @@ class WorkerOptions:
     gc_tuning: bool = False
     """Tune the garbage collector of the whole process for a worker
     (``errands._gc``); leave it off when the worker shares its process."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics of this worker at ``http://metrics_host:PORT/metrics``
+    (``errands[metrics]``; 0: a free port).  None: no metrics, nothing imported."""
+    metrics_host: str = "127.0.0.1"
+    """The address the metrics endpoint binds.  It has no authentication: bind
+    another address only on a network you trust."""
+    otel: bool = False
+    """Trace each job's execution with OpenTelemetry (``errands[otel]``), continuing
+    the trace of the code that enqueued it (see ``errands.tracing``)."""
 
     def __post_init__(self) -> None:
         _integer("concurrency", self.concurrency, 1)
@@ -113,7 +122,13 @@ class WorkerOptions:
             _integer("max_pool_size", self.max_pool_size, 1)
         if self.worker_id is not None and not (isinstance(self.worker_id, str) and self.worker_id):
             _bad("worker_id must be a non-empty string", repr(self.worker_id))
-        for name in ("listen", "install", "log_jobs", "quiet", "gc_tuning"):
+        if self.metrics_port is not None:
+            _integer("metrics_port", self.metrics_port, 0)
+            if self.metrics_port > 65535:
+                _bad("metrics_port must be at most 65535", self.metrics_port)
+        if not (isinstance(self.metrics_host, str) and self.metrics_host):
+            _bad("metrics_host must be a non-empty string", repr(self.metrics_host))
+        for name in ("listen", "install", "log_jobs", "quiet", "gc_tuning", "otel"):
             if not isinstance(getattr(self, name), bool):
                 _bad(f"{name} must be True or False", repr(getattr(self, name)))
         if self.prepare is not None and not isinstance(self.prepare, bool):
@@ -151,6 +166,9 @@ class WorkerOverrides(TypedDict, total=False):
     max_pool_size: int | None
     prepare: bool | None
     gc_tuning: bool
+    metrics_port: int | None
+    metrics_host: str
+    otel: bool
 
 
 def resolve(options: WorkerOptions | None, overrides: WorkerOverrides) -> WorkerOptions:

@@ -12,6 +12,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from errands import _queries as q
+from errands import _trace_state
 from errands._connections import connect_kwargs
 from errands._json import job_cursor
 from errands._retry import retry_transient_sync
@@ -97,11 +98,22 @@ class SyncWorkerUtils:
         **options: Unpack[JobOptions],
     ) -> Job:
         params = add_job_params(identifier, payload, **options)
+        if _trace_state.tracer is not None:
+            from errands.tracing import traced
+
+            queue = options.get("queue_name")
+            return traced([identifier], queue, params, q.ADD_JOB, self._job_rows)[0]
         return _jobs(self._rows(q.ADD_JOB, params))[0]
 
     def add_jobs(
         self, specs: Iterable[SpecLike], *, job_key_preserve_run_at: bool = False
     ) -> list[Job]:
+        if _trace_state.tracer is not None:
+            from errands.tracing import spec_identifiers, traced
+
+            specs = list(specs)
+            params = add_jobs_params(specs, job_key_preserve_run_at)
+            return traced(spec_identifiers(specs), None, params, q.ADD_JOBS, self._job_rows)
         return self._job_rows(q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at))
 
     def remove_job(self, job_key: str) -> Job | None:

@@ -15,6 +15,11 @@ from errands.outcomes import Fail
 
 logger = logging.getLogger("errands.worker")
 
+COMPLETED, FAILED, RETRIED, CANCELLED, SNOOZED = range(5)
+"""How a try ended, as the worker's metrics and spans count it."""
+OUTCOMES = ("completed", "failed", "retried", "cancelled", "snoozed")
+"""Their names (the ``outcome`` label), indexed by the constants above."""
+
 
 class WorkerShutdown(Exception):
     """The error recorded for jobs still running when the worker stopped."""

@@ -14,21 +14,26 @@ turn preparing off for that connection).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, TypedDict
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypedDict
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Json
 
 from errands import _queries as q
+from errands import _trace_state
 from errands._connections import execute_prepare
 from errands._json import job_cursor
 from errands.job import Job, JobKeyMode, SpecLike, specs_json
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+Query: TypeAlias = "sql.SQL | sql.Composed"
 
 
 class JobOptions(TypedDict, total=False):
@@ -107,11 +112,20 @@ def add_job(
     ``replace``).  ``run_at`` should be timezone-aware.
     """
     params = add_job_params(identifier, payload, **options)
+    if _trace_state.tracer is not None:
+        from errands.tracing import traced
+
+        run = functools.partial(_add_job_rows, conn)
+        return traced([identifier], options.get("queue_name"), params, q.ADD_JOB, run)[0]
+    return _add_job_rows(conn, q.ADD_JOB, params)[0]
+
+
+def _add_job_rows(conn: psycopg.Connection[Any], query: Query, params: dict[str, Any]) -> list[Job]:
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(q.ADD_JOB, params, prepare=execute_prepare())
+        cur.execute(query, params, prepare=execute_prepare())
         row = cur.fetchone()
     assert row is not None
-    return Job.from_row(row)
+    return [Job.from_row(row)]
 
 
 def add_jobs(
@@ -121,10 +135,21 @@ def add_jobs(
     job_key_preserve_run_at: bool = False,
 ) -> list[Job]:
     """Add many jobs in one statement (``errands.add_jobs``); one job per spec, in order."""
+    if _trace_state.tracer is not None:
+        from errands.tracing import spec_identifiers, traced
+
+        specs = list(specs)
+        params = add_jobs_params(specs, job_key_preserve_run_at)
+        run = functools.partial(_add_jobs_rows, conn)
+        return traced(spec_identifiers(specs), None, params, q.ADD_JOBS, run)
+    return _add_jobs_rows(conn, q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at))
+
+
+def _add_jobs_rows(
+    conn: psycopg.Connection[Any], query: Query, params: dict[str, Any]
+) -> list[Job]:
     with job_cursor(conn) as cur:
-        cur.execute(
-            q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at), prepare=execute_prepare()
-        )
+        cur.execute(query, params, prepare=execute_prepare())
         return cur.fetchall()
 
 
@@ -136,11 +161,23 @@ async def add_job_async(
 ) -> Job:
     """:func:`add_job` for an :class:`psycopg.AsyncConnection`."""
     params = add_job_params(identifier, payload, **options)
+    if _trace_state.tracer is not None:
+        from errands.tracing import traced_async
+
+        run = functools.partial(_add_job_rows_async, conn)
+        jobs = await traced_async([identifier], options.get("queue_name"), params, q.ADD_JOB, run)
+        return jobs[0]
+    return (await _add_job_rows_async(conn, q.ADD_JOB, params))[0]
+
+
+async def _add_job_rows_async(
+    conn: psycopg.AsyncConnection[Any], query: Query, params: dict[str, Any]
+) -> list[Job]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(q.ADD_JOB, params, prepare=execute_prepare())
+        await cur.execute(query, params, prepare=execute_prepare())
         row = await cur.fetchone()
     assert row is not None
-    return Job.from_row(row)
+    return [Job.from_row(row)]
 
 
 async def add_jobs_async(
@@ -150,8 +187,21 @@ async def add_jobs_async(
     job_key_preserve_run_at: bool = False,
 ) -> list[Job]:
     """:func:`add_jobs` for an :class:`psycopg.AsyncConnection`."""
+    if _trace_state.tracer is not None:
+        from errands.tracing import spec_identifiers, traced_async
+
+        specs = list(specs)
+        params = add_jobs_params(specs, job_key_preserve_run_at)
+        run = functools.partial(_add_jobs_rows_async, conn)
+        return await traced_async(spec_identifiers(specs), None, params, q.ADD_JOBS, run)
+    return await _add_jobs_rows_async(
+        conn, q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at)
+    )
+
+
+async def _add_jobs_rows_async(
+    conn: psycopg.AsyncConnection[Any], query: Query, params: dict[str, Any]
+) -> list[Job]:
     async with job_cursor(conn) as cur:
-        await cur.execute(
-            q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at), prepare=execute_prepare()
-        )
+        await cur.execute(query, params, prepare=execute_prepare())
         return await cur.fetchall()

@@ -49,13 +49,17 @@ class Job:
     timeout: float | None
     """This job's own task timeout in seconds (``add_job(..., timeout=)``), if any."""
     state: str
+    traceparent: str | None = None
+    """The W3C trace context of the span that enqueued the job (``errands.tracing``),
+    if any."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
         """Build a job from a ``dict_row`` of ``errands.jobs`` (or a function returning it)."""
         if row["id"] is None:
             raise ValueError("errands: expected a job row, got an empty (NULL) row")
-        values = {name: row[name] for name in _FIELDS}
+        # traceparent (added in version 25) may be missing from a hand-made row.
+        values = {name: row[name] for name in _FIELDS if name not in _OPTIONAL or name in row}
         values["flags"] = frozenset(values["flags"]) if values["flags"] else frozenset()
         values["timeout"] = _seconds(values["timeout"])
         return cls(**values)
@@ -70,7 +74,7 @@ class Job:
         if cursor.description is None:
             raise ValueError("errands: expected a result with job rows")
         names = [column.name for column in cursor.description]
-        missing = [name for name in _FIELDS if name not in names]
+        missing = [name for name in _FIELDS if name not in names and name not in _OPTIONAL]
         if missing:
             raise ValueError(f"errands: a job row needs the columns {missing}")
         flags_at = names.index("flags")
@@ -101,6 +105,8 @@ class Job:
 
 _FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Job))
 """The columns of ``errands.jobs``, in order (tests_py/test_job_row.py checks it)."""
+_OPTIONAL = frozenset({"traceparent"})
+"""Fields a row may lack (they have a default)."""
 
 
 FinishedState = Literal["completed", "cancelled"]

@@ -24,6 +24,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from errands import _queries as q
+from errands import _trace_state
 from errands._connections import PoolSource, connect_kwargs, params_of_pool
 from errands._json import job_cursor
 from errands._prune import PRUNE_BATCH, prune_once
@@ -137,12 +138,25 @@ class WorkerUtils:
     ) -> Job:
         """``errands.add_job`` (see :func:`errands.add_job`)."""
         params = add_job_params(identifier, payload, **options)
+        if _trace_state.tracer is not None:
+            from errands.tracing import traced_async
+
+            queue = options.get("queue_name")
+            return (await traced_async([identifier], queue, params, q.ADD_JOB, self._job_rows))[0]
         return _jobs(await self._rows(q.ADD_JOB, params))[0]
 
     async def add_jobs(
         self, specs: Iterable[SpecLike], *, job_key_preserve_run_at: bool = False
     ) -> list[Job]:
         """``errands.add_jobs``: one job per spec, in order."""
+        if _trace_state.tracer is not None:
+            from errands.tracing import spec_identifiers, traced_async
+
+            specs = list(specs)
+            params = add_jobs_params(specs, job_key_preserve_run_at)
+            return await traced_async(
+                spec_identifiers(specs), None, params, q.ADD_JOBS, self._job_rows
+            )
         return await self._job_rows(q.ADD_JOBS, add_jobs_params(specs, job_key_preserve_run_at))
 
     async def remove_job(self, job_key: str) -> Job | None:

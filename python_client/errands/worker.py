@@ -47,6 +47,7 @@ from errands._cancel_watch import CancelWatch
 from errands._connections import ConnectionSource, SyncConnections
 from errands._executor import ABORT_GRACE, Executor
 from errands._local_queue import LocalQueue
+from errands._observe import observer_for
 from errands._options import (
     ForbiddenFlags,
     WorkerOptions,
@@ -174,6 +175,11 @@ class Worker:
         )  # fmt: skip
         self._rate_wake = RateWake(source, self._identifiers, opts.poll_interval)
         self._executor.on_release = self._producer.slot_freed
+        observer = observer_for(
+            opts, self._identifiers, self._executor.running.__len__, self._queue.__len__
+        )
+        self._executor.observer = self._observer = observer
+        self._stats = observer.stats if observer is not None else None
         self._executor.on_written = self._producer.completion_written
         self._force = asyncio.Event()
         self._stop_signal: str | None = None
@@ -198,8 +204,15 @@ class Worker:
         if self._main is not None:
             raise RuntimeError("errands: worker already started")
         await self._sweep()
+        if self._observer is not None:
+            self._observer.serve(self.options)
         if self._presence is not None:
-            await self._presence.register()
+            try:
+                await self._presence.register()
+            except BaseException:
+                if self._observer is not None:
+                    self._observer.close()
+                raise
         self._reporter.start()
         if self._presence is not None:
             self._sweeper = asyncio.create_task(self._sweep_loop(), name="errands-sweep")
@@ -241,6 +254,12 @@ class Worker:
     def stopping(self) -> bool:
         """Whether a shutdown was requested (or the worker ran out of jobs, once mode)."""
         return self._producer.stopping
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port of the metrics endpoint once started (the one chosen for 0)."""
+        server = self._observer.server if self._observer is not None else None
+        return server.port if server is not None else None
 
     @property
     def done(self) -> bool:
@@ -285,6 +304,8 @@ class Worker:
             await self._presence.close()
         executor.threads.shutdown()
         await asyncio.to_thread(self._sync.close)
+        if self._observer is not None:
+            await asyncio.to_thread(self._observer.close)
 
     # --- what the parts call -----------------------------------------------------------
 
@@ -323,7 +344,16 @@ class Worker:
                 await cur.execute(q.GET_JOBS, params)
                 return await cur.fetchall()
 
-        return await retry_transient(fetch, "get_jobs")
+        stats = self._stats
+        if stats is None:
+            return await retry_transient(fetch, "get_jobs")
+        try:
+            jobs = await retry_transient(fetch, "get_jobs")
+        except Exception:
+            stats.fetch_errors += 1
+            raise
+        stats.fetched(len(jobs))
+        return jobs
 
     async def _next_start(self, took_jobs: bool) -> float | None:
         """Seconds until a rate window holding back work reopens (None: nothing to
@@ -377,6 +407,8 @@ class Worker:
                 self._outage.failed("sweep", exc, "reset_locked", hold=False)
 
     def _on_report_error(self, error: BaseException, job_ids: list[int]) -> None:
+        if self._stats is not None:
+            self._stats.report_errors += 1
         self._emit("worker:report:error", error=error, data={"job_ids": job_ids})
 
     def _emit(
@@ -390,3 +422,4 @@ class Worker:
     ) -> None:
         if self.events.wants(name):
             self.events.emit(Event.fast(name, self.worker_id, job, error, duration, data or {}))
+

@@ -38,12 +38,13 @@ SELECT j.id,
             WHEN j.attempts >= j.max_attempts THEN 'failed'
             WHEN j.attempts > 0 THEN 'retrying'
             WHEN j.run_at > now() THEN 'scheduled'
-            ELSE 'pending' END AS state
+            ELSE 'pending' END AS state,
+       j.traceparent
 FROM errands._jobs j
 JOIN errands._tasks t ON t.id = j.task_id
 LEFT JOIN errands._queues q ON q.id = j.job_queue_id;
 COMMENT ON VIEW errands.jobs IS
-    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending.';
+    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending. traceparent: the W3C trace context of the span that enqueued the job (errands.set_traceparent), or NULL.';
 
 -- The errands.jobs row of job j whose queue and task are named queue_name and
 -- task_identifier. A SQL function of one expression: the planner inlines it, so
@@ -62,7 +63,8 @@ LANGUAGE sql STABLE AS $$
                     WHEN j.attempts >= j.max_attempts THEN 'failed'
                     WHEN j.attempts > 0 THEN 'retrying'
                     WHEN j.run_at > now() THEN 'scheduled'
-                    ELSE 'pending' END)::errands.jobs
+                    ELSE 'pending' END,
+               j.traceparent)::errands.jobs
 $$;
 
 -- One job row as the public view shows it, the task and queue names looked up.

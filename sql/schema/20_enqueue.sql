@@ -597,3 +597,52 @@ job instead loses its key and gets attempts = max_attempts, so it will not be
 retried. Returns NULL when no job has the key. A caller that may not read jobs
 (no SELECT on errands.jobs) gets the row with payload and last_error NULL. Jobs
 waiting for a deleted job (depends_on, flows) are cancelled, recursively.';
+
+-- OpenTelemetry (issue 15): the trace context of the span that enqueued jobs.
+-- errands.tracing calls it in the statement that adds the jobs (a CTE around
+-- add_job / add_jobs, so no extra round trip); any SQL client may do the same
+-- after add_job. A job that is running keeps the context its try started with.
+CREATE OR REPLACE FUNCTION errands.set_traceparent(job_ids bigint[], traceparent text)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    IF set_traceparent.traceparent IS NULL
+       OR set_traceparent.traceparent !~ '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
+    THEN
+        RAISE EXCEPTION 'errands: traceparent must be a W3C traceparent (version-trace_id-parent_id-flags in lowercase hex, 55 characters), got %',
+            errands._describe(set_traceparent.traceparent) USING ERRCODE = '22023';
+    END IF;
+    UPDATE errands._jobs j SET traceparent = set_traceparent.traceparent
+    WHERE j.id = ANY (set_traceparent.job_ids) AND j.locked_at IS NULL;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+COMMENT ON FUNCTION errands.set_traceparent(bigint[], text) IS
+'Stores a W3C traceparent (the enqueuing span''s trace context) with the given jobs
+that are not running; a worker with tracing enabled continues that trace when it
+runs them. Returns the number of jobs changed. errands.tracing calls it with
+add_job/add_jobs in one statement.';
+
+-- Roles made with grant_enqueue before set_traceparent existed get it too (a
+-- traced Python enqueue calls it).
+DO $grant_set_traceparent$
+DECLARE
+    v_role name;
+BEGIN
+    FOR v_role IN
+        SELECT DISTINCT r.rolname
+        FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a, pg_catalog.pg_roles r
+        WHERE p.oid = 'errands.add_jobs(errands.job_spec[], boolean)'::regprocedure
+          AND a.privilege_type = 'EXECUTE' AND a.grantee = r.oid AND a.grantee <> p.proowner
+        ORDER BY 1
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION errands.set_traceparent(bigint[], text) TO %I',
+                       v_role);
+    END LOOP;
+END
+$grant_set_traceparent$;

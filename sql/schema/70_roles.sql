@@ -14,6 +14,7 @@ BEGIN
         'errands.add_job(text, json, text, timestamptz, integer, text, integer, text[], text, interval, bigint[])',
         'errands.add_jobs(errands.job_spec[], boolean)',
         'errands.add_flow(jsonb)',
+        'errands.set_traceparent(bigint[], text)',
         'errands.remove_job(text)',
         -- errands.job_trigger runs as the role doing the DML and calls it
         'errands._job_trigger_options(text[], oid, text, name, name)'
@@ -25,7 +26,7 @@ END
 $$;
 COMMENT ON FUNCTION errands.grant_enqueue(regrole) IS
 'Lets role enqueue jobs and nothing else (e.g. a PostgREST web role): USAGE on
-schema errands and EXECUTE on add_job, add_jobs, add_flow and remove_job (and on the
+schema errands and EXECUTE on add_job, add_jobs, add_flow, set_traceparent and remove_job (and on the
 argument parser of errands.job_trigger, so that a table trigger can enqueue as
 the role). The role cannot read jobs or payloads (the three functions return
 payload NULL for a job whose payload the call did not write), fetch, complete,
@@ -49,13 +50,17 @@ BEGIN
     -- Flow control as it stands (35_flow_control.sql); changing it stays the owner's.
     EXECUTE format('GRANT SELECT ON errands.limits, errands.queues, errands.task_limits TO %I',
                    v_name);
+    -- Monitoring figures (47_metrics.sql): counts, no payloads.
+    EXECUTE format('GRANT EXECUTE ON FUNCTION errands.job_counts(bigint, integer), '
+                   'errands.oldest_ready_run_at(), errands.worker_counts() TO %I', v_name);
 END
 $$;
 COMMENT ON FUNCTION errands.grant_read(regrole) IS
 'Lets role read jobs: USAGE on schema errands and SELECT on the errands.jobs,
 errands.finished_jobs and errands.flow_steps views (payloads and results included; never the
 private tables) and on the flow-control views errands.limits, errands.queues and
-errands.task_limits, and EXECUTE on errands.watch_jobs (waiting for jobs). With it, add_job, add_jobs and
+errands.task_limits, and EXECUTE on errands.watch_jobs (waiting for jobs) and on the
+monitoring functions errands.job_counts, errands.oldest_ready_run_at and errands.worker_counts. With it, add_job, add_jobs and
 remove_job (if also granted) return payloads of jobs the call did not write.
 Run it as the owner of the errands schema or a superuser.';
 

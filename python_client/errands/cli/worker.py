@@ -106,6 +106,31 @@ def worker_cmd(
             "also ERRANDS_PREPARE=0).",
         ),
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            metavar="PORT",
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics (errands[metrics]).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            "--metrics-host",
+            metavar="HOST",
+            help="Address of the metrics endpoint. It has no authentication: bind another "
+            "address than 127.0.0.1 only on a trusted network.",
+        ),
+    ] = "127.0.0.1",
+    otel: Annotated[
+        bool,
+        typer.Option(
+            "--otel", help="Trace job executions with OpenTelemetry (errands[otel])."
+        ),
+    ] = False,
     connection: Connection = None,
 ) -> None:
     """Run a worker: fetch jobs and run them with the given tasks."""
@@ -130,6 +155,7 @@ def worker_cmd(
             crontab=crontab_text, quiet=quiet,
             prepare=prepare_enabled(False if no_prepare else None),
             gc_tuning=True,  # this process only runs the worker (errands._gc)
+            metrics_port=metrics_port, metrics_host=metrics_host, otel=otel,
         )  # fmt: skip
     except ValueError as exc:
         _fail(str(exc).removeprefix("errands: ").replace("heartbeat_", "--heartbeat-"))
