@@ -35,6 +35,10 @@ PGCRON_CONTROL := /usr/share/postgresql/$(PG_VERSION)/extension/pg_cron.control
 PGBOUNCER_BIN := /usr/sbin/pgbouncer
 # Optional (tests_py/test_postgraphile.py skips without it): npm, installed only when
 # root (Debian's nodejs npm); the test gets PostGraphile and a newer Node from npm.
+# Optional (tests_py/test_dashboard_browser.py skips without them): Debian's chromium
+# and chromium-driver, installed only when root; selenium drives them headless.
+CHROMIUM_BIN := /usr/bin/chromium
+CHROMEDRIVER_BIN := /usr/bin/chromedriver
 
 LINT_PATHS := python_client tests_py pgtap conftest.py bench examples chaos
 
@@ -56,6 +60,12 @@ system-deps:
 	fi; \
 	if [ "$$(id -u)" -eq 0 ] && ! command -v npm >/dev/null; then \
 	  missing="$$missing nodejs npm"; \
+	fi; \
+	if [ "$$(id -u)" -eq 0 ] && [ ! -x "$(CHROMIUM_BIN)" ]; then \
+	  missing="$$missing chromium"; \
+	fi; \
+	if [ "$$(id -u)" -eq 0 ] && [ ! -x "$(CHROMEDRIVER_BIN)" ]; then \
+	  missing="$$missing chromium-driver"; \
 	fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" -ne 0 ]; then \

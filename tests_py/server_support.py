@@ -65,14 +65,18 @@ def serve(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float = 60.0,
+    unset: Sequence[str] = (),
 ) -> Iterator[Server]:
-    """Start ``argv``, wait until ``port`` accepts connections, stop it (SIGTERM) on exit."""
+    """Start ``argv``, wait until ``port`` accepts connections, stop it (SIGTERM) on exit.
+
+    ``env`` is added to this process's environment, less the variables in ``unset``."""
+    environ = {k: v for k, v in os.environ.items() if k not in unset}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             list(argv),
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env={**environ, **(env or {})},
             cwd=cwd,
         )
     server = Server(proc, port, log)
