@@ -538,7 +538,7 @@ $errands_install_m0025$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '6f545e83d4ad54ac30019ced6d82c84daff7600e59df25604a8bbc840782eacf') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '4592f7d7629f1303372d48f85d48571a2704c3dc4686fd05910b819816323668') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -4997,7 +4997,11 @@ BEGIN
                                 'errands.dashboard_chart(timestamptz, interval)',
                                 'errands.dashboard_cron()',
                                 'errands.dashboard_workers()',
-                                'errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer)'] LOOP
+                                'errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer)',
+                                -- GET /metrics (errands.metrics_db): counts, no payloads.
+                                'errands.job_counts(bigint, integer)',
+                                'errands.oldest_ready_run_at()',
+                                'errands.worker_counts()'] LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn::regprocedure, v_name);
     END LOOP;
     IF grant_dashboard.read_only THEN
@@ -5023,7 +5027,8 @@ COMMENT ON FUNCTION errands.grant_dashboard(regrole, boolean) IS
 errands, SELECT on the views errands.jobs, finished_jobs, flow_steps, limits,
 queues and task_limits (payloads and results included; never the private
 tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_cron,
-dashboard_workers and dashboard_job_ids. With
+dashboard_workers and dashboard_job_ids, and on the monitoring functions
+job_counts, oldest_ready_run_at and worker_counts (its /metrics). With
 read_only false also EXECUTE on the functions its actions call: reschedule_jobs,
 cancel_jobs, remove_jobs, set_queue_limits, set_task_limits, pause_queue,
 resume_queue, pause_task, resume_task and run_cron_now. It never revokes: to make
@@ -5662,7 +5667,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '6f545e83d4ad54ac30019ced6d82c84daff7600e59df25604a8bbc840782eacf')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '4592f7d7629f1303372d48f85d48571a2704c3dc4686fd05910b819816323668')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -40,6 +40,7 @@ def create_app(conninfo: str, options: DashboardOptions | None = None) -> Starle
         pages_actions,
         pages_flows,
         pages_jobs,
+        pages_metrics,
         pages_overview,
         pages_queues,
         pages_workers,
@@ -49,7 +50,7 @@ def create_app(conninfo: str, options: DashboardOptions | None = None) -> Starle
     dash = Dashboard(opts, Database(conninfo, opts.max_connections), Renderer(opts))
     routes: list[BaseRoute] = []
     for module in (pages_overview, pages_jobs, pages_actions, pages_queues, pages_workers,
-                   pages_flows):
+                   pages_flows, pages_metrics):
         routes.extend(module.routes(dash))
     routes.append(Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"),
                         name="static"))
