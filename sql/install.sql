@@ -35,12 +35,12 @@ DECLARE
     db_version integer;
 BEGIN
     SELECT max(id) INTO db_version FROM errands.migrations;
-    IF db_version > 25 THEN
+    IF db_version > 26 THEN
         RAISE EXCEPTION USING
             ERRCODE = 'P0001',
             MESSAGE = format('errands: database schema is at version %s but these '
                              'install files only know up to version %s; '
-                             'upgrade the errands package', db_version, 25);
+                             'upgrade the errands package', db_version, 26);
     END IF;
 END
 $errands_version_check$;
@@ -533,12 +533,33 @@ $errands_m0025$;
 END
 $errands_install_m0025$;
 
+-- Migration 0026_job_errors.sql
+DO $errands_install_m0026$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 26) THEN
+        EXECUTE $errands_m0026$
+-- Every failed try of a job (issue 15, the dashboard's job page): errors is a
+-- JSON array of the last 20 failed tries, oldest first, each
+-- {"attempt", "started_at", "failed_at", "worker", "error"}; NULL until the
+-- first failure. It is written where last_error is (worker_fail_jobs,
+-- reset_locked, rescue_workers, permanently_fail_jobs) and carried into history.
+-- started_at: the start of a finished job's last try (its locked_at when it
+-- finished; NULL when it finished without running, e.g. cancelled while waiting).
+ALTER TABLE errands._jobs ADD COLUMN errors jsonb;
+ALTER TABLE errands._finished_jobs ADD COLUMN errors jsonb, ADD COLUMN started_at timestamptz;
+$errands_m0026$;
+        INSERT INTO errands.migrations (id, name) VALUES (26, 'job_errors');
+        PERFORM set_config('errands.install_migrated', 'on', true);
+    END IF;
+END
+$errands_install_m0026$;
+
 -- Definitions (sql/schema/*.sql) and the security pass: skipped when no
 -- migration ran and the recorded hash is theirs.
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '4592f7d7629f1303372d48f85d48571a2704c3dc4686fd05910b819816323668') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'a7455044f637a7c8dbc21d0cc06d3a126a5e12a2048f940aee8a3f24cc2eb9ae') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -633,12 +654,29 @@ SELECT j.id,
             WHEN j.attempts > 0 THEN 'retrying'
             WHEN j.run_at > now() THEN 'scheduled'
             ELSE 'pending' END AS state,
-       j.traceparent
+       j.traceparent,
+       j.errors
 FROM errands._jobs j
 JOIN errands._tasks t ON t.id = j.task_id
 LEFT JOIN errands._queues q ON q.id = j.job_queue_id;
 COMMENT ON VIEW errands.jobs IS
-    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending. traceparent: the W3C trace context of the span that enqueued the job (errands.set_traceparent), or NULL.';
+    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending. traceparent: the W3C trace context of the span that enqueued the job (errands.set_traceparent), or NULL. errors: the last 20 failed tries, oldest first, as a JSON array of {"attempt", "started_at", "failed_at", "worker", "error"} (NULL: it never failed).';
+
+-- errors (the job's failed tries, oldest first) with one more entry, keeping
+-- the last 20: a job that fails forever does not grow without bound. Each error
+-- text is cut at 4,000 characters (last_error keeps the whole last one).
+-- Written only on the failure paths; one expression, so the planner inlines it.
+CREATE OR REPLACE FUNCTION errands._add_error(errors jsonb, attempt integer,
+                                             started_at timestamptz, worker text,
+                                             message text)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN jsonb_array_length(coalesce(errors, '[]')) >= 20 THEN errors - 0
+                ELSE coalesce(errors, '[]') END
+           || jsonb_build_array(jsonb_build_object(
+                  'attempt', attempt, 'started_at', started_at, 'failed_at', now(),
+                  'worker', worker, 'error', left(message, 4000)))
+$$;
 
 -- The errands.jobs row of job j whose queue and task are named queue_name and
 -- task_identifier. A SQL function of one expression: the planner inlines it, so
@@ -658,7 +696,7 @@ LANGUAGE sql STABLE AS $$
                     WHEN j.attempts > 0 THEN 'retrying'
                     WHEN j.run_at > now() THEN 'scheduled'
                     ELSE 'pending' END,
-               j.traceparent)::errands.jobs
+               j.traceparent, j.errors)::errands.jobs
 $$;
 
 -- One job row as the public view shows it, the task and queue names looked up.
@@ -709,10 +747,12 @@ SELECT f.id,
        f.created_at,
        f.finished_at,
        f.state,
-       f.result
+       f.result,
+       f.errors,
+       f.started_at
 FROM errands._finished_jobs f;
 COMMENT ON VIEW errands.finished_jobs IS
-    'Read-only view of finished jobs kept for their retention (errands.set_retention, errands.set_task_retention). state: completed or cancelled; result: the task''s return value (NULL: none).';
+    'Read-only view of finished jobs kept for their retention (errands.set_retention, errands.set_task_retention). state: completed or cancelled; result: the task''s return value (NULL: none). errors: its failed tries, as errands.jobs.errors. started_at: the start of its last try (NULL: it finished without running).';
 
 -- Retention is read on every completion; like the payload limit (20_enqueue.sql)
 -- it is folded into constant SQL functions that set_retention and
@@ -1760,9 +1800,10 @@ BEGIN
     -- Kept for the dependents (whatever the retention): pruned once none waits.
     INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                         attempts, max_attempts, last_error, key, created_at,
-                                        state, result)
+                                        state, result, errors, started_at)
     SELECT j.id, q.queue_name, t.identifier, j.payload, j.priority, j.attempts,
-           j.max_attempts, j.last_error, j.key, j.created_at, 'completed', r.result
+           j.max_attempts, j.last_error, j.key, j.created_at, 'completed', r.result,
+           j.errors, j.locked_at
     -- Driven by the ids (one index probe of errands._jobs each): a join of
     -- errands._jobs with unnest() was planned as a nested loop over both.
     FROM unnest(job_ids, coalesce(results, array_fill(NULL::json, ARRAY[cardinality(job_ids)])))
@@ -2603,13 +2644,14 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result)
+                                            state, result, errors, started_at)
         SELECT done.id, q.queue_name, t.identifier, done.payload, done.priority, done.attempts,
                done.max_attempts,
                -- A job whose cancellation was requested ends cancelled, result dropped.
                coalesce(done.cancel_reason, done.last_error), done.key, done.created_at,
                CASE WHEN done.cancel_reason IS NULL THEN 'completed' ELSE 'cancelled' END,
-               CASE WHEN done.cancel_reason IS NULL THEN r.result END
+               CASE WHEN done.cancel_reason IS NULL THEN r.result END,
+               done.errors, done.locked_at
         FROM done
         JOIN errands._tasks t ON t.id = done.task_id
         LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
@@ -2659,6 +2701,8 @@ BEGIN
     ), failed AS (
         UPDATE errands._jobs j
         SET last_error = f.message,
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at,
+                                        worker_fail_jobs.worker_id, f.message),
             -- Exponential backoff: e^attempts seconds, capped at e^10 (~6 h).
             run_at = greatest(now(), j.run_at) + exp(least(j.attempts, 10)) * interval '1 second',
             locked_at = NULL,
@@ -2692,7 +2736,8 @@ END
 $$;
 COMMENT ON FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[]) IS
 'Worker API. Records a failed try of each listed job that worker_id has locked:
-last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
+last_error = its message (and an entry in errors: attempt, start, failure time,
+worker, message; the last 20 kept), run_at = greatest(now(), run_at) + exp(least(attempts,
 10)) seconds, lock and queue released; a non-NULL payload replaces the job''s
 (batch jobs keep only their failed items). Returns the failed jobs; those with
 attempts >= max_attempts will not run again. A job whose cancellation was
@@ -2847,7 +2892,10 @@ BEGIN
             locked_by = NULL,
             run_at = greatest(j.run_at, now()),
             last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
-                                j.locked_by, j.locked_at)
+                                j.locked_by, j.locked_at),
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at, j.locked_by,
+                format('errands: lock held by %s since %s expired; the worker is presumed dead',
+                       j.locked_by, j.locked_at))
         WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue
@@ -2912,9 +2960,10 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result)
+                                            state, result, errors, started_at)
         SELECT gone.id, q.queue_name, t.identifier, gone.payload, gone.priority, gone.attempts,
-               gone.max_attempts, gone.reason, gone.key, gone.created_at, 'cancelled', NULL
+               gone.max_attempts, gone.reason, gone.key, gone.created_at, 'cancelled', NULL,
+               gone.errors, gone.locked_at
         FROM gone
         JOIN errands._tasks t ON t.id = gone.task_id
         LEFT JOIN errands._queues q ON q.id = gone.job_queue_id
@@ -3468,10 +3517,10 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result)
+                                            state, result, errors, started_at)
         SELECT (d.j).id, q.queue_name, t.identifier, (d.j).payload, (d.j).priority,
                (d.j).attempts, (d.j).max_attempts, (d.j).last_error, (d.j).key,
-               (d.j).created_at, 'completed', NULL
+               (d.j).created_at, 'completed', NULL, (d.j).errors, (d.j).locked_at
         FROM d
         JOIN errands._tasks t ON t.id = (d.j).task_id
         LEFT JOIN errands._queues q ON q.id = (d.j).job_queue_id
@@ -3499,6 +3548,9 @@ BEGIN
     WITH u AS (
         UPDATE errands._jobs j
         SET last_error = coalesce(permanently_fail_jobs.error_message, 'Manually marked as failed'),
+            -- Not a try of its own: start and worker are a stale lock's, else NULL.
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at, j.locked_by,
+                coalesce(permanently_fail_jobs.error_message, 'Manually marked as failed')),
             attempts = j.max_attempts,
             updated_at = now()
         WHERE j.id = ANY(permanently_fail_jobs.job_ids)
@@ -4232,7 +4284,10 @@ BEGIN
             locked_by = NULL,
             updated_at = now(),
             last_error = format('errands: worker %s %s while running this job (locked since %s)',
-                                j.locked_by, reason, j.locked_at)
+                                j.locked_by, reason, j.locked_at),
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at, j.locked_by,
+                format('errands: worker %s %s while running this job (locked since %s)',
+                       j.locked_by, reason, j.locked_at))
         WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
           AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
@@ -5667,7 +5722,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '4592f7d7629f1303372d48f85d48571a2704c3dc4686fd05910b819816323668')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'a7455044f637a7c8dbc21d0cc06d3a126a5e12a2048f940aee8a3f24cc2eb9ae')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -41,6 +41,8 @@ CREATE INDEX crontab_items_source ON errands._crontab_items USING btree (source)
 --   finished_at timestamp with time zone NOT NULL DEFAULT now()
 --   state text NOT NULL
 --   result json
+--   errors jsonb
+--   started_at timestamp with time zone
 --   CONSTRAINT _finished_jobs_pkey PRIMARY KEY (id)
 --   CONSTRAINT finished_jobs_state CHECK ((state = ANY (ARRAY['completed'::text, 'cancelled'::text])))
 CREATE UNIQUE INDEX _finished_jobs_pkey ON errands._finished_jobs USING btree (id);
@@ -130,6 +132,7 @@ CREATE UNIQUE INDEX _job_waiters_pkey ON errands._job_waiters USING btree (job_i
 --   waiting_for integer
 --   is_available boolean NOT NULL GENERATED AS ((locked_at IS NULL) AND (attempts < max_attempts) AND (waiting_for IS NULL))
 --   traceparent text
+--   errors jsonb
 --   CONSTRAINT _jobs_pkey PRIMARY KEY (id)
 --   CONSTRAINT jobs_key_length CHECK (((length(key) >= 1) AND (length(key) <= 512)))
 --   CONSTRAINT jobs_max_attempts_positive CHECK ((max_attempts >= 1))
@@ -279,7 +282,7 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 
 -- VIEW errands.finished_jobs
 -- ACL: postgres=arwdDxt/postgres
--- comment: Read-only view of finished jobs kept for their retention (errands.set_retention, errands.set_task_retention). state: completed or cancelled; result: the task's return value (NULL: none).
+-- comment: Read-only view of finished jobs kept for their retention (errands.set_retention, errands.set_task_retention). state: completed or cancelled; result: the task's return value (NULL: none). errors: its failed tries, as errands.jobs.errors. started_at: the start of its last try (NULL: it finished without running).
  SELECT f.id,
     f.queue_name,
     f.task_identifier,
@@ -292,7 +295,9 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
     f.created_at,
     f.finished_at,
     f.state,
-    f.result
+    f.result,
+    f.errors,
+    f.started_at
    FROM errands._finished_jobs f;
 --   id bigint
 --   queue_name text
@@ -307,6 +312,8 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 --   finished_at timestamp with time zone
 --   state text
 --   result json
+--   errors jsonb
+--   started_at timestamp with time zone
 
 -- VIEW errands.flow_steps
 -- ACL: postgres=arwdDxt/postgres
@@ -345,7 +352,7 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 
 -- VIEW errands.jobs
 -- ACL: postgres=arwdDxt/postgres
--- comment: Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending. traceparent: the W3C trace context of the span that enqueued the job (errands.set_traceparent), or NULL.
+-- comment: Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending. traceparent: the W3C trace context of the span that enqueued the job (errands.set_traceparent), or NULL. errors: the last 20 failed tries, oldest first, as a JSON array of {"attempt", "started_at", "failed_at", "worker", "error"} (NULL: it never failed).
  SELECT j.id,
     q.queue_name,
     t.identifier AS task_identifier,
@@ -371,7 +378,8 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
             WHEN (j.run_at > now()) THEN 'scheduled'::text
             ELSE 'pending'::text
         END AS state,
-    j.traceparent
+    j.traceparent,
+    j.errors
    FROM ((errands._jobs j
      JOIN errands._tasks t ON ((t.id = j.task_id)))
      LEFT JOIN errands._queues q ON ((q.id = j.job_queue_id)));
@@ -394,6 +402,7 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 --   timeout interval
 --   state text
 --   traceparent text
+--   errors jsonb
 
 -- VIEW errands.limits
 -- ACL: postgres=arwdDxt/postgres
@@ -576,6 +585,20 @@ BEGIN
     END IF;
     RETURN v_job;
 END
+$function$;
+
+-- FUNCTION errands._add_error(jsonb,integer,timestamp with time zone,text,text)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._add_error(errors jsonb, attempt integer, started_at timestamp with time zone, worker text, message text)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT CASE WHEN jsonb_array_length(coalesce(errors, '[]')) >= 20 THEN errors - 0
+                ELSE coalesce(errors, '[]') END
+           || jsonb_build_array(jsonb_build_object(
+                  'attempt', attempt, 'started_at', started_at, 'failed_at', now(),
+                  'worker', worker, 'error', left(message, 4000)))
 $function$;
 
 -- FUNCTION errands._apply_queue_limits(text)
@@ -789,9 +812,10 @@ BEGIN
     -- Kept for the dependents (whatever the retention): pruned once none waits.
     INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                         attempts, max_attempts, last_error, key, created_at,
-                                        state, result)
+                                        state, result, errors, started_at)
     SELECT j.id, q.queue_name, t.identifier, j.payload, j.priority, j.attempts,
-           j.max_attempts, j.last_error, j.key, j.created_at, 'completed', r.result
+           j.max_attempts, j.last_error, j.key, j.created_at, 'completed', r.result,
+           j.errors, j.locked_at
     -- Driven by the ids (one index probe of errands._jobs each): a join of
     -- errands._jobs with unnest() was planned as a nested loop over both.
     FROM unnest(job_ids, coalesce(results, array_fill(NULL::json, ARRAY[cardinality(job_ids)])))
@@ -1202,9 +1226,10 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result)
+                                            state, result, errors, started_at)
         SELECT gone.id, q.queue_name, t.identifier, gone.payload, gone.priority, gone.attempts,
-               gone.max_attempts, gone.reason, gone.key, gone.created_at, 'cancelled', NULL
+               gone.max_attempts, gone.reason, gone.key, gone.created_at, 'cancelled', NULL,
+               gone.errors, gone.locked_at
         FROM gone
         JOIN errands._tasks t ON t.id = gone.task_id
         LEFT JOIN errands._queues q ON q.id = gone.job_queue_id
@@ -1573,7 +1598,7 @@ AS $function$
                     WHEN j.attempts > 0 THEN 'retrying'
                     WHEN j.run_at > now() THEN 'scheduled'
                     ELSE 'pending' END,
-               j.traceparent)::errands.jobs
+               j.traceparent, j.errors)::errands.jobs
 $function$;
 
 -- FUNCTION errands._job_trigger_options(text[],oid,text,name,name)
@@ -1949,7 +1974,10 @@ BEGIN
             locked_by = NULL,
             updated_at = now(),
             last_error = format('errands: worker %s %s while running this job (locked since %s)',
-                                j.locked_by, reason, j.locked_at)
+                                j.locked_by, reason, j.locked_at),
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at, j.locked_by,
+                format('errands: worker %s %s while running this job (locked since %s)',
+                       j.locked_by, reason, j.locked_at))
         WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
           AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
@@ -2936,10 +2964,10 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result)
+                                            state, result, errors, started_at)
         SELECT (d.j).id, q.queue_name, t.identifier, (d.j).payload, (d.j).priority,
                (d.j).attempts, (d.j).max_attempts, (d.j).last_error, (d.j).key,
-               (d.j).created_at, 'completed', NULL
+               (d.j).created_at, 'completed', NULL, (d.j).errors, (d.j).locked_at
         FROM d
         JOIN errands._tasks t ON t.id = (d.j).task_id
         LEFT JOIN errands._queues q ON q.id = (d.j).job_queue_id
@@ -4306,6 +4334,9 @@ BEGIN
     WITH u AS (
         UPDATE errands._jobs j
         SET last_error = coalesce(permanently_fail_jobs.error_message, 'Manually marked as failed'),
+            -- Not a try of its own: start and worker are a stale lock's, else NULL.
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at, j.locked_by,
+                coalesce(permanently_fail_jobs.error_message, 'Manually marked as failed')),
             attempts = j.max_attempts,
             updated_at = now()
         WHERE j.id = ANY(permanently_fail_jobs.job_ids)
@@ -4618,7 +4649,10 @@ BEGIN
             locked_by = NULL,
             run_at = greatest(j.run_at, now()),
             last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
-                                j.locked_by, j.locked_at)
+                                j.locked_by, j.locked_at),
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at, j.locked_by,
+                format('errands: lock held by %s since %s expired; the worker is presumed dead',
+                       j.locked_by, j.locked_at))
         WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue
@@ -5134,13 +5168,14 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result)
+                                            state, result, errors, started_at)
         SELECT done.id, q.queue_name, t.identifier, done.payload, done.priority, done.attempts,
                done.max_attempts,
                -- A job whose cancellation was requested ends cancelled, result dropped.
                coalesce(done.cancel_reason, done.last_error), done.key, done.created_at,
                CASE WHEN done.cancel_reason IS NULL THEN 'completed' ELSE 'cancelled' END,
-               CASE WHEN done.cancel_reason IS NULL THEN r.result END
+               CASE WHEN done.cancel_reason IS NULL THEN r.result END,
+               done.errors, done.locked_at
         FROM done
         JOIN errands._tasks t ON t.id = done.task_id
         LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
@@ -5169,7 +5204,8 @@ $function$;
 -- FUNCTION errands.worker_fail_jobs(text,bigint[],text[],json[])
 -- ACL: postgres=X/postgres
 -- comment: Worker API. Records a failed try of each listed job that worker_id has locked:
---          last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
+--          last_error = its message (and an entry in errors: attempt, start, failure time,
+--          worker, message; the last 20 kept), run_at = greatest(now(), run_at) + exp(least(attempts,
 --          10)) seconds, lock and queue released; a non-NULL payload replaces the job's
 --          (batch jobs keep only their failed items). Returns the failed jobs; those with
 --          attempts >= max_attempts will not run again. A job whose cancellation was
@@ -5196,6 +5232,8 @@ BEGIN
     ), failed AS (
         UPDATE errands._jobs j
         SET last_error = f.message,
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at,
+                                        worker_fail_jobs.worker_id, f.message),
             -- Exponential backoff: e^attempts seconds, capped at e^10 (~6 h).
             run_at = greatest(now(), j.run_at) + exp(least(j.attempts, 10)) * interval '1 second',
             locked_at = NULL,

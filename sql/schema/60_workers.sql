@@ -42,7 +42,10 @@ BEGIN
             locked_by = NULL,
             updated_at = now(),
             last_error = format('errands: worker %s %s while running this job (locked since %s)',
-                                j.locked_by, reason, j.locked_at)
+                                j.locked_by, reason, j.locked_at),
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at, j.locked_by,
+                format('errands: worker %s %s while running this job (locked since %s)',
+                       j.locked_by, reason, j.locked_at))
         WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
           AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id

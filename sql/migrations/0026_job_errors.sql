@@ -1,0 +1,9 @@
+-- Every failed try of a job (issue 15, the dashboard's job page): errors is a
+-- JSON array of the last 20 failed tries, oldest first, each
+-- {"attempt", "started_at", "failed_at", "worker", "error"}; NULL until the
+-- first failure. It is written where last_error is (worker_fail_jobs,
+-- reset_locked, rescue_workers, permanently_fail_jobs) and carried into history.
+-- started_at: the start of a finished job's last try (its locked_at when it
+-- finished; NULL when it finished without running, e.g. cancelled while waiting).
+ALTER TABLE errands._jobs ADD COLUMN errors jsonb;
+ALTER TABLE errands._finished_jobs ADD COLUMN errors jsonb, ADD COLUMN started_at timestamptz;
