@@ -543,10 +543,13 @@ BEGIN
 -- {"attempt", "started_at", "failed_at", "worker", "error"}; NULL until the
 -- first failure. It is written where last_error is (worker_fail_jobs,
 -- reset_locked, rescue_workers, permanently_fail_jobs) and carried into history.
--- started_at: the start of a finished job's last try (its locked_at when it
--- finished; NULL when it finished without running, e.g. cancelled while waiting).
+-- History also keeps the run_at of the last try (when it was due: for a retry,
+-- the end of its backoff) and started_at, its start (the job's locked_at when it
+-- finished; NULL when it finished without running, e.g. cancelled while
+-- waiting): queue wait is started_at - run_at, run time finished_at - started_at.
 ALTER TABLE errands._jobs ADD COLUMN errors jsonb;
-ALTER TABLE errands._finished_jobs ADD COLUMN errors jsonb, ADD COLUMN started_at timestamptz;
+ALTER TABLE errands._finished_jobs ADD COLUMN errors jsonb, ADD COLUMN run_at timestamptz,
+    ADD COLUMN started_at timestamptz;
 $errands_m0026$;
         INSERT INTO errands.migrations (id, name) VALUES (26, 'job_errors');
         PERFORM set_config('errands.install_migrated', 'on', true);
@@ -559,7 +562,7 @@ $errands_install_m0026$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'a7455044f637a7c8dbc21d0cc06d3a126a5e12a2048f940aee8a3f24cc2eb9ae') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '0461f03f6c94e70ce0f66c9291d64bb525f8ebfabf6cf248fc47c457ce61ad18') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -749,10 +752,11 @@ SELECT f.id,
        f.state,
        f.result,
        f.errors,
+       f.run_at,
        f.started_at
 FROM errands._finished_jobs f;
 COMMENT ON VIEW errands.finished_jobs IS
-    'Read-only view of finished jobs kept for their retention (errands.set_retention, errands.set_task_retention). state: completed or cancelled; result: the task''s return value (NULL: none). errors: its failed tries, as errands.jobs.errors. started_at: the start of its last try (NULL: it finished without running).';
+    'Read-only view of finished jobs kept for their retention (errands.set_retention, errands.set_task_retention). state: completed or cancelled; result: the task''s return value (NULL: none). errors: its failed tries, as errands.jobs.errors. run_at: when its last try was due; started_at: when that try started (NULL: it finished without running). Queue wait: started_at - run_at; run time: finished_at - started_at.';
 
 -- Retention is read on every completion; like the payload limit (20_enqueue.sql)
 -- it is folded into constant SQL functions that set_retention and
@@ -1800,10 +1804,10 @@ BEGIN
     -- Kept for the dependents (whatever the retention): pruned once none waits.
     INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                         attempts, max_attempts, last_error, key, created_at,
-                                        state, result, errors, started_at)
+                                        state, result, errors, run_at, started_at)
     SELECT j.id, q.queue_name, t.identifier, j.payload, j.priority, j.attempts,
            j.max_attempts, j.last_error, j.key, j.created_at, 'completed', r.result,
-           j.errors, j.locked_at
+           j.errors, j.run_at, j.locked_at
     -- Driven by the ids (one index probe of errands._jobs each): a join of
     -- errands._jobs with unnest() was planned as a nested loop over both.
     FROM unnest(job_ids, coalesce(results, array_fill(NULL::json, ARRAY[cardinality(job_ids)])))
@@ -2644,14 +2648,14 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result, errors, started_at)
+                                            state, result, errors, run_at, started_at)
         SELECT done.id, q.queue_name, t.identifier, done.payload, done.priority, done.attempts,
                done.max_attempts,
                -- A job whose cancellation was requested ends cancelled, result dropped.
                coalesce(done.cancel_reason, done.last_error), done.key, done.created_at,
                CASE WHEN done.cancel_reason IS NULL THEN 'completed' ELSE 'cancelled' END,
                CASE WHEN done.cancel_reason IS NULL THEN r.result END,
-               done.errors, done.locked_at
+               done.errors, done.run_at, done.locked_at
         FROM done
         JOIN errands._tasks t ON t.id = done.task_id
         LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
@@ -2960,10 +2964,10 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result, errors, started_at)
+                                            state, result, errors, run_at, started_at)
         SELECT gone.id, q.queue_name, t.identifier, gone.payload, gone.priority, gone.attempts,
                gone.max_attempts, gone.reason, gone.key, gone.created_at, 'cancelled', NULL,
-               gone.errors, gone.locked_at
+               gone.errors, gone.run_at, gone.locked_at
         FROM gone
         JOIN errands._tasks t ON t.id = gone.task_id
         LEFT JOIN errands._queues q ON q.id = gone.job_queue_id
@@ -3517,10 +3521,11 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result, errors, started_at)
+                                            state, result, errors, run_at, started_at)
         SELECT (d.j).id, q.queue_name, t.identifier, (d.j).payload, (d.j).priority,
                (d.j).attempts, (d.j).max_attempts, (d.j).last_error, (d.j).key,
-               (d.j).created_at, 'completed', NULL, (d.j).errors, (d.j).locked_at
+               (d.j).created_at, 'completed', NULL, (d.j).errors, (d.j).run_at,
+               (d.j).locked_at
         FROM d
         JOIN errands._tasks t ON t.id = (d.j).task_id
         LEFT JOIN errands._queues q ON q.id = (d.j).job_queue_id
@@ -4783,6 +4788,51 @@ the payload contains), since and until (bounds of run_at)), in order of sort (id
 run_at or attempts, then id; descending or not), after the keyset cursor
 (after_value, after_id), within id_bound (ids >= it when descending, <= it
 otherwise), at most n (NULL: all), one row each. Bad arguments raise 22023.';
+
+-- Queue wait (run_at -> start of the try that completed) and run time (start ->
+-- completion) of the jobs completed in each bucket, from history (kept when
+-- retention > 0; finished_at is indexed): medians and maxima in seconds.
+-- Completions recorded before history kept start times have none and are left out.
+CREATE OR REPLACE FUNCTION errands.dashboard_durations(since timestamptz, bucket interval)
+RETURNS TABLE (bucket_start timestamptz, wait_p50 float8, wait_max float8,
+               run_p50 float8, run_max float8, jobs bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
+       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
+        RAISE EXCEPTION 'errands: dashboard_durations needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
+            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH b AS (
+        SELECT g AS s FROM generate_series(since, now(), bucket) g
+    ), h AS (
+        SELECT since + bucket * floor(extract(epoch FROM f.finished_at - since)
+                                      / extract(epoch FROM bucket)) AS s,
+               greatest(0, extract(epoch FROM f.started_at - f.run_at))::float8 AS wait,
+               extract(epoch FROM f.finished_at - f.started_at)::float8 AS run
+        FROM errands._finished_jobs f
+        WHERE f.finished_at >= since AND f.state = 'completed'
+          AND f.started_at IS NOT NULL AND f.run_at IS NOT NULL
+    ), hb AS (
+        SELECT h.s, percentile_cont(0.5) WITHIN GROUP (ORDER BY h.wait) AS wait_p50,
+               max(h.wait) AS wait_max,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY h.run) AS run_p50,
+               max(h.run) AS run_max, count(*) AS jobs
+        FROM h GROUP BY 1
+    )
+    SELECT b.s, hb.wait_p50, hb.wait_max, hb.run_p50, hb.run_max, coalesce(hb.jobs, 0)
+    FROM b LEFT JOIN hb ON hb.s = b.s
+    ORDER BY b.s;
+END
+$$;
+COMMENT ON FUNCTION errands.dashboard_durations(timestamptz, interval) IS
+'Dashboard: per bucket of the given length since the given time (at most 7 days,
+1000 buckets), for the jobs completed then (errands.finished_jobs: none when
+retention is 0): the median and maximum queue wait (run_at of the last try to
+its start) and run time (start to completion) in seconds, and how many jobs.';
 -- sql/schema/65_metrics.sql
 -- Database-wide figures for monitoring (errands.metrics_db renders them for
 -- Prometheus): jobs by task, queue and state, the oldest job waiting to run,
@@ -5050,6 +5100,7 @@ BEGIN
                    v_name);
     FOREACH v_fn IN ARRAY ARRAY['errands.dashboard_counts(bigint)',
                                 'errands.dashboard_chart(timestamptz, interval)',
+                                'errands.dashboard_durations(timestamptz, interval)',
                                 'errands.dashboard_cron()',
                                 'errands.dashboard_workers()',
                                 'errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer)',
@@ -5081,7 +5132,7 @@ COMMENT ON FUNCTION errands.grant_dashboard(regrole, boolean) IS
 'Gives role what the web dashboard (errands dashboard) needs: USAGE on schema
 errands, SELECT on the views errands.jobs, finished_jobs, flow_steps, limits,
 queues and task_limits (payloads and results included; never the private
-tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_cron,
+tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_durations, dashboard_cron,
 dashboard_workers and dashboard_job_ids, and on the monitoring functions
 job_counts, oldest_ready_run_at and worker_counts (its /metrics). With
 read_only false also EXECUTE on the functions its actions call: reschedule_jobs,
@@ -5722,7 +5773,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'a7455044f637a7c8dbc21d0cc06d3a126a5e12a2048f940aee8a3f24cc2eb9ae')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '0461f03f6c94e70ce0f66c9291d64bb525f8ebfabf6cf248fc47c457ce61ad18')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -42,6 +42,7 @@ CREATE INDEX crontab_items_source ON errands._crontab_items USING btree (source)
 --   state text NOT NULL
 --   result json
 --   errors jsonb
+--   run_at timestamp with time zone
 --   started_at timestamp with time zone
 --   CONSTRAINT _finished_jobs_pkey PRIMARY KEY (id)
 --   CONSTRAINT finished_jobs_state CHECK ((state = ANY (ARRAY['completed'::text, 'cancelled'::text])))
@@ -282,7 +283,7 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 
 -- VIEW errands.finished_jobs
 -- ACL: postgres=arwdDxt/postgres
--- comment: Read-only view of finished jobs kept for their retention (errands.set_retention, errands.set_task_retention). state: completed or cancelled; result: the task's return value (NULL: none). errors: its failed tries, as errands.jobs.errors. started_at: the start of its last try (NULL: it finished without running).
+-- comment: Read-only view of finished jobs kept for their retention (errands.set_retention, errands.set_task_retention). state: completed or cancelled; result: the task's return value (NULL: none). errors: its failed tries, as errands.jobs.errors. run_at: when its last try was due; started_at: when that try started (NULL: it finished without running). Queue wait: started_at - run_at; run time: finished_at - started_at.
  SELECT f.id,
     f.queue_name,
     f.task_identifier,
@@ -297,6 +298,7 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
     f.state,
     f.result,
     f.errors,
+    f.run_at,
     f.started_at
    FROM errands._finished_jobs f;
 --   id bigint
@@ -313,6 +315,7 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 --   state text
 --   result json
 --   errors jsonb
+--   run_at timestamp with time zone
 --   started_at timestamp with time zone
 
 -- VIEW errands.flow_steps
@@ -812,10 +815,10 @@ BEGIN
     -- Kept for the dependents (whatever the retention): pruned once none waits.
     INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                         attempts, max_attempts, last_error, key, created_at,
-                                        state, result, errors, started_at)
+                                        state, result, errors, run_at, started_at)
     SELECT j.id, q.queue_name, t.identifier, j.payload, j.priority, j.attempts,
            j.max_attempts, j.last_error, j.key, j.created_at, 'completed', r.result,
-           j.errors, j.locked_at
+           j.errors, j.run_at, j.locked_at
     -- Driven by the ids (one index probe of errands._jobs each): a join of
     -- errands._jobs with unnest() was planned as a nested loop over both.
     FROM unnest(job_ids, coalesce(results, array_fill(NULL::json, ARRAY[cardinality(job_ids)])))
@@ -1226,10 +1229,10 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result, errors, started_at)
+                                            state, result, errors, run_at, started_at)
         SELECT gone.id, q.queue_name, t.identifier, gone.payload, gone.priority, gone.attempts,
                gone.max_attempts, gone.reason, gone.key, gone.created_at, 'cancelled', NULL,
-               gone.errors, gone.locked_at
+               gone.errors, gone.run_at, gone.locked_at
         FROM gone
         JOIN errands._tasks t ON t.id = gone.task_id
         LEFT JOIN errands._queues q ON q.id = gone.job_queue_id
@@ -2964,10 +2967,11 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result, errors, started_at)
+                                            state, result, errors, run_at, started_at)
         SELECT (d.j).id, q.queue_name, t.identifier, (d.j).payload, (d.j).priority,
                (d.j).attempts, (d.j).max_attempts, (d.j).last_error, (d.j).key,
-               (d.j).created_at, 'completed', NULL, (d.j).errors, (d.j).locked_at
+               (d.j).created_at, 'completed', NULL, (d.j).errors, (d.j).run_at,
+               (d.j).locked_at
         FROM d
         JOIN errands._tasks t ON t.id = (d.j).task_id
         LEFT JOIN errands._queues q ON q.id = (d.j).job_queue_id
@@ -3229,6 +3233,48 @@ AS $function$
     FROM errands._crontab_items i
     LEFT JOIN errands._known_crontabs k ON k.identifier = i.id
     ORDER BY i.source, i.line_number
+$function$;
+
+-- FUNCTION errands.dashboard_durations(timestamp with time zone,interval)
+-- ACL: postgres=X/postgres
+-- comment: Dashboard: per bucket of the given length since the given time (at most 7 days,
+--          1000 buckets), for the jobs completed then (errands.finished_jobs: none when
+--          retention is 0): the median and maximum queue wait (run_at of the last try to
+--          its start) and run time (start to completion) in seconds, and how many jobs.
+CREATE OR REPLACE FUNCTION errands.dashboard_durations(since timestamp with time zone, bucket interval)
+ RETURNS TABLE(bucket_start timestamp with time zone, wait_p50 double precision, wait_max double precision, run_p50 double precision, run_max double precision, jobs bigint)
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+BEGIN
+    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
+       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
+        RAISE EXCEPTION 'errands: dashboard_durations needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
+            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH b AS (
+        SELECT g AS s FROM generate_series(since, now(), bucket) g
+    ), h AS (
+        SELECT since + bucket * floor(extract(epoch FROM f.finished_at - since)
+                                      / extract(epoch FROM bucket)) AS s,
+               greatest(0, extract(epoch FROM f.started_at - f.run_at))::float8 AS wait,
+               extract(epoch FROM f.finished_at - f.started_at)::float8 AS run
+        FROM errands._finished_jobs f
+        WHERE f.finished_at >= since AND f.state = 'completed'
+          AND f.started_at IS NOT NULL AND f.run_at IS NOT NULL
+    ), hb AS (
+        SELECT h.s, percentile_cont(0.5) WITHIN GROUP (ORDER BY h.wait) AS wait_p50,
+               max(h.wait) AS wait_max,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY h.run) AS run_p50,
+               max(h.run) AS run_max, count(*) AS jobs
+        FROM h GROUP BY 1
+    )
+    SELECT b.s, hb.wait_p50, hb.wait_max, hb.run_p50, hb.run_max, coalesce(hb.jobs, 0)
+    FROM b LEFT JOIN hb ON hb.s = b.s
+    ORDER BY b.s;
+END
 $function$;
 
 -- FUNCTION errands.dashboard_job_ids(jsonb,text,boolean,text,bigint,bigint,integer)
@@ -3625,7 +3671,7 @@ $function$;
 -- comment: Gives role what the web dashboard (errands dashboard) needs: USAGE on schema
 --          errands, SELECT on the views errands.jobs, finished_jobs, flow_steps, limits,
 --          queues and task_limits (payloads and results included; never the private
---          tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_cron,
+--          tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_durations, dashboard_cron,
 --          dashboard_workers and dashboard_job_ids, and on the monitoring functions
 --          job_counts, oldest_ready_run_at and worker_counts (its /metrics). With
 --          read_only false also EXECUTE on the functions its actions call: reschedule_jobs,
@@ -3657,6 +3703,7 @@ BEGIN
                    v_name);
     FOREACH v_fn IN ARRAY ARRAY['errands.dashboard_counts(bigint)',
                                 'errands.dashboard_chart(timestamptz, interval)',
+                                'errands.dashboard_durations(timestamptz, interval)',
                                 'errands.dashboard_cron()',
                                 'errands.dashboard_workers()',
                                 'errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer)',
@@ -5168,14 +5215,14 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result, errors, started_at)
+                                            state, result, errors, run_at, started_at)
         SELECT done.id, q.queue_name, t.identifier, done.payload, done.priority, done.attempts,
                done.max_attempts,
                -- A job whose cancellation was requested ends cancelled, result dropped.
                coalesce(done.cancel_reason, done.last_error), done.key, done.created_at,
                CASE WHEN done.cancel_reason IS NULL THEN 'completed' ELSE 'cancelled' END,
                CASE WHEN done.cancel_reason IS NULL THEN r.result END,
-               done.errors, done.locked_at
+               done.errors, done.run_at, done.locked_at
         FROM done
         JOIN errands._tasks t ON t.id = done.task_id
         LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id

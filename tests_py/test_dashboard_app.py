@@ -288,6 +288,23 @@ def test_charts_come_from_history_and_say_when_none_is_kept(
     chart = re.search(r'<svg class="chart" id="chart-throughput".*?</svg>', html, re.S)
     assert chart is not None
     assert sum(float(v) for v in re.findall(r'data-value="([0-9.]+)"', chart.group(0))) == 4
+    # Queue wait (run_at -> start) and run time (start -> completion) of a job due
+    # 10 s ago, taken 4 s ago (as the worker API records them).
+    conn.execute("SELECT errands.add_job('d', '{}')")
+    conn.execute("SELECT errands.get_jobs('w', ARRAY['d'], 1)")
+    conn.execute("UPDATE errands._jobs SET run_at = now() - interval '10 s',"
+                 " locked_at = now() - interval '4 s' WHERE locked_by = 'w'")
+    conn.execute("SELECT errands.worker_complete_jobs('w', ARRAY(SELECT id FROM errands._jobs"
+                 " WHERE locked_by = 'w'))")
+    _, _, html = dashboard.request("/?refresh=0")
+    for chart_id, what, low, high in (("chart-wait", "queue wait", 6.0, 6.0),
+                                      ("chart-run", "run time", 4.0, 4.5)):
+        chart = re.search(rf'<svg class="chart" id="{chart_id}".*?</svg>', html, re.S)
+        assert chart is not None, chart_id
+        # The bucket of the five completions: its maximum is the delayed job's.
+        maxima = [float(m) for m in re.findall(
+            rf"median {what} [0-9.]+ s \(max ([0-9.]+) s\) of 5 completed jobs", chart.group(0))]
+        assert len(maxima) == 1 and low <= maxima[0] <= high, (chart_id, maxima)
 
 
 def test_queue_limits_cron_run_now_and_reschedule(

@@ -2,7 +2,7 @@
 -- read-only, the actions) need; remove_jobs, run_cron_now, dashboard_counts,
 -- dashboard_chart and dashboard_cron.
 BEGIN;
-SELECT plan(44);
+SELECT plan(45);
 
 CREATE ROLE errands_t140_ro NOLOGIN;
 CREATE ROLE errands_t140_rw NOLOGIN;
@@ -39,15 +39,15 @@ SELECT is(
           WHERE p.pronamespace = 'errands'::regnamespace
             AND has_function_privilege('errands_t140_ro', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['dashboard_chart', 'dashboard_counts', 'dashboard_cron', 'dashboard_job_ids',
+    ARRAY['dashboard_chart', 'dashboard_counts', 'dashboard_cron', 'dashboard_durations', 'dashboard_job_ids',
           'dashboard_workers', 'job_counts', 'oldest_ready_run_at', 'worker_counts'],
-    'read-only dashboard: EXECUTE on the five dashboard functions and the three of /metrics only');
+    'read-only dashboard: EXECUTE on the six dashboard functions and the three of /metrics only');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'errands'::regnamespace
             AND has_function_privilege('errands_t140_rw', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['cancel_jobs', 'dashboard_chart', 'dashboard_counts', 'dashboard_cron', 'dashboard_job_ids', 'dashboard_workers',
+    ARRAY['cancel_jobs', 'dashboard_chart', 'dashboard_counts', 'dashboard_cron', 'dashboard_durations', 'dashboard_job_ids', 'dashboard_workers',
           'job_counts', 'oldest_ready_run_at', 'pause_queue',
           'pause_task', 'remove_jobs', 'reschedule_jobs', 'resume_queue', 'resume_task',
           'run_cron_now', 'set_queue_limits', 'set_task_limits', 'worker_counts'],
@@ -70,6 +70,8 @@ SELECT is((SELECT sum(jobs)::int FROM errands.job_counts()), 3,
           'read-only role: job_counts (the /metrics gauges) counts the three jobs');
 SELECT lives_ok($$SELECT errands.oldest_ready_run_at(), (SELECT count(*) FROM errands.worker_counts())$$,
                 'read-only role: oldest_ready_run_at and worker_counts (/metrics)');
+SELECT lives_ok($$SELECT * FROM errands.dashboard_durations(now() - interval '1 hour', interval '5 minutes')$$,
+                'read-only role: dashboard_durations');
 SELECT lives_ok($$SELECT * FROM errands.dashboard_chart(now() - interval '1 hour', interval '5 minutes')$$,
                 'read-only role: dashboard_chart');
 SELECT is((SELECT count(*)::int FROM errands.dashboard_cron()), 2, 'read-only role: dashboard_cron');

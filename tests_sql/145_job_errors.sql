@@ -4,7 +4,7 @@
 -- into errands.finished_jobs with the start of the last try; bad input changes
 -- nothing.
 BEGIN;
-SELECT plan(22);
+SELECT plan(24);
 
 -- Fetch job id as worker w (due now first) and fail it with message m.
 CREATE FUNCTION pg_temp.fail_once(id bigint, w text, m text) RETURNS void LANGUAGE plpgsql AS $f$
@@ -82,13 +82,20 @@ SELECT is((SELECT (jsonb_array_length(errors), errors->1->>'error', errors->1->>
 -- Carried into history, with the start of the last try.
 SELECT errands.set_retention(interval '1 day');
 SELECT errands.get_jobs('w-ok', ARRAY['e_task']) IS NOT NULL;
-UPDATE errands._jobs SET locked_at = now() - interval '3 seconds' WHERE id = :id;
+UPDATE errands._jobs SET locked_at = now() - interval '3 seconds', run_at = now() - interval '10 seconds'
+WHERE id = :id;
 SELECT errors::text AS kept FROM errands.jobs WHERE id = :id \gset
 SELECT errands.worker_complete_jobs('w-ok', ARRAY[:id::bigint], NULL);
 SELECT is((SELECT (state, errors::text) FROM errands.finished_jobs WHERE id = :id),
           ('completed'::text, :'kept'::text), 'a completed job keeps its failed tries in history');
-SELECT is((SELECT started_at FROM errands.finished_jobs WHERE id = :id), now() - interval '3 seconds',
-          'finished_jobs.started_at: the start of the try that completed');
+SELECT is((SELECT (run_at, started_at) FROM errands.finished_jobs WHERE id = :id),
+          (now() - interval '10 seconds', now() - interval '3 seconds'),
+          'finished_jobs: run_at and started_at of the try that completed');
+SELECT is((SELECT (sum(jobs)::int, max(wait_max), max(run_max))
+           FROM errands.dashboard_durations(now() - interval '1 hour', interval '5 minutes')),
+          (1, 7::float8, 3::float8), 'dashboard_durations: queue wait run_at -> start, run time start -> finish');
+SELECT throws_ok($$SELECT * FROM errands.dashboard_durations(now() - interval '1 hour', interval '0')$$,
+                 '22023', NULL, 'dashboard_durations of a zero bucket: 22023');
 SELECT (errands.add_job('e_never', '{}')).id AS never \gset
 SELECT errands.cancel_jobs(ARRAY[:never::bigint]);
 SELECT is((SELECT (state, errors, started_at) FROM errands.finished_jobs WHERE id = :never),

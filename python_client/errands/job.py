@@ -139,6 +139,8 @@ class FinishedJob:
     result: Any
     errors: list[dict[str, Any]] | None = None
     """Its failed tries, as :attr:`Job.errors`."""
+    run_at: datetime | None = None
+    """When its last try was due (for a retry, the end of its backoff)."""
     started_at: datetime | None = None
     """When its last try started (``None``: it finished without running)."""
 
@@ -150,7 +152,7 @@ class FinishedJob:
 
 
 _FINISHED_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(FinishedJob))
-_FINISHED_OPTIONAL = frozenset({"errors", "started_at"})  # added in version 26
+_FINISHED_OPTIONAL = frozenset({"errors", "run_at", "started_at"})  # added in version 26
 
 
 def _seconds(value: Any) -> float | None:

@@ -3,7 +3,10 @@
 -- {"attempt", "started_at", "failed_at", "worker", "error"}; NULL until the
 -- first failure. It is written where last_error is (worker_fail_jobs,
 -- reset_locked, rescue_workers, permanently_fail_jobs) and carried into history.
--- started_at: the start of a finished job's last try (its locked_at when it
--- finished; NULL when it finished without running, e.g. cancelled while waiting).
+-- History also keeps the run_at of the last try (when it was due: for a retry,
+-- the end of its backoff) and started_at, its start (the job's locked_at when it
+-- finished; NULL when it finished without running, e.g. cancelled while
+-- waiting): queue wait is started_at - run_at, run time finished_at - started_at.
 ALTER TABLE errands._jobs ADD COLUMN errors jsonb;
-ALTER TABLE errands._finished_jobs ADD COLUMN errors jsonb, ADD COLUMN started_at timestamptz;
+ALTER TABLE errands._finished_jobs ADD COLUMN errors jsonb, ADD COLUMN run_at timestamptz,
+    ADD COLUMN started_at timestamptz;

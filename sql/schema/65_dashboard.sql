@@ -301,3 +301,48 @@ the payload contains), since and until (bounds of run_at)), in order of sort (id
 run_at or attempts, then id; descending or not), after the keyset cursor
 (after_value, after_id), within id_bound (ids >= it when descending, <= it
 otherwise), at most n (NULL: all), one row each. Bad arguments raise 22023.';
+
+-- Queue wait (run_at -> start of the try that completed) and run time (start ->
+-- completion) of the jobs completed in each bucket, from history (kept when
+-- retention > 0; finished_at is indexed): medians and maxima in seconds.
+-- Completions recorded before history kept start times have none and are left out.
+CREATE OR REPLACE FUNCTION errands.dashboard_durations(since timestamptz, bucket interval)
+RETURNS TABLE (bucket_start timestamptz, wait_p50 float8, wait_max float8,
+               run_p50 float8, run_max float8, jobs bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
+       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
+        RAISE EXCEPTION 'errands: dashboard_durations needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
+            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH b AS (
+        SELECT g AS s FROM generate_series(since, now(), bucket) g
+    ), h AS (
+        SELECT since + bucket * floor(extract(epoch FROM f.finished_at - since)
+                                      / extract(epoch FROM bucket)) AS s,
+               greatest(0, extract(epoch FROM f.started_at - f.run_at))::float8 AS wait,
+               extract(epoch FROM f.finished_at - f.started_at)::float8 AS run
+        FROM errands._finished_jobs f
+        WHERE f.finished_at >= since AND f.state = 'completed'
+          AND f.started_at IS NOT NULL AND f.run_at IS NOT NULL
+    ), hb AS (
+        SELECT h.s, percentile_cont(0.5) WITHIN GROUP (ORDER BY h.wait) AS wait_p50,
+               max(h.wait) AS wait_max,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY h.run) AS run_p50,
+               max(h.run) AS run_max, count(*) AS jobs
+        FROM h GROUP BY 1
+    )
+    SELECT b.s, hb.wait_p50, hb.wait_max, hb.run_p50, hb.run_max, coalesce(hb.jobs, 0)
+    FROM b LEFT JOIN hb ON hb.s = b.s
+    ORDER BY b.s;
+END
+$$;
+COMMENT ON FUNCTION errands.dashboard_durations(timestamptz, interval) IS
+'Dashboard: per bucket of the given length since the given time (at most 7 days,
+1000 buckets), for the jobs completed then (errands.finished_jobs: none when
+retention is 0): the median and maximum queue wait (run_at of the last try to
+its start) and run time (start to completion) in seconds, and how many jobs.';

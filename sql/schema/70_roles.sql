@@ -136,6 +136,7 @@ BEGIN
                    v_name);
     FOREACH v_fn IN ARRAY ARRAY['errands.dashboard_counts(bigint)',
                                 'errands.dashboard_chart(timestamptz, interval)',
+                                'errands.dashboard_durations(timestamptz, interval)',
                                 'errands.dashboard_cron()',
                                 'errands.dashboard_workers()',
                                 'errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer)',
@@ -167,7 +168,7 @@ COMMENT ON FUNCTION errands.grant_dashboard(regrole, boolean) IS
 'Gives role what the web dashboard (errands dashboard) needs: USAGE on schema
 errands, SELECT on the views errands.jobs, finished_jobs, flow_steps, limits,
 queues and task_limits (payloads and results included; never the private
-tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_cron,
+tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_durations, dashboard_cron,
 dashboard_workers and dashboard_job_ids, and on the monitoring functions
 job_counts, oldest_ready_run_at and worker_counts (its /metrics). With
 read_only false also EXECUTE on the functions its actions call: reschedule_jobs,
