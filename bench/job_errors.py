@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--before-ref", default="s4-metrics", help="git ref of the 'before' schema")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--n", type=int, default=20_000, help="no-ops per W1 round")
-    parser.add_argument("--only", default="w1,history,fail", help="comma-separated: w1,history,fail")
+    parser.add_argument("--only", default="w1,history,fail", help="w1,history,fail (any of)")
     args = parser.parse_args()
     before_sql = subprocess.run(
         ["git", "show", f"{args.before_ref}:sql/install.sql"], cwd=ROOT, capture_output=True,
