@@ -2,7 +2,7 @@
 -- read-only, the actions) need; remove_jobs, run_cron_now, dashboard_counts,
 -- dashboard_chart and dashboard_cron.
 BEGIN;
-SELECT plan(45);
+SELECT plan(46);
 
 CREATE ROLE errands_t140_ro NOLOGIN;
 CREATE ROLE errands_t140_rw NOLOGIN;
@@ -126,8 +126,14 @@ SELECT is((SELECT count(*)::int FROM errands.remove_jobs(
 SELECT is((SELECT jobs::int FROM errands.dashboard_counts()
            WHERE state = 'failed' AND task_identifier = 'd_fail' AND NOT estimated),
           1, 'dashboard_counts: exact on a small table');
-SELECT is((SELECT bool_and(estimated) FROM errands.dashboard_counts(0)), true,
-          'dashboard_counts(0): estimated from a sample');
+SELECT (errands.add_job('d_many', json_build_object('i', i))).id FROM generate_series(1, 3) i;
+SELECT count(*) FROM errands.get_jobs('w140b', ARRAY['d_many'], 2);
+SELECT is(ARRAY(SELECT state || '/' || task_identifier || '/' || jobs || '/' || estimated
+                FROM errands.dashboard_counts(0) WHERE state IN ('running', 'failed') ORDER BY 1),
+          ARRAY['failed/d_fail/1/false', 'running/d_many/2/false'],
+          'dashboard_counts(0) (a big table): running and failed counted exactly');
+SELECT is((SELECT bool_and(estimated) FROM errands.dashboard_counts(0) WHERE state = 'pending'), true,
+          'dashboard_counts(0): pending estimated from a sample');
 SELECT is((SELECT sum(failed)::int FROM errands.dashboard_chart(now() - interval '1 hour', interval '5 minutes')),
           1, 'dashboard_chart counts the failure of the last hour');
 SELECT throws_ok($$SELECT * FROM errands.dashboard_chart(now() - interval '1 hour', interval '0')$$,

@@ -8,5 +8,10 @@
 -- finished; NULL when it finished without running, e.g. cancelled while
 -- waiting): queue wait is started_at - run_at, run time finished_at - started_at.
 ALTER TABLE errands._jobs ADD COLUMN errors jsonb;
+-- The jobs no fetch index holds (running, failed for good, waiting for
+-- dependencies): few on a healthy queue, so the dashboard counts them exactly
+-- however big the backlog. Enqueueing writes no entry (a new job is available);
+-- taking a job writes one (measured: bench/job_errors.py, docs/dashboard.md).
+CREATE INDEX jobs_unavailable ON errands._jobs (task_id) WHERE NOT is_available;
 ALTER TABLE errands._finished_jobs ADD COLUMN errors jsonb, ADD COLUMN run_at timestamptz,
     ADD COLUMN started_at timestamptz;

@@ -46,6 +46,8 @@ def routes(dash: Dashboard) -> list[BaseRoute]:
         for r in counts:
             by_state[r["state"]] += r["jobs"]
         estimated = any(r["estimated"] for r in counts)
+        # Running, waiting and failed are exact even on a big table.
+        estimated_states = {r["state"] for r in counts if r["estimated"]}
         chart = await dash.db.rows(CHART, [WINDOW, BUCKET])
         durations = await dash.db.rows(DURATIONS, [WINDOW, BUCKET])
         oldest = await dash.db.row(OLDEST)
@@ -79,7 +81,7 @@ def routes(dash: Dashboard) -> list[BaseRoute]:
             refresh = int(value) if value.isdigit() else refresh
         return dash.render.page(
             request, "overview.html",
-            by_state=by_state, estimated=estimated,
+            by_state=by_state, estimated=estimated, estimated_states=estimated_states,
             by_task=_group(counts, "task_identifier"), by_queue=_group(counts, "queue_name"),
             states=LIVE_STATES, charts=charts, oldest=oldest,
             history_kept=bool(kept and kept["kept"]), refresh=refresh,
