@@ -6,6 +6,7 @@
 #   make schema-snapshot  regenerate sql/schema.snapshot.sql (catalogue of a fresh install)
 #   make bench        benchmark (bench/run.py, own durable cluster); bench-quick < 2 min;
 #                     then bench/flow_control.py (W1 before/after, limits, queue count)
+#                     and bench/queue_scale.py (W1 over serial queues, enqueue before/after)
 #                     and bench/dashboard.py (page server times at 1M + 1M jobs)
 #                     PEERS=1: Graphile Worker, PgQueuer, Procrastinate side by side
 #   make chaos        chaos test (chaos/run.py): kills, PG restarts, cut links; CHAOS_ARGS=--help
@@ -123,11 +124,13 @@ BENCH_PEERS := $(if $(filter 1 yes true,$(PEERS)),--peers)
 bench: system-deps $(STAMP)
 	$(VPY) bench/run.py $(BENCH_PEERS) $(BENCH_ARGS)
 	$(VPY) bench/flow_control.py
+	$(VPY) bench/queue_scale.py
 	$(VPY) bench/dashboard.py
 
 bench-quick: system-deps $(STAMP)
 	$(VPY) bench/run.py --quick $(BENCH_PEERS) $(BENCH_ARGS)
 	$(VPY) bench/flow_control.py --quick
+	$(VPY) bench/queue_scale.py --quick
 	$(VPY) bench/dashboard.py --quick
 
 # --- chaos test (chaos/run.py) ------------------------------------------------------

@@ -4,7 +4,7 @@
 On a throwaway durable cluster (as bench/run.py), two databases: ``before`` with
 the schema of ``--before-ref`` (default ``s4-metrics``, the branch this work
 started from; its sql/install.sql) and ``after`` with this checkout's. The
-workers run with ``install=False`` (BENCH_NO_INSTALL=1), so neither is upgraded.
+workers run with ``install=False`` (BENCH_WORKER_INSTALL=0), so neither is upgraded.
 
 * **W1** (the success path): W1 c10 rounds (``--n`` no-ops, one ``--once``
   worker) interleaved between the two databases; the ratio of medians. Then the
@@ -124,7 +124,7 @@ def main() -> None:
     ).stdout  # fmt: skip
     rounds = args.rounds or (4 if args.quick else 8)
     # The worker must not upgrade the "before" database to this checkout's schema.
-    os.environ["BENCH_NO_INSTALL"] = "1"
+    os.environ["BENCH_WORKER_INSTALL"] = "0"
     only = set(args.only.split(","))
     with durable_cluster() as cluster:
         dsns = {

@@ -50,19 +50,19 @@ async def main(dsn: str, concurrency: int, mode: str, poll_interval: float = 2.0
     registry = errands.load_tasks([TASKS])
     # BENCH_METRICS=1: with the Prometheus endpoint on (bench/metrics.py).
     metrics_port = 0 if os.environ.get("BENCH_METRICS") == "1" else None
-    # BENCH_NO_INSTALL=1: leave the schema as it is (a "before" database of an
-    # older version must not be upgraded by this checkout's worker).
-    install = os.environ.get("BENCH_NO_INSTALL") != "1"
+    # BENCH_WORKER_INSTALL=0: leave the schema as it is (a "before" database of a
+    # before/after comparison must not be upgraded to this checkout's schema).
+    install = os.environ.get("BENCH_WORKER_INSTALL", "1") != "0"
     if mode == "once":
         await errands.run_once(
             dsn, registry, concurrency=concurrency, events=events, quiet=True,
-            handle_signals=True, gc_tuning=True, metrics_port=metrics_port, install=install,
+            handle_signals=True, gc_tuning=True, install=install, metrics_port=metrics_port,
         )  # fmt: skip
     else:
         runner = await errands.run(
             dsn, registry, concurrency=concurrency, events=events, quiet=True,
-            handle_signals=True, poll_interval=poll_interval, gc_tuning=True,
-            metrics_port=metrics_port, install=install,
+            handle_signals=True, poll_interval=poll_interval, gc_tuning=True, install=install,
+            metrics_port=metrics_port,
         )  # fmt: skip
         print("READY", flush=True)
         await runner.wait()

@@ -516,6 +516,43 @@ $errands_m0023$;
 END
 $errands_install_m0023$;
 
+-- Migration 0024_queue_heads.sql
+DO $errands_install_m0024$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 24) THEN
+        EXECUTE $errands_m0024$
+-- Fetch cost flat in the number of named queues (issue 17).
+--
+-- Each named queue keeps its head on its row: the key (priority, run_at, id)
+-- of the job a fetch would look at first, kept by the triggers of
+-- sql/schema/32_queue_heads.sql wherever a job of the queue is added, taken,
+-- released, changed or deleted. queues_ready indexes the queues that may start
+-- a job (not full, not paused) by that key, so get_jobs walks queue heads in
+-- job order and stops after job_count of them, instead of probing every queue.
+ALTER TABLE errands._queues
+    ADD COLUMN head_priority smallint,
+    ADD COLUMN head_run_at timestamptz,
+    ADD COLUMN head_id bigint;
+CREATE INDEX queues_ready ON errands._queues (head_priority, head_run_at, head_id)
+    WHERE head_id IS NOT NULL AND locked_at IS NULL AND NOT paused;
+
+-- The heads of the queues that exist: the best due job, else the earliest one
+-- (32_queue_heads.sql says why).
+UPDATE errands._queues q
+SET head_priority = h.priority, head_run_at = h.run_at, head_id = h.id
+FROM (SELECT DISTINCT ON (j.job_queue_id) j.job_queue_id, j.priority, j.run_at, j.id
+      FROM errands._jobs j
+      WHERE j.job_queue_id IS NOT NULL AND j.is_available
+      ORDER BY j.job_queue_id, j.run_at > now(),
+               CASE WHEN j.run_at > now() THEN j.run_at END, j.priority, j.run_at, j.id) h
+WHERE h.job_queue_id = q.id;
+$errands_m0024$;
+        INSERT INTO errands.migrations (id, name) VALUES (24, 'queue_heads');
+        PERFORM set_config('errands.install_migrated', 'on', true);
+    END IF;
+END
+$errands_install_m0024$;
+
 -- Migration 0025_traceparent.sql
 DO $errands_install_m0025$
 BEGIN
@@ -567,7 +604,7 @@ $errands_install_m0026$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '5c7e6c9749eacf43554905776b0014b72666fe9ec1f859f34e0c6339f09f722c') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '9870bf9c47c2dba6ecda6e4f32f401dd27afd0c9dc42b205ac9caa5906c98cef') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1205,6 +1242,14 @@ BEGIN
     END IF;
     PERFORM errands._validate_specs(specs);
     PERFORM errands._ensure_tasks_and_queues(specs);
+    -- Queue heads (32_queue_heads.sql): jobs added to several named queues may
+    -- update several queue rows, in spec order; lock them in id order first so
+    -- that two such calls cannot deadlock on each other's rows.
+    IF (SELECT min(s.queue_name) <> max(s.queue_name) FROM unnest(specs) s) THEN
+        PERFORM FROM errands._queues q
+        WHERE q.queue_name IN (SELECT s.queue_name FROM unnest(specs) s)
+        ORDER BY q.id FOR NO KEY UPDATE;
+    END IF;
 
     IF NOT EXISTS (SELECT 1 FROM unnest(specs) s WHERE s.job_key IS NOT NULL) THEN
         -- Fast path, no keys: one INSERT, rows returned straight from it.
@@ -2351,6 +2396,12 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- jit_above_cost: JIT compilation took ~68 ms per call. Plan once, no JIT.
 SET plan_cache_mode = force_generic_plan
 SET jit = off
+-- The walk over queues_ready must be an ordered index scan that stops after
+-- job_count queues; the generic plan's estimate (every ready queue of a
+-- priority, an unknown LIMIT) chose a bitmap or sequential scan and a sort of
+-- all of them instead. Every other read here is an index scan anyway.
+SET enable_bitmapscan = off
+SET enable_seqscan = off
 AS $$
 DECLARE
     v_task_ids integer[];
@@ -2433,10 +2484,31 @@ BEGIN
             LIMIT tid.cap
         ) u
         UNION ALL
-        -- Named queues: never more jobs of a queue than it has free slots, so
-        -- never two jobs of a serial queue in a batch (Graphile's #621).
-        SELECT h.id, h.job_queue_id, h.task_id, h.priority, h.run_at
-        FROM errands._queues q
+        -- Named queues: the queues that may start a job (not full, not paused)
+        -- walked by their due heads in job order, one priority at a time (a loose
+        -- scan of queues_ready, 32_queue_heads.sql), until job_count jobs are
+        -- found; each is probed for its best due jobs, never more than its free
+        -- slots, so never two jobs of a serial queue in a batch (Graphile's #621).
+        (SELECT h.id, h.job_queue_id, h.task_id, h.priority, h.run_at
+        FROM (
+            WITH RECURSIVE prio(p) AS (
+                SELECT min(q.head_priority) FROM errands._queues q
+                WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                UNION ALL
+                SELECT (SELECT min(q.head_priority) FROM errands._queues q
+                        WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                          AND q.head_priority > prio.p)
+                FROM prio WHERE prio.p IS NOT NULL
+            )
+            SELECT r.id, r.concurrency, r.running, r.rate_limit, r.rate_period, r.starts
+            FROM prio CROSS JOIN LATERAL (
+                SELECT q.id, q.concurrency, q.running, q.rate_limit, q.rate_period, q.starts
+                FROM errands._queues q
+                WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                  AND q.head_priority = prio.p AND q.head_run_at <= v_now
+                ORDER BY q.head_run_at, q.head_id
+            ) r
+        ) q
         CROSS JOIN LATERAL (
             SELECT j.id, j.job_queue_id, j.task_id, j.priority, j.run_at
             FROM errands._jobs j
@@ -2450,7 +2522,7 @@ BEGIN
                                               errands._rate_room(q.starts, q.rate_limit,
                                                                  q.rate_period, v_now))) END
         ) h
-        WHERE q.locked_at IS NULL AND NOT q.paused
+        LIMIT get_jobs.job_count)
         ORDER BY 4, 5, 1
         LIMIT get_jobs.job_count
     ) c;
@@ -2523,8 +2595,34 @@ BEGIN
                 locked_at = CASE WHEN q.running + n.n >= q.concurrency THEN v_now END,
                 locked_by = CASE WHEN q.running + n.n >= q.concurrency THEN get_jobs.worker_id END,
                 starts = CASE WHEN q.rate_limit IS NOT NULL
-                              THEN errands._record_starts(q.starts, n.n, q.rate_limit, v_clock) END
-            FROM (SELECT u.id, count(*)::integer AS n FROM unnest(v_head_queues) u(id) GROUP BY 1) n
+                              THEN errands._record_starts(q.starts, n.n, q.rate_limit, v_clock) END,
+                -- Their next heads (32_queue_heads.sql: chosen as errands._queue_head
+                -- does, the jobs taken now left out; a take fires no head trigger).
+                head_priority = h.priority, head_run_at = h.run_at, head_id = h.id
+            FROM (SELECT u.id, count(*)::integer AS n, array_agg(u.job) AS taken
+                  FROM unnest(v_head_queues, v_heads) u(id, job) GROUP BY 1) n
+            LEFT JOIN LATERAL (
+                WITH RECURSIVE prio(p) AS (
+                    SELECT min(j.priority) FROM errands._jobs j
+                    WHERE j.job_queue_id = n.id AND j.is_available AND j.id <> ALL(n.taken)
+                    UNION ALL
+                    SELECT (SELECT min(j.priority) FROM errands._jobs j
+                            WHERE j.job_queue_id = n.id AND j.is_available
+                              AND j.id <> ALL(n.taken) AND j.priority > prio.p)
+                    FROM prio WHERE prio.p IS NOT NULL
+                )
+                SELECT e.priority, e.run_at, e.id
+                FROM prio CROSS JOIN LATERAL (
+                    SELECT j.priority, j.run_at, j.id FROM errands._jobs j
+                    WHERE j.job_queue_id = n.id AND j.is_available AND j.priority = prio.p
+                      AND j.id <> ALL(n.taken)
+                    ORDER BY j.run_at, j.id
+                    LIMIT 1
+                ) e
+                ORDER BY e.run_at > v_now, CASE WHEN e.run_at > v_now THEN e.run_at END,
+                         e.priority, e.run_at, e.id
+                LIMIT 1
+            ) h ON true
             WHERE q.id = n.id;
         END IF;
     END IF;
@@ -2927,6 +3025,151 @@ COMMENT ON FUNCTION errands.reset_locked(interval) IS
 runnable at once with the interrupted try counted (a job whose cancellation was
 requested ends cancelled instead), and their queue and task slots are freed.
 Returns the number of jobs rescued.';
+-- sql/schema/32_queue_heads.sql
+-- Queue heads (issue 17): what lets errands.get_jobs read a bounded number of
+-- named queues, however many exist and however much work is held back in them.
+--
+-- Each errands._queues row carries its head (head_priority, head_run_at,
+-- head_id): a job of the queue that is available (not locked, attempts left,
+-- not waiting for other jobs), chosen as
+--   * its best due job by (priority, run_at, id) when one was due when the head
+--     was chosen (now() of the choosing transaction), else
+--   * its earliest job (run_at, then priority, id): the first to become due.
+-- So a queue's head is due (head_run_at <= now) whenever any of its jobs is:
+-- the queues_ready index (head key, only queues that are not full and not
+-- paused) finds every queue that has work, in job order, and future-scheduled
+-- heads sit after the due ones at their priority until they are due. get_jobs
+-- then probes each queue it walks for its best due jobs (exactly as before), so
+-- the head only decides which queues are looked at and in what order; a queue
+-- whose better-priority job became due after its head was chosen is walked at
+-- its older head's place (order across queues in one batch, never which job of
+-- a queue runs first).
+--
+-- Upkeep: get_jobs chooses the next heads of the queues it takes jobs from (in
+-- the UPDATE that counts them, under the queue row locks it holds); elsewhere,
+-- triggers on errands._jobs, only for jobs of named queues that are or were
+-- available (plain jobs evaluate the WHEN clause and nothing else):
+--   * a job becomes available (added, released, rescued, rescheduled, moved):
+--     it replaces the head when its key is better;
+--   * the head stops being available (failed for good, deleted, cancelled,
+--     rescheduled, moved): the head is chosen again, with a loose index scan
+--     (one probe per distinct priority of the queue).
+-- A job locked other than by get_jobs (an UPDATE by hand) leaves its queue's
+-- head on it: a due key, so the queue is still walked, and the next fetch from
+-- the queue chooses the head again.
+-- Concurrency: choosing a head again reads the queue's jobs in a statement run
+-- after taking the queue row FOR UPDATE; a job that becomes available takes the
+-- row FOR KEY SHARE before comparing. The two modes conflict, so a head chosen
+-- again sees every job committed by a transaction that compared, and a
+-- comparison sees the head chosen by a transaction that committed; two
+-- comparisons (KEY SHARE both) go on together and their UPDATEs re-check the
+-- comparison against the newest row. A fetch holds its queues FOR UPDATE
+-- already (get_jobs step 3) when it takes their jobs.
+
+-- The head of a queue as chosen now (NULL: the queue has no available job).
+CREATE OR REPLACE FUNCTION errands._queue_head(queue_id integer,
+    OUT priority smallint, OUT run_at timestamptz, OUT id bigint)
+LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+BEGIN
+    -- The first job of each distinct priority (jobs_fetch_queued: one index
+    -- probe per priority); of those, the best due one, else the earliest.
+    WITH RECURSIVE prio(p) AS (
+        SELECT min(j.priority) FROM errands._jobs j
+        WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available
+        UNION ALL
+        SELECT (SELECT min(j.priority) FROM errands._jobs j
+                WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available
+                  AND j.priority > prio.p)
+        FROM prio WHERE prio.p IS NOT NULL
+    )
+    SELECT e.priority, e.run_at, e.id INTO _queue_head.priority, _queue_head.run_at, _queue_head.id
+    FROM prio CROSS JOIN LATERAL (
+        SELECT j.priority, j.run_at, j.id FROM errands._jobs j
+        WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available AND j.priority = prio.p
+        ORDER BY j.run_at, j.id
+        LIMIT 1
+    ) e
+    ORDER BY e.run_at > now(), CASE WHEN e.run_at > now() THEN e.run_at END,
+             e.priority, e.run_at, e.id
+    LIMIT 1;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION errands._track_queue_head() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_head bigint;
+    v_new errands._queues%ROWTYPE;
+BEGIN
+    -- An available job leaves: when it was the head, choose the head again.
+    IF TG_OP <> 'INSERT' AND OLD.job_queue_id IS NOT NULL AND OLD.is_available THEN
+        SELECT q.head_id INTO v_head FROM errands._queues q
+        WHERE q.id = OLD.job_queue_id FOR UPDATE;
+        IF v_head = OLD.id THEN
+            SELECT h.priority, h.run_at, h.id
+            INTO v_new.head_priority, v_new.head_run_at, v_new.head_id
+            FROM errands._queue_head(OLD.job_queue_id) h;
+            UPDATE errands._queues q
+            SET head_priority = v_new.head_priority, head_run_at = v_new.head_run_at,
+                head_id = v_new.head_id
+            WHERE q.id = OLD.job_queue_id;
+        END IF;
+    END IF;
+    -- An available job arrives: it becomes the head when its key is better
+    -- (due before future; due ones by priority, run_at, id; future ones by
+    -- run_at first). The comparison is in the UPDATE's WHERE: re-checked
+    -- against the newest row when another comparison updated it meanwhile.
+    IF TG_OP <> 'DELETE' AND NEW.job_queue_id IS NOT NULL AND NEW.is_available THEN
+        PERFORM FROM errands._queues q WHERE q.id = NEW.job_queue_id FOR KEY SHARE;
+        UPDATE errands._queues q
+        SET head_priority = NEW.priority, head_run_at = NEW.run_at, head_id = NEW.id
+        WHERE q.id = NEW.job_queue_id
+          AND (q.head_id IS NULL
+               OR (NEW.run_at > now(),
+                   CASE WHEN NEW.run_at > now() THEN NEW.run_at ELSE '-infinity' END,
+                   NEW.priority, NEW.run_at, NEW.id)
+                < (q.head_run_at > now(),
+                   CASE WHEN q.head_run_at > now() THEN q.head_run_at ELSE '-infinity' END,
+                   q.head_priority, q.head_run_at, q.head_id));
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- TRUNCATE fires no row trigger: no job is left, so no queue has a head.
+CREATE OR REPLACE FUNCTION errands._clear_queue_heads() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE errands._queues q SET head_priority = NULL, head_run_at = NULL, head_id = NULL
+    WHERE q.head_id IS NOT NULL;
+    RETURN NULL;
+END
+$$;
+
+-- (DROP + CREATE: CREATE OR REPLACE TRIGGER needs PostgreSQL 14.)
+DROP TRIGGER IF EXISTS _queue_head_insert ON errands._jobs;
+CREATE TRIGGER _queue_head_insert AFTER INSERT ON errands._jobs
+FOR EACH ROW WHEN (NEW.job_queue_id IS NOT NULL AND NEW.is_available)
+EXECUTE FUNCTION errands._track_queue_head();
+DROP TRIGGER IF EXISTS _queue_head_update ON errands._jobs;
+CREATE TRIGGER _queue_head_update AFTER UPDATE ON errands._jobs
+FOR EACH ROW WHEN (((OLD.job_queue_id IS NOT NULL AND OLD.is_available)
+                    OR (NEW.job_queue_id IS NOT NULL AND NEW.is_available))
+                   AND (OLD.job_queue_id, OLD.is_available, OLD.priority, OLD.run_at)
+                       IS DISTINCT FROM (NEW.job_queue_id, NEW.is_available, NEW.priority, NEW.run_at)
+                   -- a take: get_jobs chooses the next heads itself, set-based
+                   AND NOT (OLD.locked_at IS NULL AND NEW.locked_at IS NOT NULL))
+EXECUTE FUNCTION errands._track_queue_head();
+DROP TRIGGER IF EXISTS _queue_head_delete ON errands._jobs;
+CREATE TRIGGER _queue_head_delete AFTER DELETE ON errands._jobs
+FOR EACH ROW WHEN (OLD.job_queue_id IS NOT NULL AND OLD.is_available)
+EXECUTE FUNCTION errands._track_queue_head();
+DROP TRIGGER IF EXISTS _queue_head_truncate ON errands._jobs;
+CREATE TRIGGER _queue_head_truncate AFTER TRUNCATE ON errands._jobs
+FOR EACH STATEMENT EXECUTE FUNCTION errands._clear_queue_heads();
 -- sql/schema/35_cancel.sql
 -- Cancelling jobs (issue 12). A job that is not running is cancelled at once:
 -- deleted from errands._jobs and, when its task's retention is above 0, kept in
@@ -3237,6 +3480,12 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_was_full boolean;
 BEGIN
+    -- Several queues: their rows in id order first, as add_jobs locks them (queue
+    -- heads, 32_queue_heads.sql), so that the two cannot deadlock.
+    IF cardinality(queue_ids) > 1 THEN
+        PERFORM FROM errands._queues q WHERE q.id = ANY(queue_ids)
+        ORDER BY q.id FOR NO KEY UPDATE;
+    END IF;
     UPDATE errands._queues q
     SET running = greatest(0, q.running - r.n),
         locked_at = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_at END,
@@ -5793,7 +6042,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '5c7e6c9749eacf43554905776b0014b72666fe9ec1f859f34e0c6339f09f722c')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '9870bf9c47c2dba6ecda6e4f32f401dd27afd0c9dc42b205ac9caa5906c98cef')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

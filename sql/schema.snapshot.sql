@@ -145,6 +145,10 @@ CREATE INDEX jobs_fetch_queued ON errands._jobs USING btree (job_queue_id, prior
 CREATE INDEX jobs_fetch_unqueued ON errands._jobs USING btree (task_id, priority, run_at, id) WHERE (is_available AND (job_queue_id IS NULL));
 CREATE UNIQUE INDEX jobs_key ON errands._jobs USING btree (key) WHERE (key IS NOT NULL);
 CREATE INDEX jobs_unavailable ON errands._jobs USING btree (task_id) WHERE (NOT is_available);
+CREATE TRIGGER _queue_head_delete AFTER DELETE ON errands._jobs FOR EACH ROW WHEN (((old.job_queue_id IS NOT NULL) AND old.is_available)) EXECUTE FUNCTION errands._track_queue_head();
+CREATE TRIGGER _queue_head_insert AFTER INSERT ON errands._jobs FOR EACH ROW WHEN (((new.job_queue_id IS NOT NULL) AND new.is_available)) EXECUTE FUNCTION errands._track_queue_head();
+CREATE TRIGGER _queue_head_truncate AFTER TRUNCATE ON errands._jobs FOR EACH STATEMENT EXECUTE FUNCTION errands._clear_queue_heads();
+CREATE TRIGGER _queue_head_update AFTER UPDATE ON errands._jobs FOR EACH ROW WHEN (((((old.job_queue_id IS NOT NULL) AND old.is_available) OR ((new.job_queue_id IS NOT NULL) AND new.is_available)) AND ((((old.job_queue_id IS DISTINCT FROM new.job_queue_id) OR (old.is_available IS DISTINCT FROM new.is_available)) OR (old.priority IS DISTINCT FROM new.priority)) OR (old.run_at IS DISTINCT FROM new.run_at)) AND (NOT ((old.locked_at IS NULL) AND (new.locked_at IS NOT NULL))))) EXECUTE FUNCTION errands._track_queue_head();
 
 -- SEQUENCE errands._jobs_id_seq
 -- ACL: postgres=rwU/postgres
@@ -200,11 +204,15 @@ CREATE UNIQUE INDEX _queue_limits_pkey ON errands._queue_limits USING btree (pat
 --   rate_limit integer
 --   rate_period interval
 --   starts timestamp with time zone[]
+--   head_priority smallint
+--   head_run_at timestamp with time zone
+--   head_id bigint
 --   CONSTRAINT _queues_pkey PRIMARY KEY (id)
 --   CONSTRAINT _queues_queue_name_key UNIQUE (queue_name)
 --   CONSTRAINT queues_queue_name_length CHECK (((length(queue_name) >= 1) AND (length(queue_name) <= 128)))
 CREATE UNIQUE INDEX _queues_pkey ON errands._queues USING btree (id);
 CREATE UNIQUE INDEX _queues_queue_name_key ON errands._queues USING btree (queue_name);
+CREATE INDEX queues_ready ON errands._queues USING btree (head_priority, head_run_at, head_id) WHERE ((head_id IS NOT NULL) AND (locked_at IS NULL) AND (NOT paused));
 
 -- SEQUENCE errands._queues_id_seq
 -- ACL: postgres=rwU/postgres
@@ -748,6 +756,19 @@ BEGIN
             coalesce(rate_limit::text, 'NULL'), coalesce(rate_period::text, 'NULL')
             USING ERRCODE = '22023';
     END IF;
+END
+$function$;
+
+-- FUNCTION errands._clear_queue_heads()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._clear_queue_heads()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+BEGIN
+    UPDATE errands._queues q SET head_priority = NULL, head_run_at = NULL, head_id = NULL
+    WHERE q.head_id IS NOT NULL;
+    RETURN NULL;
 END
 $function$;
 
@@ -1883,6 +1904,40 @@ AS $function$
     SELECT pg_notify('errands:jobs', '')
 $function$;
 
+-- FUNCTION errands._queue_head(integer)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._queue_head(queue_id integer, OUT priority smallint, OUT run_at timestamp with time zone, OUT id bigint)
+ RETURNS record
+ LANGUAGE plpgsql
+ STABLE
+ SET plan_cache_mode TO 'force_generic_plan'
+ SET jit TO 'off'
+AS $function$
+BEGIN
+    -- The first job of each distinct priority (jobs_fetch_queued: one index
+    -- probe per priority); of those, the best due one, else the earliest.
+    WITH RECURSIVE prio(p) AS (
+        SELECT min(j.priority) FROM errands._jobs j
+        WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available
+        UNION ALL
+        SELECT (SELECT min(j.priority) FROM errands._jobs j
+                WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available
+                  AND j.priority > prio.p)
+        FROM prio WHERE prio.p IS NOT NULL
+    )
+    SELECT e.priority, e.run_at, e.id INTO _queue_head.priority, _queue_head.run_at, _queue_head.id
+    FROM prio CROSS JOIN LATERAL (
+        SELECT j.priority, j.run_at, j.id FROM errands._jobs j
+        WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available AND j.priority = prio.p
+        ORDER BY j.run_at, j.id
+        LIMIT 1
+    ) e
+    ORDER BY e.run_at > now(), CASE WHEN e.run_at > now() THEN e.run_at END,
+             e.priority, e.run_at, e.id
+    LIMIT 1;
+END
+$function$;
+
 -- FUNCTION errands._queue_limit_values(text)
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._queue_limit_values(name text, OUT concurrency integer, OUT rate_limit integer, OUT rate_period interval, OUT paused boolean)
@@ -1937,6 +1992,12 @@ AS $function$
 DECLARE
     v_was_full boolean;
 BEGIN
+    -- Several queues: their rows in id order first, as add_jobs locks them (queue
+    -- heads, 32_queue_heads.sql), so that the two cannot deadlock.
+    IF cardinality(queue_ids) > 1 THEN
+        PERFORM FROM errands._queues q WHERE q.id = ANY(queue_ids)
+        ORDER BY q.id FOR NO KEY UPDATE;
+    END IF;
     UPDATE errands._queues q
     SET running = greatest(0, q.running - r.n),
         locked_at = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_at END,
@@ -2188,6 +2249,51 @@ CREATE OR REPLACE FUNCTION errands._task_limits_on()
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE
 AS $function$ SELECT 'false'::boolean $function$;
+
+-- FUNCTION errands._track_queue_head()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._track_queue_head()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    v_head bigint;
+    v_new errands._queues%ROWTYPE;
+BEGIN
+    -- An available job leaves: when it was the head, choose the head again.
+    IF TG_OP <> 'INSERT' AND OLD.job_queue_id IS NOT NULL AND OLD.is_available THEN
+        SELECT q.head_id INTO v_head FROM errands._queues q
+        WHERE q.id = OLD.job_queue_id FOR UPDATE;
+        IF v_head = OLD.id THEN
+            SELECT h.priority, h.run_at, h.id
+            INTO v_new.head_priority, v_new.head_run_at, v_new.head_id
+            FROM errands._queue_head(OLD.job_queue_id) h;
+            UPDATE errands._queues q
+            SET head_priority = v_new.head_priority, head_run_at = v_new.head_run_at,
+                head_id = v_new.head_id
+            WHERE q.id = OLD.job_queue_id;
+        END IF;
+    END IF;
+    -- An available job arrives: it becomes the head when its key is better
+    -- (due before future; due ones by priority, run_at, id; future ones by
+    -- run_at first). The comparison is in the UPDATE's WHERE: re-checked
+    -- against the newest row when another comparison updated it meanwhile.
+    IF TG_OP <> 'DELETE' AND NEW.job_queue_id IS NOT NULL AND NEW.is_available THEN
+        PERFORM FROM errands._queues q WHERE q.id = NEW.job_queue_id FOR KEY SHARE;
+        UPDATE errands._queues q
+        SET head_priority = NEW.priority, head_run_at = NEW.run_at, head_id = NEW.id
+        WHERE q.id = NEW.job_queue_id
+          AND (q.head_id IS NULL
+               OR (NEW.run_at > now(),
+                   CASE WHEN NEW.run_at > now() THEN NEW.run_at ELSE '-infinity' END,
+                   NEW.priority, NEW.run_at, NEW.id)
+                < (q.head_run_at > now(),
+                   CASE WHEN q.head_run_at > now() THEN q.head_run_at ELSE '-infinity' END,
+                   q.head_priority, q.head_run_at, q.head_id));
+    END IF;
+    RETURN NULL;
+END
+$function$;
 
 -- FUNCTION errands._validate_specs(errands.job_spec[])
 -- ACL: postgres=X/postgres
@@ -2571,6 +2677,14 @@ BEGIN
     END IF;
     PERFORM errands._validate_specs(specs);
     PERFORM errands._ensure_tasks_and_queues(specs);
+    -- Queue heads (32_queue_heads.sql): jobs added to several named queues may
+    -- update several queue rows, in spec order; lock them in id order first so
+    -- that two such calls cannot deadlock on each other's rows.
+    IF (SELECT min(s.queue_name) <> max(s.queue_name) FROM unnest(specs) s) THEN
+        PERFORM FROM errands._queues q
+        WHERE q.queue_name IN (SELECT s.queue_name FROM unnest(specs) s)
+        ORDER BY q.id FOR NO KEY UPDATE;
+    END IF;
 
     IF NOT EXISTS (SELECT 1 FROM unnest(specs) s WHERE s.job_key IS NOT NULL) THEN
         -- Fast path, no keys: one INSERT, rows returned straight from it.
@@ -3474,6 +3588,8 @@ CREATE OR REPLACE FUNCTION errands.get_jobs(worker_id text, task_identifiers tex
  SET search_path TO 'pg_catalog', 'pg_temp'
  SET plan_cache_mode TO 'force_generic_plan'
  SET jit TO 'off'
+ SET enable_bitmapscan TO 'off'
+ SET enable_seqscan TO 'off'
 AS $function$
 DECLARE
     v_task_ids integer[];
@@ -3556,10 +3672,31 @@ BEGIN
             LIMIT tid.cap
         ) u
         UNION ALL
-        -- Named queues: never more jobs of a queue than it has free slots, so
-        -- never two jobs of a serial queue in a batch (Graphile's #621).
-        SELECT h.id, h.job_queue_id, h.task_id, h.priority, h.run_at
-        FROM errands._queues q
+        -- Named queues: the queues that may start a job (not full, not paused)
+        -- walked by their due heads in job order, one priority at a time (a loose
+        -- scan of queues_ready, 32_queue_heads.sql), until job_count jobs are
+        -- found; each is probed for its best due jobs, never more than its free
+        -- slots, so never two jobs of a serial queue in a batch (Graphile's #621).
+        (SELECT h.id, h.job_queue_id, h.task_id, h.priority, h.run_at
+        FROM (
+            WITH RECURSIVE prio(p) AS (
+                SELECT min(q.head_priority) FROM errands._queues q
+                WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                UNION ALL
+                SELECT (SELECT min(q.head_priority) FROM errands._queues q
+                        WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                          AND q.head_priority > prio.p)
+                FROM prio WHERE prio.p IS NOT NULL
+            )
+            SELECT r.id, r.concurrency, r.running, r.rate_limit, r.rate_period, r.starts
+            FROM prio CROSS JOIN LATERAL (
+                SELECT q.id, q.concurrency, q.running, q.rate_limit, q.rate_period, q.starts
+                FROM errands._queues q
+                WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                  AND q.head_priority = prio.p AND q.head_run_at <= v_now
+                ORDER BY q.head_run_at, q.head_id
+            ) r
+        ) q
         CROSS JOIN LATERAL (
             SELECT j.id, j.job_queue_id, j.task_id, j.priority, j.run_at
             FROM errands._jobs j
@@ -3573,7 +3710,7 @@ BEGIN
                                               errands._rate_room(q.starts, q.rate_limit,
                                                                  q.rate_period, v_now))) END
         ) h
-        WHERE q.locked_at IS NULL AND NOT q.paused
+        LIMIT get_jobs.job_count)
         ORDER BY 4, 5, 1
         LIMIT get_jobs.job_count
     ) c;
@@ -3646,8 +3783,34 @@ BEGIN
                 locked_at = CASE WHEN q.running + n.n >= q.concurrency THEN v_now END,
                 locked_by = CASE WHEN q.running + n.n >= q.concurrency THEN get_jobs.worker_id END,
                 starts = CASE WHEN q.rate_limit IS NOT NULL
-                              THEN errands._record_starts(q.starts, n.n, q.rate_limit, v_clock) END
-            FROM (SELECT u.id, count(*)::integer AS n FROM unnest(v_head_queues) u(id) GROUP BY 1) n
+                              THEN errands._record_starts(q.starts, n.n, q.rate_limit, v_clock) END,
+                -- Their next heads (32_queue_heads.sql: chosen as errands._queue_head
+                -- does, the jobs taken now left out; a take fires no head trigger).
+                head_priority = h.priority, head_run_at = h.run_at, head_id = h.id
+            FROM (SELECT u.id, count(*)::integer AS n, array_agg(u.job) AS taken
+                  FROM unnest(v_head_queues, v_heads) u(id, job) GROUP BY 1) n
+            LEFT JOIN LATERAL (
+                WITH RECURSIVE prio(p) AS (
+                    SELECT min(j.priority) FROM errands._jobs j
+                    WHERE j.job_queue_id = n.id AND j.is_available AND j.id <> ALL(n.taken)
+                    UNION ALL
+                    SELECT (SELECT min(j.priority) FROM errands._jobs j
+                            WHERE j.job_queue_id = n.id AND j.is_available
+                              AND j.id <> ALL(n.taken) AND j.priority > prio.p)
+                    FROM prio WHERE prio.p IS NOT NULL
+                )
+                SELECT e.priority, e.run_at, e.id
+                FROM prio CROSS JOIN LATERAL (
+                    SELECT j.priority, j.run_at, j.id FROM errands._jobs j
+                    WHERE j.job_queue_id = n.id AND j.is_available AND j.priority = prio.p
+                      AND j.id <> ALL(n.taken)
+                    ORDER BY j.run_at, j.id
+                    LIMIT 1
+                ) e
+                ORDER BY e.run_at > v_now, CASE WHEN e.run_at > v_now THEN e.run_at END,
+                         e.priority, e.run_at, e.id
+                LIMIT 1
+            ) h ON true
             WHERE q.id = n.id;
         END IF;
     END IF;

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -196,7 +196,9 @@ def compare_fetch(
         assert plans, f"no plan of a statement reading _jobs was captured for {sql}"
         results.append((sum(p.top_buffers for p in plans), plans))
     (base_buffers, _), (big_buffers, big_plans) = results
-    print(f"\n=== {sql}\n=== buffers: {base_buffers} without, {big_buffers} with 1.5M extra rows")
+    print(
+        f"\n=== {sql}\n=== buffers: {base_buffers} small, {big_buffers} big (extra rows or queues)"
+    )
     for plan in big_plans:
         print(plan)
     return base_buffers, big_buffers, big_plans
@@ -266,3 +268,84 @@ def test_add_job_with_key_uses_the_key_index(databases: Databases) -> None:
         assert plans
         assert "Seq Scan on _jobs" not in text, label
         assert re.search(r"Index (Only )?Scan using jobs_key on _jobs", text), label
+
+
+# Named queues by the thousand (issue 17): 10 queues of each kind vs 20,000. Busy
+# queues: 2 jobs each, the first taken (committed: the serial queue is full, its
+# second job held back); later queues: one job an hour ahead; due queues (only with
+# ``due``): 2 due jobs each.
+def _queues_sql(count: int, due: bool) -> str:
+    def jobs(name: str, per_queue: int, run_at: str) -> str:
+        return f"""
+SELECT count(*) FROM errands.add_jobs(ARRAY(
+    SELECT ROW('work', NULL, '{name}' || g % {count}, {run_at},
+               NULL, NULL, NULL, NULL)::errands.job_spec
+    FROM generate_series(1, {per_queue} * {count}) g));"""
+
+    # Both databases also hold 100,000 jobs in a paused queue, so that their
+    # indexes are as deep and only the number of queues differs.
+    sql = "SELECT errands.pause_queue('ballast');"
+    sql += jobs("ballast", 100_000 // count, "now() - interval '1 minute'").replace(
+        f"'ballast' || g % {count}", "'ballast'"
+    )
+    sql += jobs("busy", 2, "now() - interval '1 minute'")
+    sql += "\nSELECT count(*) FROM errands.get_jobs('holder', '{work}', 1000000);"
+    sql += jobs("later", 1, "now() + interval '1 hour'")
+    if due:
+        sql += jobs("due", 2, "now() - interval '1 minute'")
+    return sql
+
+
+@contextmanager
+def _queue_databases(
+    database_factory: Callable[..., AbstractContextManager[str]], template: str, due: bool
+) -> Iterator[Databases]:
+    with (
+        database_factory(template=template, prefix="plan_few_queues") as few_dsn,
+        database_factory(template=template, prefix="plan_many_queues") as many_dsn,
+    ):
+        for dsn, count in ((few_dsn, 10), (many_dsn, 20_000)):
+            with psycopg.connect(dsn, autocommit=True) as c:
+                for statement in _queues_sql(count, due).strip().split(";\n"):
+                    c.execute(statement)
+                c.execute("VACUUM ANALYZE errands._jobs")
+                c.execute("VACUUM ANALYZE errands._queues")
+        dbs = Databases(Explainer(few_dsn), Explainer(many_dsn))
+        try:
+            yield dbs
+        finally:
+            dbs.base.close()
+            dbs.big.close()
+
+
+def test_fetch_cost_is_flat_in_the_number_of_named_queues(
+    database_factory: Callable[..., AbstractContextManager[str]], errands_template: str
+) -> None:
+    with _queue_databases(database_factory, errands_template, due=True) as dbs:
+        base, big, plans = compare_fetch(dbs, "SELECT * FROM errands.get_jobs('w', '{work}', 10)")
+    text = "\n".join(p.plan for p in plans)
+    assert "queues_ready" in text
+    assert "Seq Scan on _queues" not in text
+    assert base > 0
+    assert big <= 2 * base + 20, (
+        f"the fetch touched {big} shared buffers with 20,000 named queues of each kind,"
+        f" {base} with 10: its cost grows with the number of queues"
+    )
+
+
+def test_idle_poll_is_flat_in_the_number_of_full_and_future_queues(
+    database_factory: Callable[..., AbstractContextManager[str]], errands_template: str
+) -> None:
+    """Every queue is full (its one job running, the next held back) or has its only
+    job an hour ahead: the poll reads neither kind."""
+    with _queue_databases(database_factory, errands_template, due=False) as dbs:
+        base, big, plans = compare_fetch(
+            dbs, "SELECT * FROM errands.get_jobs('idle', '{work}', 10)"
+        )
+    text = "\n".join(p.plan for p in plans)
+    assert "queues_ready" in text
+    assert "Seq Scan on _queues" not in text
+    assert big <= 2 * base + 20, (
+        f"the idle poll touched {big} shared buffers with 20,000 full and 20,000 future"
+        f" queues, {base} with 10 of each: its cost grows with the number of queues"
+    )

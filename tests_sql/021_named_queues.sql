@@ -1,7 +1,7 @@
 -- Named queues: at most one running job per queue, including within one batch
 -- fetch (Graphile's #621), and queue order priority, run_at, id.
 BEGIN;
-SELECT plan(42);
+SELECT plan(68);
 \ir include/jobs_by_name.sql
 
 -- Names of the jobs of a fetch result, in result order.
@@ -136,6 +136,67 @@ SELECT is(ARRAY[pg_temp.queue_lock('pq2'), pg_temp.queue_lock('pq')], '{w6,(unlo
           'only the queue whose job was taken is locked');
 SELECT is(pg_temp.names(ARRAY(SELECT id FROM errands.get_jobs('w7', '{p}', 1))), '{pq1}',
           'the left-out queue''s job is fetched next');
+
+------------------------------------------------------------------------------
+-- Queue heads (32_queue_heads.sql): the job key each queue row keeps, right
+-- after each kind of change. Due jobs first (by priority, run_at, id), then the
+-- earliest future one.
+------------------------------------------------------------------------------
+CREATE FUNCTION pg_temp.head(qname text) RETURNS text LANGUAGE sql STABLE AS $f$
+    SELECT CASE WHEN q.head_id IS NULL THEN '(none)'
+                ELSE coalesce((SELECT j.name FROM j WHERE j.id = q.head_id), '(unnamed)') END
+    FROM errands._queues q WHERE q.queue_name = qname
+$f$;
+-- Queues whose kept head is not the head chosen afresh.
+CREATE FUNCTION pg_temp.wrong_heads() RETURNS text[] LANGUAGE sql STABLE AS $f$
+    SELECT coalesce(array_agg(q.queue_name ORDER BY q.queue_name), '{}')
+    FROM errands._queues q CROSS JOIN LATERAL errands._queue_head(q.id) h
+    WHERE (q.head_priority, q.head_run_at, q.head_id) IS DISTINCT FROM (h.priority, h.run_at, h.id)
+$f$;
+
+INSERT INTO j VALUES ('h1', (errands.add_job('h', queue_name := 'hq', run_at := now() - interval '10 minutes')).id);
+SELECT is(pg_temp.head('hq'), 'h1', 'add_job to an empty queue: the job is the head');
+INSERT INTO j VALUES ('h2', (errands.add_job('h', queue_name := 'hq', run_at := now() - interval '1 minute', priority := -1)).id);
+SELECT is(pg_temp.head('hq'), 'h2', 'a due job of a better priority becomes the head');
+INSERT INTO j VALUES ('h3', (errands.add_job('h', queue_name := 'hq', run_at := now() + interval '1 hour', priority := -5)).id);
+SELECT is(pg_temp.head('hq'), 'h2', 'a future job does not displace a due head, whatever its priority');
+INSERT INTO j VALUES ('h4', (errands.add_job('h', queue_name := 'hq', run_at := now() - interval '20 minutes', job_key := 'hk')).id);
+SELECT is(pg_temp.head('hq'), 'h2', 'a worse due job does not displace the head');
+SELECT is((errands.add_job('h', queue_name := 'hq', run_at := now() - interval '20 minutes',
+                           priority := -2, job_key := 'hk')).id, pg_temp.id('h4'),
+          'setup: a key replace updates the job in place');
+SELECT is(pg_temp.head('hq'), 'h4', 'key replace with a better priority: the replaced job is the head');
+SELECT is(pg_temp.names(ARRAY(SELECT id FROM errands.get_jobs('wh', '{h}', 5))), '{h4}',
+          'the fetch takes the head');
+SELECT is(pg_temp.head('hq'), 'h2', 'taking the head chooses the next one (the queue is locked meanwhile)');
+SELECT is(ARRAY(SELECT id FROM errands.worker_fail_jobs('wh', pg_temp.ids('h4'), '{boom}')), pg_temp.ids('h4'),
+          'setup: the try fails (retry in the future)');
+SELECT is(pg_temp.head('hq'), 'h2', 'a failed job retried later does not displace a due head');
+SELECT is((errands.remove_job('hk')).id, pg_temp.id('h4'), 'setup: remove_job');
+SELECT is(pg_temp.head('hq'), 'h2', 'removing a job that is not the head keeps the head');
+SELECT is(ARRAY(SELECT id FROM errands.permanently_fail_jobs(pg_temp.ids('h2'), 'no')), pg_temp.ids('h2'),
+          'setup: permanently_fail_jobs of the head');
+SELECT is(pg_temp.head('hq'), 'h1', 'a head failed for good: the next due job');
+SELECT is(ARRAY(SELECT id FROM errands.reschedule_jobs(pg_temp.ids('h1'), now() + interval '2 hours')),
+          pg_temp.ids('h1'), 'setup: reschedule the head to the future');
+SELECT is(pg_temp.head('hq'), 'h3', 'no due job left: the earliest future job (not the best priority)');
+SELECT is(pg_temp.names(ARRAY(SELECT id FROM errands.get_jobs('wh', '{h}', 5))), '{}',
+          'a queue whose head is in the future yields nothing');
+SELECT is(ARRAY(SELECT id FROM errands.cancel_jobs(pg_temp.ids('h3'))), pg_temp.ids('h3'),
+          'setup: cancel the head');
+SELECT is(pg_temp.head('hq'), 'h1', 'a cancelled head: the next earliest');
+SELECT is(ARRAY(SELECT id FROM errands.reschedule_jobs(pg_temp.ids('h2'), now() - interval '1 minute',
+                                                       attempts := 0)),
+          pg_temp.ids('h2'), 'setup: revive the failed job, due');
+SELECT is(pg_temp.head('hq'), 'h2', 'a revived due job displaces a future head');
+SELECT is(pg_temp.names(ARRAY(SELECT id FROM errands.get_jobs('wh', '{h}', 5))), '{h2}',
+          'and is fetched');
+UPDATE errands._jobs SET locked_at = now() - interval '5 hours' WHERE id = pg_temp.id('h2');
+UPDATE errands._queues SET locked_at = now() - interval '5 hours' WHERE queue_name = 'hq';
+SELECT is(pg_temp.head('hq'), 'h1', 'while it runs, the head is the next job');
+SELECT cmp_ok(errands.reset_locked(), '>=', 1, 'setup: reset_locked rescues the stale job');
+SELECT is(pg_temp.head('hq'), 'h2', 'a rescued due job is the head again');
+SELECT is(pg_temp.wrong_heads(), '{}', 'every queue of this file keeps the head chosen afresh');
 
 ------------------------------------------------------------------------------
 -- Invariant over all the above: no queue has two locked jobs, and a queue is

@@ -1,7 +1,7 @@
 -- Flow control: queue and task concurrency limits, strict rate limits, patterns,
 -- pauses, and the release of slots by every outcome and rescue.
 BEGIN;
-SELECT plan(57);
+SELECT plan(68);
 \ir include/jobs_by_name.sql
 
 -- Names of the jobs of a fetch, sorted.
@@ -167,6 +167,49 @@ SELECT errands.worker_complete_jobs('w5', pg_temp.ids('h1', 'h2'), ARRAY['{"r": 
 SELECT is((pg_temp.running('hq'), pg_temp.task_running('ht'))::text, '(0,0)',
           'completing with history kept frees the slots too');
 SELECT errands.set_retention('0');
+
+------------------------------------------------------------------------------
+-- Queue heads (32_queue_heads.sql) under flow control, task filters and flags
+------------------------------------------------------------------------------
+CREATE FUNCTION pg_temp.head(qname text) RETURNS text LANGUAGE sql STABLE AS $f$
+    SELECT CASE WHEN q.head_id IS NULL THEN '(none)'
+                ELSE coalesce((SELECT j.name FROM j WHERE j.id = q.head_id), '(unnamed)') END
+    FROM errands._queues q WHERE q.queue_name = qname
+$f$;
+CREATE FUNCTION pg_temp.wrong_heads() RETURNS text[] LANGUAGE sql STABLE AS $f$
+    SELECT coalesce(array_agg(q.queue_name ORDER BY q.queue_name), '{}')
+    FROM errands._queues q CROSS JOIN LATERAL errands._queue_head(q.id) h
+    WHERE (q.head_priority, q.head_run_at, q.head_id) IS DISTINCT FROM (h.priority, h.run_at, h.id)
+$f$;
+SELECT errands.set_queue_limits('hc', 2);
+INSERT INTO j SELECT 'x' || i, (errands.add_job('hx', json_build_object('i', i), 'hc',
+                                                now() - (10 - i) * interval '1 minute')).id
+FROM generate_series(1, 4) i;
+SELECT is(pg_temp.fetch('w1', '{hx}', 10), '{x1,x2}', 'concurrency 2: two jobs of the queue in one batch');
+SELECT is((pg_temp.head('hc'), pg_temp.queue_lock('hc'))::text, '(x3,w1)',
+          'the full queue keeps its next head while it is locked');
+SELECT errands.worker_complete_jobs('w1', pg_temp.ids('x1'));
+SELECT is(pg_temp.fetch('w2', '{hx}', 10), '{x3}', 'a freed slot: the kept head starts');
+SELECT is(pg_temp.head('hc'), 'x4', 'and the head moves on');
+SELECT errands.pause_queue('hc');
+SELECT errands.worker_complete_jobs('w1', pg_temp.ids('x2'));
+SELECT is((pg_temp.fetch('w2', '{hx}', 10), pg_temp.head('hc'))::text, '({},x4)',
+          'paused with a free slot: nothing starts, the head is kept');
+SELECT errands.resume_queue('hc');
+SELECT is(pg_temp.fetch('w2', '{hx}', 10), '{x4}', 'resumed: the head starts');
+SELECT is(pg_temp.head('hc'), '(none)', 'no job left to start: no head');
+-- A head whose task the worker does not serve, or which has a forbidden flag:
+-- the queue is walked further for one it may take.
+INSERT INTO j VALUES
+    ('f1', (errands.add_job('fa', '{}', 'hf', priority := -1)).id),
+    ('f2', (errands.add_job('fb', '{}', 'hf')).id),
+    ('g1', (errands.add_job('fg', '{}', 'hg', priority := -1, flags := '{x}')).id),
+    ('g2', (errands.add_job('fg', '{}', 'hg')).id);
+SELECT is((pg_temp.head('hf'), pg_temp.head('hg'))::text, '(f1,g1)', 'setup: heads by priority');
+SELECT is(pg_temp.fetch('w3', '{fb}', 10), '{f2}', 'a head of another task: the queue''s job of this task starts');
+SELECT is((SELECT coalesce(array_agg(j.name), '{}') FROM errands.get_jobs('w3', '{fg}', 10, '{x}') g JOIN j USING (id)),
+          '{g2}', 'a head with a forbidden flag: the queue''s next job starts');
+SELECT is(pg_temp.wrong_heads(), '{}', 'every queue of this file keeps the head chosen afresh');
 
 ------------------------------------------------------------------------------
 -- Bad input: 22023 naming the value, nothing changed

@@ -88,9 +88,10 @@ class _Running:
 
 class Executor:
     """The worker's slots: runs jobs and reports their outcomes.  ``on_release``
-    is called when a slot frees (with whether the job ran in a named queue),
+    is called when a slot frees (with whether the job's named queue is free again),
     ``on_written`` when the completion of a job whose slot was freed early has
-    been written (``completions_writing`` counts those not written yet)."""
+    been written (with whether it ran in a named queue, which that write freed;
+    ``completions_writing`` counts those not written yet)."""
 
     def __init__(
         self,
@@ -113,7 +114,7 @@ class Executor:
         self._worker_id = worker_id
         self._emit = emit
         self.on_release = on_release
-        self.on_written: Callable[[], None] = lambda: None
+        self.on_written: Callable[[bool], None] = lambda _named: None
         self.completions_writing = 0
         self.abort = AbortSignal()
         self.threads = DaemonThreadPool(concurrency)
@@ -215,13 +216,15 @@ class Executor:
             rec.settled = True
             duration = time.perf_counter() - rec.started
             self._queue.record_duration(duration)
-            if job.queue_name is None and not rec.cancelled:
+            if not rec.cancelled:
                 # Free the slot now: the reporter owns the outcome (the job stays
                 # locked until its batch is written), so the next job overlaps
-                # the flush. A queued job keeps its slot: its queue stays locked
-                # until the outcome is written.
+                # the flush. A named queue stays locked until the outcome is
+                # written: its next job is fetched when that write is done
+                # (on_written), not now. (Holding the slot instead capped a
+                # worker of serial queues at one flush per `concurrency` jobs.)
                 if error is None:
-                    self._release(rec, writing=False)
+                    self._release(rec, writing=False, queue_freed=False)
                     if self.observer is not None:
                         self.observer.ended(job, COMPLETED, duration, rec.started)
                     self._emit("job:success", job=job, duration=duration)
@@ -230,7 +233,9 @@ class Executor:
                         job.id, functools.partial(self._completed, job, duration), encoded
                     )
                     return
-                self._release(rec)
+                if job.queue_name is None:
+                    # A failure of a queued job keeps its slot until written.
+                    self._release(rec)
             await self.record(job, error, replacement, duration, encoded, cancelled=rec.cancelled)
         finally:
             self._release(rec)
@@ -270,18 +275,19 @@ class Executor:
         self.track(asyncio.ensure_future(self.record(rec.job, None, None, 0.0, cancelled=True)))
         return True
 
-    def _release(self, rec: _Running, *, writing: bool = True) -> None:
-        """Free ``rec``'s slot; ``writing``: its task goes on to write the outcome."""
+    def _release(self, rec: _Running, *, writing: bool = True, queue_freed: bool = True) -> None:
+        """Free ``rec``'s slot; ``writing``: its task goes on to write the outcome;
+        ``queue_freed``: its named queue (if any) is free again."""
         if self.running.pop(rec.job.id, None) is None:
             return
         if writing and rec.task is not None and not rec.task.done():
             self.track(rec.task)
-        self.on_release(rec.job.queue_name is not None)
+        self.on_release(queue_freed and rec.job.queue_name is not None)
 
     def _completed(self, job: Job, duration: float, written: bool | None) -> None:
         """The reporter wrote (or gave up on) the completion of a job without a queue."""
         self.completions_writing -= 1
-        self.on_written()
+        self.on_written(job.queue_name is not None)
         if written is None:
             return  # logged by the reporter
         if not written:

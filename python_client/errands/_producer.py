@@ -95,9 +95,13 @@ class Producer:
         fetched by an idle worker (:mod:`errands._turns`)."""
         return not self.stopping and not self.queue and len(self.running) < self.concurrency
 
-    def completion_written(self) -> None:
+    def completion_written(self, named_queue: bool) -> None:
         """A completion was written: run-once fetches again (it may have released
-        a job that waited for it)."""
+        a job that waited for it); ``named_queue``: the job's queue is free again,
+        so that queue's next job may be fetched now."""
+        if named_queue:
+            self.want_fetch = True
+            self.wakeup.set()
         if not self.continuous:
             self.nudge()
 

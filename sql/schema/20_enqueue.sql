@@ -217,6 +217,14 @@ BEGIN
     END IF;
     PERFORM errands._validate_specs(specs);
     PERFORM errands._ensure_tasks_and_queues(specs);
+    -- Queue heads (32_queue_heads.sql): jobs added to several named queues may
+    -- update several queue rows, in spec order; lock them in id order first so
+    -- that two such calls cannot deadlock on each other's rows.
+    IF (SELECT min(s.queue_name) <> max(s.queue_name) FROM unnest(specs) s) THEN
+        PERFORM FROM errands._queues q
+        WHERE q.queue_name IN (SELECT s.queue_name FROM unnest(specs) s)
+        ORDER BY q.id FOR NO KEY UPDATE;
+    END IF;
 
     IF NOT EXISTS (SELECT 1 FROM unnest(specs) s WHERE s.job_key IS NOT NULL) THEN
         -- Fast path, no keys: one INSERT, rows returned straight from it.

@@ -16,6 +16,12 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- jit_above_cost: JIT compilation took ~68 ms per call. Plan once, no JIT.
 SET plan_cache_mode = force_generic_plan
 SET jit = off
+-- The walk over queues_ready must be an ordered index scan that stops after
+-- job_count queues; the generic plan's estimate (every ready queue of a
+-- priority, an unknown LIMIT) chose a bitmap or sequential scan and a sort of
+-- all of them instead. Every other read here is an index scan anyway.
+SET enable_bitmapscan = off
+SET enable_seqscan = off
 AS $$
 DECLARE
     v_task_ids integer[];
@@ -98,10 +104,31 @@ BEGIN
             LIMIT tid.cap
         ) u
         UNION ALL
-        -- Named queues: never more jobs of a queue than it has free slots, so
-        -- never two jobs of a serial queue in a batch (Graphile's #621).
-        SELECT h.id, h.job_queue_id, h.task_id, h.priority, h.run_at
-        FROM errands._queues q
+        -- Named queues: the queues that may start a job (not full, not paused)
+        -- walked by their due heads in job order, one priority at a time (a loose
+        -- scan of queues_ready, 32_queue_heads.sql), until job_count jobs are
+        -- found; each is probed for its best due jobs, never more than its free
+        -- slots, so never two jobs of a serial queue in a batch (Graphile's #621).
+        (SELECT h.id, h.job_queue_id, h.task_id, h.priority, h.run_at
+        FROM (
+            WITH RECURSIVE prio(p) AS (
+                SELECT min(q.head_priority) FROM errands._queues q
+                WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                UNION ALL
+                SELECT (SELECT min(q.head_priority) FROM errands._queues q
+                        WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                          AND q.head_priority > prio.p)
+                FROM prio WHERE prio.p IS NOT NULL
+            )
+            SELECT r.id, r.concurrency, r.running, r.rate_limit, r.rate_period, r.starts
+            FROM prio CROSS JOIN LATERAL (
+                SELECT q.id, q.concurrency, q.running, q.rate_limit, q.rate_period, q.starts
+                FROM errands._queues q
+                WHERE q.head_id IS NOT NULL AND q.locked_at IS NULL AND NOT q.paused
+                  AND q.head_priority = prio.p AND q.head_run_at <= v_now
+                ORDER BY q.head_run_at, q.head_id
+            ) r
+        ) q
         CROSS JOIN LATERAL (
             SELECT j.id, j.job_queue_id, j.task_id, j.priority, j.run_at
             FROM errands._jobs j
@@ -115,7 +142,7 @@ BEGIN
                                               errands._rate_room(q.starts, q.rate_limit,
                                                                  q.rate_period, v_now))) END
         ) h
-        WHERE q.locked_at IS NULL AND NOT q.paused
+        LIMIT get_jobs.job_count)
         ORDER BY 4, 5, 1
         LIMIT get_jobs.job_count
     ) c;
@@ -188,8 +215,34 @@ BEGIN
                 locked_at = CASE WHEN q.running + n.n >= q.concurrency THEN v_now END,
                 locked_by = CASE WHEN q.running + n.n >= q.concurrency THEN get_jobs.worker_id END,
                 starts = CASE WHEN q.rate_limit IS NOT NULL
-                              THEN errands._record_starts(q.starts, n.n, q.rate_limit, v_clock) END
-            FROM (SELECT u.id, count(*)::integer AS n FROM unnest(v_head_queues) u(id) GROUP BY 1) n
+                              THEN errands._record_starts(q.starts, n.n, q.rate_limit, v_clock) END,
+                -- Their next heads (32_queue_heads.sql: chosen as errands._queue_head
+                -- does, the jobs taken now left out; a take fires no head trigger).
+                head_priority = h.priority, head_run_at = h.run_at, head_id = h.id
+            FROM (SELECT u.id, count(*)::integer AS n, array_agg(u.job) AS taken
+                  FROM unnest(v_head_queues, v_heads) u(id, job) GROUP BY 1) n
+            LEFT JOIN LATERAL (
+                WITH RECURSIVE prio(p) AS (
+                    SELECT min(j.priority) FROM errands._jobs j
+                    WHERE j.job_queue_id = n.id AND j.is_available AND j.id <> ALL(n.taken)
+                    UNION ALL
+                    SELECT (SELECT min(j.priority) FROM errands._jobs j
+                            WHERE j.job_queue_id = n.id AND j.is_available
+                              AND j.id <> ALL(n.taken) AND j.priority > prio.p)
+                    FROM prio WHERE prio.p IS NOT NULL
+                )
+                SELECT e.priority, e.run_at, e.id
+                FROM prio CROSS JOIN LATERAL (
+                    SELECT j.priority, j.run_at, j.id FROM errands._jobs j
+                    WHERE j.job_queue_id = n.id AND j.is_available AND j.priority = prio.p
+                      AND j.id <> ALL(n.taken)
+                    ORDER BY j.run_at, j.id
+                    LIMIT 1
+                ) e
+                ORDER BY e.run_at > v_now, CASE WHEN e.run_at > v_now THEN e.run_at END,
+                         e.priority, e.run_at, e.id
+                LIMIT 1
+            ) h ON true
             WHERE q.id = n.id;
         END IF;
     END IF;

@@ -112,6 +112,12 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_was_full boolean;
 BEGIN
+    -- Several queues: their rows in id order first, as add_jobs locks them (queue
+    -- heads, 32_queue_heads.sql), so that the two cannot deadlock.
+    IF cardinality(queue_ids) > 1 THEN
+        PERFORM FROM errands._queues q WHERE q.id = ANY(queue_ids)
+        ORDER BY q.id FOR NO KEY UPDATE;
+    END IF;
     UPDATE errands._queues q
     SET running = greatest(0, q.running - r.n),
         locked_at = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_at END,
