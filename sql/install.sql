@@ -604,7 +604,7 @@ $errands_install_m0026$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '9870bf9c47c2dba6ecda6e4f32f401dd27afd0c9dc42b205ac9caa5906c98cef') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '3238c857b8314199e2a141d268f011c69b36f578edc22b0655d3c9f480102bdc') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -4721,7 +4721,8 @@ CREATE OR REPLACE VIEW errands.workers AS
 WITH running AS (
     SELECT j.locked_by, array_agg(j.id ORDER BY j.id) AS ids
     FROM errands._jobs j
-    WHERE j.locked_by IS NOT NULL
+    -- NOT is_available (implied by the lock): read through jobs_unavailable.
+    WHERE j.locked_by IS NOT NULL AND NOT j.is_available
     GROUP BY j.locked_by
 )
 SELECT w.id,
@@ -4939,8 +4940,11 @@ CREATE OR REPLACE FUNCTION errands._locked_jobs_by_worker()
 RETURNS TABLE (locked_by text, ids bigint[])
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
+    -- A locked job is never available: the partial index jobs_unavailable holds
+    -- it, so this reads the running and failed jobs, not the whole table.
     RETURN QUERY SELECT j.locked_by, array_agg(j.id ORDER BY j.id)
-                 FROM errands._jobs j WHERE j.locked_by IS NOT NULL GROUP BY j.locked_by;
+                 FROM errands._jobs j WHERE j.locked_by IS NOT NULL AND NOT j.is_available
+                 GROUP BY j.locked_by;
 END
 $$;
 
@@ -6042,7 +6046,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '9870bf9c47c2dba6ecda6e4f32f401dd27afd0c9dc42b205ac9caa5906c98cef')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '3238c857b8314199e2a141d268f011c69b36f578edc22b0655d3c9f480102bdc')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -505,7 +505,7 @@ CREATE UNIQUE INDEX migrations_pkey ON errands.migrations USING btree (id);
          SELECT j.locked_by,
             array_agg(j.id ORDER BY j.id) AS ids
            FROM errands._jobs j
-          WHERE (j.locked_by IS NOT NULL)
+          WHERE ((j.locked_by IS NOT NULL) AND (NOT j.is_available))
           GROUP BY j.locked_by
         )
  SELECT w.id,
@@ -1879,8 +1879,11 @@ CREATE OR REPLACE FUNCTION errands._locked_jobs_by_worker()
  STABLE
 AS $function$
 BEGIN
+    -- A locked job is never available: the partial index jobs_unavailable holds
+    -- it, so this reads the running and failed jobs, not the whole table.
     RETURN QUERY SELECT j.locked_by, array_agg(j.id ORDER BY j.id)
-                 FROM errands._jobs j WHERE j.locked_by IS NOT NULL GROUP BY j.locked_by;
+                 FROM errands._jobs j WHERE j.locked_by IS NOT NULL AND NOT j.is_available
+                 GROUP BY j.locked_by;
 END
 $function$;
 

@@ -220,7 +220,8 @@ CREATE OR REPLACE VIEW errands.workers AS
 WITH running AS (
     SELECT j.locked_by, array_agg(j.id ORDER BY j.id) AS ids
     FROM errands._jobs j
-    WHERE j.locked_by IS NOT NULL
+    -- NOT is_available (implied by the lock): read through jobs_unavailable.
+    WHERE j.locked_by IS NOT NULL AND NOT j.is_available
     GROUP BY j.locked_by
 )
 SELECT w.id,

@@ -198,8 +198,11 @@ CREATE OR REPLACE FUNCTION errands._locked_jobs_by_worker()
 RETURNS TABLE (locked_by text, ids bigint[])
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
+    -- A locked job is never available: the partial index jobs_unavailable holds
+    -- it, so this reads the running and failed jobs, not the whole table.
     RETURN QUERY SELECT j.locked_by, array_agg(j.id ORDER BY j.id)
-                 FROM errands._jobs j WHERE j.locked_by IS NOT NULL GROUP BY j.locked_by;
+                 FROM errands._jobs j WHERE j.locked_by IS NOT NULL AND NOT j.is_available
+                 GROUP BY j.locked_by;
 END
 $$;
 
