@@ -604,7 +604,7 @@ $errands_install_m0026$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '3238c857b8314199e2a141d268f011c69b36f578edc22b0655d3c9f480102bdc') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'f6541ddfa95f3e87bdb4039900327abaf3d3f29ecc58241c39bdee31e8d97e44') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1094,13 +1094,14 @@ LANGUAGE sql STABLE AS $$
         'errands.jobs'::regclass, 'SELECT')
 $$;
 
--- j with payload and last_error replaced: what a caller that may not read jobs
+-- j with payload, last_error and errors replaced: what a caller that may not read jobs
 -- gets back instead of another job's payload (payload NULL: not sent by it).
 CREATE OR REPLACE FUNCTION errands._hide_payload(j errands.jobs, payload json) RETURNS errands.jobs
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     j.payload := _hide_payload.payload;
     j.last_error := NULL;
+    j.errors := NULL; -- error messages, as last_error
     RETURN j;
 END
 $$;
@@ -1348,6 +1349,7 @@ BEGIN
                               THEN j.run_at ELSE todo.run_at END,
                 attempts = 0,
                 last_error = NULL,
+                errors = NULL,
                 timeout = NULL,
                 revision = j.revision + 1,
                 updated_at = v_now
@@ -6046,7 +6048,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '3238c857b8314199e2a141d268f011c69b36f578edc22b0655d3c9f480102bdc')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'f6541ddfa95f3e87bdb4039900327abaf3d3f29ecc58241c39bdee31e8d97e44')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -1595,6 +1595,7 @@ AS $function$
 BEGIN
     j.payload := _hide_payload.payload;
     j.last_error := NULL;
+    j.errors := NULL; -- error messages, as last_error
     RETURN j;
 END
 $function$;
@@ -2786,6 +2787,7 @@ BEGIN
                               THEN j.run_at ELSE todo.run_at END,
                 attempts = 0,
                 last_error = NULL,
+                errors = NULL,
                 timeout = NULL,
                 revision = j.revision + 1,
                 updated_at = v_now

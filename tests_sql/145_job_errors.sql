@@ -4,7 +4,7 @@
 -- into errands.finished_jobs with the start of the last try; bad input changes
 -- nothing.
 BEGIN;
-SELECT plan(24);
+SELECT plan(26);
 
 -- Fetch job id as worker w (due now first) and fail it with message m.
 CREATE FUNCTION pg_temp.fail_once(id bigint, w text, m text) RETURNS void LANGUAGE plpgsql AS $f$
@@ -45,6 +45,11 @@ SELECT is((SELECT errors::text FROM errands.jobs WHERE id = :id), :'before', 'ba
 SELECT is((SELECT jsonb_array_length(errors) FROM (SELECT errands._add_error(NULL, 1, NULL, NULL, 'x') AS errors) s), 1,
           '_add_error of NULL starts an array');
 
+-- A caller that may not read jobs gets its row back without error messages.
+SELECT is((SELECT (x.last_error, x.errors) FROM errands._hide_payload(
+              (SELECT j FROM errands.jobs j WHERE j.id = :id), NULL) x),
+          (NULL::text, NULL::jsonb), '_hide_payload hides errors as it hides last_error');
+
 -- The cap: 25 failures keep the last 20 (attempts 6 to 25).
 SELECT (errands.add_job('e_cap', '{}', max_attempts := 100)).id AS cap \gset
 SELECT pg_temp.fail_once(:cap, 'w-cap', 'failure ' || n) FROM generate_series(1, 25) n;
@@ -58,6 +63,13 @@ SELECT (errands.add_job('e_long', '{}')).id AS long \gset
 SELECT pg_temp.fail_once(:long, 'w-l', repeat('x', 10000));
 SELECT is((SELECT (length(errors->0->>'error'), length(last_error)) FROM errands.jobs WHERE id = :long),
           (4000, 10000), 'errors keeps 4,000 characters of a long message');
+
+-- Replacing a job by its key starts it afresh: attempts 0, no last_error, no errors.
+SELECT (errands.add_job('e_keyed', '{}', job_key := 'e:k')).id AS keyed \gset
+SELECT pg_temp.fail_once(:keyed, 'w-k', 'keyed boom');
+SELECT errands.add_job('e_keyed', '{"v": 2}', job_key := 'e:k');
+SELECT is((SELECT (attempts, last_error, errors) FROM errands.jobs WHERE id = :keyed),
+          (0, NULL::text, NULL::jsonb), 'a job replaced by its key: errors cleared with last_error');
 
 -- The other paths that set last_error: a stale lock, a dead worker, a manual failure.
 SELECT (errands.add_job('e_stale', '{}')).id AS stale \gset
