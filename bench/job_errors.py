@@ -10,6 +10,7 @@ workers run with ``install=False`` (BENCH_WORKER_INSTALL=0), so neither is upgra
   worker) interleaved between the two databases; the ratio of medians. Then the
   same with history kept (retention 1 hour: the completion copies the row into
   errands._finished_jobs, now with errors and started_at).
+* **W3** (enqueue): one ``add_jobs`` of 50,000 no-ops from SQL, interleaved.
 * **the failure path**: 1,000 jobs fetched and failed 25 times in a row (one
   ``get_jobs(..., 100)`` and one ``worker_fail_jobs`` of those 100 ids per call
   pair), interleaved call by call between the databases; the median time of a
@@ -30,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import errands
-from bench.common import ROOT, connect, durable_cluster, log, w1_round
+from bench.common import ROOT, connect, durable_cluster, enqueue_noops, log, w1_round
 from pgtap.cluster import PgCluster
 
 
@@ -60,6 +61,23 @@ def w1_interleaved(dsns: dict[str, str], rounds: int, n: int, what: str) -> None
     med = {name: statistics.median(v) for name, v in rates.items()}
     print(f"W1 c10 {what}: before {med['before']:,.0f} jobs/s, after {med['after']:,.0f} jobs/s,"
           f" after / before {med['after'] / med['before']:.3f}", flush=True)  # fmt: skip
+
+
+def w3_interleaved(dsns: dict[str, str], rounds: int, n: int) -> None:
+    """W3 (bulk enqueue from SQL, one add_jobs of n no-ops) interleaved."""
+    took: dict[str, list[float]] = {name: [] for name in dsns}
+    names = list(dsns)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            with connect(dsns[name]) as conn:
+                conn.execute("TRUNCATE errands._jobs")
+                t0 = time.perf_counter()
+                enqueue_noops(conn, n)
+                took[name].append(time.perf_counter() - t0)
+                conn.execute("TRUNCATE errands._jobs")
+    med = {name: n / statistics.median(v) for name, v in took.items()}
+    print(f"W3 add_jobs of {n:,}: before {med['before']:,.0f} jobs/s, after {med['after']:,.0f}"
+          f" jobs/s, after / before {med['after'] / med['before']:.3f}", flush=True)  # fmt: skip
 
 
 FAIL = ("SELECT count(*) FROM errands.worker_fail_jobs('bw', %s::bigint[],"
@@ -116,7 +134,7 @@ def main() -> None:
     parser.add_argument("--before-ref", default="s4-metrics", help="git ref of the 'before' schema")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--n", type=int, default=20_000, help="no-ops per W1 round")
-    parser.add_argument("--only", default="w1,history,fail", help="w1,history,fail (any of)")
+    parser.add_argument("--only", default="w1,history,w3,fail", help="w1,history,w3,fail")
     args = parser.parse_args()
     before_sql = subprocess.run(
         ["git", "show", f"{args.before_ref}:sql/install.sql"], cwd=ROOT, capture_output=True,
@@ -144,6 +162,9 @@ def main() -> None:
                 with connect(dsn) as conn:
                     conn.execute("SELECT errands.set_retention('0')")
                     conn.execute("TRUNCATE errands._finished_jobs")
+        if "w3" in only:
+            log("W3 bulk enqueue: before vs after, interleaved")
+            w3_interleaved(dsns, rounds * 2, 50_000)
         if "fail" in only:
             log("the failure path: worker_fail_jobs, before vs after, interleaved")
             failure_path(dsns, 1_000, 25, 100)
