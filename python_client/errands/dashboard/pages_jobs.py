@@ -104,8 +104,11 @@ def timeline(job: dict[str, Any], errors: list[dict[str, Any]]) -> list[tuple[da
     """The job's life: created, due, each failed try's start and failure (its
     errors, the last 20), the try running now or the one that finished it, finished."""
     events: list[tuple[datetime, str]] = [(job["created_at"], "created")]
-    if job["run_at"] is not None and job["run_at"] != job["created_at"]:
-        events.append((job["run_at"], "due (run_at)"))
+    # A failed job's run_at (moved by its last backoff) is no longer a due time.
+    if (job["run_at"] is not None and job["run_at"] != job["created_at"]
+            and job["state"] != "failed"):
+        due = f"try {job['attempts'] + 1} due" if job["state"] == "retrying" else "due (run_at)"
+        events.append((job["run_at"], due))
     for e in errors:
         by = f" by worker {e['worker']}" if e["worker"] else ""
         if e["started_at"] is not None:
