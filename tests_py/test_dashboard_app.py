@@ -273,6 +273,41 @@ def test_a_big_table_is_searched_in_windows_without_gaps(
     assert "≈" in html  # estimated counts
 
 
+def test_a_big_table_counts_rare_states_exactly(
+    big_table_dashboard: Client, conn: psycopg.Connection[Any]
+) -> None:
+    """Counted as a big table: running, waiting and failed jobs are exact (the
+    partial index jobs_unavailable), the big buckets estimated (marked ≈)."""
+    conn.execute("SELECT errands.add_job('bulk', json_build_object('i', i)) "
+                 "FROM generate_series(1, 3000) i")
+    conn.execute("SELECT errands.add_job('rare_run', json_build_object('i', i)) "
+                 "FROM generate_series(1, 3) i")
+    running = [r[0] for r in conn.execute("SELECT id FROM errands.get_jobs('w-big', "
+                                          "ARRAY['rare_run'], 10)")]
+    conn.execute("SELECT errands.add_job('rare_fail', '{}', max_attempts => 1) "
+                 "FROM generate_series(1, 2)")
+    conn.execute("SELECT errands.worker_fail_jobs('w-big', ids, array_fill('x'::text, "
+                 "ARRAY[cardinality(ids)])) FROM (SELECT ARRAY(SELECT id FROM "
+                 "errands.get_jobs('w-big', ARRAY['rare_fail'], 10)) AS ids) s")
+    conn.execute("ANALYZE errands._jobs")
+    _, _, html = big_table_dashboard.request("/?refresh=0")
+
+    def card(state: str) -> str:
+        found = re.search(rf'id="count-{state}".*?<strong>([^<]*)</strong>', html, re.S)
+        assert found is not None, state
+        return found.group(1)
+
+    expected = {state: n for state, n in conn.execute(
+        "SELECT state, count(*) FROM errands.jobs GROUP BY 1").fetchall()}
+    assert card("running") == f"{expected['running']:,}" and expected["running"] == 3
+    assert card("failed") == f"{expected['failed']:,}"
+    assert card("pending").startswith("≈")
+    status, _, html = big_table_dashboard.request("/jobs?state=running")
+    assert status == 200
+    found = [int(x) for x in re.findall(r'data-job-id="(\d+)"', html)]
+    assert sorted(found) == sorted(running) and 'id="next-page"' not in html
+
+
 def test_charts_come_from_history_and_say_when_none_is_kept(
     dashboard: Client, conn: psycopg.Connection[Any]
 ) -> None:
