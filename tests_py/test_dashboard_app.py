@@ -297,8 +297,8 @@ def test_a_big_table_counts_rare_states_exactly(
         assert found is not None, state
         return found.group(1)
 
-    expected = {state: n for state, n in conn.execute(
-        "SELECT state, count(*) FROM errands.jobs GROUP BY 1").fetchall()}
+    expected: dict[str, int] = dict(conn.execute(
+        "SELECT state, count(*) FROM errands.jobs GROUP BY 1").fetchall())
     assert card("running") == f"{expected['running']:,}" and expected["running"] == 3
     assert card("failed") == f"{expected['failed']:,}"
     assert card("pending").startswith("≈")
