@@ -239,6 +239,7 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_where text := 'true';
+    v_from text := 'errands._jobs j';
     v_op text := CASE WHEN descending THEN '<' ELSE '>' END;
     v_dir text := CASE WHEN descending THEN 'DESC' ELSE 'ASC' END;
     v_key text;
@@ -271,8 +272,10 @@ BEGIN
             ELSE ''pending'' END = %L', filter->>'state');
         -- Running, waiting and failed jobs are the unavailable ones: read through
         -- the partial index jobs_unavailable, not the whole table.
+        -- (OFFSET 0 keeps the planner from walking the primary key instead,
+        -- hoping for an early match, when the rows sit at the far end.)
         IF filter->>'state' IN ('running', 'waiting', 'failed') THEN
-            v_where := v_where || ' AND NOT j.is_available';
+            v_from := '(SELECT * FROM errands._jobs u WHERE NOT u.is_available OFFSET 0) j';
         END IF;
     END IF;
     IF filter ? 'task' THEN
@@ -312,8 +315,8 @@ BEGIN
                                      id_bound);
     END IF;
     -- RETURN QUERY (not EXECUTE ... INTO) may run the scan in parallel.
-    RETURN QUERY EXECUTE format('SELECT j.id FROM errands._jobs j WHERE %s ORDER BY %s LIMIT %s',
-                   v_where,
+    RETURN QUERY EXECUTE format('SELECT j.id FROM %s WHERE %s ORDER BY %s LIMIT %s',
+                   v_from, v_where,
                    CASE WHEN sort = 'id' THEN format('j.id %s', v_dir)
                         ELSE format('j.%I %s, j.id %s', sort, v_dir, v_dir) END,
                    coalesce(n::text, 'ALL'));
