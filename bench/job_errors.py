@@ -2,8 +2,8 @@
 ``python bench/job_errors.py [--quick] [--before-ref REF]``.
 
 On a throwaway durable cluster (as bench/run.py), two databases: ``before`` with
-the schema of ``--before-ref`` (default ``s4-metrics``, the branch this work
-started from; its sql/install.sql) and ``after`` with this checkout's. The
+the schema of ``--before-ref`` (default: the merge base with main; its
+sql/install.sql; the figures in docs/dashboard.md used ``--before-ref s4-metrics``) and ``after`` with this checkout's. The
 workers run with ``install=False`` (BENCH_WORKER_INSTALL=0), so neither is upgraded.
 
 * **W1** (the success path): W1 c10 rounds (``--n`` no-ops, one ``--once``
@@ -131,13 +131,18 @@ def failure_path(dsns: dict[str, str], jobs: int, tries: int, batch: int) -> Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    parser.add_argument("--before-ref", default="s4-metrics", help="git ref of the 'before' schema")
+    parser.add_argument("--before-ref", default=None,
+                        help="git ref of the 'before' schema (default: the merge base with main)")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--n", type=int, default=20_000, help="no-ops per W1 round")
     parser.add_argument("--only", default="w1,history,w3,fail", help="w1,history,w3,fail")
     args = parser.parse_args()
+    ref = args.before_ref or subprocess.run(
+        ["git", "merge-base", "HEAD", "main"], cwd=ROOT, capture_output=True, text=True,
+        check=True,
+    ).stdout.strip()  # fmt: skip
     before_sql = subprocess.run(
-        ["git", "show", f"{args.before_ref}:sql/install.sql"], cwd=ROOT, capture_output=True,
+        ["git", "show", f"{ref}:sql/install.sql"], cwd=ROOT, capture_output=True,
         text=True, check=True,
     ).stdout  # fmt: skip
     rounds = args.rounds or (4 if args.quick else 8)
@@ -150,7 +155,7 @@ def main() -> None:
             "after": _create(cluster, "errors_after", None),
         }
         if "w1" in only:
-            log(f"W1 c10: before ({args.before_ref}) vs after, interleaved")
+            log(f"W1 c10: before ({ref[:12]}) vs after, interleaved")
             w1_interleaved(dsns, rounds, args.n, "retention 0")
         if "history" in only:
             for dsn in dsns.values():
