@@ -3,8 +3,8 @@
 
 On a throwaway durable cluster (as bench/run.py), two databases: ``before`` with
 the schema of ``--before-ref`` (default: the merge base with main; its
-sql/install.sql; the figures in docs/dashboard.md used ``--before-ref s4-metrics``) and ``after`` with this checkout's. The
-workers run with ``install=False`` (BENCH_WORKER_INSTALL=0), so neither is upgraded.
+sql/install.sql; the figures in docs/dashboard.md used ``--before-ref
+s4-metrics``) and ``after`` with this checkout's. The workers run with ``install=False`` (BENCH_WORKER_INSTALL=0), so neither is upgraded.
 
 * **W1** (the success path): W1 c10 rounds (``--n`` no-ops, one ``--once``
   worker) interleaved between the two databases; the ratio of medians. Then the
