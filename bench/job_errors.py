@@ -4,12 +4,13 @@
 On a throwaway durable cluster (as bench/run.py), two databases: ``before`` with
 the schema of ``--before-ref`` (default: the merge base with main; its
 sql/install.sql; the figures in docs/dashboard.md used ``--before-ref
-s4-metrics``) and ``after`` with this checkout's. The workers run with ``install=False`` (BENCH_WORKER_INSTALL=0), so neither is upgraded.
+s4-metrics``) and ``after`` with this checkout's. The workers run with
+``install=False`` (BENCH_WORKER_INSTALL=0), so neither is upgraded.
 
 * **W1** (the success path): W1 c10 rounds (``--n`` no-ops, one ``--once``
   worker) interleaved between the two databases; the ratio of medians. Then the
   same with history kept (retention 1 hour: the completion copies the row into
-  errands._finished_jobs, now with errors and started_at).
+  errands._finished_jobs, now with errors, run_at and started_at).
 * **W3** (enqueue): one ``add_jobs`` of 50,000 no-ops from SQL, interleaved.
 * **the failure path**: 1,000 jobs fetched and failed 25 times in a row (one
   ``get_jobs(..., 100)`` and one ``worker_fail_jobs`` of those 100 ids per call
