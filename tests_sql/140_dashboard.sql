@@ -2,7 +2,7 @@
 -- read-only, the actions) need; remove_jobs, run_cron_now, dashboard_counts,
 -- dashboard_chart and dashboard_cron.
 BEGIN;
-SELECT plan(46);
+SELECT plan(47);
 
 CREATE ROLE errands_t140_ro NOLOGIN;
 CREATE ROLE errands_t140_rw NOLOGIN;
@@ -132,6 +132,10 @@ SELECT is(ARRAY(SELECT state || '/' || task_identifier || '/' || jobs || '/' || 
                 FROM errands.dashboard_counts(0) WHERE state IN ('running', 'failed') ORDER BY 1),
           ARRAY['failed/d_fail/1/false', 'running/d_many/2/false'],
           'dashboard_counts(0) (a big table): running and failed counted exactly');
+SELECT is(ARRAY(SELECT state || '/' || task_identifier || '/' || jobs || '/' || estimated
+                FROM errands.job_counts(0) WHERE state IN ('running', 'failed') ORDER BY 1),
+          ARRAY['failed/d_fail/1/false', 'running/d_many/2/false'],
+          'job_counts(0) (/metrics on a big table): running and failed counted exactly');
 SELECT is((SELECT bool_and(estimated) FROM errands.dashboard_counts(0) WHERE state = 'pending'), true,
           'dashboard_counts(0): pending estimated from a sample');
 SELECT is((SELECT sum(failed)::int FROM errands.dashboard_chart(now() - interval '1 hour', interval '5 minutes')),
