@@ -35,8 +35,15 @@ async def released(payload: Any, helpers: Helpers) -> None:
         out.write(f"{(start - helpers.job.updated_at.timestamp()) * 1000.0:.4f}\n")
 
 
+@task
 async def nap(payload: Any, helpers: Helpers) -> None:
-    """bench/flow_control.py: a job that takes payload["s"] seconds."""
+    """bench/flow_control.py: a job that takes payload["s"] seconds; with
+    ``$BENCH_TRACE_FILE`` it appends its start and end times (epoch seconds)."""
     import asyncio
 
+    start = time.time()
     await asyncio.sleep(float(payload["s"]))
+    trace = os.environ.get("BENCH_TRACE_FILE")
+    if trace:
+        with open(trace, "a") as out:
+            out.write(f"{start:.6f} {time.time():.6f}\n")

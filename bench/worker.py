@@ -89,5 +89,8 @@ def status_mb(field: str) -> float:
 
 if __name__ == "__main__":
     errands.configure_logging(level=30)
-    poll = float(sys.argv[4]) if len(sys.argv) > 4 else 2.0
+    # The 4th argument is the poll interval; W2 passes its latency file there, as
+    # the peers' runners take it (ours reads $BENCH_LATENCY_FILE): not a number.
+    arg = sys.argv[4] if len(sys.argv) > 4 else ""
+    poll = float(arg) if arg.replace(".", "", 1).isdigit() else 2.0
     asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3], poll))

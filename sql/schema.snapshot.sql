@@ -212,6 +212,7 @@ CREATE UNIQUE INDEX _queue_limits_pkey ON errands._queue_limits USING btree (pat
 --   CONSTRAINT queues_queue_name_length CHECK (((length(queue_name) >= 1) AND (length(queue_name) <= 128)))
 CREATE UNIQUE INDEX _queues_pkey ON errands._queues USING btree (id);
 CREATE UNIQUE INDEX _queues_queue_name_key ON errands._queues USING btree (queue_name);
+CREATE INDEX queues_rate_limited ON errands._queues USING btree (id) WHERE (rate_limit IS NOT NULL);
 CREATE INDEX queues_ready ON errands._queues USING btree (head_priority, head_run_at, head_id) WHERE ((head_id IS NOT NULL) AND (locked_at IS NULL) AND (NOT paused));
 
 -- SEQUENCE errands._queues_id_seq
@@ -1994,7 +1995,7 @@ CREATE OR REPLACE FUNCTION errands._release_slots(queue_ids integer[], task_ids 
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-    v_was_full boolean;
+    v_wake boolean;
 BEGIN
     -- Several queues: their rows in id order first, as add_jobs locks them (queue
     -- heads, 32_queue_heads.sql), so that the two cannot deadlock.
@@ -2002,27 +2003,30 @@ BEGIN
         PERFORM FROM errands._queues q WHERE q.id = ANY(queue_ids)
         ORDER BY q.id FOR NO KEY UPDATE;
     END IF;
-    UPDATE errands._queues q
-    SET running = greatest(0, q.running - r.n),
-        locked_at = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_at END,
-        locked_by = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_by END
-    FROM (SELECT u.id, count(*)::integer AS n FROM unnest(queue_ids) u(id)
-          WHERE u.id IS NOT NULL GROUP BY 1) r
-    WHERE q.id = r.id;
-    IF NOT errands._task_limits_on() THEN
-        RETURN;  -- no task has a concurrency limit: nothing counts task slots
-    END IF;
     WITH freed AS (
-        UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
-        FROM (SELECT u.id, count(*)::integer AS n FROM unnest(task_ids) u(id)
+        UPDATE errands._queues q
+        SET running = greatest(0, q.running - r.n),
+            locked_at = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_at END,
+            locked_by = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_by END
+        FROM (SELECT u.id, count(*)::integer AS n FROM unnest(queue_ids) u(id)
               WHERE u.id IS NOT NULL GROUP BY 1) r
-        WHERE t.id = r.id AND t.concurrency IS NOT NULL
-        RETURNING t.running + r.n >= t.concurrency AS was_full
+        WHERE q.id = r.id
+        RETURNING q.concurrency > 1 AND q.running + r.n >= q.concurrency AS was_full
     )
-    SELECT coalesce(bool_or(freed.was_full), false) INTO v_was_full FROM freed;
-    -- A task that was full: a worker may be waiting for this slot.
-    IF v_was_full THEN
-        PERFORM errands._notify();
+    SELECT coalesce(bool_or(freed.was_full), false) INTO v_wake FROM freed;
+    IF errands._task_limits_on() THEN
+        -- Otherwise no task has a concurrency limit: nothing counts task slots.
+        WITH freed AS (
+            UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
+            FROM (SELECT u.id, count(*)::integer AS n FROM unnest(task_ids) u(id)
+                  WHERE u.id IS NOT NULL GROUP BY 1) r
+            WHERE t.id = r.id AND t.concurrency IS NOT NULL
+            RETURNING t.id
+        )
+        SELECT v_wake OR EXISTS (SELECT 1 FROM freed) INTO v_wake;
+    END IF;
+    IF v_wake THEN
+        PERFORM errands._notify();  -- folded into one per transaction
     END IF;
 END
 $function$;
@@ -4003,10 +4007,10 @@ $function$;
 -- comment: Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
 --          on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
 --          worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, worker_cancel_jobs,
---          worker_cancel_requests, reset_locked, try_lock_worker, register_worker, heartbeat,
---          rescue_workers, unregister_worker), the admin functions (complete_jobs,
---          cancel_jobs, permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup,
---          prune_finished_jobs, dependency_results, cancel_flow, the cron
+--          worker_cancel_requests, next_start_at, reset_locked, try_lock_worker,
+--          register_worker, heartbeat, rescue_workers, unregister_worker), the admin
+--          functions (complete_jobs, cancel_jobs, permanently_fail_jobs, reschedule_jobs,
+--          force_unlock_workers), cleanup, prune_finished_jobs, dependency_results, cancel_flow, the cron
 --          functions if cron is installed when it runs, and what grant_read gives (SELECT on
 --          the errands.jobs and errands.finished_jobs views, never on the private tables).
 --          Run it again after an upgrade adds functions. Run it as the owner of the
@@ -4034,6 +4038,7 @@ BEGIN
                                       'worker_return_jobs', 'worker_snooze_jobs',
                                       'worker_fail_jobs_now', 'worker_cancel_jobs',
                                       'worker_cancel_requests', 'cancel_jobs',
+                                      'next_start_at',
                                       'reset_locked', 'complete_jobs',
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
@@ -4397,6 +4402,57 @@ BEGIN
     END IF;
     PERFORM errands.add_jobs(v_specs, v_opt ->> 'job_key_mode' = 'preserve_run_at');
     RETURN NULL;
+END
+$function$;
+
+-- FUNCTION errands.next_start_at(text[])
+-- ACL: postgres=X/postgres
+-- comment: Worker API (flow control). The earliest time a rate window that holds work back
+--          now reopens: of a task in task_identifiers, or of a named queue with jobs
+--          waiting (now: a rate-limited queue has room and jobs due). 'infinity' when rate
+--          limits exist but none holds work back now; NULL when no rate limit is set at all. Workers call it when a fetch came back short
+--          and sleep until then rather than until their next poll.
+CREATE OR REPLACE FUNCTION errands.next_start_at(task_identifiers text[])
+ RETURNS timestamp with time zone
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    v_now timestamptz := clock_timestamp();
+    v_at timestamptz;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands._queue_limits l WHERE l.rate_limit IS NOT NULL)
+       AND NOT EXISTS (SELECT 1 FROM errands._task_limits l WHERE l.rate_limit IS NOT NULL) THEN
+        RETURN NULL;  -- no rate limit anywhere: nothing will reopen
+    END IF;
+    -- The start that must leave the window for one more to fit: the
+    -- rate_limit-th newest (starts is sorted, and may hold more than rate_limit
+    -- entries right after the limit was lowered).
+    SELECT min(r.at) INTO v_at FROM (
+        SELECT t.starts[cardinality(t.starts) - t.rate_limit + 1] + t.rate_period AS at
+        FROM errands._tasks t
+        WHERE t.identifier = ANY(next_start_at.task_identifiers)
+          AND t.rate_limit IS NOT NULL AND NOT t.paused
+          AND errands._rate_room(t.starts, t.rate_limit, t.rate_period, v_now) = 0
+        UNION ALL
+        -- A queue with room and jobs due: now. A fetch skips a queue whose row
+        -- another fetch holds (SKIP LOCKED), so two racing fetches can both
+        -- come back short with room left; nothing else would announce it.
+        SELECT CASE WHEN errands._rate_room(q.starts, q.rate_limit, q.rate_period, v_now) = 0
+                    THEN q.starts[cardinality(q.starts) - q.rate_limit + 1] + q.rate_period
+                    ELSE v_now END
+        FROM errands._queues q
+        WHERE q.rate_limit IS NOT NULL AND NOT q.paused
+          AND (errands._rate_room(q.starts, q.rate_limit, q.rate_period, v_now) = 0
+               OR (q.locked_at IS NULL
+                   AND EXISTS (SELECT 1 FROM errands._jobs j
+                               WHERE j.job_queue_id = q.id AND j.is_available
+                                 AND j.run_at <= v_now)))
+          AND EXISTS (SELECT 1 FROM errands._jobs j
+                      WHERE j.job_queue_id = q.id AND j.is_available)
+    ) r;
+    RETURN coalesce(v_at, 'infinity');
 END
 $function$;
 

@@ -6,6 +6,7 @@ The tasks (tests_py/worker_script.py) record their own start and finish times in
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import time
@@ -15,6 +16,8 @@ from typing import Any
 import psycopg
 
 import errands
+from errands._connections import SingleConnectionSource
+from errands._rate_wake import RateWake
 from errands.limits import Limits
 from tests_py.worker_support import MARKS_TABLE, finish, jobs, start_worker, wait_until
 
@@ -175,3 +178,82 @@ def test_a_freed_task_slot_wakes_the_workers(db: str, conn: psycopg.Connection[A
         assert list(listener.notifies(timeout=0.3)) == []
         conn.execute("SELECT errands.worker_complete_jobs('w', ARRAY[%s::bigint])", [capped])
         assert [n.channel for n in listener.notifies(timeout=2, stop_after=1)] == ["errands:jobs"]
+
+
+def test_rate_limited_work_starts_when_the_window_reopens_not_at_the_poll(
+    db: str, conn: psycopg.Connection[Any]
+) -> None:
+    """With a 30 s poll interval, 25 jobs at 10 per 2 seconds: the workers fetch when
+    a window reopens (errands.next_start_at), and the limit still holds."""
+    conn.execute(MARKS_TABLE)
+    with errands.SyncWorkerUtils(db) as utils:
+        utils.set_queue_limits(
+            "rated", Limits(concurrency=50, rate_limit=10, rate_period=timedelta(seconds=2))
+        )
+    workers = _workers(db, poll="30")
+    try:
+        errands.add_jobs(conn, _specs("sleepy", "r", 25, 0.0, queue="rated"))
+        # The windows allow it in 4 s; waiting for the polls would take over 30 s.
+        wait_until(lambda: not jobs(conn), timeout=25, what="all jobs to run")
+    finally:
+        _stop(workers)
+    starts = sorted(s for s, _ in _intervals(conn, "r"))
+    # The limit is on taking a job, the marks are task starts: 10 % slack.
+    window = timedelta(milliseconds=1800)
+    assert max(sum(1 for t in starts[i:] if t - s < window) for i, s in enumerate(starts)) <= 10
+    assert starts[-1] - starts[0] >= timedelta(seconds=3.6)
+
+
+def test_freed_slots_wake_the_workers_whenever_one_may_be_waited_for(
+    db: str, conn: psycopg.Connection[Any]
+) -> None:
+    """Every freed slot of a task with a concurrency limit notifies (not only the
+    one that left it full), as does a freed slot of a full queue above
+    concurrency 1; a serial queue's does not (its worker fetches the next job)."""
+    with errands.SyncWorkerUtils(db) as utils:
+        utils.set_task_limits("capped", Limits(concurrency=2))
+        utils.set_queue_limits("wide", Limits(concurrency=2))
+    errands.add_jobs(
+        conn,
+        [errands.JobSpec("capped", {}) for _ in range(2)]
+        + [errands.JobSpec("free", {}, queue_name=q) for q in ("wide", "wide", "serial")],
+    )
+    capped = [r[0] for r in conn.execute("SELECT id FROM errands.get_jobs('w', '{capped}', 5)")]
+    wide = [r[0] for r in conn.execute("SELECT id FROM errands.get_jobs('w', '{free}', 5)")]
+    assert (len(capped), len(wide)) == (2, 3)  # 2 of "wide", 1 of "serial"
+
+    def notified_by_completing(job_id: int) -> bool:
+        conn.execute("SELECT errands.worker_complete_jobs('w', ARRAY[%s::bigint])", [job_id])
+        return bool(list(listener.notifies(timeout=0.5, stop_after=1)))
+
+    serial = conn.execute(
+        "SELECT id FROM errands.jobs WHERE queue_name = 'serial'"
+    ).fetchone()
+    assert serial is not None
+    wide_ids = [i for i in wide if i != serial[0]]
+    with psycopg.connect(db, autocommit=True) as listener:
+        listener.execute('LISTEN "errands:jobs"')
+        assert [notified_by_completing(i) for i in capped] == [True, True]
+        assert [notified_by_completing(i) for i in wide_ids] == [True, False]
+        assert notified_by_completing(serial[0]) is False
+
+
+def test_rate_wake_asks_again_only_after_a_poll_interval_without_rate_limits(
+    db: str, conn: psycopg.Connection[Any]
+) -> None:
+    """A worker without rate limits asks errands.next_start_at at most once per poll
+    interval: "no rate limit is set" is believed for that long."""
+
+    async def main() -> list[float | None]:
+        async with await psycopg.AsyncConnection.connect(db, autocommit=True) as aconn:
+            source = SingleConnectionSource(aconn)
+            cached, fresh = RateWake(source, ["sleepy"], 60.0), RateWake(source, ["sleepy"], 60.0)
+            first = await cached.delay()  # no rate limit: None, believed for 60 s
+            conn.execute("SELECT errands.set_task_limits('sleepy', NULL, 1, interval '1 hour')")
+            errands.add_jobs(conn, _specs("sleepy", "x", 2, 0.0))
+            conn.execute("SELECT count(*) FROM errands.get_jobs('w', '{sleepy}', 5)")
+            return [first, await cached.delay(), await fresh.delay()]
+
+    first, cached, fresh = asyncio.run(main())
+    assert (first, cached) == (None, None)
+    assert fresh is not None and 3590 < fresh <= 3600.01  # the hour's window reopens

@@ -1,7 +1,7 @@
 -- The public SQL API: exact function signatures, comments on every public
 -- function, the job_spec type and the read-only jobs view.
 BEGIN;
-SELECT plan(41);
+SELECT plan(42);
 
 -- Every public function with its exact argument types --------------------------------
 
@@ -37,6 +37,8 @@ SELECT has_function('errands', 'worker_cancel_jobs', ARRAY['text', 'bigint[]', '
     'errands.worker_cancel_jobs(text, bigint[], text[]) exists');
 SELECT has_function('errands', 'worker_cancel_requests', ARRAY['text'],
     'errands.worker_cancel_requests(text) exists');
+SELECT has_function('errands', 'next_start_at', ARRAY['text[]'],
+    'errands.next_start_at(text[]) exists');
 SELECT has_function('errands', 'cancel_jobs', ARRAY['bigint[]'],
     'errands.cancel_jobs(bigint[]) exists');
 SELECT has_function('errands', 'reset_locked', ARRAY['interval'],

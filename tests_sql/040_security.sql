@@ -2,7 +2,7 @@
 -- DEFINER with a fixed search_path against hostile search paths, the payload
 -- size limit, and jobs of unknown tasks staying pending.
 BEGIN;
-SELECT plan(87);
+SELECT plan(89);
 
 CREATE ROLE errands_t040_web;
 CREATE ROLE errands_t040_worker;
@@ -121,6 +121,8 @@ SELECT throws_ok($$SELECT errands.worker_cancel_jobs('w', ARRAY[1::bigint], ARRA
                  'enqueue role: worker_cancel_jobs is denied');
 SELECT throws_ok($$SELECT errands.worker_cancel_requests('w')$$, '42501', NULL,
                  'enqueue role: worker_cancel_requests is denied');
+SELECT throws_ok($$SELECT errands.next_start_at(ARRAY['sec_web'])$$, '42501', NULL,
+                 'enqueue role: next_start_at is denied');
 SELECT throws_ok($$SELECT errands.cancel_jobs(ARRAY[1::bigint])$$, '42501', NULL,
                  'enqueue role: cancel_jobs is denied');
 SELECT throws_ok($$SELECT errands.reset_locked()$$, '42501', NULL,
@@ -182,6 +184,8 @@ SELECT lives_ok($$SELECT errands.worker_cancel_jobs('sec_w1', ARRAY[1::bigint], 
                 'worker role: worker_cancel_jobs works');
 SELECT lives_ok($$SELECT errands.worker_cancel_requests('sec_w1')$$,
                 'worker role: worker_cancel_requests works');
+SELECT lives_ok($$SELECT errands.next_start_at(ARRAY['sec_work'])$$,
+                'worker role: next_start_at works');
 SELECT lives_ok($$SELECT errands.cancel_jobs(ARRAY[987654321::bigint])$$,
                 'worker role: cancel_jobs works');
 SELECT is(errands.try_lock_worker('sec_lock_w'), true, 'worker role: try_lock_worker takes its lock');

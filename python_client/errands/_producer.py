@@ -9,6 +9,10 @@ finished (its queue is free again); otherwise a continuous worker waits for
 ``poll_interval`` (jobs becoming due, retries).  One fetch runs at a time, in its
 own task, so that the loop can meanwhile hand back buffered jobs that expired.
 A failed fetch is retried after a backoff (connection lost) or ``poll_interval``.
+A fetch that came back short may have been held back by a rate limit: with
+``next_start`` (:mod:`errands._rate_wake`) the loop then asks when the earliest
+exhausted rate window reopens and fetches at that moment if it comes before the
+next poll.
 
 Run-once mode (``continuous=False``): fetch until a fetch finds nothing while no
 job is running and no completion is being written (writing one can make a job
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sized
 from typing import Any
@@ -30,6 +35,10 @@ from errands.job import Job
 
 Emit = Callable[..., None]
 
+RECHECK = 0.05
+"""Seconds after a short fetch to look again (once) when a rate-limited queue has
+room and jobs due (``next_start`` answered 0: now)."""
+
 
 class Producer:
     """Feeds the slots of a worker from the database through its local queue.
@@ -37,7 +46,10 @@ class Producer:
     ``running`` is the collection of busy slots (its length is read); ``start``
     puts a job into a free slot; ``hand_back`` returns fetched jobs unstarted;
     ``may_start`` (if given) says whether jobs may be started now; ``track``
-    is given the tasks handing back stale jobs (for the shutdown to await)."""
+    is given the tasks handing back stale jobs (for the shutdown to await);
+    ``next_start`` (if given) says, after a short fetch (its argument: whether
+    a fetch took jobs since the last short one), in how many seconds a rate
+    window holding work back reopens (None or infinity: nothing to wait for)."""
 
     def __init__(
         self,
@@ -56,8 +68,14 @@ class Producer:
         outage: Outage | None = None,
         room: asyncio.Event | None = None,
         completions_writing: Callable[[], int] = lambda: 0,
+        next_start: Callable[[bool], Awaitable[float | None]] | None = None,
     ) -> None:
         self.queue = queue
+        self._next_start = next_start
+        self._asking = False  # a next_start call is in flight
+        self._ask: bool | None = None  # a short fetch to ask about (took jobs before it)
+        self._took = False  # a fetch took jobs since the last short one
+        self._rechecked = False  # looked again (RECHECK) since a fetch took jobs
         self._completions_writing = completions_writing
         self.running = running
         self.concurrency = concurrency
@@ -238,5 +256,43 @@ class Producer:
         if jobs:
             self.queue.add(jobs, started)
             self.dispatch()
+            self._took = True
+            self._rechecked = False
         if len(jobs) >= count:
             self.want_fetch = True  # there may be more
+        elif self.continuous and self._next_start is not None and self._error is None:
+            took, self._took = self._took, False
+            self._ask = took or bool(self._ask)
+            if not self._asking:  # else the call in flight asks again (its answer is old)
+                self._asking = True
+                self._track(asyncio.create_task(self._ask_until_answered()))
+
+    async def _ask_until_answered(self) -> None:
+        try:
+            while self._ask is not None and not self.stopping:
+                took, self._ask = self._ask, None
+                await self._fetch_when_rate_room(took)
+        finally:
+            self._asking = False
+
+    async def _fetch_when_rate_room(self, took_jobs: bool) -> None:
+        """After a short fetch: move the next poll to when a rate window reopens."""
+        try:
+            assert self._next_start is not None
+            delay = await self._next_start(took_jobs)
+        except Exception:
+            return  # the next poll finds the work anyway
+        if delay is None or math.isinf(delay) or self.stopping:
+            return
+        if delay == 0:
+            # Room now: this fetch lost a race for a queue's row (SKIP LOCKED).
+            # Look once more, shortly; not again before a fetch takes jobs (the
+            # room may hold jobs this worker does not run).
+            if self._rechecked:
+                return
+            self._rechecked = True
+            delay = RECHECK
+        at = time.monotonic() + delay
+        if at < self._next_poll:
+            self._next_poll = at
+            self.wakeup.set()

@@ -159,6 +159,14 @@ GET_JOBS: Final = sql.SQL(
     "SELECT * FROM errands.get_jobs(%(worker_id)s::text, %(tasks)s::text[], "
     "%(count)s::int, %(forbidden)s::text[])"
 )
+# Flow control (errands._rate_wake): seconds until an exhausted rate window that
+# holds back work for these tasks reopens, on the database's clock; 'Infinity':
+# rate limits exist, none holds work back; NULL: no rate limit is set at all.
+NEXT_START_IN: Final = sql.SQL(
+    "SELECT CASE WHEN a = 'infinity' THEN 'Infinity'::float8"
+    " ELSE extract(epoch FROM a - pg_catalog.clock_timestamp())::float8 END"
+    " FROM errands.next_start_at(%(tasks)s::text[]) a"
+)
 # Results are sent as JSON text (NULL = no result); results NULL when no job has one.
 WORKER_COMPLETE_JOBS: Final = sql.SQL(
     "SELECT * FROM errands.worker_complete_jobs(%(worker_id)s::text, %(ids)s::bigint[], "

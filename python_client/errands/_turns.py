@@ -18,6 +18,10 @@ holds the worker's lock; a backend blocked waiting for the turn could do neither
   granted, listens and fetches once at once (the catch-up for jobs notified while
   nobody listened).  The busy worker waits for the turn again once a slot frees.
 
+* The holder also fetches when a rate window reopens (:mod:`errands._rate_wake`;
+  so does a worker whose last fetch took jobs), so a reopening costs a fetch or
+  two, not one per idle worker.
+
 So while any worker of the set has a free slot, one of them listens and fetches
 every job notified, at once: one fetch per job, whatever the number of idle
 workers.  Every worker's other fetches (polls, a freed named queue, a fetch that
@@ -70,6 +74,10 @@ class Turns:
         self._room = room
         self._on_notify = on_notify
         self._on_turn = on_turn
+        self.holding = False
+        """Whether this worker holds the turn (it also answers rate windows that
+        reopen, :mod:`errands._rate_wake`, not every idle worker).  True
+        for good on a server without turns (every worker answers for itself)."""
         names = {"a": sql.Literal(a), "b": sql.Literal(b), "channel": sql.Identifier(q.CHANNEL)}
         # The LISTEN runs once the lock is granted, in the same round trip.
         self._take = q.TAKE_TURN.format(**names)
@@ -89,6 +97,7 @@ class Turns:
             try:
                 conn = await connect()
                 if conn.info.server_version < q.TURNS_MIN_SERVER_VERSION:
+                    self.holding = True  # no turns: every worker answers for itself
                     return
                 backoff.reset()
                 await self.run(conn)
@@ -101,16 +110,21 @@ class Turns:
 
     async def run(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Take turns on ``conn`` (connected, not listening) until it fails."""
-        while True:
-            await self._wait_for_room()
-            await conn.execute(self._take)  # blocks until it is our turn
-            self._on_turn()  # catch up
-            async with contextlib.aclosing(conn.notifies()) as notifies:
-                async for _ in notifies:
-                    if not self._has_room():
-                        break  # pass the turn on: an idle worker takes this job
-                    self._on_notify()
-            await conn.execute(self._give)
+        try:
+            while True:
+                await self._wait_for_room()
+                await conn.execute(self._take)  # blocks until it is our turn
+                self.holding = True
+                self._on_turn()  # catch up
+                async with contextlib.aclosing(conn.notifies()) as notifies:
+                    async for _ in notifies:
+                        if not self._has_room():
+                            break  # pass the turn on: an idle worker takes this job
+                        self._on_notify()
+                self.holding = False
+                await conn.execute(self._give)
+        finally:
+            self.holding = False
 
     async def _wait_for_room(self) -> None:
         while not self._has_room():

@@ -58,6 +58,7 @@ from errands._options import (
 from errands._presence import LISTEN_KEEPALIVES, Presence
 from errands._producer import Producer
 from errands._prune import prune_loop
+from errands._rate_wake import RateWake
 from errands._reporter import Reporter
 from errands._retry import Outage, retry_transient
 from errands._task_results import BatchFailure, TaskTimeout, WorkerShutdown, failure_message
@@ -170,7 +171,9 @@ class Worker:
             may_start=self._presence.may_work if self._presence is not None else None,
             track=self._executor.track, emit=self._emit, outage=self._outage, room=self._room,
             completions_writing=lambda: self._executor.completions_writing,
+            next_start=self._next_start if continuous else None,
         )  # fmt: skip
+        self._rate_wake = RateWake(source, self._identifiers, opts.poll_interval)
         self._executor.on_release = self._producer.slot_freed
         observer = observer_for(
             opts, self._identifiers, self._executor.running.__len__, self._queue.__len__
@@ -351,6 +354,15 @@ class Worker:
             raise
         stats.fetched(len(jobs))
         return jobs
+
+    async def _next_start(self, took_jobs: bool) -> float | None:
+        """Seconds until a rate window holding back work reopens (None: nothing to
+        wait for).  With turns, only the worker holding the turn and a worker whose
+        short fetch took jobs ask (the last to take jobs of a window sees it full):
+        a reopening costs a fetch or two, not one per idle worker."""
+        if self._turns is not None and not self._turns.holding and not took_jobs:
+            return None
+        return await self._rate_wake.delay()
 
     async def _forbidden_flags(self) -> list[str] | None:
         value: Any = self._forbidden

@@ -103,14 +103,24 @@ $$;
 DO $task_limits$ BEGIN PERFORM errands._define_task_limits_on(); END $task_limits$;
 
 -- Releases the slots of released jobs (one array element per job; NULL queue or
--- task elements are ignored) and wakes the workers when a full task got a slot
--- back. Used by worker_complete_jobs (task slots) and where a job is released
--- outside the worker outcome functions, which do the same in one statement.
+-- task elements are ignored) and wakes the workers when a slot freed that a
+-- worker may be waiting for: any slot of a task with a concurrency limit, and a
+-- slot of a full queue whose concurrency is above 1 (a serial queue's next job
+-- is fetched by the worker that ran its last one, as before flow control).
+-- Used by worker_complete_jobs (task slots) and where a job is released outside
+-- the worker outcome functions, which do the same in one statement.
+--
+-- Why every freed task slot and not only one of a full task: two jobs of a full
+-- task ending in separate transactions free two slots but the second release
+-- no longer sees the task full; a worker woken by the first may have fetched
+-- before the second, so the second slot stayed empty until a poll (issue 13:
+-- 77-90 % of the limit). A task's jobs have no worker of their own that would
+-- fetch the next one at once (a queued job does: Producer.slot_freed).
 CREATE OR REPLACE FUNCTION errands._release_slots(queue_ids integer[], task_ids integer[])
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_was_full boolean;
+    v_wake boolean;
 BEGIN
     -- Several queues: their rows in id order first, as add_jobs locks them (queue
     -- heads, 32_queue_heads.sql), so that the two cannot deadlock.
@@ -118,27 +128,30 @@ BEGIN
         PERFORM FROM errands._queues q WHERE q.id = ANY(queue_ids)
         ORDER BY q.id FOR NO KEY UPDATE;
     END IF;
-    UPDATE errands._queues q
-    SET running = greatest(0, q.running - r.n),
-        locked_at = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_at END,
-        locked_by = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_by END
-    FROM (SELECT u.id, count(*)::integer AS n FROM unnest(queue_ids) u(id)
-          WHERE u.id IS NOT NULL GROUP BY 1) r
-    WHERE q.id = r.id;
-    IF NOT errands._task_limits_on() THEN
-        RETURN;  -- no task has a concurrency limit: nothing counts task slots
-    END IF;
     WITH freed AS (
-        UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
-        FROM (SELECT u.id, count(*)::integer AS n FROM unnest(task_ids) u(id)
+        UPDATE errands._queues q
+        SET running = greatest(0, q.running - r.n),
+            locked_at = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_at END,
+            locked_by = CASE WHEN q.running - r.n >= q.concurrency THEN q.locked_by END
+        FROM (SELECT u.id, count(*)::integer AS n FROM unnest(queue_ids) u(id)
               WHERE u.id IS NOT NULL GROUP BY 1) r
-        WHERE t.id = r.id AND t.concurrency IS NOT NULL
-        RETURNING t.running + r.n >= t.concurrency AS was_full
+        WHERE q.id = r.id
+        RETURNING q.concurrency > 1 AND q.running + r.n >= q.concurrency AS was_full
     )
-    SELECT coalesce(bool_or(freed.was_full), false) INTO v_was_full FROM freed;
-    -- A task that was full: a worker may be waiting for this slot.
-    IF v_was_full THEN
-        PERFORM errands._notify();
+    SELECT coalesce(bool_or(freed.was_full), false) INTO v_wake FROM freed;
+    IF errands._task_limits_on() THEN
+        -- Otherwise no task has a concurrency limit: nothing counts task slots.
+        WITH freed AS (
+            UPDATE errands._tasks t SET running = greatest(0, t.running - r.n)
+            FROM (SELECT u.id, count(*)::integer AS n FROM unnest(task_ids) u(id)
+                  WHERE u.id IS NOT NULL GROUP BY 1) r
+            WHERE t.id = r.id AND t.concurrency IS NOT NULL
+            RETURNING t.id
+        )
+        SELECT v_wake OR EXISTS (SELECT 1 FROM freed) INTO v_wake;
+    END IF;
+    IF v_wake THEN
+        PERFORM errands._notify();  -- folded into one per transaction
     END IF;
 END
 $$;
@@ -383,3 +396,58 @@ WHERE t.concurrency IS NOT NULL OR t.rate_limit IS NOT NULL OR t.paused;
 COMMENT ON VIEW errands.task_limits IS
 'Flow control: each task a limit or pause applies to, with the resolved limits and
 its running jobs (counted while it has a concurrency limit).';
+
+-- When held-back work may start: the earliest moment a rate window that is
+-- exhausted now reopens. A worker whose fetch came back short asks this and
+-- sleeps until then (bounded by its poll interval) instead of a whole poll:
+-- nothing else marks the moment (a freed concurrency slot or a resume is
+-- NOTIFYed). Bounded cost: the tasks by their unique index, the rate-limited
+-- queues by a partial index (0027), one index probe for each exhausted one.
+CREATE OR REPLACE FUNCTION errands.next_start_at(task_identifiers text[])
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
+    v_at timestamptz;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands._queue_limits l WHERE l.rate_limit IS NOT NULL)
+       AND NOT EXISTS (SELECT 1 FROM errands._task_limits l WHERE l.rate_limit IS NOT NULL) THEN
+        RETURN NULL;  -- no rate limit anywhere: nothing will reopen
+    END IF;
+    -- The start that must leave the window for one more to fit: the
+    -- rate_limit-th newest (starts is sorted, and may hold more than rate_limit
+    -- entries right after the limit was lowered).
+    SELECT min(r.at) INTO v_at FROM (
+        SELECT t.starts[cardinality(t.starts) - t.rate_limit + 1] + t.rate_period AS at
+        FROM errands._tasks t
+        WHERE t.identifier = ANY(next_start_at.task_identifiers)
+          AND t.rate_limit IS NOT NULL AND NOT t.paused
+          AND errands._rate_room(t.starts, t.rate_limit, t.rate_period, v_now) = 0
+        UNION ALL
+        -- A queue with room and jobs due: now. A fetch skips a queue whose row
+        -- another fetch holds (SKIP LOCKED), so two racing fetches can both
+        -- come back short with room left; nothing else would announce it.
+        SELECT CASE WHEN errands._rate_room(q.starts, q.rate_limit, q.rate_period, v_now) = 0
+                    THEN q.starts[cardinality(q.starts) - q.rate_limit + 1] + q.rate_period
+                    ELSE v_now END
+        FROM errands._queues q
+        WHERE q.rate_limit IS NOT NULL AND NOT q.paused
+          AND (errands._rate_room(q.starts, q.rate_limit, q.rate_period, v_now) = 0
+               OR (q.locked_at IS NULL
+                   AND EXISTS (SELECT 1 FROM errands._jobs j
+                               WHERE j.job_queue_id = q.id AND j.is_available
+                                 AND j.run_at <= v_now)))
+          AND EXISTS (SELECT 1 FROM errands._jobs j
+                      WHERE j.job_queue_id = q.id AND j.is_available)
+    ) r;
+    RETURN coalesce(v_at, 'infinity');
+END
+$$;
+COMMENT ON FUNCTION errands.next_start_at(text[]) IS
+'Worker API (flow control). The earliest time a rate window that holds work back
+now reopens: of a task in task_identifiers, or of a named queue with jobs
+waiting (now: a rate-limited queue has room and jobs due). ''infinity'' when rate
+limits exist but none holds work back now; NULL when no rate limit is set at all. Workers call it when a fetch came back short
+and sleep until then rather than until their next poll.';

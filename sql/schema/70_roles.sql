@@ -84,6 +84,7 @@ BEGIN
                                       'worker_return_jobs', 'worker_snooze_jobs',
                                       'worker_fail_jobs_now', 'worker_cancel_jobs',
                                       'worker_cancel_requests', 'cancel_jobs',
+                                      'next_start_at',
                                       'reset_locked', 'complete_jobs',
                                       'permanently_fail_jobs', 'reschedule_jobs',
                                       'force_unlock_workers', 'cleanup',
@@ -105,10 +106,10 @@ COMMENT ON FUNCTION errands.grant_worker(regrole) IS
 'Gives role what an errands worker needs: everything grant_enqueue gives, EXECUTE
 on the worker functions (get_jobs, worker_complete_jobs, worker_fail_jobs,
 worker_return_jobs, worker_snooze_jobs, worker_fail_jobs_now, worker_cancel_jobs,
-worker_cancel_requests, reset_locked, try_lock_worker, register_worker, heartbeat,
-rescue_workers, unregister_worker), the admin functions (complete_jobs,
-cancel_jobs, permanently_fail_jobs, reschedule_jobs, force_unlock_workers), cleanup,
-prune_finished_jobs, dependency_results, cancel_flow, the cron
+worker_cancel_requests, next_start_at, reset_locked, try_lock_worker,
+register_worker, heartbeat, rescue_workers, unregister_worker), the admin
+functions (complete_jobs, cancel_jobs, permanently_fail_jobs, reschedule_jobs,
+force_unlock_workers), cleanup, prune_finished_jobs, dependency_results, cancel_flow, the cron
 functions if cron is installed when it runs, and what grant_read gives (SELECT on
 the errands.jobs and errands.finished_jobs views, never on the private tables).
 Run it again after an upgrade adds functions. Run it as the owner of the
