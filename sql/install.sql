@@ -570,6 +570,35 @@ $errands_m0025$;
 END
 $errands_install_m0025$;
 
+-- Migration 0026_job_errors.sql
+DO $errands_install_m0026$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM errands.migrations WHERE id = 26) THEN
+        EXECUTE $errands_m0026$
+-- Every failed try of a job (issue 15, the dashboard's job page): errors is a
+-- JSON array of the last 20 failed tries, oldest first, each
+-- {"attempt", "started_at", "failed_at", "worker", "error"}; NULL until the
+-- first failure. It is written where last_error is (worker_fail_jobs,
+-- reset_locked, rescue_workers, permanently_fail_jobs) and carried into history.
+-- History also keeps the run_at of the last try (when it was due: for a retry,
+-- the end of its backoff) and started_at, its start (the job's locked_at when it
+-- finished; NULL when it finished without running, e.g. cancelled while
+-- waiting): queue wait is started_at - run_at, run time finished_at - started_at.
+ALTER TABLE errands._jobs ADD COLUMN errors jsonb;
+-- The jobs no fetch index holds (running, failed for good, waiting for
+-- dependencies): few on a healthy queue, so the dashboard counts them exactly
+-- however big the backlog. Enqueueing writes no entry (a new job is available);
+-- taking a job writes one (measured: bench/job_errors.py, docs/dashboard.md).
+CREATE INDEX jobs_unavailable ON errands._jobs (task_id) WHERE NOT is_available;
+ALTER TABLE errands._finished_jobs ADD COLUMN errors jsonb, ADD COLUMN run_at timestamptz,
+    ADD COLUMN started_at timestamptz;
+$errands_m0026$;
+        INSERT INTO errands.migrations (id, name) VALUES (26, 'job_errors');
+        PERFORM set_config('errands.install_migrated', 'on', true);
+    END IF;
+END
+$errands_install_m0026$;
+
 -- Migration 0027_rate_wake.sql
 DO $errands_install_m0027$
 BEGIN
@@ -607,7 +636,7 @@ $errands_install_m0028$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = 'ff91a3f9dd4ecc186bb3f38c4cfe071a0988966f38727895a551eb3f0f3d32b4') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '843101cf6eca6da781073d3c890694611e3f26d0db537128368f8700a7a025ea') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -702,12 +731,29 @@ SELECT j.id,
             WHEN j.attempts > 0 THEN 'retrying'
             WHEN j.run_at > now() THEN 'scheduled'
             ELSE 'pending' END AS state,
-       j.traceparent
+       j.traceparent,
+       j.errors
 FROM errands._jobs j
 JOIN errands._tasks t ON t.id = j.task_id
 LEFT JOIN errands._queues q ON q.id = j.job_queue_id;
 COMMENT ON VIEW errands.jobs IS
-    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending. traceparent: the W3C trace context of the span that enqueued the job (errands.set_traceparent), or NULL.';
+    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending. traceparent: the W3C trace context of the span that enqueued the job (errands.set_traceparent), or NULL. errors: the last 20 failed tries, oldest first, as a JSON array of {"attempt", "started_at", "failed_at", "worker", "error"} (NULL: it never failed).';
+
+-- errors (the job's failed tries, oldest first) with one more entry, keeping
+-- the last 20: a job that fails forever does not grow without bound. Each error
+-- text is cut at 4,000 characters (last_error keeps the whole last one).
+-- Written only on the failure paths; one expression, so the planner inlines it.
+CREATE OR REPLACE FUNCTION errands._add_error(errors jsonb, attempt integer,
+                                             started_at timestamptz, worker text,
+                                             message text)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN jsonb_array_length(coalesce(errors, '[]')) >= 20 THEN errors - 0
+                ELSE coalesce(errors, '[]') END
+           || jsonb_build_array(jsonb_build_object(
+                  'attempt', attempt, 'started_at', started_at, 'failed_at', now(),
+                  'worker', worker, 'error', left(message, 4000)))
+$$;
 
 -- The errands.jobs row of job j whose queue and task are named queue_name and
 -- task_identifier. A SQL function of one expression: the planner inlines it, so
@@ -727,7 +773,7 @@ LANGUAGE sql STABLE AS $$
                     WHEN j.attempts > 0 THEN 'retrying'
                     WHEN j.run_at > now() THEN 'scheduled'
                     ELSE 'pending' END,
-               j.traceparent)::errands.jobs
+               j.traceparent, j.errors)::errands.jobs
 $$;
 
 -- One job row as the public view shows it, the task and queue names looked up.
@@ -778,10 +824,13 @@ SELECT f.id,
        f.created_at,
        f.finished_at,
        f.state,
-       f.result
+       f.result,
+       f.errors,
+       f.run_at,
+       f.started_at
 FROM errands._finished_jobs f;
 COMMENT ON VIEW errands.finished_jobs IS
-    'Read-only view of finished jobs kept for their retention (errands.set_retention, errands.set_task_retention). state: completed or cancelled; result: the task''s return value (NULL: none).';
+    'Read-only view of finished jobs kept for their retention (errands.set_retention, errands.set_task_retention). state: completed or cancelled; result: the task''s return value (NULL: none). errors: its failed tries, as errands.jobs.errors. run_at: when its last try was due; started_at: when that try started (NULL: it finished without running). Queue wait: started_at - run_at; run time: finished_at - started_at.';
 
 -- Retention is read on every completion; like the payload limit (20_enqueue.sql)
 -- it is folded into constant SQL functions that set_retention and
@@ -1077,13 +1126,14 @@ LANGUAGE sql STABLE AS $$
         'errands.jobs'::regclass, 'SELECT')
 $$;
 
--- j with payload and last_error replaced: what a caller that may not read jobs
+-- j with payload, last_error and errors replaced: what a caller that may not read jobs
 -- gets back instead of another job's payload (payload NULL: not sent by it).
 CREATE OR REPLACE FUNCTION errands._hide_payload(j errands.jobs, payload json) RETURNS errands.jobs
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     j.payload := _hide_payload.payload;
     j.last_error := NULL;
+    j.errors := NULL; -- error messages, as last_error
     RETURN j;
 END
 $$;
@@ -1331,6 +1381,7 @@ BEGIN
                               THEN j.run_at ELSE todo.run_at END,
                 attempts = 0,
                 last_error = NULL,
+                errors = NULL,
                 timeout = NULL,
                 revision = j.revision + 1,
                 updated_at = v_now
@@ -1837,9 +1888,10 @@ BEGIN
     -- Kept for the dependents (whatever the retention): pruned once none waits.
     INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                         attempts, max_attempts, last_error, key, created_at,
-                                        state, result)
+                                        state, result, errors, run_at, started_at)
     SELECT j.id, q.queue_name, t.identifier, j.payload, j.priority, j.attempts,
-           j.max_attempts, j.last_error, j.key, j.created_at, 'completed', r.result
+           j.max_attempts, j.last_error, j.key, j.created_at, 'completed', r.result,
+           j.errors, j.run_at, j.locked_at
     -- Driven by the ids (one index probe of errands._jobs each): a join of
     -- errands._jobs with unnest() was planned as a nested loop over both.
     FROM unnest(job_ids, coalesce(results, array_fill(NULL::json, ARRAY[cardinality(job_ids)])))
@@ -2749,13 +2801,14 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result)
+                                            state, result, errors, run_at, started_at)
         SELECT done.id, q.queue_name, t.identifier, done.payload, done.priority, done.attempts,
                done.max_attempts,
                -- A job whose cancellation was requested ends cancelled, result dropped.
                coalesce(done.cancel_reason, done.last_error), done.key, done.created_at,
                CASE WHEN done.cancel_reason IS NULL THEN 'completed' ELSE 'cancelled' END,
-               CASE WHEN done.cancel_reason IS NULL THEN r.result END
+               CASE WHEN done.cancel_reason IS NULL THEN r.result END,
+               done.errors, done.run_at, done.locked_at
         FROM done
         JOIN errands._tasks t ON t.id = done.task_id
         LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
@@ -2805,6 +2858,8 @@ BEGIN
     ), failed AS (
         UPDATE errands._jobs j
         SET last_error = f.message,
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at,
+                                        worker_fail_jobs.worker_id, f.message),
             -- Exponential backoff: e^attempts seconds, capped at e^10 (~6 h).
             run_at = greatest(now(), j.run_at) + exp(least(j.attempts, 10)) * interval '1 second',
             locked_at = NULL,
@@ -2838,7 +2893,8 @@ END
 $$;
 COMMENT ON FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[]) IS
 'Worker API. Records a failed try of each listed job that worker_id has locked:
-last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
+last_error = its message (and an entry in errors: attempt, start, failure time,
+worker, message; the last 20 kept), run_at = greatest(now(), run_at) + exp(least(attempts,
 10)) seconds, lock and queue released; a non-NULL payload replaces the job''s
 (batch jobs keep only their failed items). Returns the failed jobs; those with
 attempts >= max_attempts will not run again. A job whose cancellation was
@@ -2993,7 +3049,10 @@ BEGIN
             locked_by = NULL,
             run_at = greatest(j.run_at, now()),
             last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
-                                j.locked_by, j.locked_at)
+                                j.locked_by, j.locked_at),
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at, j.locked_by,
+                format('errands: lock held by %s since %s expired; the worker is presumed dead',
+                       j.locked_by, j.locked_at))
         WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue
@@ -3203,9 +3262,10 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result)
+                                            state, result, errors, run_at, started_at)
         SELECT gone.id, q.queue_name, t.identifier, gone.payload, gone.priority, gone.attempts,
-               gone.max_attempts, gone.reason, gone.key, gone.created_at, 'cancelled', NULL
+               gone.max_attempts, gone.reason, gone.key, gone.created_at, 'cancelled', NULL,
+               gone.errors, gone.run_at, gone.locked_at
         FROM gone
         JOIN errands._tasks t ON t.id = gone.task_id
         LEFT JOIN errands._queues q ON q.id = gone.job_queue_id
@@ -3833,10 +3893,11 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result)
+                                            state, result, errors, run_at, started_at)
         SELECT (d.j).id, q.queue_name, t.identifier, (d.j).payload, (d.j).priority,
                (d.j).attempts, (d.j).max_attempts, (d.j).last_error, (d.j).key,
-               (d.j).created_at, 'completed', NULL
+               (d.j).created_at, 'completed', NULL, (d.j).errors, (d.j).run_at,
+               (d.j).locked_at
         FROM d
         JOIN errands._tasks t ON t.id = (d.j).task_id
         LEFT JOIN errands._queues q ON q.id = (d.j).job_queue_id
@@ -3864,6 +3925,9 @@ BEGIN
     WITH u AS (
         UPDATE errands._jobs j
         SET last_error = coalesce(permanently_fail_jobs.error_message, 'Manually marked as failed'),
+            -- Not a try of its own: start and worker are a stale lock's, else NULL.
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at, j.locked_by,
+                coalesce(permanently_fail_jobs.error_message, 'Manually marked as failed')),
             attempts = j.max_attempts,
             updated_at = now()
         WHERE j.id = ANY(permanently_fail_jobs.job_ids)
@@ -4597,7 +4661,10 @@ BEGIN
             locked_by = NULL,
             updated_at = now(),
             last_error = format('errands: worker %s %s while running this job (locked since %s)',
-                                j.locked_by, reason, j.locked_at)
+                                j.locked_by, reason, j.locked_at),
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at, j.locked_by,
+                format('errands: worker %s %s while running this job (locked since %s)',
+                       j.locked_by, reason, j.locked_at))
         WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
           AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
@@ -4772,7 +4839,8 @@ CREATE OR REPLACE VIEW errands.workers AS
 WITH running AS (
     SELECT j.locked_by, array_agg(j.id ORDER BY j.id) AS ids
     FROM errands._jobs j
-    WHERE j.locked_by IS NOT NULL
+    -- NOT is_available (implied by the lock): read through jobs_unavailable.
+    WHERE j.locked_by IS NOT NULL AND NOT j.is_available
     GROUP BY j.locked_by
 )
 SELECT w.id,
@@ -4828,13 +4896,27 @@ BEGIN
         FROM errands.jobs j GROUP BY 1, 2, 3;
         RETURN;
     END IF;
-    -- Big: about 50,000 rows from a block sample, scaled to the estimated size.
+    -- Big. Running, waiting and failed jobs (those no fetch index holds) are
+    -- counted exactly through the partial index jobs_unavailable: rare states
+    -- must not vanish in a sample (40 running jobs showed as 0).
+    -- Grouped by ids first, the names joined to the groups (half the time).
+    RETURN QUERY
+    SELECT g.state, t.identifier, q.queue_name, g.n, false
+    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
+                      ELSE 'failed' END AS state,
+                 j.task_id, j.job_queue_id, count(*) AS n
+          FROM errands._jobs j
+          WHERE NOT j.is_available
+          GROUP BY 1, 2, 3) g
+    JOIN errands._tasks t ON t.id = g.task_id
+    LEFT JOIN errands._queues q ON q.id = g.job_queue_id;
+    -- The big buckets (pending, scheduled, retrying): about 50,000 rows from a
+    -- block sample, scaled to the estimated size.
     v_pct := least(100.0, 100.0 * 50000 / greatest(v_est, 1));
     RETURN QUERY EXECUTE format($q$
         WITH s AS (
-            SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
-                        WHEN j.waiting_for IS NOT NULL THEN 'waiting'
-                        WHEN j.attempts >= j.max_attempts THEN 'failed'
+            SELECT CASE WHEN NOT j.is_available THEN NULL
                         WHEN j.attempts > 0 THEN 'retrying'
                         WHEN j.run_at > now() THEN 'scheduled'
                         ELSE 'pending' END AS state,
@@ -4849,15 +4931,18 @@ BEGIN
                greatest(1, round(g.n * %s / g.total))::bigint, true
         FROM g
         JOIN errands._tasks t ON t.id = g.task_id
-        LEFT JOIN errands._queues q ON q.id = g.job_queue_id$q$, v_pct, v_est);
+        LEFT JOIN errands._queues q ON q.id = g.job_queue_id
+        WHERE g.state IS NOT NULL$q$, v_pct, v_est);
 END
 $$;
 COMMENT ON FUNCTION errands.dashboard_counts(bigint) IS
 'Dashboard: the unfinished jobs counted by state, task and queue. When errands._jobs
 holds fewer than exact_below rows (planner estimate) the counts are exact
-(estimated false); otherwise they come from a block sample of about 50,000 rows
-scaled to the estimated table size (estimated true), so the call costs the same
-on any table size. Rare combinations may be missing from an estimate.';
+(estimated false). Otherwise running, waiting and failed jobs are still counted
+exactly (estimated false), through the partial index jobs_unavailable, and
+pending, scheduled and retrying ones come from a block sample of about 50,000
+rows scaled to the estimated table size (estimated true): a rare combination of
+those may be missing from the estimate.';
 
 CREATE OR REPLACE FUNCTION errands.dashboard_chart(since timestamptz, bucket interval)
 RETURNS TABLE (bucket_start timestamptz, completed bigint, cancelled bigint, failed bigint,
@@ -4975,8 +5060,11 @@ CREATE OR REPLACE FUNCTION errands._locked_jobs_by_worker()
 RETURNS TABLE (locked_by text, ids bigint[])
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
+    -- A locked job is never available: the partial index jobs_unavailable holds
+    -- it, so this reads the running and failed jobs, not the whole table.
     RETURN QUERY SELECT j.locked_by, array_agg(j.id ORDER BY j.id)
-                 FROM errands._jobs j WHERE j.locked_by IS NOT NULL GROUP BY j.locked_by;
+                 FROM errands._jobs j WHERE j.locked_by IS NOT NULL AND NOT j.is_available
+                 GROUP BY j.locked_by;
 END
 $$;
 
@@ -5011,6 +5099,7 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_where text := 'true';
+    v_from text := 'errands._jobs j';
     v_op text := CASE WHEN descending THEN '<' ELSE '>' END;
     v_dir text := CASE WHEN descending THEN 'DESC' ELSE 'ASC' END;
     v_key text;
@@ -5041,6 +5130,13 @@ BEGIN
             WHEN j.attempts > 0 THEN ''retrying''
             WHEN j.run_at > now() THEN ''scheduled''
             ELSE ''pending'' END = %L', filter->>'state');
+        -- Running, waiting and failed jobs are the unavailable ones: read through
+        -- the partial index jobs_unavailable, not the whole table.
+        -- (OFFSET 0 keeps the planner from walking the primary key instead,
+        -- hoping for an early match, when the rows sit at the far end.)
+        IF filter->>'state' IN ('running', 'waiting', 'failed') THEN
+            v_from := '(SELECT * FROM errands._jobs u WHERE NOT u.is_available OFFSET 0) j';
+        END IF;
     END IF;
     IF filter ? 'task' THEN
         v_where := v_where || format(' AND j.task_id = (SELECT t.id FROM errands._tasks t
@@ -5079,8 +5175,8 @@ BEGIN
                                      id_bound);
     END IF;
     -- RETURN QUERY (not EXECUTE ... INTO) may run the scan in parallel.
-    RETURN QUERY EXECUTE format('SELECT j.id FROM errands._jobs j WHERE %s ORDER BY %s LIMIT %s',
-                   v_where,
+    RETURN QUERY EXECUTE format('SELECT j.id FROM %s WHERE %s ORDER BY %s LIMIT %s',
+                   v_from, v_where,
                    CASE WHEN sort = 'id' THEN format('j.id %s', v_dir)
                         ELSE format('j.%I %s, j.id %s', sort, v_dir, v_dir) END,
                    coalesce(n::text, 'ALL'));
@@ -5093,6 +5189,51 @@ the payload contains), since and until (bounds of run_at)), in order of sort (id
 run_at or attempts, then id; descending or not), after the keyset cursor
 (after_value, after_id), within id_bound (ids >= it when descending, <= it
 otherwise), at most n (NULL: all), one row each. Bad arguments raise 22023.';
+
+-- Queue wait (run_at -> start of the try that completed) and run time (start ->
+-- completion) of the jobs completed in each bucket, from history (kept when
+-- retention > 0; finished_at is indexed): medians and maxima in seconds.
+-- Completions recorded before history kept start times have none and are left out.
+CREATE OR REPLACE FUNCTION errands.dashboard_durations(since timestamptz, bucket interval)
+RETURNS TABLE (bucket_start timestamptz, wait_p50 float8, wait_max float8,
+               run_p50 float8, run_max float8, jobs bigint)
+LANGUAGE plpgsql STABLE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
+       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
+        RAISE EXCEPTION 'errands: dashboard_durations needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
+            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH b AS (
+        SELECT g AS s FROM generate_series(since, now(), bucket) g
+    ), h AS (
+        SELECT since + bucket * floor(extract(epoch FROM f.finished_at - since)
+                                      / extract(epoch FROM bucket)) AS s,
+               greatest(0, extract(epoch FROM f.started_at - f.run_at))::float8 AS wait,
+               extract(epoch FROM f.finished_at - f.started_at)::float8 AS run
+        FROM errands._finished_jobs f
+        WHERE f.finished_at >= since AND f.state = 'completed'
+          AND f.started_at IS NOT NULL AND f.run_at IS NOT NULL
+    ), hb AS (
+        SELECT h.s, percentile_cont(0.5) WITHIN GROUP (ORDER BY h.wait) AS wait_p50,
+               max(h.wait) AS wait_max,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY h.run) AS run_p50,
+               max(h.run) AS run_max, count(*) AS jobs
+        FROM h GROUP BY 1
+    )
+    SELECT b.s, hb.wait_p50, hb.wait_max, hb.run_p50, hb.run_max, coalesce(hb.jobs, 0)
+    FROM b LEFT JOIN hb ON hb.s = b.s
+    ORDER BY b.s;
+END
+$$;
+COMMENT ON FUNCTION errands.dashboard_durations(timestamptz, interval) IS
+'Dashboard: per bucket of the given length since the given time (at most 7 days,
+1000 buckets), for the jobs completed then (errands.finished_jobs: none when
+retention is 0): the median and maximum queue wait (run_at of the last try to
+its start) and run time (start to completion) in seconds, and how many jobs.';
 -- sql/schema/65_metrics.sql
 -- Database-wide figures for monitoring (errands.metrics_db renders them for
 -- Prometheus): jobs by task, queue and state, the oldest job waiting to run,
@@ -5136,8 +5277,23 @@ BEGIN
         RETURN;
     END IF;
     v_percent := least(100, 100 * sample_rows / v_rows);
+    -- Running, waiting and failed jobs (the ones no fetch index holds) are few:
+    -- counted exactly through the partial index jobs_unavailable, so a rare
+    -- state is not lost in the sample (estimated false).
+    RETURN QUERY
+    SELECT t.identifier, q.queue_name, g.state, g.n, false
+    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
+                      ELSE 'failed' END AS state,
+                 j.task_id, j.job_queue_id, count(*) AS n
+          FROM errands._jobs j
+          WHERE NOT j.is_available
+          GROUP BY 1, 2, 3) g
+    JOIN errands._tasks t ON t.id = g.task_id
+    LEFT JOIN errands._queues q ON q.id = g.job_queue_id;
     -- A view cannot be sampled: the rows of errands.jobs from the table, the
-    -- state as errands._job_row computes it.
+    -- state as errands._job_row computes it; only the available ones (pending,
+    -- scheduled, retrying) are kept from the sample.
     RETURN QUERY
     WITH s AS (
         SELECT t.identifier AS task_identifier, q.queue_name,
@@ -5148,16 +5304,20 @@ BEGIN
         LEFT JOIN errands._queues q ON q.id = j.job_queue_id
         GROUP BY 1, 2, 3
     )
-    SELECT s.task_identifier, s.queue_name, s.state,
-           round(s.n * v_rows / greatest(sum(s.n) OVER (), 1))::bigint, true
-    FROM s;
+    SELECT x.task_identifier, x.queue_name, x.state, x.n, true
+    FROM (SELECT s.task_identifier, s.queue_name, s.state,
+                 round(s.n * v_rows / greatest(sum(s.n) OVER (), 1))::bigint AS n
+          FROM s) x
+    WHERE x.state IN ('pending', 'scheduled', 'retrying');
 END
 $$;
 COMMENT ON FUNCTION errands.job_counts(bigint, integer) IS
 'Jobs of errands.jobs by task_identifier, queue_name and state. Exact while the
-table holds fewer than exact_below rows (planner estimate); otherwise estimated
-from a block sample of about sample_rows rows scaled to the estimated table size
-(estimated true): a bounded cost per call whatever the backlog.';
+table holds fewer than exact_below rows (planner estimate); otherwise running,
+waiting and failed jobs are still counted exactly (through the partial index
+jobs_unavailable) and pending, scheduled and retrying ones estimated from a
+block sample of about sample_rows rows scaled to the estimated table size
+(estimated true).';
 
 -- The run_at of the job that has waited longest among those ready to run (not
 -- running, attempts left, not waiting for dependencies, run_at passed): NULL
@@ -5361,9 +5521,14 @@ BEGIN
                    v_name);
     FOREACH v_fn IN ARRAY ARRAY['errands.dashboard_counts(bigint)',
                                 'errands.dashboard_chart(timestamptz, interval)',
+                                'errands.dashboard_durations(timestamptz, interval)',
                                 'errands.dashboard_cron()',
                                 'errands.dashboard_workers()',
-                                'errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer)'] LOOP
+                                'errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer)',
+                                -- GET /metrics (errands.metrics_db): counts, no payloads.
+                                'errands.job_counts(bigint, integer)',
+                                'errands.oldest_ready_run_at()',
+                                'errands.worker_counts()'] LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn::regprocedure, v_name);
     END LOOP;
     IF grant_dashboard.read_only THEN
@@ -5388,8 +5553,9 @@ COMMENT ON FUNCTION errands.grant_dashboard(regrole, boolean) IS
 'Gives role what the web dashboard (errands dashboard) needs: USAGE on schema
 errands, SELECT on the views errands.jobs, finished_jobs, flow_steps, limits,
 queues and task_limits (payloads and results included; never the private
-tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_cron,
-dashboard_workers and dashboard_job_ids. With
+tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_durations, dashboard_cron,
+dashboard_workers and dashboard_job_ids, and on the monitoring functions
+job_counts, oldest_ready_run_at and worker_counts (its /metrics). With
 read_only false also EXECUTE on the functions its actions call: reschedule_jobs,
 cancel_jobs, remove_jobs, set_queue_limits, set_task_limits, pause_queue,
 resume_queue, pause_task, resume_task and run_cron_now. It never revokes: to make
@@ -6028,7 +6194,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, 'ff91a3f9dd4ecc186bb3f38c4cfe071a0988966f38727895a551eb3f0f3d32b4')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '843101cf6eca6da781073d3c890694611e3f26d0db537128368f8700a7a025ea')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

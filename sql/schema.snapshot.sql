@@ -41,6 +41,9 @@ CREATE INDEX crontab_items_source ON errands._crontab_items USING btree (source)
 --   finished_at timestamp with time zone NOT NULL DEFAULT now()
 --   state text NOT NULL
 --   result json
+--   errors jsonb
+--   run_at timestamp with time zone
+--   started_at timestamp with time zone
 --   CONSTRAINT _finished_jobs_pkey PRIMARY KEY (id)
 --   CONSTRAINT finished_jobs_state CHECK ((state = ANY (ARRAY['completed'::text, 'cancelled'::text])))
 CREATE UNIQUE INDEX _finished_jobs_pkey ON errands._finished_jobs USING btree (id);
@@ -130,6 +133,7 @@ CREATE UNIQUE INDEX _job_waiters_pkey ON errands._job_waiters USING btree (job_i
 --   waiting_for integer
 --   is_available boolean NOT NULL GENERATED AS ((locked_at IS NULL) AND (attempts < max_attempts) AND (waiting_for IS NULL))
 --   traceparent text
+--   errors jsonb
 --   CONSTRAINT _jobs_pkey PRIMARY KEY (id)
 --   CONSTRAINT jobs_key_length CHECK (((length(key) >= 1) AND (length(key) <= 512)))
 --   CONSTRAINT jobs_max_attempts_positive CHECK ((max_attempts >= 1))
@@ -140,6 +144,7 @@ CREATE INDEX jobs_cancel_requested ON errands._jobs USING btree (locked_by) WHER
 CREATE INDEX jobs_fetch_queued ON errands._jobs USING btree (job_queue_id, priority, run_at, id) WHERE (is_available AND (job_queue_id IS NOT NULL));
 CREATE INDEX jobs_fetch_unqueued ON errands._jobs USING btree (task_id, priority, run_at, id) WHERE (is_available AND (job_queue_id IS NULL));
 CREATE UNIQUE INDEX jobs_key ON errands._jobs USING btree (key) WHERE (key IS NOT NULL);
+CREATE INDEX jobs_unavailable ON errands._jobs USING btree (task_id) WHERE (NOT is_available);
 CREATE TRIGGER _queue_head_delete AFTER DELETE ON errands._jobs FOR EACH ROW WHEN (((old.job_queue_id IS NOT NULL) AND old.is_available)) EXECUTE FUNCTION errands._track_queue_head();
 CREATE TRIGGER _queue_head_insert AFTER INSERT ON errands._jobs FOR EACH ROW WHEN (((new.job_queue_id IS NOT NULL) AND new.is_available)) EXECUTE FUNCTION errands._track_queue_head();
 CREATE TRIGGER _queue_head_truncate AFTER TRUNCATE ON errands._jobs FOR EACH STATEMENT EXECUTE FUNCTION errands._clear_queue_heads();
@@ -288,7 +293,7 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 
 -- VIEW errands.finished_jobs
 -- ACL: postgres=arwdDxt/postgres
--- comment: Read-only view of finished jobs kept for their retention (errands.set_retention, errands.set_task_retention). state: completed or cancelled; result: the task's return value (NULL: none).
+-- comment: Read-only view of finished jobs kept for their retention (errands.set_retention, errands.set_task_retention). state: completed or cancelled; result: the task's return value (NULL: none). errors: its failed tries, as errands.jobs.errors. run_at: when its last try was due; started_at: when that try started (NULL: it finished without running). Queue wait: started_at - run_at; run time: finished_at - started_at.
  SELECT f.id,
     f.queue_name,
     f.task_identifier,
@@ -301,7 +306,10 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
     f.created_at,
     f.finished_at,
     f.state,
-    f.result
+    f.result,
+    f.errors,
+    f.run_at,
+    f.started_at
    FROM errands._finished_jobs f;
 --   id bigint
 --   queue_name text
@@ -316,6 +324,9 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 --   finished_at timestamp with time zone
 --   state text
 --   result json
+--   errors jsonb
+--   run_at timestamp with time zone
+--   started_at timestamp with time zone
 
 -- VIEW errands.flow_steps
 -- ACL: postgres=arwdDxt/postgres
@@ -354,7 +365,7 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 
 -- VIEW errands.jobs
 -- ACL: postgres=arwdDxt/postgres
--- comment: Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending. traceparent: the W3C trace context of the span that enqueued the job (errands.set_traceparent), or NULL.
+-- comment: Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending. traceparent: the W3C trace context of the span that enqueued the job (errands.set_traceparent), or NULL. errors: the last 20 failed tries, oldest first, as a JSON array of {"attempt", "started_at", "failed_at", "worker", "error"} (NULL: it never failed).
  SELECT j.id,
     q.queue_name,
     t.identifier AS task_identifier,
@@ -380,7 +391,8 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
             WHEN (j.run_at > now()) THEN 'scheduled'::text
             ELSE 'pending'::text
         END AS state,
-    j.traceparent
+    j.traceparent,
+    j.errors
    FROM ((errands._jobs j
      JOIN errands._tasks t ON ((t.id = j.task_id)))
      LEFT JOIN errands._queues q ON ((q.id = j.job_queue_id)));
@@ -403,6 +415,7 @@ CREATE UNIQUE INDEX definitions_pkey ON errands.definitions USING btree (only_ro
 --   timeout interval
 --   state text
 --   traceparent text
+--   errors jsonb
 
 -- VIEW errands.limits
 -- ACL: postgres=arwdDxt/postgres
@@ -493,7 +506,7 @@ CREATE UNIQUE INDEX migrations_pkey ON errands.migrations USING btree (id);
          SELECT j.locked_by,
             array_agg(j.id ORDER BY j.id) AS ids
            FROM errands._jobs j
-          WHERE (j.locked_by IS NOT NULL)
+          WHERE ((j.locked_by IS NOT NULL) AND (NOT j.is_available))
           GROUP BY j.locked_by
         )
  SELECT w.id,
@@ -585,6 +598,20 @@ BEGIN
     END IF;
     RETURN v_job;
 END
+$function$;
+
+-- FUNCTION errands._add_error(jsonb,integer,timestamp with time zone,text,text)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._add_error(errors jsonb, attempt integer, started_at timestamp with time zone, worker text, message text)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT CASE WHEN jsonb_array_length(coalesce(errors, '[]')) >= 20 THEN errors - 0
+                ELSE coalesce(errors, '[]') END
+           || jsonb_build_array(jsonb_build_object(
+                  'attempt', attempt, 'started_at', started_at, 'failed_at', now(),
+                  'worker', worker, 'error', left(message, 4000)))
 $function$;
 
 -- FUNCTION errands._apply_queue_limits(text)
@@ -811,9 +838,10 @@ BEGIN
     -- Kept for the dependents (whatever the retention): pruned once none waits.
     INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                         attempts, max_attempts, last_error, key, created_at,
-                                        state, result)
+                                        state, result, errors, run_at, started_at)
     SELECT j.id, q.queue_name, t.identifier, j.payload, j.priority, j.attempts,
-           j.max_attempts, j.last_error, j.key, j.created_at, 'completed', r.result
+           j.max_attempts, j.last_error, j.key, j.created_at, 'completed', r.result,
+           j.errors, j.run_at, j.locked_at
     -- Driven by the ids (one index probe of errands._jobs each): a join of
     -- errands._jobs with unnest() was planned as a nested loop over both.
     FROM unnest(job_ids, coalesce(results, array_fill(NULL::json, ARRAY[cardinality(job_ids)])))
@@ -1224,9 +1252,10 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result)
+                                            state, result, errors, run_at, started_at)
         SELECT gone.id, q.queue_name, t.identifier, gone.payload, gone.priority, gone.attempts,
-               gone.max_attempts, gone.reason, gone.key, gone.created_at, 'cancelled', NULL
+               gone.max_attempts, gone.reason, gone.key, gone.created_at, 'cancelled', NULL,
+               gone.errors, gone.run_at, gone.locked_at
         FROM gone
         JOIN errands._tasks t ON t.id = gone.task_id
         LEFT JOIN errands._queues q ON q.id = gone.job_queue_id
@@ -1567,6 +1596,7 @@ AS $function$
 BEGIN
     j.payload := _hide_payload.payload;
     j.last_error := NULL;
+    j.errors := NULL; -- error messages, as last_error
     RETURN j;
 END
 $function$;
@@ -1595,7 +1625,7 @@ AS $function$
                     WHEN j.attempts > 0 THEN 'retrying'
                     WHEN j.run_at > now() THEN 'scheduled'
                     ELSE 'pending' END,
-               j.traceparent)::errands.jobs
+               j.traceparent, j.errors)::errands.jobs
 $function$;
 
 -- FUNCTION errands._job_trigger_options(text[],oid,text,name,name)
@@ -1851,8 +1881,11 @@ CREATE OR REPLACE FUNCTION errands._locked_jobs_by_worker()
  STABLE
 AS $function$
 BEGIN
+    -- A locked job is never available: the partial index jobs_unavailable holds
+    -- it, so this reads the running and failed jobs, not the whole table.
     RETURN QUERY SELECT j.locked_by, array_agg(j.id ORDER BY j.id)
-                 FROM errands._jobs j WHERE j.locked_by IS NOT NULL GROUP BY j.locked_by;
+                 FROM errands._jobs j WHERE j.locked_by IS NOT NULL AND NOT j.is_available
+                 GROUP BY j.locked_by;
 END
 $function$;
 
@@ -2014,7 +2047,10 @@ BEGIN
             locked_by = NULL,
             updated_at = now(),
             last_error = format('errands: worker %s %s while running this job (locked since %s)',
-                                j.locked_by, reason, j.locked_at)
+                                j.locked_by, reason, j.locked_at),
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at, j.locked_by,
+                format('errands: worker %s %s while running this job (locked since %s)',
+                       j.locked_by, reason, j.locked_at))
         WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
           AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
@@ -2755,6 +2791,7 @@ BEGIN
                               THEN j.run_at ELSE todo.run_at END,
                 attempts = 0,
                 last_error = NULL,
+                errors = NULL,
                 timeout = NULL,
                 revision = j.revision + 1,
                 updated_at = v_now
@@ -3054,10 +3091,11 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result)
+                                            state, result, errors, run_at, started_at)
         SELECT (d.j).id, q.queue_name, t.identifier, (d.j).payload, (d.j).priority,
                (d.j).attempts, (d.j).max_attempts, (d.j).last_error, (d.j).key,
-               (d.j).created_at, 'completed', NULL
+               (d.j).created_at, 'completed', NULL, (d.j).errors, (d.j).run_at,
+               (d.j).locked_at
         FROM d
         JOIN errands._tasks t ON t.id = (d.j).task_id
         LEFT JOIN errands._queues q ON q.id = (d.j).job_queue_id
@@ -3254,9 +3292,11 @@ $function$;
 -- ACL: postgres=X/postgres
 -- comment: Dashboard: the unfinished jobs counted by state, task and queue. When errands._jobs
 --          holds fewer than exact_below rows (planner estimate) the counts are exact
---          (estimated false); otherwise they come from a block sample of about 50,000 rows
---          scaled to the estimated table size (estimated true), so the call costs the same
---          on any table size. Rare combinations may be missing from an estimate.
+--          (estimated false). Otherwise running, waiting and failed jobs are still counted
+--          exactly (estimated false), through the partial index jobs_unavailable, and
+--          pending, scheduled and retrying ones come from a block sample of about 50,000
+--          rows scaled to the estimated table size (estimated true): a rare combination of
+--          those may be missing from the estimate.
 CREATE OR REPLACE FUNCTION errands.dashboard_counts(exact_below bigint DEFAULT 100000)
  RETURNS TABLE(state text, task_identifier text, queue_name text, jobs bigint, estimated boolean)
  LANGUAGE plpgsql
@@ -3278,13 +3318,27 @@ BEGIN
         FROM errands.jobs j GROUP BY 1, 2, 3;
         RETURN;
     END IF;
-    -- Big: about 50,000 rows from a block sample, scaled to the estimated size.
+    -- Big. Running, waiting and failed jobs (those no fetch index holds) are
+    -- counted exactly through the partial index jobs_unavailable: rare states
+    -- must not vanish in a sample (40 running jobs showed as 0).
+    -- Grouped by ids first, the names joined to the groups (half the time).
+    RETURN QUERY
+    SELECT g.state, t.identifier, q.queue_name, g.n, false
+    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
+                      ELSE 'failed' END AS state,
+                 j.task_id, j.job_queue_id, count(*) AS n
+          FROM errands._jobs j
+          WHERE NOT j.is_available
+          GROUP BY 1, 2, 3) g
+    JOIN errands._tasks t ON t.id = g.task_id
+    LEFT JOIN errands._queues q ON q.id = g.job_queue_id;
+    -- The big buckets (pending, scheduled, retrying): about 50,000 rows from a
+    -- block sample, scaled to the estimated size.
     v_pct := least(100.0, 100.0 * 50000 / greatest(v_est, 1));
     RETURN QUERY EXECUTE format($q$
         WITH s AS (
-            SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
-                        WHEN j.waiting_for IS NOT NULL THEN 'waiting'
-                        WHEN j.attempts >= j.max_attempts THEN 'failed'
+            SELECT CASE WHEN NOT j.is_available THEN NULL
                         WHEN j.attempts > 0 THEN 'retrying'
                         WHEN j.run_at > now() THEN 'scheduled'
                         ELSE 'pending' END AS state,
@@ -3299,7 +3353,8 @@ BEGIN
                greatest(1, round(g.n * %s / g.total))::bigint, true
         FROM g
         JOIN errands._tasks t ON t.id = g.task_id
-        LEFT JOIN errands._queues q ON q.id = g.job_queue_id$q$, v_pct, v_est);
+        LEFT JOIN errands._queues q ON q.id = g.job_queue_id
+        WHERE g.state IS NOT NULL$q$, v_pct, v_est);
 END
 $function$;
 
@@ -3321,6 +3376,48 @@ AS $function$
     ORDER BY i.source, i.line_number
 $function$;
 
+-- FUNCTION errands.dashboard_durations(timestamp with time zone,interval)
+-- ACL: postgres=X/postgres
+-- comment: Dashboard: per bucket of the given length since the given time (at most 7 days,
+--          1000 buckets), for the jobs completed then (errands.finished_jobs: none when
+--          retention is 0): the median and maximum queue wait (run_at of the last try to
+--          its start) and run time (start to completion) in seconds, and how many jobs.
+CREATE OR REPLACE FUNCTION errands.dashboard_durations(since timestamp with time zone, bucket interval)
+ RETURNS TABLE(bucket_start timestamp with time zone, wait_p50 double precision, wait_max double precision, run_p50 double precision, run_max double precision, jobs bigint)
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+BEGIN
+    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
+       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
+        RAISE EXCEPTION 'errands: dashboard_durations needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
+            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH b AS (
+        SELECT g AS s FROM generate_series(since, now(), bucket) g
+    ), h AS (
+        SELECT since + bucket * floor(extract(epoch FROM f.finished_at - since)
+                                      / extract(epoch FROM bucket)) AS s,
+               greatest(0, extract(epoch FROM f.started_at - f.run_at))::float8 AS wait,
+               extract(epoch FROM f.finished_at - f.started_at)::float8 AS run
+        FROM errands._finished_jobs f
+        WHERE f.finished_at >= since AND f.state = 'completed'
+          AND f.started_at IS NOT NULL AND f.run_at IS NOT NULL
+    ), hb AS (
+        SELECT h.s, percentile_cont(0.5) WITHIN GROUP (ORDER BY h.wait) AS wait_p50,
+               max(h.wait) AS wait_max,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY h.run) AS run_p50,
+               max(h.run) AS run_max, count(*) AS jobs
+        FROM h GROUP BY 1
+    )
+    SELECT b.s, hb.wait_p50, hb.wait_max, hb.run_p50, hb.run_max, coalesce(hb.jobs, 0)
+    FROM b LEFT JOIN hb ON hb.s = b.s
+    ORDER BY b.s;
+END
+$function$;
+
 -- FUNCTION errands.dashboard_job_ids(jsonb,text,boolean,text,bigint,bigint,integer)
 -- ACL: postgres=X/postgres
 -- comment: Dashboard: the ids of the unfinished jobs matching filter (an object with any of
@@ -3337,6 +3434,7 @@ CREATE OR REPLACE FUNCTION errands.dashboard_job_ids(filter jsonb, sort text DEF
 AS $function$
 DECLARE
     v_where text := 'true';
+    v_from text := 'errands._jobs j';
     v_op text := CASE WHEN descending THEN '<' ELSE '>' END;
     v_dir text := CASE WHEN descending THEN 'DESC' ELSE 'ASC' END;
     v_key text;
@@ -3367,6 +3465,13 @@ BEGIN
             WHEN j.attempts > 0 THEN ''retrying''
             WHEN j.run_at > now() THEN ''scheduled''
             ELSE ''pending'' END = %L', filter->>'state');
+        -- Running, waiting and failed jobs are the unavailable ones: read through
+        -- the partial index jobs_unavailable, not the whole table.
+        -- (OFFSET 0 keeps the planner from walking the primary key instead,
+        -- hoping for an early match, when the rows sit at the far end.)
+        IF filter->>'state' IN ('running', 'waiting', 'failed') THEN
+            v_from := '(SELECT * FROM errands._jobs u WHERE NOT u.is_available OFFSET 0) j';
+        END IF;
     END IF;
     IF filter ? 'task' THEN
         v_where := v_where || format(' AND j.task_id = (SELECT t.id FROM errands._tasks t
@@ -3405,8 +3510,8 @@ BEGIN
                                      id_bound);
     END IF;
     -- RETURN QUERY (not EXECUTE ... INTO) may run the scan in parallel.
-    RETURN QUERY EXECUTE format('SELECT j.id FROM errands._jobs j WHERE %s ORDER BY %s LIMIT %s',
-                   v_where,
+    RETURN QUERY EXECUTE format('SELECT j.id FROM %s WHERE %s ORDER BY %s LIMIT %s',
+                   v_from, v_where,
                    CASE WHEN sort = 'id' THEN format('j.id %s', v_dir)
                         ELSE format('j.%I %s, j.id %s', sort, v_dir, v_dir) END,
                    coalesce(n::text, 'ALL'));
@@ -3779,8 +3884,9 @@ $function$;
 -- comment: Gives role what the web dashboard (errands dashboard) needs: USAGE on schema
 --          errands, SELECT on the views errands.jobs, finished_jobs, flow_steps, limits,
 --          queues and task_limits (payloads and results included; never the private
---          tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_cron,
---          dashboard_workers and dashboard_job_ids. With
+--          tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_durations, dashboard_cron,
+--          dashboard_workers and dashboard_job_ids, and on the monitoring functions
+--          job_counts, oldest_ready_run_at and worker_counts (its /metrics). With
 --          read_only false also EXECUTE on the functions its actions call: reschedule_jobs,
 --          cancel_jobs, remove_jobs, set_queue_limits, set_task_limits, pause_queue,
 --          resume_queue, pause_task, resume_task and run_cron_now. It never revokes: to make
@@ -3810,9 +3916,14 @@ BEGIN
                    v_name);
     FOREACH v_fn IN ARRAY ARRAY['errands.dashboard_counts(bigint)',
                                 'errands.dashboard_chart(timestamptz, interval)',
+                                'errands.dashboard_durations(timestamptz, interval)',
                                 'errands.dashboard_cron()',
                                 'errands.dashboard_workers()',
-                                'errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer)'] LOOP
+                                'errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer)',
+                                -- GET /metrics (errands.metrics_db): counts, no payloads.
+                                'errands.job_counts(bigint, integer)',
+                                'errands.oldest_ready_run_at()',
+                                'errands.worker_counts()'] LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn::regprocedure, v_name);
     END LOOP;
     IF grant_dashboard.read_only THEN
@@ -4078,9 +4189,11 @@ $function$;
 -- FUNCTION errands.job_counts(bigint,integer)
 -- ACL: postgres=X/postgres
 -- comment: Jobs of errands.jobs by task_identifier, queue_name and state. Exact while the
---          table holds fewer than exact_below rows (planner estimate); otherwise estimated
---          from a block sample of about sample_rows rows scaled to the estimated table size
---          (estimated true): a bounded cost per call whatever the backlog.
+--          table holds fewer than exact_below rows (planner estimate); otherwise running,
+--          waiting and failed jobs are still counted exactly (through the partial index
+--          jobs_unavailable) and pending, scheduled and retrying ones estimated from a
+--          block sample of about sample_rows rows scaled to the estimated table size
+--          (estimated true).
 CREATE OR REPLACE FUNCTION errands.job_counts(exact_below bigint DEFAULT 100000, sample_rows integer DEFAULT 20000)
  RETURNS TABLE(task_identifier text, queue_name text, state text, jobs bigint, estimated boolean)
  LANGUAGE plpgsql
@@ -4113,8 +4226,23 @@ BEGIN
         RETURN;
     END IF;
     v_percent := least(100, 100 * sample_rows / v_rows);
+    -- Running, waiting and failed jobs (the ones no fetch index holds) are few:
+    -- counted exactly through the partial index jobs_unavailable, so a rare
+    -- state is not lost in the sample (estimated false).
+    RETURN QUERY
+    SELECT t.identifier, q.queue_name, g.state, g.n, false
+    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
+                      ELSE 'failed' END AS state,
+                 j.task_id, j.job_queue_id, count(*) AS n
+          FROM errands._jobs j
+          WHERE NOT j.is_available
+          GROUP BY 1, 2, 3) g
+    JOIN errands._tasks t ON t.id = g.task_id
+    LEFT JOIN errands._queues q ON q.id = g.job_queue_id;
     -- A view cannot be sampled: the rows of errands.jobs from the table, the
-    -- state as errands._job_row computes it.
+    -- state as errands._job_row computes it; only the available ones (pending,
+    -- scheduled, retrying) are kept from the sample.
     RETURN QUERY
     WITH s AS (
         SELECT t.identifier AS task_identifier, q.queue_name,
@@ -4125,9 +4253,11 @@ BEGIN
         LEFT JOIN errands._queues q ON q.id = j.job_queue_id
         GROUP BY 1, 2, 3
     )
-    SELECT s.task_identifier, s.queue_name, s.state,
-           round(s.n * v_rows / greatest(sum(s.n) OVER (), 1))::bigint, true
-    FROM s;
+    SELECT x.task_identifier, x.queue_name, x.state, x.n, true
+    FROM (SELECT s.task_identifier, s.queue_name, s.state,
+                 round(s.n * v_rows / greatest(sum(s.n) OVER (), 1))::bigint AS n
+          FROM s) x
+    WHERE x.state IN ('pending', 'scheduled', 'retrying');
 END
 $function$;
 
@@ -4535,6 +4665,9 @@ BEGIN
     WITH u AS (
         UPDATE errands._jobs j
         SET last_error = coalesce(permanently_fail_jobs.error_message, 'Manually marked as failed'),
+            -- Not a try of its own: start and worker are a stale lock's, else NULL.
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at, j.locked_by,
+                coalesce(permanently_fail_jobs.error_message, 'Manually marked as failed')),
             attempts = j.max_attempts,
             updated_at = now()
         WHERE j.id = ANY(permanently_fail_jobs.job_ids)
@@ -4847,7 +4980,10 @@ BEGIN
             locked_by = NULL,
             run_at = greatest(j.run_at, now()),
             last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
-                                j.locked_by, j.locked_at)
+                                j.locked_by, j.locked_at),
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at, j.locked_by,
+                format('errands: lock held by %s since %s expired; the worker is presumed dead',
+                       j.locked_by, j.locked_at))
         WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue
@@ -5363,13 +5499,14 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result)
+                                            state, result, errors, run_at, started_at)
         SELECT done.id, q.queue_name, t.identifier, done.payload, done.priority, done.attempts,
                done.max_attempts,
                -- A job whose cancellation was requested ends cancelled, result dropped.
                coalesce(done.cancel_reason, done.last_error), done.key, done.created_at,
                CASE WHEN done.cancel_reason IS NULL THEN 'completed' ELSE 'cancelled' END,
-               CASE WHEN done.cancel_reason IS NULL THEN r.result END
+               CASE WHEN done.cancel_reason IS NULL THEN r.result END,
+               done.errors, done.run_at, done.locked_at
         FROM done
         JOIN errands._tasks t ON t.id = done.task_id
         LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
@@ -5398,7 +5535,8 @@ $function$;
 -- FUNCTION errands.worker_fail_jobs(text,bigint[],text[],json[])
 -- ACL: postgres=X/postgres
 -- comment: Worker API. Records a failed try of each listed job that worker_id has locked:
---          last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
+--          last_error = its message (and an entry in errors: attempt, start, failure time,
+--          worker, message; the last 20 kept), run_at = greatest(now(), run_at) + exp(least(attempts,
 --          10)) seconds, lock and queue released; a non-NULL payload replaces the job's
 --          (batch jobs keep only their failed items). Returns the failed jobs; those with
 --          attempts >= max_attempts will not run again. A job whose cancellation was
@@ -5425,6 +5563,8 @@ BEGIN
     ), failed AS (
         UPDATE errands._jobs j
         SET last_error = f.message,
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at,
+                                        worker_fail_jobs.worker_id, f.message),
             -- Exponential backoff: e^attempts seconds, capped at e^10 (~6 h).
             run_at = greatest(now(), j.run_at) + exp(least(j.attempts, 10)) * interval '1 second',
             locked_at = NULL,

@@ -273,6 +273,41 @@ def test_a_big_table_is_searched_in_windows_without_gaps(
     assert "≈" in html  # estimated counts
 
 
+def test_a_big_table_counts_rare_states_exactly(
+    big_table_dashboard: Client, conn: psycopg.Connection[Any]
+) -> None:
+    """Counted as a big table: running, waiting and failed jobs are exact (the
+    partial index jobs_unavailable), the big buckets estimated (marked ≈)."""
+    conn.execute("SELECT errands.add_job('bulk', json_build_object('i', i)) "
+                 "FROM generate_series(1, 3000) i")
+    conn.execute("SELECT errands.add_job('rare_run', json_build_object('i', i)) "
+                 "FROM generate_series(1, 3) i")
+    running = [r[0] for r in conn.execute("SELECT id FROM errands.get_jobs('w-big', "
+                                          "ARRAY['rare_run'], 10)")]
+    conn.execute("SELECT errands.add_job('rare_fail', '{}', max_attempts => 1) "
+                 "FROM generate_series(1, 2)")
+    conn.execute("SELECT errands.worker_fail_jobs('w-big', ids, array_fill('x'::text, "
+                 "ARRAY[cardinality(ids)])) FROM (SELECT ARRAY(SELECT id FROM "
+                 "errands.get_jobs('w-big', ARRAY['rare_fail'], 10)) AS ids) s")
+    conn.execute("ANALYZE errands._jobs")
+    _, _, html = big_table_dashboard.request("/?refresh=0")
+
+    def card(state: str) -> str:
+        found = re.search(rf'id="count-{state}".*?<strong>([^<]*)</strong>', html, re.S)
+        assert found is not None, state
+        return found.group(1)
+
+    expected: dict[str, int] = dict(conn.execute(
+        "SELECT state, count(*) FROM errands.jobs GROUP BY 1").fetchall())
+    assert card("running") == f"{expected['running']:,}" and expected["running"] == 3
+    assert card("failed") == f"{expected['failed']:,}"
+    assert card("pending").startswith("≈")
+    status, _, html = big_table_dashboard.request("/jobs?state=running")
+    assert status == 200
+    found = [int(x) for x in re.findall(r'data-job-id="(\d+)"', html)]
+    assert sorted(found) == sorted(running) and 'id="next-page"' not in html
+
+
 def test_charts_come_from_history_and_say_when_none_is_kept(
     dashboard: Client, conn: psycopg.Connection[Any]
 ) -> None:
@@ -288,6 +323,23 @@ def test_charts_come_from_history_and_say_when_none_is_kept(
     chart = re.search(r'<svg class="chart" id="chart-throughput".*?</svg>', html, re.S)
     assert chart is not None
     assert sum(float(v) for v in re.findall(r'data-value="([0-9.]+)"', chart.group(0))) == 4
+    # Queue wait (run_at -> start) and run time (start -> completion) of a job due
+    # 10 s ago, taken 4 s ago (as the worker API records them).
+    conn.execute("SELECT errands.add_job('d', '{}')")
+    conn.execute("SELECT errands.get_jobs('w', ARRAY['d'], 1)")
+    conn.execute("UPDATE errands._jobs SET run_at = now() - interval '10 s',"
+                 " locked_at = now() - interval '4 s' WHERE locked_by = 'w'")
+    conn.execute("SELECT errands.worker_complete_jobs('w', ARRAY(SELECT id FROM errands._jobs"
+                 " WHERE locked_by = 'w'))")
+    _, _, html = dashboard.request("/?refresh=0")
+    for chart_id, what, low, high in (("chart-wait", "queue wait", 6.0, 6.0),
+                                      ("chart-run", "run time", 4.0, 4.5)):
+        chart = re.search(rf'<svg class="chart" id="{chart_id}".*?</svg>', html, re.S)
+        assert chart is not None, chart_id
+        # The bucket of the five completions: its maximum is the delayed job's.
+        maxima = [float(m) for m in re.findall(
+            rf"median {what} [0-9.]+ s \(max ([0-9.]+) s\) of 5 completed jobs", chart.group(0))]
+        assert len(maxima) == 1 and low <= maxima[0] <= high, (chart_id, maxima)
 
 
 def test_queue_limits_cron_run_now_and_reschedule(

@@ -420,3 +420,43 @@ def test_the_grant_dashboard_role_loads_every_page_and_acts_only_when_allowed(
             for statement in statements:
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     role_conn.execute(statement)
+
+
+# --- error pages and the favicon -------------------------------------------------
+
+
+def test_401_403_404_are_html_pages_with_the_nav_and_escaped(
+    client: Client, ro_server: Server, dsn: str, logs: Path
+) -> None:
+    hostile = "/jobs/<script>x</script>"
+    for response, status in (
+        (client.get("/jobs/987654321"), 404),
+        (client.get("/no/such/page?x=<b>"), 404),
+        (client.get(urllib.parse.quote(hostile)), 404),
+        (Client(ro_server.url).post("/jobs/1/cancel", {"action": "cancel"}), 403),
+        (client.post("/jobs/1/cancel", {"action": "cancel", "csrf_token": "wrong"}), 403),
+    ):
+        assert response.status == status, (status, response.text[:500])
+        assert response.headers["Content-Type"].startswith("text/html")
+        page = response.page
+        assert page.by_id("page-error").attrs["data-status"] == str(status)
+        assert {a.attrs.get("href") for a in page.find("a")} >= set(PAGES)
+        assert "<script>x" not in response.text
+    with dashboard(dsn, logs / "dashboard_401.log", users="alice:pw1") as srv:
+        response = Client(srv.url).get("/jobs?error=<script>")
+        assert response.status == 401
+        assert response.headers.get("WWW-Authenticate", "").lower().startswith("basic")
+        assert response.page.by_id("page-error").attrs["data-status"] == "401"
+        assert {a.attrs.get("href") for a in response.page.find("a")} >= set(PAGES)
+        assert "<script>" not in response.text
+
+
+def test_the_browser_gets_our_favicon(client: Client) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("image/svg+xml")
+    assert response.text.startswith("<svg") and "<script" not in response.text
+    page = client.get("/?refresh=0").page
+    icons = [link.attrs["href"] for link in page.find("link", rel="icon")]
+    assert icons == ["/static/favicon.svg"]
+    assert client.get(icons[0]).text == response.text

@@ -144,6 +144,37 @@ def test_unknown_job_and_flow_are_404(client: Client) -> None:
     assert client.get("/jobs/not-a-number").status in (400, 404)
 
 
+def test_a_job_page_shows_every_failed_try_and_its_timeline(
+    client: Client, conn: psycopg.Connection[Any]
+) -> None:
+    """Each failure recorded by the worker API (worker_fail_jobs, as a worker
+    reports it) is on the page, oldest try last in the list, with its worker, and
+    the timeline has each try's start and failure; still there once it completed."""
+    job = add(conn, "tries.page", {"n": 1}, max_attempts=5)
+    for worker_id, message in (("w-alpha", "smtp <timeout> #1"), ("w-beta", "disk full #2")):
+        conn.execute("UPDATE errands._jobs SET run_at = now() WHERE id = %s", [job])
+        taken = conn.execute("SELECT id FROM errands.get_jobs(%s, ARRAY['tries.page'])",
+                             [worker_id]).fetchall()
+        assert [r[0] for r in taken] == [job]
+        conn.execute("SELECT errands.worker_fail_jobs(%s, %s, %s)", [worker_id, [job], [message]])
+    for finished in (False, True):
+        page = client.get(f"/jobs/{job}").page
+        tries = page.find("li", "try-error")
+        assert [t.attrs.get("data-attempt") for t in tries] == ["2", "1"]
+        assert "w-beta" in tries[0].text and "disk full #2" in tries[0].text
+        assert "w-alpha" in tries[1].text and "smtp <timeout> #1" in tries[1].text
+        timeline = page.by_id("timeline").text
+        for expected in ("try 1 started by worker w-alpha", "try 1 failed",
+                         "try 2 started by worker w-beta", "try 2 failed"):
+            assert expected in timeline, (expected, timeline)
+        if not finished:
+            conn.execute("UPDATE errands._jobs SET run_at = now() WHERE id = %s", [job])
+            conn.execute("SELECT errands.get_jobs('w-gamma', ARRAY['tries.page'])")
+            conn.execute("SELECT errands.worker_complete_jobs('w-gamma', %s, NULL)", [[job]])
+            assert state(conn, job) == "completed"
+    assert "try 3 started" in timeline and "completed" in timeline
+
+
 # --- filters and pagination --------------------------------------------------------
 
 

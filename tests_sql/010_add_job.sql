@@ -7,7 +7,7 @@ SELECT plan(46);
 SELECT columns_are('errands', 'jobs', ARRAY[
     'id', 'queue_name', 'task_identifier', 'payload', 'priority', 'run_at', 'attempts',
     'max_attempts', 'last_error', 'created_at', 'updated_at', 'key', 'locked_at',
-    'locked_by', 'revision', 'flags', 'timeout', 'state', 'traceparent'
+    'locked_by', 'revision', 'flags', 'timeout', 'state', 'traceparent', 'errors'
 ], 'errands.jobs has exactly the documented columns');
 SELECT is(
     ARRAY(SELECT a.attname::text FROM pg_attribute a
@@ -15,7 +15,7 @@ SELECT is(
           ORDER BY a.attnum),
     ARRAY['id', 'queue_name', 'task_identifier', 'payload', 'priority', 'run_at', 'attempts',
           'max_attempts', 'last_error', 'created_at', 'updated_at', 'key', 'locked_at',
-          'locked_by', 'revision', 'flags', 'timeout', 'state', 'traceparent'],
+          'locked_by', 'revision', 'flags', 'timeout', 'state', 'traceparent', 'errors'],
     'errands.jobs columns come in the documented order (SELECT * is stable)'
 );
 SELECT col_type_is('errands', 'jobs', 'id', 'bigint', 'jobs.id is bigint');

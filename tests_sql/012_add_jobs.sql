@@ -38,7 +38,7 @@ SELECT is(
     ARRAY(SELECT (f.id, f.queue_name, f.task_identifier, f.payload::text, f.priority, f.run_at,
                   f.attempts, f.max_attempts, f.last_error, f.created_at, f.updated_at, f.key,
                   f.locked_at, f.locked_by, f.revision, f.flags, f.timeout, f.state,
-                  f.traceparent)::text
+                  f.traceparent, f.errors)::text
           FROM five f ORDER BY f.ordinality),
     ARRAY(SELECT j::text FROM five f JOIN errands.jobs j ON j.id = f.id ORDER BY f.ordinality),
     'every returned row equals the job''s row in errands.jobs'

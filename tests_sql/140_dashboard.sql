@@ -2,7 +2,7 @@
 -- read-only, the actions) need; remove_jobs, run_cron_now, dashboard_counts,
 -- dashboard_chart and dashboard_cron.
 BEGIN;
-SELECT plan(42);
+SELECT plan(47);
 
 CREATE ROLE errands_t140_ro NOLOGIN;
 CREATE ROLE errands_t140_rw NOLOGIN;
@@ -39,18 +39,18 @@ SELECT is(
           WHERE p.pronamespace = 'errands'::regnamespace
             AND has_function_privilege('errands_t140_ro', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['dashboard_chart', 'dashboard_counts', 'dashboard_cron', 'dashboard_job_ids',
-          'dashboard_workers'],
-    'read-only dashboard: EXECUTE on the five dashboard functions only');
+    ARRAY['dashboard_chart', 'dashboard_counts', 'dashboard_cron', 'dashboard_durations', 'dashboard_job_ids',
+          'dashboard_workers', 'job_counts', 'oldest_ready_run_at', 'worker_counts'],
+    'read-only dashboard: EXECUTE on the six dashboard functions and the three of /metrics only');
 SELECT is(
     ARRAY(SELECT p.proname::text FROM pg_proc p
           WHERE p.pronamespace = 'errands'::regnamespace
             AND has_function_privilege('errands_t140_rw', p.oid, 'EXECUTE')
           ORDER BY 1),
-    ARRAY['cancel_jobs', 'dashboard_chart', 'dashboard_counts', 'dashboard_cron', 'dashboard_job_ids', 'dashboard_workers',
-          'pause_queue',
+    ARRAY['cancel_jobs', 'dashboard_chart', 'dashboard_counts', 'dashboard_cron', 'dashboard_durations', 'dashboard_job_ids', 'dashboard_workers',
+          'job_counts', 'oldest_ready_run_at', 'pause_queue',
           'pause_task', 'remove_jobs', 'reschedule_jobs', 'resume_queue', 'resume_task',
-          'run_cron_now', 'set_queue_limits', 'set_task_limits'],
+          'run_cron_now', 'set_queue_limits', 'set_task_limits', 'worker_counts'],
     'dashboard with actions: the read functions plus exactly the action functions');
 SELECT throws_ok($$SELECT errands.grant_dashboard(NULL)$$, '22023',
                  'errands: grant_dashboard needs a role, got NULL', 'grant_dashboard(NULL) raises 22023');
@@ -66,6 +66,12 @@ SELECT is((SELECT payload::text FROM errands.jobs WHERE key = 'd:1'), '{"secret"
           'read-only role reads payloads');
 SELECT lives_ok($$SELECT * FROM errands.dashboard_workers()$$, 'read-only role: dashboard_workers');
 SELECT lives_ok($$SELECT * FROM errands.dashboard_counts()$$, 'read-only role: dashboard_counts');
+SELECT is((SELECT sum(jobs)::int FROM errands.job_counts()), 3,
+          'read-only role: job_counts (the /metrics gauges) counts the three jobs');
+SELECT lives_ok($$SELECT errands.oldest_ready_run_at(), (SELECT count(*) FROM errands.worker_counts())$$,
+                'read-only role: oldest_ready_run_at and worker_counts (/metrics)');
+SELECT lives_ok($$SELECT * FROM errands.dashboard_durations(now() - interval '1 hour', interval '5 minutes')$$,
+                'read-only role: dashboard_durations');
 SELECT lives_ok($$SELECT * FROM errands.dashboard_chart(now() - interval '1 hour', interval '5 minutes')$$,
                 'read-only role: dashboard_chart');
 SELECT is((SELECT count(*)::int FROM errands.dashboard_cron()), 2, 'read-only role: dashboard_cron');
@@ -120,8 +126,18 @@ SELECT is((SELECT count(*)::int FROM errands.remove_jobs(
 SELECT is((SELECT jobs::int FROM errands.dashboard_counts()
            WHERE state = 'failed' AND task_identifier = 'd_fail' AND NOT estimated),
           1, 'dashboard_counts: exact on a small table');
-SELECT is((SELECT bool_and(estimated) FROM errands.dashboard_counts(0)), true,
-          'dashboard_counts(0): estimated from a sample');
+SELECT (errands.add_job('d_many', json_build_object('i', i))).id FROM generate_series(1, 3) i;
+SELECT count(*) FROM errands.get_jobs('w140b', ARRAY['d_many'], 2);
+SELECT is(ARRAY(SELECT state || '/' || task_identifier || '/' || jobs || '/' || estimated
+                FROM errands.dashboard_counts(0) WHERE state IN ('running', 'failed') ORDER BY 1),
+          ARRAY['failed/d_fail/1/false', 'running/d_many/2/false'],
+          'dashboard_counts(0) (a big table): running and failed counted exactly');
+SELECT is(ARRAY(SELECT state || '/' || task_identifier || '/' || jobs || '/' || estimated
+                FROM errands.job_counts(0) WHERE state IN ('running', 'failed') ORDER BY 1),
+          ARRAY['failed/d_fail/1/false', 'running/d_many/2/false'],
+          'job_counts(0) (/metrics on a big table): running and failed counted exactly');
+SELECT is((SELECT bool_and(estimated) FROM errands.dashboard_counts(0) WHERE state = 'pending'), true,
+          'dashboard_counts(0): pending estimated from a sample');
 SELECT is((SELECT sum(failed)::int FROM errands.dashboard_chart(now() - interval '1 hour', interval '5 minutes')),
           1, 'dashboard_chart counts the failure of the last hour');
 SELECT throws_ok($$SELECT * FROM errands.dashboard_chart(now() - interval '1 hour', interval '0')$$,

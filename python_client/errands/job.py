@@ -52,13 +52,17 @@ class Job:
     traceparent: str | None = None
     """The W3C trace context of the span that enqueued the job (``errands.tracing``),
     if any."""
+    errors: list[dict[str, Any]] | None = None
+    """Its failed tries, oldest first, the last 20: dicts with ``attempt``,
+    ``started_at``, ``failed_at`` (ISO strings), ``worker`` and ``error``
+    (``None``: it never failed)."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
         """Build a job from a ``dict_row`` of ``errands.jobs`` (or a function returning it)."""
         if row["id"] is None:
             raise ValueError("errands: expected a job row, got an empty (NULL) row")
-        # traceparent (added in version 25) may be missing from a hand-made row.
+        # traceparent and errors (versions 25, 26) may be missing from a hand-made row.
         values = {name: row[name] for name in _FIELDS if name not in _OPTIONAL or name in row}
         values["flags"] = frozenset(values["flags"]) if values["flags"] else frozenset()
         values["timeout"] = _seconds(values["timeout"])
@@ -105,7 +109,7 @@ class Job:
 
 _FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Job))
 """The columns of ``errands.jobs``, in order (tests_py/test_job_row.py checks it)."""
-_OPTIONAL = frozenset({"traceparent"})
+_OPTIONAL = frozenset({"traceparent", "errors"})
 """Fields a row may lack (they have a default)."""
 
 
@@ -133,14 +137,22 @@ class FinishedJob:
     finished_at: datetime
     state: str
     result: Any
+    errors: list[dict[str, Any]] | None = None
+    """Its failed tries, as :attr:`Job.errors`."""
+    run_at: datetime | None = None
+    """When its last try was due (for a retry, the end of its backoff)."""
+    started_at: datetime | None = None
+    """When its last try started (``None``: it finished without running)."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> FinishedJob:
         """Build it from a ``dict_row`` of ``errands.finished_jobs``."""
-        return cls(**{name: row[name] for name in _FINISHED_FIELDS})
+        return cls(**{name: row[name] for name in _FINISHED_FIELDS if name in row
+                      or name not in _FINISHED_OPTIONAL})
 
 
 _FINISHED_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(FinishedJob))
+_FINISHED_OPTIONAL = frozenset({"errors", "run_at", "started_at"})  # added in version 26
 
 
 def _seconds(value: Any) -> float | None:

@@ -39,12 +39,29 @@ SELECT j.id,
             WHEN j.attempts > 0 THEN 'retrying'
             WHEN j.run_at > now() THEN 'scheduled'
             ELSE 'pending' END AS state,
-       j.traceparent
+       j.traceparent,
+       j.errors
 FROM errands._jobs j
 JOIN errands._tasks t ON t.id = j.task_id
 LEFT JOIN errands._queues q ON q.id = j.job_queue_id;
 COMMENT ON VIEW errands.jobs IS
-    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending. traceparent: the W3C trace context of the span that enqueued the job (errands.set_traceparent), or NULL.';
+    'Read-only view of every job that has not finished (finished jobs are in errands.finished_jobs for their retention). state: running, waiting (for jobs it depends on), failed (no attempts left), retrying, scheduled or pending. traceparent: the W3C trace context of the span that enqueued the job (errands.set_traceparent), or NULL. errors: the last 20 failed tries, oldest first, as a JSON array of {"attempt", "started_at", "failed_at", "worker", "error"} (NULL: it never failed).';
+
+-- errors (the job's failed tries, oldest first) with one more entry, keeping
+-- the last 20: a job that fails forever does not grow without bound. Each error
+-- text is cut at 4,000 characters (last_error keeps the whole last one).
+-- Written only on the failure paths; one expression, so the planner inlines it.
+CREATE OR REPLACE FUNCTION errands._add_error(errors jsonb, attempt integer,
+                                             started_at timestamptz, worker text,
+                                             message text)
+RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN jsonb_array_length(coalesce(errors, '[]')) >= 20 THEN errors - 0
+                ELSE coalesce(errors, '[]') END
+           || jsonb_build_array(jsonb_build_object(
+                  'attempt', attempt, 'started_at', started_at, 'failed_at', now(),
+                  'worker', worker, 'error', left(message, 4000)))
+$$;
 
 -- The errands.jobs row of job j whose queue and task are named queue_name and
 -- task_identifier. A SQL function of one expression: the planner inlines it, so
@@ -64,7 +81,7 @@ LANGUAGE sql STABLE AS $$
                     WHEN j.attempts > 0 THEN 'retrying'
                     WHEN j.run_at > now() THEN 'scheduled'
                     ELSE 'pending' END,
-               j.traceparent)::errands.jobs
+               j.traceparent, j.errors)::errands.jobs
 $$;
 
 -- One job row as the public view shows it, the task and queue names looked up.

@@ -15,10 +15,13 @@ SELECT f.id,
        f.created_at,
        f.finished_at,
        f.state,
-       f.result
+       f.result,
+       f.errors,
+       f.run_at,
+       f.started_at
 FROM errands._finished_jobs f;
 COMMENT ON VIEW errands.finished_jobs IS
-    'Read-only view of finished jobs kept for their retention (errands.set_retention, errands.set_task_retention). state: completed or cancelled; result: the task''s return value (NULL: none).';
+    'Read-only view of finished jobs kept for their retention (errands.set_retention, errands.set_task_retention). state: completed or cancelled; result: the task''s return value (NULL: none). errors: its failed tries, as errands.jobs.errors. run_at: when its last try was due; started_at: when that try started (NULL: it finished without running). Queue wait: started_at - run_at; run time: finished_at - started_at.';
 
 -- Retention is read on every completion; like the payload limit (20_enqueue.sql)
 -- it is folded into constant SQL functions that set_retention and

@@ -69,13 +69,14 @@ LANGUAGE sql STABLE AS $$
         'errands.jobs'::regclass, 'SELECT')
 $$;
 
--- j with payload and last_error replaced: what a caller that may not read jobs
+-- j with payload, last_error and errors replaced: what a caller that may not read jobs
 -- gets back instead of another job's payload (payload NULL: not sent by it).
 CREATE OR REPLACE FUNCTION errands._hide_payload(j errands.jobs, payload json) RETURNS errands.jobs
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     j.payload := _hide_payload.payload;
     j.last_error := NULL;
+    j.errors := NULL; -- error messages, as last_error
     RETURN j;
 END
 $$;
@@ -323,6 +324,7 @@ BEGIN
                               THEN j.run_at ELSE todo.run_at END,
                 attempts = 0,
                 last_error = NULL,
+                errors = NULL,
                 timeout = NULL,
                 revision = j.revision + 1,
                 updated_at = v_now

@@ -180,9 +180,10 @@ BEGIN
     -- Kept for the dependents (whatever the retention): pruned once none waits.
     INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                         attempts, max_attempts, last_error, key, created_at,
-                                        state, result)
+                                        state, result, errors, run_at, started_at)
     SELECT j.id, q.queue_name, t.identifier, j.payload, j.priority, j.attempts,
-           j.max_attempts, j.last_error, j.key, j.created_at, 'completed', r.result
+           j.max_attempts, j.last_error, j.key, j.created_at, 'completed', r.result,
+           j.errors, j.run_at, j.locked_at
     -- Driven by the ids (one index probe of errands._jobs each): a join of
     -- errands._jobs with unnest() was planned as a nested loop over both.
     FROM unnest(job_ids, coalesce(results, array_fill(NULL::json, ARRAY[cardinality(job_ids)])))

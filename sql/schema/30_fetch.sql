@@ -387,13 +387,14 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result)
+                                            state, result, errors, run_at, started_at)
         SELECT done.id, q.queue_name, t.identifier, done.payload, done.priority, done.attempts,
                done.max_attempts,
                -- A job whose cancellation was requested ends cancelled, result dropped.
                coalesce(done.cancel_reason, done.last_error), done.key, done.created_at,
                CASE WHEN done.cancel_reason IS NULL THEN 'completed' ELSE 'cancelled' END,
-               CASE WHEN done.cancel_reason IS NULL THEN r.result END
+               CASE WHEN done.cancel_reason IS NULL THEN r.result END,
+               done.errors, done.run_at, done.locked_at
         FROM done
         JOIN errands._tasks t ON t.id = done.task_id
         LEFT JOIN unnest(v_ids, v_results) AS r(id, result) ON r.id = done.id
@@ -443,6 +444,8 @@ BEGIN
     ), failed AS (
         UPDATE errands._jobs j
         SET last_error = f.message,
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at,
+                                        worker_fail_jobs.worker_id, f.message),
             -- Exponential backoff: e^attempts seconds, capped at e^10 (~6 h).
             run_at = greatest(now(), j.run_at) + exp(least(j.attempts, 10)) * interval '1 second',
             locked_at = NULL,
@@ -476,7 +479,8 @@ END
 $$;
 COMMENT ON FUNCTION errands.worker_fail_jobs(text, bigint[], text[], json[]) IS
 'Worker API. Records a failed try of each listed job that worker_id has locked:
-last_error = its message, run_at = greatest(now(), run_at) + exp(least(attempts,
+last_error = its message (and an entry in errors: attempt, start, failure time,
+worker, message; the last 20 kept), run_at = greatest(now(), run_at) + exp(least(attempts,
 10)) seconds, lock and queue released; a non-NULL payload replaces the job''s
 (batch jobs keep only their failed items). Returns the failed jobs; those with
 attempts >= max_attempts will not run again. A job whose cancellation was
@@ -631,7 +635,10 @@ BEGIN
             locked_by = NULL,
             run_at = greatest(j.run_at, now()),
             last_error = format('errands: lock held by %s since %s expired; the worker is presumed dead',
-                                j.locked_by, j.locked_at)
+                                j.locked_by, j.locked_at),
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at, j.locked_by,
+                format('errands: lock held by %s since %s expired; the worker is presumed dead',
+                       j.locked_by, j.locked_at))
         WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue

@@ -39,9 +39,10 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result)
+                                            state, result, errors, run_at, started_at)
         SELECT gone.id, q.queue_name, t.identifier, gone.payload, gone.priority, gone.attempts,
-               gone.max_attempts, gone.reason, gone.key, gone.created_at, 'cancelled', NULL
+               gone.max_attempts, gone.reason, gone.key, gone.created_at, 'cancelled', NULL,
+               gone.errors, gone.run_at, gone.locked_at
         FROM gone
         JOIN errands._tasks t ON t.id = gone.task_id
         LEFT JOIN errands._queues q ON q.id = gone.job_queue_id

@@ -21,10 +21,11 @@ BEGIN
     ), kept AS (
         INSERT INTO errands._finished_jobs (id, queue_name, task_identifier, payload, priority,
                                             attempts, max_attempts, last_error, key, created_at,
-                                            state, result)
+                                            state, result, errors, run_at, started_at)
         SELECT (d.j).id, q.queue_name, t.identifier, (d.j).payload, (d.j).priority,
                (d.j).attempts, (d.j).max_attempts, (d.j).last_error, (d.j).key,
-               (d.j).created_at, 'completed', NULL
+               (d.j).created_at, 'completed', NULL, (d.j).errors, (d.j).run_at,
+               (d.j).locked_at
         FROM d
         JOIN errands._tasks t ON t.id = (d.j).task_id
         LEFT JOIN errands._queues q ON q.id = (d.j).job_queue_id
@@ -52,6 +53,9 @@ BEGIN
     WITH u AS (
         UPDATE errands._jobs j
         SET last_error = coalesce(permanently_fail_jobs.error_message, 'Manually marked as failed'),
+            -- Not a try of its own: start and worker are a stale lock's, else NULL.
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at, j.locked_by,
+                coalesce(permanently_fail_jobs.error_message, 'Manually marked as failed')),
             attempts = j.max_attempts,
             updated_at = now()
         WHERE j.id = ANY(permanently_fail_jobs.job_ids)

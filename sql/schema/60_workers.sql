@@ -42,7 +42,10 @@ BEGIN
             locked_by = NULL,
             updated_at = now(),
             last_error = format('errands: worker %s %s while running this job (locked since %s)',
-                                j.locked_by, reason, j.locked_at)
+                                j.locked_by, reason, j.locked_at),
+            errors = errands._add_error(j.errors, j.attempts, j.locked_at, j.locked_by,
+                format('errands: worker %s %s while running this job (locked since %s)',
+                       j.locked_by, reason, j.locked_at))
         WHERE j.locked_at IS NOT NULL AND j.locked_by = ANY(worker_ids)
           AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
@@ -217,7 +220,8 @@ CREATE OR REPLACE VIEW errands.workers AS
 WITH running AS (
     SELECT j.locked_by, array_agg(j.id ORDER BY j.id) AS ids
     FROM errands._jobs j
-    WHERE j.locked_by IS NOT NULL
+    -- NOT is_available (implied by the lock): read through jobs_unavailable.
+    WHERE j.locked_by IS NOT NULL AND NOT j.is_available
     GROUP BY j.locked_by
 )
 SELECT w.id,

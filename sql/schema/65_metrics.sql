@@ -40,8 +40,23 @@ BEGIN
         RETURN;
     END IF;
     v_percent := least(100, 100 * sample_rows / v_rows);
+    -- Running, waiting and failed jobs (the ones no fetch index holds) are few:
+    -- counted exactly through the partial index jobs_unavailable, so a rare
+    -- state is not lost in the sample (estimated false).
+    RETURN QUERY
+    SELECT t.identifier, q.queue_name, g.state, g.n, false
+    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
+                      ELSE 'failed' END AS state,
+                 j.task_id, j.job_queue_id, count(*) AS n
+          FROM errands._jobs j
+          WHERE NOT j.is_available
+          GROUP BY 1, 2, 3) g
+    JOIN errands._tasks t ON t.id = g.task_id
+    LEFT JOIN errands._queues q ON q.id = g.job_queue_id;
     -- A view cannot be sampled: the rows of errands.jobs from the table, the
-    -- state as errands._job_row computes it.
+    -- state as errands._job_row computes it; only the available ones (pending,
+    -- scheduled, retrying) are kept from the sample.
     RETURN QUERY
     WITH s AS (
         SELECT t.identifier AS task_identifier, q.queue_name,
@@ -52,16 +67,20 @@ BEGIN
         LEFT JOIN errands._queues q ON q.id = j.job_queue_id
         GROUP BY 1, 2, 3
     )
-    SELECT s.task_identifier, s.queue_name, s.state,
-           round(s.n * v_rows / greatest(sum(s.n) OVER (), 1))::bigint, true
-    FROM s;
+    SELECT x.task_identifier, x.queue_name, x.state, x.n, true
+    FROM (SELECT s.task_identifier, s.queue_name, s.state,
+                 round(s.n * v_rows / greatest(sum(s.n) OVER (), 1))::bigint AS n
+          FROM s) x
+    WHERE x.state IN ('pending', 'scheduled', 'retrying');
 END
 $$;
 COMMENT ON FUNCTION errands.job_counts(bigint, integer) IS
 'Jobs of errands.jobs by task_identifier, queue_name and state. Exact while the
-table holds fewer than exact_below rows (planner estimate); otherwise estimated
-from a block sample of about sample_rows rows scaled to the estimated table size
-(estimated true): a bounded cost per call whatever the backlog.';
+table holds fewer than exact_below rows (planner estimate); otherwise running,
+waiting and failed jobs are still counted exactly (through the partial index
+jobs_unavailable) and pending, scheduled and retrying ones estimated from a
+block sample of about sample_rows rows scaled to the estimated table size
+(estimated true).';
 
 -- The run_at of the job that has waited longest among those ready to run (not
 -- running, attempts left, not waiting for dependencies, run_at passed): NULL

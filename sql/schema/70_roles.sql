@@ -137,9 +137,14 @@ BEGIN
                    v_name);
     FOREACH v_fn IN ARRAY ARRAY['errands.dashboard_counts(bigint)',
                                 'errands.dashboard_chart(timestamptz, interval)',
+                                'errands.dashboard_durations(timestamptz, interval)',
                                 'errands.dashboard_cron()',
                                 'errands.dashboard_workers()',
-                                'errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer)'] LOOP
+                                'errands.dashboard_job_ids(jsonb, text, boolean, text, bigint, bigint, integer)',
+                                -- GET /metrics (errands.metrics_db): counts, no payloads.
+                                'errands.job_counts(bigint, integer)',
+                                'errands.oldest_ready_run_at()',
+                                'errands.worker_counts()'] LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', v_fn::regprocedure, v_name);
     END LOOP;
     IF grant_dashboard.read_only THEN
@@ -164,8 +169,9 @@ COMMENT ON FUNCTION errands.grant_dashboard(regrole, boolean) IS
 'Gives role what the web dashboard (errands dashboard) needs: USAGE on schema
 errands, SELECT on the views errands.jobs, finished_jobs, flow_steps, limits,
 queues and task_limits (payloads and results included; never the private
-tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_cron,
-dashboard_workers and dashboard_job_ids. With
+tables) and EXECUTE on dashboard_counts, dashboard_chart, dashboard_durations, dashboard_cron,
+dashboard_workers and dashboard_job_ids, and on the monitoring functions
+job_counts, oldest_ready_run_at and worker_counts (its /metrics). With
 read_only false also EXECUTE on the functions its actions call: reschedule_jobs,
 cancel_jobs, remove_jobs, set_queue_limits, set_task_limits, pause_queue,
 resume_queue, pause_task, resume_task and run_cron_now. It never revokes: to make

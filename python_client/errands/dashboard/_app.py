@@ -11,14 +11,16 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Mount
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from errands.dashboard._db import Database
 from errands.dashboard._options import DashboardOptions
 from errands.dashboard._render import Renderer
 from errands.dashboard._security import SecurityMiddleware
+
+STATIC = Path(__file__).parent / "static"
 
 
 @dataclass
@@ -40,6 +42,7 @@ def create_app(conninfo: str, options: DashboardOptions | None = None) -> Starle
         pages_actions,
         pages_flows,
         pages_jobs,
+        pages_metrics,
         pages_overview,
         pages_queues,
         pages_workers,
@@ -49,14 +52,21 @@ def create_app(conninfo: str, options: DashboardOptions | None = None) -> Starle
     dash = Dashboard(opts, Database(conninfo, opts.max_connections), Renderer(opts))
     routes: list[BaseRoute] = []
     for module in (pages_overview, pages_jobs, pages_actions, pages_queues, pages_workers,
-                   pages_flows):
+                   pages_flows, pages_metrics):
         routes.extend(module.routes(dash))
-    routes.append(Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"),
-                        name="static"))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
+        return dash.render.error(request, exc.status_code, str(exc.detail),
+                                 dict(exc.headers or {}))
+
+    async def favicon(request: Request) -> Response:
+        # The browser asks for /favicon.ico by itself: our own SVG, not a 404.
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml",
+                            headers={"Cache-Control": "max-age=86400"})
+
+    routes.append(Route("/favicon.ico", favicon, methods=["GET"]))
+    routes.append(Mount("/static", StaticFiles(directory=STATIC), name="static"))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -65,7 +75,7 @@ def create_app(conninfo: str, options: DashboardOptions | None = None) -> Starle
 
     return Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityMiddleware, options=opts)],
+        middleware=[Middleware(SecurityMiddleware, options=opts, render=dash.render)],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )

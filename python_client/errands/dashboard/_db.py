@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 Params = Sequence[Any] | Mapping[str, Any] | None
@@ -46,6 +46,19 @@ class Database:
     async def row(self, query: Query, params: Params = None) -> dict[str, Any] | None:
         found = await self.rows(query, params)
         return found[0] if found else None
+
+    async def metrics(self) -> bytes:
+        """The body of GET /metrics: errands.metrics_db's gauges, read on one of the
+        pool's connections with tuple rows (what that module unpacks)."""
+        from errands.metrics_db import render_database_metrics_async
+
+        await self._ensure_open()
+        async with self._pool.connection() as conn:
+            conn.row_factory = tuple_row
+            try:
+                return await render_database_metrics_async(conn)
+            finally:
+                conn.row_factory = dict_row  # type: ignore[assignment]
 
     async def close(self) -> None:
         if self._opened:

@@ -111,8 +111,12 @@ class JobFilter:
 
     @property
     def scans(self) -> bool:
-        """Some condition no index serves (all but key): a big table is searched
-        in windows of ids (see pages_jobs)."""
+        """Some condition no index serves: a big table is searched in windows of
+        ids (see pages_jobs). Served: key, and the states running, waiting and
+        failed of unfinished jobs (the partial index jobs_unavailable holds just
+        those; the other conditions then filter a few rows)."""
+        if self.key or (not self.finished and self.state in ("running", "waiting", "failed")):
+            return False
         return any(getattr(self, f) for f in ("state", "task", "queue", "error", "payload",
                                               "since", "until"))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
@@ -83,6 +84,18 @@ class Renderer:
         self.env.filters.update(ago=ago, when=when, pretty_json=pretty_json,
                                 interval=interval_text, seconds=seconds_text, number=number,
                                 urlencode_query=urlencode)
+
+    def error(self, request: Request, status: int, detail: str,
+              headers: dict[str, str] | None = None) -> HTMLResponse:
+        """An error page (401, 403, 404, ...) with the nav; detail is escaped."""
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Error"
+        response = self.page(request, "error.html", status=status, code=status, reason=reason,
+                             detail=detail)
+        response.headers.update(headers or {})
+        return response
 
     def page(self, request: Request, template: str, status: int = 200,
              **context: Any) -> HTMLResponse:

@@ -13,10 +13,11 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from errands.dashboard._options import DashboardOptions
+from errands.dashboard._render import Renderer
 
 CSRF_COOKIE = "errands_csrf"
 TOKEN_COOKIE = "errands_token"
@@ -27,9 +28,10 @@ def _same(a: str, b: str) -> bool:
 
 
 class SecurityMiddleware(BaseHTTPMiddleware):
-    def __init__(self, app: ASGIApp, options: DashboardOptions) -> None:
+    def __init__(self, app: ASGIApp, options: DashboardOptions, render: Renderer) -> None:
         super().__init__(app)
         self.options = options
+        self.render = render
 
     def _authorized(self, request: Request) -> tuple[bool, bool]:
         """(allowed, the token came in the query string: remember it in a cookie)."""
@@ -69,9 +71,9 @@ class SecurityMiddleware(BaseHTTPMiddleware):
             headers = {}
             if self.options.basic_users:
                 headers["WWW-Authenticate"] = 'Basic realm="errands dashboard"'
-            response = PlainTextResponse("credentials required", 401, headers=headers)
+            response = self.render.error(request, 401, "credentials required", headers)
         elif request.method not in ("GET", "HEAD") and self.options.read_only:
-            response = PlainTextResponse("the dashboard is read-only", 403)
+            response = self.render.error(request, 403, "the dashboard is read-only")
         else:
             response = await call_next(request)
             if remember_token and self.options.token:

@@ -58,7 +58,10 @@ def _short(value: float) -> str:
         return f"{value / 1_000_000:.1f}M"
     if value >= 10_000:
         return f"{value / 1000:.0f}k"
-    return f"{value:g}" if value == int(value) else f"{value:.1f}"
+    if value == int(value):
+        return f"{value:g}"
+    # Two significant digits below 10 (run times of a few ms must not read 0.0).
+    return f"{value:.2g}" if value < 10 else f"{value:.1f}"
 
 
 NODE_W = 150

@@ -30,13 +30,22 @@ FINISHED_COLUMNS = ("id, state, task_identifier, queue_name, NULL::timestamptz A
 LIVE_JOB = ("SELECT id, queue_name, task_identifier, payload::text AS payload, "
             "NULL::text AS result, priority, run_at, attempts, max_attempts, last_error, "
             "created_at, updated_at, key, "
-            "locked_at, locked_by, state, timeout, NULL::timestamptz AS finished_at "
-            "FROM errands.jobs WHERE id = %s")
+            "locked_at, locked_by, state, timeout, NULL::timestamptz AS finished_at, "
+            "NULL::timestamptz AS started_at FROM errands.jobs WHERE id = %s")
 FINISHED_JOB = ("SELECT id, queue_name, task_identifier, payload::text AS payload, "
                 "result::text AS result, priority, NULL::timestamptz AS run_at, attempts, "
                 "max_attempts, last_error, created_at, NULL::timestamptz AS updated_at, key, "
                 "NULL::timestamptz AS locked_at, NULL::text AS locked_by, state, "
-                "NULL::interval AS timeout, finished_at FROM errands.finished_jobs WHERE id = %s")
+                "NULL::interval AS timeout, finished_at, started_at "
+                "FROM errands.finished_jobs WHERE id = %s")
+# Its failed tries (errands.jobs.errors, carried into history), oldest first.
+ERRORS = ("SELECT (x.e->>'attempt')::integer AS attempt, "
+          "(x.e->>'started_at')::timestamptz AS started_at, "
+          "(x.e->>'failed_at')::timestamptz AS failed_at, x.e->>'worker' AS worker, "
+          "x.e->>'error' AS error "
+          "FROM (SELECT errors FROM errands.jobs WHERE id = %(id)s UNION ALL "
+          "      SELECT errors FROM errands.finished_jobs WHERE id = %(id)s LIMIT 1) j, "
+          "jsonb_array_elements(j.errors) WITH ORDINALITY AS x(e, n) ORDER BY x.n")
 FLOW_OF = "SELECT flow_id FROM errands.flow_steps WHERE job_id = %s"
 FLOW_STEPS = ("SELECT flow_id, step, job_id, position, depends_on, run_anyway, state, "
               "task_identifier, last_error FROM errands.flow_steps WHERE flow_id = %s "
@@ -91,20 +100,32 @@ async def window_bound(dash: Dashboard, flt: JobFilter) -> tuple[int | None, boo
     return bound, bound < newest["id"]
 
 
-def timeline(job: dict[str, Any]) -> list[tuple[datetime, str]]:
-    """What the row tells of the job's life (earlier tries leave no trace but
-    their count and the last error)."""
+def timeline(job: dict[str, Any], errors: list[dict[str, Any]]) -> list[tuple[datetime, str]]:
+    """The job's life: created, due, each failed try's start and failure (its
+    errors, the last 20), the try running now or the one that finished it, finished."""
     events: list[tuple[datetime, str]] = [(job["created_at"], "created")]
-    if job["run_at"] is not None and job["run_at"] != job["created_at"]:
-        events.append((job["run_at"], "due (run_at)"))
-    if job["attempts"] and job["last_error"] and job["updated_at"] is not None:
+    # A failed job's run_at (moved by its last backoff) is no longer a due time.
+    if (job["run_at"] is not None and job["run_at"] != job["created_at"]
+            and job["state"] != "failed"):
+        due = f"try {job['attempts'] + 1} due" if job["state"] == "retrying" else "due (run_at)"
+        events.append((job["run_at"], due))
+    for e in errors:
+        by = f" by worker {e['worker']}" if e["worker"] else ""
+        if e["started_at"] is not None:
+            events.append((e["started_at"], f"try {e['attempt']} started{by}"))
+        events.append((e["failed_at"], f"try {e['attempt']} failed"))
+    if not errors and job["attempts"] and job["last_error"] and job["updated_at"] is not None:
+        # A row written before errors existed: only the last failure is known.
         events.append((job["updated_at"], f"try {job['attempts']} of {job['max_attempts']} "
                                           "failed (last error)"))
     if job["locked_at"] is not None:
-        events.append((job["locked_at"], f"taken by worker {job['locked_by']} "
-                                         f"(try {job['attempts']})"))
+        events.append((job["locked_at"], f"try {job['attempts']} started by worker "
+                                         f"{job['locked_by']} (running)"))
+    if job["started_at"] is not None:
+        events.append((job["started_at"], f"try {job['attempts']} started"))
     if job["finished_at"] is not None:
         events.append((job["finished_at"], job["state"]))
+    # Equal times keep their order above (created before due, start before failure).
     return sorted(events, key=lambda e: e[0])
 
 
@@ -137,11 +158,13 @@ def routes(dash: Dashboard) -> list[BaseRoute]:
         job = await dash.db.row(LIVE_JOB, [raw]) or await dash.db.row(FINISHED_JOB, [raw])
         if job is None:
             raise HTTPException(404, f"no job {raw} (finished and not kept, or never existed)")
+        errors = await dash.db.rows(ERRORS, {"id": job["id"]})
         flow = await dash.db.row(FLOW_OF, [raw])
         graph = None
         if flow is not None:
             graph = flow_graph(await dash.db.rows(FLOW_STEPS, [flow["flow_id"]]))
-        return dash.render.page(request, "job.html", job=job, timeline=timeline(job),
+        return dash.render.page(request, "job.html", job=job, errors=errors,
+                                timeline=timeline(job, errors),
                                 flow_id=flow and flow["flow_id"], graph=graph)
 
     return [Route("/jobs", jobs, methods=["GET"]),
