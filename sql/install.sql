@@ -636,7 +636,7 @@ $errands_install_m0028$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '843101cf6eca6da781073d3c890694611e3f26d0db537128368f8700a7a025ea') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '9401bdde3d0a19b00f8450811ad9614423cc757251ca4a18197cf003b69e38dc') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -2552,6 +2552,8 @@ BEGIN
               AND (v_forbidden IS NULL OR j.flags IS NULL OR NOT j.flags ?| v_forbidden)
             ORDER BY j.priority, j.run_at, j.id
             LIMIT CASE WHEN q.concurrency = 1 AND q.rate_limit IS NULL THEN 1
+                       WHEN q.rate_limit IS NULL
+                       THEN greatest(0, least(get_jobs.job_count, q.concurrency - q.running))
                        ELSE greatest(0, least(get_jobs.job_count, q.concurrency - q.running,
                                               errands._rate_room(q.starts, q.rate_limit,
                                                                  q.rate_period, v_now))) END
@@ -2612,9 +2614,12 @@ BEGIN
                           FROM unnest(v_heads, v_head_queues) WITH ORDINALITY AS h(id, queue_id, ord)
                           WHERE h.queue_id = ANY(v_locked_queues)) h
                     JOIN errands._queues q ON q.id = h.queue_id
-                    WHERE h.rn <= least(q.concurrency - q.running,
-                                        errands._rate_room(q.starts, q.rate_limit, q.rate_period,
-                                                           v_clock)))
+                    -- _rate_room is a function call per queue (its subquery keeps
+                    -- it from being inlined): only queues with a rate limit pay it.
+                    WHERE h.rn <= CASE WHEN q.rate_limit IS NULL THEN q.concurrency - q.running
+                                       ELSE least(q.concurrency - q.running,
+                                                  errands._rate_room(q.starts, q.rate_limit,
+                                                                     q.rate_period, v_clock)) END)
                   AND j.is_available
                 FOR UPDATE SKIP LOCKED
             ) s;
@@ -6194,7 +6199,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '843101cf6eca6da781073d3c890694611e3f26d0db537128368f8700a7a025ea')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '9401bdde3d0a19b00f8450811ad9614423cc757251ca4a18197cf003b69e38dc')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

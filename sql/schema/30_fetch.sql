@@ -138,6 +138,8 @@ BEGIN
               AND (v_forbidden IS NULL OR j.flags IS NULL OR NOT j.flags ?| v_forbidden)
             ORDER BY j.priority, j.run_at, j.id
             LIMIT CASE WHEN q.concurrency = 1 AND q.rate_limit IS NULL THEN 1
+                       WHEN q.rate_limit IS NULL
+                       THEN greatest(0, least(get_jobs.job_count, q.concurrency - q.running))
                        ELSE greatest(0, least(get_jobs.job_count, q.concurrency - q.running,
                                               errands._rate_room(q.starts, q.rate_limit,
                                                                  q.rate_period, v_now))) END
@@ -198,9 +200,12 @@ BEGIN
                           FROM unnest(v_heads, v_head_queues) WITH ORDINALITY AS h(id, queue_id, ord)
                           WHERE h.queue_id = ANY(v_locked_queues)) h
                     JOIN errands._queues q ON q.id = h.queue_id
-                    WHERE h.rn <= least(q.concurrency - q.running,
-                                        errands._rate_room(q.starts, q.rate_limit, q.rate_period,
-                                                           v_clock)))
+                    -- _rate_room is a function call per queue (its subquery keeps
+                    -- it from being inlined): only queues with a rate limit pay it.
+                    WHERE h.rn <= CASE WHEN q.rate_limit IS NULL THEN q.concurrency - q.running
+                                       ELSE least(q.concurrency - q.running,
+                                                  errands._rate_room(q.starts, q.rate_limit,
+                                                                     q.rate_period, v_clock)) END)
                   AND j.is_available
                 FOR UPDATE SKIP LOCKED
             ) s;
