@@ -636,7 +636,7 @@ $errands_install_m0028$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '9401bdde3d0a19b00f8450811ad9614423cc757251ca4a18197cf003b69e38dc') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '076bfb3a5b1b343a83f35063a8441dfe0d9958dd668eb3bc935b0ff1178b3666') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -2641,7 +2641,17 @@ BEGIN
             FROM (SELECT u.id, count(*)::integer AS n, array_agg(u.job) AS taken
                   FROM unnest(v_head_queues, v_heads) u(id, job) GROUP BY 1) n
             LEFT JOIN LATERAL (
-                WITH RECURSIVE prio(p) AS (
+                -- The queue's first job in (priority, run_at, id) order, when it is
+                -- due, is its best due job: the head, found with one index probe
+                -- (the usual case); LIMIT 1 then never starts the loose scan below.
+                (SELECT f.priority, f.run_at, f.id
+                 FROM (SELECT j.priority, j.run_at, j.id FROM errands._jobs j
+                       WHERE j.job_queue_id = n.id AND j.is_available AND j.id <> ALL(n.taken)
+                       ORDER BY j.priority, j.run_at, j.id
+                       LIMIT 1) f
+                 WHERE f.run_at <= v_now)
+                UNION ALL
+                (WITH RECURSIVE prio(p) AS (
                     SELECT min(j.priority) FROM errands._jobs j
                     WHERE j.job_queue_id = n.id AND j.is_available AND j.id <> ALL(n.taken)
                     UNION ALL
@@ -2660,6 +2670,7 @@ BEGIN
                 ) e
                 ORDER BY e.run_at > v_now, CASE WHEN e.run_at > v_now THEN e.run_at END,
                          e.priority, e.run_at, e.id
+                LIMIT 1)
                 LIMIT 1
             ) h ON true
             WHERE q.id = n.id;
@@ -6199,7 +6210,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '9401bdde3d0a19b00f8450811ad9614423cc757251ca4a18197cf003b69e38dc')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '076bfb3a5b1b343a83f35063a8441dfe0d9958dd668eb3bc935b0ff1178b3666')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -3817,7 +3817,17 @@ BEGIN
             FROM (SELECT u.id, count(*)::integer AS n, array_agg(u.job) AS taken
                   FROM unnest(v_head_queues, v_heads) u(id, job) GROUP BY 1) n
             LEFT JOIN LATERAL (
-                WITH RECURSIVE prio(p) AS (
+                -- The queue's first job in (priority, run_at, id) order, when it is
+                -- due, is its best due job: the head, found with one index probe
+                -- (the usual case); LIMIT 1 then never starts the loose scan below.
+                (SELECT f.priority, f.run_at, f.id
+                 FROM (SELECT j.priority, j.run_at, j.id FROM errands._jobs j
+                       WHERE j.job_queue_id = n.id AND j.is_available AND j.id <> ALL(n.taken)
+                       ORDER BY j.priority, j.run_at, j.id
+                       LIMIT 1) f
+                 WHERE f.run_at <= v_now)
+                UNION ALL
+                (WITH RECURSIVE prio(p) AS (
                     SELECT min(j.priority) FROM errands._jobs j
                     WHERE j.job_queue_id = n.id AND j.is_available AND j.id <> ALL(n.taken)
                     UNION ALL
@@ -3836,6 +3846,7 @@ BEGIN
                 ) e
                 ORDER BY e.run_at > v_now, CASE WHEN e.run_at > v_now THEN e.run_at END,
                          e.priority, e.run_at, e.id
+                LIMIT 1)
                 LIMIT 1
             ) h ON true
             WHERE q.id = n.id;
