@@ -3,9 +3,10 @@
 On a throwaway durable cluster (as bench/run.py), databases ``before`` (the schema of
 ``--before-ref``, default: the merge base with main) and ``after`` (this checkout's):
 
-* **serial** (``after``): W1 c10 of ``--n`` no-ops without a queue vs the same number
-  spread over ``--n``/2 serial queues (2 jobs each), interleaved round by round; the
-  ratio of medians (target >= 0.5).
+* **serial** (both): W1 c10 of ``--n`` no-ops without a queue vs the same number
+  spread over ``--n``/2 serial queues (2 jobs each), on both databases, interleaved
+  round by round; per database the ratio of medians (target >= 0.5), and after /
+  before jobs/s of each kind (median of the per-round ratios).
 * **enqueue** (both): blocks alternating between the databases: one bulk ``add_jobs``
   of ``--bulk`` plain specs (W3), the same spread over ``--bulk``/2 named queues, and
   ``--single`` one-by-one ``add_job`` calls, plain and into 100 named queues; after /
@@ -80,17 +81,27 @@ def w1_serial_round(dsn: str, n: int, queues: int) -> float:
     return n / res.seconds
 
 
-def serial(dsn: str, rounds: int, n: int) -> None:
-    rates: dict[str, list[float]] = {"plain": [], "serial": []}
+def serial(dsns: dict[str, str], rounds: int, n: int) -> None:
+    """W1 plain vs serial queues on each database, every combination once a round."""
+    runs = [(db, kind) for db in dsns for kind in ("plain", "serial")]
+    rates: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
     for r in range(rounds):
-        for name in ("plain", "serial") if r % 2 == 0 else ("serial", "plain"):
-            rate = w1_serial_round(dsn, n, n // 2 if name == "serial" else 0)
-            rates[name].append(rate)
-            print(f"  round {r + 1} {name:>6}: {rate:,.0f} jobs/s", flush=True)
-    med = {name: statistics.median(v) for name, v in rates.items()}
-    print(f"W1 c10, {n:,} jobs over {n // 2:,} serial queues (2 each): {med['serial']:,.0f}"
-          f" jobs/s vs {med['plain']:,.0f} without queues: {med['serial'] / med['plain']:.3f}"
-          f" (target >= 0.5; {rounds} rounds)", flush=True)  # fmt: skip
+        for db, kind in runs if r % 2 == 0 else runs[::-1]:
+            rate = w1_serial_round(dsns[db], n, n // 2 if kind == "serial" else 0)
+            rates[(db, kind)].append(rate)
+            print(f"  round {r + 1} {db:>6} {kind:>6}: {rate:,.0f} jobs/s", flush=True)
+    for db in dsns:
+        plain = statistics.median(rates[(db, "plain")])
+        queued = statistics.median(rates[(db, "serial")])
+        print(f"{db}: W1 c10, {n:,} jobs over {n // 2:,} serial queues (2 each): {queued:,.0f}"
+              f" jobs/s vs {plain:,.0f} without queues: {queued / plain:.3f}"
+              f" (target >= 0.5; {rounds} rounds)", flush=True)  # fmt: skip
+    if "before" in dsns:
+        for kind in ("plain", "serial"):
+            ratios = [a / b for a, b in zip(rates[("after", kind)], rates[("before", kind)],
+                                            strict=True)]  # fmt: skip
+            print(f"W1 {kind}: after / before jobs/s, median of {rounds} rounds:"
+                  f" {statistics.median(ratios):.3f}", flush=True)  # fmt: skip
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -177,12 +188,13 @@ def main() -> None:
     os.environ["BENCH_WORKER_INSTALL"] = "0"  # never upgrade the "before" database
     with durable_cluster() as cluster:
         after = _create(cluster, "scale_after", None)
+        before = _create(cluster, "scale_before", before_sql)
         if "serial" in only:
-            log(f"W1 c10: {n:,} jobs without queues vs over {n // 2:,} serial queues")
-            serial(after, rounds, n)
+            log(f"W1 c10: {n:,} jobs without queues vs over {n // 2:,} serial queues,"
+                f" before ({ref[:10]}) and after, interleaved")  # fmt: skip
+            serial({"before": before, "after": after}, rounds, n)
         if "enqueue" in only:
             log(f"enqueue cost: before ({ref[:10]}) vs after, interleaved")
-            before = _create(cluster, "scale_before", before_sql)
             enqueue(
                 {"before": before, "after": after},
                 blocks=6 if args.quick else 12,
