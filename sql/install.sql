@@ -636,7 +636,7 @@ $errands_install_m0028$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '076bfb3a5b1b343a83f35063a8441dfe0d9958dd668eb3bc935b0ff1178b3666') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '50c43f708450976e7ac327d51d2e83f2b1eb10547e1e663d40d9edba722689c0') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -3118,8 +3118,9 @@ Returns the number of jobs rescued.';
 --   * a job becomes available (added, released, rescued, rescheduled, moved):
 --     it replaces the head when its key is better;
 --   * the head stops being available (failed for good, deleted, cancelled,
---     rescheduled, moved): the head is chosen again, with a loose index scan
---     (one probe per distinct priority of the queue).
+--     rescheduled, moved): the head is chosen again: one index probe when the
+--     queue's first job (by priority, run_at, id) is due, else a loose index
+--     scan (one probe per distinct priority of the queue).
 -- A job locked other than by get_jobs (an UPDATE by hand) leaves its queue's
 -- head on it: a due key, so the queue is still walked, and the next fetch from
 -- the queue chooses the head again.
@@ -3140,8 +3141,18 @@ SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
 BEGIN
-    -- The first job of each distinct priority (jobs_fetch_queued: one index
-    -- probe per priority); of those, the best due one, else the earliest.
+    -- The queue's first job in (priority, run_at, id) order, when it is due, is
+    -- its best due job: one index probe (jobs_fetch_queued), the usual case.
+    SELECT j.priority, j.run_at, j.id INTO _queue_head.priority, _queue_head.run_at, _queue_head.id
+    FROM errands._jobs j
+    WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available
+    ORDER BY j.priority, j.run_at, j.id
+    LIMIT 1;
+    IF _queue_head.id IS NULL OR _queue_head.run_at <= now() THEN
+        RETURN;
+    END IF;
+    -- Otherwise the first job of each distinct priority (one index probe per
+    -- priority); of those, the best due one, else the earliest.
     WITH RECURSIVE prio(p) AS (
         SELECT min(j.priority) FROM errands._jobs j
         WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available
@@ -6210,7 +6221,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '076bfb3a5b1b343a83f35063a8441dfe0d9958dd668eb3bc935b0ff1178b3666')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '50c43f708450976e7ac327d51d2e83f2b1eb10547e1e663d40d9edba722689c0')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

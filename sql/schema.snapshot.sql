@@ -1919,8 +1919,18 @@ CREATE OR REPLACE FUNCTION errands._queue_head(queue_id integer, OUT priority sm
  SET jit TO 'off'
 AS $function$
 BEGIN
-    -- The first job of each distinct priority (jobs_fetch_queued: one index
-    -- probe per priority); of those, the best due one, else the earliest.
+    -- The queue's first job in (priority, run_at, id) order, when it is due, is
+    -- its best due job: one index probe (jobs_fetch_queued), the usual case.
+    SELECT j.priority, j.run_at, j.id INTO _queue_head.priority, _queue_head.run_at, _queue_head.id
+    FROM errands._jobs j
+    WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available
+    ORDER BY j.priority, j.run_at, j.id
+    LIMIT 1;
+    IF _queue_head.id IS NULL OR _queue_head.run_at <= now() THEN
+        RETURN;
+    END IF;
+    -- Otherwise the first job of each distinct priority (one index probe per
+    -- priority); of those, the best due one, else the earliest.
     WITH RECURSIVE prio(p) AS (
         SELECT min(j.priority) FROM errands._jobs j
         WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available

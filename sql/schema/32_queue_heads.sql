@@ -24,8 +24,9 @@
 --   * a job becomes available (added, released, rescued, rescheduled, moved):
 --     it replaces the head when its key is better;
 --   * the head stops being available (failed for good, deleted, cancelled,
---     rescheduled, moved): the head is chosen again, with a loose index scan
---     (one probe per distinct priority of the queue).
+--     rescheduled, moved): the head is chosen again: one index probe when the
+--     queue's first job (by priority, run_at, id) is due, else a loose index
+--     scan (one probe per distinct priority of the queue).
 -- A job locked other than by get_jobs (an UPDATE by hand) leaves its queue's
 -- head on it: a due key, so the queue is still walked, and the next fetch from
 -- the queue chooses the head again.
@@ -46,8 +47,18 @@ SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
 BEGIN
-    -- The first job of each distinct priority (jobs_fetch_queued: one index
-    -- probe per priority); of those, the best due one, else the earliest.
+    -- The queue's first job in (priority, run_at, id) order, when it is due, is
+    -- its best due job: one index probe (jobs_fetch_queued), the usual case.
+    SELECT j.priority, j.run_at, j.id INTO _queue_head.priority, _queue_head.run_at, _queue_head.id
+    FROM errands._jobs j
+    WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available
+    ORDER BY j.priority, j.run_at, j.id
+    LIMIT 1;
+    IF _queue_head.id IS NULL OR _queue_head.run_at <= now() THEN
+        RETURN;
+    END IF;
+    -- Otherwise the first job of each distinct priority (one index probe per
+    -- priority); of those, the best due one, else the earliest.
     WITH RECURSIVE prio(p) AS (
         SELECT min(j.priority) FROM errands._jobs j
         WHERE j.job_queue_id = _queue_head.queue_id AND j.is_available
