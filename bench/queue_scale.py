@@ -12,6 +12,10 @@ On a throwaway durable cluster (as bench/run.py), databases ``before`` (the sche
   ``--single`` one-by-one ``add_job`` calls, plain and into 100 named queues; after /
   before time, median over the blocks (> 1: after is slower).
 
+* **sql** (both): ``get_jobs`` and ``worker_complete_jobs`` microseconds per job in
+  one session (batches of 32, ``--n``/2 jobs), plain and over serial queues, both
+  databases interleaved: the functions' own cost, without the worker processes.
+
 ``bench/flow_control.py`` has the other figures: ``get_jobs`` ms by number of queues
 (before vs after), W1 without limits before vs after, W1 with held-back work.
 """
@@ -104,6 +108,63 @@ def serial(dsns: dict[str, str], rounds: int, n: int) -> None:
                   f" {statistics.median(ratios):.3f}", flush=True)  # fmt: skip
 
 
+def _sql_round(dsn: str, n: int, queues: int, batch: int) -> tuple[float, float]:
+    """Microseconds per job of get_jobs and of worker_complete_jobs, one session."""
+    with connect(dsn) as conn:
+        _reset(conn)
+        conn.execute(BULK, {"n": n, "queues": queues})
+        conn.execute("VACUUM ANALYZE errands._jobs")
+        conn.execute("VACUUM ANALYZE errands._queues")
+        # No WAL flush wait: the figure is the functions' own cost.
+        conn.execute("SET synchronous_commit = off")
+        fetch = complete = 0.0
+        done = 0
+        while True:
+            t0 = time.perf_counter()
+            ids = [row[0] for row in conn.execute(
+                "SELECT id FROM errands.get_jobs('bench', ARRAY['noop'], %s)", (batch,),
+                prepare=True)]  # fmt: skip
+            t1 = time.perf_counter()
+            if not ids:
+                break
+            conn.execute("SELECT errands.worker_complete_jobs('bench', %s::bigint[])", (ids,),
+                         prepare=True)  # fmt: skip
+            fetch += t1 - t0
+            complete += time.perf_counter() - t1
+            done += len(ids)
+    if done != n:
+        raise RuntimeError(f"fetched {done} of {n} jobs (queues={queues})")
+    return fetch * 1e6 / n, complete * 1e6 / n
+
+
+def sql_cost(dsns: dict[str, str], rounds: int, n: int, batch: int = 32) -> None:
+    """get_jobs / worker_complete_jobs us per job, plain vs serial queues, before vs after."""
+    runs = [(db, kind) for db in dsns for kind in ("plain", "serial")]
+    got: dict[tuple[str, str], list[tuple[float, float]]] = {run: [] for run in runs}
+    for r in range(rounds):
+        for db, kind in runs if r % 2 == 0 else runs[::-1]:
+            got[(db, kind)].append(
+                _sql_round(dsns[db], n, n // 2 if kind == "serial" else 0, batch)
+            )
+    for db, kind in runs:
+        fetch = statistics.median(f for f, _ in got[(db, kind)])
+        complete = statistics.median(c for _, c in got[(db, kind)])
+        print(f"{db} {kind}: get_jobs {fetch:.1f} us/job, worker_complete_jobs"
+              f" {complete:.1f} us/job (batches of {batch}, {n:,} jobs, median of {rounds})",
+              flush=True)  # fmt: skip
+    for db in dsns:
+        ratios = [(pf + pc) / (sf + sc) for (pf, pc), (sf, sc)
+                  in zip(got[(db, "plain")], got[(db, "serial")], strict=True)]  # fmt: skip
+        print(f"{db}: SQL cost per job plain / serial, median: {statistics.median(ratios):.3f}",
+              flush=True)  # fmt: skip
+    if "before" in dsns:
+        for kind in ("plain", "serial"):
+            ratios = [(af + ac) / (bf + bc) for (af, ac), (bf, bc)
+                      in zip(got[("after", kind)], got[("before", kind)], strict=True)]  # fmt: skip
+            print(f"{kind}: SQL cost per job after / before, median:"
+                  f" {statistics.median(ratios):.3f}", flush=True)  # fmt: skip
+
+
 def _timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -169,7 +230,9 @@ def main() -> None:
     parser.add_argument("--before-ref", default=None, help="git ref of the 'before' schema")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--n", type=int, default=None, help="no-ops per W1 round (20,000)")
-    parser.add_argument("--only", default="serial,enqueue", help="comma-separated: serial,enqueue")
+    parser.add_argument(
+        "--only", default="serial,sql,enqueue", help="comma-separated: serial,sql,enqueue"
+    )
     args = parser.parse_args()
     ref = (
         args.before_ref
@@ -193,6 +256,9 @@ def main() -> None:
             log(f"W1 c10: {n:,} jobs without queues vs over {n // 2:,} serial queues,"
                 f" before ({ref[:10]}) and after, interleaved")  # fmt: skip
             serial({"before": before, "after": after}, rounds, n)
+        if "sql" in only:
+            log(f"SQL cost per job: before ({ref[:10]}) and after, one session, interleaved")
+            sql_cost({"before": before, "after": after}, rounds, n // 2)
         if "enqueue" in only:
             log(f"enqueue cost: before ({ref[:10]}) vs after, interleaved")
             enqueue(
