@@ -636,7 +636,7 @@ $errands_install_m0028$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '843101cf6eca6da781073d3c890694611e3f26d0db537128368f8700a7a025ea') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '185ce7153cecedefe5bb5c36fb2c278882695ac770a469000776955e9e9444b8') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -2762,8 +2762,8 @@ BEGIN
         -- waits for a limit change in flight; a separate statement, run only when
         -- needed: an UPDATE in the DELETE's statement cost ~15 % of this call.
         IF v_done_queues IS NOT NULL OR errands._task_limits_on() THEN
-            PERFORM errands._release_slots(v_done_queues,
-                                           CASE WHEN errands._task_limits_on() THEN v_done_tasks END);
+            -- (_release_slots ignores task ids while no task has a limit.)
+            PERFORM errands._release_slots(v_done_queues, v_done_tasks);
         END IF;
         RETURN QUERY SELECT unnest(v_done);
         -- The others (watched, or no longer this worker's) take the path below.
@@ -2794,7 +2794,8 @@ BEGIN
           AND j.locked_by = worker_complete_jobs.worker_id
         RETURNING j.*
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(done.job_queue_id), array_agg(done.task_id))
         FROM done
@@ -2870,7 +2871,8 @@ BEGIN
           AND j.cancel_reason IS NULL
         RETURNING j.*
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(failed.job_queue_id), array_agg(failed.task_id))
         FROM failed
@@ -2942,7 +2944,8 @@ BEGIN
           AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(snoozed.job_queue_id), array_agg(snoozed.task_id))
         FROM snoozed
@@ -3011,7 +3014,8 @@ BEGIN
           AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(returned.job_queue_id), array_agg(returned.task_id))
         FROM returned
@@ -3056,7 +3060,8 @@ BEGIN
         WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(jobs.job_queue_id), array_agg(jobs.task_id))
         FROM jobs
@@ -6194,7 +6199,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '843101cf6eca6da781073d3c890694611e3f26d0db537128368f8700a7a025ea')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '185ce7153cecedefe5bb5c36fb2c278882695ac770a469000776955e9e9444b8')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;
