@@ -636,7 +636,7 @@ $errands_install_m0028$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '185ce7153cecedefe5bb5c36fb2c278882695ac770a469000776955e9e9444b8') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '2754c8c88250cebc3eec7e3fbdf09a02b14416d6251de00d5721e6809c90c078') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -4881,6 +4881,27 @@ LANGUAGE sql STABLE AS $$
     FROM pg_catalog.pg_class c WHERE c.oid = 'errands._jobs'::regclass
 $$;
 
+-- Running, waiting and failed jobs (the ones no fetch index holds) by state, task
+-- and queue, counted exactly through the partial index jobs_unavailable: they are
+-- few, and a rare state must not vanish in a sample (40 running jobs showed as 0).
+-- Grouped by ids first, the names joined to the groups (half the time). For
+-- dashboard_counts and job_counts (65_metrics.sql) on a big table; plain SQL, so
+-- inlined into their query.
+CREATE OR REPLACE FUNCTION errands._unavailable_counts()
+RETURNS TABLE (state text, task_identifier text, queue_name text, jobs bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT g.state, t.identifier, q.queue_name, g.n
+    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
+                      ELSE 'failed' END AS state,
+                 j.task_id, j.job_queue_id, count(*) AS n
+          FROM errands._jobs j
+          WHERE NOT j.is_available
+          GROUP BY 1, 2, 3) g
+    JOIN errands._tasks t ON t.id = g.task_id
+    LEFT JOIN errands._queues q ON q.id = g.job_queue_id
+$$;
+
 CREATE OR REPLACE FUNCTION errands.dashboard_counts(exact_below bigint DEFAULT 100000)
 RETURNS TABLE (state text, task_identifier text, queue_name text, jobs bigint, estimated boolean)
 LANGUAGE plpgsql STABLE
@@ -4901,21 +4922,10 @@ BEGIN
         FROM errands.jobs j GROUP BY 1, 2, 3;
         RETURN;
     END IF;
-    -- Big. Running, waiting and failed jobs (those no fetch index holds) are
-    -- counted exactly through the partial index jobs_unavailable: rare states
-    -- must not vanish in a sample (40 running jobs showed as 0).
-    -- Grouped by ids first, the names joined to the groups (half the time).
+    -- Big. Running, waiting and failed jobs: exact.
     RETURN QUERY
-    SELECT g.state, t.identifier, q.queue_name, g.n, false
-    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
-                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
-                      ELSE 'failed' END AS state,
-                 j.task_id, j.job_queue_id, count(*) AS n
-          FROM errands._jobs j
-          WHERE NOT j.is_available
-          GROUP BY 1, 2, 3) g
-    JOIN errands._tasks t ON t.id = g.task_id
-    LEFT JOIN errands._queues q ON q.id = g.job_queue_id;
+    SELECT u.state, u.task_identifier, u.queue_name, u.jobs, false
+    FROM errands._unavailable_counts() u;
     -- The big buckets (pending, scheduled, retrying): about 50,000 rows from a
     -- block sample, scaled to the estimated size.
     v_pct := least(100.0, 100.0 * 50000 / greatest(v_est, 1));
@@ -5282,20 +5292,10 @@ BEGIN
         RETURN;
     END IF;
     v_percent := least(100, 100 * sample_rows / v_rows);
-    -- Running, waiting and failed jobs (the ones no fetch index holds) are few:
-    -- counted exactly through the partial index jobs_unavailable, so a rare
-    -- state is not lost in the sample (estimated false).
+    -- Running, waiting and failed jobs: exact (65_dashboard.sql), estimated false.
     RETURN QUERY
-    SELECT t.identifier, q.queue_name, g.state, g.n, false
-    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
-                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
-                      ELSE 'failed' END AS state,
-                 j.task_id, j.job_queue_id, count(*) AS n
-          FROM errands._jobs j
-          WHERE NOT j.is_available
-          GROUP BY 1, 2, 3) g
-    JOIN errands._tasks t ON t.id = g.task_id
-    LEFT JOIN errands._queues q ON q.id = g.job_queue_id;
+    SELECT u.task_identifier, u.queue_name, u.state, u.jobs, false
+    FROM errands._unavailable_counts() u;
     -- A view cannot be sampled: the rows of errands.jobs from the table, the
     -- state as errands._job_row computes it; only the available ones (pending,
     -- scheduled, retrying) are kept from the sample.
@@ -6199,7 +6199,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '185ce7153cecedefe5bb5c36fb2c278882695ac770a469000776955e9e9444b8')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '2754c8c88250cebc3eec7e3fbdf09a02b14416d6251de00d5721e6809c90c078')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

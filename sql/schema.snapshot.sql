@@ -2303,6 +2303,25 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands._unavailable_counts()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._unavailable_counts()
+ RETURNS TABLE(state text, task_identifier text, queue_name text, jobs bigint)
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT g.state, t.identifier, q.queue_name, g.n
+    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
+                      ELSE 'failed' END AS state,
+                 j.task_id, j.job_queue_id, count(*) AS n
+          FROM errands._jobs j
+          WHERE NOT j.is_available
+          GROUP BY 1, 2, 3) g
+    JOIN errands._tasks t ON t.id = g.task_id
+    LEFT JOIN errands._queues q ON q.id = g.job_queue_id
+$function$;
+
 -- FUNCTION errands._validate_specs(errands.job_spec[])
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._validate_specs(specs errands.job_spec[])
@@ -3318,21 +3337,10 @@ BEGIN
         FROM errands.jobs j GROUP BY 1, 2, 3;
         RETURN;
     END IF;
-    -- Big. Running, waiting and failed jobs (those no fetch index holds) are
-    -- counted exactly through the partial index jobs_unavailable: rare states
-    -- must not vanish in a sample (40 running jobs showed as 0).
-    -- Grouped by ids first, the names joined to the groups (half the time).
+    -- Big. Running, waiting and failed jobs: exact.
     RETURN QUERY
-    SELECT g.state, t.identifier, q.queue_name, g.n, false
-    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
-                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
-                      ELSE 'failed' END AS state,
-                 j.task_id, j.job_queue_id, count(*) AS n
-          FROM errands._jobs j
-          WHERE NOT j.is_available
-          GROUP BY 1, 2, 3) g
-    JOIN errands._tasks t ON t.id = g.task_id
-    LEFT JOIN errands._queues q ON q.id = g.job_queue_id;
+    SELECT u.state, u.task_identifier, u.queue_name, u.jobs, false
+    FROM errands._unavailable_counts() u;
     -- The big buckets (pending, scheduled, retrying): about 50,000 rows from a
     -- block sample, scaled to the estimated size.
     v_pct := least(100.0, 100.0 * 50000 / greatest(v_est, 1));
@@ -4226,20 +4234,10 @@ BEGIN
         RETURN;
     END IF;
     v_percent := least(100, 100 * sample_rows / v_rows);
-    -- Running, waiting and failed jobs (the ones no fetch index holds) are few:
-    -- counted exactly through the partial index jobs_unavailable, so a rare
-    -- state is not lost in the sample (estimated false).
+    -- Running, waiting and failed jobs: exact (65_dashboard.sql), estimated false.
     RETURN QUERY
-    SELECT t.identifier, q.queue_name, g.state, g.n, false
-    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
-                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
-                      ELSE 'failed' END AS state,
-                 j.task_id, j.job_queue_id, count(*) AS n
-          FROM errands._jobs j
-          WHERE NOT j.is_available
-          GROUP BY 1, 2, 3) g
-    JOIN errands._tasks t ON t.id = g.task_id
-    LEFT JOIN errands._queues q ON q.id = g.job_queue_id;
+    SELECT u.task_identifier, u.queue_name, u.state, u.jobs, false
+    FROM errands._unavailable_counts() u;
     -- A view cannot be sampled: the rows of errands.jobs from the table, the
     -- state as errands._job_row computes it; only the available ones (pending,
     -- scheduled, retrying) are kept from the sample.

@@ -16,6 +16,27 @@ LANGUAGE sql STABLE AS $$
     FROM pg_catalog.pg_class c WHERE c.oid = 'errands._jobs'::regclass
 $$;
 
+-- Running, waiting and failed jobs (the ones no fetch index holds) by state, task
+-- and queue, counted exactly through the partial index jobs_unavailable: they are
+-- few, and a rare state must not vanish in a sample (40 running jobs showed as 0).
+-- Grouped by ids first, the names joined to the groups (half the time). For
+-- dashboard_counts and job_counts (65_metrics.sql) on a big table; plain SQL, so
+-- inlined into their query.
+CREATE OR REPLACE FUNCTION errands._unavailable_counts()
+RETURNS TABLE (state text, task_identifier text, queue_name text, jobs bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT g.state, t.identifier, q.queue_name, g.n
+    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
+                      ELSE 'failed' END AS state,
+                 j.task_id, j.job_queue_id, count(*) AS n
+          FROM errands._jobs j
+          WHERE NOT j.is_available
+          GROUP BY 1, 2, 3) g
+    JOIN errands._tasks t ON t.id = g.task_id
+    LEFT JOIN errands._queues q ON q.id = g.job_queue_id
+$$;
+
 CREATE OR REPLACE FUNCTION errands.dashboard_counts(exact_below bigint DEFAULT 100000)
 RETURNS TABLE (state text, task_identifier text, queue_name text, jobs bigint, estimated boolean)
 LANGUAGE plpgsql STABLE
@@ -36,21 +57,10 @@ BEGIN
         FROM errands.jobs j GROUP BY 1, 2, 3;
         RETURN;
     END IF;
-    -- Big. Running, waiting and failed jobs (those no fetch index holds) are
-    -- counted exactly through the partial index jobs_unavailable: rare states
-    -- must not vanish in a sample (40 running jobs showed as 0).
-    -- Grouped by ids first, the names joined to the groups (half the time).
+    -- Big. Running, waiting and failed jobs: exact.
     RETURN QUERY
-    SELECT g.state, t.identifier, q.queue_name, g.n, false
-    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
-                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
-                      ELSE 'failed' END AS state,
-                 j.task_id, j.job_queue_id, count(*) AS n
-          FROM errands._jobs j
-          WHERE NOT j.is_available
-          GROUP BY 1, 2, 3) g
-    JOIN errands._tasks t ON t.id = g.task_id
-    LEFT JOIN errands._queues q ON q.id = g.job_queue_id;
+    SELECT u.state, u.task_identifier, u.queue_name, u.jobs, false
+    FROM errands._unavailable_counts() u;
     -- The big buckets (pending, scheduled, retrying): about 50,000 rows from a
     -- block sample, scaled to the estimated size.
     v_pct := least(100.0, 100.0 * 50000 / greatest(v_est, 1));
