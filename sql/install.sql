@@ -636,7 +636,7 @@ $errands_install_m0028$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '2754c8c88250cebc3eec7e3fbdf09a02b14416d6251de00d5721e6809c90c078') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '042a732743d7c3e19ddd633e2088581a626f64a3a1205d6a2a0b0301f23c7ba3') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -4959,6 +4959,21 @@ pending, scheduled and retrying ones come from a block sample of about 50,000
 rows scaled to the estimated table size (estimated true): a rare combination of
 those may be missing from the estimate.';
 
+-- The window of a chart (dashboard_chart, dashboard_durations): since within the
+-- last 7 days, buckets of at least 1 second, at most 1000 of them; raises 22023
+-- naming fn and the values otherwise.
+CREATE OR REPLACE FUNCTION errands._check_chart_window(fn text, since timestamptz, bucket interval)
+RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
+       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
+        RAISE EXCEPTION 'errands: % needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
+            fn, coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION errands.dashboard_chart(since timestamptz, bucket interval)
 RETURNS TABLE (bucket_start timestamptz, completed bigint, cancelled bigint, failed bigint,
                wait_p50 float8, wait_max float8)
@@ -4969,11 +4984,7 @@ DECLARE
     v_est bigint := errands._jobs_estimate();
     v_pct float8 := 100.0;
 BEGIN
-    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
-       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
-        RAISE EXCEPTION 'errands: dashboard_chart needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
-            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
-    END IF;
+    PERFORM errands._check_chart_window('dashboard_chart', since, bucket);
     IF v_est >= 100000 THEN
         v_pct := least(100.0, 100.0 * 50000 / v_est);
     END IF;
@@ -5216,11 +5227,7 @@ LANGUAGE plpgsql STABLE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
-       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
-        RAISE EXCEPTION 'errands: dashboard_durations needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
-            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
-    END IF;
+    PERFORM errands._check_chart_window('dashboard_durations', since, bucket);
     RETURN QUERY
     WITH b AS (
         SELECT g AS s FROM generate_series(since, now(), bucket) g
@@ -6199,7 +6206,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '2754c8c88250cebc3eec7e3fbdf09a02b14416d6251de00d5721e6809c90c078')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '042a732743d7c3e19ddd633e2088581a626f64a3a1205d6a2a0b0301f23c7ba3')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -724,6 +724,22 @@ AS $function$
                                   false, _cancel_now.cascade)
 $function$;
 
+-- FUNCTION errands._check_chart_window(text,timestamp with time zone,interval)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._check_chart_window(fn text, since timestamp with time zone, bucket interval)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+BEGIN
+    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
+       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
+        RAISE EXCEPTION 'errands: % needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
+            fn, coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+END
+$function$;
+
 -- FUNCTION errands._check_limit(text,text,integer,integer,interval)
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._check_limit(what text, name text, concurrency integer, rate_limit integer, rate_period interval)
@@ -3263,11 +3279,7 @@ DECLARE
     v_est bigint := errands._jobs_estimate();
     v_pct float8 := 100.0;
 BEGIN
-    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
-       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
-        RAISE EXCEPTION 'errands: dashboard_chart needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
-            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
-    END IF;
+    PERFORM errands._check_chart_window('dashboard_chart', since, bucket);
     IF v_est >= 100000 THEN
         v_pct := least(100.0, 100.0 * 50000 / v_est);
     END IF;
@@ -3397,11 +3409,7 @@ CREATE OR REPLACE FUNCTION errands.dashboard_durations(since timestamp with time
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 BEGIN
-    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
-       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
-        RAISE EXCEPTION 'errands: dashboard_durations needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
-            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
-    END IF;
+    PERFORM errands._check_chart_window('dashboard_durations', since, bucket);
     RETURN QUERY
     WITH b AS (
         SELECT g AS s FROM generate_series(since, now(), bucket) g
