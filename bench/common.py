@@ -9,6 +9,7 @@ import os
 import platform
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -217,3 +218,40 @@ def w1_round(
     if problems:
         raise RuntimeError(f"W1 exactly-once check failed (n={n}): {'; '.join(problems)}")
     return res
+
+
+def create_database(cluster: PgCluster, name: str, install_sql: str | None) -> str:
+    """A fresh database ``name`` with errands installed: this checkout's
+    (``install_sql`` None) or an earlier install.sql (the "before" of a before/after
+    run), as :func:`install_database`. Returns its DSN."""
+    with connect(cluster.dsn()) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    dsn = cluster.dsn(name)
+    install_database(dsn, install_sql)
+    return dsn
+
+
+def install_database(dsn: str, install_sql: str | None = None) -> None:
+    """Install errands into ``dsn`` (this checkout's, or ``install_sql``) and add one
+    job and truncate, so the first measured call is not the first use of the tables."""
+    with connect(dsn) as conn:
+        if install_sql is None:
+            errands.install(conn)
+        else:
+            conn.execute(install_sql.encode())
+        conn.execute("SELECT errands.add_job(identifier => 'noop')")
+        conn.execute("TRUNCATE errands._jobs")
+
+
+def w1_medians(dsns: dict[str, str], rounds: int, n: int) -> dict[str, float]:
+    """W1 c10 (n no-ops) on each database, ``rounds`` rounds interleaved (the order
+    reversed every other round); prints each round, returns the median jobs/s."""
+    rates: dict[str, list[float]] = {name: [] for name in dsns}
+    names = list(dsns)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            res = w1_round(dsns[name], n, 10)
+            rates[name].append(n / res.seconds)
+            print(f"  round {r + 1} {name:>6}: {n / res.seconds:,.0f} jobs/s", flush=True)
+    return {name: statistics.median(v) for name, v in rates.items()}

@@ -33,35 +33,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import errands
-from bench.common import PY, ROOT, WORKER, connect, durable_cluster, log, scalar, w1_round
-from pgtap.cluster import PgCluster
-
-
-def _create(cluster: PgCluster, name: str, install_sql: str | None) -> str:
-    with connect(cluster.dsn()) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    dsn = cluster.dsn(name)
-    with connect(dsn) as conn:
-        if install_sql is None:
-            errands.install(conn)
-        else:
-            conn.execute(install_sql.encode())
-        conn.execute("SELECT errands.add_job(identifier => 'noop')")
-        conn.execute("TRUNCATE errands._jobs")
-    return dsn
+from bench.common import (
+    PY,
+    ROOT,
+    WORKER,
+    connect,
+    create_database,
+    durable_cluster,
+    log,
+    scalar,
+    w1_medians,
+    w1_round,
+)
 
 
 def w1_interleaved(dsns: dict[str, str], rounds: int, n: int) -> None:
-    rates: dict[str, list[float]] = {name: [] for name in dsns}
-    names = list(dsns)
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            res = w1_round(dsns[name], n, 10)
-            rates[name].append(n / res.seconds)
-            print(f"  round {r + 1} {name:>6}: {n / res.seconds:,.0f} jobs/s", flush=True)
-    med = {name: statistics.median(v) for name, v in rates.items()}
+    med = w1_medians(dsns, rounds, n)
     for name, value in med.items():
         print(f"W1 c10 no limits, {name:>6}: median {value:,.0f} jobs/s over {rounds} rounds")
     print(f"W1 c10 no limits, after / before: {med['after'] / med['before']:.3f}", flush=True)
@@ -290,8 +277,8 @@ def main() -> None:
     os.environ["BENCH_WORKER_INSTALL"] = "0"
     with durable_cluster() as cluster:
         dsns = {
-            "before": _create(cluster, "flow_before", before_sql),
-            "after": _create(cluster, "flow_after", None),
+            "before": create_database(cluster, "flow_before", before_sql),
+            "after": create_database(cluster, "flow_after", None),
         }
         only = set(args.only.split(","))
         after = dsns["after"]
@@ -304,7 +291,7 @@ def main() -> None:
         if "held" in only:
             log("W1 with work held back by a pause and a concurrency limit")
             backlog = 20_000 if args.quick else 100_000
-            held = _create(cluster, "flow_held", None)
+            held = create_database(cluster, "flow_held", None)
             w1_held_back(after, held, rounds, args.n, backlog)
         if "limits" in only:
             log("throughput under a limit")

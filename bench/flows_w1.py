@@ -17,8 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import errands  # noqa: E402
-from bench.common import connect, durable_cluster, log, w1_round  # noqa: E402
+from bench.common import connect, durable_cluster, install_database, log, w1_round  # noqa: E402
 from bench.workloads import compile_errands  # noqa: E402
 
 NO_HOOKS = """
@@ -38,10 +37,8 @@ def main() -> None:
     rates: dict[str, list[float]] = {"hooks": [], "no hooks": []}
     with durable_cluster() as cluster:
         dsn = cluster.dsn()
+        install_database(dsn)
         with connect(dsn) as conn:
-            errands.install(conn)
-            conn.execute("SELECT errands.add_job(identifier => 'noop')")
-            conn.execute("TRUNCATE errands._jobs")
             hooks = ";\n".join(
                 row[0]
                 for row in conn.execute(

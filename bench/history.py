@@ -23,8 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import errands
-from bench.common import Report, connect, durable_cluster, enqueue_noops, log, w1_round
+from bench.common import (
+    Report,
+    connect,
+    durable_cluster,
+    enqueue_noops,
+    install_database,
+    log,
+    w1_round,
+)
 from bench.workloads import compile_errands
 
 
@@ -135,10 +142,7 @@ def main() -> None:
     args = parser.parse_args()
     with durable_cluster() as cluster:
         dsn = cluster.dsn()
-        with connect(dsn) as conn:
-            errands.install(conn)
-            conn.execute("SELECT errands.add_job(identifier => 'noop')")
-            conn.execute("TRUNCATE errands._jobs")
+        install_database(dsn)
         compile_errands()
         if not args.skip_w1:
             log("W1 c10, retention 1 hour vs 0, interleaved")

@@ -31,35 +31,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import errands
-from bench.common import ROOT, connect, durable_cluster, enqueue_noops, log, w1_round
-from pgtap.cluster import PgCluster
-
-
-def _create(cluster: PgCluster, name: str, install_sql: str | None) -> str:
-    with connect(cluster.dsn()) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    dsn = cluster.dsn(name)
-    with connect(dsn) as conn:
-        if install_sql is None:
-            errands.install(conn)
-        else:
-            conn.execute(install_sql.encode())
-        conn.execute("SELECT errands.add_job(identifier => 'noop')")
-        conn.execute("TRUNCATE errands._jobs")
-    return dsn
+from bench.common import (
+    ROOT,
+    connect,
+    create_database,
+    durable_cluster,
+    enqueue_noops,
+    log,
+    w1_medians,
+)
 
 
 def w1_interleaved(dsns: dict[str, str], rounds: int, n: int, what: str) -> None:
-    rates: dict[str, list[float]] = {name: [] for name in dsns}
-    names = list(dsns)
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            res = w1_round(dsns[name], n, 10)
-            rates[name].append(n / res.seconds)
-            print(f"  round {r + 1} {name:>6}: {n / res.seconds:,.0f} jobs/s", flush=True)
-    med = {name: statistics.median(v) for name, v in rates.items()}
+    med = w1_medians(dsns, rounds, n)
     print(f"W1 c10 {what}: before {med['before']:,.0f} jobs/s, after {med['after']:,.0f} jobs/s,"
           f" after / before {med['after'] / med['before']:.3f}", flush=True)  # fmt: skip
 
@@ -152,8 +136,8 @@ def main() -> None:
     only = set(args.only.split(","))
     with durable_cluster() as cluster:
         dsns = {
-            "before": _create(cluster, "errors_before", before_sql),
-            "after": _create(cluster, "errors_after", None),
+            "before": create_database(cluster, "errors_before", before_sql),
+            "after": create_database(cluster, "errors_after", None),
         }
         if "w1" in only:
             log(f"W1 c10: before ({ref[:12]}) vs after, interleaved")

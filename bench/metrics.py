@@ -18,8 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import errands  # noqa: E402
-from bench.common import Report, connect, durable_cluster, log, w1_round  # noqa: E402
+from bench.common import Report, durable_cluster, install_database, log, w1_round  # noqa: E402
 from bench.workloads import compile_errands  # noqa: E402
 
 
@@ -73,10 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     with durable_cluster() as cluster:
         dsn = cluster.dsn()
-        with connect(dsn) as conn:
-            errands.install(conn)
-            conn.execute("SELECT errands.add_job(identifier => 'noop')")
-            conn.execute("TRUNCATE errands._jobs")
+        install_database(dsn)
         compile_errands()
         log("W1 c10 with metrics on and off, interleaved")
         rates = w1_metrics(dsn, args.rounds, args.n)

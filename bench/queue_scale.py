@@ -36,30 +36,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
 
-import errands
-from bench.common import ROOT, connect, durable_cluster, jobs_count, log, run_once_workers
-from pgtap.cluster import PgCluster
+from bench.common import (
+    ROOT,
+    connect,
+    create_database,
+    durable_cluster,
+    jobs_count,
+    log,
+    run_once_workers,
+)
 
 BULK = (
     "SELECT count(*) FROM errands.add_jobs(ARRAY(SELECT ROW('noop', NULL,"
     " CASE WHEN %(queues)s::int > 0 THEN 'q' || g %% greatest(%(queues)s::int, 1) END,"
     " NULL, NULL, NULL, NULL, NULL)::errands.job_spec FROM generate_series(1, %(n)s::int) g))"
 )
-
-
-def _create(cluster: PgCluster, name: str, install_sql: str | None) -> str:
-    with connect(cluster.dsn()) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    dsn = cluster.dsn(name)
-    with connect(dsn) as conn:
-        if install_sql is None:
-            errands.install(conn)
-        else:
-            conn.execute(install_sql.encode())
-        conn.execute("SELECT errands.add_job(identifier => 'noop')")
-        conn.execute("TRUNCATE errands._jobs")
-    return dsn
 
 
 def _reset(conn: psycopg.Connection[Any]) -> None:
@@ -250,8 +241,8 @@ def main() -> None:
     only = set(args.only.split(","))
     os.environ["BENCH_WORKER_INSTALL"] = "0"  # never upgrade the "before" database
     with durable_cluster() as cluster:
-        after = _create(cluster, "scale_after", None)
-        before = _create(cluster, "scale_before", before_sql)
+        after = create_database(cluster, "scale_after", None)
+        before = create_database(cluster, "scale_before", before_sql)
         if "serial" in only:
             log(f"W1 c10: {n:,} jobs without queues vs over {n // 2:,} serial queues,"
                 f" before ({ref[:10]}) and after, interleaved")  # fmt: skip

@@ -30,8 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import errands  # noqa: E402
-from bench.common import Report, connect, durable_cluster, log, w1_round  # noqa: E402
+from bench.common import Report, connect, durable_cluster, install_database, log, w1_round  # noqa: E402
 from bench.workloads import compile_errands  # noqa: E402
 from errands import SyncWorkerUtils  # noqa: E402
 
@@ -134,10 +133,7 @@ def main() -> None:
     args = parser.parse_args()
     with durable_cluster() as cluster:
         dsn = cluster.dsn()
-        with connect(dsn) as conn:
-            errands.install(conn)
-            conn.execute("SELECT errands.add_job(identifier => 'noop')")
-            conn.execute("TRUNCATE errands._jobs")
+        install_database(dsn)
         compile_errands()
         log("wait latency")
         wait_row(dsn, args.n, Report())

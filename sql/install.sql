@@ -636,7 +636,7 @@ $errands_install_m0028$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '50c43f708450976e7ac327d51d2e83f2b1eb10547e1e663d40d9edba722689c0') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '3280aad82aae88083939ffc4a5d76d903a33f5703f339fca140ce0b191c95b75') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -2778,8 +2778,8 @@ BEGIN
         -- waits for a limit change in flight; a separate statement, run only when
         -- needed: an UPDATE in the DELETE's statement cost ~15 % of this call.
         IF v_done_queues IS NOT NULL OR errands._task_limits_on() THEN
-            PERFORM errands._release_slots(v_done_queues,
-                                           CASE WHEN errands._task_limits_on() THEN v_done_tasks END);
+            -- (_release_slots ignores task ids while no task has a limit.)
+            PERFORM errands._release_slots(v_done_queues, v_done_tasks);
         END IF;
         RETURN QUERY SELECT unnest(v_done);
         -- The others (watched, or no longer this worker's) take the path below.
@@ -2810,7 +2810,8 @@ BEGIN
           AND j.locked_by = worker_complete_jobs.worker_id
         RETURNING j.*
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(done.job_queue_id), array_agg(done.task_id))
         FROM done
@@ -2886,7 +2887,8 @@ BEGIN
           AND j.cancel_reason IS NULL
         RETURNING j.*
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(failed.job_queue_id), array_agg(failed.task_id))
         FROM failed
@@ -2958,7 +2960,8 @@ BEGIN
           AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(snoozed.job_queue_id), array_agg(snoozed.task_id))
         FROM snoozed
@@ -3027,7 +3030,8 @@ BEGIN
           AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(returned.job_queue_id), array_agg(returned.task_id))
         FROM returned
@@ -3072,7 +3076,8 @@ BEGIN
         WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(jobs.job_queue_id), array_agg(jobs.task_id))
         FROM jobs
@@ -4903,6 +4908,27 @@ LANGUAGE sql STABLE AS $$
     FROM pg_catalog.pg_class c WHERE c.oid = 'errands._jobs'::regclass
 $$;
 
+-- Running, waiting and failed jobs (the ones no fetch index holds) by state, task
+-- and queue, counted exactly through the partial index jobs_unavailable: they are
+-- few, and a rare state must not vanish in a sample (40 running jobs showed as 0).
+-- Grouped by ids first, the names joined to the groups (half the time). For
+-- dashboard_counts and job_counts (65_metrics.sql) on a big table; plain SQL, so
+-- inlined into their query.
+CREATE OR REPLACE FUNCTION errands._unavailable_counts()
+RETURNS TABLE (state text, task_identifier text, queue_name text, jobs bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT g.state, t.identifier, q.queue_name, g.n
+    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
+                      ELSE 'failed' END AS state,
+                 j.task_id, j.job_queue_id, count(*) AS n
+          FROM errands._jobs j
+          WHERE NOT j.is_available
+          GROUP BY 1, 2, 3) g
+    JOIN errands._tasks t ON t.id = g.task_id
+    LEFT JOIN errands._queues q ON q.id = g.job_queue_id
+$$;
+
 CREATE OR REPLACE FUNCTION errands.dashboard_counts(exact_below bigint DEFAULT 100000)
 RETURNS TABLE (state text, task_identifier text, queue_name text, jobs bigint, estimated boolean)
 LANGUAGE plpgsql STABLE
@@ -4923,21 +4949,10 @@ BEGIN
         FROM errands.jobs j GROUP BY 1, 2, 3;
         RETURN;
     END IF;
-    -- Big. Running, waiting and failed jobs (those no fetch index holds) are
-    -- counted exactly through the partial index jobs_unavailable: rare states
-    -- must not vanish in a sample (40 running jobs showed as 0).
-    -- Grouped by ids first, the names joined to the groups (half the time).
+    -- Big. Running, waiting and failed jobs: exact.
     RETURN QUERY
-    SELECT g.state, t.identifier, q.queue_name, g.n, false
-    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
-                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
-                      ELSE 'failed' END AS state,
-                 j.task_id, j.job_queue_id, count(*) AS n
-          FROM errands._jobs j
-          WHERE NOT j.is_available
-          GROUP BY 1, 2, 3) g
-    JOIN errands._tasks t ON t.id = g.task_id
-    LEFT JOIN errands._queues q ON q.id = g.job_queue_id;
+    SELECT u.state, u.task_identifier, u.queue_name, u.jobs, false
+    FROM errands._unavailable_counts() u;
     -- The big buckets (pending, scheduled, retrying): about 50,000 rows from a
     -- block sample, scaled to the estimated size.
     v_pct := least(100.0, 100.0 * 50000 / greatest(v_est, 1));
@@ -4971,6 +4986,21 @@ pending, scheduled and retrying ones come from a block sample of about 50,000
 rows scaled to the estimated table size (estimated true): a rare combination of
 those may be missing from the estimate.';
 
+-- The window of a chart (dashboard_chart, dashboard_durations): since within the
+-- last 7 days, buckets of at least 1 second, at most 1000 of them; raises 22023
+-- naming fn and the values otherwise.
+CREATE OR REPLACE FUNCTION errands._check_chart_window(fn text, since timestamptz, bucket interval)
+RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
+       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
+        RAISE EXCEPTION 'errands: % needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
+            fn, coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION errands.dashboard_chart(since timestamptz, bucket interval)
 RETURNS TABLE (bucket_start timestamptz, completed bigint, cancelled bigint, failed bigint,
                wait_p50 float8, wait_max float8)
@@ -4981,11 +5011,7 @@ DECLARE
     v_est bigint := errands._jobs_estimate();
     v_pct float8 := 100.0;
 BEGIN
-    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
-       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
-        RAISE EXCEPTION 'errands: dashboard_chart needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
-            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
-    END IF;
+    PERFORM errands._check_chart_window('dashboard_chart', since, bucket);
     IF v_est >= 100000 THEN
         v_pct := least(100.0, 100.0 * 50000 / v_est);
     END IF;
@@ -5228,11 +5254,7 @@ LANGUAGE plpgsql STABLE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
-       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
-        RAISE EXCEPTION 'errands: dashboard_durations needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
-            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
-    END IF;
+    PERFORM errands._check_chart_window('dashboard_durations', since, bucket);
     RETURN QUERY
     WITH b AS (
         SELECT g AS s FROM generate_series(since, now(), bucket) g
@@ -5304,20 +5326,10 @@ BEGIN
         RETURN;
     END IF;
     v_percent := least(100, 100 * sample_rows / v_rows);
-    -- Running, waiting and failed jobs (the ones no fetch index holds) are few:
-    -- counted exactly through the partial index jobs_unavailable, so a rare
-    -- state is not lost in the sample (estimated false).
+    -- Running, waiting and failed jobs: exact (65_dashboard.sql), estimated false.
     RETURN QUERY
-    SELECT t.identifier, q.queue_name, g.state, g.n, false
-    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
-                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
-                      ELSE 'failed' END AS state,
-                 j.task_id, j.job_queue_id, count(*) AS n
-          FROM errands._jobs j
-          WHERE NOT j.is_available
-          GROUP BY 1, 2, 3) g
-    JOIN errands._tasks t ON t.id = g.task_id
-    LEFT JOIN errands._queues q ON q.id = g.job_queue_id;
+    SELECT u.task_identifier, u.queue_name, u.state, u.jobs, false
+    FROM errands._unavailable_counts() u;
     -- A view cannot be sampled: the rows of errands.jobs from the table, the
     -- state as errands._job_row computes it; only the available ones (pending,
     -- scheduled, retrying) are kept from the sample.
@@ -6221,7 +6233,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '50c43f708450976e7ac327d51d2e83f2b1eb10547e1e663d40d9edba722689c0')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '3280aad82aae88083939ffc4a5d76d903a33f5703f339fca140ce0b191c95b75')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

@@ -724,6 +724,22 @@ AS $function$
                                   false, _cancel_now.cascade)
 $function$;
 
+-- FUNCTION errands._check_chart_window(text,timestamp with time zone,interval)
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._check_chart_window(fn text, since timestamp with time zone, bucket interval)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+AS $function$
+BEGIN
+    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
+       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
+        RAISE EXCEPTION 'errands: % needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
+            fn, coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+END
+$function$;
+
 -- FUNCTION errands._check_limit(text,text,integer,integer,interval)
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._check_limit(what text, name text, concurrency integer, rate_limit integer, rate_period interval)
@@ -2313,6 +2329,25 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands._unavailable_counts()
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._unavailable_counts()
+ RETURNS TABLE(state text, task_identifier text, queue_name text, jobs bigint)
+ LANGUAGE sql
+ STABLE
+AS $function$
+    SELECT g.state, t.identifier, q.queue_name, g.n
+    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
+                      ELSE 'failed' END AS state,
+                 j.task_id, j.job_queue_id, count(*) AS n
+          FROM errands._jobs j
+          WHERE NOT j.is_available
+          GROUP BY 1, 2, 3) g
+    JOIN errands._tasks t ON t.id = g.task_id
+    LEFT JOIN errands._queues q ON q.id = g.job_queue_id
+$function$;
+
 -- FUNCTION errands._validate_specs(errands.job_spec[])
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._validate_specs(specs errands.job_spec[])
@@ -3254,11 +3289,7 @@ DECLARE
     v_est bigint := errands._jobs_estimate();
     v_pct float8 := 100.0;
 BEGIN
-    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
-       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
-        RAISE EXCEPTION 'errands: dashboard_chart needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
-            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
-    END IF;
+    PERFORM errands._check_chart_window('dashboard_chart', since, bucket);
     IF v_est >= 100000 THEN
         v_pct := least(100.0, 100.0 * 50000 / v_est);
     END IF;
@@ -3328,21 +3359,10 @@ BEGIN
         FROM errands.jobs j GROUP BY 1, 2, 3;
         RETURN;
     END IF;
-    -- Big. Running, waiting and failed jobs (those no fetch index holds) are
-    -- counted exactly through the partial index jobs_unavailable: rare states
-    -- must not vanish in a sample (40 running jobs showed as 0).
-    -- Grouped by ids first, the names joined to the groups (half the time).
+    -- Big. Running, waiting and failed jobs: exact.
     RETURN QUERY
-    SELECT g.state, t.identifier, q.queue_name, g.n, false
-    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
-                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
-                      ELSE 'failed' END AS state,
-                 j.task_id, j.job_queue_id, count(*) AS n
-          FROM errands._jobs j
-          WHERE NOT j.is_available
-          GROUP BY 1, 2, 3) g
-    JOIN errands._tasks t ON t.id = g.task_id
-    LEFT JOIN errands._queues q ON q.id = g.job_queue_id;
+    SELECT u.state, u.task_identifier, u.queue_name, u.jobs, false
+    FROM errands._unavailable_counts() u;
     -- The big buckets (pending, scheduled, retrying): about 50,000 rows from a
     -- block sample, scaled to the estimated size.
     v_pct := least(100.0, 100.0 * 50000 / greatest(v_est, 1));
@@ -3399,11 +3419,7 @@ CREATE OR REPLACE FUNCTION errands.dashboard_durations(since timestamp with time
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 BEGIN
-    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
-       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
-        RAISE EXCEPTION 'errands: dashboard_durations needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
-            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
-    END IF;
+    PERFORM errands._check_chart_window('dashboard_durations', since, bucket);
     RETURN QUERY
     WITH b AS (
         SELECT g AS s FROM generate_series(since, now(), bucket) g
@@ -4252,20 +4268,10 @@ BEGIN
         RETURN;
     END IF;
     v_percent := least(100, 100 * sample_rows / v_rows);
-    -- Running, waiting and failed jobs (the ones no fetch index holds) are few:
-    -- counted exactly through the partial index jobs_unavailable, so a rare
-    -- state is not lost in the sample (estimated false).
+    -- Running, waiting and failed jobs: exact (65_dashboard.sql), estimated false.
     RETURN QUERY
-    SELECT t.identifier, q.queue_name, g.state, g.n, false
-    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
-                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
-                      ELSE 'failed' END AS state,
-                 j.task_id, j.job_queue_id, count(*) AS n
-          FROM errands._jobs j
-          WHERE NOT j.is_available
-          GROUP BY 1, 2, 3) g
-    JOIN errands._tasks t ON t.id = g.task_id
-    LEFT JOIN errands._queues q ON q.id = g.job_queue_id;
+    SELECT u.task_identifier, u.queue_name, u.state, u.jobs, false
+    FROM errands._unavailable_counts() u;
     -- A view cannot be sampled: the rows of errands.jobs from the table, the
     -- state as errands._job_row computes it; only the available ones (pending,
     -- scheduled, retrying) are kept from the sample.
@@ -5013,7 +5019,8 @@ BEGIN
         WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(jobs.job_queue_id), array_agg(jobs.task_id))
         FROM jobs
@@ -5486,8 +5493,8 @@ BEGIN
         -- waits for a limit change in flight; a separate statement, run only when
         -- needed: an UPDATE in the DELETE's statement cost ~15 % of this call.
         IF v_done_queues IS NOT NULL OR errands._task_limits_on() THEN
-            PERFORM errands._release_slots(v_done_queues,
-                                           CASE WHEN errands._task_limits_on() THEN v_done_tasks END);
+            -- (_release_slots ignores task ids while no task has a limit.)
+            PERFORM errands._release_slots(v_done_queues, v_done_tasks);
         END IF;
         RETURN QUERY SELECT unnest(v_done);
         -- The others (watched, or no longer this worker's) take the path below.
@@ -5518,7 +5525,8 @@ BEGIN
           AND j.locked_by = worker_complete_jobs.worker_id
         RETURNING j.*
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(done.job_queue_id), array_agg(done.task_id))
         FROM done
@@ -5601,7 +5609,8 @@ BEGIN
           AND j.cancel_reason IS NULL
         RETURNING j.*
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(failed.job_queue_id), array_agg(failed.task_id))
         FROM failed
@@ -5678,7 +5687,8 @@ BEGIN
           AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(returned.job_queue_id), array_agg(returned.task_id))
         FROM returned
@@ -5735,7 +5745,8 @@ BEGIN
           AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(snoozed.job_queue_id), array_agg(snoozed.task_id))
         FROM snoozed

@@ -51,6 +51,7 @@ MACHINERY = [
     "errands.worker", "errands.runner", "errands.utils", "errands._producer",
     "errands._executor", "errands._reporter", "errands._presence", "errands._turns",
     "errands._local_queue", "errands._heartbeat", "errands._prune", "errands._threads",
+    "errands._record", "errands._locks",
     "errands._gc", "errands._embedded", "errands._embedded_os", "errands._cron",
     "psycopg_pool", "pydantic", "rich", "concurrent.futures.thread",
 ]  # fmt: skip

@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 from dashboard_data import HOSTILE, add, seed, state
+from dashboard_fixtures import database_fixtures, logs_fixture
 from dashboard_support import PAGES, dashboard, worker
 from server_support import Server
 from worker_support import wait_until
@@ -49,21 +50,8 @@ pytestmark = pytest.mark.slow
 # --- fixtures --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def dsn(database_factory: Any, errands_template: str) -> Iterator[str]:
-    with database_factory(template=errands_template, prefix="dash_browser") as value:
-        yield value
-
-
-@pytest.fixture
-def conn(dsn: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("dashboard_browser")
+dsn, conn = database_fixtures("dash_browser")
+logs = logs_fixture("dash_browser")
 
 
 @pytest.fixture(scope="module")

@@ -22,17 +22,18 @@ from typing import Any
 import psycopg
 import pytest
 from dashboard_data import ATTR_BREAKER, HOSTILE, add, fail, ids, snapshot, state
+from dashboard_fixtures import (
+    database_fixtures,
+    logs_fixture,
+    require_dashboard_extra,
+    server_fixtures,
+)
 from dashboard_support import PAGES, UNSET, Client, Page, dashboard, dashboard_argv, flash
 from psycopg import sql
 from server_support import Server, free_port
 from worker_support import wait_until
 
-for _module in ("starlette", "jinja2", "uvicorn", "multipart"):
-    pytest.importorskip(
-        _module,
-        reason="the dashboard extra is not installed: "
-        "pip install -e '.[test]' (or errands[dashboard])",
-    )
+require_dashboard_extra()
 
 pytestmark = pytest.mark.slow
 
@@ -40,40 +41,15 @@ pytestmark = pytest.mark.slow
 # --- fixtures --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def dsn(database_factory: Any, errands_template: str) -> Iterator[str]:
-    with database_factory(template=errands_template, prefix="dash_http") as value:
-        with psycopg.connect(value, autocommit=True) as conn:
-            conn.execute("SELECT errands.set_retention('1 hour')")
-        yield value
-
-
-@pytest.fixture
-def conn(dsn: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("dashboard_http")
-
-
-@pytest.fixture(scope="module")
-def server(dsn: str, logs: Path) -> Iterator[Server]:
-    with dashboard(dsn, logs / "dashboard.log") as value:
-        yield value
+dsn, conn = database_fixtures("dash_http", retention="1 hour")
+logs = logs_fixture("dash_http")
+server, client = server_fixtures()
 
 
 @pytest.fixture(scope="module")
 def ro_server(dsn: str, logs: Path) -> Iterator[Server]:
     with dashboard(dsn, logs / "dashboard_ro.log", read_only=True) as value:
         yield value
-
-
-@pytest.fixture
-def client(server: Server) -> Client:
-    return Client(server.url)
 
 
 @pytest.mark.parametrize(

@@ -6,23 +6,18 @@ at the same moment; it needs the dashboard's credentials like every route; the r
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from dashboard_data import add
+from dashboard_fixtures import database_fixtures, require_dashboard_extra
 from dashboard_support import Client, dashboard, worker
 from psycopg import sql
 from worker_support import wait_until
 
-for _module in ("starlette", "jinja2", "uvicorn", "multipart", "prometheus_client"):
-    pytest.importorskip(
-        _module,
-        reason="the dashboard extra is not installed: "
-        "pip install -e '.[test]' (or errands[dashboard])",
-    )
+require_dashboard_extra("prometheus_client")
 
 pytestmark = pytest.mark.slow
 
@@ -58,16 +53,7 @@ def scraped_jobs(text: str) -> dict[tuple[str, str, str], int]:
     return jobs
 
 
-@pytest.fixture(scope="module")
-def dsn(database_factory: Any, errands_template: str) -> Iterator[str]:
-    with database_factory(template=errands_template, prefix="dash_metrics") as value:
-        yield value
-
-
-@pytest.fixture
-def conn(dsn: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        yield connection
+dsn, conn = database_fixtures("dash_metrics")
 
 
 def test_metrics_during_a_run_equal_the_sql_counts(

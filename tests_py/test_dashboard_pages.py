@@ -14,7 +14,6 @@ import json
 import re
 import sys
 import urllib.parse
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,16 @@ from typing import Any
 import psycopg
 import pytest
 from dashboard_data import add, fail, snapshot, state
-from dashboard_support import PAGES, UNSET, Client, dashboard, flash
-from server_support import Server, free_port, serve
+from dashboard_fixtures import (
+    database_fixtures,
+    logs_fixture,
+    require_dashboard_extra,
+    server_fixtures,
+)
+from dashboard_support import PAGES, UNSET, Client, flash
+from server_support import free_port, serve
 
-for _module in ("starlette", "jinja2", "uvicorn", "multipart"):
-    pytest.importorskip(
-        _module,
-        reason="the dashboard extra is not installed: "
-        "pip install -e '.[test]' (or errands[dashboard])",
-    )
+require_dashboard_extra()
 
 pytestmark = pytest.mark.slow
 
@@ -40,34 +40,9 @@ SERVER_TIMING = re.compile(r"\bapp;dur=\d+(\.\d+)?\b")
 # --- fixtures --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def dsn(database_factory: Any, errands_template: str) -> Iterator[str]:
-    with database_factory(template=errands_template, prefix="dash_pages") as value:
-        with psycopg.connect(value, autocommit=True) as conn:
-            conn.execute("SELECT errands.set_retention('1 hour')")
-        yield value
-
-
-@pytest.fixture
-def conn(dsn: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("dashboard_pages")
-
-
-@pytest.fixture(scope="module")
-def server(dsn: str, logs: Path) -> Iterator[Server]:
-    with dashboard(dsn, logs / "dashboard.log") as value:
-        yield value
-
-
-@pytest.fixture
-def client(server: Server) -> Client:
-    return Client(server.url)
+dsn, conn = database_fixtures("dash_pages", retention="1 hour")
+logs = logs_fixture("dash_pages")
+server, client = server_fixtures()
 
 
 # --- pages -----------------------------------------------------------------------

@@ -28,24 +28,18 @@ from typing import TYPE_CHECKING, Any
 
 from errands._connections import ConnectionSource, SyncConnections
 from errands._local_queue import LocalQueue
-from errands._reporter import Reporter, ReportError
+from errands._record import Recorder
+from errands._reporter import Reporter
 from errands._task_results import (
-    CANCELLED,
     COMPLETED,
-    FAILED,
-    RETRIED,
-    SNOOZED,
-    BatchFailure,
     TaskTimeout,
     WorkerShutdown,
     batch_outcome,
     encode_result,
-    failure_message,
 )
 from errands._threads import DaemonThreadPool
 from errands.helpers import AbortSignal, Helpers
 from errands.job import Job
-from errands.outcomes import Cancel, Fail, Snooze
 from errands.tasks import TaskInfo, TaskRegistry
 
 if TYPE_CHECKING:
@@ -125,8 +119,17 @@ class Executor:
         self._cancel_early: dict[int, float] = {}
         # Tasks whose slot is free but whose outcome (or hand-back) is still being written.
         self._writing: set[asyncio.Task[None]] = set()
-        self.observer: Observer | None = None
+        self._recorder = Recorder(reporter, emit)
+        self.record = self._recorder.record
+
+    @property
+    def observer(self) -> Observer | None:
         """Counts (metrics) and spans (tracing) of the tries; None: neither."""
+        return self._recorder.observer
+
+    @observer.setter
+    def observer(self, observer: Observer | None) -> None:
+        self._recorder.observer = observer
 
     @property
     def jobs(self) -> list[Job]:
@@ -150,8 +153,9 @@ class Executor:
         self.running[job.id] = rec
         # Unnamed: formatting a name per job costs more than the job.
         run = self._run_job(rec, self._tasks.get(job.task_identifier))
-        if self.observer is not None and self.observer.spans is not None:
-            run = self.observer.spans.run(job, run)
+        observer = self._recorder.observer
+        if observer is not None and observer.spans is not None:
+            run = observer.spans.run(job, run)
         rec.task = asyncio.create_task(run)
 
     # --- one job -------------------------------------------------------------------------
@@ -225,8 +229,9 @@ class Executor:
                 # worker of serial queues at one flush per `concurrency` jobs.)
                 if error is None:
                     self._release(rec, writing=False, queue_freed=False)
-                    if self.observer is not None:
-                        self.observer.ended(job, COMPLETED, duration, rec.started)
+                    observer = self._recorder.observer
+                    if observer is not None:
+                        observer.ended(job, COMPLETED, duration, rec.started)
                     self._emit("job:success", job=job, duration=duration)
                     self.completions_writing += 1
                     self._reporter.complete_then(
@@ -291,76 +296,6 @@ class Executor:
         if written is None:
             return  # logged by the reporter
         if not written:
-            self._emit("job:lock_lost", job=job)
-        self._emit("job:complete", job=job, duration=duration)
-
-    async def record(
-        self,
-        job: Job,
-        error: BaseException | None,
-        replacement: Any,
-        duration: float,
-        result: str | None = None,
-        *,
-        cancelled: bool = False,
-    ) -> None:
-        """Report the outcome, then emit the events that depend on it (``cancelled``:
-        the job's cancellation was requested, so it ends cancelled whatever it did)."""
-        observer = self.observer
-        started = time.perf_counter() - duration
-        try:
-            if cancelled or isinstance(error, Cancel):
-                reason = error.reason if isinstance(error, Cancel) else None
-                if observer is not None:
-                    observer.ended(job, CANCELLED, duration, started)
-                await self._record_cancel(job, reason, duration)
-                return
-            if isinstance(error, Snooze):
-                if observer is not None:
-                    observer.ended(job, SNOOZED, duration, started)
-                await self._record_snooze(job, error, duration)
-                return
-            if error is None:
-                if observer is not None:
-                    observer.ended(job, COMPLETED, duration, started)
-                self._emit("job:success", job=job, duration=duration)
-                if not await self._reporter.complete(job.id, result):
-                    self._emit("job:lock_lost", job=job)
-            else:
-                data = {"batch_errors": error.errors} if isinstance(error, BatchFailure) else {}
-                self._emit("job:error", job=job, error=error, duration=duration, data=data)
-                if isinstance(error, Fail) and not error.retry:
-                    # For good: a batch fails as a whole, its payload kept.
-                    row = await self._reporter.fail_now(job.id, failure_message(error))
-                else:
-                    row = await self._reporter.fail(job.id, failure_message(error), replacement)
-                if observer is not None:
-                    # The written row says whether a retry follows (job: its lock was lost).
-                    left = (row or job).has_attempts_left and not (
-                        isinstance(error, Fail) and not error.retry
-                    )
-                    observer.ended(job, RETRIED if left else FAILED, duration, started, error)
-                if row is None:
-                    self._emit("job:lock_lost", job=job)
-                elif not row.has_attempts_left:
-                    self._emit("job:failed", job=row, error=error, data=data)
-        except ReportError:
-            return  # logged by the reporter
-        self._emit("job:complete", job=job, error=error, duration=duration)
-
-    async def _record_snooze(self, job: Job, snooze: Snooze, duration: float) -> None:
-        """A try that raised :class:`Snooze`: not a failure, and not an attempt."""
-        if await self._reporter.snooze(job.id, snooze.delay):
-            self._emit("job:snooze", job=job, duration=duration, data={"delay": snooze.delay})
-        else:
-            self._emit("job:lock_lost", job=job)
-        self._emit("job:complete", job=job, duration=duration)
-
-    async def _record_cancel(self, job: Job, reason: str | None, duration: float) -> None:
-        """A cancelled try (errands.Cancel, or a cancellation request): never retried."""
-        if await self._reporter.cancel(job.id, reason):
-            self._emit("job:cancelled", job=job, duration=duration, data={"reason": reason})
-        else:
             self._emit("job:lock_lost", job=job)
         self._emit("job:complete", job=job, duration=duration)
 

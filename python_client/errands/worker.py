@@ -11,6 +11,8 @@ them.  It wires together parts with one job each:
 * :class:`~errands._executor.Executor` -- the slots: runs jobs (async tasks on the
   event loop, sync tasks in daemon threads), timeouts, batch outcomes;
 * :class:`~errands._reporter.Reporter` -- writes outcomes in batches;
+* :mod:`errands._locks` -- hands back unstarted jobs, sweeps stale locks
+  (``reset_locked``);
 * :class:`~errands._presence.Presence` -- continuous mode: the LISTEN connection
   with the worker's advisory lock, registration, heartbeat and rescue.
 
@@ -35,7 +37,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ from errands._cancel_watch import CancelWatch
 from errands._connections import ConnectionSource, SyncConnections
 from errands._executor import ABORT_GRACE, Executor
 from errands._local_queue import LocalQueue
+from errands._locks import SWEEP_INTERVAL, return_jobs, sweep, sweep_loop
 from errands._observe import observer_for
 from errands._options import (
     ForbiddenFlags,
@@ -66,7 +68,6 @@ from errands._turns import Turns
 from errands.events import Event, Events
 from errands.helpers import AbortSignal
 from errands.job import Job
-from errands.logs import error_message
 from errands.tasks import TaskRegistry
 
 if TYPE_CHECKING:
@@ -86,9 +87,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("errands.worker")
-
-SWEEP_INTERVAL = (480.0, 600.0)
-"""Seconds between two ``reset_locked`` sweeps (random in this range)."""
 
 
 class Worker:
@@ -203,7 +201,7 @@ class Worker:
         """Sweep stale locks, register and listen (continuous mode), start working."""
         if self._main is not None:
             raise RuntimeError("errands: worker already started")
-        await self._sweep()
+        await sweep(self._source, self._emit)
         if self._observer is not None:
             self._observer.serve(self.options)
         if self._presence is not None:
@@ -215,7 +213,9 @@ class Worker:
                 raise
         self._reporter.start()
         if self._presence is not None:
-            self._sweeper = asyncio.create_task(self._sweep_loop(), name="errands-sweep")
+            self._sweeper = asyncio.create_task(
+                sweep_loop(self._source, self._emit, self._outage), name="errands-sweep"
+            )
             self._pruner = asyncio.create_task(
                 prune_loop(self._source, self._emit, self._outage), name="errands-prune"
             )
@@ -376,38 +376,7 @@ class Worker:
         return list(value) if value else None
 
     async def _return_jobs(self, jobs: list[Job]) -> None:
-        """Hand back jobs fetched but not started (their lock and attempt)."""
-        if not jobs:
-            return
-        ids = [job.id for job in jobs]
-        try:
-            async with self._source.connection() as conn:
-                await conn.execute(q.WORKER_RETURN_JOBS, {"worker_id": self.worker_id, "ids": ids})
-        except Exception as exc:
-            logger.error(
-                "errands: could not return unstarted jobs %s (%s); they stay locked by %s",
-                ids, error_message(exc), self.worker_id,
-            )  # fmt: skip
-            return
-        self._emit("worker:return", data={"job_ids": ids})
-
-    async def _sweep(self) -> None:
-        async def sweep() -> Any:
-            async with self._source.connection() as conn:
-                cur = await conn.execute(q.RESET_LOCKED)
-                return await cur.fetchone()
-
-        row = await retry_transient(sweep, "reset_locked")
-        self._emit("worker:sweep", data={"count": row[0] if row else 0})
-
-    async def _sweep_loop(self) -> None:
-        while True:
-            await asyncio.sleep(random.uniform(*SWEEP_INTERVAL))
-            try:
-                await self._sweep()
-            except Exception as exc:
-                self._emit("worker:sweep:error", error=exc)
-                self._outage.failed("sweep", exc, "reset_locked", hold=False)
+        await return_jobs(self._source, self.worker_id, self._emit, jobs)
 
     def _on_report_error(self, error: BaseException, job_ids: list[int]) -> None:
         if self._stats is not None:
@@ -425,4 +394,3 @@ class Worker:
     ) -> None:
         if self.events.wants(name):
             self.events.emit(Event.fast(name, self.worker_id, job, error, duration, data or {}))
-

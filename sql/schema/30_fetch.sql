@@ -364,8 +364,8 @@ BEGIN
         -- waits for a limit change in flight; a separate statement, run only when
         -- needed: an UPDATE in the DELETE's statement cost ~15 % of this call.
         IF v_done_queues IS NOT NULL OR errands._task_limits_on() THEN
-            PERFORM errands._release_slots(v_done_queues,
-                                           CASE WHEN errands._task_limits_on() THEN v_done_tasks END);
+            -- (_release_slots ignores task ids while no task has a limit.)
+            PERFORM errands._release_slots(v_done_queues, v_done_tasks);
         END IF;
         RETURN QUERY SELECT unnest(v_done);
         -- The others (watched, or no longer this worker's) take the path below.
@@ -396,7 +396,8 @@ BEGIN
           AND j.locked_by = worker_complete_jobs.worker_id
         RETURNING j.*
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(done.job_queue_id), array_agg(done.task_id))
         FROM done
@@ -472,7 +473,8 @@ BEGIN
           AND j.cancel_reason IS NULL
         RETURNING j.*
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(failed.job_queue_id), array_agg(failed.task_id))
         FROM failed
@@ -544,7 +546,8 @@ BEGIN
           AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(snoozed.job_queue_id), array_agg(snoozed.task_id))
         FROM snoozed
@@ -613,7 +616,8 @@ BEGIN
           AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(returned.job_queue_id), array_agg(returned.task_id))
         FROM returned
@@ -658,7 +662,8 @@ BEGIN
         WHERE j.locked_at < now() - reset_locked.older_than AND j.cancel_reason IS NULL
         RETURNING j.id, j.job_queue_id, j.task_id
     -- Flow control (35_flow_control.sql): the released jobs free their queue
-    -- and task slots.
+    -- and task slots. A SELECT CTE runs only if the main query reads it: the
+    -- main query joins `slots` (one row, an aggregate) for that, rows unchanged.
     ), slots AS (
         SELECT errands._release_slots(array_agg(jobs.job_queue_id), array_agg(jobs.task_id))
         FROM jobs

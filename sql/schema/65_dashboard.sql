@@ -16,6 +16,27 @@ LANGUAGE sql STABLE AS $$
     FROM pg_catalog.pg_class c WHERE c.oid = 'errands._jobs'::regclass
 $$;
 
+-- Running, waiting and failed jobs (the ones no fetch index holds) by state, task
+-- and queue, counted exactly through the partial index jobs_unavailable: they are
+-- few, and a rare state must not vanish in a sample (40 running jobs showed as 0).
+-- Grouped by ids first, the names joined to the groups (half the time). For
+-- dashboard_counts and job_counts (65_metrics.sql) on a big table; plain SQL, so
+-- inlined into their query.
+CREATE OR REPLACE FUNCTION errands._unavailable_counts()
+RETURNS TABLE (state text, task_identifier text, queue_name text, jobs bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT g.state, t.identifier, q.queue_name, g.n
+    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
+                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
+                      ELSE 'failed' END AS state,
+                 j.task_id, j.job_queue_id, count(*) AS n
+          FROM errands._jobs j
+          WHERE NOT j.is_available
+          GROUP BY 1, 2, 3) g
+    JOIN errands._tasks t ON t.id = g.task_id
+    LEFT JOIN errands._queues q ON q.id = g.job_queue_id
+$$;
+
 CREATE OR REPLACE FUNCTION errands.dashboard_counts(exact_below bigint DEFAULT 100000)
 RETURNS TABLE (state text, task_identifier text, queue_name text, jobs bigint, estimated boolean)
 LANGUAGE plpgsql STABLE
@@ -36,21 +57,10 @@ BEGIN
         FROM errands.jobs j GROUP BY 1, 2, 3;
         RETURN;
     END IF;
-    -- Big. Running, waiting and failed jobs (those no fetch index holds) are
-    -- counted exactly through the partial index jobs_unavailable: rare states
-    -- must not vanish in a sample (40 running jobs showed as 0).
-    -- Grouped by ids first, the names joined to the groups (half the time).
+    -- Big. Running, waiting and failed jobs: exact.
     RETURN QUERY
-    SELECT g.state, t.identifier, q.queue_name, g.n, false
-    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
-                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
-                      ELSE 'failed' END AS state,
-                 j.task_id, j.job_queue_id, count(*) AS n
-          FROM errands._jobs j
-          WHERE NOT j.is_available
-          GROUP BY 1, 2, 3) g
-    JOIN errands._tasks t ON t.id = g.task_id
-    LEFT JOIN errands._queues q ON q.id = g.job_queue_id;
+    SELECT u.state, u.task_identifier, u.queue_name, u.jobs, false
+    FROM errands._unavailable_counts() u;
     -- The big buckets (pending, scheduled, retrying): about 50,000 rows from a
     -- block sample, scaled to the estimated size.
     v_pct := least(100.0, 100.0 * 50000 / greatest(v_est, 1));
@@ -84,6 +94,21 @@ pending, scheduled and retrying ones come from a block sample of about 50,000
 rows scaled to the estimated table size (estimated true): a rare combination of
 those may be missing from the estimate.';
 
+-- The window of a chart (dashboard_chart, dashboard_durations): since within the
+-- last 7 days, buckets of at least 1 second, at most 1000 of them; raises 22023
+-- naming fn and the values otherwise.
+CREATE OR REPLACE FUNCTION errands._check_chart_window(fn text, since timestamptz, bucket interval)
+RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
+       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
+        RAISE EXCEPTION 'errands: % needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
+            fn, coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION errands.dashboard_chart(since timestamptz, bucket interval)
 RETURNS TABLE (bucket_start timestamptz, completed bigint, cancelled bigint, failed bigint,
                wait_p50 float8, wait_max float8)
@@ -94,11 +119,7 @@ DECLARE
     v_est bigint := errands._jobs_estimate();
     v_pct float8 := 100.0;
 BEGIN
-    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
-       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
-        RAISE EXCEPTION 'errands: dashboard_chart needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
-            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
-    END IF;
+    PERFORM errands._check_chart_window('dashboard_chart', since, bucket);
     IF v_est >= 100000 THEN
         v_pct := least(100.0, 100.0 * 50000 / v_est);
     END IF;
@@ -341,11 +362,7 @@ LANGUAGE plpgsql STABLE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second'
-       OR since < now() - interval '7 days' OR extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 1000 THEN
-        RAISE EXCEPTION 'errands: dashboard_durations needs a since within 7 days and at most 1000 buckets of at least 1 second, got since %, bucket %',
-            coalesce(since::text, 'NULL'), coalesce(bucket::text, 'NULL') USING ERRCODE = '22023';
-    END IF;
+    PERFORM errands._check_chart_window('dashboard_durations', since, bucket);
     RETURN QUERY
     WITH b AS (
         SELECT g AS s FROM generate_series(since, now(), bucket) g

@@ -40,20 +40,10 @@ BEGIN
         RETURN;
     END IF;
     v_percent := least(100, 100 * sample_rows / v_rows);
-    -- Running, waiting and failed jobs (the ones no fetch index holds) are few:
-    -- counted exactly through the partial index jobs_unavailable, so a rare
-    -- state is not lost in the sample (estimated false).
+    -- Running, waiting and failed jobs: exact (65_dashboard.sql), estimated false.
     RETURN QUERY
-    SELECT t.identifier, q.queue_name, g.state, g.n, false
-    FROM (SELECT CASE WHEN j.locked_at IS NOT NULL THEN 'running'
-                      WHEN j.waiting_for IS NOT NULL THEN 'waiting'
-                      ELSE 'failed' END AS state,
-                 j.task_id, j.job_queue_id, count(*) AS n
-          FROM errands._jobs j
-          WHERE NOT j.is_available
-          GROUP BY 1, 2, 3) g
-    JOIN errands._tasks t ON t.id = g.task_id
-    LEFT JOIN errands._queues q ON q.id = g.job_queue_id;
+    SELECT u.task_identifier, u.queue_name, u.state, u.jobs, false
+    FROM errands._unavailable_counts() u;
     -- A view cannot be sampled: the rows of errands.jobs from the table, the
     -- state as errands._job_row computes it; only the available ones (pending,
     -- scheduled, retrying) are kept from the sample.
