@@ -636,7 +636,7 @@ $errands_install_m0028$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '3280aad82aae88083939ffc4a5d76d903a33f5703f339fca140ce0b191c95b75') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '77c9f3dffd16af0fcb9b8ed92421cec4736632c3a0134993b3944a722bad6b3a') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -4934,47 +4934,16 @@ RETURNS TABLE (state text, task_identifier text, queue_name text, jobs bigint, e
 LANGUAGE plpgsql STABLE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_est bigint := errands._jobs_estimate();
-    v_pct float8;
 BEGIN
     IF exact_below IS NULL OR exact_below < 0 THEN
         RAISE EXCEPTION 'errands: dashboard_counts needs exact_below >= 0, got %',
             coalesce(exact_below::text, 'NULL') USING ERRCODE = '22023';
     END IF;
-    -- Unknown size (never analysed) or small: count exactly.
-    IF exact_below > 0 AND v_est < exact_below THEN
-        RETURN QUERY
-        SELECT j.state, j.task_identifier, j.queue_name, count(*), false
-        FROM errands.jobs j GROUP BY 1, 2, 3;
-        RETURN;
-    END IF;
-    -- Big. Running, waiting and failed jobs: exact.
+    -- The counts /metrics serves too (65_metrics.sql), with a larger sample: the
+    -- overview shows every task and queue, where a scrape sums them.
     RETURN QUERY
-    SELECT u.state, u.task_identifier, u.queue_name, u.jobs, false
-    FROM errands._unavailable_counts() u;
-    -- The big buckets (pending, scheduled, retrying): about 50,000 rows from a
-    -- block sample, scaled to the estimated size.
-    v_pct := least(100.0, 100.0 * 50000 / greatest(v_est, 1));
-    RETURN QUERY EXECUTE format($q$
-        WITH s AS (
-            SELECT CASE WHEN NOT j.is_available THEN NULL
-                        WHEN j.attempts > 0 THEN 'retrying'
-                        WHEN j.run_at > now() THEN 'scheduled'
-                        ELSE 'pending' END AS state,
-                   j.task_id, j.job_queue_id
-            FROM errands._jobs j TABLESAMPLE SYSTEM (%s)
-        ), g AS (
-            SELECT s.state, s.task_id, s.job_queue_id, count(*) AS n,
-                   sum(count(*)) OVER () AS total
-            FROM s GROUP BY 1, 2, 3
-        )
-        SELECT g.state, t.identifier, q.queue_name,
-               greatest(1, round(g.n * %s / g.total))::bigint, true
-        FROM g
-        JOIN errands._tasks t ON t.id = g.task_id
-        LEFT JOIN errands._queues q ON q.id = g.job_queue_id
-        WHERE g.state IS NOT NULL$q$, v_pct, v_est);
+    SELECT c.state, c.task_identifier, c.queue_name, c.jobs, c.estimated
+    FROM errands.job_counts(exact_below, 50000) c;
 END
 $$;
 COMMENT ON FUNCTION errands.dashboard_counts(bigint) IS
@@ -6233,7 +6202,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '3280aad82aae88083939ffc4a5d76d903a33f5703f339fca140ce0b191c95b75')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '77c9f3dffd16af0fcb9b8ed92421cec4736632c3a0134993b3944a722bad6b3a')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;
