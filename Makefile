@@ -86,6 +86,9 @@ $(VPY):
 $(STAMP): pyproject.toml | $(VPY)
 	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 \
 	  | sed '/^WARNING: Location .* is ignored/d'
+	@# Bytecode, as a pip install of the package writes it (an editable install
+	@# under PYTHONDONTWRITEBYTECODE=1 would compile every module at every start).
+	$(VPY) -m compileall -q python_client/errands >/dev/null
 	@touch $@
 
 venv: $(STAMP)

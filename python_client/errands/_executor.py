@@ -19,11 +19,13 @@ a requested job cancelled whatever was reported; this says so in the events).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import logging
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from errands._connections import ConnectionSource, SyncConnections
@@ -120,6 +122,7 @@ class Executor:
         # Tasks whose slot is free but whose outcome (or hand-back) is still being written.
         self._writing: set[asyncio.Task[None]] = set()
         self._recorder = Recorder(reporter, emit)
+        self._context = contextvars.copy_context()
         self.record = self._recorder.record
 
     @property
@@ -156,7 +159,15 @@ class Executor:
         observer = self._recorder.observer
         if observer is not None and observer.spans is not None:
             run = observer.spans.run(job, run)
-        rec.task = asyncio.create_task(run)
+        # In a copy of the worker's own context, not of the current one: a slot
+        # freed by a job that just ended starts the next job from within the
+        # ended job's context, which would leak its context variables onward.
+        task = self._context.run(_start_task, run)
+        rec.task = task
+        if job.id not in self.running and not task.done():
+            # Its first step (eager start) already freed the slot: the task goes
+            # on to write the outcome.
+            self.track(task)
 
     # --- one job -------------------------------------------------------------------------
 
@@ -347,6 +358,18 @@ class Executor:
             for task in pending:
                 logger.warning("errands: %s did not stop when cancelled", task.get_name())
                 task.cancel()
+
+
+if sys.version_info >= (3, 12):
+
+    def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A job's task, started eagerly: its first step runs now, as the task
+        itself (current_task() is this task), so a job that never suspends ends
+        here without being scheduled (~20 % of the worker's CPU per no-op job)."""
+        return asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
+
+else:
+    _start_task = asyncio.create_task  # eager start came with Python 3.12
 
 
 async def _give_up(inner: asyncio.Future[Any]) -> None:

@@ -35,6 +35,10 @@ from errands.job import Job
 
 Emit = Callable[..., None]
 
+DISPATCH_ROUNDS = 16
+"""Rounds of starting jobs (up to ``concurrency`` each) one dispatch may run while
+jobs end as they start, before it yields to the event loop."""
+
 RECHECK = 0.05
 """Seconds after a short fetch to look again (once) when a rate-limited queue has
 room and jobs due (``next_start`` answered 0: now)."""
@@ -95,6 +99,8 @@ class Producer:
         self.want_fetch = True
         """Fetch at the next turn whatever the poll deadline says."""
         self.wakeup = asyncio.Event()
+        self._dispatching = False  # dispatch() is on the stack
+        self._dispatch_again = False  # a slot freed meanwhile: dispatch another round
         self.fetching: asyncio.Task[None] | None = None
         self._error: Exception | None = None  # of the last fetch, for the loop
         self._next_poll = 0.0
@@ -129,7 +135,28 @@ class Producer:
         self.wakeup.set()
 
     def dispatch(self) -> None:
-        """Start queued jobs in the free slots (stale ones are handed back)."""
+        """Start queued jobs in the free slots (stale ones are handed back).
+
+        A job may end within ``start`` (its task's first step runs eagerly and
+        never suspends): its freed slot calls back here. That call only asks for
+        another round of this one, so the stack stays flat; after
+        :data:`DISPATCH_ROUNDS` rounds the loop's next turn goes on, so that
+        other callbacks (notifications, fetch results) get their turn."""
+        if self._dispatching:
+            self._dispatch_again = True
+            return
+        self._dispatching = True
+        try:
+            for _ in range(DISPATCH_ROUNDS):
+                self._dispatch_again = False
+                self._dispatch_round()
+                if not self._dispatch_again:
+                    return
+            self.wakeup.set()
+        finally:
+            self._dispatching = False
+
+    def _dispatch_round(self) -> None:
         queue = self.queue
         free = self.concurrency - len(self.running)
         may_start = self._may_start

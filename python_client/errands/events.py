@@ -133,5 +133,9 @@ class Events:
 
     async def drain(self) -> None:
         """Wait for the async callbacks started so far."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        # Only the unfinished ones: a finished task leaves the set in a callback the
+        # loop has yet to run, and a gather of finished tasks returns without
+        # yielding to the loop (Python >= 3.12), so waiting for the set to empty
+        # would spin forever.
+        while pending := [task for task in self._pending if not task.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
