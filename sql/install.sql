@@ -636,7 +636,7 @@ $errands_install_m0028$;
 DO $errands_install_definitions$
 BEGIN
     IF current_setting('errands.install_migrated', true) IS DISTINCT FROM 'on'
-       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '77c9f3dffd16af0fcb9b8ed92421cec4736632c3a0134993b3944a722bad6b3a') THEN
+       AND EXISTS (SELECT 1 FROM errands.definitions WHERE hash = '9221d1dbc6c471f74f80d38671895b200ff51255c8e727217662035d843cf9bd') THEN
         RETURN;
     END IF;
     EXECUTE $errands_definitions$
@@ -1843,11 +1843,15 @@ BEGIN
     -- FOR KEY SHARE before writing its edge: while that transaction is open its
     -- edge is invisible here, but the lock shows as the row's xmax. Such a row
     -- takes the path below, whose FOR UPDATE waits for that transaction, and whose
-    -- later statements see its edge.)
+    -- later statements see its edge. An xmax equal to the row's xmin is the lock
+    -- of the fetch that wrote this version (get_jobs locks, then updates: the new
+    -- version keeps its own lock as xmax), long committed: not a live one. A
+    -- MultiXactId numerically equal to xmin would pass too: the callers'
+    -- _check_late_dependents after their DELETE catches that case.)
     IF NOT EXISTS (SELECT 1 FROM errands._job_dependencies d WHERE d.depends_on = ANY(job_ids))
        AND NOT EXISTS (SELECT 1 FROM errands._job_dependencies d WHERE d.job_id = ANY(job_ids))
        AND NOT EXISTS (SELECT 1 FROM errands._jobs j
-                       WHERE j.id = ANY(job_ids) AND j.xmax <> '0'::xid)
+                       WHERE j.id = ANY(job_ids) AND j.xmax <> '0'::xid AND j.xmax <> j.xmin)
     THEN
         RETURN;
     END IF;
@@ -1916,6 +1920,32 @@ BEGIN
     END IF;
     PERFORM errands._resolve_dependencies(v_ids, false);
     DELETE FROM errands._job_dependencies d WHERE d.job_id = ANY(v_ids);
+END
+$$;
+
+-- Run by the completions after their DELETE: an unresolved edge to a job that
+-- is no longer in errands._jobs would leave its dependent waiting forever. It can
+-- only come from a dependency added while _complete_dependencies' fast path was
+-- deciding (see there): the DELETE waited for that transaction's FOR KEY SHARE,
+-- so this later statement sees its edge. The whole completion then fails with
+-- 40001 and changes nothing; its retry (the worker retries 40001 at once) takes
+-- the dependents' path.
+CREATE OR REPLACE FUNCTION errands._check_late_dependents(job_ids bigint[]) RETURNS void
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    SELECT d.depends_on INTO v_id FROM errands._job_dependencies d
+    WHERE d.depends_on = ANY(job_ids) AND NOT d.resolved
+      AND NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.id = d.depends_on)
+    LIMIT 1;
+    IF v_id IS NOT NULL THEN
+        RAISE EXCEPTION 'errands: job % became a dependency of another job while it completed; retry the completion', v_id
+            USING ERRCODE = '40001';
+    END IF;
 END
 $$;
 
@@ -2772,6 +2802,7 @@ BEGIN
                array_agg(done.job_queue_id) FILTER (WHERE done.job_queue_id IS NOT NULL),
                array_agg(done.task_id)
         INTO v_done, v_done_queues, v_done_tasks FROM done;
+        PERFORM errands._check_late_dependents(v_done); -- flows (25_flows.sql)
         -- Flow control (35_flow_control.sql): the completed jobs free their queue
         -- slots (a queue below its concurrency is unlocked) and, while some task
         -- has a concurrency limit, their task slots. After the DELETE, whose lock
@@ -2835,6 +2866,7 @@ BEGIN
         ON CONFLICT (id) DO NOTHING
     )
     SELECT done.id FROM done, slots;
+    PERFORM errands._check_late_dependents(v_ids); -- flows (25_flows.sql)
     PERFORM errands._jobs_finished(v_ids); -- waiting hook (17_wait.sql)
 END
 $$;
@@ -3938,6 +3970,7 @@ BEGIN
         ON CONFLICT (id) DO NOTHING
     )
     SELECT v.* FROM d, LATERAL errands._job_view(d.j) v, slots ORDER BY v.id;
+    PERFORM errands._check_late_dependents(complete_jobs.job_ids); -- flows (25_flows.sql)
     PERFORM errands._jobs_finished(complete_jobs.job_ids); -- waiting hook (17_wait.sql)
 END
 $$;
@@ -6202,7 +6235,7 @@ BEGIN
 END
 $security_definer$;
 $errands_definitions$;
-    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '77c9f3dffd16af0fcb9b8ed92421cec4736632c3a0134993b3944a722bad6b3a')
+    INSERT INTO errands.definitions (only_row, hash) VALUES (true, '9221d1dbc6c471f74f80d38671895b200ff51255c8e727217662035d843cf9bd')
     ON CONFLICT (only_row) DO UPDATE SET hash = EXCLUDED.hash, installed_at = now();
 END
 $errands_install_definitions$;

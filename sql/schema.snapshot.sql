@@ -740,6 +740,28 @@ BEGIN
 END
 $function$;
 
+-- FUNCTION errands._check_late_dependents(bigint[])
+-- ACL: postgres=X/postgres
+CREATE OR REPLACE FUNCTION errands._check_late_dependents(job_ids bigint[])
+ RETURNS void
+ LANGUAGE plpgsql
+ SET plan_cache_mode TO 'force_generic_plan'
+ SET enable_seqscan TO 'off'
+AS $function$
+DECLARE
+    v_id bigint;
+BEGIN
+    SELECT d.depends_on INTO v_id FROM errands._job_dependencies d
+    WHERE d.depends_on = ANY(job_ids) AND NOT d.resolved
+      AND NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.id = d.depends_on)
+    LIMIT 1;
+    IF v_id IS NOT NULL THEN
+        RAISE EXCEPTION 'errands: job % became a dependency of another job while it completed; retry the completion', v_id
+            USING ERRCODE = '40001';
+    END IF;
+END
+$function$;
+
 -- FUNCTION errands._check_limit(text,text,integer,integer,interval)
 -- ACL: postgres=X/postgres
 CREATE OR REPLACE FUNCTION errands._check_limit(what text, name text, concurrency integer, rate_limit integer, rate_period interval)
@@ -809,11 +831,15 @@ BEGIN
     -- FOR KEY SHARE before writing its edge: while that transaction is open its
     -- edge is invisible here, but the lock shows as the row's xmax. Such a row
     -- takes the path below, whose FOR UPDATE waits for that transaction, and whose
-    -- later statements see its edge.)
+    -- later statements see its edge. An xmax equal to the row's xmin is the lock
+    -- of the fetch that wrote this version (get_jobs locks, then updates: the new
+    -- version keeps its own lock as xmax), long committed: not a live one. A
+    -- MultiXactId numerically equal to xmin would pass too: the callers'
+    -- _check_late_dependents after their DELETE catches that case.)
     IF NOT EXISTS (SELECT 1 FROM errands._job_dependencies d WHERE d.depends_on = ANY(job_ids))
        AND NOT EXISTS (SELECT 1 FROM errands._job_dependencies d WHERE d.job_id = ANY(job_ids))
        AND NOT EXISTS (SELECT 1 FROM errands._jobs j
-                       WHERE j.id = ANY(job_ids) AND j.xmax <> '0'::xid)
+                       WHERE j.id = ANY(job_ids) AND j.xmax <> '0'::xid AND j.xmax <> j.xmin)
     THEN
         RETURN;
     END IF;
@@ -3149,6 +3175,7 @@ BEGIN
         ON CONFLICT (id) DO NOTHING
     )
     SELECT v.* FROM d, LATERAL errands._job_view(d.j) v, slots ORDER BY v.id;
+    PERFORM errands._check_late_dependents(complete_jobs.job_ids); -- flows (25_flows.sql)
     PERFORM errands._jobs_finished(complete_jobs.job_ids); -- waiting hook (17_wait.sql)
 END
 $function$;
@@ -5456,6 +5483,7 @@ BEGIN
                array_agg(done.job_queue_id) FILTER (WHERE done.job_queue_id IS NOT NULL),
                array_agg(done.task_id)
         INTO v_done, v_done_queues, v_done_tasks FROM done;
+        PERFORM errands._check_late_dependents(v_done); -- flows (25_flows.sql)
         -- Flow control (35_flow_control.sql): the completed jobs free their queue
         -- slots (a queue below its concurrency is unlocked) and, while some task
         -- has a concurrency limit, their task slots. After the DELETE, whose lock
@@ -5519,6 +5547,7 @@ BEGIN
         ON CONFLICT (id) DO NOTHING
     )
     SELECT done.id FROM done, slots;
+    PERFORM errands._check_late_dependents(v_ids); -- flows (25_flows.sql)
     PERFORM errands._jobs_finished(v_ids); -- waiting hook (17_wait.sql)
 END
 $function$;

@@ -2,7 +2,7 @@
 -- dependency_results, failure and cancel propagation, run-anyway steps, bad
 -- flows. The concurrent release is in tests_py/test_flows.py (two sessions).
 BEGIN;
-SELECT plan(64);
+SELECT plan(69);
 \ir include/jobs_by_name.sql
 
 -- Fetch the job of task t as worker w and complete it with result r; returns its id.
@@ -245,6 +245,34 @@ SELECT is(pg_temp.error_of(format('SELECT errands.add_flow(%L)', jsonb_build_obj
                                   'steps', '[{"name": "a", "task": "t"}]'::jsonb))),
           format('22023: errands: a flow''s parent must be a running job; job %s is not running', pg_temp.id('g2_kid')),
           'a parent that is not running is refused');
+
+------------------------------------------------------------------------------
+-- A completion never leaves an edge to a job it removed (_check_late_dependents)
+------------------------------------------------------------------------------
+-- The edge a concurrent add_job(depends_on) wrote while the completion's fast path
+-- looked (made here by hand: the job is gone, its edge unresolved) fails the
+-- completion with 40001, changing nothing, so that its retry sees the edge.
+SELECT id AS late_dep FROM errands.add_job('t_late') \gset
+SELECT id AS late_other FROM errands.add_job('t_late') \gset
+SELECT count(*) FROM errands.get_jobs('w_late', ARRAY['t_late'], 2);
+SELECT id AS late_next FROM errands.add_job('t_late_next') \gset
+INSERT INTO errands._job_dependencies (depends_on, job_id, run_anyway, resolved)
+VALUES (-:late_dep, :late_next, false, false);
+SELECT throws_ok(format('SELECT errands._check_late_dependents(ARRAY[%s, %s]::bigint[])', -:late_dep, :late_other),
+                 '40001', format('errands: job %s became a dependency of another job while it completed; retry the completion', -:late_dep),
+                 'an unresolved edge to a job no longer in _jobs: 40001 naming the job');
+SELECT lives_ok(format('SELECT errands._check_late_dependents(ARRAY[%s, %s]::bigint[])', :late_dep, :late_other),
+                'no such edge (jobs still in _jobs, or none): nothing raised');
+DELETE FROM errands._job_dependencies WHERE depends_on = -:late_dep;
+-- Fetched jobs (their row keeps the fetch's own lock as xmax) complete on the
+-- fast path: deleted, nothing kept, with or without results.
+SELECT is((SELECT count(*) FROM errands._jobs WHERE id IN (:late_dep, :late_other) AND xmax = xmin), 2::bigint,
+          'a fetched job''s row carries the fetch''s lock as xmax = xmin');
+SELECT set_eq(format('SELECT errands.worker_complete_jobs(''w_late'', ARRAY[%s, %s]::bigint[])', :late_dep, :late_other),
+              ARRAY[:late_dep, :late_other]::bigint[], 'fetched jobs complete');
+SELECT is((SELECT count(*) FROM errands._jobs WHERE id IN (:late_dep, :late_other))
+          + (SELECT count(*) FROM errands._finished_jobs WHERE id IN (:late_dep, :late_other)), 0::bigint,
+          'and are gone (no dependents, no retention)');
 
 ------------------------------------------------------------------------------
 -- Bad flows: refused naming the step, nothing written

@@ -135,11 +135,15 @@ BEGIN
     -- FOR KEY SHARE before writing its edge: while that transaction is open its
     -- edge is invisible here, but the lock shows as the row's xmax. Such a row
     -- takes the path below, whose FOR UPDATE waits for that transaction, and whose
-    -- later statements see its edge.)
+    -- later statements see its edge. An xmax equal to the row's xmin is the lock
+    -- of the fetch that wrote this version (get_jobs locks, then updates: the new
+    -- version keeps its own lock as xmax), long committed: not a live one. A
+    -- MultiXactId numerically equal to xmin would pass too: the callers'
+    -- _check_late_dependents after their DELETE catches that case.)
     IF NOT EXISTS (SELECT 1 FROM errands._job_dependencies d WHERE d.depends_on = ANY(job_ids))
        AND NOT EXISTS (SELECT 1 FROM errands._job_dependencies d WHERE d.job_id = ANY(job_ids))
        AND NOT EXISTS (SELECT 1 FROM errands._jobs j
-                       WHERE j.id = ANY(job_ids) AND j.xmax <> '0'::xid)
+                       WHERE j.id = ANY(job_ids) AND j.xmax <> '0'::xid AND j.xmax <> j.xmin)
     THEN
         RETURN;
     END IF;
@@ -208,6 +212,32 @@ BEGIN
     END IF;
     PERFORM errands._resolve_dependencies(v_ids, false);
     DELETE FROM errands._job_dependencies d WHERE d.job_id = ANY(v_ids);
+END
+$$;
+
+-- Run by the completions after their DELETE: an unresolved edge to a job that
+-- is no longer in errands._jobs would leave its dependent waiting forever. It can
+-- only come from a dependency added while _complete_dependencies' fast path was
+-- deciding (see there): the DELETE waited for that transaction's FOR KEY SHARE,
+-- so this later statement sees its edge. The whole completion then fails with
+-- 40001 and changes nothing; its retry (the worker retries 40001 at once) takes
+-- the dependents' path.
+CREATE OR REPLACE FUNCTION errands._check_late_dependents(job_ids bigint[]) RETURNS void
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    SELECT d.depends_on INTO v_id FROM errands._job_dependencies d
+    WHERE d.depends_on = ANY(job_ids) AND NOT d.resolved
+      AND NOT EXISTS (SELECT 1 FROM errands._jobs j WHERE j.id = d.depends_on)
+    LIMIT 1;
+    IF v_id IS NOT NULL THEN
+        RAISE EXCEPTION 'errands: job % became a dependency of another job while it completed; retry the completion', v_id
+            USING ERRCODE = '40001';
+    END IF;
 END
 $$;
 

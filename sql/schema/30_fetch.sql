@@ -358,6 +358,7 @@ BEGIN
                array_agg(done.job_queue_id) FILTER (WHERE done.job_queue_id IS NOT NULL),
                array_agg(done.task_id)
         INTO v_done, v_done_queues, v_done_tasks FROM done;
+        PERFORM errands._check_late_dependents(v_done); -- flows (25_flows.sql)
         -- Flow control (35_flow_control.sql): the completed jobs free their queue
         -- slots (a queue below its concurrency is unlocked) and, while some task
         -- has a concurrency limit, their task slots. After the DELETE, whose lock
@@ -421,6 +422,7 @@ BEGIN
         ON CONFLICT (id) DO NOTHING
     )
     SELECT done.id FROM done, slots;
+    PERFORM errands._check_late_dependents(v_ids); -- flows (25_flows.sql)
     PERFORM errands._jobs_finished(v_ids); -- waiting hook (17_wait.sql)
 END
 $$;

@@ -34,6 +34,7 @@ BEGIN
         ON CONFLICT (id) DO NOTHING
     )
     SELECT v.* FROM d, LATERAL errands._job_view(d.j) v, slots ORDER BY v.id;
+    PERFORM errands._check_late_dependents(complete_jobs.job_ids); -- flows (25_flows.sql)
     PERFORM errands._jobs_finished(complete_jobs.job_ids); -- waiting hook (17_wait.sql)
 END
 $$;
