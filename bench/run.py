@@ -91,7 +91,7 @@ def main() -> None:
         "--peers",
         action="store_true",
         help="also run W1 c10, W2 and W3 side by side with Graphile Worker, PgQueuer and"
-        " Procrastinate (W2: Graphile only)",
+        " Procrastinate (W2: Graphile and PgQueuer)",
     )
     args = parser.parse_args()
     compile_bytecode()
