@@ -99,6 +99,7 @@ class Producer:
         self.want_fetch = True
         """Fetch at the next turn whatever the poll deadline says."""
         self.wakeup = asyncio.Event()
+        self._looping = False  # run() is running (nudge() may start a fetch)
         self._dispatching = False  # dispatch() is on the stack
         self._dispatch_again = False  # a slot freed meanwhile: dispatch another round
         self.fetching: asyncio.Task[None] | None = None
@@ -109,8 +110,14 @@ class Producer:
     # --- what the rest of the worker calls ---------------------------------------------
 
     def nudge(self) -> None:
-        """Fetch now (a notification, a rescue, a reconnect)."""
+        """Fetch now (a notification, a rescue, a reconnect).  An idle producer
+        starts the fetch here rather than on its loop's next turn: a notified
+        job's add -> start latency is the path this serves."""
         self.want_fetch = True
+        if self._looping and self.fetching is None and self._error is None and not self.stopping:
+            now = time.monotonic()
+            if now >= self._retry_at:
+                self._start_fetch(now)
         self.wakeup.set()
 
     def has_room(self) -> bool:
@@ -198,6 +205,13 @@ class Producer:
 
     async def run(self) -> None:
         """Until :meth:`stop` (or, run-once, until there is nothing left to run)."""
+        self._looping = True
+        try:
+            await self._loop()
+        finally:
+            self._looping = False
+
+    async def _loop(self) -> None:
         while not self.stopping:
             self.wakeup.clear()
             self.dispatch()
@@ -205,11 +219,7 @@ class Producer:
             now = time.monotonic()
             self._take_fetch_error(now)
             if self.fetching is None and now >= self._retry_at:
-                size = self.queue.fetch_size(len(self.running))
-                if size > 0 and (self.want_fetch or (self.continuous and now >= self._next_poll)):
-                    self.want_fetch = False
-                    self._next_poll = now + self.poll_interval
-                    self.fetching = asyncio.create_task(self._fetch_into_queue(size))
+                if self._start_fetch(now):
                     continue
                 if (
                     not self.continuous
@@ -222,6 +232,17 @@ class Producer:
                 await self._hand_back(self.queue.drain())
                 continue
             await self._sleep(self._deadline(), now)
+
+    def _start_fetch(self, now: float) -> bool:
+        """Start a fetch (none is in flight) if one is wanted or the poll is due and
+        there is room for jobs; returns whether it started."""
+        size = self.queue.fetch_size(len(self.running))
+        if size > 0 and (self.want_fetch or (self.continuous and now >= self._next_poll)):
+            self.want_fetch = False
+            self._next_poll = now + self.poll_interval
+            self.fetching = asyncio.create_task(self._fetch_into_queue(size))
+            return True
+        return False
 
     def _take_fetch_error(self, now: float) -> None:
         """The last fetch failed: raise it (run-once) or schedule the retry."""
