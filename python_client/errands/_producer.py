@@ -130,11 +130,11 @@ class Producer:
         """A completion was written: run-once fetches again (it may have released
         a job that waited for it); ``named_queue``: the job's queue is free again,
         so that queue's next job may be fetched now."""
-        if named_queue:
+        # Through the loop, not nudge(): completions are written in a stream, and
+        # the loop's turn lets their wishes to fetch share one fetch.
+        if named_queue or not self.continuous:
             self.want_fetch = True
             self.wakeup.set()
-        if not self.continuous:
-            self.nudge()
 
     def stop(self) -> None:
         """Stop fetching and starting jobs; :meth:`run` returns."""
