@@ -154,17 +154,6 @@ class WorkerResult:
     ``seconds`` to other load on the machine)."""
 
 
-def compile_bytecode() -> None:
-    """Write the bytecode of errands and of the bench tasks, as installing the
-    package with pip does: the worker's start-up then reads it instead of
-    compiling every module on every start (an editable install under
-    PYTHONDONTWRITEBYTECODE=1 never writes it; ~40 ms of a 250 ms start here)."""
-    import compileall
-
-    compileall.compile_dir(str(Path(errands.__file__).parent), quiet=1)
-    compileall.compile_file(str(TASKS), quiet=1)
-
-
 def run_once_workers(dsn: str, concurrency: int, processes: int = 1) -> WorkerResult:
     """Start ``processes`` ``--once`` workers together; time until the last exits."""
     t0 = time.perf_counter()

@@ -26,7 +26,6 @@ from bench.common import (  # noqa: E402
     FULL,
     QUICK,
     Report,
-    compile_bytecode,
     connect,
     durable_cluster,
     log,
@@ -94,7 +93,6 @@ def main() -> None:
         " Procrastinate (W2: Graphile and PgQueuer)",
     )
     args = parser.parse_args()
-    compile_bytecode()
     # SIGTERM unwinds like Ctrl-C, so the cluster is stopped and removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sz = QUICK if args.quick else FULL

@@ -28,12 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402
-    compile_bytecode,
     connect,
     create_database,
     durable_cluster,
     w1_round,
 )
+from bench.workloads import compile_errands  # noqa: E402
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.n is None:
         args.n = 20_000 if args.workload == "w1" else 300
-    compile_bytecode()
+    compile_errands()
     with tempfile.TemporaryDirectory(prefix="errands-ab-") as tmp:
         base = Path(tmp) / "base"
         subprocess.run(
